@@ -1,0 +1,1 @@
+"""ServiceControl: a gRPC control plane for the lifecycle of hosted web services."""

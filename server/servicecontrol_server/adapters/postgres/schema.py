@@ -1,0 +1,284 @@
+"""The database schema, as SQLAlchemy Core tables. Migrations in migrations/ create it;
+a test checks that they agree."""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    ForeignKey,
+    Identity,
+    Index,
+    Integer,
+    MetaData,
+    PrimaryKeyConstraint,
+    Table,
+    Text,
+    UniqueConstraint,
+    text,
+)
+from sqlalchemy.dialects.postgresql import JSONB, TIMESTAMP, UUID
+
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "ck": "ck_%(table_name)s_%(constraint_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+
+def _ts(name: str, *, nullable: bool = False, default_now: bool = False) -> Column:
+    return Column(
+        name,
+        TIMESTAMP(timezone=True),
+        nullable=nullable,
+        server_default=text("now()") if default_now else None,
+    )
+
+
+accounts = Table(
+    "accounts",
+    metadata,
+    Column("account_id", Text, primary_key=True),
+    _ts("created_at", default_now=True),
+)
+
+services = Table(
+    "services",
+    metadata,
+    Column("service_id", Text, primary_key=True),
+    Column("account_id", Text, ForeignKey("accounts.account_id"), nullable=False),
+    Column("region", Text, nullable=False),
+    Column("service_name", Text, nullable=False),
+    Column("service_arn", Text, nullable=False, unique=True),
+    Column("service_url", Text, nullable=False, unique=True),
+    Column("status", Text, nullable=False),
+    Column("status_message", Text, nullable=False, server_default=""),
+    Column("version", Integer, nullable=False, server_default="1"),
+    Column("current_operation_id", UUID(as_uuid=False), nullable=True),
+    Column("status_before_operation", Text, nullable=True),
+    # The connection a code-repository service uses; cleared when the service is deleted.
+    Column("connection_arn", Text, nullable=True),
+    _ts("created_at", default_now=True),
+    _ts("updated_at", default_now=True),
+    _ts("deleted_at", nullable=True),
+    _ts("purge_at", nullable=True),
+    Index(
+        "ix_services_live_name",
+        "account_id",
+        "service_name",
+        unique=True,
+        postgresql_where=text("status <> 'DELETED'"),
+    ),
+    Index(
+        "ix_services_live_listing",
+        "account_id",
+        text("created_at DESC"),
+        text("service_id DESC"),
+        postgresql_where=text("status <> 'DELETED'"),
+    ),
+    Index("ix_services_purge_at", "purge_at", postgresql_where=text("purge_at IS NOT NULL")),
+    Index(
+        "ix_services_connection_arn",
+        "connection_arn",
+        postgresql_where=text("connection_arn IS NOT NULL"),
+    ),
+)
+
+# The service configuration: deleted with the service, unlike the `services` tombstone.
+service_configurations = Table(
+    "service_configurations",
+    metadata,
+    Column(
+        "service_id",
+        Text,
+        ForeignKey("services.service_id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    Column("source_configuration", JSONB, nullable=False),
+    Column("instance_configuration", JSONB, nullable=False),
+    Column("health_check_configuration", JSONB, nullable=False),
+    Column("image_identifier", Text, nullable=True),
+    Column("image_bucket", Text, nullable=True),
+    Column("image_prefix", Text, nullable=True),
+    _ts("updated_at", default_now=True),
+)
+
+# What the stand-in compute driver records: one row per service that has compute.
+compute_instances = Table(
+    "compute_instances",
+    metadata,
+    Column(
+        "service_id",
+        Text,
+        ForeignKey("services.service_id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    Column("state", Text, nullable=False),
+    Column("image_prefix", Text, nullable=True),
+    Column("starts", Integer, nullable=False, server_default="0"),
+    Column("stops", Integer, nullable=False, server_default="0"),
+    _ts("updated_at", default_now=True),
+)
+
+operations = Table(
+    "operations",
+    metadata,
+    Column("operation_id", UUID(as_uuid=False), primary_key=True),
+    Column("account_id", Text, nullable=False),
+    Column("service_id", Text, nullable=False),
+    Column("target_arn", Text, nullable=False),
+    Column("type", Text, nullable=False),
+    Column("status", Text, nullable=False),
+    Column("current_step", Text, nullable=False, server_default=""),
+    Column("attempt", Integer, nullable=False, server_default="0"),
+    Column("error", JSONB, nullable=True),
+    Column("deletion_report", JSONB, nullable=True),
+    Column("last_error", Text, nullable=False, server_default=""),
+    _ts("next_attempt_at", nullable=True),
+    _ts("started_at", default_now=True),
+    _ts("updated_at", default_now=True),
+    _ts("ended_at", nullable=True),
+    # At most one PENDING or IN_PROGRESS operation per service, enforced by the database.
+    Index(
+        "ix_operations_one_active",
+        "service_id",
+        unique=True,
+        postgresql_where=text("status IN ('PENDING', 'IN_PROGRESS')"),
+    ),
+    Index(
+        "ix_operations_by_service",
+        "service_id",
+        text("started_at DESC"),
+        text("operation_id DESC"),
+    ),
+    Index("ix_operations_ended_at", "ended_at", postgresql_where=text("ended_at IS NOT NULL")),
+)
+
+# Idempotency keys of mutating calls (AIP-155): the first call's fingerprint and result.
+request_ids = Table(
+    "request_ids",
+    metadata,
+    Column("account_id", Text, nullable=False),
+    Column("request_id", Text, nullable=False),
+    Column("fingerprint", Text, nullable=False),
+    Column("result_kind", Text, nullable=False),
+    Column("result_id", Text, nullable=False),
+    _ts("created_at", default_now=True),
+    PrimaryKeyConstraint("account_id", "request_id"),
+    Index("ix_request_ids_created_at", "created_at"),
+)
+
+# The job queue. A job lives here while queued, running or failed; a finished job's row
+# is deleted in the transaction that finishes it (its operation keeps the history).
+jobs = Table(
+    "jobs",
+    metadata,
+    Column("job_id", BigInteger, Identity(always=True), primary_key=True),
+    Column("kind", Text, nullable=False),
+    Column("operation_id", UUID(as_uuid=False), nullable=True, unique=True),
+    Column("service_id", Text, nullable=True),
+    Column("account_id", Text, nullable=True),
+    Column("payload", JSONB, nullable=False, server_default=text("'{}'::jsonb")),
+    # Step progress saved by the handler (fenced by the lease), read back on retry.
+    Column("progress", JSONB, nullable=False, server_default=text("'{}'::jsonb")),
+    Column("state", Text, nullable=False, server_default="queued"),
+    _ts("run_at", default_now=True),
+    Column("attempts", Integer, nullable=False, server_default="0"),
+    Column("max_attempts", Integer, nullable=False),
+    Column("lease_token", UUID(as_uuid=False), nullable=True),
+    Column("lease_owner", Text, nullable=True),
+    _ts("lease_expires_at", nullable=True),
+    Column("last_error", Text, nullable=False, server_default=""),
+    _ts("created_at", default_now=True),
+    _ts("updated_at", default_now=True),
+    Index("ix_jobs_ready", "run_at", "job_id", postgresql_where=text("state = 'queued'")),
+    Index("ix_jobs_leases", "lease_expires_at", postgresql_where=text("state = 'running'")),
+)
+
+# The transactional outbox. Rows are written with the change they describe; the relay
+# gives each a `position` in commit order, which WatchEvents streams from.
+outbox = Table(
+    "outbox",
+    metadata,
+    Column("event_id", UUID(as_uuid=False), primary_key=True),
+    Column("seq", BigInteger, Identity(always=True), nullable=False, unique=True),
+    Column("account_id", Text, nullable=False),
+    Column("resource_arn", Text, nullable=False),
+    Column("type", Text, nullable=False),
+    Column("payload", JSONB, nullable=False),
+    _ts("occurred_at", default_now=True),
+    Column("position", BigInteger, nullable=True, unique=True),
+    _ts("delivered_at", nullable=True),
+    Index("ix_outbox_pending", "seq", postgresql_where=text("position IS NULL")),
+    Index(
+        "ix_outbox_stream",
+        "account_id",
+        "position",
+        postgresql_where=text("position IS NOT NULL"),
+    ),
+)
+
+connections = Table(
+    "connections",
+    metadata,
+    Column("connection_id", Text, primary_key=True),
+    Column("account_id", Text, ForeignKey("accounts.account_id"), nullable=False),
+    Column("connection_name", Text, nullable=False),
+    Column("connection_arn", Text, nullable=False, unique=True),
+    Column("provider_type", Text, nullable=False),
+    Column("status", Text, nullable=False),
+    _ts("created_at", default_now=True),
+    _ts("updated_at", default_now=True),
+    _ts("deleted_at", nullable=True),
+    _ts("purge_at", nullable=True),
+    Index(
+        "ix_connections_live_name",
+        "account_id",
+        "connection_name",
+        unique=True,
+        postgresql_where=text("status <> 'DELETED'"),
+    ),
+    Index("ix_connections_purge_at", "purge_at", postgresql_where=text("purge_at IS NOT NULL")),
+)
+
+# Certificate records outlive their associations for the retention window.
+certificates = Table(
+    "certificates",
+    metadata,
+    Column("certificate_id", Text, primary_key=True),
+    Column("account_id", Text, ForeignKey("accounts.account_id"), nullable=False),
+    Column("certificate_arn", Text, nullable=False, unique=True),
+    Column("domain_name", Text, nullable=False),
+    Column("status", Text, nullable=False),
+    Column("validation_records", JSONB, nullable=False, server_default=text("'[]'::jsonb")),
+    Column("service_id", Text, nullable=True),
+    Column("service_arn", Text, nullable=True),
+    _ts("created_at", default_now=True),
+    _ts("unlinked_at", nullable=True),
+    _ts("expires_at", nullable=True),
+    UniqueConstraint("account_id", "domain_name"),
+    Index("ix_certificates_expires_at", "expires_at", postgresql_where=text("expires_at IS NOT NULL")),
+)
+
+custom_domains = Table(
+    "custom_domains",
+    metadata,
+    Column(
+        "service_id",
+        Text,
+        ForeignKey("services.service_id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    Column("domain_name", Text, nullable=False),
+    Column("enable_www_subdomain", Boolean, nullable=False),
+    Column("status", Text, nullable=False),
+    Column("certificate_id", Text, ForeignKey("certificates.certificate_id"), nullable=False),
+    _ts("created_at", default_now=True),
+    _ts("updated_at", default_now=True),
+    PrimaryKeyConstraint("service_id", "domain_name"),
+)

@@ -1,0 +1,83 @@
+"""The ports the application needs from the outside world. Adapters implement them."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from typing import BinaryIO, Protocol
+
+
+class ObjectStoreError(Exception):
+    """Root of object-store failures. `transient` ones are worth retrying."""
+
+    transient = True
+
+
+class ObjectStoreUnavailable(ObjectStoreError):
+    """The store could not be reached or answered with a server error."""
+
+
+class ObjectNotFound(ObjectStoreError):
+    transient = False
+
+
+@dataclass(frozen=True)
+class ObjectInfo:
+    key: str
+    size: int
+    etag: str = ""
+
+
+class ObjectStore(Protocol):
+    """Blob storage: the source registry and the services' image copies live in it.
+
+    Every method raises ObjectStoreUnavailable when the store cannot be reached, and
+    ObjectNotFound where a missing object matters (get, copy, stat)."""
+
+    def ensure_bucket(self, bucket: str) -> None: ...
+
+    def put_object(self, bucket: str, key: str, data: BinaryIO, length: int) -> None: ...
+
+    def put_bytes(self, bucket: str, key: str, data: bytes) -> None: ...
+
+    def get_bytes(self, bucket: str, key: str) -> bytes: ...
+
+    def stat_object(self, bucket: str, key: str) -> ObjectInfo | None:
+        """None when the object does not exist."""
+        ...
+
+    def copy_object(self, src_bucket: str, src_key: str, dst_bucket: str, dst_key: str) -> None:
+        """Server-side copy; the data does not pass through this process."""
+        ...
+
+    def list_objects(self, bucket: str, prefix: str) -> Iterator[ObjectInfo]:
+        """Every object under prefix, streamed (never the whole listing in memory)."""
+        ...
+
+    def delete_objects(self, bucket: str, keys: Iterable[str]) -> int:
+        """Deletes keys in batches of up to 1000; missing keys are not an error.
+        Returns how many keys were asked for."""
+        ...
+
+    def abort_incomplete_uploads(self, bucket: str, prefix: str) -> int:
+        """Aborts every unfinished multipart upload under prefix; returns how many."""
+        ...
+
+
+class ComputeError(Exception):
+    """The compute driver failed; transient unless it says otherwise."""
+
+    transient = True
+
+
+class ComputeDriver(Protocol):
+    """Runs a service's instances. Every call is idempotent: starting a running service
+    or stopping a stopped (or never started) one does nothing and succeeds."""
+
+    async def start(self, service_id: str, image_prefix: str | None) -> None: ...
+
+    async def stop(self, service_id: str) -> None: ...
+
+    async def release(self, service_id: str) -> None:
+        """Forgets the service's compute entirely (on delete)."""
+        ...

@@ -1,0 +1,1 @@
+"""The domain: resources, their rules and state machine. Pure Python, no I/O."""

@@ -1,0 +1,96 @@
+"""Names, ids and ARNs, with App Runner's rules."""
+
+from __future__ import annotations
+
+import re
+import secrets
+import string
+from dataclasses import dataclass
+
+SERVICE_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{3,39}")
+CONNECTION_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{3,31}")
+ACCOUNT_ID_RE = re.compile(r"[0-9]{12}")
+REGION_RE = re.compile(r"[a-z]{2}(-[a-z]+)+-[0-9]")
+RESOURCE_ID_RE = re.compile(r"[0-9a-f]{32}")
+UUID_RE = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+# Labels of 1-63 letters, digits and inner hyphens; an optional leading `*.` wildcard.
+DOMAIN_NAME_RE = re.compile(
+    r"(\*\.)?([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+)
+MAX_DOMAIN_NAME_LENGTH = 255
+
+_URL_ALPHABET = string.ascii_lowercase + string.digits
+
+
+def new_resource_id() -> str:
+    """A service or connection id: 32 lowercase hex characters."""
+    return secrets.token_hex(16)
+
+
+def new_url_label() -> str:
+    """The random subdomain label of a service URL: 10 lowercase letters and digits."""
+    return "".join(secrets.choice(_URL_ALPHABET) for _ in range(10))
+
+
+def is_service_name(name: str) -> bool:
+    return SERVICE_NAME_RE.fullmatch(name) is not None
+
+
+def is_connection_name(name: str) -> bool:
+    return CONNECTION_NAME_RE.fullmatch(name) is not None
+
+
+def is_account_id(value: str) -> bool:
+    return ACCOUNT_ID_RE.fullmatch(value) is not None
+
+
+def is_uuid(value: str) -> bool:
+    return UUID_RE.fullmatch(value.lower()) is not None
+
+
+def is_domain_name(value: str) -> bool:
+    return len(value) <= MAX_DOMAIN_NAME_LENGTH and DOMAIN_NAME_RE.fullmatch(value) is not None
+
+
+@dataclass(frozen=True)
+class Arn:
+    """An App Runner style ARN: arn:aws:apprunner:<region>:<account>:<kind>/<name>[/<id>]."""
+
+    region: str
+    account_id: str
+    kind: str
+    name: str
+    resource_id: str
+
+    def __str__(self) -> str:
+        path = f"{self.kind}/{self.name}" if self.name else self.kind
+        return f"arn:aws:apprunner:{self.region}:{self.account_id}:{path}/{self.resource_id}"
+
+
+_ARN_RE = re.compile(
+    r"arn:aws:apprunner:(?P<region>[a-z0-9-]{1,63}):(?P<account>[0-9]{12}):"
+    r"(?P<kind>service|connection|certificate)/(?:(?P<name>[A-Za-z0-9_-]{1,40})/)?(?P<id>[0-9a-f]{32})"
+)
+
+
+def parse_arn(value: str, kind: str) -> Arn | None:
+    """Parses an ARN of the given kind; None when it is malformed or of another kind."""
+    match = _ARN_RE.fullmatch(value)
+    if match is None or match["kind"] != kind:
+        return None
+    name = match["name"] or ""
+    if kind in ("service", "connection") and not name:
+        return None
+    return Arn(match["region"], match["account"], kind, name, match["id"])
+
+
+def service_arn(region: str, account_id: str, name: str, service_id: str) -> str:
+    return str(Arn(region, account_id, "service", name, service_id))
+
+
+def connection_arn(region: str, account_id: str, name: str, connection_id: str) -> str:
+    return str(Arn(region, account_id, "connection", name, connection_id))
+
+
+def certificate_arn(region: str, account_id: str, certificate_id: str) -> str:
+    return str(Arn(region, account_id, "certificate", "", certificate_id))

@@ -1,0 +1,69 @@
+"""Typed settings, read once from SERVICECONTROL_* environment variables."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Every setting of the server and its workers. Flags of `servicecontrol` override these."""
+
+    model_config = SettingsConfigDict(env_prefix="SERVICECONTROL_", frozen=True)
+
+    # Where the embedded defaults keep their data (Postgres cluster, local object store).
+    data_dir: Path = Path(".servicecontrol")
+    # Any PostgreSQL URL (postgresql://user:pass@host:5432/db). Empty: an embedded server
+    # in data_dir/postgres.
+    database_url: str = ""
+    migrate_on_start: bool = True
+
+    grpc_listen: str = "127.0.0.1:50051"
+    grpc_grace_seconds: float = 10.0
+    # Workers inside `serve`; 0 leaves jobs to `servicecontrol worker` processes.
+    workers_in_server: int = Field(default=2, ge=0)
+
+    # Object storage: an S3 endpoint (host:port) through the minio SDK, or, when empty, a
+    # local directory store in data_dir/objects.
+    s3_endpoint: str = ""
+    s3_access_key: str = ""
+    s3_secret_key: str = ""
+    s3_secure: bool = False
+    s3_region: str = "us-east-1"
+    # The source registry: images pushed with `servicecontrol images push`.
+    source_bucket: str = "servicecontrol-source"
+    # The services' private image copies.
+    image_bucket: str = "servicecontrol-images"
+
+    region: str = "us-east-1"
+    default_account: str = "000000000000"
+    service_domain: str = "us-east-1.servicecontrol.local"
+    service_quota: int = Field(default=30, ge=0)
+    connection_quota: int = Field(default=10, ge=0)
+    custom_domains_per_service: int = Field(default=5, ge=0)
+
+    # Retention windows, in seconds.
+    certificate_retention_seconds: int = 7 * 24 * 3600
+    service_tombstone_retention_seconds: int = 30 * 24 * 3600
+    connection_tombstone_retention_seconds: int = 30 * 24 * 3600
+    operation_retention_seconds: int = 30 * 24 * 3600
+    event_retention_seconds: int = 7 * 24 * 3600
+    request_id_retention_seconds: int = 24 * 3600
+
+    # The job engine.
+    job_lease_seconds: float = 30.0
+    job_heartbeat_seconds: float = 10.0
+    job_poll_seconds: float = 1.0
+    job_max_attempts: int = Field(default=8, ge=1)
+    job_backoff_base_seconds: float = 0.5
+    job_backoff_max_seconds: float = 60.0
+    reaper_interval_seconds: float = 60.0
+    reaper_batch_size: int = 500
+
+    # Signs page tokens so that they stay opaque; set the same value on every replica.
+    page_token_key: str = "servicecontrol-page-token-key"
+
+    log_level: str = "INFO"
+    log_json: bool = True

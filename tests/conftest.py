@@ -1,0 +1,59 @@
+"""Test fixtures: one real PostgreSQL server for the session, a migrated template
+database, and a fresh clone of it for every test that asks for `database_url`."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from servicecontrol_server.adapters.postgres.database import with_database
+from tests.support.postgres import postgres_server_url, prepare_template
+
+TEMPLATE = "servicecontrol_template"
+
+
+@pytest.fixture(scope="session")
+def postgres_admin_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A server URL (postgres database). SERVICECONTROL_TEST_DATABASE_URL names an
+    external server; otherwise an embedded server runs for the session."""
+    external = os.environ.get("SERVICECONTROL_TEST_DATABASE_URL")
+    if external:
+        yield external
+        return
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "main")
+    with postgres_server_url(Path(tmp_path_factory.getbasetemp()) / f"pg-{worker}") as url:
+        yield url
+
+
+@pytest.fixture(scope="session")
+def template_database(postgres_admin_url: str) -> str:
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "main")
+    name = f"{TEMPLATE}_{worker}"
+    prepare_template(postgres_admin_url, name)
+    return name
+
+
+@pytest.fixture
+def database_url(postgres_admin_url: str, template_database: str) -> Iterator[str]:
+    """A fresh, migrated database for one test."""
+    name = f"t_{uuid.uuid4().hex[:16]}"
+    with psycopg.connect(postgres_admin_url, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template_database}"')
+    yield with_database(postgres_admin_url, name)
+    with psycopg.connect(postgres_admin_url, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
+    from servicecontrol_server.adapters.postgres.database import create_engine
+
+    eng = create_engine(database_url)
+    yield eng
+    await eng.dispose()
