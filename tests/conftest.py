@@ -15,6 +15,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from servicecontrol_server.adapters.postgres.database import with_database
 from tests.support.postgres import postgres_server_url, prepare_template
 
+pytest_plugins = ["tests.support.s3", "tests.support.server"]
+
 TEMPLATE = "servicecontrol_template"
 
 

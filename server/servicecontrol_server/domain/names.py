@@ -94,3 +94,22 @@ def connection_arn(region: str, account_id: str, name: str, connection_id: str) 
 
 def certificate_arn(region: str, account_id: str, certificate_id: str) -> str:
     return str(Arn(region, account_id, "certificate", "", certificate_id))
+
+
+IMAGE_REPOSITORY_RE = re.compile(r"[a-z0-9]+([._/-][a-z0-9]+)*")
+IMAGE_TAG_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")
+
+
+def parse_image_identifier(identifier: str) -> tuple[str, str]:
+    """Splits `<repository>:<tag>` (tag `latest` when absent); ValueError when malformed."""
+    repository, sep, tag = identifier.rpartition(":")
+    if not sep or "/" in tag:
+        repository, tag = identifier, "latest"
+    if not repository or len(repository) > 255 or not IMAGE_REPOSITORY_RE.fullmatch(repository):
+        raise ValueError(
+            "repository must be lowercase letters and digits separated by . _ / or -, "
+            "at most 255 characters"
+        )
+    if not IMAGE_TAG_RE.fullmatch(tag):
+        raise ValueError("tag must be 1-128 letters, digits, _ . or -, not starting with . or -")
+    return repository, tag

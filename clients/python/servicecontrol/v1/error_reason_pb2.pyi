@@ -87,6 +87,10 @@ class _ErrorReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ErrorReas
     """UNAVAILABLE. A backend (database, object store) is unreachable; retry with backoff."""
     INTERNAL_ERROR: _ErrorReason.ValueType  # 71
     """INTERNAL. A bug; the message carries a correlation id found in the server log."""
+    UNIMPLEMENTED_RPC: _ErrorReason.ValueType  # 72
+    """UNIMPLEMENTED. The RPC is in the contract but this server version does not serve it.
+    Metadata: rpc.
+    """
     UNAUTHENTICATED_REQUEST: _ErrorReason.ValueType  # 80
     """UNAUTHENTICATED / PERMISSION_DENIED: reserved for API-key authentication."""
     PERMISSION_DENIED_FOR_ACCOUNT: _ErrorReason.ValueType  # 81
@@ -162,6 +166,10 @@ BACKEND_UNAVAILABLE: ErrorReason.ValueType  # 70
 """UNAVAILABLE. A backend (database, object store) is unreachable; retry with backoff."""
 INTERNAL_ERROR: ErrorReason.ValueType  # 71
 """INTERNAL. A bug; the message carries a correlation id found in the server log."""
+UNIMPLEMENTED_RPC: ErrorReason.ValueType  # 72
+"""UNIMPLEMENTED. The RPC is in the contract but this server version does not serve it.
+Metadata: rpc.
+"""
 UNAUTHENTICATED_REQUEST: ErrorReason.ValueType  # 80
 """UNAUTHENTICATED / PERMISSION_DENIED: reserved for API-key authentication."""
 PERMISSION_DENIED_FOR_ACCOUNT: ErrorReason.ValueType  # 81

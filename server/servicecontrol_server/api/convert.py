@@ -1,0 +1,125 @@
+"""Protobuf messages ↔ domain values."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from google.protobuf import json_format, struct_pb2, timestamp_pb2
+from google.protobuf.descriptor import FieldDescriptor
+from google.protobuf.message import Message
+from google.rpc import code_pb2, error_details_pb2, status_pb2
+
+from servicecontrol.v1 import resources_pb2 as pb
+
+from ..domain.errors import FieldViolation
+from ..domain.model import Operation, Service
+
+
+def ts(value: datetime | None) -> timestamp_pb2.Timestamp | None:
+    if value is None:
+        return None
+    out = timestamp_pb2.Timestamp()
+    out.FromDatetime(value)
+    return out
+
+
+def to_dict(message: Message) -> dict[str, Any]:
+    return json_format.MessageToDict(
+        message, preserving_proto_field_name=True, always_print_fields_with_no_presence=False
+    )
+
+
+def from_dict(data: dict[str, Any], message: Message) -> Message:
+    return json_format.ParseDict(data, message, ignore_unknown_fields=True)
+
+
+def unknown_enum_violations(message: Message, prefix: str) -> list[FieldViolation]:
+    """Open proto3 enums accept any number; this refuses values the contract lacks."""
+    violations: list[FieldViolation] = []
+    for fd, value in message.ListFields():
+        path = f"{prefix}.{fd.name}" if prefix else fd.name
+        if fd.type == FieldDescriptor.TYPE_ENUM:
+            values = value if fd.is_repeated else [value]
+            for v in values:
+                if fd.enum_type.values_by_number.get(v) is None:
+                    violations.append(FieldViolation(path, f"unknown enum value {v}"))
+        elif fd.type == FieldDescriptor.TYPE_MESSAGE and not fd.message_type.GetOptions().map_entry:
+            items = value if fd.is_repeated else [value]
+            for item in items:
+                violations += unknown_enum_violations(item, path)
+    return violations
+
+
+def service(svc: Service) -> pb.Service:
+    out = pb.Service(
+        service_name=svc.service_name,
+        service_id=svc.service_id,
+        service_arn=svc.service_arn,
+        service_url=svc.service_url,
+        status=pb.Service.Status.Value(svc.status.value),
+        etag=svc.etag,
+        current_operation_id=svc.current_operation_id or "",
+        status_message=svc.status_message,
+    )
+    for name in ("created_at", "updated_at", "deleted_at", "purge_at"):
+        value = ts(getattr(svc, name))
+        if value is not None:
+            getattr(out, name).CopyFrom(value)
+    config = svc.configuration
+    if config is not None:
+        from_dict(config.source, out.source_configuration)
+        from_dict(config.instance, out.instance_configuration)
+        from_dict(config.health_check, out.health_check_configuration)
+    return out
+
+
+def deletion_summary(data: dict[str, Any]) -> pb.DeletionSummary:
+    out = pb.DeletionSummary(
+        image_objects=int(data.get("image_objects", 0)),
+        image_bytes=int(data.get("image_bytes", 0)),
+        configuration_records=data.get("configuration_records", []),
+        retained_connection_arns=data.get("retained_connection_arns", []),
+        unlinked_domain_names=data.get("unlinked_domain_names", []),
+    )
+    for cert in data.get("retained_certificates", []):
+        item = out.retained_certificates.add(domain_name=cert.get("domain_name", ""))
+        if cert.get("certificate_arn"):
+            item.certificate_arn = cert["certificate_arn"]
+        if cert.get("expires_at"):
+            item.expires_at.FromDatetime(datetime.fromisoformat(cert["expires_at"]))
+    return out
+
+
+def operation(op: Operation) -> pb.Operation:
+    out = pb.Operation(
+        id=op.operation_id,
+        type=pb.Operation.Type.Value(op.type.value),
+        status=pb.Operation.Status.Value(op.status.value),
+        target_arn=op.target_arn,
+        current_step=op.current_step,
+        attempt=op.attempt,
+        last_error=op.last_error,
+    )
+    for name in ("started_at", "ended_at", "updated_at", "next_attempt_at"):
+        value = ts(getattr(op, name))
+        if value is not None:
+            getattr(out, name).CopyFrom(value)
+    if op.error:
+        info = error_details_pb2.ErrorInfo(
+            reason=op.error.get("reason", ""),
+            domain="servicecontrol",
+            metadata=op.error.get("metadata", {}),
+        )
+        status = status_pb2.Status(code=code_pb2.FAILED_PRECONDITION, message=op.error.get("message", ""))
+        status.details.add().Pack(info)
+        out.error.CopyFrom(status)
+    if op.deletion_report:
+        out.deletion_report.CopyFrom(deletion_summary(op.deletion_report))
+    return out
+
+
+def struct(data: dict[str, Any]) -> struct_pb2.Struct:
+    out = struct_pb2.Struct()
+    out.update(data)
+    return out

@@ -1,0 +1,105 @@
+"""Domain errors → gRPC statuses with google.rpc details (AIP-193): every error carries
+an ErrorInfo whose reason comes from servicecontrol.v1.ErrorReason."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+
+import grpc
+from google.protobuf import any_pb2
+from google.rpc import code_pb2, error_details_pb2, status_pb2
+from grpc_status import rpc_status
+
+from ..domain import errors
+
+ERROR_DOMAIN = "servicecontrol"
+log = logging.getLogger(__name__)
+
+_CODES: list[tuple[type[errors.DomainError], int]] = [
+    (errors.InvalidRequest, code_pb2.INVALID_ARGUMENT),
+    (errors.InvalidPageToken, code_pb2.INVALID_ARGUMENT),
+    (errors.RequestIdReused, code_pb2.INVALID_ARGUMENT),
+    (errors.NotFound, code_pb2.NOT_FOUND),
+    (errors.FailedPrecondition, code_pb2.FAILED_PRECONDITION),
+    (errors.EtagMismatch, code_pb2.ABORTED),
+    (errors.AlreadyExists, code_pb2.ALREADY_EXISTS),
+    (errors.QuotaExceeded, code_pb2.RESOURCE_EXHAUSTED),
+    (errors.BackendUnavailable, code_pb2.UNAVAILABLE),
+]
+
+
+def _pack(message: object) -> any_pb2.Any:
+    packed = any_pb2.Any()
+    packed.Pack(message)  # type: ignore[arg-type]
+    return packed
+
+
+def to_status(exc: errors.DomainError) -> status_pb2.Status:
+    code = next((c for cls, c in _CODES if isinstance(exc, cls)), code_pb2.INTERNAL)
+    details = [
+        _pack(
+            error_details_pb2.ErrorInfo(
+                reason=exc.reason, domain=ERROR_DOMAIN, metadata=exc.metadata
+            )
+        )
+    ]
+    if isinstance(exc, errors.InvalidRequest):
+        details.append(
+            _pack(
+                error_details_pb2.BadRequest(
+                    field_violations=[
+                        error_details_pb2.BadRequest.FieldViolation(
+                            field=v.field, description=v.description
+                        )
+                        for v in exc.violations
+                    ]
+                )
+            )
+        )
+    if isinstance(exc, errors.QuotaExceeded):
+        details.append(
+            _pack(
+                error_details_pb2.QuotaFailure(
+                    violations=[
+                        error_details_pb2.QuotaFailure.Violation(
+                            subject=exc.subject,
+                            description=f"{exc.quota} limit {exc.limit}, in use {exc.usage}",
+                        )
+                    ]
+                )
+            )
+        )
+    if isinstance(exc, errors.FailedPrecondition):
+        details.append(
+            _pack(
+                error_details_pb2.PreconditionFailure(
+                    violations=[
+                        error_details_pb2.PreconditionFailure.Violation(
+                            type=exc.reason, subject=exc.metadata.get("serviceArn")
+                            or exc.metadata.get("connectionArn", ""),
+                            description=exc.message,
+                        )
+                    ]
+                )
+            )
+        )
+    return status_pb2.Status(code=code, message=exc.message, details=details)
+
+
+def internal_status(exc: BaseException) -> status_pb2.Status:
+    """An unexpected failure: logged with a correlation id that the caller also gets."""
+    correlation = uuid.uuid4().hex
+    log.exception("internal error", extra={"correlation_id": correlation})
+    info = error_details_pb2.ErrorInfo(
+        reason="INTERNAL_ERROR", domain=ERROR_DOMAIN, metadata={"correlationId": correlation}
+    )
+    return status_pb2.Status(
+        code=code_pb2.INTERNAL,
+        message=f"Internal error; correlation id {correlation}.",
+        details=[_pack(info)],
+    )
+
+
+async def abort(context: grpc.aio.ServicerContext, status: status_pb2.Status) -> None:
+    await context.abort_with_status(rpc_status.to_status(status))

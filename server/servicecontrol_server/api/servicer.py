@@ -1,0 +1,283 @@
+"""The gRPC servicer: request validation and conversion around the use cases; no rules
+of its own."""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any, TypeVar
+
+import grpc
+from google.protobuf.message import Message
+
+from servicecontrol.v1 import resources_pb2 as pb
+from servicecontrol.v1 import service_control_pb2 as api
+from servicecontrol.v1 import service_control_pb2_grpc as api_grpc
+
+from ..adapters.postgres.outbox import EventLog
+from ..application.service_commands import Configs, MutationResult, ServiceCommands
+from ..domain import names
+from ..domain.errors import DomainError, FieldViolation, InvalidRequest
+from . import convert
+from .errors import abort, internal_status, to_status
+
+ACCOUNT_METADATA_KEY = "x-servicecontrol-account"
+
+Req = TypeVar("Req", bound=Message)
+Resp = TypeVar("Resp", bound=Message)
+Handler = Callable[[Any, Req, grpc.aio.ServicerContext], Awaitable[Resp]]
+
+
+def translated(fn: Handler[Req, Resp]) -> Handler[Req, Resp]:
+    """Turns domain errors into rich gRPC statuses, anything else into INTERNAL."""
+
+    @functools.wraps(fn)
+    async def wrapper(self: Any, request: Req, context: grpc.aio.ServicerContext) -> Resp:
+        try:
+            return await fn(self, request, context)
+        except DomainError as exc:
+            await abort(context, to_status(exc))
+        except (grpc.aio.AbortError, grpc.RpcError):
+            raise
+        except Exception as exc:  # noqa: BLE001 - the boundary: nothing unexplained escapes
+            await abort(context, internal_status(exc))
+        raise AssertionError("unreachable")
+
+    return wrapper
+
+
+class ServiceControlServicer(api_grpc.ServiceControlServicer):
+    def __init__(
+        self, commands: ServiceCommands, default_account: str, events: EventLog | None = None
+    ) -> None:
+        self.commands = commands
+        self.default_account = default_account
+        self.events = events
+
+    def account(self, context: grpc.aio.ServicerContext) -> str:
+        for key, value in context.invocation_metadata() or ():
+            if key == ACCOUNT_METADATA_KEY:
+                if not names.is_account_id(value):
+                    raise InvalidRequest(
+                        [FieldViolation(f"metadata.{ACCOUNT_METADATA_KEY}", "must be 12 digits")]
+                    )
+                return str(value)
+        return self.default_account
+
+    # ----- services -----
+
+    @translated
+    async def CreateService(
+        self, request: api.CreateServiceRequest, context: grpc.aio.ServicerContext
+    ) -> api.CreateServiceResponse:
+        account = self.account(context)
+        configs = _configs(request)
+        result = await self.commands.create_service(
+            account, request.service_name, configs, request.request_id, request.validate_only
+        )
+        return api.CreateServiceResponse(
+            service=convert.service(result.service), operation_id=result.operation_id
+        )
+
+    @translated
+    async def DescribeService(
+        self, request: api.DescribeServiceRequest, context: grpc.aio.ServicerContext
+    ) -> api.DescribeServiceResponse:
+        svc = await self.commands.describe_service(self.account(context), request.service_arn)
+        return api.DescribeServiceResponse(service=convert.service(svc))
+
+    @translated
+    async def ListServices(
+        self, request: api.ListServicesRequest, context: grpc.aio.ServicerContext
+    ) -> api.ListServicesResponse:
+        page = await self.commands.list_services(
+            self.account(context), request.page_size, request.page_token
+        )
+        return api.ListServicesResponse(
+            services=[convert.service(s) for s in page.items],
+            next_page_token=page.next_page_token,
+        )
+
+    @translated
+    async def UpdateService(
+        self, request: api.UpdateServiceRequest, context: grpc.aio.ServicerContext
+    ) -> api.UpdateServiceResponse:
+        result = await self.commands.update_service(
+            self.account(context),
+            request.service_arn,
+            _configs(request),
+            request.etag,
+            request.request_id,
+            request.validate_only,
+        )
+        return api.UpdateServiceResponse(**_mutation(result))
+
+    @translated
+    async def DeleteService(
+        self, request: api.DeleteServiceRequest, context: grpc.aio.ServicerContext
+    ) -> api.DeleteServiceResponse:
+        result = await self.commands.delete_service(
+            self.account(context),
+            request.service_arn,
+            request.etag,
+            request.request_id,
+            request.validate_only,
+        )
+        response = api.DeleteServiceResponse(**_mutation(result))
+        if result.plan is not None:
+            response.plan.CopyFrom(convert.deletion_summary(result.plan))
+        return response
+
+    @translated
+    async def PauseService(
+        self, request: api.PauseServiceRequest, context: grpc.aio.ServicerContext
+    ) -> api.PauseServiceResponse:
+        result = await self.commands.pause_service(
+            self.account(context), request.service_arn, request.etag, request.request_id,
+            request.validate_only,
+        )
+        return api.PauseServiceResponse(**_mutation(result))
+
+    @translated
+    async def ResumeService(
+        self, request: api.ResumeServiceRequest, context: grpc.aio.ServicerContext
+    ) -> api.ResumeServiceResponse:
+        result = await self.commands.resume_service(
+            self.account(context), request.service_arn, request.etag, request.request_id,
+            request.validate_only,
+        )
+        return api.ResumeServiceResponse(**_mutation(result))
+
+    # ----- operations -----
+
+    @translated
+    async def ListOperations(
+        self, request: api.ListOperationsRequest, context: grpc.aio.ServicerContext
+    ) -> api.ListOperationsResponse:
+        page = await self.commands.list_operations(
+            self.account(context), request.service_arn, request.page_size, request.page_token
+        )
+        return api.ListOperationsResponse(
+            operations=[convert.operation(o) for o in page.items],
+            next_page_token=page.next_page_token,
+        )
+
+    @translated
+    async def DescribeOperation(
+        self, request: api.DescribeOperationRequest, context: grpc.aio.ServicerContext
+    ) -> api.DescribeOperationResponse:
+        op = await self.commands.describe_operation(self.account(context), request.operation_id)
+        return api.DescribeOperationResponse(operation=convert.operation(op))
+
+    @translated
+    async def WaitOperation(
+        self, request: api.WaitOperationRequest, context: grpc.aio.ServicerContext
+    ) -> api.WaitOperationResponse:
+        timeout = request.timeout.ToTimedelta().total_seconds() if request.HasField("timeout") else 0.0
+        remaining = context.time_remaining()
+        if remaining is not None and timeout == 0:
+            # Within the call's own deadline, leaving time to answer.
+            timeout = max(remaining - 0.5, 0.001)
+        elif remaining is not None:
+            timeout = max(min(timeout, remaining - 0.5), 0.001)
+        op = await self.commands.wait_operation(self.account(context), request.operation_id, timeout)
+        return api.WaitOperationResponse(operation=convert.operation(op))
+
+
+    async def WatchEvents(
+        self, request: api.WatchEventsRequest, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[api.WatchEventsResponse]:
+        try:
+            account = self.account(context)
+            after = _cursor(request.cursor)
+            if request.resource_arn and not request.resource_arn.startswith("arn:aws:apprunner:"):
+                raise InvalidRequest([FieldViolation("resource_arn", "not an ARN")])
+        except DomainError as exc:
+            await abort(context, to_status(exc))
+            return
+        assert self.events is not None
+        async with contextlib.aclosing(
+            self.events.follow(account, after, request.resource_arn or None)
+        ) as stream:
+            async for record in stream:
+                event = pb.Event(
+                    event_id=record.event_id,
+                    cursor=str(record.position),
+                    account_id=record.account_id,
+                    resource_arn=record.resource_arn,
+                    type=record.type,
+                    payload=convert.struct(record.payload),
+                )
+                occurred = convert.ts(record.occurred_at)
+                if occurred is not None:
+                    event.occurred_at.CopyFrom(occurred)
+                yield api.WatchEventsResponse(event=event)
+
+
+def _cursor(value: str) -> int:
+    if not value:
+        return 0
+    if not value.isdigit() or len(value) > 19:
+        raise InvalidRequest([FieldViolation("cursor", "not a cursor this server issued")])
+    return int(value)
+
+
+def _configs(request: Any) -> Configs:
+    violations: list[FieldViolation] = convert.unknown_enum_violations(request, "")
+    if violations:
+        raise InvalidRequest(violations)
+    configs = Configs()
+    if request.HasField("source_configuration"):
+        configs.source = convert.to_dict(request.source_configuration)
+    if request.HasField("instance_configuration"):
+        configs.instance = convert.to_dict(request.instance_configuration)
+    if request.HasField("health_check_configuration"):
+        configs.health_check = convert.to_dict(request.health_check_configuration)
+    return configs
+
+
+def _mutation(result: MutationResult) -> dict[str, Any]:
+    return {"service": convert.service(result.service), "operation_id": result.operation_id}
+
+
+__all__ = ["ServiceControlServicer", "pb"]
+
+
+async def _unimplemented(context: grpc.aio.ServicerContext, rpc: str) -> None:
+    from google.rpc import code_pb2, error_details_pb2, status_pb2
+
+    from .errors import ERROR_DOMAIN, _pack
+
+    status = status_pb2.Status(
+        code=code_pb2.UNIMPLEMENTED,
+        message=f"{rpc} is part of the v1 contract but not served by this version yet.",
+        details=[
+            _pack(
+                error_details_pb2.ErrorInfo(
+                    reason="UNIMPLEMENTED_RPC", domain=ERROR_DOMAIN, metadata={"rpc": rpc}
+                )
+            )
+        ],
+    )
+    await abort(context, status)
+
+
+def _not_yet(rpc: str) -> Any:
+    async def handler(self: Any, request: Message, context: grpc.aio.ServicerContext) -> Any:
+        await _unimplemented(context, rpc)
+
+    handler.__name__ = rpc
+    return handler
+
+
+for _rpc in (
+    "CreateConnection",
+    "ListConnections",
+    "DeleteConnection",
+    "AssociateCustomDomain",
+    "DisassociateCustomDomain",
+    "DescribeCustomDomains",
+    "ListCertificates",
+):
+    setattr(ServiceControlServicer, _rpc, _not_yet(_rpc))

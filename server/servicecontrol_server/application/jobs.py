@@ -1,0 +1,360 @@
+"""The work behind each operation, run by the job engine.
+
+Every step is idempotent, so a crash or a retry at any point converges: object deletes
+and copies skip what is already done, compute calls are no-ops when already in the wanted
+state, and each operation's database outcome is written in ONE transaction together with
+the job's fenced completion, so it happens exactly once."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from ..adapters.postgres.unit_of_work import PostgresUnitOfWork
+from ..domain.model import (
+    SUCCESS_STATUS,
+    Event,
+    OperationStatus,
+    OperationType,
+    Service,
+    ServiceStatus,
+    failure_status,
+)
+from ..engine.worker import JobContext, JobFailure, PermanentJobError, RetryableJobError
+from ..settings import Settings
+from .images import ImageNotFound, copy_image, delete_image_copy, inventory
+from .ports import ComputeDriver, ComputeError, ObjectStore, ObjectStoreError
+
+log = logging.getLogger(__name__)
+
+
+class ServiceJob:
+    """What every service operation shares: loading, step markers, outcome writing."""
+
+    op_type: OperationType
+
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        settings: Settings,
+        store: ObjectStore,
+        compute: ComputeDriver,
+    ) -> None:
+        self.engine = engine
+        self.settings = settings
+        self.store = store
+        self.compute = compute
+
+    async def run(self, ctx: JobContext) -> None:
+        service = await self._load(ctx)
+        await self._steps(ctx, service)
+
+    async def _steps(self, ctx: JobContext, service: Service) -> None:
+        raise NotImplementedError
+
+    async def _load(self, ctx: JobContext) -> Service:
+        assert ctx.job.account_id and ctx.job.service_id
+        async with PostgresUnitOfWork(self.engine) as uow:
+            service = await uow.services.get(ctx.job.account_id, ctx.job.service_id)
+        if service is None:
+            raise PermanentJobError("INTERNAL_ERROR", "service row is missing", {})
+        return service
+
+    async def _step(self, ctx: JobContext, step: str) -> None:
+        """Makes progress visible: the operation shows the step and the attempt."""
+        async with PostgresUnitOfWork(self.engine) as uow:
+            await uow.operations.update(
+                str(ctx.job.operation_id),
+                status=OperationStatus.IN_PROGRESS.value,
+                current_step=step,
+                attempt=ctx.job.attempts,
+                next_attempt_at=None,
+            )
+            await uow.commit()
+
+    async def _objects(self, fn: Callable[..., Any], *args: Any) -> Any:
+        """Runs a blocking object-store call off the event loop, outside any transaction."""
+        try:
+            return await asyncio.to_thread(fn, *args)
+        except ImageNotFound as exc:
+            raise PermanentJobError(
+                "IMAGE_NOT_FOUND", f"Image {exc} not found in the source registry.",
+                {"imageIdentifier": str(exc)},
+            ) from exc
+        except ObjectStoreError as exc:
+            raise RetryableJobError(
+                "OBJECT_STORE_UNAVAILABLE", f"Object store unavailable: {exc}", {}
+            ) from exc
+
+    async def _compute(self, call: Awaitable[None]) -> None:
+        try:
+            await call
+        except ComputeError as exc:
+            raise RetryableJobError("COMPUTE_UNAVAILABLE", f"Compute unavailable: {exc}", {}) from exc
+
+    async def _finish(
+        self,
+        ctx: JobContext,
+        mutate: Callable[[PostgresUnitOfWork, Service], Awaitable[dict[str, Any]]],
+        event_type: str,
+    ) -> None:
+        """The outcome, fenced: written only if this worker still holds the job's lease."""
+        async with ctx.transaction() as conn:
+            uow = PostgresUnitOfWork.bound(conn)
+            assert ctx.job.account_id and ctx.job.service_id
+            service = await uow.services.get(ctx.job.account_id, ctx.job.service_id, for_update=True)
+            assert service is not None
+            extra = await mutate(uow, service)
+            await uow.operations.update(
+                str(ctx.job.operation_id),
+                status=OperationStatus.SUCCEEDED.value,
+                current_step="done",
+                attempt=ctx.job.attempts,
+                last_error="",
+                **extra,
+            )
+            uow.record(
+                Event(
+                    account_id=service.account_id,
+                    resource_arn=service.service_arn,
+                    type=event_type,
+                    payload={
+                        "operationId": str(ctx.job.operation_id),
+                        "status": service.status.value,
+                        **({"report": extra["deletion_report"]} if "deletion_report" in extra else {}),
+                    },
+                )
+            )
+            await uow.flush_events()
+            await ctx.complete(conn)
+
+    async def _settle(self, uow: PostgresUnitOfWork, service: Service, status: ServiceStatus,
+                      message: str = "") -> None:
+        service.status = status
+        service.status_message = message
+        service.current_operation_id = None
+        service.status_before_operation = None
+        await uow.services.save(service)
+
+    async def on_retry(self, ctx: JobContext, failure: JobFailure, delay_seconds: float) -> None:
+        async with PostgresUnitOfWork(self.engine) as uow:
+            await uow.operations.update(
+                str(ctx.job.operation_id),
+                last_error=f"{failure.reason}: {failure.message}",
+                attempt=ctx.job.attempts,
+                next_attempt_at=await uow.now() + _seconds(delay_seconds),
+            )
+            await uow.commit()
+
+    async def on_exhausted(self, ctx: JobContext, conn: AsyncConnection, failure: JobFailure) -> None:
+        uow = PostgresUnitOfWork.bound(conn)
+        assert ctx.job.account_id and ctx.job.service_id
+        service = await uow.services.get(ctx.job.account_id, ctx.job.service_id, for_update=True)
+        if service is None:
+            return
+        before = service.status_before_operation or ServiceStatus.RUNNING
+        landing = failure_status(self.op_type, before)
+        op_status = OperationStatus.FAILED
+        if self.op_type is OperationType.UPDATE_SERVICE and landing is not ServiceStatus.CREATE_FAILED:
+            op_status = OperationStatus.ROLLBACK_SUCCEEDED
+        await self._settle(uow, service, landing, failure.message)
+        await uow.operations.update(
+            str(ctx.job.operation_id),
+            status=op_status.value,
+            attempt=failure.attempts,
+            error={
+                "reason": failure.reason,
+                "message": failure.message,
+                "metadata": {**failure.metadata, "attempts": str(failure.attempts)},
+            },
+        )
+        uow.record(
+            Event(
+                account_id=service.account_id,
+                resource_arn=service.service_arn,
+                type=f"service.{self.op_type.value.lower().removesuffix('_service')}_failed",
+                payload={
+                    "operationId": str(ctx.job.operation_id),
+                    "status": landing.value,
+                    "reason": failure.reason,
+                    "message": failure.message,
+                },
+            )
+        )
+        await uow.flush_events()
+
+
+class CreateServiceJob(ServiceJob):
+    op_type = OperationType.CREATE_SERVICE
+
+    async def _steps(self, ctx: JobContext, service: Service) -> None:
+        config = service.configuration
+        assert config is not None
+        if config.image_identifier is None:
+            raise PermanentJobError(
+                "SOURCE_BUILD_UNSUPPORTED",
+                "This deployment cannot build code repositories; use an image source.",
+                {},
+            )
+        assert config.image_bucket and config.image_prefix
+        await self._step(ctx, "copy_image")
+        copied = await self._objects(
+            copy_image, self.store, self.settings.source_bucket, config.image_identifier,
+            config.image_bucket, config.image_prefix,
+        )
+        await ctx.save_progress(image_objects=copied.objects, image_bytes=copied.bytes)
+        await self._step(ctx, "start_compute")
+        await self._compute(self.compute.start(service.service_id, config.image_prefix))
+
+        async def mutate(uow: PostgresUnitOfWork, svc: Service) -> dict[str, Any]:
+            await self._settle(uow, svc, SUCCESS_STATUS[self.op_type])
+            return {}
+
+        await self._finish(ctx, mutate, "service.created")
+
+
+class UpdateServiceJob(ServiceJob):
+    op_type = OperationType.UPDATE_SERVICE
+
+    async def _steps(self, ctx: JobContext, service: Service) -> None:
+        config = service.configuration
+        assert config is not None
+        new = ctx.job.payload
+        ident = (new["source"].get("image_repository") or {}).get("image_identifier")
+        prefix = config.image_prefix or f"services/{service.service_id}/"
+        bucket = config.image_bucket or self.settings.image_bucket
+        if ident:
+            await self._step(ctx, "copy_image")
+            await self._objects(copy_image, self.store, self.settings.source_bucket, ident,
+                                bucket, prefix)
+        elif service.status_before_operation is ServiceStatus.CREATE_FAILED:
+            raise PermanentJobError(
+                "SOURCE_BUILD_UNSUPPORTED",
+                "This deployment cannot build code repositories; use an image source.", {},
+            )
+        await self._step(ctx, "deploy")
+        await self._compute(self.compute.start(service.service_id, prefix))
+
+        async def mutate(uow: PostgresUnitOfWork, svc: Service) -> dict[str, Any]:
+            from ..domain.configuration import connection_arn
+            from ..domain.model import ServiceConfiguration
+
+            await uow.services.save_configuration(
+                svc.service_id,
+                ServiceConfiguration(
+                    source=new["source"], instance=new["instance"],
+                    health_check=new["health_check"], image_identifier=ident,
+                    image_bucket=bucket if ident else None, image_prefix=prefix if ident else None,
+                ),
+            )
+            svc.connection_arn = connection_arn(new["source"])
+            await self._settle(uow, svc, ServiceStatus.RUNNING)
+            return {}
+
+        await self._finish(ctx, mutate, "service.updated")
+
+
+class PauseServiceJob(ServiceJob):
+    op_type = OperationType.PAUSE_SERVICE
+
+    async def _steps(self, ctx: JobContext, service: Service) -> None:
+        await self._step(ctx, "stop_compute")
+        await self._compute(self.compute.stop(service.service_id))
+
+        async def mutate(uow: PostgresUnitOfWork, svc: Service) -> dict[str, Any]:
+            await self._settle(uow, svc, ServiceStatus.PAUSED)
+            return {}
+
+        await self._finish(ctx, mutate, "service.paused")
+
+
+class ResumeServiceJob(ServiceJob):
+    op_type = OperationType.RESUME_SERVICE
+
+    async def _steps(self, ctx: JobContext, service: Service) -> None:
+        await self._step(ctx, "start_compute")
+        config = service.configuration
+        await self._compute(
+            self.compute.start(service.service_id, config.image_prefix if config else None)
+        )
+
+        async def mutate(uow: PostgresUnitOfWork, svc: Service) -> dict[str, Any]:
+            await self._settle(uow, svc, ServiceStatus.RUNNING)
+            return {}
+
+        await self._finish(ctx, mutate, "service.resumed")
+
+
+class DeleteServiceJob(ServiceJob):
+    """Stop compute, delete the image copy, then in one transaction: delete the
+    configuration, unlink domains (retaining their certificates), tombstone the service,
+    free its name and quota slot, and report. Connections are never touched."""
+
+    op_type = OperationType.DELETE_SERVICE
+
+    async def _steps(self, ctx: JobContext, service: Service) -> None:
+        await self._step(ctx, "stop_compute")
+        await self._compute(self.compute.stop(service.service_id))
+        config = service.configuration
+        if config and config.image_bucket and config.image_prefix:
+            if "image_objects" not in ctx.progress:
+                # Counted once, before anything is deleted, so the report stays exact even
+                # when a crash interrupts the deletion and another attempt finishes it.
+                await self._step(ctx, "inventory_image_copy")
+                counted = await self._objects(inventory, self.store, config.image_bucket,
+                                              config.image_prefix)
+                await ctx.save_progress(image_objects=counted.objects, image_bytes=counted.bytes)
+            await self._step(ctx, "delete_image_copy")
+            await self._objects(delete_image_copy, self.store, config.image_bucket,
+                                config.image_prefix)
+        await self._step(ctx, "delete_configuration")
+
+        async def mutate(uow: PostgresUnitOfWork, svc: Service) -> dict[str, Any]:
+            removed = await uow.services.delete_configuration(svc.service_id)
+            retained = await uow.custom_domains.unlink_all(
+                svc.service_id, self.settings.certificate_retention_seconds
+            )
+            connection = svc.connection_arn
+            await uow.services.mark_deleted(svc, self.settings.service_tombstone_retention_seconds)
+            return {
+                "deletion_report": {
+                    "image_objects": int(ctx.progress.get("image_objects", 0)),
+                    "image_bytes": int(ctx.progress.get("image_bytes", 0)),
+                    "configuration_records": removed,
+                    "retained_connection_arns": [connection] if connection else [],
+                    "retained_certificates": [
+                        {
+                            "certificate_id": c.certificate_id,
+                            "domain_name": c.domain_name,
+                            "expires_at": c.expires_at.isoformat() if c.expires_at else "",
+                        }
+                        for c in retained
+                    ],
+                    "unlinked_domain_names": [c.domain_name for c in retained],
+                }
+            }
+
+        await self._finish(ctx, mutate, "service.deleted")
+
+
+def _seconds(value: float) -> Any:
+    from datetime import timedelta
+
+    return timedelta(seconds=value)
+
+
+def job_handlers(
+    engine: AsyncEngine, settings: Settings, store: ObjectStore, compute: ComputeDriver
+) -> dict[str, ServiceJob]:
+    args = (engine, settings, store, compute)
+    return {
+        "create_service": CreateServiceJob(*args),
+        "update_service": UpdateServiceJob(*args),
+        "pause_service": PauseServiceJob(*args),
+        "resume_service": ResumeServiceJob(*args),
+        "delete_service": DeleteServiceJob(*args),
+    }

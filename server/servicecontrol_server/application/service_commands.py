@@ -1,0 +1,577 @@
+"""The service use cases. Each mutation is one transaction: state change, operation,
+job and outbox event commit together, and the call returns at once."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+from ..domain import configuration as config_rules
+from ..domain import names
+from ..domain.errors import (
+    ConnectionNotAvailable,
+    ConnectionNotFound,
+    EtagMismatch,
+    FieldViolation,
+    InvalidRequest,
+    OperationNotFound,
+    QuotaExceeded,
+    RequestIdReused,
+    ServiceNameTaken,
+    ServiceNotFound,
+)
+from ..domain.model import (
+    ConnectionStatus,
+    Event,
+    Operation,
+    OperationStatus,
+    OperationType,
+    Service,
+    ServiceConfiguration,
+    ServiceStatus,
+)
+from ..settings import Settings
+from .images import inventory
+from .pagination import PageTokens, page_size, parse_time_position, time_position
+from .ports import ObjectStore, ObjectStoreError
+from .unit_of_work import UnitOfWork
+
+MAX_SERVICES_PAGE = 20
+MAX_OPERATIONS_PAGE = 20
+DEFAULT_WAIT_SECONDS = 60.0
+MAX_WAIT_SECONDS = 600.0
+
+# Job kinds, one per operation type.
+JOB_KIND = {
+    OperationType.CREATE_SERVICE: "create_service",
+    OperationType.DELETE_SERVICE: "delete_service",
+    OperationType.PAUSE_SERVICE: "pause_service",
+    OperationType.RESUME_SERVICE: "resume_service",
+    OperationType.UPDATE_SERVICE: "update_service",
+}
+
+
+@dataclass
+class Page:
+    items: list[Any]
+    next_page_token: str
+
+
+@dataclass
+class MutationResult:
+    service: Service
+    operation_id: str
+    plan: dict[str, Any] | None = None
+
+
+@dataclass
+class Configs:
+    source: dict[str, Any] | None = None
+    instance: dict[str, Any] | None = None
+    health_check: dict[str, Any] | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class OperationWaiter:
+    """Port for WaitOperation: resolves when the operation may have changed."""
+
+    async def wait(self, operation_id: str, timeout: float) -> None:  # pragma: no cover
+        await asyncio.sleep(timeout)
+
+
+class ServiceCommands:
+    def __init__(
+        self,
+        uow_factory: Callable[[], UnitOfWork],
+        settings: Settings,
+        object_store: ObjectStore,
+        waiter: OperationWaiter | None = None,
+    ) -> None:
+        self.uow = uow_factory
+        self.settings = settings
+        self.store = object_store
+        self.waiter = waiter or OperationWaiter()
+        self.tokens = PageTokens(settings.page_token_key)
+
+    # ----- queries -----
+
+    async def describe_service(self, account_id: str, service_arn: str) -> Service:
+        service_id = self._service_id(account_id, service_arn)
+        async with self.uow() as uow:
+            service = await uow.services.get(account_id, service_id)
+        if service is None or service.service_arn != service_arn:
+            raise _not_found(service_arn)
+        return service
+
+    async def list_services(self, account_id: str, size: int, token: str) -> Page:
+        limit = page_size(size, MAX_SERVICES_PAGE)
+        after = parse_time_position(self.tokens.decode(token, "services", {}))
+        async with self.uow() as uow:
+            items = await uow.services.list_live(account_id, after, limit + 1)
+        next_token = ""
+        if len(items) > limit:
+            items = items[:limit]
+            last = items[-1]
+            next_token = self.tokens.encode(
+                "services", {}, time_position(last.created_at, last.service_id)
+            )
+        return Page(items, next_token)
+
+    async def list_operations(
+        self, account_id: str, service_arn: str, size: int, token: str
+    ) -> Page:
+        service = await self.describe_service(account_id, service_arn)
+        limit = page_size(size, MAX_OPERATIONS_PAGE)
+        filters = {"service": service_arn}
+        after = parse_time_position(self.tokens.decode(token, "operations", filters))
+        async with self.uow() as uow:
+            items = await uow.operations.list_for_service(
+                account_id, service.service_id, after, limit + 1
+            )
+        next_token = ""
+        if len(items) > limit:
+            items = items[:limit]
+            last = items[-1]
+            next_token = self.tokens.encode(
+                "operations", filters, time_position(last.started_at, last.operation_id)
+            )
+        return Page(items, next_token)
+
+    async def describe_operation(self, account_id: str, operation_id: str) -> Operation:
+        if not names.is_uuid(operation_id):
+            raise InvalidRequest([FieldViolation("operation_id", "must be a UUID")])
+        async with self.uow() as uow:
+            op = await uow.operations.get(account_id, operation_id.lower())
+        if op is None:
+            raise OperationNotFound(
+                f"Operation {operation_id} not found.", {"operationId": operation_id}
+            )
+        return op
+
+    async def wait_operation(self, account_id: str, operation_id: str, timeout: float) -> Operation:
+        if timeout < 0:
+            raise InvalidRequest([FieldViolation("timeout", "must not be negative")])
+        timeout = min(timeout or DEFAULT_WAIT_SECONDS, MAX_WAIT_SECONDS)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while True:
+            op = await self.describe_operation(account_id, operation_id)
+            remaining = deadline - loop.time()
+            if not op.status.is_active or remaining <= 0:
+                return op
+            await self.waiter.wait(op.operation_id, remaining)
+
+    # ----- mutations -----
+
+    async def create_service(
+        self,
+        account_id: str,
+        service_name: str,
+        configs: Configs,
+        request_id: str = "",
+        validate_only: bool = False,
+    ) -> MutationResult:
+        source = configs.source or {}
+        violations: list[FieldViolation] = []
+        if not service_name:
+            violations.append(FieldViolation("service_name", "required"))
+        elif not names.is_service_name(service_name):
+            violations.append(
+                FieldViolation(
+                    "service_name",
+                    "4-40 characters: letters, digits, - and _, starting with a letter or digit",
+                )
+            )
+        if configs.source is None:
+            violations.append(FieldViolation("source_configuration", "required"))
+        else:
+            violations += config_rules.validate_source(source)
+        violations += config_rules.validate_instance(configs.instance or {})
+        violations += config_rules.validate_health_check(configs.health_check or {})
+        violations += _request_id_violations(request_id)
+        if violations:
+            raise InvalidRequest(violations)
+
+        fingerprint = _fingerprint("CreateService", service_name, configs)
+        service_id = names.new_resource_id()
+        operation_id = str(uuid.uuid4())
+        region = self.settings.region
+        async with self.uow() as uow:
+            await uow.accounts.lock(account_id)
+            replay = await self._replay(uow, account_id, request_id, fingerprint, operation_id)
+            if replay is not None:
+                return replay
+            existing = await uow.services.live_arn_with_name(account_id, service_name)
+            if existing:
+                raise ServiceNameTaken(
+                    f"A service named {service_name} already exists.",
+                    {"serviceName": service_name, "serviceArn": existing},
+                )
+            usage = await uow.services.count_live(account_id)
+            if usage >= self.settings.service_quota:
+                raise QuotaExceeded(
+                    "SERVICE_QUOTA_EXCEEDED",
+                    "services",
+                    self.settings.service_quota,
+                    usage,
+                    f"account {account_id} in {region}",
+                )
+            connection_arn = config_rules.connection_arn(source)
+            if connection_arn:
+                await self._check_connection(uow, account_id, connection_arn)
+            ident = config_rules.image_identifier(source)
+            service = Service(
+                service_id=service_id,
+                account_id=account_id,
+                region=region,
+                service_name=service_name,
+                service_arn=names.service_arn(region, account_id, service_name, service_id),
+                service_url=f"{names.new_url_label()}.{self.settings.service_domain}",
+                status=ServiceStatus.OPERATION_IN_PROGRESS,
+                version=1,
+                created_at=await uow.now(),
+                updated_at=await uow.now(),
+                current_operation_id=operation_id,
+                status_before_operation=None,
+                connection_arn=connection_arn,
+                configuration=ServiceConfiguration(
+                    source=source,
+                    instance=config_rules.with_instance_defaults(configs.instance or {}),
+                    health_check=config_rules.with_health_check_defaults(
+                        configs.health_check or {}
+                    ),
+                    image_identifier=ident,
+                    image_bucket=self.settings.image_bucket if ident else None,
+                    image_prefix=f"services/{service_id}/" if ident else None,
+                ),
+            )
+            if validate_only:
+                return MutationResult(service, "")
+            await uow.services.add(service)
+            await self._start_operation(uow, service, OperationType.CREATE_SERVICE, operation_id)
+            await uow.commit()
+        return MutationResult(service, operation_id)
+
+    async def update_service(
+        self,
+        account_id: str,
+        service_arn: str,
+        configs: Configs,
+        etag: str = "",
+        request_id: str = "",
+        validate_only: bool = False,
+    ) -> MutationResult:
+        violations = _request_id_violations(request_id)
+        if configs.source is None and configs.instance is None and configs.health_check is None:
+            raise InvalidRequest(
+                [FieldViolation("service_arn", "no configuration given")],
+                "No configurations provided in the UpdateService request.",
+            )
+        if configs.source is not None:
+            violations += config_rules.validate_source(configs.source)
+        if configs.instance is not None:
+            violations += config_rules.validate_instance(configs.instance)
+        if configs.health_check is not None:
+            violations += config_rules.validate_health_check(configs.health_check)
+        if violations:
+            raise InvalidRequest(violations)
+
+        async def prepare(uow: UnitOfWork, service: Service) -> dict[str, Any]:
+            current = service.configuration
+            assert current is not None
+            if configs.source is not None:
+                was_image = "image_repository" in current.source
+                if was_image != ("image_repository" in configs.source):
+                    raise InvalidRequest(
+                        [
+                            FieldViolation(
+                                "source_configuration",
+                                "cannot switch between image and code repository sources",
+                            )
+                        ]
+                    )
+                connection_arn = config_rules.connection_arn(configs.source)
+                if connection_arn:
+                    await self._check_connection(uow, account_id, connection_arn)
+            return {
+                "source": configs.source or current.source,
+                "instance": config_rules.with_instance_defaults(configs.instance)
+                if configs.instance is not None
+                else current.instance,
+                "health_check": config_rules.with_health_check_defaults(configs.health_check)
+                if configs.health_check is not None
+                else current.health_check,
+            }
+
+        return await self._mutate(
+            account_id,
+            service_arn,
+            OperationType.UPDATE_SERVICE,
+            etag,
+            request_id,
+            validate_only,
+            _fingerprint("UpdateService", service_arn, configs, etag),
+            prepare,
+        )
+
+    async def delete_service(
+        self,
+        account_id: str,
+        service_arn: str,
+        etag: str = "",
+        request_id: str = "",
+        validate_only: bool = False,
+    ) -> MutationResult:
+        violations = _request_id_violations(request_id)
+        if violations:
+            raise InvalidRequest(violations)
+        if validate_only:
+            return await self._deletion_plan(account_id, service_arn, etag)
+
+        async def prepare(uow: UnitOfWork, service: Service) -> dict[str, Any]:
+            return {}
+
+        return await self._mutate(
+            account_id,
+            service_arn,
+            OperationType.DELETE_SERVICE,
+            etag,
+            request_id,
+            False,
+            _fingerprint("DeleteService", service_arn, etag),
+            prepare,
+        )
+
+    async def pause_service(self, account_id: str, service_arn: str, etag: str = "",
+                            request_id: str = "", validate_only: bool = False) -> MutationResult:
+        return await self._simple(account_id, service_arn, OperationType.PAUSE_SERVICE, etag,
+                                  request_id, validate_only)
+
+    async def resume_service(self, account_id: str, service_arn: str, etag: str = "",
+                             request_id: str = "", validate_only: bool = False) -> MutationResult:
+        return await self._simple(account_id, service_arn, OperationType.RESUME_SERVICE, etag,
+                                  request_id, validate_only)
+
+    # ----- internals -----
+
+    async def _simple(self, account_id: str, service_arn: str, op_type: OperationType,
+                      etag: str, request_id: str, validate_only: bool) -> MutationResult:
+        violations = _request_id_violations(request_id)
+        if violations:
+            raise InvalidRequest(violations)
+
+        async def prepare(uow: UnitOfWork, service: Service) -> dict[str, Any]:
+            return {}
+
+        return await self._mutate(account_id, service_arn, op_type, etag, request_id,
+                                  validate_only, _fingerprint(op_type.value, service_arn, etag),
+                                  prepare)
+
+    async def _mutate(
+        self,
+        account_id: str,
+        service_arn: str,
+        op_type: OperationType,
+        etag: str,
+        request_id: str,
+        validate_only: bool,
+        fingerprint: str,
+        prepare: Callable[[UnitOfWork, Service], Any],
+    ) -> MutationResult:
+        service_id = self._service_id(account_id, service_arn)
+        operation_id = str(uuid.uuid4())
+        async with self.uow() as uow:
+            replay = await self._replay(uow, account_id, request_id, fingerprint, operation_id)
+            if replay is not None:
+                return replay
+            # The row lock serialises every mutation of the service: of concurrent calls
+            # exactly one starts the operation, the others see it in progress.
+            service = await uow.services.get(account_id, service_id, for_update=True)
+            if service is None or service.service_arn != service_arn:
+                raise _not_found(service_arn)
+            _check_etag(service, etag)
+            service.check_can_start(op_type)
+            payload = await prepare(uow, service)
+            if validate_only:
+                return MutationResult(service, "")
+            progress = None
+            if op_type is OperationType.DELETE_SERVICE:
+                # A delete that failed before resumes from the progress it had saved.
+                progress = await uow.take_failed_progress(JOB_KIND[op_type], service_id)
+            service.start_operation(op_type, operation_id)
+            await uow.services.save(service)
+            await self._start_operation(uow, service, op_type, operation_id, payload, progress)
+            await uow.commit()
+        return MutationResult(service, operation_id)
+
+    async def _start_operation(
+        self,
+        uow: UnitOfWork,
+        service: Service,
+        op_type: OperationType,
+        operation_id: str,
+        payload: dict[str, Any] | None = None,
+        progress: dict[str, Any] | None = None,
+    ) -> None:
+        now = await uow.now()
+        await uow.operations.add(
+            Operation(
+                operation_id=operation_id,
+                account_id=service.account_id,
+                service_id=service.service_id,
+                target_arn=service.service_arn,
+                type=op_type,
+                status=OperationStatus.PENDING,
+                started_at=now,
+                updated_at=now,
+                current_step="queued",
+            )
+        )
+        await uow.enqueue_job(
+            kind=JOB_KIND[op_type],
+            payload=payload or {},
+            max_attempts=self.settings.job_max_attempts,
+            operation_id=operation_id,
+            service_id=service.service_id,
+            account_id=service.account_id,
+            progress=progress,
+        )
+        uow.record(
+            Event(
+                account_id=service.account_id,
+                resource_arn=service.service_arn,
+                type=f"service.{op_type.value.lower().removesuffix('_service')}_requested",
+                payload={
+                    "operationId": operation_id,
+                    "operationType": op_type.value,
+                    "serviceName": service.service_name,
+                    "status": service.status.value,
+                },
+            )
+        )
+
+    async def _replay(
+        self,
+        uow: UnitOfWork,
+        account_id: str,
+        request_id: str,
+        fingerprint: str,
+        operation_id: str,
+    ) -> MutationResult | None:
+        """Same request_id, same answer: the first call's operation and the service's
+        current state. A different request under a used id is refused."""
+        if not request_id:
+            return None
+        first = await uow.request_ids.claim(
+            account_id, request_id.lower(), fingerprint, "operation", operation_id
+        )
+        if first is None:
+            return None
+        first_fingerprint, _, first_operation_id = first
+        if first_fingerprint != fingerprint:
+            raise RequestIdReused(
+                f"request_id {request_id} was used for a different request.",
+                {"requestId": request_id},
+            )
+        op = await uow.operations.get(account_id, first_operation_id)
+        if op is None:
+            raise OperationNotFound(
+                f"Operation {first_operation_id} is no longer kept.",
+                {"operationId": first_operation_id},
+            )
+        service = await uow.services.get(account_id, op.service_id)
+        if service is None:
+            raise _not_found(op.target_arn)
+        return MutationResult(service, first_operation_id)
+
+    async def _check_connection(self, uow: UnitOfWork, account_id: str, arn: str) -> None:
+        connection = await uow.connections.get_by_arn(account_id, arn)
+        if connection is None or connection.status is ConnectionStatus.DELETED:
+            raise ConnectionNotFound(f"Connection {arn} not found.", {"connectionArn": arn})
+        if connection.status is not ConnectionStatus.AVAILABLE:
+            raise ConnectionNotAvailable(
+                f"Connection {arn} is {connection.status.value}; it must be AVAILABLE.",
+                {"connectionArn": arn, "status": connection.status.value},
+            )
+
+    async def _deletion_plan(self, account_id: str, service_arn: str, etag: str) -> MutationResult:
+        service_id = self._service_id(account_id, service_arn)
+        async with self.uow() as uow:
+            service = await uow.services.get(account_id, service_id)
+            if service is None or service.service_arn != service_arn:
+                raise _not_found(service_arn)
+            _check_etag(service, etag)
+            service.check_can_start(OperationType.DELETE_SERVICE)
+            domains = await uow.custom_domains.for_service(service_id)
+            now = await uow.now()
+        records = ["service_configuration", "compute_instance"]
+        objects = size = 0
+        config = service.configuration
+        if config and config.image_bucket and config.image_prefix:
+            # Outside any transaction: object-store calls never hold a database snapshot.
+            try:
+                counted = await asyncio.to_thread(
+                    inventory, self.store, config.image_bucket, config.image_prefix
+                )
+            except ObjectStoreError as exc:
+                from ..domain.errors import BackendUnavailable
+
+                raise BackendUnavailable(f"object store unavailable: {exc}") from exc
+            objects, size = counted.objects, counted.bytes
+        expires = now + timedelta(seconds=self.settings.certificate_retention_seconds)
+        plan = {
+            "image_objects": objects,
+            "image_bytes": size,
+            "configuration_records": records,
+            "retained_connection_arns": [service.connection_arn] if service.connection_arn else [],
+            "retained_certificates": [
+                {"domain_name": d.domain_name, "expires_at": expires.isoformat(),
+                 "certificate_id": d.certificate_id}
+                for d in domains
+            ],
+            "unlinked_domain_names": [d.domain_name for d in domains],
+        }
+        return MutationResult(service, "", plan)
+
+    def _service_id(self, account_id: str, service_arn: str) -> str:
+        if not service_arn:
+            raise InvalidRequest([FieldViolation("service_arn", "required")])
+        arn = names.parse_arn(service_arn, "service")
+        if arn is None:
+            raise InvalidRequest([FieldViolation("service_arn", "not a service ARN")])
+        # Another account's or region's ARN is simply not found: no existence leak.
+        if arn.account_id != account_id or arn.region != self.settings.region:
+            raise _not_found(service_arn)
+        return arn.resource_id
+
+
+def _not_found(service_arn: str) -> ServiceNotFound:
+    return ServiceNotFound(f"Service {service_arn} not found.", {"serviceArn": service_arn})
+
+
+def _check_etag(service: Service, etag: str) -> None:
+    if etag and etag != service.etag:
+        raise EtagMismatch(
+            f"etag {etag} does not match the service's current etag {service.etag}.",
+            {"etag": service.etag},
+        )
+
+
+def _request_id_violations(request_id: str) -> list[FieldViolation]:
+    if request_id and not names.is_uuid(request_id):
+        return [FieldViolation("request_id", "must be a UUID")]
+    return []
+
+
+def _fingerprint(*parts: Any) -> str:
+    def default(value: Any) -> Any:
+        return value.__dict__ if hasattr(value, "__dict__") else str(value)
+
+    body = json.dumps(parts, sort_keys=True, default=default)
+    return hashlib.sha256(body.encode()).hexdigest()

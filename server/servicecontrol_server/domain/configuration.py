@@ -1,0 +1,143 @@
+"""Validation and defaults of service configurations, as App Runner defines them.
+
+Configurations travel as plain dicts (the JSON stored in Postgres) with App Runner's
+field names in snake_case; the API layer converts them from and to protobuf."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from .errors import FieldViolation
+from .names import parse_arn, parse_image_identifier
+
+CPU_RE = re.compile(r"256|512|1024|2048|4096|(0\.25|0\.5|1|2|4) vCPU")
+MEMORY_RE = re.compile(
+    r"512|1024|2048|3072|4096|6144|8192|10240|12288|(0\.5|1|2|3|4|6|8|10|12) GB"
+)
+REPOSITORY_URL_RE = re.compile(r"https://[A-Za-z0-9.-]+(/[A-Za-z0-9._~-]+)+")
+ENV_NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,127}")
+PORT_RE = re.compile(r"[0-9]{1,5}")
+MAX_START_COMMAND = 51200
+MAX_ENV_VARS = 100
+
+DEFAULT_INSTANCE = {"cpu": "1 vCPU", "memory": "2 GB", "instance_role_arn": ""}
+DEFAULT_HEALTH_CHECK = {
+    "protocol": "TCP",
+    "path": "/",
+    "interval": 5,
+    "timeout": 2,
+    "healthy_threshold": 1,
+    "unhealthy_threshold": 5,
+}
+
+
+def validate_source(source: dict[str, Any], prefix: str = "source_configuration") -> list[FieldViolation]:
+    violations: list[FieldViolation] = []
+    image = source.get("image_repository")
+    code = source.get("code_repository")
+    if image is None and code is None:
+        return [FieldViolation(prefix, "exactly one of image_repository or code_repository is required")]
+    if image is not None:
+        ident = image.get("image_identifier", "")
+        field = f"{prefix}.image_repository.image_identifier"
+        if not ident:
+            violations.append(FieldViolation(field, "required"))
+        else:
+            try:
+                parse_image_identifier(ident)
+            except ValueError as exc:
+                violations.append(FieldViolation(field, str(exc)))
+        config = image.get("image_configuration") or {}
+        violations += _validate_image_configuration(
+            config, f"{prefix}.image_repository.image_configuration"
+        )
+    if code is not None:
+        url = code.get("repository_url", "")
+        if not REPOSITORY_URL_RE.fullmatch(url or ""):
+            violations.append(
+                FieldViolation(
+                    f"{prefix}.code_repository.repository_url",
+                    "must be an https:// repository URL",
+                )
+            )
+        version = code.get("source_code_version") or {}
+        if not version.get("value"):
+            violations.append(
+                FieldViolation(f"{prefix}.code_repository.source_code_version.value", "required")
+            )
+        connection = (source.get("authentication_configuration") or {}).get("connection_arn", "")
+        field = f"{prefix}.authentication_configuration.connection_arn"
+        if not connection:
+            violations.append(FieldViolation(field, "required for a code repository source"))
+        elif parse_arn(connection, "connection") is None:
+            violations.append(FieldViolation(field, "not a connection ARN"))
+    return violations
+
+
+def _validate_image_configuration(config: dict[str, Any], prefix: str) -> list[FieldViolation]:
+    violations: list[FieldViolation] = []
+    env = config.get("runtime_environment_variables") or {}
+    if len(env) > MAX_ENV_VARS:
+        violations.append(
+            FieldViolation(f"{prefix}.runtime_environment_variables", f"at most {MAX_ENV_VARS}")
+        )
+    for name in env:
+        if not ENV_NAME_RE.fullmatch(name) or name.startswith("AWSAPPRUNNER"):
+            violations.append(
+                FieldViolation(
+                    f"{prefix}.runtime_environment_variables[{name[:40]}]",
+                    "names are letters, digits and _, not starting with a digit "
+                    "or AWSAPPRUNNER",
+                )
+            )
+    port = config.get("port") or ""
+    if port and (not PORT_RE.fullmatch(port) or not 1 <= int(port) <= 65535):
+        violations.append(FieldViolation(f"{prefix}.port", "must be a port number 1-65535"))
+    if len(config.get("start_command") or "") > MAX_START_COMMAND:
+        violations.append(
+            FieldViolation(f"{prefix}.start_command", f"at most {MAX_START_COMMAND} characters")
+        )
+    return violations
+
+
+def validate_instance(instance: dict[str, Any], prefix: str = "instance_configuration") -> list[FieldViolation]:
+    violations: list[FieldViolation] = []
+    cpu = instance.get("cpu") or ""
+    if cpu and not CPU_RE.fullmatch(cpu):
+        violations.append(FieldViolation(f"{prefix}.cpu", "one of 256|512|1024|2048|4096 or 0.25|0.5|1|2|4 vCPU"))
+    memory = instance.get("memory") or ""
+    if memory and not MEMORY_RE.fullmatch(memory):
+        violations.append(FieldViolation(f"{prefix}.memory", "one of 512..12288 or 0.5..12 GB"))
+    return violations
+
+
+def validate_health_check(health: dict[str, Any], prefix: str = "health_check_configuration") -> list[FieldViolation]:
+    violations: list[FieldViolation] = []
+    for name in ("interval", "timeout", "healthy_threshold", "unhealthy_threshold"):
+        value = health.get(name) or 0
+        if value and not 1 <= value <= 20:
+            violations.append(FieldViolation(f"{prefix}.{name}", "must be 1-20"))
+    path = health.get("path") or ""
+    if path and (not path.startswith("/") or len(path) > 51200):
+        violations.append(FieldViolation(f"{prefix}.path", "must start with /"))
+    return violations
+
+
+def with_instance_defaults(instance: dict[str, Any]) -> dict[str, Any]:
+    return {k: instance.get(k) or v for k, v in DEFAULT_INSTANCE.items()}
+
+
+def with_health_check_defaults(health: dict[str, Any]) -> dict[str, Any]:
+    return {k: health.get(k) or v for k, v in DEFAULT_HEALTH_CHECK.items()}
+
+
+def image_identifier(source: dict[str, Any]) -> str | None:
+    image = source.get("image_repository")
+    return image.get("image_identifier") if image else None
+
+
+def connection_arn(source: dict[str, Any]) -> str | None:
+    if source.get("code_repository") is None:
+        return None
+    return (source.get("authentication_configuration") or {}).get("connection_arn") or None

@@ -1,0 +1,136 @@
+"""A real ServiceControl server inside the test process: real Postgres, a real S3 test
+server, the gRPC API on a free port, and (unless told otherwise) job workers and the
+outbox relay running as they do in `servicecontrol serve`."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import grpc
+import pytest
+
+from servicecontrol.v1 import resources_pb2 as pb
+from servicecontrol.v1 import service_control_pb2 as api
+from servicecontrol.v1 import service_control_pb2_grpc as api_grpc
+from servicecontrol_server.api.server import background_tasks, start_grpc
+from servicecontrol_server.bootstrap import Application, build
+from servicecontrol_server.settings import Settings
+from tests.support.images import build_docker_archive
+
+ACCOUNT = "111111111111"
+OTHER_ACCOUNT = "222222222222"
+
+
+@dataclass
+class Harness:
+    app: Application
+    settings: Settings
+    stub: api_grpc.ServiceControlStub
+    channel: grpc.aio.Channel
+    port: int
+    tmp: Path
+
+    def meta(self, account: str = ACCOUNT) -> tuple[tuple[str, str], ...]:
+        return (("x-servicecontrol-account", account),)
+
+    def push_image(self, identifier: str = "hello-web:1.0", layers: int = 2, layer_size: int = 256) -> str:
+        from servicecontrol_server.application.images import push_docker_archive
+
+        archive = build_docker_archive(
+            self.tmp / f"{uuid.uuid4().hex}.tar", layers=layers, layer_size=layer_size,
+            legacy=False, repo_tag=identifier,
+        )
+        push_docker_archive(self.app.store, self.settings.source_bucket, archive, identifier)
+        return identifier
+
+    async def create(self, name: str, image: str = "hello-web:1.0", account: str = ACCOUNT,
+                     **extra: Any) -> api.CreateServiceResponse:
+        request = api.CreateServiceRequest(
+            service_name=name,
+            source_configuration=pb.SourceConfiguration(
+                image_repository=pb.ImageRepository(image_identifier=image)
+            ),
+            **extra,
+        )
+        return await self.stub.CreateService(request, metadata=self.meta(account))
+
+    async def wait(self, operation_id: str, account: str = ACCOUNT, timeout: float = 20) -> pb.Operation:
+        from google.protobuf import duration_pb2
+
+        response = await self.stub.WaitOperation(
+            api.WaitOperationRequest(
+                operation_id=operation_id, timeout=duration_pb2.Duration(seconds=int(timeout))
+            ),
+            metadata=self.meta(account),
+            timeout=timeout + 5,
+        )
+        return response.operation
+
+    async def describe(self, arn: str, account: str = ACCOUNT) -> pb.Service:
+        response = await self.stub.DescribeService(
+            api.DescribeServiceRequest(service_arn=arn), metadata=self.meta(account)
+        )
+        return response.service
+
+    async def running_service(self, name: str, **kwargs: Any) -> pb.Service:
+        created = await self.create(name, **kwargs)
+        op = await self.wait(created.operation_id)
+        assert op.status == pb.Operation.SUCCEEDED, op
+        return await self.describe(created.service.service_arn)
+
+
+def harness_settings(database_url: str, s3: Any, tmp: Path, **overrides: Any) -> Settings:
+    suffix = uuid.uuid4().hex[:10]
+    values: dict[str, Any] = {
+        "database_url": database_url,
+        "data_dir": tmp / "data",
+        "s3_endpoint": s3.endpoint,
+        "s3_access_key": s3.access_key,
+        "s3_secret_key": s3.secret_key,
+        "source_bucket": f"source-{suffix}",
+        "image_bucket": f"images-{suffix}",
+        "grpc_listen": "127.0.0.1:0",
+        "default_account": ACCOUNT,
+        "job_poll_seconds": 0.5,
+        "job_backoff_base_seconds": 0.05,
+        "job_backoff_max_seconds": 0.2,
+        "job_lease_seconds": 5.0,
+        "job_heartbeat_seconds": 1.0,
+        "grpc_grace_seconds": 2.0,
+        "log_json": False,
+    }
+    values.update(overrides)
+    return Settings(**values)
+
+
+@contextlib.asynccontextmanager
+async def running_harness(settings: Settings, tmp: Path, *, workers: int = 2) -> AsyncIterator[Harness]:
+    app = await build(settings, settings.database_url, migrate=False)
+    server, port, _ = await start_grpc(app, settings.grpc_listen)
+    stop = asyncio.Event()
+    tasks = background_tasks(app, stop, workers=workers, role="test")
+    channel = grpc.aio.insecure_channel(f"127.0.0.1:{port}")
+    try:
+        yield Harness(app, settings, api_grpc.ServiceControlStub(channel), channel, port, tmp)
+    finally:
+        stop.set()
+        await channel.close()
+        await server.stop(0.5)
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await asyncio.wait_for(task, 15)
+        await app.close()
+
+
+@pytest.fixture
+async def harness(database_url: str, s3_server: Any, tmp_path: Path) -> AsyncIterator[Harness]:
+    settings = harness_settings(database_url, s3_server, tmp_path)
+    async with running_harness(settings, tmp_path) as h:
+        h.push_image()
+        yield h
