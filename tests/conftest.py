@@ -4,6 +4,8 @@ database, and a fresh clone of it for every test that asks for `database_url`.""
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -28,9 +30,14 @@ def postgres_admin_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str
     if external:
         yield external
         return
-    worker = os.environ.get("PYTEST_XDIST_WORKER", "main")
-    with postgres_server_url(Path(tmp_path_factory.getbasetemp()) / f"pg-{worker}") as url:
-        yield url
+    # Not under pytest's basetemp: pytest deletes old basetemps when later sessions start,
+    # which would pull the data directory from under a long-running session's server.
+    data = Path(tempfile.mkdtemp(prefix="servicecontrol-pg-"))
+    try:
+        with postgres_server_url(data / "pgdata") as url:
+            yield url
+    finally:
+        shutil.rmtree(data, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

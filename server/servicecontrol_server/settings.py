@@ -22,6 +22,8 @@ class Settings(BaseSettings):
 
     grpc_listen: str = "127.0.0.1:50051"
     grpc_grace_seconds: float = 10.0
+    # App Runner's own HTTP protocol (AWS JSON 1.0) for the AWS CLI and SDKs; empty: off.
+    aws_listen: str = "127.0.0.1:50080"
     # Workers inside `serve`; 0 leaves jobs to `servicecontrol worker` processes.
     workers_in_server: int = Field(default=2, ge=0)
 

@@ -25,6 +25,7 @@ from ..domain.model import (
     failure_status,
 )
 from ..engine.worker import JobContext, JobFailure, PermanentJobError, RetryableJobError
+from .. import faults
 from ..settings import Settings
 from .images import ImageNotFound, copy_image, delete_image_copy, inventory
 from .ports import ComputeDriver, ComputeError, ObjectStore, ObjectStoreError
@@ -131,6 +132,8 @@ class ServiceJob:
             )
             await uow.flush_events()
             await ctx.complete(conn)
+            # Everything is written but not committed: a crash here must roll it all back.
+            faults.checkpoint(f"{self.op_type.value.lower()}:before_commit")
 
     async def _settle(self, uow: PostgresUnitOfWork, service: Service, status: ServiceStatus,
                       message: str = "") -> None:
@@ -299,6 +302,7 @@ class DeleteServiceJob(ServiceJob):
     async def _steps(self, ctx: JobContext, service: Service) -> None:
         await self._step(ctx, "stop_compute")
         await self._compute(self.compute.stop(service.service_id))
+        faults.checkpoint("delete:after_stop_compute")
         config = service.configuration
         if config and config.image_bucket and config.image_prefix:
             if "image_objects" not in ctx.progress:
@@ -308,8 +312,10 @@ class DeleteServiceJob(ServiceJob):
                 counted = await self._objects(inventory, self.store, config.image_bucket,
                                               config.image_prefix)
                 await ctx.save_progress(image_objects=counted.objects, image_bytes=counted.bytes)
+                faults.checkpoint("delete:after_inventory")
             await self._step(ctx, "delete_image_copy")
-            await self._objects(delete_image_copy, self.store, config.image_bucket,
+            store = _CrashBetweenBatches(self.store) if faults.armed() else self.store
+            await self._objects(delete_image_copy, store, config.image_bucket,
                                 config.image_prefix)
         await self._step(ctx, "delete_configuration")
 
@@ -339,6 +345,21 @@ class DeleteServiceJob(ServiceJob):
             }
 
         await self._finish(ctx, mutate, "service.deleted")
+
+
+class _CrashBetweenBatches:
+    """Lets a chaos test kill the worker after the first batch of object deletes."""
+
+    def __init__(self, inner: ObjectStore) -> None:
+        self._inner = inner
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+    def delete_objects(self, bucket: str, keys: Any) -> int:
+        count = self._inner.delete_objects(bucket, keys)
+        faults.checkpoint("delete:between_batches")
+        return count
 
 
 def _seconds(value: float) -> Any:
