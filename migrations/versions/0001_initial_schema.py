@@ -332,9 +332,12 @@ def upgrade() -> None:
             name="fk_custom_domains_certificate_id_certificates",
         ),
     )
+    # Outbox positions: drawn by the relay in commit order (see adapters/postgres/outbox.py).
+    op.execute("CREATE SEQUENCE outbox_position_seq AS bigint")
 
 
 def downgrade() -> None:
+    op.execute("DROP SEQUENCE IF EXISTS outbox_position_seq")
     # Dependants first; a table's indexes and constraints go with it.
     for table in (
         "custom_domains",

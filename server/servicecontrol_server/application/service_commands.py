@@ -4,13 +4,14 @@ job and outbox event commit together, and the call returns at once."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import json
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import timedelta
-from typing import Any
+from datetime import UTC, datetime, timedelta
+from typing import Any, Protocol
 
 from ..domain import configuration as config_rules
 from ..domain import names
@@ -45,6 +46,7 @@ from .unit_of_work import UnitOfWork
 MAX_SERVICES_PAGE = 20
 MAX_OPERATIONS_PAGE = 20
 DEFAULT_WAIT_SECONDS = 60.0
+WAIT_RECHECK_SECONDS = 1.0
 MAX_WAIT_SECONDS = 600.0
 
 # Job kinds, one per operation type.
@@ -78,11 +80,20 @@ class Configs:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-class OperationWaiter:
-    """Port for WaitOperation: resolves when the operation may have changed."""
+class OperationWaiter(Protocol):
+    """Port for WaitOperation: a latch set whenever some operation may have ended."""
 
-    async def wait(self, operation_id: str, timeout: float) -> None:  # pragma: no cover
-        await asyncio.sleep(timeout)
+    def subscribe(self) -> asyncio.Event: ...
+
+    def unsubscribe(self, latch: asyncio.Event) -> None: ...
+
+
+class _Polling:
+    def subscribe(self) -> asyncio.Event:
+        return asyncio.Event()
+
+    def unsubscribe(self, latch: asyncio.Event) -> None:
+        return None
 
 
 class ServiceCommands:
@@ -96,7 +107,7 @@ class ServiceCommands:
         self.uow = uow_factory
         self.settings = settings
         self.store = object_store
-        self.waiter = waiter or OperationWaiter()
+        self.waiter: OperationWaiter = waiter or _Polling()
         self.tokens = PageTokens(settings.page_token_key)
 
     # ----- queries -----
@@ -160,12 +171,20 @@ class ServiceCommands:
         timeout = min(timeout or DEFAULT_WAIT_SECONDS, MAX_WAIT_SECONDS)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
-        while True:
-            op = await self.describe_operation(account_id, operation_id)
-            remaining = deadline - loop.time()
-            if not op.status.is_active or remaining <= 0:
-                return op
-            await self.waiter.wait(op.operation_id, remaining)
+        # Subscribed before the first read, so an end committed after it always wakes us.
+        latch = self.waiter.subscribe()
+        try:
+            while True:
+                latch.clear()
+                op = await self.describe_operation(account_id, operation_id)
+                remaining = deadline - loop.time()
+                if not op.status.is_active or remaining <= 0:
+                    return op
+                # The periodic re-read covers notifications lost while reconnecting.
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(latch.wait(), min(remaining, WAIT_RECHECK_SECONDS))
+        finally:
+            self.waiter.unsubscribe(latch)
 
     # ----- mutations -----
 
@@ -226,6 +245,7 @@ class ServiceCommands:
             if connection_arn:
                 await self._check_connection(uow, account_id, connection_arn)
             ident = config_rules.image_identifier(source)
+            now = datetime.now(UTC)
             service = Service(
                 service_id=service_id,
                 account_id=account_id,
@@ -235,8 +255,9 @@ class ServiceCommands:
                 service_url=f"{names.new_url_label()}.{self.settings.service_domain}",
                 status=ServiceStatus.OPERATION_IN_PROGRESS,
                 version=1,
-                created_at=await uow.now(),
-                updated_at=await uow.now(),
+                # Set from the database clock by the insert.
+                created_at=now,
+                updated_at=now,
                 current_operation_id=operation_id,
                 status_before_operation=None,
                 connection_arn=connection_arn,
@@ -401,7 +422,7 @@ class ServiceCommands:
             if validate_only:
                 return MutationResult(service, "")
             progress = None
-            if op_type is OperationType.DELETE_SERVICE:
+            if op_type is OperationType.DELETE_SERVICE and service.status is ServiceStatus.DELETE_FAILED:
                 # A delete that failed before resumes from the progress it had saved.
                 progress = await uow.take_failed_progress(JOB_KIND[op_type], service_id)
             service.start_operation(op_type, operation_id)
@@ -419,7 +440,6 @@ class ServiceCommands:
         payload: dict[str, Any] | None = None,
         progress: dict[str, Any] | None = None,
     ) -> None:
-        now = await uow.now()
         await uow.operations.add(
             Operation(
                 operation_id=operation_id,
@@ -428,8 +448,9 @@ class ServiceCommands:
                 target_arn=service.service_arn,
                 type=op_type,
                 status=OperationStatus.PENDING,
-                started_at=now,
-                updated_at=now,
+                # Both set from the database clock by the insert.
+                started_at=service.updated_at,
+                updated_at=service.updated_at,
                 current_step="queued",
             )
         )

@@ -96,20 +96,36 @@ def certificate_arn(region: str, account_id: str, certificate_id: str) -> str:
     return str(Arn(region, account_id, "certificate", "", certificate_id))
 
 
-IMAGE_REPOSITORY_RE = re.compile(r"[a-z0-9]+([._/-][a-z0-9]+)*")
-IMAGE_TAG_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")
+MAX_REPOSITORY_LENGTH = 255
+_REPOSITORY = re.compile(r"[a-z0-9]+(?:[._/-][a-z0-9]+)*")
+_TAG = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")
 
 
 def parse_image_identifier(identifier: str) -> tuple[str, str]:
-    """Splits `<repository>:<tag>` (tag `latest` when absent); ValueError when malformed."""
-    repository, sep, tag = identifier.rpartition(":")
-    if not sep or "/" in tag:
-        repository, tag = identifier, "latest"
-    if not repository or len(repository) > 255 or not IMAGE_REPOSITORY_RE.fullmatch(repository):
+    """`<repository>[:<tag>]` -> (repository, tag); a missing tag means `latest`."""
+    if "@" in identifier:
         raise ValueError(
-            "repository must be lowercase letters and digits separated by . _ / or -, "
-            "at most 255 characters"
+            f"invalid image identifier {identifier!r}: digest references are not "
+            "supported, use <repository>:<tag>"
         )
-    if not IMAGE_TAG_RE.fullmatch(tag):
-        raise ValueError("tag must be 1-128 letters, digits, _ . or -, not starting with . or -")
+    repository, colon, tag = identifier.rpartition(":")
+    if not colon:
+        repository, tag = identifier, "latest"
+    if not repository:
+        raise ValueError(f"invalid image identifier {identifier!r}: the repository is empty")
+    if len(repository) > MAX_REPOSITORY_LENGTH:
+        raise ValueError(
+            f"invalid image identifier {identifier!r}: the repository is longer than "
+            f"{MAX_REPOSITORY_LENGTH} characters"
+        )
+    if not _REPOSITORY.fullmatch(repository):
+        raise ValueError(
+            f"invalid image identifier {identifier!r}: the repository {repository!r} must be "
+            "lowercase letters and digits, separated by single '.', '_', '-' or '/'"
+        )
+    if not _TAG.fullmatch(tag):
+        raise ValueError(
+            f"invalid image identifier {identifier!r}: the tag {tag!r} must be 1-128 "
+            "letters, digits, '_', '.' or '-', not starting with '.' or '-'"
+        )
     return repository, tag

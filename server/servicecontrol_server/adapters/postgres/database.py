@@ -23,7 +23,10 @@ def create_engine(url: str, *, pool_size: int = 10) -> AsyncEngine:
         sqlalchemy_url(url),
         pool_size=pool_size,
         max_overflow=pool_size,
-        pool_pre_ping=True,
+        # No pre-ping round trip on every checkout: after a server restart the first use of
+        # each stale connection fails, the pool is invalidated, and the caller gets
+        # UNAVAILABLE (retryable) instead of every request paying for the check.
+        pool_pre_ping=False,
         # Times are the database's: every timestamp is computed by now() in SQL.
         connect_args={"options": "-c timezone=UTC"},
     )

@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, delete, func, insert, or_, select, text, update
+from sqlalchemy import Select, and_, delete, func, insert, or_, select, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.engine import RowMapping
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -26,6 +26,7 @@ from ...domain.model import (
     ServiceConfiguration,
     ServiceStatus,
 )
+from . import ttl
 from .schema import (
     accounts,
     certificates,
@@ -37,6 +38,9 @@ from .schema import (
     service_configurations,
     services,
 )
+
+# Notified (payload: the operation id) when an operation ends, for WaitOperation.
+OPERATIONS_CHANNEL = "servicecontrol_operations"
 
 # A listing position: (created_at, id) of the last item of the previous page.
 Cursor = tuple[datetime, str]
@@ -341,7 +345,7 @@ class OperationRepository:
         if "ended_at" in values:
             # Wakes WaitOperation callers at commit.
             await self.conn.execute(
-                select(func.pg_notify("servicecontrol_operations", operation_id))
+                select(func.pg_notify(OPERATIONS_CHANNEL, operation_id))
             )
 
 
@@ -391,7 +395,9 @@ class ConnectionRepository:
     def __init__(self, conn: AsyncConnection) -> None:
         self.conn = conn
 
-    async def get_by_arn(self, account_id: str, arn: str, *, for_update: bool = False) -> Connection | None:
+    async def get_by_arn(
+        self, account_id: str, arn: str, *, for_update: bool = False
+    ) -> Connection | None:
         query = select(connections).where(
             connections.c.account_id == account_id, connections.c.connection_arn == arn
         )
@@ -400,24 +406,359 @@ class ConnectionRepository:
         row = (await self.conn.execute(query)).mappings().first()
         return _connection(row) if row else None
 
+    async def get(self, account_id: str, connection_id: str) -> Connection | None:
+        row = (
+            await self.conn.execute(
+                select(connections).where(
+                    connections.c.account_id == account_id,
+                    connections.c.connection_id == connection_id,
+                )
+            )
+        ).mappings().first()
+        return _connection(row) if row else None
+
+    async def live_arn_with_name(self, account_id: str, name: str) -> str | None:
+        return (
+            await self.conn.execute(
+                select(connections.c.connection_arn).where(
+                    connections.c.account_id == account_id,
+                    connections.c.connection_name == name,
+                    connections.c.status != ConnectionStatus.DELETED.value,
+                )
+            )
+        ).scalar_one_or_none()
+
+    async def count_live(self, account_id: str) -> int:
+        return (
+            await self.conn.execute(
+                select(func.count()).where(
+                    connections.c.account_id == account_id,
+                    connections.c.status != ConnectionStatus.DELETED.value,
+                )
+            )
+        ).scalar_one()
+
+    async def add(self, connection: Connection) -> Connection:
+        row = (
+            await self.conn.execute(
+                insert(connections)
+                .values(
+                    connection_id=connection.connection_id,
+                    account_id=connection.account_id,
+                    connection_name=connection.connection_name,
+                    connection_arn=connection.connection_arn,
+                    provider_type=connection.provider_type.value,
+                    status=connection.status.value,
+                )
+                .returning(connections.c.created_at)
+            )
+        ).one()
+        connection.created_at = row.created_at
+        return connection
+
+    async def list_page(
+        self, account_id: str, name: str | None, after: Cursor | None, limit: int
+    ) -> list[Connection]:
+        """Newest first, tombstones included (App Runner lists DELETED connections)."""
+        query = (
+            select(connections)
+            .where(connections.c.account_id == account_id)
+            .order_by(connections.c.created_at.desc(), connections.c.connection_id.desc())
+            .limit(limit)
+        )
+        if name:
+            query = query.where(connections.c.connection_name == name)
+        if after is not None:
+            created_at, connection_id = after
+            query = query.where(
+                or_(
+                    connections.c.created_at < created_at,
+                    and_(
+                        connections.c.created_at == created_at,
+                        connections.c.connection_id < connection_id,
+                    ),
+                )
+            )
+        rows = (await self.conn.execute(query)).mappings().all()
+        return [_connection(row) for row in rows]
+
+    async def set_status(self, connection: Connection, status: ConnectionStatus) -> None:
+        await self.conn.execute(
+            update(connections)
+            .where(connections.c.connection_id == connection.connection_id)
+            .values(status=status.value, updated_at=func.now())
+        )
+        connection.status = status
+
+    async def mark_deleted(self, connection: Connection, tombstone_seconds: int) -> None:
+        row = (
+            await self.conn.execute(
+                update(connections)
+                .where(connections.c.connection_id == connection.connection_id)
+                .values(
+                    status=ConnectionStatus.DELETED.value,
+                    updated_at=func.now(),
+                    deleted_at=func.now(),
+                    purge_at=func.now() + text(f"interval '{int(tombstone_seconds)} seconds'"),
+                )
+                .returning(connections.c.deleted_at, connections.c.purge_at)
+            )
+        ).one()
+        connection.status = ConnectionStatus.DELETED
+        connection.deleted_at, connection.purge_at = row.deleted_at, row.purge_at
+
+
+class CertificateRepository:
+    """Certificate records: one per account and domain name, linked to the service the
+    domain is associated with, or unlinked and kept until `expires_at`."""
+
+    def __init__(self, conn: AsyncConnection) -> None:
+        self.conn = conn
+
+    async def get(self, certificate_id: str) -> Certificate | None:
+        row = (
+            await self.conn.execute(
+                select(certificates).where(certificates.c.certificate_id == certificate_id)
+            )
+        ).mappings().first()
+        return _certificate(row) if row else None
+
+    async def get_for_domain(
+        self, account_id: str, domain_name: str, *, for_update: bool = False
+    ) -> Certificate | None:
+        query = select(certificates).where(
+            certificates.c.account_id == account_id,
+            certificates.c.domain_name == domain_name,
+        )
+        if for_update:
+            query = query.with_for_update()
+        row = (await self.conn.execute(query)).mappings().first()
+        return _certificate(row) if row else None
+
+    async def insert_if_absent(self, cert: Certificate) -> bool:
+        """Inserts the record unless the account already has one for the domain. A
+        concurrent uncommitted insert or purge of that domain's record makes this wait
+        for it, so the answer is always about committed state."""
+        row = (
+            await self.conn.execute(
+                pg_insert(certificates)
+                .values(
+                    certificate_id=cert.certificate_id,
+                    account_id=cert.account_id,
+                    certificate_arn=cert.certificate_arn,
+                    domain_name=cert.domain_name,
+                    status=cert.status.value,
+                    validation_records=cert.validation_records,
+                    service_id=cert.service_id,
+                    service_arn=cert.service_arn,
+                )
+                .on_conflict_do_nothing(index_elements=["account_id", "domain_name"])
+                .returning(certificates.c.created_at)
+            )
+        ).first()
+        if row is None:
+            return False
+        cert.created_at = row.created_at
+        return True
+
+    async def link(
+        self,
+        cert: Certificate,
+        service_id: str,
+        service_arn: str,
+        status: CertificateStatus,
+        records: list[dict[str, str]],
+    ) -> None:
+        """Links a retained record to a service again: its retention window ends."""
+        await self.conn.execute(
+            update(certificates)
+            .where(certificates.c.certificate_id == cert.certificate_id)
+            .values(
+                service_id=service_id,
+                service_arn=service_arn,
+                status=status.value,
+                validation_records=records,
+                unlinked_at=None,
+                expires_at=None,
+            )
+        )
+        cert.service_id, cert.service_arn = service_id, service_arn
+        cert.status, cert.validation_records = status, records
+        cert.unlinked_at = cert.expires_at = None
+
+    async def set_validation(
+        self, certificate_id: str, status: CertificateStatus, records: list[dict[str, str]]
+    ) -> None:
+        await self.conn.execute(
+            update(certificates)
+            .where(certificates.c.certificate_id == certificate_id)
+            .values(status=status.value, validation_records=records)
+        )
+
+    async def purge_if_expired(self, certificate_id: str) -> Certificate | None:
+        """Deletes the record if it is unlinked and its retention has ended, by the same
+        rule as the reaper; returns it if it was deleted."""
+        row = (
+            await self.conn.execute(
+                ttl.PURGE_CERTIFICATE_IF_EXPIRED, {"certificate_id": certificate_id}
+            )
+        ).mappings().first()
+        return _certificate(row) if row else None
+
+    async def list_page(
+        self, account_id: str, domain_name: str | None, after: str | None, limit: int
+    ) -> list[Certificate]:
+        """By domain name: (account_id, domain_name) is unique and indexed."""
+        query = (
+            select(certificates)
+            .where(certificates.c.account_id == account_id)
+            .order_by(certificates.c.domain_name)
+            .limit(limit)
+        )
+        if domain_name:
+            query = query.where(certificates.c.domain_name == domain_name)
+        if after is not None:
+            query = query.where(certificates.c.domain_name > after)
+        rows = (await self.conn.execute(query)).mappings().all()
+        return [_certificate(row) for row in rows]
+
 
 class CustomDomainRepository:
     def __init__(self, conn: AsyncConnection) -> None:
         self.conn = conn
 
+    def _joined(self) -> Select[Any]:
+        return select(custom_domains, certificates.c.validation_records).join(
+            certificates,
+            certificates.c.certificate_id == custom_domains.c.certificate_id,
+        )
+
     async def for_service(self, service_id: str) -> list[CustomDomain]:
         rows = (
             await self.conn.execute(
-                select(custom_domains, certificates.c.validation_records)
-                .join(
-                    certificates,
-                    certificates.c.certificate_id == custom_domains.c.certificate_id,
-                )
+                self._joined()
                 .where(custom_domains.c.service_id == service_id)
                 .order_by(custom_domains.c.domain_name)
             )
         ).mappings().all()
         return [_custom_domain(row) for row in rows]
+
+    async def get(self, service_id: str, domain_name: str) -> CustomDomain | None:
+        row = (
+            await self.conn.execute(
+                self._joined().where(
+                    custom_domains.c.service_id == service_id,
+                    custom_domains.c.domain_name == domain_name,
+                )
+            )
+        ).mappings().first()
+        return _custom_domain(row) if row else None
+
+    async def page_for_service(
+        self, service_id: str, after: str | None, limit: int
+    ) -> list[CustomDomain]:
+        query = (
+            self._joined()
+            .where(custom_domains.c.service_id == service_id)
+            .order_by(custom_domains.c.domain_name)
+            .limit(limit)
+        )
+        if after is not None:
+            query = query.where(custom_domains.c.domain_name > after)
+        rows = (await self.conn.execute(query)).mappings().all()
+        return [_custom_domain(row) for row in rows]
+
+    async def count_for_service(self, service_id: str) -> int:
+        return (
+            await self.conn.execute(
+                select(func.count()).where(custom_domains.c.service_id == service_id)
+            )
+        ).scalar_one()
+
+    async def add(self, domain: CustomDomain) -> CustomDomain:
+        row = (
+            await self.conn.execute(
+                insert(custom_domains)
+                .values(
+                    service_id=domain.service_id,
+                    domain_name=domain.domain_name,
+                    enable_www_subdomain=domain.enable_www_subdomain,
+                    status=domain.status.value,
+                    certificate_id=domain.certificate_id,
+                )
+                .returning(custom_domains.c.created_at)
+            )
+        ).one()
+        domain.created_at = row.created_at
+        return domain
+
+    async def set_status(
+        self, service_id: str, domain_name: str, status: CustomDomainStatus
+    ) -> None:
+        await self.conn.execute(
+            update(custom_domains)
+            .where(
+                custom_domains.c.service_id == service_id,
+                custom_domains.c.domain_name == domain_name,
+            )
+            .values(status=status.value, updated_at=func.now())
+        )
+
+    async def remove(self, service_id: str, domain_name: str) -> str | None:
+        """Deletes the association; returns its certificate id (None if there was none)."""
+        return (
+            await self.conn.execute(
+                delete(custom_domains)
+                .where(
+                    custom_domains.c.service_id == service_id,
+                    custom_domains.c.domain_name == domain_name,
+                )
+                .returning(custom_domains.c.certificate_id)
+            )
+        ).scalar_one_or_none()
+
+    async def awaiting_validation(
+        self, account_id: str | None, limit: int
+    ) -> list[tuple[CustomDomain, Certificate]]:
+        """Associations waiting for DNS validation, with their certificate records."""
+        query = (
+            select(
+                custom_domains.c.service_id,
+                custom_domains.c.domain_name,
+                custom_domains.c.enable_www_subdomain,
+                custom_domains.c.status.label("domain_status"),
+                custom_domains.c.created_at.label("domain_created_at"),
+                certificates,
+            )
+            .join(
+                certificates,
+                certificates.c.certificate_id == custom_domains.c.certificate_id,
+            )
+            .where(
+                custom_domains.c.status
+                == CustomDomainStatus.PENDING_CERTIFICATE_DNS_VALIDATION.value
+            )
+            .order_by(custom_domains.c.created_at, custom_domains.c.domain_name)
+            .limit(limit)
+        )
+        if account_id is not None:
+            query = query.where(certificates.c.account_id == account_id)
+        rows = (await self.conn.execute(query)).mappings().all()
+        return [
+            (
+                CustomDomain(
+                    service_id=row["service_id"],
+                    domain_name=row["domain_name"],
+                    enable_www_subdomain=row["enable_www_subdomain"],
+                    status=CustomDomainStatus(row["domain_status"]),
+                    certificate_id=row["certificate_id"],
+                    created_at=row["domain_created_at"],
+                    validation_records=row["validation_records"],
+                ),
+                _certificate(row),
+            )
+            for row in rows
+        ]
 
     async def unlink_all(self, service_id: str, retention_seconds: int) -> list[Certificate]:
         """Unlinks every domain of the service and starts the retention window of each

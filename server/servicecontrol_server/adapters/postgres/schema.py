@@ -13,6 +13,7 @@ from sqlalchemy import (
     Integer,
     MetaData,
     PrimaryKeyConstraint,
+    Sequence,
     Table,
     Text,
     UniqueConstraint,
@@ -199,6 +200,9 @@ jobs = Table(
     Index("ix_jobs_ready", "run_at", "job_id", postgresql_where=text("state = 'queued'")),
     Index("ix_jobs_leases", "lease_expires_at", postgresql_where=text("state = 'running'")),
 )
+
+# Positions of relayed outbox rows (created by the migration; used only in raw SQL).
+outbox_position_seq = Sequence("outbox_position_seq", metadata=metadata, data_type=BigInteger)
 
 # The transactional outbox. Rows are written with the change they describe; the relay
 # gives each a `position` in commit order, which WatchEvents streams from.

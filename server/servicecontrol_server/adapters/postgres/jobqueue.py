@@ -1,0 +1,367 @@
+"""The job queue on the `jobs` table: transactional enqueue, SKIP LOCKED claiming, leases
+fenced by a per-claim token, and rescue of expired leases.
+
+Every write a worker makes to a job it claimed names the job AND its lease token. A worker
+whose lease expired and was handed to another worker therefore cannot complete, fail,
+requeue or extend the job any more: its statement matches no row and it learns that it
+lost the job (`LeaseLost`, or False). Execution stays at-least-once (a handler may run
+again after a crash or a lost lease) but each job's outcome is committed exactly once.
+
+All times come from the database clock; the process clock is never written."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import bindparam, text
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.engine import RowMapping
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+JOBS_CHANNEL = "servicecontrol_jobs"
+
+# Why an INSERT plus a separate pg_notify rather than a trigger: the notification is
+# part of the caller's transaction either way (delivered at commit, dropped on rollback),
+# and keeping it here leaves the schema free of behaviour. The payload is the kind so that
+# a future worker pool dedicated to some kinds could ignore the others.
+ENQUEUE = text(
+    """
+    INSERT INTO jobs (kind, operation_id, service_id, account_id, payload, progress,
+                      max_attempts)
+    VALUES (:kind, CAST(:operation_id AS uuid), :service_id, :account_id, :payload,
+            :progress, :max_attempts)
+    RETURNING job_id
+    """
+).bindparams(bindparam("payload", type_=JSONB), bindparam("progress", type_=JSONB))
+
+NOTIFY_JOBS = text("SELECT pg_notify('servicecontrol_jobs', :kind)")
+
+# The claim selects in a MATERIALIZED CTE and updates by join. The tempting
+# `UPDATE … WHERE job_id IN (SELECT … LIMIT n FOR UPDATE SKIP LOCKED)` is planned as a
+# join whose subquery may be re-executed, so it can lock and claim more than n rows; the
+# materialized CTE runs exactly once (an optimisation fence). SKIP LOCKED lets concurrent
+# claimers pass over each other's rows instead of queueing behind them. The ordering
+# matches the partial index ix_jobs_ready (run_at, job_id) WHERE state = 'queued'; the
+# final SELECT restores it, since RETURNING of an UPDATE … FROM keeps no order.
+# FOR UPDATE re-checks the WHERE clause on rows changed since the snapshot, so a row that
+# another claimer took in the meantime is not claimed twice.
+CLAIM = text(
+    """
+    WITH ready AS MATERIALIZED (
+        SELECT job_id
+        FROM jobs
+        WHERE state = 'queued' AND run_at <= now()
+        ORDER BY run_at, job_id
+        LIMIT :limit
+        FOR UPDATE SKIP LOCKED
+    ),
+    claimed AS (
+        UPDATE jobs AS j
+        SET state = 'running',
+            attempts = j.attempts + 1,
+            lease_token = gen_random_uuid(),
+            lease_owner = :owner,
+            lease_expires_at = now() + make_interval(secs => :lease_seconds),
+            updated_at = now()
+        FROM ready
+        WHERE j.job_id = ready.job_id
+        RETURNING j.job_id, j.kind, j.operation_id::text AS operation_id, j.service_id,
+                  j.account_id, j.payload, j.progress, j.attempts, j.max_attempts,
+                  j.lease_token::text AS lease_token, j.run_at
+    )
+    SELECT * FROM claimed ORDER BY run_at, job_id
+    """
+)
+
+# Fenced by (job_id, lease_token, state): a lease that was rescued, released or finished
+# cannot be extended, so a worker learns on its next heartbeat that it lost the job.
+HEARTBEAT = text(
+    """
+    UPDATE jobs
+    SET lease_expires_at = now() + make_interval(secs => :lease_seconds), updated_at = now()
+    WHERE job_id = :job_id AND lease_token = CAST(:token AS uuid) AND state = 'running'
+    RETURNING job_id
+    """
+)
+
+# jsonb `||` merges top-level keys, so a handler saves only what changed and concurrent
+# keys it set earlier survive. Fenced: a stale worker must not overwrite the progress the
+# job's current owner relies on.
+SAVE_PROGRESS = text(
+    """
+    UPDATE jobs
+    SET progress = progress || :changes, updated_at = now()
+    WHERE job_id = :job_id AND lease_token = CAST(:token AS uuid) AND state = 'running'
+    RETURNING job_id
+    """
+).bindparams(bindparam("changes", type_=JSONB))
+
+# A finished job's row is deleted in the handler's final transaction, so its outcome and
+# the job's disappearance commit together or not at all. Fenced: if the lease moved on,
+# nothing is deleted and the caller rolls the whole outcome back. The row lock this takes
+# also keeps rescuers (SKIP LOCKED) off the job until that transaction ends.
+COMPLETE = text(
+    """
+    DELETE FROM jobs
+    WHERE job_id = :job_id AND lease_token = CAST(:token AS uuid) AND state = 'running'
+    RETURNING job_id
+    """
+)
+
+# Failed jobs stay (state 'failed', no lease) for inspection and so that a later job can
+# resume from their progress; `attempts` keeps the count that exhausted them.
+MARK_FAILED = text(
+    """
+    UPDATE jobs
+    SET state = 'failed', last_error = :error, lease_token = NULL, lease_owner = NULL,
+        lease_expires_at = NULL, updated_at = now()
+    WHERE job_id = :job_id AND lease_token = CAST(:token AS uuid) AND state = 'running'
+    RETURNING job_id
+    """
+)
+
+# Back to the queue with a delay computed by the worker's backoff; run_at uses the
+# database clock so every replica agrees on when the job becomes claimable again.
+RETRY_LATER = text(
+    """
+    UPDATE jobs
+    SET state = 'queued', run_at = now() + make_interval(secs => :delay_seconds),
+        last_error = :error, lease_token = NULL, lease_owner = NULL,
+        lease_expires_at = NULL, updated_at = now()
+    WHERE job_id = :job_id AND lease_token = CAST(:token AS uuid) AND state = 'running'
+    RETURNING job_id
+    """
+)
+
+# A graceful shutdown hands the job back at once and gives back the attempt it was
+# charged, because the interruption was ours and not the job's fault.
+RELEASE = text(
+    """
+    UPDATE jobs
+    SET state = 'queued', run_at = now(), attempts = greatest(attempts - 1, 0),
+        lease_token = NULL, lease_owner = NULL, lease_expires_at = NULL, updated_at = now()
+    WHERE job_id = :job_id AND lease_token = CAST(:token AS uuid) AND state = 'running'
+    RETURNING job_id
+    """
+)
+
+# Expired leases go back to the queue with their attempt count kept, so a job that
+# crashes its worker every time still exhausts its attempts instead of looping forever.
+# SKIP LOCKED lets several rescuers run at once, and skips a job whose owner is in the
+# middle of its fenced final transaction (that transaction holds the row lock). The
+# bounded, materialized CTE keeps each rescue a short transaction (see CLAIM for why not
+# `IN (SELECT …)`); ix_jobs_leases serves the scan.
+RESCUE_EXPIRED = text(
+    """
+    WITH expired AS MATERIALIZED (
+        SELECT job_id
+        FROM jobs
+        WHERE state = 'running' AND lease_expires_at < now()
+        ORDER BY lease_expires_at
+        LIMIT :limit
+        FOR UPDATE SKIP LOCKED
+    )
+    UPDATE jobs AS j
+    SET state = 'queued', run_at = now(),
+        last_error = 'lease of ' || coalesce(j.lease_owner, '?') || ' expired',
+        lease_token = NULL, lease_owner = NULL, lease_expires_at = NULL, updated_at = now()
+    FROM expired
+    WHERE j.job_id = expired.job_id
+    RETURNING j.job_id
+    """
+)
+
+# Deletes (rather than reads) the failed jobs so that their progress is handed over once:
+# a concurrent caller blocks on the row locks and then finds nothing. The newest failed
+# job's progress is the most advanced.
+TAKE_FAILED_PROGRESS = text(
+    """
+    WITH taken AS (
+        DELETE FROM jobs
+        WHERE kind = :kind AND service_id = :service_id AND state = 'failed'
+        RETURNING job_id, progress
+    )
+    SELECT progress FROM taken ORDER BY job_id DESC LIMIT 1
+    """
+)
+
+# How long until the earliest queued job becomes claimable, on the database clock, so an
+# idle worker can wake for a delayed retry instead of waiting for its next poll.
+# NULL when nothing is queued (and not clamped in SQL: greatest() ignores NULLs and would
+# turn "nothing queued" into "due now").
+SECONDS_UNTIL_NEXT = text(
+    """
+    SELECT extract(epoch FROM min(run_at) - now())::float8
+    FROM jobs
+    WHERE state = 'queued'
+    """
+)
+
+
+class LeaseLost(Exception):
+    """A fenced write found that the job's lease is no longer this worker's: it expired
+    and was rescued, or the job was released or finished by someone else."""
+
+    def __init__(self, job_id: int) -> None:
+        super().__init__(f"lease on job {job_id} was lost")
+        self.job_id = job_id
+
+
+@dataclass(frozen=True)
+class ClaimedJob:
+    job_id: int
+    kind: str
+    operation_id: str | None
+    service_id: str | None
+    account_id: str | None
+    payload: dict[str, Any]
+    progress: dict[str, Any]
+    attempts: int
+    max_attempts: int
+    lease_token: str
+
+    @classmethod
+    def from_row(cls, row: RowMapping) -> ClaimedJob:
+        return cls(
+            job_id=int(row["job_id"]),
+            kind=row["kind"],
+            operation_id=row["operation_id"],
+            service_id=row["service_id"],
+            account_id=row["account_id"],
+            payload=dict(row["payload"] or {}),
+            progress=dict(row["progress"] or {}),
+            attempts=int(row["attempts"]),
+            max_attempts=int(row["max_attempts"]),
+            lease_token=row["lease_token"],
+        )
+
+
+async def enqueue(
+    conn: AsyncConnection,
+    *,
+    kind: str,
+    payload: dict[str, Any],
+    max_attempts: int,
+    operation_id: str | None = None,
+    service_id: str | None = None,
+    account_id: str | None = None,
+    progress: dict[str, Any] | None = None,
+) -> int:
+    """Adds a queued job in the caller's transaction; workers are notified at commit."""
+    job_id = (
+        await conn.execute(
+            ENQUEUE,
+            {
+                "kind": kind,
+                "operation_id": operation_id,
+                "service_id": service_id,
+                "account_id": account_id,
+                "payload": payload,
+                "progress": progress or {},
+                "max_attempts": max_attempts,
+            },
+        )
+    ).scalar_one()
+    await conn.execute(NOTIFY_JOBS, {"kind": kind})
+    return int(job_id)
+
+
+async def take_failed_progress(
+    conn: AsyncConnection, kind: str, service_id: str
+) -> dict[str, Any] | None:
+    """In the caller's transaction: removes the failed `kind` jobs of the service and
+    returns the newest one's progress, so a new job can resume where it stopped."""
+    progress = (
+        await conn.execute(TAKE_FAILED_PROGRESS, {"kind": kind, "service_id": service_id})
+    ).scalar_one_or_none()
+    return None if progress is None else dict(progress)
+
+
+class JobQueue:
+    """The worker side of the queue. Methods without a `conn` run their own short
+    transaction; those with one write in the caller's transaction."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self.engine = engine
+
+    async def claim(self, owner: str, limit: int, lease_seconds: float) -> list[ClaimedJob]:
+        if limit <= 0:
+            return []
+        async with self.engine.begin() as conn:
+            rows = (
+                await conn.execute(
+                    CLAIM,
+                    {"limit": limit, "owner": owner, "lease_seconds": float(lease_seconds)},
+                )
+            ).mappings()
+            return [ClaimedJob.from_row(row) for row in rows]
+
+    async def heartbeat(self, job_id: int, token: str, lease_seconds: float) -> bool:
+        """Extends the lease; False means the lease is gone and the job is not ours."""
+        async with self.engine.begin() as conn:
+            row = (
+                await conn.execute(
+                    HEARTBEAT,
+                    {"job_id": job_id, "token": token, "lease_seconds": float(lease_seconds)},
+                )
+            ).first()
+        return row is not None
+
+    async def save_progress(self, job_id: int, token: str, progress: dict[str, Any]) -> None:
+        async with self.engine.begin() as conn:
+            row = (
+                await conn.execute(
+                    SAVE_PROGRESS, {"job_id": job_id, "token": token, "changes": progress}
+                )
+            ).first()
+        if row is None:
+            raise LeaseLost(job_id)
+
+    async def complete(self, conn: AsyncConnection, job_id: int, token: str) -> None:
+        row = (await conn.execute(COMPLETE, {"job_id": job_id, "token": token})).first()
+        if row is None:
+            raise LeaseLost(job_id)
+
+    async def mark_failed(self, conn: AsyncConnection, job_id: int, token: str, error: str) -> None:
+        row = (
+            await conn.execute(MARK_FAILED, {"job_id": job_id, "token": token, "error": error})
+        ).first()
+        if row is None:
+            raise LeaseLost(job_id)
+
+    async def retry_later(self, job_id: int, token: str, delay_seconds: float, error: str) -> bool:
+        async with self.engine.begin() as conn:
+            row = (
+                await conn.execute(
+                    RETRY_LATER,
+                    {
+                        "job_id": job_id,
+                        "token": token,
+                        "delay_seconds": max(float(delay_seconds), 0.0),
+                        "error": error,
+                    },
+                )
+            ).first()
+        return row is not None
+
+    async def release(self, job_id: int, token: str) -> bool:
+        async with self.engine.begin() as conn:
+            row = (await conn.execute(RELEASE, {"job_id": job_id, "token": token})).first()
+        return row is not None
+
+    async def rescue_expired(self, limit: int = 100) -> int:
+        async with self.engine.begin() as conn:
+            rows = (await conn.execute(RESCUE_EXPIRED, {"limit": limit})).all()
+        return len(rows)
+
+    async def take_failed_progress(
+        self, conn: AsyncConnection, kind: str, service_id: str
+    ) -> dict[str, Any] | None:
+        return await take_failed_progress(conn, kind, service_id)
+
+    async def seconds_until_next(self) -> float | None:
+        """Seconds until the earliest queued job is due (0 if one is due), or None."""
+        async with self.engine.connect() as conn:
+            value = (await conn.execute(SECONDS_UNTIL_NEXT)).scalar_one_or_none()
+        return None if value is None else max(float(value), 0.0)

@@ -1,0 +1,347 @@
+"""Images: pushing `docker save` archives into the source registry, copying an image into
+a service's private prefix, and deleting that copy.
+
+Source registry layout (one bucket):
+    <repository>/blobs/sha256:<hex>     config and layers, content-addressed
+    <repository>/manifests/<tag>        OCI image manifest
+A service's copy (under a prefix such as `services/<id>/`):
+    <prefix>blobs/sha256:<hex>
+    <prefix>manifest.json
+
+Manifests are always written after every blob they reference, so a reader that finds a
+manifest finds a complete image, however the writer was interrupted."""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+import re
+import tarfile
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, BinaryIO, cast
+
+from ..domain.names import parse_image_identifier
+from .ports import ObjectInfo, ObjectNotFound, ObjectStore, ObjectStoreError
+
+MANIFEST_MEDIA_TYPE = "application/vnd.oci.image.manifest.v1+json"
+CONFIG_MEDIA_TYPE = "application/vnd.oci.image.config.v1+json"
+LAYER_MEDIA_TYPE = "application/vnd.oci.image.layer.v1.tar"
+
+# S3 multi-object deletes take at most 1000 keys.
+MAX_DELETE_BATCH = 1000
+
+_DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
+_OCI_BLOB_PATH = re.compile(r"blobs/sha256/([0-9a-f]{64})")
+_CHUNK = 1024 * 1024
+# Layer compression, recognised by magic number: docker save writes plain tars today, but
+# a compressed layer must not be announced as an uncompressed one.
+_COMPRESSION_SUFFIX = ((b"\x1f\x8b", "+gzip"), (b"\x28\xb5\x2f\xfd", "+zstd"))
+
+
+class ImageNotFound(ObjectNotFound):
+    """The image (its manifest or a blob it references) is not in the source registry.
+    str() is the identifier, which is what callers report."""
+
+    transient = False
+
+    def __init__(self, identifier: str) -> None:
+        super().__init__(identifier)
+        self.identifier = identifier
+
+
+@dataclass(frozen=True)
+class PushedImage:
+    repository: str
+    tag: str
+    manifest_digest: str
+    objects: int  # distinct blobs plus the manifest
+    bytes: int
+
+
+@dataclass(frozen=True)
+class ImageCopy:
+    objects: int  # distinct blobs plus the manifest
+    bytes: int
+    manifest_digest: str
+
+
+@dataclass(frozen=True)
+class Inventory:
+    objects: int
+    bytes: int
+
+
+@dataclass(frozen=True)
+class _Blob:
+    digest: str
+    size: int
+    media_type: str
+
+    def descriptor(self) -> dict[str, Any]:
+        return {"mediaType": self.media_type, "digest": self.digest, "size": self.size}
+
+
+def blob_key(repository: str, digest: str) -> str:
+    return f"{repository}/blobs/{digest}"
+
+
+def manifest_key(repository: str, tag: str) -> str:
+    return f"{repository}/manifests/{tag}"
+
+
+def copy_blob_key(prefix: str, digest: str) -> str:
+    return f"{prefix}blobs/{digest}"
+
+
+def copy_manifest_key(prefix: str) -> str:
+    return f"{prefix}manifest.json"
+
+
+def push_docker_archive(
+    store: ObjectStore, bucket: str, archive: Path, identifier: str
+) -> PushedImage:
+    """Pushes the image in a `docker save` archive (legacy or OCI layout) as
+    `identifier`. Every blob is hashed before anything is uploaded, so a corrupt archive
+    changes nothing; blobs the registry already holds with the same size are not
+    uploaded again, so pushing the same archive twice transfers only the manifest."""
+    repository, tag = parse_image_identifier(identifier)
+    try:
+        with tarfile.open(archive, "r:*") as tar:
+            members = {member.name.removeprefix("./"): member for member in tar.getmembers()}
+            entry = _archive_entry(tar, members, archive, identifier)
+            config, config_member = _hash_member(tar, members, entry["Config"], None)
+            layers: list[_Blob] = []
+            sources = {config.digest: config_member}
+            for path in entry["Layers"]:
+                layer, member = _hash_member(tar, members, path, LAYER_MEDIA_TYPE)
+                layers.append(layer)
+                sources.setdefault(layer.digest, member)
+            sizes = {blob.digest: blob.size for blob in (config, *layers)}
+            present = _present_sizes(store, bucket, blob_key(repository, ""), set(sizes))
+            for digest, member in sources.items():
+                if present.get(digest) != sizes[digest]:
+                    _upload(store, bucket, blob_key(repository, digest), tar, member, sizes[digest])
+    except tarfile.TarError as exc:
+        raise ValueError(f"{archive} is not a readable docker save archive: {exc}") from exc
+    body = _manifest_body(config, layers)
+    store.put_bytes(bucket, manifest_key(repository, tag), body)
+    return PushedImage(
+        repository=repository,
+        tag=tag,
+        manifest_digest=_sha256(body),
+        objects=len(sizes) + 1,
+        bytes=sum(sizes.values()) + len(body),
+    )
+
+
+def copy_image(
+    store: ObjectStore,
+    source_bucket: str,
+    identifier: str,
+    dest_bucket: str,
+    dest_prefix: str,
+) -> ImageCopy:
+    """Copies an image from the source registry into dest_prefix, server-side.
+    Idempotent: a retry after a crash copies only the blobs that are still missing."""
+    _check_prefix(dest_prefix)
+    repository, tag = parse_image_identifier(identifier)
+    try:
+        body = store.get_bytes(source_bucket, manifest_key(repository, tag))
+    except ObjectNotFound as exc:
+        raise ImageNotFound(identifier) from exc
+    blobs = _manifest_blobs(body, identifier)
+    wanted = {blob.digest for blob in blobs}
+    present = _present_sizes(store, dest_bucket, copy_blob_key(dest_prefix, ""), wanted)
+    for blob in blobs:
+        if present.get(blob.digest) == blob.size:
+            continue
+        source, target = blob_key(repository, blob.digest), copy_blob_key(dest_prefix, blob.digest)
+        try:
+            store.copy_object(source_bucket, source, dest_bucket, target)
+        except ObjectNotFound as exc:
+            raise ImageNotFound(identifier) from exc
+    store.put_bytes(dest_bucket, copy_manifest_key(dest_prefix), body)
+    return ImageCopy(
+        objects=len(blobs) + 1,
+        bytes=sum(blob.size for blob in blobs) + len(body),
+        manifest_digest=_sha256(body),
+    )
+
+
+def inventory(store: ObjectStore, bucket: str, prefix: str) -> Inventory:
+    """What is stored under prefix, counted from a streamed listing."""
+    objects = size = 0
+    for info in store.list_objects(bucket, prefix):
+        objects += 1
+        size += info.size
+    return Inventory(objects=objects, bytes=size)
+
+
+def delete_image_copy(
+    store: ObjectStore, bucket: str, prefix: str, *, batch_size: int = MAX_DELETE_BATCH
+) -> Inventory:
+    """Deletes everything under prefix, including unfinished multipart uploads, and
+    returns what was deleted. Memory stays bounded by one batch however large the copy.
+    Idempotent: once the prefix is empty a rerun deletes nothing and returns zeros."""
+    _check_prefix(prefix)
+    if not 1 <= batch_size <= MAX_DELETE_BATCH:
+        raise ValueError(f"batch_size must be between 1 and {MAX_DELETE_BATCH}, not {batch_size}")
+    objects = size = 0
+    listing = _within(store.list_objects(bucket, prefix), prefix)
+    while batch := list(itertools.islice(listing, batch_size)):
+        store.delete_objects(bucket, [info.key for info in batch])
+        objects += len(batch)
+        size += sum(info.size for info in batch)
+    store.abort_incomplete_uploads(bucket, prefix)
+    return Inventory(objects=objects, bytes=size)
+
+
+def _within(listing: Iterable[ObjectInfo], prefix: str) -> Iterable[ObjectInfo]:
+    """A store that ignored the prefix must not turn a delete into a bucket wipe."""
+    for info in listing:
+        if not info.key.startswith(prefix):
+            raise ObjectStoreError(f"listing of {prefix!r} returned {info.key!r}")
+        yield info
+
+
+def _present_sizes(
+    store: ObjectStore, bucket: str, blobs_prefix: str, wanted: set[str]
+) -> dict[str, int]:
+    """Sizes of the wanted blobs already stored under blobs_prefix. One listing costs a
+    request per thousand keys where checking each blob costs a request per blob; only
+    what is wanted is kept, so memory stays bounded by the image, not the prefix."""
+    present: dict[str, int] = {}
+    for info in store.list_objects(bucket, blobs_prefix):
+        digest = info.key[len(blobs_prefix) :]
+        if digest in wanted:
+            present[digest] = info.size
+    return present
+
+
+def _check_prefix(prefix: str) -> None:
+    if not prefix or not prefix.endswith("/") or not prefix.strip("/"):
+        raise ValueError(
+            f"invalid image copy prefix {prefix!r}: it must be non-empty and end with '/'"
+        )
+
+
+def _sha256(data: bytes) -> str:
+    return "sha256:" + hashlib.sha256(data).hexdigest()
+
+
+def _manifest_body(config: _Blob, layers: list[_Blob]) -> bytes:
+    manifest = {
+        "schemaVersion": 2,
+        "mediaType": MANIFEST_MEDIA_TYPE,
+        "config": config.descriptor(),
+        "layers": [layer.descriptor() for layer in layers],
+    }
+    return json.dumps(manifest, separators=(",", ":")).encode()
+
+
+def _manifest_blobs(body: bytes, identifier: str) -> list[_Blob]:
+    """The distinct blobs a manifest references. Digests become object keys, so anything
+    that is not a plain sha256 digest is refused rather than used in a key."""
+    try:
+        manifest = json.loads(body)
+        descriptors = [manifest["config"], *manifest["layers"]]
+        blobs: dict[str, _Blob] = {}
+        for descriptor in descriptors:
+            digest, size = descriptor["digest"], descriptor["size"]
+            if not isinstance(digest, str) or not _DIGEST.fullmatch(digest):
+                raise ValueError(f"bad digest {digest!r}")
+            if not isinstance(size, int) or size < 0:
+                raise ValueError(f"bad size {size!r}")
+            blobs.setdefault(digest, _Blob(digest, size, str(descriptor.get("mediaType", ""))))
+    except (ValueError, KeyError, TypeError) as exc:
+        raise ValueError(f"the manifest of {identifier} is corrupt: {exc}") from exc
+    return list(blobs.values())
+
+
+def _archive_entry(
+    tar: tarfile.TarFile, members: dict[str, tarfile.TarInfo], archive: Path, identifier: str
+) -> dict[str, Any]:
+    """The image to push from the archive's manifest.json: the only one, or the one
+    tagged as identifier when the archive holds several."""
+    if "manifest.json" not in members:
+        raise ValueError(f"{archive} is not a docker save archive: it has no manifest.json")
+    try:
+        entries = json.loads(_read_member(tar, members["manifest.json"]))
+    except ValueError as exc:
+        raise ValueError(f"{archive}: manifest.json is not valid JSON: {exc}") from exc
+    if not isinstance(entries, list) or not entries:
+        raise ValueError(f"{archive}: manifest.json lists no image")
+    if len(entries) > 1:
+        wanted = identifier if ":" in identifier else f"{identifier}:latest"
+        entries = [
+            e for e in entries if isinstance(e, dict) and wanted in (e.get("RepoTags") or [])
+        ]
+        if len(entries) != 1:
+            raise ValueError(f"{archive} holds several images and none is tagged {wanted}")
+    entry = entries[0]
+    if not isinstance(entry, dict):
+        raise ValueError(f"{archive}: manifest.json entry is not an object")
+    config, layers = entry.get("Config"), entry.get("Layers")
+    if not isinstance(config, str) or not isinstance(layers, list):
+        raise ValueError(f"{archive}: manifest.json entry lacks Config or Layers")
+    for path in (config, *layers):
+        if not isinstance(path, str) or path.removeprefix("./") not in members:
+            raise ValueError(f"{archive}: manifest.json references {path!r}, which is missing")
+    return entry
+
+
+def _read_member(tar: tarfile.TarFile, member: tarfile.TarInfo) -> bytes:
+    with _open_member(tar, member) as stream:
+        return stream.read()
+
+
+def _open_member(tar: tarfile.TarFile, member: tarfile.TarInfo) -> BinaryIO:
+    stream = tar.extractfile(member)  # follows links: legacy archives link shared layers
+    if stream is None:
+        raise ValueError(f"{member.name} is not a regular file")
+    return cast(BinaryIO, stream)
+
+
+def _upload(
+    store: ObjectStore,
+    bucket: str,
+    key: str,
+    tar: tarfile.TarFile,
+    member: tarfile.TarInfo,
+    size: int,
+) -> None:
+    with _open_member(tar, member) as stream:
+        store.put_object(bucket, key, stream, size)
+
+
+def _hash_member(
+    tar: tarfile.TarFile,
+    members: dict[str, tarfile.TarInfo],
+    path: str,
+    layer_media_type: str | None,
+) -> tuple[_Blob, tarfile.TarInfo]:
+    """The descriptor of one archive member, from a streamed pass over its content."""
+    member = members[path.removeprefix("./")]
+    hasher = hashlib.sha256()
+    size = 0
+    head = b""
+    with _open_member(tar, member) as stream:
+        while chunk := stream.read(_CHUNK):
+            if not head:
+                head = chunk[:4]
+            hasher.update(chunk)
+            size += len(chunk)
+    digest = "sha256:" + hasher.hexdigest()
+    named = _OCI_BLOB_PATH.fullmatch(path.removeprefix("./"))
+    if named and named.group(1) != hasher.hexdigest():
+        raise ValueError(f"{path} is corrupt: its content hashes to {digest}")
+    if layer_media_type is None:
+        media_type = CONFIG_MEDIA_TYPE
+    else:
+        media_type = layer_media_type + next(
+            (suffix for magic, suffix in _COMPRESSION_SUFFIX if head.startswith(magic)), ""
+        )
+    return _Blob(digest, size, media_type), member

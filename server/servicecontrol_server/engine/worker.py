@@ -1,0 +1,435 @@
+"""The worker: claims jobs, runs them through their handlers under a heartbeated lease,
+and turns their outcome into completion, a delayed retry, or a recorded failure."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from ..adapters.postgres.jobqueue import JOBS_CHANNEL, ClaimedJob, JobQueue, LeaseLost
+from ..adapters.postgres.listen import PgListener, engine_libpq_url, wait_any
+from .backoff import backoff_delay
+from .context import JobContext, JobHandler
+from .errors import JobError, JobFailure, PermanentJobError, RetryableJobError
+
+__all__ = [
+    "JobContext",
+    "JobFailure",
+    "JobHandler",
+    "PermanentJobError",
+    "RetryableJobError",
+    "Worker",
+]
+
+log = logging.getLogger(__name__)
+
+# How often recording an exhausted job's failure is tried in-process before the job is
+# handed back to the queue (whose next claim retries the recording).
+_EXHAUST_TRIES = 3
+# Wait at least this long before re-claiming when a due job exists but was not claimable
+# (another worker is claiming it right now), so that case does not spin.
+_MIN_DUE_WAIT = 0.05
+
+
+@dataclass
+class _Running:
+    job: ClaimedJob
+    ctx: JobContext
+    task: asyncio.Task[None] | None = None
+    handler_task: asyncio.Task[None] | None = None
+    # Set when the worker itself interrupts the job to stop; its lease is then released.
+    shutting_down: bool = False
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class Worker:
+    """Runs up to `concurrency` jobs at a time from the `jobs` table.
+
+    Wake-ups: a NOTIFY on servicecontrol_jobs (sent at enqueue commit), a finished job
+    freeing a slot, a rescued lease, or the `poll_seconds` timer, which is the fallback when
+    notifications cannot arrive (connection down, transaction-pooling PgBouncer)."""
+
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        handlers: Mapping[str, JobHandler],
+        *,
+        owner: str,
+        concurrency: int = 2,
+        lease_seconds: float = 30,
+        heartbeat_seconds: float = 10,
+        poll_seconds: float = 1.0,
+        backoff_base: float = 0.5,
+        backoff_max: float = 60.0,
+        shutdown_grace: float = 10,
+        rng: Callable[[], float] = random.random,
+    ) -> None:
+        if concurrency < 1:
+            raise ValueError("concurrency must be at least 1")
+        if heartbeat_seconds >= lease_seconds:
+            raise ValueError("heartbeat_seconds must be shorter than lease_seconds")
+        self.engine = engine
+        self.handlers = dict(handlers)
+        self.owner = owner
+        self.concurrency = concurrency
+        self.lease_seconds = lease_seconds
+        self.heartbeat_seconds = heartbeat_seconds
+        self.poll_seconds = poll_seconds
+        self.backoff_base = backoff_base
+        self.backoff_max = backoff_max
+        self.shutdown_grace = shutdown_grace
+        # The backoff's jitter source; injectable so that tests can pin delays.
+        self.rng = rng
+        self.queue = JobQueue(engine)
+        self._running: dict[int, _Running] = {}
+        self._wake = asyncio.Event()
+        self._listener: PgListener | None = None
+        self._waiting = False
+
+    @property
+    def listening(self) -> bool:
+        """True while the worker's LISTEN connection is established."""
+        return self._listener is not None and self._listener.connected.is_set()
+
+    @property
+    def idle(self) -> bool:
+        """True while the worker runs no job and is blocked until a wake-up or its poll
+        timer; a job enqueued now starts only through a notification (or that timer)."""
+        return self._waiting and not self._running and not self._wake.is_set()
+
+    @property
+    def running_jobs(self) -> int:
+        return len(self._running)
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Claims and runs jobs until `stop` is set, then winds down gracefully."""
+        listener = PgListener(engine_libpq_url(self.engine), [JOBS_CHANNEL])
+        listener.subscribe(self._wake)
+        self._listener = listener
+        log.info("worker started", extra={"owner": self.owner, "concurrency": self.concurrency})
+        async with listener:
+            rescuer = asyncio.create_task(self._rescue_loop(stop), name=f"rescuer-{self.owner}")
+            try:
+                await self._claim_loop(stop)
+            finally:
+                rescuer.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await rescuer
+                await self._shutdown()
+                self._listener = None
+        log.info("worker stopped", extra={"owner": self.owner})
+
+    async def _claim_loop(self, stop: asyncio.Event) -> None:
+        failures = 0
+        while not stop.is_set():
+            # Cleared before claiming: a wake-up during the claim re-arms it.
+            self._wake.clear()
+            timeout = self.poll_seconds
+            free = self.concurrency - len(self._running)
+            if free > 0:
+                try:
+                    jobs = await self.queue.claim(self.owner, free, self.lease_seconds)
+                    failures = 0
+                except Exception:
+                    failures += 1
+                    jobs = []
+                    timeout = max(backoff_delay(failures, 0.1, self.poll_seconds), 0.05)
+                    log.warning("claiming jobs failed", extra={"failures": failures},
+                                exc_info=True)
+                if stop.is_set():
+                    await self._release_unstarted(jobs)
+                    return
+                for job in jobs:
+                    self._start(job)
+                if not failures and len(jobs) < free:
+                    timeout = await self._until_next_due(timeout)
+            self._waiting = True
+            try:
+                await wait_any(self._wake, stop, timeout=timeout)
+            finally:
+                self._waiting = False
+
+    async def _until_next_due(self, timeout: float) -> float:
+        """A delayed retry sends no notification when it falls due: wake for it."""
+        try:
+            due = await self.queue.seconds_until_next()
+        except Exception:
+            log.warning("reading the next due job failed", exc_info=True)
+            return timeout
+        if due is None:
+            return timeout
+        return min(timeout, max(due, _MIN_DUE_WAIT))
+
+    async def _rescue_loop(self, stop: asyncio.Event) -> None:
+        interval = self.lease_seconds / 2
+        while not stop.is_set():
+            try:
+                rescued = await self.queue.rescue_expired()
+            except Exception:
+                log.warning("rescuing expired leases failed", exc_info=True)
+            else:
+                if rescued:
+                    log.warning("requeued jobs whose lease expired", extra={"jobs": rescued})
+                    self._wake.set()
+            await wait_any(stop, timeout=interval)
+
+    def _start(self, job: ClaimedJob) -> None:
+        running = _Running(
+            job=job,
+            ctx=JobContext(self.queue, job),
+            extra={"job_id": job.job_id, "kind": job.kind, "attempt": job.attempts},
+        )
+        self._running[job.job_id] = running
+        task = asyncio.create_task(self._supervise(running), name=f"job-{job.job_id}")
+        running.task = task
+
+        def finished(_: asyncio.Task[None]) -> None:
+            self._running.pop(job.job_id, None)
+            # A free slot: claim again without waiting for the poll timer.
+            self._wake.set()
+
+        task.add_done_callback(finished)
+
+    async def _release_unstarted(self, jobs: list[ClaimedJob]) -> None:
+        for job in jobs:
+            with contextlib.suppress(Exception):
+                await self.queue.release(job.job_id, job.lease_token)
+
+    async def _supervise(self, running: _Running) -> None:
+        try:
+            await self._execute(running)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            # The job keeps its lease until it expires; a rescuer then requeues it.
+            log.exception("job supervision failed", extra=running.extra)
+
+    async def _execute(self, running: _Running) -> None:
+        job, ctx = running.job, running.ctx
+        handler = self.handlers.get(job.kind)
+        if handler is None:
+            log.error("no handler for job kind", extra=running.extra)
+            failure = JobFailure(
+                "INTERNAL_ERROR", f"No handler for job kind {job.kind!r}.", {"kind": job.kind},
+                job.attempts,
+            )
+            await self._exhaust(running, None, failure, f"no handler for kind {job.kind!r}")
+            return
+        if job.attempts > job.max_attempts:
+            # Rescued after its last allowed attempt died with its worker.
+            failure = JobFailure(
+                "INTERNAL_ERROR",
+                "The job's last attempt was interrupted and no attempts are left.",
+                {},
+                job.attempts - 1,
+            )
+            await self._exhaust(running, handler, failure, "attempts exhausted by lost leases")
+            return
+
+        log.info("job started", extra=running.extra)
+        handler_task = asyncio.create_task(handler.run(ctx), name=f"handler-{job.job_id}")
+        running.handler_task = handler_task
+        heartbeat = asyncio.create_task(self._heartbeat(running), name=f"lease-{job.job_id}")
+        try:
+            await asyncio.wait({handler_task})
+        except asyncio.CancelledError:
+            # The worker itself is being torn down without a graceful stop.
+            handler_task.cancel()
+            await asyncio.wait({handler_task})
+            if not ctx.completed and not ctx.lease_lost.is_set():
+                with contextlib.suppress(Exception):
+                    await self.queue.release(job.job_id, job.lease_token)
+            raise
+        finally:
+            heartbeat.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await heartbeat
+        await self._settle(running, handler, handler_task)
+
+    async def _settle(
+        self, running: _Running, handler: JobHandler, handler_task: asyncio.Task[None]
+    ) -> None:
+        job, ctx = running.job, running.ctx
+        if ctx.completed:
+            log.info("job completed", extra=running.extra)
+            return
+        if ctx.lease_lost.is_set():
+            log.warning("lease lost; job dropped without further writes", extra=running.extra)
+            return
+        exc: BaseException | None
+        if handler_task.cancelled():
+            if running.shutting_down:
+                released = await self._quietly(self.queue.release(job.job_id, job.lease_token))
+                log.info("job interrupted by shutdown; lease released",
+                         extra={**running.extra, "released": bool(released)})
+                return
+            exc = RuntimeError("the handler was cancelled")
+        else:
+            exc = handler_task.exception()
+
+        if exc is None:
+            await self._complete_for_handler(running)
+            return
+        if isinstance(exc, LeaseLost):
+            ctx.lease_lost.set()
+            log.warning("lease lost; job dropped without further writes", extra=running.extra)
+            return
+
+        failure = _failure_of(exc, job.attempts)
+        error_text = f"{failure.reason}: {failure.message}"
+        if isinstance(exc, PermanentJobError):
+            log.warning("job failed permanently", extra={**running.extra,
+                                                          "reason": failure.reason})
+            await self._exhaust(running, handler, failure, error_text)
+            return
+        if not isinstance(exc, RetryableJobError):
+            log.error("job raised an unexpected error", extra=running.extra, exc_info=exc)
+            error_text = f"{failure.reason}: {exc!r}"
+        if job.attempts >= job.max_attempts:
+            log.warning("job exhausted its attempts", extra={**running.extra,
+                                                              "reason": failure.reason})
+            await self._exhaust(running, handler, failure, error_text)
+            return
+        await self._retry(running, handler, failure, error_text)
+
+    async def _complete_for_handler(self, running: _Running) -> None:
+        job = running.job
+        try:
+            async with self.engine.begin() as conn:
+                await self.queue.complete(conn, job.job_id, job.lease_token)
+        except LeaseLost:
+            log.warning("lease lost before completion; job dropped", extra=running.extra)
+            return
+        log.info("job completed", extra=running.extra)
+
+    async def _retry(
+        self, running: _Running, handler: JobHandler, failure: JobFailure, error_text: str
+    ) -> None:
+        job, ctx = running.job, running.ctx
+        delay = backoff_delay(job.attempts, self.backoff_base, self.backoff_max, self.rng)
+        # Before requeueing, while the lease still keeps the next attempt from starting,
+        # so this attempt's note cannot land after the next attempt's progress.
+        try:
+            await handler.on_retry(ctx, failure, delay)
+        except Exception:
+            log.warning("on_retry hook failed", extra=running.extra, exc_info=True)
+        if await self.queue.retry_later(job.job_id, job.lease_token, delay, error_text):
+            log.info("job will be retried", extra={**running.extra, "delay_seconds": delay,
+                                                    "reason": failure.reason})
+        else:
+            log.warning("lease lost before requeue; job dropped", extra=running.extra)
+
+    async def _exhaust(
+        self,
+        running: _Running,
+        handler: JobHandler | None,
+        failure: JobFailure,
+        error_text: str,
+    ) -> None:
+        """Marks the job failed and lets the handler write the failure outcome, in one
+        transaction. The fence comes first so that a stale worker writes nothing."""
+        job, ctx = running.job, running.ctx
+        for attempt in range(1, _EXHAUST_TRIES + 1):
+            try:
+                async with self.engine.begin() as conn:
+                    await self.queue.mark_failed(conn, job.job_id, job.lease_token, error_text)
+                    if handler is not None:
+                        await handler.on_exhausted(ctx, conn, failure)
+            except LeaseLost:
+                ctx.lease_lost.set()
+                log.warning("lease lost before recording the failure; job dropped",
+                            extra=running.extra)
+                return
+            except Exception:
+                log.warning("recording the job's failure failed",
+                            extra={**running.extra, "try": attempt}, exc_info=True)
+                await asyncio.sleep(
+                    backoff_delay(attempt, self.backoff_base, self.backoff_max, self.rng)
+                )
+            else:
+                log.warning("job failed", extra={**running.extra, "reason": failure.reason})
+                return
+        # Hand the job back: its next claim finds no attempts left and records the failure
+        # again (as an interrupted last attempt), so the outcome is written eventually.
+        delay = backoff_delay(job.attempts, self.backoff_base, self.backoff_max, self.rng)
+        await self._quietly(
+            self.queue.retry_later(job.job_id, job.lease_token, delay, error_text)
+        )
+
+    async def _heartbeat(self, running: _Running) -> None:
+        """Extends the lease every heartbeat_seconds. When it cannot, the handler is
+        cancelled: either another worker owns the job now, or, after a lease's worth of
+        failed attempts, it may."""
+        job, ctx = running.job, running.ctx
+        loop = asyncio.get_running_loop()
+        extended_at = loop.time()
+        while True:
+            await asyncio.sleep(self.heartbeat_seconds)
+            if ctx.completed:
+                return
+            asked_at = loop.time()
+            try:
+                held = await self.queue.heartbeat(job.job_id, job.lease_token, self.lease_seconds)
+            except Exception:
+                log.warning("heartbeat failed", extra=running.extra, exc_info=True)
+                if loop.time() - extended_at < self.lease_seconds:
+                    continue
+                held = False
+            if held:
+                extended_at = asked_at
+                continue
+            if ctx.completed:
+                return
+            log.warning("lease lost; cancelling the handler", extra=running.extra)
+            ctx.lease_lost.set()
+            if running.handler_task is not None:
+                running.handler_task.cancel()
+            return
+
+    async def _shutdown(self) -> None:
+        """Gives running jobs `shutdown_grace` seconds, then interrupts them and releases
+        their leases so that another worker can take them at once."""
+        tasks = [r.task for r in self._running.values() if r.task is not None]
+        if not tasks:
+            return
+        log.info("waiting for running jobs", extra={"jobs": len(tasks),
+                                                    "grace_seconds": self.shutdown_grace})
+        _, pending = await asyncio.wait(tasks, timeout=self.shutdown_grace)
+        if not pending:
+            return
+        for running in list(self._running.values()):
+            running.shutting_down = True
+            if running.handler_task is not None:
+                running.handler_task.cancel()
+        # A handler that swallows cancellation must not hold the process forever.
+        _, stuck = await asyncio.wait(pending, timeout=max(self.shutdown_grace, 1.0))
+        for task in stuck:
+            task.cancel()
+        if stuck:
+            await asyncio.wait(stuck)
+
+    async def _quietly(self, call: Any) -> Any:
+        try:
+            return await call
+        except Exception:
+            log.warning("job queue write failed", exc_info=True)
+            return None
+
+
+def _failure_of(exc: BaseException, attempts: int) -> JobFailure:
+    if isinstance(exc, JobError):
+        return JobFailure(exc.reason, exc.message, dict(exc.metadata), attempts)
+    # Internals stay in the logs and the job's last_error, not in the operation's error.
+    return JobFailure(
+        "INTERNAL_ERROR",
+        "Internal error while running the job.",
+        {"exception": type(exc).__name__},
+        attempts,
+    )
