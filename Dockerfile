@@ -10,6 +10,6 @@ RUN pip install --no-cache-dir -e .
 
 ENV SERVICECONTROL_GRPC_LISTEN=0.0.0.0:50051 \
     SERVICECONTROL_LOG_JSON=true
-EXPOSE 50051
+EXPOSE 50051 50080
 ENTRYPOINT ["servicecontrol"]
 CMD ["serve"]

@@ -78,19 +78,26 @@ async def raw_claim_loop(url: str, jobs: int, workers: int) -> float:
     """Jobs per second of a bare SKIP LOCKED claim-and-delete loop (no lease, no handler)."""
     async with await psycopg.AsyncConnection.connect(libpq_url(url), autocommit=True) as conn:
         await conn.execute("DROP TABLE IF EXISTS bench_raw")
-        await conn.execute("CREATE TABLE bench_raw (id bigint generated always as identity primary key, "
-                           "state text not null default 'queued')")
-        await conn.execute("INSERT INTO bench_raw (state) SELECT 'queued' FROM generate_series(1, %s)",
-                           (jobs,))
+        await conn.execute(
+            "CREATE TABLE bench_raw (id bigint generated always as identity primary key, "
+            "state text not null default 'queued')"
+        )
+        await conn.execute(
+            "INSERT INTO bench_raw (state) SELECT 'queued' FROM generate_series(1, %s)", (jobs,)
+        )
         await conn.execute("VACUUM ANALYZE bench_raw")
 
     async def one() -> None:
         async with await psycopg.AsyncConnection.connect(libpq_url(url), autocommit=True) as conn:
             while True:
-                row = await (await conn.execute(
-                    "WITH c AS (SELECT id FROM bench_raw WHERE state = 'queued' ORDER BY id LIMIT 1 "
-                    "FOR UPDATE SKIP LOCKED) DELETE FROM bench_raw b USING c WHERE b.id = c.id "
-                    "RETURNING b.id")).fetchone()
+                row = await (
+                    await conn.execute(
+                        "WITH c AS (SELECT id FROM bench_raw WHERE state = 'queued' ORDER BY id "
+                        "LIMIT 1 "
+                        "FOR UPDATE SKIP LOCKED) DELETE FROM bench_raw b USING c WHERE b.id = c.id "
+                        "RETURNING b.id"
+                    )
+                ).fetchone()
                 if row is None:
                     return
 
@@ -104,13 +111,16 @@ async def engine_throughput(engine: Any, jobs: int, concurrency: int) -> float:
         for _ in range(jobs):
             await jobqueue.enqueue(conn, kind="noop", payload={}, max_attempts=3)
     stop = asyncio.Event()
-    worker = Worker(engine, {"noop": _NoOp()}, owner="bench", concurrency=concurrency,
-                    poll_seconds=0.05)
+    worker = Worker(
+        engine, {"noop": _NoOp()}, owner="bench", concurrency=concurrency, poll_seconds=0.05
+    )
     t = time.perf_counter()
     task = asyncio.create_task(worker.run(stop))
     while True:
         async with engine.connect() as conn:
-            left = (await conn.execute(text("SELECT count(*) FROM jobs WHERE kind='noop'"))).scalar_one()
+            left = (
+                await conn.execute(text("SELECT count(*) FROM jobs WHERE kind='noop'"))
+            ).scalar_one()
         if left == 0:
             break
         await asyncio.sleep(0.01)
@@ -155,7 +165,9 @@ async def run(quick: bool) -> dict[str, Any]:
         report["reference_commit_ms"] = {"median": median_ms(ref), "p95": p95_ms(ref)}
 
         async with running_harness(settings, tmp, workers=2) as h:
-            h.push_image("bench-app:1", layers=19, layer_size=512)  # config + 19 layers + manifest = 21
+            h.push_image(
+                "bench-app:1", layers=19, layer_size=512
+            )  # config + 19 layers + manifest = 21
             # 1. request latency: services prepared RUNNING, then one DeleteService each.
             arns = []
             for i in range(n_latency):
@@ -168,14 +180,18 @@ async def run(quick: bool) -> dict[str, Any]:
             for c in arns:
                 t = time.perf_counter()
                 resp = await h.stub.DeleteService(
-                    api.DeleteServiceRequest(service_arn=c.service.service_arn), metadata=h.meta())
+                    api.DeleteServiceRequest(service_arn=c.service.service_arn), metadata=h.meta()
+                )
                 lat.append(time.perf_counter() - t)
                 assert resp.service.status == pb.Service.OPERATION_IN_PROGRESS
                 ops.append(resp.operation_id)
                 # Idle system: let each delete finish before timing the next request.
                 await h.wait(resp.operation_id)
-            report["delete_request_ms"] = {"median": median_ms(lat), "p95": p95_ms(lat),
-                                           "target_median": 10.0}
+            report["delete_request_ms"] = {
+                "median": median_ms(lat),
+                "p95": p95_ms(lat),
+                "target_median": 10.0,
+            }
 
             # 2. request to DELETED, 20-object image copy, idle system.
             e2e: list[float] = []
@@ -183,11 +199,16 @@ async def run(quick: bool) -> dict[str, Any]:
             for i in range(n_e2e):
                 c = await h.create(f"e2e-{i:04d}", image="bench-app:1")
                 await h.wait(c.operation_id)
-                objects = sum(1 for _ in h.app.store.list_objects(
-                    settings.image_bucket, f"services/{c.service.service_id}/"))
+                objects = sum(
+                    1
+                    for _ in h.app.store.list_objects(
+                        settings.image_bucket, f"services/{c.service.service_id}/"
+                    )
+                )
                 t = time.perf_counter()
                 resp = await h.stub.DeleteService(
-                    api.DeleteServiceRequest(service_arn=c.service.service_arn), metadata=h.meta())
+                    api.DeleteServiceRequest(service_arn=c.service.service_arn), metadata=h.meta()
+                )
                 op = await h.wait(resp.operation_id)
                 e2e.append(time.perf_counter() - t)
                 assert op.status == pb.Operation.SUCCEEDED
@@ -202,7 +223,9 @@ async def run(quick: bool) -> dict[str, Any]:
                 await reference_commit_latency(url, 3)
                 ref_e2e.append(time.perf_counter() - t)
             report["delete_to_deleted_ms"] = {
-                "objects": objects, "median": median_ms(e2e), "p95": p95_ms(e2e),
+                "objects": objects,
+                "median": median_ms(e2e),
+                "p95": p95_ms(e2e),
                 "target_median": 200.0,
                 "reference_direct_median": median_ms(ref_e2e),
                 "ratio_to_reference": median_ms(e2e) / median_ms(ref_e2e),
@@ -221,11 +244,13 @@ async def run(quick: bool) -> dict[str, Any]:
         report["engine_noop_jobs_per_s"] = noop
         report["raw_skip_locked_jobs_per_s"] = raw
         report["engine_to_raw_ratio"] = noop / raw
-        report["request_to_commit_ratio"] = (report["delete_request_ms"]["median"]
-                                             / report["reference_commit_ms"]["median"])
+        report["request_to_commit_ratio"] = (
+            report["delete_request_ms"]["median"] / report["reference_commit_ms"]["median"]
+        )
         report["meets_targets"] = {
             "delete_request_median_under_10ms": report["delete_request_ms"]["median"] < 10.0,
-            "delete_to_deleted_median_under_200ms": report["delete_to_deleted_ms"]["median"] < 200.0,
+            "delete_to_deleted_median_under_200ms": report["delete_to_deleted_ms"]["median"]
+            < 200.0,
         }
         _ = push_docker_archive, build_docker_archive
         return report
@@ -235,7 +260,9 @@ async def run(quick: bool) -> dict[str, Any]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--quick", action="store_true", help="few samples (a smoke run)")
     parser.add_argument("--json", type=Path, help="also write the report here")
     args = parser.parse_args()

@@ -17,18 +17,21 @@ from tests.support.rpc import expect_error
 from tests.support.server import ACCOUNT, Harness, harness_settings, running_harness
 
 
-
 async def scalar(h: Harness, sql: str, **params: object) -> object:
     async with h.app.engine.connect() as conn:
         return (await conn.execute(text(sql), params)).scalar()
 
 
 def image_keys(h: Harness, service_id: str) -> list[str]:
-    return [o.key for o in h.app.store.list_objects(h.settings.image_bucket, f"services/{service_id}/")]
+    return [
+        o.key for o in h.app.store.list_objects(h.settings.image_bucket, f"services/{service_id}/")
+    ]
 
 
 async def delete(h: Harness, arn: str, **kw: object) -> api.DeleteServiceResponse:
-    return await h.stub.DeleteService(api.DeleteServiceRequest(service_arn=arn, **kw), metadata=h.meta())
+    return await h.stub.DeleteService(
+        api.DeleteServiceRequest(service_arn=arn, **kw), metadata=h.meta()
+    )
 
 
 async def pause(h: Harness, arn: str) -> api.PauseServiceResponse:
@@ -45,24 +48,36 @@ async def add_domain(h: Harness, service_id: str, domain: str) -> None:
     async with h.app.engine.begin() as conn:
         await conn.execute(
             text(
-                "insert into certificates (certificate_id, account_id, certificate_arn, domain_name,"
+                "insert into certificates (certificate_id, account_id, certificate_arn,"
+                " domain_name,"
                 " status, service_id, service_arn) select :c, :a, :arn, :d, 'ISSUED', s.service_id,"
                 " s.service_arn from services s where s.service_id = :s"
             ),
-            {"c": cert_id, "a": ACCOUNT, "arn": f"arn:aws:apprunner:us-east-1:{ACCOUNT}:certificate/{cert_id}",
-             "d": domain, "s": service_id},
+            {
+                "c": cert_id,
+                "a": ACCOUNT,
+                "arn": f"arn:aws:apprunner:us-east-1:{ACCOUNT}:certificate/{cert_id}",
+                "d": domain,
+                "s": service_id,
+            },
         )
         await conn.execute(
-            text("insert into custom_domains (service_id, domain_name, enable_www_subdomain, status,"
-                 " certificate_id) values (:s, :d, true, 'ACTIVE', :c)"),
+            text(
+                "insert into custom_domains (service_id, domain_name, enable_www_subdomain, status,"
+                " certificate_id) values (:s, :d, true, 'ACTIVE', :c)"
+            ),
             {"s": service_id, "d": domain, "c": cert_id},
         )
 
 
-async def test_delete_removes_image_copy_and_configuration_keeps_tombstone(harness: Harness) -> None:
+async def test_delete_removes_image_copy_and_configuration_keeps_tombstone(
+    harness: Harness,
+) -> None:
     svc = await harness.running_service("to-delete")
     await add_domain(harness, svc.service_id, "shop.example.com")
-    source_before = sorted(o.key for o in harness.app.store.list_objects(harness.settings.source_bucket, ""))
+    source_before = sorted(
+        o.key for o in harness.app.store.list_objects(harness.settings.source_bucket, "")
+    )
     copy_before = image_keys(harness, svc.service_id)
     assert copy_before
 
@@ -73,12 +88,24 @@ async def test_delete_removes_image_copy_and_configuration_keeps_tombstone(harne
     assert op.status == pb.Operation.SUCCEEDED and op.type == pb.Operation.DELETE_SERVICE
 
     assert image_keys(harness, svc.service_id) == []
-    source_after = sorted(o.key for o in harness.app.store.list_objects(harness.settings.source_bucket, ""))
+    source_after = sorted(
+        o.key for o in harness.app.store.list_objects(harness.settings.source_bucket, "")
+    )
     assert source_after == source_before
-    assert await scalar(harness, "select count(*) from service_configurations where service_id=:s",
-                        s=svc.service_id) == 0
-    assert await scalar(harness, "select count(*) from compute_instances where service_id=:s",
-                        s=svc.service_id) == 0
+    assert (
+        await scalar(
+            harness,
+            "select count(*) from service_configurations where service_id=:s",
+            s=svc.service_id,
+        )
+        == 0
+    )
+    assert (
+        await scalar(
+            harness, "select count(*) from compute_instances where service_id=:s", s=svc.service_id
+        )
+        == 0
+    )
 
     report = op.deletion_report
     assert report.image_objects == len(copy_before)
@@ -93,7 +120,7 @@ async def test_delete_removes_image_copy_and_configuration_keeps_tombstone(harne
     assert gone.HasField("deleted_at") and gone.HasField("purge_at")
     assert not gone.HasField("source_configuration")
     # The certificate record is kept, unlinked, expiring 7 days after the delete.
-    row = (await _row(harness, "select service_id, unlinked_at, expires_at from certificates"))
+    row = await _row(harness, "select service_id, unlinked_at, expires_at from certificates")
     assert row.service_id is None
     assert row.expires_at - row.unlinked_at == timedelta(days=7)
     assert abs(cert.expires_at.ToDatetime().timestamp() - row.expires_at.timestamp()) < 1
@@ -133,20 +160,27 @@ async def test_delete_refused_from_deleted(harness: Harness) -> None:
     assert err.reason == "INVALID_STATE" and err.metadata["status"] == "DELETED"
 
 
-async def test_delete_refused_while_an_operation_runs(database_url: str, s3_server: object, tmp_path: object) -> None:
+async def test_delete_refused_while_an_operation_runs(
+    database_url: str, s3_server: object, tmp_path: object
+) -> None:
     settings = harness_settings(database_url, s3_server, tmp_path)  # type: ignore[arg-type]
     async with running_harness(settings, tmp_path, workers=0) as h:  # type: ignore[arg-type]
         created = await h.create("busy")
-        err = await expect_error(delete(h, created.service.service_arn), grpc.StatusCode.FAILED_PRECONDITION)
+        err = await expect_error(
+            delete(h, created.service.service_arn), grpc.StatusCode.FAILED_PRECONDITION
+        )
         assert err.reason == "OPERATION_IN_PROGRESS"
         assert err.metadata["operationId"] == created.operation_id
-        await expect_error(pause(h, created.service.service_arn), grpc.StatusCode.FAILED_PRECONDITION)
+        await expect_error(
+            pause(h, created.service.service_arn), grpc.StatusCode.FAILED_PRECONDITION
+        )
 
 
 async def test_fifty_concurrent_deletes_start_one_operation(harness: Harness) -> None:
     svc = await harness.running_service("popular")
-    results = await asyncio.gather(*(delete(harness, svc.service_arn) for _ in range(50)),
-                                   return_exceptions=True)
+    results = await asyncio.gather(
+        *(delete(harness, svc.service_arn) for _ in range(50)), return_exceptions=True
+    )
     ok = [r for r in results if isinstance(r, api.DeleteServiceResponse)]
     refused = [r for r in results if isinstance(r, grpc.aio.AioRpcError)]
     assert len(ok) == 1 and len(refused) == 49
@@ -165,7 +199,9 @@ async def test_delete_request_id_returns_the_same_operation(harness: Harness) ->
 
 async def test_delete_etag_precondition(harness: Harness) -> None:
     svc = await harness.running_service("etagged")
-    err = await expect_error(delete(harness, svc.service_arn, etag='"nope"'), grpc.StatusCode.ABORTED)
+    err = await expect_error(
+        delete(harness, svc.service_arn, etag='"nope"'), grpc.StatusCode.ABORTED
+    )
     assert err.reason == "ETAG_MISMATCH"
     ok = await delete(harness, svc.service_arn, etag=svc.etag)
     assert ok.operation_id
@@ -189,11 +225,16 @@ async def test_validate_only_delete_returns_a_plan_and_changes_nothing(harness: 
 async def test_delete_leaves_the_connection_alone(harness: Harness) -> None:
     arn = f"arn:aws:apprunner:us-east-1:{ACCOUNT}:connection/my-github/{uuid.uuid4().hex}"
     async with harness.app.engine.begin() as conn:
-        await conn.execute(text("insert into accounts (account_id) values (:a) on conflict do nothing"),
-                           {"a": ACCOUNT})
         await conn.execute(
-            text("insert into connections (connection_id, account_id, connection_name, connection_arn,"
-                 " provider_type, status) values (:i, :a, 'my-github', :arn, 'GITHUB', 'AVAILABLE')"),
+            text("insert into accounts (account_id) values (:a) on conflict do nothing"),
+            {"a": ACCOUNT},
+        )
+        await conn.execute(
+            text(
+                "insert into connections (connection_id, account_id, connection_name,"
+                " connection_arn,"
+                " provider_type, status) values (:i, :a, 'my-github', :arn, 'GITHUB', 'AVAILABLE')"
+            ),
             {"i": arn[-32:], "a": ACCOUNT, "arn": arn},
         )
     request = api.CreateServiceRequest(
@@ -201,7 +242,9 @@ async def test_delete_leaves_the_connection_alone(harness: Harness) -> None:
         source_configuration=pb.SourceConfiguration(
             code_repository=pb.CodeRepository(
                 repository_url="https://github.com/acme/app",
-                source_code_version=pb.SourceCodeVersion(type=pb.SourceCodeVersion.BRANCH, value="main"),
+                source_code_version=pb.SourceCodeVersion(
+                    type=pb.SourceCodeVersion.BRANCH, value="main"
+                ),
             ),
             authentication_configuration=pb.AuthenticationConfiguration(connection_arn=arn),
         ),
@@ -210,8 +253,13 @@ async def test_delete_leaves_the_connection_alone(harness: Harness) -> None:
     await harness.wait(created.operation_id)
     op = await harness.wait((await delete(harness, created.service.service_arn)).operation_id)
     assert list(op.deletion_report.retained_connection_arns) == [arn]
-    assert await scalar(harness, "select status from connections where connection_arn=:a", a=arn) == "AVAILABLE"
-    assert await scalar(harness, "select count(*) from services where connection_arn=:a", a=arn) == 0
+    assert (
+        await scalar(harness, "select status from connections where connection_arn=:a", a=arn)
+        == "AVAILABLE"
+    )
+    assert (
+        await scalar(harness, "select count(*) from services where connection_arn=:a", a=arn) == 0
+    )
 
 
 async def test_pause_keeps_image_and_url_resume_brings_it_back(harness: Harness) -> None:
@@ -224,8 +272,12 @@ async def test_pause_keeps_image_and_url_resume_brings_it_back(harness: Harness)
     now = await harness.describe(svc.service_arn)
     assert now.status == pb.Service.PAUSED and now.service_url == svc.service_url
     assert image_keys(harness, svc.service_id) == keys
-    assert await scalar(harness, "select state from compute_instances where service_id=:s",
-                        s=svc.service_id) == "STOPPED"
+    assert (
+        await scalar(
+            harness, "select state from compute_instances where service_id=:s", s=svc.service_id
+        )
+        == "STOPPED"
+    )
     assert now.source_configuration == svc.source_configuration
 
     err = await expect_error(pause(harness, svc.service_arn), grpc.StatusCode.FAILED_PRECONDITION)
@@ -233,8 +285,12 @@ async def test_pause_keeps_image_and_url_resume_brings_it_back(harness: Harness)
     await harness.wait((await resume(harness, svc.service_arn)).operation_id)
     back = await harness.describe(svc.service_arn)
     assert back.status == pb.Service.RUNNING and back.service_url == svc.service_url
-    assert await scalar(harness, "select state from compute_instances where service_id=:s",
-                        s=svc.service_id) == "RUNNING"
+    assert (
+        await scalar(
+            harness, "select state from compute_instances where service_id=:s", s=svc.service_id
+        )
+        == "RUNNING"
+    )
     err = await expect_error(resume(harness, svc.service_arn), grpc.StatusCode.FAILED_PRECONDITION)
     assert err.metadata["allowedStatuses"] == "PAUSED"
 
@@ -246,19 +302,26 @@ async def test_operations_are_listed_newest_first(harness: Harness) -> None:
     page = await harness.stub.ListOperations(
         api.ListOperationsRequest(service_arn=svc.service_arn, page_size=2), metadata=harness.meta()
     )
-    assert [o.type for o in page.operations] == [pb.Operation.RESUME_SERVICE, pb.Operation.PAUSE_SERVICE]
+    assert [o.type for o in page.operations] == [
+        pb.Operation.RESUME_SERVICE,
+        pb.Operation.PAUSE_SERVICE,
+    ]
     rest = await harness.stub.ListOperations(
-        api.ListOperationsRequest(service_arn=svc.service_arn, page_size=2, page_token=page.next_page_token),
+        api.ListOperationsRequest(
+            service_arn=svc.service_arn, page_size=2, page_token=page.next_page_token
+        ),
         metadata=harness.meta(),
     )
     assert [o.type for o in rest.operations] == [pb.Operation.CREATE_SERVICE]
     assert rest.next_page_token == ""
-    one = await harness.stub.DescribeOperation(api.DescribeOperationRequest(operation_id=page.operations[0].id),
-                                               metadata=harness.meta())
+    one = await harness.stub.DescribeOperation(
+        api.DescribeOperationRequest(operation_id=page.operations[0].id), metadata=harness.meta()
+    )
     assert one.operation.status == pb.Operation.SUCCEEDED
     await expect_error(
-        harness.stub.DescribeOperation(api.DescribeOperationRequest(operation_id=str(uuid.uuid4())),
-                                       metadata=harness.meta()),
+        harness.stub.DescribeOperation(
+            api.DescribeOperationRequest(operation_id=str(uuid.uuid4())), metadata=harness.meta()
+        ),
         grpc.StatusCode.NOT_FOUND,
     )
 

@@ -13,8 +13,9 @@ from tests.support.rpc import expect_error
 from tests.support.server import OTHER_ACCOUNT, Harness
 
 
-async def take(h: Harness, n: int, cursor: str = "", account: str | None = None,
-               resource_arn: str = "") -> list[pb.Event]:
+async def take(
+    h: Harness, n: int, cursor: str = "", account: str | None = None, resource_arn: str = ""
+) -> list[pb.Event]:
     """Reads n events from a fresh stream, then disconnects."""
     call = h.stub.WatchEvents(
         api.WatchEventsRequest(cursor=cursor, resource_arn=resource_arn),
@@ -33,22 +34,30 @@ async def take(h: Harness, n: int, cursor: str = "", account: str | None = None,
 
 async def lifecycle(h: Harness, name: str) -> str:
     svc = await h.running_service(name)
-    paused = await h.stub.PauseService(api.PauseServiceRequest(service_arn=svc.service_arn), metadata=h.meta())
+    paused = await h.stub.PauseService(
+        api.PauseServiceRequest(service_arn=svc.service_arn), metadata=h.meta()
+    )
     await h.wait(paused.operation_id)
-    resumed = await h.stub.ResumeService(api.ResumeServiceRequest(service_arn=svc.service_arn),
-                                         metadata=h.meta())
+    resumed = await h.stub.ResumeService(
+        api.ResumeServiceRequest(service_arn=svc.service_arn), metadata=h.meta()
+    )
     await h.wait(resumed.operation_id)
-    deleted = await h.stub.DeleteService(api.DeleteServiceRequest(service_arn=svc.service_arn),
-                                         metadata=h.meta())
+    deleted = await h.stub.DeleteService(
+        api.DeleteServiceRequest(service_arn=svc.service_arn), metadata=h.meta()
+    )
     await h.wait(deleted.operation_id)
     return svc.service_arn
 
 
 EXPECTED = [
-    "service.create_requested", "service.created",
-    "service.pause_requested", "service.paused",
-    "service.resume_requested", "service.resumed",
-    "service.delete_requested", "service.deleted",
+    "service.create_requested",
+    "service.created",
+    "service.pause_requested",
+    "service.paused",
+    "service.resume_requested",
+    "service.resumed",
+    "service.delete_requested",
+    "service.deleted",
 ]
 
 

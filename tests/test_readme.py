@@ -45,8 +45,12 @@ async def test_grpcurl_walkthrough_works_when_pasted(tmp_path: Path) -> None:
         SERVICECONTROL_LOG_JSON="true",
     )
     server = await asyncio.create_subprocess_exec(
-        str(BIN / "servicecontrol"), "serve", cwd=ROOT, env=env,
-        stdout=asyncio.subprocess.PIPE, stderr=(tmp_path / "serve.log").open("wb"),
+        str(BIN / "servicecontrol"),
+        "serve",
+        cwd=ROOT,
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=(tmp_path / "serve.log").open("wb"),
     )
     try:
         assert server.stdout is not None
@@ -57,8 +61,12 @@ async def test_grpcurl_walkthrough_works_when_pasted(tmp_path: Path) -> None:
         script = tmp_path / "walkthrough.sh"
         script.write_text("set -euo pipefail\n" + walkthrough)
         shell = await asyncio.create_subprocess_exec(
-            "bash", str(script), cwd=ROOT, env=env,
-            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+            "bash",
+            str(script),
+            cwd=ROOT,
+            env=env,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
         )
         out, _ = await asyncio.wait_for(shell.communicate(), 120)
         text = out.decode()
@@ -71,3 +79,65 @@ async def test_grpcurl_walkthrough_works_when_pasted(tmp_path: Path) -> None:
     finally:
         server.send_signal(signal.SIGTERM)
         assert await asyncio.wait_for(server.wait(), 30) == 0
+
+
+async def test_embedded_defaults_keep_data_across_restarts(tmp_path: Path) -> None:
+    """`serve` with no configuration: embedded Postgres and the local object store in the
+    data directory, both still there after a graceful restart."""
+    import grpc
+
+    from servicecontrol.v1 import service_control_pb2 as api
+    from servicecontrol.v1 import service_control_pb2_grpc as api_grpc
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SERVICECONTROL_")}
+    env.update(
+        SERVICECONTROL_DATA_DIR=str(tmp_path / "data"),
+        SERVICECONTROL_GRPC_LISTEN="127.0.0.1:0",
+        SERVICECONTROL_AWS_LISTEN="",
+    )
+    push = await asyncio.create_subprocess_exec(
+        str(BIN / "servicecontrol"), "images", "push", "--sample", "keep-me:1", env=env,
+        stdout=asyncio.subprocess.PIPE,
+    )
+    assert (await asyncio.wait_for(push.communicate(), 60))[0].startswith(b"pushed keep-me:1")
+
+    async def serving() -> tuple[asyncio.subprocess.Process, str]:
+        proc = await asyncio.create_subprocess_exec(
+            str(BIN / "servicecontrol"), "serve", env=env, stdout=asyncio.subprocess.PIPE,
+            stderr=(tmp_path / "serve.log").open("ab"),
+        )
+        assert proc.stdout is not None
+        line = (await asyncio.wait_for(proc.stdout.readline(), 90)).decode()
+        port = re.search(r"port=(\d+)", line)
+        assert port, line
+        return proc, f"127.0.0.1:{port[1]}"
+
+    async def stop(proc: asyncio.subprocess.Process) -> None:
+        proc.send_signal(signal.SIGTERM)
+        assert await asyncio.wait_for(proc.wait(), 30) == 0
+
+    proc, target = await serving()
+    try:
+        async with grpc.aio.insecure_channel(target) as channel:
+            stub = api_grpc.ServiceControlStub(channel)
+            created = await stub.CreateService(api.CreateServiceRequest(
+                service_name="survivor",
+                source_configuration={"image_repository": {"image_identifier": "keep-me:1"}},
+            ))
+            waited = await stub.WaitOperation(
+                api.WaitOperationRequest(operation_id=created.operation_id), timeout=60)
+            assert waited.operation.status == waited.operation.SUCCEEDED
+    finally:
+        await stop(proc)
+    proc, target = await serving()
+    try:
+        async with grpc.aio.insecure_channel(target) as channel:
+            stub = api_grpc.ServiceControlStub(channel)
+            again = await stub.DescribeService(
+                api.DescribeServiceRequest(service_arn=created.service.service_arn))
+            assert again.service.status == again.service.RUNNING
+            assert again.service.service_url == created.service.service_url
+    finally:
+        await stop(proc)
+    copies = list((tmp_path / "data" / "objects").rglob("manifest.json"))
+    assert len(copies) == 1

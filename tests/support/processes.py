@@ -15,10 +15,20 @@ from servicecontrol_server.settings import Settings
 
 SERVICECONTROL = str(Path(sys.executable).parent / "servicecontrol")
 FORWARDED = (
-    "database_url", "s3_endpoint", "s3_access_key", "s3_secret_key", "source_bucket",
-    "image_bucket", "job_lease_seconds", "job_heartbeat_seconds", "job_poll_seconds",
-    "job_backoff_base_seconds", "job_backoff_max_seconds", "job_max_attempts",
-    "default_account", "data_dir",
+    "database_url",
+    "s3_endpoint",
+    "s3_access_key",
+    "s3_secret_key",
+    "source_bucket",
+    "image_bucket",
+    "job_lease_seconds",
+    "job_heartbeat_seconds",
+    "job_poll_seconds",
+    "job_backoff_base_seconds",
+    "job_backoff_max_seconds",
+    "job_max_attempts",
+    "default_account",
+    "data_dir",
 )
 
 
@@ -33,13 +43,19 @@ def environment(settings: Settings, **extra: str) -> dict[str, str]:
 
 
 @contextlib.asynccontextmanager
-async def worker_process(settings: Settings, log: Path, *, concurrency: int = 2,
-                         **env: str) -> AsyncIterator[asyncio.subprocess.Process]:
+async def worker_process(
+    settings: Settings, log: Path, *, concurrency: int = 2, **env: str
+) -> AsyncIterator[asyncio.subprocess.Process]:
     """A `servicecontrol worker` process; yielded once it is ready to claim jobs."""
     with log.open("ab") as sink:
         proc = await asyncio.create_subprocess_exec(
-            SERVICECONTROL, "worker", "--concurrency", str(concurrency),
-            env=environment(settings, **env), stdout=asyncio.subprocess.PIPE, stderr=sink,
+            SERVICECONTROL,
+            "worker",
+            "--concurrency",
+            str(concurrency),
+            env=environment(settings, **env),
+            stdout=asyncio.subprocess.PIPE,
+            stderr=sink,
         )
     try:
         assert proc.stdout is not None

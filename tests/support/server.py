@@ -18,6 +18,7 @@ import pytest
 from servicecontrol.v1 import resources_pb2 as pb
 from servicecontrol.v1 import service_control_pb2 as api
 from servicecontrol.v1 import service_control_pb2_grpc as api_grpc
+from servicecontrol_server.api.aws_json import start_aws_http
 from servicecontrol_server.api.server import background_tasks, start_grpc
 from servicecontrol_server.bootstrap import Application, build
 from servicecontrol_server.settings import Settings
@@ -35,6 +36,8 @@ class Harness:
     channel: grpc.aio.Channel
     port: int
     tmp: Path
+    # The App Runner (AWS JSON) endpoint's port; 0 when settings.aws_listen is empty.
+    aws_port: int = 0
 
     def meta(self, account: str = ACCOUNT) -> tuple[tuple[str, str], ...]:
         return (("x-servicecontrol-account", account),)
@@ -96,6 +99,7 @@ def harness_settings(database_url: str, s3: Any, tmp: Path, **overrides: Any) ->
         "source_bucket": f"source-{suffix}",
         "image_bucket": f"images-{suffix}",
         "grpc_listen": "127.0.0.1:0",
+        "aws_listen": "127.0.0.1:0",
         "default_account": ACCOUNT,
         "job_poll_seconds": 0.5,
         "job_backoff_base_seconds": 0.05,
@@ -113,15 +117,21 @@ def harness_settings(database_url: str, s3: Any, tmp: Path, **overrides: Any) ->
 async def running_harness(settings: Settings, tmp: Path, *, workers: int = 2) -> AsyncIterator[Harness]:
     app = await build(settings, settings.database_url, migrate=False)
     server, port, _ = await start_grpc(app, settings.grpc_listen)
+    aws_runner, aws_port = (
+        await start_aws_http(app, settings.aws_listen) if settings.aws_listen else (None, 0)
+    )
     stop = asyncio.Event()
     tasks = background_tasks(app, stop, workers=workers, role="test")
     channel = grpc.aio.insecure_channel(f"127.0.0.1:{port}")
     try:
-        yield Harness(app, settings, api_grpc.ServiceControlStub(channel), channel, port, tmp)
+        yield Harness(app, settings, api_grpc.ServiceControlStub(channel), channel, port, tmp,
+                      aws_port)
     finally:
         stop.set()
         await channel.close()
         await server.stop(0.5)
+        if aws_runner is not None:
+            await aws_runner.cleanup()
         for task in tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await asyncio.wait_for(task, 15)

@@ -14,6 +14,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from .. import faults
 from ..adapters.postgres.unit_of_work import PostgresUnitOfWork
 from ..domain.model import (
     SUCCESS_STATUS,
@@ -25,7 +26,6 @@ from ..domain.model import (
     failure_status,
 )
 from ..engine.worker import JobContext, JobFailure, PermanentJobError, RetryableJobError
-from .. import faults
 from ..settings import Settings
 from .images import ImageNotFound, copy_image, delete_image_copy, inventory
 from .ports import ComputeDriver, ComputeError, ObjectStore, ObjectStoreError
@@ -83,7 +83,8 @@ class ServiceJob:
             return await asyncio.to_thread(fn, *args)
         except ImageNotFound as exc:
             raise PermanentJobError(
-                "IMAGE_NOT_FOUND", f"Image {exc} not found in the source registry.",
+                "IMAGE_NOT_FOUND",
+                f"Image {exc} not found in the source registry.",
                 {"imageIdentifier": str(exc)},
             ) from exc
         except ObjectStoreError as exc:
@@ -95,7 +96,9 @@ class ServiceJob:
         try:
             await call
         except ComputeError as exc:
-            raise RetryableJobError("COMPUTE_UNAVAILABLE", f"Compute unavailable: {exc}", {}) from exc
+            raise RetryableJobError(
+                "COMPUTE_UNAVAILABLE", f"Compute unavailable: {exc}", {}
+            ) from exc
 
     async def _finish(
         self,
@@ -107,7 +110,9 @@ class ServiceJob:
         async with ctx.transaction() as conn:
             uow = PostgresUnitOfWork.bound(conn)
             assert ctx.job.account_id and ctx.job.service_id
-            service = await uow.services.get(ctx.job.account_id, ctx.job.service_id, for_update=True)
+            service = await uow.services.get(
+                ctx.job.account_id, ctx.job.service_id, for_update=True
+            )
             assert service is not None
             extra = await mutate(uow, service)
             await uow.operations.update(
@@ -126,7 +131,11 @@ class ServiceJob:
                     payload={
                         "operationId": str(ctx.job.operation_id),
                         "status": service.status.value,
-                        **({"report": extra["deletion_report"]} if "deletion_report" in extra else {}),
+                        **(
+                            {"report": extra["deletion_report"]}
+                            if "deletion_report" in extra
+                            else {}
+                        ),
                     },
                 )
             )
@@ -135,8 +144,9 @@ class ServiceJob:
             # Everything is written but not committed: a crash here must roll it all back.
             faults.checkpoint(f"{self.op_type.value.lower()}:before_commit")
 
-    async def _settle(self, uow: PostgresUnitOfWork, service: Service, status: ServiceStatus,
-                      message: str = "") -> None:
+    async def _settle(
+        self, uow: PostgresUnitOfWork, service: Service, status: ServiceStatus, message: str = ""
+    ) -> None:
         service.status = status
         service.status_message = message
         service.current_operation_id = None
@@ -153,7 +163,9 @@ class ServiceJob:
             )
             await uow.commit()
 
-    async def on_exhausted(self, ctx: JobContext, conn: AsyncConnection, failure: JobFailure) -> None:
+    async def on_exhausted(
+        self, ctx: JobContext, conn: AsyncConnection, failure: JobFailure
+    ) -> None:
         uow = PostgresUnitOfWork.bound(conn)
         assert ctx.job.account_id and ctx.job.service_id
         service = await uow.services.get(ctx.job.account_id, ctx.job.service_id, for_update=True)
@@ -162,7 +174,10 @@ class ServiceJob:
         before = service.status_before_operation or ServiceStatus.RUNNING
         landing = failure_status(self.op_type, before)
         op_status = OperationStatus.FAILED
-        if self.op_type is OperationType.UPDATE_SERVICE and landing is not ServiceStatus.CREATE_FAILED:
+        if (
+            self.op_type is OperationType.UPDATE_SERVICE
+            and landing is not ServiceStatus.CREATE_FAILED
+        ):
             op_status = OperationStatus.ROLLBACK_SUCCEEDED
         await self._settle(uow, service, landing, failure.message)
         await uow.operations.update(
@@ -206,8 +221,12 @@ class CreateServiceJob(ServiceJob):
         assert config.image_bucket and config.image_prefix
         await self._step(ctx, "copy_image")
         copied = await self._objects(
-            copy_image, self.store, self.settings.source_bucket, config.image_identifier,
-            config.image_bucket, config.image_prefix,
+            copy_image,
+            self.store,
+            self.settings.source_bucket,
+            config.image_identifier,
+            config.image_bucket,
+            config.image_prefix,
         )
         await ctx.save_progress(image_objects=copied.objects, image_bytes=copied.bytes)
         await self._step(ctx, "start_compute")
@@ -232,12 +251,14 @@ class UpdateServiceJob(ServiceJob):
         bucket = config.image_bucket or self.settings.image_bucket
         if ident:
             await self._step(ctx, "copy_image")
-            await self._objects(copy_image, self.store, self.settings.source_bucket, ident,
-                                bucket, prefix)
+            await self._objects(
+                copy_image, self.store, self.settings.source_bucket, ident, bucket, prefix
+            )
         elif service.status_before_operation is ServiceStatus.CREATE_FAILED:
             raise PermanentJobError(
                 "SOURCE_BUILD_UNSUPPORTED",
-                "This deployment cannot build code repositories; use an image source.", {},
+                "This deployment cannot build code repositories; use an image source.",
+                {},
             )
         await self._step(ctx, "deploy")
         await self._compute(self.compute.start(service.service_id, prefix))
@@ -249,9 +270,12 @@ class UpdateServiceJob(ServiceJob):
             await uow.services.save_configuration(
                 svc.service_id,
                 ServiceConfiguration(
-                    source=new["source"], instance=new["instance"],
-                    health_check=new["health_check"], image_identifier=ident,
-                    image_bucket=bucket if ident else None, image_prefix=prefix if ident else None,
+                    source=new["source"],
+                    instance=new["instance"],
+                    health_check=new["health_check"],
+                    image_identifier=ident,
+                    image_bucket=bucket if ident else None,
+                    image_prefix=prefix if ident else None,
                 ),
             )
             svc.connection_arn = connection_arn(new["source"])
@@ -309,14 +333,14 @@ class DeleteServiceJob(ServiceJob):
                 # Counted once, before anything is deleted, so the report stays exact even
                 # when a crash interrupts the deletion and another attempt finishes it.
                 await self._step(ctx, "inventory_image_copy")
-                counted = await self._objects(inventory, self.store, config.image_bucket,
-                                              config.image_prefix)
+                counted = await self._objects(
+                    inventory, self.store, config.image_bucket, config.image_prefix
+                )
                 await ctx.save_progress(image_objects=counted.objects, image_bytes=counted.bytes)
                 faults.checkpoint("delete:after_inventory")
             await self._step(ctx, "delete_image_copy")
             store = _CrashBetweenBatches(self.store) if faults.armed() else self.store
-            await self._objects(delete_image_copy, store, config.image_bucket,
-                                config.image_prefix)
+            await self._objects(delete_image_copy, store, config.image_bucket, config.image_prefix)
         await self._step(ctx, "delete_configuration")
 
         async def mutate(uow: PostgresUnitOfWork, svc: Service) -> dict[str, Any]:

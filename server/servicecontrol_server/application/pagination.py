@@ -33,7 +33,9 @@ class PageTokens:
         try:
             raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
             mac, body = raw[:16], raw[16:]
-            if not hmac.compare_digest(mac, hmac.new(self._key, body, hashlib.sha256).digest()[:16]):
+            if not hmac.compare_digest(
+                mac, hmac.new(self._key, body, hashlib.sha256).digest()[:16]
+            ):
                 raise ValueError("signature")
             data = json.loads(body)
         except (ValueError, TypeError) as exc:

@@ -12,9 +12,7 @@ from .errors import FieldViolation
 from .names import parse_arn, parse_image_identifier
 
 CPU_RE = re.compile(r"256|512|1024|2048|4096|(0\.25|0\.5|1|2|4) vCPU")
-MEMORY_RE = re.compile(
-    r"512|1024|2048|3072|4096|6144|8192|10240|12288|(0\.5|1|2|3|4|6|8|10|12) GB"
-)
+MEMORY_RE = re.compile(r"512|1024|2048|3072|4096|6144|8192|10240|12288|(0\.5|1|2|3|4|6|8|10|12) GB")
 REPOSITORY_URL_RE = re.compile(r"https://[A-Za-z0-9.-]+(/[A-Za-z0-9._~-]+)+")
 ENV_NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,127}")
 PORT_RE = re.compile(r"[0-9]{1,5}")
@@ -32,12 +30,16 @@ DEFAULT_HEALTH_CHECK = {
 }
 
 
-def validate_source(source: dict[str, Any], prefix: str = "source_configuration") -> list[FieldViolation]:
+def validate_source(
+    source: dict[str, Any], prefix: str = "source_configuration"
+) -> list[FieldViolation]:
     violations: list[FieldViolation] = []
     image = source.get("image_repository")
     code = source.get("code_repository")
     if image is None and code is None:
-        return [FieldViolation(prefix, "exactly one of image_repository or code_repository is required")]
+        return [
+            FieldViolation(prefix, "exactly one of image_repository or code_repository is required")
+        ]
     if image is not None:
         ident = image.get("image_identifier", "")
         field = f"{prefix}.image_repository.image_identifier"
@@ -87,8 +89,7 @@ def _validate_image_configuration(config: dict[str, Any], prefix: str) -> list[F
             violations.append(
                 FieldViolation(
                     f"{prefix}.runtime_environment_variables[{name[:40]}]",
-                    "names are letters, digits and _, not starting with a digit "
-                    "or AWSAPPRUNNER",
+                    "names are letters, digits and _, not starting with a digit or AWSAPPRUNNER",
                 )
             )
     port = config.get("port") or ""
@@ -101,18 +102,24 @@ def _validate_image_configuration(config: dict[str, Any], prefix: str) -> list[F
     return violations
 
 
-def validate_instance(instance: dict[str, Any], prefix: str = "instance_configuration") -> list[FieldViolation]:
+def validate_instance(
+    instance: dict[str, Any], prefix: str = "instance_configuration"
+) -> list[FieldViolation]:
     violations: list[FieldViolation] = []
     cpu = instance.get("cpu") or ""
     if cpu and not CPU_RE.fullmatch(cpu):
-        violations.append(FieldViolation(f"{prefix}.cpu", "one of 256|512|1024|2048|4096 or 0.25|0.5|1|2|4 vCPU"))
+        violations.append(
+            FieldViolation(f"{prefix}.cpu", "one of 256|512|1024|2048|4096 or 0.25|0.5|1|2|4 vCPU")
+        )
     memory = instance.get("memory") or ""
     if memory and not MEMORY_RE.fullmatch(memory):
         violations.append(FieldViolation(f"{prefix}.memory", "one of 512..12288 or 0.5..12 GB"))
     return violations
 
 
-def validate_health_check(health: dict[str, Any], prefix: str = "health_check_configuration") -> list[FieldViolation]:
+def validate_health_check(
+    health: dict[str, Any], prefix: str = "health_check_configuration"
+) -> list[FieldViolation]:
     violations: list[FieldViolation] = []
     for name in ("interval", "timeout", "healthy_threshold", "unhealthy_threshold"):
         value = health.get(name) or 0

@@ -10,7 +10,8 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True)
 class FieldViolation:
-    """One bad field of a request: `field` is its path, e.g. `source_configuration.image_repository.image_identifier`."""
+    """One bad field of a request. `field` is its path, e.g.
+    `source_configuration.image_repository.image_identifier`."""
 
     field: str
     description: str

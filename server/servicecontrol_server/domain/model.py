@@ -143,7 +143,8 @@ class Service:
         """Raises unless `op_type` may start now."""
         if self.status is ServiceStatus.OPERATION_IN_PROGRESS and self.current_operation_id:
             raise OperationInProgress(
-                f"Service {self.service_arn} has operation {self.current_operation_id} in progress.",
+                f"Service {self.service_arn} has operation {self.current_operation_id} "
+                "in progress.",
                 {
                     "serviceArn": self.service_arn,
                     "operationId": self.current_operation_id,

@@ -25,13 +25,20 @@ JOBS_CHANNEL = "servicecontrol_jobs"
 # part of the caller's transaction either way (delivered at commit, dropped on rollback),
 # and keeping it here leaves the schema free of behaviour. The payload is the kind so that
 # a future worker pool dedicated to some kinds could ignore the others.
+# The notification rides in the same statement (one round trip on the request path): the
+# cross join makes Postgres evaluate pg_notify exactly once per inserted job.
 ENQUEUE = text(
     """
-    INSERT INTO jobs (kind, operation_id, service_id, account_id, payload, progress,
-                      max_attempts)
-    VALUES (:kind, CAST(:operation_id AS uuid), :service_id, :account_id, :payload,
-            :progress, :max_attempts)
-    RETURNING job_id
+    WITH job AS (
+        INSERT INTO jobs (kind, operation_id, service_id, account_id, payload, progress,
+                          max_attempts)
+        VALUES (:kind, CAST(:operation_id AS uuid), :service_id, :account_id, :payload,
+                :progress, :max_attempts)
+        RETURNING job_id
+    )
+    SELECT job.job_id FROM job CROSS JOIN LATERAL (
+        SELECT pg_notify('servicecontrol_jobs', :kind)
+    ) AS notified
     """
 ).bindparams(bindparam("payload", type_=JSONB), bindparam("progress", type_=JSONB))
 
@@ -263,7 +270,6 @@ async def enqueue(
             },
         )
     ).scalar_one()
-    await conn.execute(NOTIFY_JOBS, {"kind": kind})
     return int(job_id)
 
 

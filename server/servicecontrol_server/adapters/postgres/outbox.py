@@ -54,6 +54,20 @@ INSERT_EVENT = text(
     """
 ).bindparams(bindparam("payload", type_=JSONB))
 
+# The common case, one event per transaction, inserts and notifies in one round trip.
+INSERT_ONE_EVENT = text(
+    """
+    WITH event AS (
+        INSERT INTO outbox (event_id, account_id, resource_arn, type, payload)
+        VALUES (CAST(:event_id AS uuid), :account_id, :resource_arn, :type, :payload)
+        RETURNING seq
+    )
+    SELECT event.seq FROM event CROSS JOIN LATERAL (
+        SELECT pg_notify('servicecontrol_outbox', '')
+    ) AS notified
+    """
+).bindparams(bindparam("payload", type_=JSONB))
+
 NOTIFY_OUTBOX = text("SELECT pg_notify('servicecontrol_outbox', '')")
 NOTIFY_EVENTS = text("SELECT pg_notify('servicecontrol_events', '')")
 
@@ -156,6 +170,9 @@ async def record_events(conn: AsyncConnection, events: Iterable[Event]) -> None:
         for event in events
     ]
     if not rows:
+        return
+    if len(rows) == 1:
+        (await conn.execute(INSERT_ONE_EVENT, rows[0])).one()
         return
     await conn.execute(INSERT_EVENT, rows)
     await conn.execute(NOTIFY_OUTBOX)

@@ -1,0 +1,273 @@
+"""One function per App Runner action: read the request, call the same use case the
+gRPC API calls, shape the answer. No rules live here."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from ...application.service_commands import Configs, MutationResult, Page
+from ...bootstrap import Application
+from . import shapes
+from .errors import (
+    INTERNAL,
+    INVALID_REQUEST,
+    INVALID_STATE,
+    QUOTA_EXCEEDED,
+    RESOURCE_NOT_FOUND,
+)
+
+Body = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Context:
+    app: Application
+    account_id: str
+
+    @property
+    def region(self) -> str:
+        return self.app.settings.region
+
+
+Handler = Callable[[Context, Body], Awaitable[Body]]
+
+
+@dataclass(frozen=True)
+class Action:
+    handler: Handler
+    # The errors App Runner's model declares for the action.
+    errors: frozenset[str]
+
+
+ACTIONS: dict[str, Action] = {}
+
+
+def action(name: str, *errors: str) -> Callable[[Handler], Handler]:
+    def register(fn: Handler) -> Handler:
+        ACTIONS[name] = Action(fn, frozenset((INVALID_REQUEST, INTERNAL, *errors)))
+        return fn
+
+    return register
+
+
+ARN_MAX = 1011
+NEXT_TOKEN_MAX = 51200
+
+
+def _service_arn(body: Body) -> str:
+    return shapes.string(body, "ServiceArn", required=True, min_len=1, max_len=ARN_MAX)
+
+
+def _next_token(body: Body, min_len: int = 0, max_len: int = NEXT_TOKEN_MAX) -> str:
+    return shapes.string(body, "NextToken", min_len=min_len, max_len=max_len)
+
+
+async def _page(fetch: Callable[[int, str], Awaitable[Page]], max_results: int | None,
+                token: str) -> Page:
+    """One page of `max_results`; without MaxResults, App Runner answers every remaining
+    result at once, so the pages are gathered here."""
+    if max_results is not None:
+        return await fetch(max_results, token)
+    items: list[Any] = []
+    while True:
+        page = await fetch(0, token)
+        items += page.items
+        token = page.next_page_token
+        if not token:
+            return Page(items, "")
+
+
+def _with_token(out: Body, token: str) -> Body:
+    if token:
+        out["NextToken"] = token
+    return out
+
+
+def _mutation(result: MutationResult) -> Body:
+    return {"Service": shapes.service(result.service), "OperationId": result.operation_id}
+
+
+# ----- services -----
+
+
+@action("CreateService", QUOTA_EXCEEDED)
+async def create_service(ctx: Context, body: Body) -> Body:
+    name = shapes.string(body, "ServiceName", required=True, min_len=4, max_len=40)
+    configs = Configs(
+        source=shapes.optional_struct(body, shapes.SOURCE_CONFIGURATION, required=True),
+        instance=shapes.optional_struct(body, shapes.INSTANCE_CONFIGURATION),
+        health_check=shapes.optional_struct(body, shapes.HEALTH_CHECK_CONFIGURATION),
+    )
+    shapes.refuse_tags(body)
+    shapes.refuse_changed_fixed_settings(body, ctx.region, ctx.account_id)
+    result = await ctx.app.commands.create_service(ctx.account_id, name, configs)
+    return _mutation(result)
+
+
+@action("DescribeService", RESOURCE_NOT_FOUND)
+async def describe_service(ctx: Context, body: Body) -> Body:
+    svc = await ctx.app.commands.describe_service(ctx.account_id, _service_arn(body))
+    return {"Service": shapes.service(svc)}
+
+
+@action("ListServices")
+async def list_services(ctx: Context, body: Body) -> Body:
+    max_results = shapes.integer(body, "MaxResults", 1, 20)
+    token = _next_token(body)
+
+    async def fetch(size: int, page_token: str) -> Page:
+        return await ctx.app.commands.list_services(ctx.account_id, size, page_token)
+
+    page = await _page(fetch, max_results, token)
+    return _with_token(
+        {"ServiceSummaryList": [shapes.service_summary(s) for s in page.items]},
+        page.next_page_token,
+    )
+
+
+@action("UpdateService", RESOURCE_NOT_FOUND, INVALID_STATE)
+async def update_service(ctx: Context, body: Body) -> Body:
+    arn = _service_arn(body)
+    configs = Configs(
+        source=shapes.optional_struct(body, shapes.SOURCE_CONFIGURATION),
+        instance=shapes.optional_struct(body, shapes.INSTANCE_CONFIGURATION),
+        health_check=shapes.optional_struct(body, shapes.HEALTH_CHECK_CONFIGURATION),
+    )
+    shapes.refuse_changed_fixed_settings(body, ctx.region, ctx.account_id)
+    result = await ctx.app.commands.update_service(ctx.account_id, arn, configs)
+    return _mutation(result)
+
+
+@action("DeleteService", RESOURCE_NOT_FOUND, INVALID_STATE)
+async def delete_service(ctx: Context, body: Body) -> Body:
+    result = await ctx.app.commands.delete_service(ctx.account_id, _service_arn(body))
+    return _mutation(result)
+
+
+@action("PauseService", RESOURCE_NOT_FOUND, INVALID_STATE)
+async def pause_service(ctx: Context, body: Body) -> Body:
+    result = await ctx.app.commands.pause_service(ctx.account_id, _service_arn(body))
+    return _mutation(result)
+
+
+@action("ResumeService", RESOURCE_NOT_FOUND, INVALID_STATE)
+async def resume_service(ctx: Context, body: Body) -> Body:
+    result = await ctx.app.commands.resume_service(ctx.account_id, _service_arn(body))
+    return _mutation(result)
+
+
+@action("ListOperations", RESOURCE_NOT_FOUND)
+async def list_operations(ctx: Context, body: Body) -> Body:
+    arn = _service_arn(body)
+    max_results = shapes.integer(body, "MaxResults", 1, 20)
+    token = _next_token(body)
+
+    async def fetch(size: int, page_token: str) -> Page:
+        return await ctx.app.commands.list_operations(ctx.account_id, arn, size, page_token)
+
+    page = await _page(fetch, max_results, token)
+    return _with_token(
+        {"OperationSummaryList": [shapes.operation_summary(o) for o in page.items]},
+        page.next_page_token,
+    )
+
+
+# ----- connections -----
+
+def _connection_name(body: Body, required: bool = False) -> str:
+    return shapes.string(body, "ConnectionName", required=required, min_len=4, max_len=32)
+
+
+@action("CreateConnection", QUOTA_EXCEEDED)
+async def create_connection(ctx: Context, body: Body) -> Body:
+    name = _connection_name(body, required=True)
+    provider = shapes.string(
+        body, "ProviderType", required=True, enum=("GITHUB", "BITBUCKET")
+    )
+    shapes.refuse_tags(body)
+    conn = await ctx.app.connections.create_connection(ctx.account_id, name, provider)
+    return {"Connection": shapes.connection(conn)}
+
+
+@action("ListConnections")
+async def list_connections(ctx: Context, body: Body) -> Body:
+    name = _connection_name(body)
+    max_results = shapes.integer(body, "MaxResults", 1, 100)
+    token = _next_token(body, min_len=1, max_len=1024)
+
+    async def fetch(size: int, page_token: str) -> Page:
+        return await ctx.app.connections.list_connections(ctx.account_id, name, size, page_token)
+
+    page = await _page(fetch, max_results, token)
+    return _with_token(
+        {"ConnectionSummaryList": [shapes.connection(c) for c in page.items]},
+        page.next_page_token,
+    )
+
+
+@action("DeleteConnection", RESOURCE_NOT_FOUND)
+async def delete_connection(ctx: Context, body: Body) -> Body:
+    arn = shapes.string(body, "ConnectionArn", required=True, min_len=1, max_len=ARN_MAX)
+    conn = await ctx.app.connections.delete_connection(ctx.account_id, arn)
+    return {"Connection": shapes.connection(conn)}
+
+
+# ----- custom domains -----
+
+
+def _domain_name(body: Body) -> str:
+    return shapes.string(body, "DomainName", required=True, min_len=1, max_len=255)
+
+
+def _domain_result(result: Any) -> Body:
+    return {
+        "DNSTarget": result.dns_target,
+        "ServiceArn": result.service_arn,
+        "CustomDomain": shapes.custom_domain(result.custom_domain),
+        # No VPC ingress connections exist here.
+        "VpcDNSTargets": [],
+    }
+
+
+@action("AssociateCustomDomain", INVALID_STATE)
+async def associate_custom_domain(ctx: Context, body: Body) -> Body:
+    arn = _service_arn(body)
+    domain = _domain_name(body)
+    enable_www = shapes.boolean(body, "EnableWWWSubdomain")
+    result = await ctx.app.domains.associate(ctx.account_id, arn, domain, enable_www)
+    return _domain_result(result)
+
+
+@action("DisassociateCustomDomain", RESOURCE_NOT_FOUND, INVALID_STATE)
+async def disassociate_custom_domain(ctx: Context, body: Body) -> Body:
+    arn = _service_arn(body)
+    domain = _domain_name(body)
+    result = await ctx.app.domains.disassociate(ctx.account_id, arn, domain)
+    return _domain_result(result)
+
+
+@action("DescribeCustomDomains", RESOURCE_NOT_FOUND)
+async def describe_custom_domains(ctx: Context, body: Body) -> Body:
+    arn = _service_arn(body)
+    max_results = shapes.integer(body, "MaxResults", 1, 5)
+    token = _next_token(body)
+    target: list[Any] = []
+
+    async def fetch(size: int, page_token: str) -> Page:
+        result, page = await ctx.app.domains.describe(ctx.account_id, arn, size, page_token)
+        target.append(result)
+        return page
+
+    page = await _page(fetch, max_results, token)
+    first = target[0]
+    return _with_token(
+        {
+            "DNSTarget": first.dns_target,
+            "ServiceArn": first.service_arn,
+            "CustomDomains": [shapes.custom_domain(d) for d in page.items],
+            "VpcDNSTargets": [],
+        },
+        page.next_page_token,
+    )

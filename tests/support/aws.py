@@ -1,0 +1,282 @@
+"""Talking to the App Runner endpoint as AWS clients do, and holding every answer to
+App Runner's API model as botocore ships it."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import Any
+
+import aiohttp
+import boto3
+import botocore.session
+from botocore.auth import SigV4Auth
+from botocore.awsrequest import AWSRequest
+from botocore.config import Config
+from botocore.credentials import Credentials
+from botocore.model import OperationModel, ServiceModel, Shape
+
+from tests.support.waiting import wait_until
+
+REGION = "us-east-1"
+ACCESS_KEY = "AKIDEXAMPLE"
+SECRET_KEY = "secret"
+CONTENT_TYPE = "application/x-amz-json-1.0"
+# Errors any AWS JSON endpoint may answer besides those an operation's model declares.
+PROTOCOL_ERRORS = frozenset(
+    {
+        "UnknownOperationException",
+        "SerializationException",
+        "MissingAuthenticationTokenException",
+        "IncompleteSignatureException",
+        "InvalidSignatureException",
+    }
+)
+
+
+def service_model() -> ServiceModel:
+    return botocore.session.get_session().get_service_model("apprunner")
+
+
+def shape_problems(shape: Shape, value: Any, path: str = "$") -> list[str]:
+    """Everything about `value` (a decoded AWS JSON body) that App Runner's model does not
+    allow: unknown members, missing required members, wrong types, enum values outside
+    the model, lengths and ranges outside its bounds. Patterns are not checked: the model's
+    own ServiceId pattern (a dashed UUID) contradicts its length (32)."""
+    if value is None:
+        return [f"{path}: null"]
+    check = _CHECKS.get(shape.type_name)
+    if check is None:
+        return [f"{path}: shape type {shape.type_name} is not handled by this checker"]
+    return check(shape, value, path)
+
+
+def _structure(shape: Any, value: Any, path: str) -> list[str]:
+    if not isinstance(value, dict):
+        return [f"{path}: expected an object for {shape.name}, got {type(value).__name__}"]
+    problems = [f"{path}.{name}: not a member of {shape.name}"
+                for name in value if name not in shape.members]
+    problems += [f"{path}.{name}: required by {shape.name}, missing"
+                 for name in shape.required_members if name not in value]
+    for name, item in value.items():
+        if name in shape.members:
+            problems += shape_problems(shape.members[name], item, f"{path}.{name}")
+    return problems
+
+
+def _list(shape: Any, value: Any, path: str) -> list[str]:
+    if not isinstance(value, list):
+        return [f"{path}: expected a list, got {type(value).__name__}"]
+    problems = _bounds(shape, path, len(value), "length")
+    for i, item in enumerate(value):
+        problems += shape_problems(shape.member, item, f"{path}[{i}]")
+    return problems
+
+
+def _map(shape: Any, value: Any, path: str) -> list[str]:
+    if not isinstance(value, dict):
+        return [f"{path}: expected a map, got {type(value).__name__}"]
+    problems: list[str] = []
+    for key, item in value.items():
+        problems += shape_problems(shape.key, key, f"{path}<key {key}>")
+        problems += shape_problems(shape.value, item, f"{path}[{key}]")
+    return problems
+
+
+def _string(shape: Any, value: Any, path: str) -> list[str]:
+    if not isinstance(value, str):
+        return [f"{path}: expected a string, got {type(value).__name__}"]
+    problems = _bounds(shape, path, len(value), "length")
+    if shape.enum and value not in shape.enum:
+        problems.append(f"{path}: {value!r} is not one of {shape.enum}")
+    return problems
+
+
+def _integer(shape: Any, value: Any, path: str) -> list[str]:
+    if not isinstance(value, int) or isinstance(value, bool):
+        return [f"{path}: expected an integer, got {type(value).__name__}"]
+    return _bounds(shape, path, value, "value")
+
+
+def _boolean(shape: Any, value: Any, path: str) -> list[str]:
+    if not isinstance(value, bool):
+        return [f"{path}: expected a boolean, got {type(value).__name__}"]
+    return []
+
+
+def _number(shape: Any, value: Any, path: str) -> list[str]:
+    # AWS JSON 1.0 sends timestamps as epoch seconds: a JSON number.
+    if not isinstance(value, int | float) or isinstance(value, bool):
+        return [f"{path}: expected a number, got {type(value).__name__}"]
+    return []
+
+
+_CHECKS: dict[str, Callable[[Any, Any, str], list[str]]] = {
+    "structure": _structure,
+    "list": _list,
+    "map": _map,
+    "string": _string,
+    "integer": _integer,
+    "long": _integer,
+    "boolean": _boolean,
+    "timestamp": _number,
+    "double": _number,
+    "float": _number,
+}
+
+
+def _bounds(shape: Shape, path: str, n: int, what: str) -> list[str]:
+    low, high = shape.metadata.get("min"), shape.metadata.get("max")
+    if low is not None and n < low:
+        return [f"{path}: {what} {n} below the model's minimum {low}"]
+    if high is not None and n > high:
+        return [f"{path}: {what} {n} above the model's maximum {high}"]
+    return []
+
+
+def body_problems(operation: str, status: int, body: bytes, model: ServiceModel) -> list[str]:
+    """A whole answer of `operation`: a success against its output shape, an error
+    against the errors its model declares (plus the protocol's own)."""
+    try:
+        decoded = json.loads(body)
+    except ValueError:
+        return [f"{operation}: body is not JSON: {body[:200]!r}"]
+    if operation in model.operation_names:
+        op: OperationModel | None = model.operation_model(operation)
+    else:
+        op = None
+    if 200 <= status < 300:
+        if op is None:
+            return [f"{operation}: answered {status} but is not an App Runner operation"]
+        assert op.output_shape is not None
+        return [f"{operation}: {p}" for p in shape_problems(op.output_shape, decoded)]
+    if not isinstance(decoded, dict):
+        return [f"{operation}: error body is not an object"]
+    error_type = str(decoded.get("__type", "")).rpartition("#")[2]
+    declared = {e.name: e for e in op.error_shapes} if op is not None else {}
+    if error_type not in declared and error_type not in PROTOCOL_ERRORS:
+        return [f"{operation}: error {error_type!r} is not declared by the model"]
+    problems = [f"{operation}: error member {k!r} is not in the error shape"
+                for k in decoded if k not in ("__type", "Message")]
+    message = decoded.get("Message")
+    if not isinstance(message, str) or len(message) > 600:
+        problems.append(f"{operation}: error Message must be a string of at most 600 characters")
+    return problems
+
+
+@dataclass
+class Answer:
+    operation: str
+    status: int
+    # Lower-case names: HTTP header names are case-insensitive.
+    headers: Mapping[str, str]
+    body: bytes
+
+    @staticmethod
+    def of(operation: str, status: int, headers: Mapping[str, str], body: bytes) -> Answer:
+        return Answer(operation, status, {k.lower(): v for k, v in headers.items()}, body)
+
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+
+@dataclass
+class Recorder:
+    """Every answer the tests receive, from boto3, the AWS CLI (its stdout is not an
+    answer body, so not recorded) or raw HTTP; `problems()` checks all of them."""
+
+    answers: list[Answer] = field(default_factory=list)
+
+    def record(self, answer: Answer) -> None:
+        self.answers.append(answer)
+
+    def problems(self) -> list[str]:
+        model = service_model()
+        out: list[str] = []
+        for a in self.answers:
+            out += body_problems(a.operation, a.status, a.body, model)
+            if not a.headers.get("x-amzn-requestid"):
+                out.append(f"{a.operation}: no x-amzn-RequestId header")
+            if not a.headers.get("content-type", "").startswith(CONTENT_TYPE):
+                out.append(f"{a.operation}: Content-Type {a.headers.get('content-type')!r}")
+        return out
+
+
+class AppRunnerClient:
+    """A real boto3 App Runner client against the local endpoint. Its calls run in a
+    thread: the server under test runs on this event loop and must keep serving."""
+
+    def __init__(self, port: int, recorder: Recorder) -> None:
+        self.endpoint = f"http://127.0.0.1:{port}"
+        self.recorder = recorder
+        self.client = boto3.client(
+            "apprunner",
+            endpoint_url=self.endpoint,
+            region_name=REGION,
+            aws_access_key_id=ACCESS_KEY,
+            aws_secret_access_key=SECRET_KEY,
+            # One attempt: a retried 5xx would hide the first answer from the recorder.
+            config=Config(retries={"total_max_attempts": 1}),
+        )
+        self.client.meta.events.register("after-call.apprunner", self._after_call)
+
+    def _after_call(self, http_response: Any, model: OperationModel, **_: Any) -> None:
+        self.recorder.record(
+            Answer.of(model.name, http_response.status_code, dict(http_response.headers),
+                      http_response.content)
+        )
+
+    @cached_property
+    def exceptions(self) -> Any:
+        return self.client.exceptions
+
+    def __getattr__(self, name: str) -> Callable[..., Awaitable[dict[str, Any]]]:
+        method = getattr(self.client, name)
+
+        async def call(**kwargs: Any) -> dict[str, Any]:
+            return await asyncio.to_thread(method, **kwargs)
+
+        return call
+
+    async def wait_status(self, arn: str, status: str, timeout: float = 20) -> dict[str, Any]:
+        """The service once DescribeService reports `status`."""
+        seen: dict[str, Any] = {}
+
+        async def reached() -> bool:
+            seen.update((await self.describe_service(ServiceArn=arn))["Service"])
+            return bool(seen["Status"] == status)
+
+        await wait_until(reached, timeout=timeout, interval=0.1)
+        return seen
+
+
+async def raw_call(port: int, target: str | None, body: bytes | dict[str, Any] | None = None,
+                   *, sign: bool = True, recorder: Recorder | None = None,
+                   headers: Mapping[str, str] | None = None, method: str = "POST",
+                   path: str = "/") -> Answer:
+    """A request as any HTTP client would send it, signed with SigV4 unless told not to."""
+    url = f"http://127.0.0.1:{port}{path}"
+    data = json.dumps(body).encode() if isinstance(body, dict) else (body or b"")
+    request_headers = {"Content-Type": CONTENT_TYPE}
+    if target is not None:
+        request_headers["X-Amz-Target"] = target
+    if sign:
+        signed = AWSRequest(method=method, url=url, data=data, headers=request_headers)
+        SigV4Auth(Credentials(ACCESS_KEY, SECRET_KEY), "apprunner", REGION).add_auth(signed)
+        request_headers = dict(signed.headers.items())
+    request_headers.update(headers or {})
+    async with aiohttp.ClientSession() as session, session.request(
+        method, url, data=data, headers=request_headers
+    ) as response:
+        answer = Answer.of(
+            (target or "").partition(".")[2] or "(none)",
+            response.status,
+            dict(response.headers),
+            await response.read(),
+        )
+    if recorder is not None:
+        recorder.record(answer)
+    return answer
