@@ -12,10 +12,9 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from .. import faults
-from ..adapters.postgres.unit_of_work import PostgresUnitOfWork
 from ..domain.model import (
     SUCCESS_STATUS,
     Event,
@@ -29,6 +28,7 @@ from ..engine.worker import JobContext, JobFailure, PermanentJobError, Retryable
 from ..settings import Settings
 from .images import ImageNotFound, copy_image, delete_image_copy, inventory
 from .ports import ComputeDriver, ComputeError, ObjectStore, ObjectStoreError
+from .unit_of_work import UnitOfWork
 
 log = logging.getLogger(__name__)
 
@@ -40,12 +40,15 @@ class ServiceJob:
 
     def __init__(
         self,
-        engine: AsyncEngine,
+        uow: Callable[[], UnitOfWork],
+        bound_uow: Callable[[AsyncConnection], UnitOfWork],
         settings: Settings,
         store: ObjectStore,
         compute: ComputeDriver,
     ) -> None:
-        self.engine = engine
+        # `bound_uow` joins the job's fenced transaction instead of opening its own.
+        self.uow = uow
+        self.bound_uow = bound_uow
         self.settings = settings
         self.store = store
         self.compute = compute
@@ -59,7 +62,7 @@ class ServiceJob:
 
     async def _load(self, ctx: JobContext) -> Service:
         assert ctx.job.account_id and ctx.job.service_id
-        async with PostgresUnitOfWork(self.engine) as uow:
+        async with self.uow() as uow:
             service = await uow.services.get(ctx.job.account_id, ctx.job.service_id)
         if service is None:
             raise PermanentJobError("INTERNAL_ERROR", "service row is missing", {})
@@ -67,7 +70,7 @@ class ServiceJob:
 
     async def _step(self, ctx: JobContext, step: str) -> None:
         """Makes progress visible: the operation shows the step and the attempt."""
-        async with PostgresUnitOfWork(self.engine) as uow:
+        async with self.uow() as uow:
             await uow.operations.update(
                 str(ctx.job.operation_id),
                 status=OperationStatus.IN_PROGRESS.value,
@@ -103,12 +106,12 @@ class ServiceJob:
     async def _finish(
         self,
         ctx: JobContext,
-        mutate: Callable[[PostgresUnitOfWork, Service], Awaitable[dict[str, Any]]],
+        mutate: Callable[[UnitOfWork, Service], Awaitable[dict[str, Any]]],
         event_type: str,
     ) -> None:
         """The outcome, fenced: written only if this worker still holds the job's lease."""
         async with ctx.transaction() as conn:
-            uow = PostgresUnitOfWork.bound(conn)
+            uow = self.bound_uow(conn)
             assert ctx.job.account_id and ctx.job.service_id
             service = await uow.services.get(
                 ctx.job.account_id, ctx.job.service_id, for_update=True
@@ -145,7 +148,7 @@ class ServiceJob:
             faults.checkpoint(f"{self.op_type.value.lower()}:before_commit")
 
     async def _settle(
-        self, uow: PostgresUnitOfWork, service: Service, status: ServiceStatus, message: str = ""
+        self, uow: UnitOfWork, service: Service, status: ServiceStatus, message: str = ""
     ) -> None:
         service.status = status
         service.status_message = message
@@ -154,7 +157,7 @@ class ServiceJob:
         await uow.services.save(service)
 
     async def on_retry(self, ctx: JobContext, failure: JobFailure, delay_seconds: float) -> None:
-        async with PostgresUnitOfWork(self.engine) as uow:
+        async with self.uow() as uow:
             await uow.operations.update(
                 str(ctx.job.operation_id),
                 last_error=f"{failure.reason}: {failure.message}",
@@ -166,7 +169,7 @@ class ServiceJob:
     async def on_exhausted(
         self, ctx: JobContext, conn: AsyncConnection, failure: JobFailure
     ) -> None:
-        uow = PostgresUnitOfWork.bound(conn)
+        uow = self.bound_uow(conn)
         assert ctx.job.account_id and ctx.job.service_id
         service = await uow.services.get(ctx.job.account_id, ctx.job.service_id, for_update=True)
         if service is None:
@@ -232,7 +235,7 @@ class CreateServiceJob(ServiceJob):
         await self._step(ctx, "start_compute")
         await self._compute(self.compute.start(service.service_id, config.image_prefix))
 
-        async def mutate(uow: PostgresUnitOfWork, svc: Service) -> dict[str, Any]:
+        async def mutate(uow: UnitOfWork, svc: Service) -> dict[str, Any]:
             await self._settle(uow, svc, SUCCESS_STATUS[self.op_type])
             return {}
 
@@ -263,7 +266,7 @@ class UpdateServiceJob(ServiceJob):
         await self._step(ctx, "deploy")
         await self._compute(self.compute.start(service.service_id, prefix))
 
-        async def mutate(uow: PostgresUnitOfWork, svc: Service) -> dict[str, Any]:
+        async def mutate(uow: UnitOfWork, svc: Service) -> dict[str, Any]:
             from ..domain.configuration import connection_arn
             from ..domain.model import ServiceConfiguration
 
@@ -292,7 +295,7 @@ class PauseServiceJob(ServiceJob):
         await self._step(ctx, "stop_compute")
         await self._compute(self.compute.stop(service.service_id))
 
-        async def mutate(uow: PostgresUnitOfWork, svc: Service) -> dict[str, Any]:
+        async def mutate(uow: UnitOfWork, svc: Service) -> dict[str, Any]:
             await self._settle(uow, svc, ServiceStatus.PAUSED)
             return {}
 
@@ -309,7 +312,7 @@ class ResumeServiceJob(ServiceJob):
             self.compute.start(service.service_id, config.image_prefix if config else None)
         )
 
-        async def mutate(uow: PostgresUnitOfWork, svc: Service) -> dict[str, Any]:
+        async def mutate(uow: UnitOfWork, svc: Service) -> dict[str, Any]:
             await self._settle(uow, svc, ServiceStatus.RUNNING)
             return {}
 
@@ -343,7 +346,7 @@ class DeleteServiceJob(ServiceJob):
             await self._objects(delete_image_copy, store, config.image_bucket, config.image_prefix)
         await self._step(ctx, "delete_configuration")
 
-        async def mutate(uow: PostgresUnitOfWork, svc: Service) -> dict[str, Any]:
+        async def mutate(uow: UnitOfWork, svc: Service) -> dict[str, Any]:
             removed = await uow.services.delete_configuration(svc.service_id)
             retained = await uow.custom_domains.unlink_all(
                 svc.service_id, self.settings.certificate_retention_seconds
@@ -393,9 +396,13 @@ def _seconds(value: float) -> Any:
 
 
 def job_handlers(
-    engine: AsyncEngine, settings: Settings, store: ObjectStore, compute: ComputeDriver
+    uow: Callable[[], UnitOfWork],
+    bound_uow: Callable[[AsyncConnection], UnitOfWork],
+    settings: Settings,
+    store: ObjectStore,
+    compute: ComputeDriver,
 ) -> dict[str, ServiceJob]:
-    args = (engine, settings, store, compute)
+    args = (uow, bound_uow, settings, store, compute)
     return {
         "create_service": CreateServiceJob(*args),
         "update_service": UpdateServiceJob(*args),

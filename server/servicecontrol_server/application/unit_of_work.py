@@ -7,6 +7,7 @@ from typing import Any, Protocol
 
 from ..adapters.postgres.repositories import (
     AccountRepository,
+    CertificateRepository,
     ConnectionRepository,
     CustomDomainRepository,
     OperationRepository,
@@ -23,6 +24,7 @@ class UnitOfWork(Protocol):
     request_ids: RequestIdRepository
     connections: ConnectionRepository
     custom_domains: CustomDomainRepository
+    certificates: CertificateRepository
 
     async def __aenter__(self) -> UnitOfWork: ...
 
@@ -40,5 +42,9 @@ class UnitOfWork(Protocol):
     async def take_failed_progress(self, kind: str, service_id: str) -> dict[str, Any] | None: ...
 
     async def now(self) -> Any: ...
+
+    async def flush_events(self) -> None:
+        """Writes the recorded events now, inside the current transaction."""
+        ...
 
     async def commit(self) -> None: ...

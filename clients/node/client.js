@@ -1,0 +1,254 @@
+'use strict';
+// A promise-based Node.js client of ServiceControl, loaded from the contract in protos/ at
+// run time (no generated code), with rich errors decoded into reason, metadata and field
+// violations.
+//
+//   const { ServiceControlClient } = require('./client');
+//   const client = new ServiceControlClient('127.0.0.1:50051', { account: '123456789012' });
+//   const { service, operationId } = await client.deleteService({ serviceArn });
+//   await client.waitForOperation(operationId);
+//
+// Method names are the RPCs' in lowerCamelCase, request and response fields too (the
+// proto-loader default); enums are their names, int64 values strings.
+
+const fs = require('node:fs');
+const path = require('node:path');
+const grpc = require('@grpc/grpc-js');
+const protoLoader = require('@grpc/proto-loader');
+// protobufjs is proto-loader's own dependency; used here to decode error details.
+const protobuf = require('protobufjs');
+
+const DEFAULT_PROTOS = path.resolve(__dirname, '..', '..', 'protos');
+// google/rpc/error_details.proto is not part of the contract's imports (the API only
+// refers to it in comments), so protos/ does not carry it; this copy lets the client
+// decode ErrorInfo, BadRequest, QuotaFailure and PreconditionFailure details.
+const LOCAL_PROTOS = path.resolve(__dirname, 'protos');
+const ACCOUNT_METADATA_KEY = 'x-servicecontrol-account';
+const STATUS_DETAILS_KEY = 'grpc-status-details-bin';
+const DEFAULT_ENDPOINT = '127.0.0.1:50051';
+const TERMINAL_OPERATION_STATUSES = new Set([
+  'SUCCEEDED', 'FAILED', 'ROLLBACK_SUCCEEDED', 'ROLLBACK_FAILED',
+]);
+// The most a single WaitOperation waits (the server's cap); longer waits loop.
+const MAX_SERVER_WAIT_MS = 600000;
+const WAIT_DEADLINE_MARGIN_MS = 5000;
+
+// Exception names as in the Python client (App Runner's, where App Runner has one).
+const NAME_BY_CODE = {
+  [grpc.status.INVALID_ARGUMENT]: 'InvalidRequestException',
+  [grpc.status.NOT_FOUND]: 'ResourceNotFoundException',
+  [grpc.status.FAILED_PRECONDITION]: 'InvalidStateException',
+  [grpc.status.RESOURCE_EXHAUSTED]: 'ServiceQuotaExceededException',
+  [grpc.status.ALREADY_EXISTS]: 'ConflictException',
+  [grpc.status.ABORTED]: 'PreconditionFailedException',
+  [grpc.status.UNAVAILABLE]: 'ServiceUnavailableException',
+  [grpc.status.DEADLINE_EXCEEDED]: 'RequestTimeoutException',
+  [grpc.status.UNAUTHENTICATED]: 'AccessDeniedException',
+  [grpc.status.PERMISSION_DENIED]: 'AccessDeniedException',
+};
+const CODE_NAMES = Object.fromEntries(Object.entries(grpc.status).map(([k, v]) => [v, k]));
+
+class ServiceControlError extends Error {
+  constructor(message, fields) {
+    super(message);
+    this.name = fields.name;
+    this.code = fields.code;
+    this.codeName = fields.codeName;
+    this.reason = fields.reason;
+    this.domain = fields.domain;
+    this.metadata = fields.metadata;
+    this.fieldViolations = fields.fieldViolations;
+    this.quotaViolations = fields.quotaViolations;
+    this.preconditionViolations = fields.preconditionViolations;
+    this.details = fields.details;
+  }
+}
+
+class OperationTimeoutError extends Error {
+  constructor(message, operation) {
+    super(message);
+    this.name = 'OperationTimeoutError';
+    this.operation = operation;
+  }
+}
+
+let detailsRoot = null;
+
+function errorDetailsRoot(protoDir) {
+  if (detailsRoot === null) {
+    const root = new protobuf.Root();
+    const dirs = [LOCAL_PROTOS, path.join(protoDir, 'third_party')];
+    root.resolvePath = (origin, target) => {
+      for (const dir of dirs) {
+        const candidate = path.join(dir, target);
+        if (fs.existsSync(candidate)) return candidate;
+      }
+      return protobuf.util.path.resolve(origin, target);
+    };
+    root.loadSync(['google/rpc/status.proto', 'google/rpc/error_details.proto'], {
+      keepCase: true,
+    });
+    detailsRoot = root;
+  }
+  return detailsRoot;
+}
+
+// Decodes the google.rpc.Status a failed call carries in its trailers.
+function decodeStatusDetails(buffer, protoDir = DEFAULT_PROTOS) {
+  const root = errorDetailsRoot(protoDir);
+  const Status = root.lookupType('google.rpc.Status');
+  const status = Status.decode(buffer);
+  const details = status.details.map((any) => {
+    const typeName = any.type_url.slice(any.type_url.lastIndexOf('/') + 1);
+    let type;
+    try {
+      type = root.lookupType(typeName);
+    } catch {
+      return { '@type': any.type_url };
+    }
+    const body = type.toObject(type.decode(any.value), { longs: String, enums: String });
+    return { '@type': any.type_url, ...body };
+  });
+  return { code: status.code, message: status.message, details };
+}
+
+function toServiceControlError(err, protoDir = DEFAULT_PROTOS) {
+  const fields = {
+    code: err.code,
+    codeName: CODE_NAMES[err.code] || 'UNKNOWN',
+    name: NAME_BY_CODE[err.code] || 'InternalServiceErrorException',
+    reason: '',
+    domain: '',
+    metadata: {},
+    fieldViolations: [],
+    quotaViolations: [],
+    preconditionViolations: [],
+    details: [],
+  };
+  let message = err.details || err.message;
+  const raw = err.metadata ? err.metadata.get(STATUS_DETAILS_KEY) : [];
+  if (raw.length > 0) {
+    const status = decodeStatusDetails(raw[0], protoDir);
+    message = status.message || message;
+    fields.details = status.details;
+    for (const detail of status.details) {
+      const type = detail['@type'].split('/').pop();
+      if (type === 'google.rpc.ErrorInfo') {
+        fields.reason = detail.reason || '';
+        fields.domain = detail.domain || '';
+        fields.metadata = detail.metadata || {};
+      } else if (type === 'google.rpc.BadRequest') {
+        fields.fieldViolations.push(...(detail.field_violations || []));
+      } else if (type === 'google.rpc.QuotaFailure') {
+        fields.quotaViolations.push(...(detail.violations || []));
+      } else if (type === 'google.rpc.PreconditionFailure') {
+        fields.preconditionViolations.push(...(detail.violations || []));
+      }
+    }
+  }
+  return new ServiceControlError(message, fields);
+}
+
+function lowerCamel(name) {
+  return name.charAt(0).toLowerCase() + name.slice(1);
+}
+
+class ServiceControlClient {
+  // options: account (12 digits; the server's default account when absent), apiKey (sent
+  // as `authorization: Bearer …`, reserved), credentials (grpc.credentials; insecure by
+  // default), timeoutMs (each unary call's deadline), protoDir (the contract's protos/).
+  constructor(target = DEFAULT_ENDPOINT, options = {}) {
+    this.protoDir = options.protoDir || DEFAULT_PROTOS;
+    this.timeoutMs = options.timeoutMs ?? 30000;
+    const definition = protoLoader.loadSync('servicecontrol/v1/service_control.proto', {
+      includeDirs: [this.protoDir, path.join(this.protoDir, 'third_party')],
+      keepCase: false,
+      longs: String,
+      enums: String,
+      defaults: true,
+      oneofs: true,
+    });
+    const ServiceControl = grpc.loadPackageDefinition(definition).servicecontrol.v1.ServiceControl;
+    this.stub = new ServiceControl(target, options.credentials || grpc.credentials.createInsecure());
+    this.metadata = new grpc.Metadata();
+    if (options.account) this.metadata.set(ACCOUNT_METADATA_KEY, options.account);
+    if (options.apiKey) this.metadata.set('authorization', `Bearer ${options.apiKey}`);
+    this.methods = [];
+    for (const [name, method] of Object.entries(ServiceControl.service)) {
+      const jsName = lowerCamel(name);
+      this.methods.push(jsName);
+      this[jsName] = method.responseStream
+        ? (request = {}, callOptions = {}) => this.stream(name, request, callOptions)
+        : (request = {}, callOptions = {}) => this.unary(name, request, callOptions);
+    }
+  }
+
+  // One unary call; rejects with a ServiceControlError. callOptions.timeoutMs overrides the
+  // client's deadline.
+  unary(name, request, callOptions = {}) {
+    const timeoutMs = callOptions.timeoutMs ?? this.timeoutMs;
+    return new Promise((resolve, reject) => {
+      this.stub[name](
+        request,
+        this.metadata,
+        { deadline: Date.now() + timeoutMs },
+        (err, response) => (err ? reject(toServiceControlError(err, this.protoDir)) : resolve(response)),
+      );
+    });
+  }
+
+  // A server stream as an async iterator of responses; breaking out cancels the call.
+  async *stream(name, request, callOptions = {}) {
+    const options = callOptions.timeoutMs ? { deadline: Date.now() + callOptions.timeoutMs } : {};
+    const call = this.stub[name](request, this.metadata, options);
+    try {
+      for await (const response of call) yield response;
+    } catch (err) {
+      throw toServiceControlError(err, this.protoDir);
+    } finally {
+      call.cancel();
+    }
+  }
+
+  // Waits until the operation ends and resolves with it (check its status), looping on
+  // WaitOperation: the server answers the moment the operation ends, so no polling.
+  async waitForOperation(operationId, { timeoutMs = 600000 } = {}) {
+    const deadline = Date.now() + timeoutMs;
+    let operation = null;
+    for (;;) {
+      const remaining = deadline - Date.now();
+      if (remaining <= 0) {
+        const status = operation ? operation.status : 'unknown';
+        throw new OperationTimeoutError(
+          `operation ${operationId} did not end within ${timeoutMs} ms (last seen ${status})`,
+          operation,
+        );
+      }
+      const waitMs = Math.min(remaining, MAX_SERVER_WAIT_MS);
+      const response = await this.unary(
+        'WaitOperation',
+        {
+          operationId,
+          timeout: { seconds: String(Math.floor(waitMs / 1000)), nanos: (waitMs % 1000) * 1e6 },
+        },
+        { timeoutMs: waitMs + WAIT_DEADLINE_MARGIN_MS },
+      );
+      operation = response.operation;
+      if (TERMINAL_OPERATION_STATUSES.has(operation.status)) return operation;
+    }
+  }
+
+  close() {
+    this.stub.close();
+  }
+}
+
+module.exports = {
+  ACCOUNT_METADATA_KEY,
+  DEFAULT_ENDPOINT,
+  OperationTimeoutError,
+  ServiceControlClient,
+  ServiceControlError,
+  decodeStatusDetails,
+  toServiceControlError,
+};

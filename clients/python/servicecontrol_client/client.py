@@ -1,0 +1,638 @@
+"""`ServiceControlClient`: a synchronous, typed wrapper over the ServiceControl gRPC API.
+
+One method per RPC, named as the RPC in snake_case, taking the request's fields as
+keyword arguments and returning the response message. Nested messages may be given as
+messages or as dicts (`{"image_repository": {"image_identifier": "hello-web:1.0"}}`).
+Failed calls raise the exceptions of `servicecontrol_client.errors`.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+import uuid
+from collections.abc import Callable, Generator, Iterator, Sequence
+from datetime import timedelta
+from types import TracebackType
+from typing import Any, TypeVar
+
+import grpc
+from google.protobuf import duration_pb2
+
+from servicecontrol.v1 import resources_pb2 as pb
+from servicecontrol.v1 import service_control_pb2 as api
+from servicecontrol.v1 import service_control_pb2_grpc as api_grpc
+
+from .errors import (
+    InvalidStateException,
+    OperationFailedError,
+    OperationTimeoutError,
+    RequestTimeoutException,
+    ResourceNotFoundException,
+    from_rpc_error,
+)
+
+ACCOUNT_METADATA_KEY = "x-servicecontrol-account"
+DEFAULT_ENDPOINT = "127.0.0.1:50051"
+
+# The most a single WaitOperation may wait (the server's own cap); longer waits loop.
+MAX_SERVER_WAIT_SECONDS = 600.0
+# Added to a WaitOperation's deadline so the server answers before the call expires.
+WAIT_DEADLINE_MARGIN_SECONDS = 5.0
+
+TERMINAL_OPERATION_STATUSES = frozenset(
+    {
+        pb.Operation.SUCCEEDED,
+        pb.Operation.FAILED,
+        pb.Operation.ROLLBACK_SUCCEEDED,
+        pb.Operation.ROLLBACK_FAILED,
+    }
+)
+
+Resp = TypeVar("Resp")
+Item = TypeVar("Item")
+MessageArg = Any  # a message of the field's type, or a dict of its fields
+
+
+def _seconds(value: float | timedelta) -> float:
+    return value.total_seconds() if isinstance(value, timedelta) else float(value)
+
+
+class ServiceControlClient:
+    """A client of one ServiceControl endpoint, acting in one account.
+
+    `account` is sent as `x-servicecontrol-account` (the server's default account when
+    None); `api_key` as `authorization: Bearer <key>`, reserved for API-key
+    authentication. `timeout` is each call's deadline in seconds, retries included.
+    UNAVAILABLE is retried up to `retries` times with exponential backoff and full
+    jitter, but only for reads and for mutations carrying a `request_id`: the client
+    gives every mutation a fresh UUID4 request_id unless one is passed (pass `""` to
+    send none, which also turns retries off for that call), so a retried mutation is
+    applied at most once.
+    """
+
+    def __init__(
+        self,
+        target: str = DEFAULT_ENDPOINT,
+        *,
+        account: str | None = None,
+        api_key: str | None = None,
+        tls: bool = False,
+        root_certificates: bytes | None = None,
+        timeout: float = 30.0,
+        retries: int = 4,
+        backoff_base: float = 0.1,
+        backoff_max: float = 2.0,
+        channel_options: Sequence[tuple[str, Any]] = (),
+    ) -> None:
+        self.target = target
+        self.account = account
+        self.timeout = timeout
+        self.retries = retries
+        self.backoff_base = backoff_base
+        self.backoff_max = backoff_max
+        if tls or root_certificates is not None:
+            credentials = grpc.ssl_channel_credentials(root_certificates=root_certificates)
+            self._channel = grpc.secure_channel(target, credentials, options=channel_options)
+        else:
+            self._channel = grpc.insecure_channel(target, options=channel_options)
+        self._stub = api_grpc.ServiceControlStub(self._channel)
+        metadata: list[tuple[str, str]] = []
+        if account:
+            metadata.append((ACCOUNT_METADATA_KEY, account))
+        if api_key:
+            metadata.append(("authorization", f"Bearer {api_key}"))
+        self._metadata = tuple(metadata)
+
+    # ----- lifecycle -----
+
+    def close(self) -> None:
+        self._channel.close()
+
+    def __enter__(self) -> ServiceControlClient:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    # ----- plumbing -----
+
+    def _backoff(self, attempt: int) -> float:
+        # Full jitter: retries of many clients spread out instead of arriving together.
+        return random.uniform(0.0, min(self.backoff_max, self.backoff_base * 2**attempt))
+
+    def _unary(
+        self,
+        rpc: Callable[..., Resp],
+        request: Any,
+        *,
+        retryable: bool,
+        call_timeout: float | None,
+    ) -> Resp:
+        budget = self.timeout if call_timeout is None else call_timeout
+        deadline = time.monotonic() + budget
+        attempt = 0
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise RequestTimeoutException(f"no answer within {budget:g} s")
+            try:
+                return rpc(request, timeout=remaining, metadata=self._metadata)
+            except grpc.RpcError as err:
+                code = err.code() if isinstance(err, grpc.Call) else None
+                if not retryable or code != grpc.StatusCode.UNAVAILABLE or attempt >= self.retries:
+                    raise from_rpc_error(err) from err
+                pause = self._backoff(attempt)
+                if pause >= deadline - time.monotonic():
+                    raise from_rpc_error(err) from err
+                attempt += 1
+                time.sleep(pause)
+
+    @staticmethod
+    def _request_id(request_id: str | None, validate_only: bool) -> str:
+        # A validate_only call changes nothing, so it is safe to retry without an id.
+        if request_id is None:
+            return "" if validate_only else str(uuid.uuid4())
+        return request_id
+
+    def _mutation(
+        self,
+        rpc: Callable[..., Resp],
+        request: Any,
+        call_timeout: float | None,
+    ) -> Resp:
+        retryable = bool(request.request_id) or bool(request.validate_only)
+        return self._unary(rpc, request, retryable=retryable, call_timeout=call_timeout)
+
+    # ----- services -----
+
+    def create_service(
+        self,
+        *,
+        service_name: str,
+        source_configuration: MessageArg = None,
+        instance_configuration: MessageArg = None,
+        health_check_configuration: MessageArg = None,
+        request_id: str | None = None,
+        validate_only: bool = False,
+        call_timeout: float | None = None,
+    ) -> api.CreateServiceResponse:
+        request = api.CreateServiceRequest(
+            service_name=service_name,
+            source_configuration=source_configuration,
+            instance_configuration=instance_configuration,
+            health_check_configuration=health_check_configuration,
+            request_id=self._request_id(request_id, validate_only),
+            validate_only=validate_only,
+        )
+        return self._mutation(self._stub.CreateService, request, call_timeout)
+
+    def describe_service(
+        self, service_arn: str, *, call_timeout: float | None = None
+    ) -> api.DescribeServiceResponse:
+        request = api.DescribeServiceRequest(service_arn=service_arn)
+        return self._unary(
+            self._stub.DescribeService, request, retryable=True, call_timeout=call_timeout
+        )
+
+    def list_services(
+        self, *, page_size: int = 0, page_token: str = "", call_timeout: float | None = None
+    ) -> api.ListServicesResponse:
+        request = api.ListServicesRequest(page_size=page_size, page_token=page_token)
+        return self._unary(
+            self._stub.ListServices, request, retryable=True, call_timeout=call_timeout
+        )
+
+    def update_service(
+        self,
+        service_arn: str,
+        *,
+        source_configuration: MessageArg = None,
+        instance_configuration: MessageArg = None,
+        health_check_configuration: MessageArg = None,
+        etag: str = "",
+        request_id: str | None = None,
+        validate_only: bool = False,
+        call_timeout: float | None = None,
+    ) -> api.UpdateServiceResponse:
+        request = api.UpdateServiceRequest(
+            service_arn=service_arn,
+            source_configuration=source_configuration,
+            instance_configuration=instance_configuration,
+            health_check_configuration=health_check_configuration,
+            etag=etag,
+            request_id=self._request_id(request_id, validate_only),
+            validate_only=validate_only,
+        )
+        return self._mutation(self._stub.UpdateService, request, call_timeout)
+
+    def delete_service(
+        self,
+        service_arn: str,
+        *,
+        etag: str = "",
+        request_id: str | None = None,
+        validate_only: bool = False,
+        call_timeout: float | None = None,
+    ) -> api.DeleteServiceResponse:
+        request = api.DeleteServiceRequest(
+            service_arn=service_arn,
+            etag=etag,
+            request_id=self._request_id(request_id, validate_only),
+            validate_only=validate_only,
+        )
+        return self._mutation(self._stub.DeleteService, request, call_timeout)
+
+    def pause_service(
+        self,
+        service_arn: str,
+        *,
+        etag: str = "",
+        request_id: str | None = None,
+        validate_only: bool = False,
+        call_timeout: float | None = None,
+    ) -> api.PauseServiceResponse:
+        request = api.PauseServiceRequest(
+            service_arn=service_arn,
+            etag=etag,
+            request_id=self._request_id(request_id, validate_only),
+            validate_only=validate_only,
+        )
+        return self._mutation(self._stub.PauseService, request, call_timeout)
+
+    def resume_service(
+        self,
+        service_arn: str,
+        *,
+        etag: str = "",
+        request_id: str | None = None,
+        validate_only: bool = False,
+        call_timeout: float | None = None,
+    ) -> api.ResumeServiceResponse:
+        request = api.ResumeServiceRequest(
+            service_arn=service_arn,
+            etag=etag,
+            request_id=self._request_id(request_id, validate_only),
+            validate_only=validate_only,
+        )
+        return self._mutation(self._stub.ResumeService, request, call_timeout)
+
+    # ----- operations -----
+
+    def list_operations(
+        self,
+        service_arn: str,
+        *,
+        page_size: int = 0,
+        page_token: str = "",
+        call_timeout: float | None = None,
+    ) -> api.ListOperationsResponse:
+        request = api.ListOperationsRequest(
+            service_arn=service_arn, page_size=page_size, page_token=page_token
+        )
+        return self._unary(
+            self._stub.ListOperations, request, retryable=True, call_timeout=call_timeout
+        )
+
+    def describe_operation(
+        self, operation_id: str, *, call_timeout: float | None = None
+    ) -> api.DescribeOperationResponse:
+        request = api.DescribeOperationRequest(operation_id=operation_id)
+        return self._unary(
+            self._stub.DescribeOperation, request, retryable=True, call_timeout=call_timeout
+        )
+
+    def wait_operation(
+        self,
+        operation_id: str,
+        *,
+        timeout: float | timedelta | None = None,
+        call_timeout: float | None = None,
+    ) -> api.WaitOperationResponse:
+        """One WaitOperation call: `timeout` is the request's wait (the server's default,
+        60 s, when None); the call's deadline defaults to that wait plus a margin."""
+        request = api.WaitOperationRequest(operation_id=operation_id)
+        wait = 60.0 if timeout is None else _seconds(timeout)
+        if timeout is not None:
+            duration = duration_pb2.Duration()
+            duration.FromTimedelta(timedelta(seconds=wait))
+            request.timeout.CopyFrom(duration)
+        if call_timeout is None:
+            call_timeout = wait + WAIT_DEADLINE_MARGIN_SECONDS
+        return self._unary(
+            self._stub.WaitOperation, request, retryable=True, call_timeout=call_timeout
+        )
+
+    # ----- connections -----
+
+    def create_connection(
+        self,
+        *,
+        connection_name: str,
+        provider_type: int | str = pb.Connection.GITHUB,
+        request_id: str | None = None,
+        validate_only: bool = False,
+        call_timeout: float | None = None,
+    ) -> api.CreateConnectionResponse:
+        if isinstance(provider_type, str):
+            provider_type = pb.Connection.ProviderType.Value(provider_type)
+        request = api.CreateConnectionRequest(
+            connection_name=connection_name,
+            provider_type=provider_type,  # type: ignore[arg-type]
+            request_id=self._request_id(request_id, validate_only),
+            validate_only=validate_only,
+        )
+        return self._mutation(self._stub.CreateConnection, request, call_timeout)
+
+    def list_connections(
+        self,
+        *,
+        connection_name: str = "",
+        page_size: int = 0,
+        page_token: str = "",
+        call_timeout: float | None = None,
+    ) -> api.ListConnectionsResponse:
+        request = api.ListConnectionsRequest(
+            connection_name=connection_name, page_size=page_size, page_token=page_token
+        )
+        return self._unary(
+            self._stub.ListConnections, request, retryable=True, call_timeout=call_timeout
+        )
+
+    def delete_connection(
+        self,
+        connection_arn: str,
+        *,
+        request_id: str | None = None,
+        validate_only: bool = False,
+        call_timeout: float | None = None,
+    ) -> api.DeleteConnectionResponse:
+        request = api.DeleteConnectionRequest(
+            connection_arn=connection_arn,
+            request_id=self._request_id(request_id, validate_only),
+            validate_only=validate_only,
+        )
+        return self._mutation(self._stub.DeleteConnection, request, call_timeout)
+
+    # ----- custom domains and certificates -----
+
+    def associate_custom_domain(
+        self,
+        service_arn: str,
+        *,
+        domain_name: str,
+        enable_www_subdomain: bool | None = None,
+        request_id: str | None = None,
+        validate_only: bool = False,
+        call_timeout: float | None = None,
+    ) -> api.AssociateCustomDomainResponse:
+        request = api.AssociateCustomDomainRequest(
+            service_arn=service_arn,
+            domain_name=domain_name,
+            request_id=self._request_id(request_id, validate_only),
+            validate_only=validate_only,
+        )
+        if enable_www_subdomain is not None:
+            # Optional in the contract: unset means true, so only send what was given.
+            request.enable_www_subdomain = enable_www_subdomain
+        return self._mutation(self._stub.AssociateCustomDomain, request, call_timeout)
+
+    def disassociate_custom_domain(
+        self,
+        service_arn: str,
+        *,
+        domain_name: str,
+        request_id: str | None = None,
+        validate_only: bool = False,
+        call_timeout: float | None = None,
+    ) -> api.DisassociateCustomDomainResponse:
+        request = api.DisassociateCustomDomainRequest(
+            service_arn=service_arn,
+            domain_name=domain_name,
+            request_id=self._request_id(request_id, validate_only),
+            validate_only=validate_only,
+        )
+        return self._mutation(self._stub.DisassociateCustomDomain, request, call_timeout)
+
+    def describe_custom_domains(
+        self,
+        service_arn: str,
+        *,
+        page_size: int = 0,
+        page_token: str = "",
+        call_timeout: float | None = None,
+    ) -> api.DescribeCustomDomainsResponse:
+        request = api.DescribeCustomDomainsRequest(
+            service_arn=service_arn, page_size=page_size, page_token=page_token
+        )
+        return self._unary(
+            self._stub.DescribeCustomDomains, request, retryable=True, call_timeout=call_timeout
+        )
+
+    def list_certificates(
+        self,
+        *,
+        domain_name: str = "",
+        page_size: int = 0,
+        page_token: str = "",
+        call_timeout: float | None = None,
+    ) -> api.ListCertificatesResponse:
+        request = api.ListCertificatesRequest(
+            domain_name=domain_name, page_size=page_size, page_token=page_token
+        )
+        return self._unary(
+            self._stub.ListCertificates, request, retryable=True, call_timeout=call_timeout
+        )
+
+    # ----- events -----
+
+    def watch_events(
+        self,
+        *,
+        cursor: str = "",
+        resource_arn: str = "",
+        resume: bool = True,
+        call_timeout: float | None = None,
+    ) -> Generator[api.WatchEventsResponse, None, None]:
+        """Streams the account's events from `cursor`, without end unless `call_timeout`
+        (seconds for the whole stream) is given. With `resume`, an UNAVAILABLE stream is
+        reopened after the last event received, with backoff: the server's cursors make
+        that lossless. Stop early by breaking out of the loop; the call is cancelled."""
+        deadline = None if call_timeout is None else time.monotonic() + call_timeout
+        attempt = 0
+        while True:
+            remaining = None if deadline is None else max(deadline - time.monotonic(), 0.001)
+            request = api.WatchEventsRequest(cursor=cursor, resource_arn=resource_arn)
+            stream = self._stub.WatchEvents(request, timeout=remaining, metadata=self._metadata)
+            try:
+                for response in stream:
+                    cursor = response.event.cursor or cursor
+                    attempt = 0
+                    yield response
+                return
+            except grpc.RpcError as err:
+                code = err.code() if isinstance(err, grpc.Call) else None
+                if not resume or code != grpc.StatusCode.UNAVAILABLE or attempt >= self.retries:
+                    raise from_rpc_error(err) from err
+                pause = self._backoff(attempt)
+                if deadline is not None and pause >= deadline - time.monotonic():
+                    raise from_rpc_error(err) from err
+                attempt += 1
+                time.sleep(pause)
+            finally:
+                stream.cancel()
+
+    # ----- waiters -----
+
+    def wait_for_operation(
+        self,
+        operation_id: str,
+        *,
+        timeout: float = 600.0,
+        on_update: Callable[[pb.Operation], None] | None = None,
+        update_interval: float = 1.0,
+    ) -> pb.Operation:
+        """Waits until the operation ends and returns it (check its `status`: this does
+        not raise for FAILED). Built on WaitOperation, so the server wakes the waiter the
+        moment the operation ends; no polling. Raises OperationTimeoutError after
+        `timeout` seconds.
+
+        With `on_update`, it is called with the operation's current state first and then
+        after every WaitOperation, each bounded to `update_interval` seconds, so a
+        progress display stays current."""
+        deadline = time.monotonic() + timeout
+        last: pb.Operation | None = None
+        if on_update is not None:
+            last = self.describe_operation(operation_id).operation
+            on_update(last)
+            if last.status in TERMINAL_OPERATION_STATUSES:
+                return last
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                state = pb.Operation.Status.Name(last.status) if last is not None else "unknown"
+                raise OperationTimeoutError(
+                    f"operation {operation_id} did not end within {timeout:g} s "
+                    f"(last seen {state})",
+                    last,
+                )
+            wait = min(remaining, MAX_SERVER_WAIT_SECONDS)
+            if on_update is not None:
+                wait = min(wait, update_interval)
+            last = self.wait_operation(operation_id, timeout=wait).operation
+            if on_update is not None:
+                on_update(last)
+            if last.status in TERMINAL_OPERATION_STATUSES:
+                return last
+
+    def wait_until_deleted(
+        self,
+        service_arn: str,
+        timeout: float = 600.0,
+        *,
+        on_update: Callable[[pb.Operation], None] | None = None,
+    ) -> pb.Service | None:
+        """Waits until the service is DELETED and returns it (None if it was already
+        purged). Raises OperationFailedError if the delete failed (the service is
+        DELETE_FAILED), InvalidStateException if the service is not being deleted, and
+        OperationTimeoutError after `timeout` seconds."""
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                service = self.describe_service(service_arn).service
+            except ResourceNotFoundException:
+                return None
+            if service.status == pb.Service.DELETED:
+                return service
+            if service.status == pb.Service.OPERATION_IN_PROGRESS and service.current_operation_id:
+                op = self.wait_for_operation(
+                    service.current_operation_id,
+                    timeout=max(deadline - time.monotonic(), 0.0),
+                    on_update=on_update,
+                )
+                if op.type == pb.Operation.DELETE_SERVICE and op.status != pb.Operation.SUCCEEDED:
+                    raise OperationFailedError(
+                        f"deleting {service_arn} ended {pb.Operation.Status.Name(op.status)}: "
+                        f"{op.error.message}",
+                        op,
+                    )
+                continue
+            status = pb.Service.Status.Name(service.status)
+            if service.status == pb.Service.DELETE_FAILED:
+                raise OperationFailedError(
+                    f"deleting {service_arn} failed: {service.status_message}"
+                )
+            raise InvalidStateException(
+                f"service {service_arn} is {status} and not being deleted",
+                code=grpc.StatusCode.FAILED_PRECONDITION,
+                reason="INVALID_STATE",
+                metadata={"serviceArn": service_arn, "status": status},
+            )
+
+    # ----- pagination -----
+
+    @staticmethod
+    def _pages(fetch: Callable[[str], tuple[Sequence[Item], str]]) -> Iterator[Item]:
+        token = ""
+        while True:
+            items, token = fetch(token)
+            yield from items
+            if not token:
+                return
+
+    def iter_services(self, *, page_size: int = 0) -> Iterator[pb.Service]:
+        """Every non-deleted service of the account, newest first, page by page."""
+
+        def fetch(token: str) -> tuple[Sequence[pb.Service], str]:
+            page = self.list_services(page_size=page_size, page_token=token)
+            return page.services, page.next_page_token
+
+        return self._pages(fetch)
+
+    def iter_operations(self, service_arn: str, *, page_size: int = 0) -> Iterator[pb.Operation]:
+        """Every operation of the service, newest first."""
+
+        def fetch(token: str) -> tuple[Sequence[pb.Operation], str]:
+            page = self.list_operations(service_arn, page_size=page_size, page_token=token)
+            return page.operations, page.next_page_token
+
+        return self._pages(fetch)
+
+    def iter_connections(
+        self, *, connection_name: str = "", page_size: int = 0
+    ) -> Iterator[pb.Connection]:
+        def fetch(token: str) -> tuple[Sequence[pb.Connection], str]:
+            page = self.list_connections(
+                connection_name=connection_name, page_size=page_size, page_token=token
+            )
+            return page.connections, page.next_page_token
+
+        return self._pages(fetch)
+
+    def iter_certificates(
+        self, *, domain_name: str = "", page_size: int = 0
+    ) -> Iterator[pb.Certificate]:
+        def fetch(token: str) -> tuple[Sequence[pb.Certificate], str]:
+            page = self.list_certificates(
+                domain_name=domain_name, page_size=page_size, page_token=token
+            )
+            return page.certificates, page.next_page_token
+
+        return self._pages(fetch)
+
+    def iter_custom_domains(
+        self, service_arn: str, *, page_size: int = 0
+    ) -> Iterator[pb.CustomDomain]:
+        def fetch(token: str) -> tuple[Sequence[pb.CustomDomain], str]:
+            page = self.describe_custom_domains(
+                service_arn, page_size=page_size, page_token=token
+            )
+            return page.custom_domains, page.next_page_token
+
+        return self._pages(fetch)
+

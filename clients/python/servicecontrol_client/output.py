@@ -1,0 +1,146 @@
+"""How scctl prints: JSON (the proto3 JSON mapping), human tables, and the progress line
+shown while a command waits on an operation."""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, TextIO
+
+from google.protobuf import json_format
+from google.protobuf.message import Message
+
+from servicecontrol.v1 import resources_pb2 as pb
+
+# Columns shown for lists of each kind of resource, by their JSON field name.
+LIST_COLUMNS: dict[str, list[str]] = {
+    "services": ["serviceName", "status", "serviceArn", "serviceUrl", "updatedAt"],
+    "operations": ["id", "type", "status", "currentStep", "attempt", "startedAt", "endedAt"],
+    "connections": ["connectionName", "providerType", "status", "connectionArn"],
+    "certificates": ["domainName", "status", "serviceArn", "expiresAt", "certificateArn"],
+    "customDomains": ["domainName", "status", "enableWwwSubdomain"],
+    "events": ["cursor", "occurredAt", "type", "resourceArn"],
+}
+
+
+def to_dict(message: Message) -> dict[str, Any]:
+    return json_format.MessageToDict(message)
+
+
+def header(name: str) -> str:
+    return re.sub(r"(?<!^)(?=[A-Z])", " ", name).upper()
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, list) and all(isinstance(v, str | int | float) for v in value):
+        return ", ".join(str(v) for v in value)
+    if isinstance(value, list | dict):
+        return json.dumps(value, separators=(",", ":"))
+    return str(value)
+
+
+def _flatten(data: Mapping[str, Any], prefix: str = "") -> list[tuple[str, str]]:
+    rows: list[tuple[str, str]] = []
+    for key, value in data.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict) and value:
+            rows += _flatten(value, f"{name}.")
+        else:
+            rows.append((name, _cell(value)))
+    return rows
+
+
+def grid(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    widths = [len(h) for h in headers]
+    for row in rows:
+        widths = [max(w, len(c)) for w, c in zip(widths, row, strict=True)]
+
+    def line(cells: Sequence[str]) -> str:
+        return "  ".join(c.ljust(w) for c, w in zip(cells, widths, strict=True)).rstrip()
+
+    out = [line(headers), line(["-" * w for w in widths])]
+    out += [line(row) for row in rows]
+    return "\n".join(out)
+
+
+def table(data: Mapping[str, Any]) -> str:
+    """A human rendering of a response: lists of resources as one row each, everything
+    else as FIELD / VALUE rows (nested fields dotted)."""
+    sections: list[str] = []
+    rest: dict[str, Any] = {}
+    for key, value in data.items():
+        columns = LIST_COLUMNS.get(key)
+        if columns is not None and isinstance(value, list):
+            rows = [[_cell(item.get(c)) for c in columns] for item in value]
+            sections.append(grid([header(c) for c in columns], rows) if rows else f"(no {key})")
+        else:
+            rest[key] = value
+    if rest:
+        # One top-level resource (`{"service": {...}}`) reads better without its prefix.
+        single = len(rest) == 1 and isinstance(next(iter(rest.values())), dict)
+        flat = _flatten(next(iter(rest.values())) if single else rest)
+        sections.insert(0, grid(["FIELD", "VALUE"], [list(r) for r in flat]))
+    return "\n\n".join(sections)
+
+
+def render(data: Mapping[str, Any], output: str) -> str:
+    if output == "table":
+        return table(data)
+    return json.dumps(data, indent=2)
+
+
+class Progress:
+    """Shows a waited-on operation's state. On a terminal: one line rewritten in place
+    (so elapsed seconds tick); otherwise: a new line whenever the state changes, so logs
+    stay readable."""
+
+    def __init__(
+        self, stream: TextIO, tty: bool, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.stream = stream
+        self.tty = tty
+        self.clock = clock
+        self.started = clock()
+        self._last_state: tuple[Any, ...] | None = None
+        self._drawn = False
+
+    def line(self, op: pb.Operation) -> str:
+        elapsed = self.clock() - self.started
+        parts = [
+            pb.Operation.Type.Name(op.type),
+            op.id,
+            pb.Operation.Status.Name(op.status),
+            f"step={op.current_step or '-'}",
+            f"attempt={op.attempt}",
+            f"elapsed={elapsed:.0f}s",
+        ]
+        if op.last_error and op.status == pb.Operation.IN_PROGRESS:
+            parts.append(f"retrying after: {op.last_error}")
+        return " ".join(parts)
+
+    def update(self, op: pb.Operation) -> None:
+        if self.tty:
+            # \r and erase-line: the same line, redrawn.
+            self.stream.write("\r\x1b[2K" + self.line(op))
+            self._drawn = True
+        else:
+            state = (op.status, op.current_step, op.attempt, op.last_error)
+            if state == self._last_state:
+                return
+            self._last_state = state
+            self.stream.write(self.line(op) + "\n")
+        self.stream.flush()
+
+    def finish(self) -> None:
+        if self.tty and self._drawn:
+            self.stream.write("\n")
+            self.stream.flush()
+            self._drawn = False

@@ -1,0 +1,134 @@
+"""docs/grpcurl.md, run: every recipe block of the page, in order, in one bash session with
+the real grpcurl binary (through reflection, no proto files), against a real server. The
+page is the test's input, so a recipe that stops working fails here."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import shutil
+import sys
+from pathlib import Path
+
+import pytest
+
+from servicecontrol.v1 import service_control_pb2 as api
+from tests.support.server import Harness
+
+REPO = Path(__file__).resolve().parents[1]
+DOC = REPO / "docs" / "grpcurl.md"
+GRPCURL = Path(sys.executable).parent / "grpcurl"
+DOC_ACCOUNT = "123456789012"
+
+pytestmark = pytest.mark.skipif(
+    not GRPCURL.exists() or shutil.which("bash") is None,
+    reason="grpcurl (installed into the venv by the dev extras) or bash is missing",
+)
+
+# What each recipe must print (stdout and stderr together), and the status of its last
+# command. A recipe added to the page without an entry here fails the test.
+EXPECTED: dict[str, tuple[int, list[str]]] = {
+    "list": (0, ["servicecontrol.v1.ServiceControl", "grpc.health.v1.Health"]),
+    "describe": (0, ["rpc DeleteService", '"service_name": ""']),
+    "grpc.health.v1.Health/Check": (0, ['"status": "SERVING"']),
+    "ListServices": (0, []),
+    "CreateService": (0, ["OPERATION_IN_PROGRESS", f":{DOC_ACCOUNT}:service/hello-web/"]),
+    "WaitOperation": (0, ['"status": "SUCCEEDED"', "CREATE_SERVICE"]),
+    "DescribeOperation": (0, ['"status": "SUCCEEDED"', '"current_step": "done"']),
+    "DescribeService": (0, ['"status": "RUNNING"', '"etag"']),
+    "ListOperations": (0, ["CREATE_SERVICE"]),
+    "UpdateService": (0, ["UPDATE_SERVICE", '"status": "SUCCEEDED"']),
+    "PauseService": (0, ["PAUSE_SERVICE", '"status": "SUCCEEDED"']),
+    "ResumeService": (0, ["RESUME_SERVICE", '"status": "SUCCEEDED"']),
+    "AssociateCustomDomain": (0, ['"domain_name": "app.example.com"', '"dns_target"']),
+    "DescribeCustomDomains": (0, ['"domain_name": "app.example.com"']),
+    "DisassociateCustomDomain": (0, ['"domain_name": "app.example.com"']),
+    "ListCertificates": (0, ['"domain_name": "app.example.com"']),
+    "CreateConnection": (0, ['"connection_name": "my-github"', "PENDING_HANDSHAKE"]),
+    "ListConnections": (0, ['"connection_name": "my-github"']),
+    "DeleteConnection": (0, ['"status": "DELETED"']),
+    "WatchEvents": (0, ['"type": "service.create_requested"', "DeadlineExceeded"]),
+    "DeleteService": (0, ['"plan"', "DELETE_SERVICE", '"status": "DELETED"']),
+    "Error: not found": (
+        0,
+        ["google.rpc.ErrorInfo", '"reason":"SERVICE_NOT_FOUND"', "grpcurl exited 69"],
+    ),
+    "Error: bad request": (
+        0,
+        [
+            '"reason":"INVALID_REQUEST"',
+            "google.rpc.BadRequest",
+            "instance_configuration.cpu",
+            "grpcurl exited 67",
+        ],
+    ),
+}
+
+
+def doc_blocks() -> tuple[str, list[tuple[str, str]]]:
+    """The page's session-variables block, and its recipes as (heading, block) in order:
+    the `sh` blocks under `###` headings of the Recipes and Reading errors sections."""
+    setup = ""
+    recipes: list[tuple[str, str]] = []
+    section = heading = ""
+    lines = iter(DOC.read_text().splitlines())
+    for line in lines:
+        if line.startswith("## "):
+            section, heading = line[3:].strip(), ""
+        elif line.startswith("### "):
+            heading = line[4:].strip()
+        elif line.strip() == "```sh":
+            block = "\n".join(iter(lambda: next(lines), "```"))
+            if section == "Session variables" and not heading:
+                setup = block
+            elif section in ("Recipes", "Reading errors") and heading:
+                assert heading not in dict(recipes), f"two blocks under {heading!r}"
+                recipes.append((heading, block))
+    return setup, recipes
+
+
+def test_the_page_has_a_recipe_for_every_rpc() -> None:
+    _, recipes = doc_blocks()
+    service = api.DESCRIPTOR.services_by_name["ServiceControl"]
+    rpc = re.compile(r"servicecontrol\.v1\.ServiceControl/(\w+)")
+    called = {m for _, block in recipes for m in rpc.findall(block)}
+    assert called == {m.name for m in service.methods}
+    headed = {h for h, _ in recipes}
+    assert {m.name for m in service.methods} <= headed
+    assert headed == set(EXPECTED), "every recipe needs an expectation, and only recipes"
+
+
+async def test_every_recipe_works_against_a_real_server(harness: Harness) -> None:
+    setup, recipes = doc_blocks()
+    assert setup, "the Session variables block is missing"
+    script = ["exec 2>&1", setup]
+    for heading, block in recipes:
+        # The blank echo keeps the marker on its own line after output without a newline.
+        script += [f'echo "::recipe {heading}"', "{", block, "}", 'rc=$?; echo; echo "::exit $rc"']
+    env = {**os.environ, "SC": f"127.0.0.1:{harness.port}"}
+    env.pop("ACCOUNT", None)
+    proc = await asyncio.create_subprocess_exec(
+        "bash", "-c", "\n".join(script), cwd=REPO, env=env,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+    )
+    stdout, _ = await asyncio.wait_for(proc.communicate(), 90)
+    output = stdout.decode()
+    assert proc.returncode == 0, output
+
+    marked = re.compile(r"^::recipe ([^\n]+)\n(.*?)^::exit (\d+)$", re.MULTILINE | re.DOTALL)
+    results = marked.findall(output)
+    ran = [heading for heading, _, _ in results]
+    assert ran == [heading for heading, _ in recipes], output
+    for heading, text, status in results:
+        want_status, wanted = EXPECTED[heading]
+        assert int(status) == want_status, f"{heading} exited {status}:\n{text}"
+        missing = [w for w in wanted if w not in text]
+        assert not missing, f"{heading}: {missing} not in:\n{text}"
+
+    # The account header took effect: the service lives in the page's account.
+    created = next(text for heading, text, _ in results if heading == "CreateService")
+    arn = re.search(r'"service_arn": "([^"]+)"', created)
+    assert arn is not None and f":{DOC_ACCOUNT}:" in arn.group(1)
+    described = await harness.describe(arn.group(1), account=DOC_ACCOUNT)
+    assert described.status == described.DELETED
