@@ -8,9 +8,10 @@ command line instead, it connects to config.attributes["url"] or sqlalchemy.url 
 from __future__ import annotations
 
 from alembic import context
+from sqlalchemy import Connection, create_engine, pool
+
 from servicecontrol_server.adapters.postgres.database import sqlalchemy_url
 from servicecontrol_server.adapters.postgres.schema import metadata
-from sqlalchemy import Connection, create_engine, pool
 
 config = context.config
 target_metadata = metadata

@@ -31,9 +31,19 @@ async def aws_cli(h: Harness, operation: str, *args: str) -> tuple[int, Any, str
         AWS_SHARED_CREDENTIALS_FILE="/dev/null",
     )
     proc = await asyncio.create_subprocess_exec(
-        str(AWS), "apprunner", operation, *args,
-        "--endpoint-url", f"http://127.0.0.1:{h.aws_port}", "--region", REGION, "--output", "json",
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env=env,
+        str(AWS),
+        "apprunner",
+        operation,
+        *args,
+        "--endpoint-url",
+        f"http://127.0.0.1:{h.aws_port}",
+        "--region",
+        REGION,
+        "--output",
+        "json",
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env=env,
     )
     out, err = await asyncio.wait_for(proc.communicate(), 60)
     assert proc.returncode is not None

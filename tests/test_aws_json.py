@@ -123,7 +123,9 @@ async def test_lifecycle_through_boto3(harness: Harness, aws: AppRunnerClient) -
     operations = (await aws.list_operations(ServiceArn=arn))["OperationSummaryList"]
     assert [o["Type"] for o in operations] == ["RESUME_SERVICE", "PAUSE_SERVICE", "CREATE_SERVICE"]
     assert [o["Id"] for o in operations] == [
-        resumed["OperationId"], paused["OperationId"], created["OperationId"]
+        resumed["OperationId"],
+        paused["OperationId"],
+        created["OperationId"],
     ]
     assert all(o["Status"] == "SUCCEEDED" and o["TargetArn"] == arn for o in operations)
     assert all(isinstance(o["EndedAt"], datetime) for o in operations)
@@ -143,8 +145,9 @@ async def test_lifecycle_through_boto3(harness: Harness, aws: AppRunnerClient) -
     assert events[-1] == "service.deleted"
 
 
-async def test_configuration_round_trips_and_updates(harness: Harness, aws: AppRunnerClient
-                                                     ) -> None:
+async def test_configuration_round_trips_and_updates(
+    harness: Harness, aws: AppRunnerClient
+) -> None:
     source = {
         "ImageRepository": {
             "ImageIdentifier": "hello-web:1.0",
@@ -157,8 +160,14 @@ async def test_configuration_round_trips_and_updates(harness: Harness, aws: AppR
         },
         "AutoDeploymentsEnabled": True,
     }
-    health = {"Protocol": "HTTP", "Path": "/healthz", "Interval": 10, "Timeout": 3,
-              "HealthyThreshold": 2, "UnhealthyThreshold": 4}
+    health = {
+        "Protocol": "HTTP",
+        "Path": "/healthz",
+        "Interval": 10,
+        "Timeout": 3,
+        "HealthyThreshold": 2,
+        "UnhealthyThreshold": 4,
+    }
     created = await aws.create_service(
         ServiceName="configured",
         SourceConfiguration=source,
@@ -194,11 +203,11 @@ async def test_configuration_round_trips_and_updates(harness: Harness, aws: AppR
     assert "No configurations provided" in error_of(empty.value)[2]
 
 
-async def test_refusals_are_app_runners_modeled_errors(harness: Harness, aws: AppRunnerClient
-                                                       ) -> None:
+async def test_refusals_are_app_runners_modeled_errors(
+    harness: Harness, aws: AppRunnerClient
+) -> None:
     missing = f"arn:aws:apprunner:us-east-1:{ACCOUNT}:service/nothing/{uuid.uuid4().hex}"
-    for call in (aws.describe_service, aws.delete_service, aws.pause_service,
-                 aws.list_operations):
+    for call in (aws.describe_service, aws.delete_service, aws.pause_service, aws.list_operations):
         with pytest.raises(aws.exceptions.ResourceNotFoundException) as not_found:
             await call(ServiceArn=missing)
         assert error_of(not_found.value)[:2] == ("ResourceNotFoundException", 400)
@@ -220,10 +229,14 @@ async def test_refusals_are_app_runners_modeled_errors(harness: Harness, aws: Ap
         {"EncryptionConfiguration": {"KmsKey": "arn:aws:kms:us-east-1:111111111111:key/k"}},
         {"Tags": [{"Key": "team", "Value": "web"}]},
         {"NetworkConfiguration": {"EgressConfiguration": {"EgressType": "VPC"}}},
-        {"SourceConfiguration": {"ImageRepository": {
-            **IMAGE_SOURCE["ImageRepository"],
-            "ImageConfiguration": {"RuntimeEnvironmentSecrets": {"K": "arn:aws:ssm:x"}},
-        }}},
+        {
+            "SourceConfiguration": {
+                "ImageRepository": {
+                    **IMAGE_SOURCE["ImageRepository"],
+                    "ImageConfiguration": {"RuntimeEnvironmentSecrets": {"K": "arn:aws:ssm:x"}},
+                }
+            }
+        },
     ]
     for extra in refused_requests:
         request = {"ServiceName": "unsupported", "SourceConfiguration": IMAGE_SOURCE, **extra}
@@ -237,15 +250,17 @@ async def test_refusals_are_app_runners_modeled_errors(harness: Harness, aws: Ap
 
 @pytest.fixture
 async def small_quotas(database_url: str, s3_server: Any, tmp_path: Path) -> AsyncIterator[Harness]:
-    settings = harness_settings(database_url, s3_server, tmp_path, service_quota=1,
-                                connection_quota=3)
+    settings = harness_settings(
+        database_url, s3_server, tmp_path, service_quota=1, connection_quota=3
+    )
     async with running_harness(settings, tmp_path) as h:
         h.push_image()
         yield h
 
 
-async def test_quota_is_service_quota_exceeded_with_402(small_quotas: Harness,
-                                                       recorder: Recorder) -> None:
+async def test_quota_is_service_quota_exceeded_with_402(
+    small_quotas: Harness, recorder: Recorder
+) -> None:
     aws = AppRunnerClient(small_quotas.aws_port, recorder)
     await aws.create_service(ServiceName="first", SourceConfiguration=IMAGE_SOURCE)
     with pytest.raises(aws.exceptions.ServiceQuotaExceededException) as refused:
@@ -256,8 +271,9 @@ async def test_quota_is_service_quota_exceeded_with_402(small_quotas: Harness,
     assert "1 of 1" in message
 
 
-async def test_pages_with_max_results_and_next_token(harness: Harness, aws: AppRunnerClient
-                                                     ) -> None:
+async def test_pages_with_max_results_and_next_token(
+    harness: Harness, aws: AppRunnerClient
+) -> None:
     arns = []
     for name in ("svc-a", "svc-b", "svc-c"):
         created = await aws.create_service(ServiceName=name, SourceConfiguration=IMAGE_SOURCE)
@@ -286,8 +302,13 @@ async def test_protocol_level_answers(harness: Harness, recorder: Recorder) -> N
         return answer.status, answer.json()
 
     # Actions App Runner has and this product does not, and non-App Runner targets.
-    for target in ("AppRunner.ListVpcConnectors", "AppRunner.StartDeployment",
-                   "DynamoDB_20120810.ListTables", "AppRunner", ""):
+    for target in (
+        "AppRunner.ListVpcConnectors",
+        "AppRunner.StartDeployment",
+        "DynamoDB_20120810.ListTables",
+        "AppRunner",
+        "",
+    ):
         status, body = await call(target, {})
         assert (status, body["__type"]) == (400, "UnknownOperationException"), target
     status, body = await call(None, {})
@@ -312,21 +333,41 @@ async def test_protocol_level_answers(harness: Harness, recorder: Recorder) -> N
     assert "ServiceArn" in body["Message"]
     status, body = await call("AppRunner.ListServices", {"MaxResults": 21})
     assert (status, body["__type"]) == (400, "InvalidRequestException")
-    status, body = await call("AppRunner.CreateService", {
-        "ServiceName": "raw-call", "SourceConfiguration": {
-            "ImageRepository": {"ImageIdentifier": "hello-web:1.0"}}})
+    status, body = await call(
+        "AppRunner.CreateService",
+        {
+            "ServiceName": "raw-call",
+            "SourceConfiguration": {"ImageRepository": {"ImageIdentifier": "hello-web:1.0"}},
+        },
+    )
     assert (status, body["__type"]) == (400, "InvalidRequestException")
     assert "SourceConfiguration.ImageRepository.ImageRepositoryType" in body["Message"]
-    status, body = await call("AppRunner.CreateService", {
-        "ServiceName": "raw-call", "SourceConfiguration": {
-            "ImageRepository": {**IMAGE_SOURCE["ImageRepository"],
-                                "ImageRepositoryType": "DOCKER_HUB"}}})
+    status, body = await call(
+        "AppRunner.CreateService",
+        {
+            "ServiceName": "raw-call",
+            "SourceConfiguration": {
+                "ImageRepository": {
+                    **IMAGE_SOURCE["ImageRepository"],
+                    "ImageRepositoryType": "DOCKER_HUB",
+                }
+            },
+        },
+    )
     assert (status, body["__type"]) == (400, "InvalidRequestException")
-    status, body = await call("AppRunner.CreateService", {
-        "ServiceName": "raw-call", "SourceConfiguration": {
-            **IMAGE_SOURCE, "CodeRepository": {
-                "RepositoryUrl": "https://github.com/example/web",
-                "SourceCodeVersion": {"Type": "BRANCH", "Value": "main"}}}})
+    status, body = await call(
+        "AppRunner.CreateService",
+        {
+            "ServiceName": "raw-call",
+            "SourceConfiguration": {
+                **IMAGE_SOURCE,
+                "CodeRepository": {
+                    "RepositoryUrl": "https://github.com/example/web",
+                    "SourceCodeVersion": {"Type": "BRANCH", "Value": "main"},
+                },
+            },
+        },
+    )
     assert (status, body["__type"]) == (400, "InvalidRequestException")
     assert "not both" in body["Message"]
     status, body = await call("AppRunner.ListServices", b"[" * 100_000 + b"]" * 100_000)
@@ -335,25 +376,30 @@ async def test_protocol_level_answers(harness: Harness, recorder: Recorder) -> N
     # Signature Version 4 is required; until keys exist any signature is accepted.
     status, body = await call("AppRunner.ListServices", {}, sign=False)
     assert (status, body["__type"]) == (403, "MissingAuthenticationTokenException")
-    for garbled in ("Bearer abc", "AWS4-HMAC-SHA256 Signature=abc",
-                    "AWS4-HMAC-SHA256 Credential=AKID/2024/us-east-1, SignedHeaders=host, "
-                    "Signature=abc"):
-        status, body = await call("AppRunner.ListServices", {},
-                                  headers={"Authorization": garbled})
+    for garbled in (
+        "Bearer abc",
+        "AWS4-HMAC-SHA256 Signature=abc",
+        "AWS4-HMAC-SHA256 Credential=AKID/2024/us-east-1, SignedHeaders=host, Signature=abc",
+    ):
+        status, body = await call("AppRunner.ListServices", {}, headers={"Authorization": garbled})
         assert (status, body["__type"]) == (403, "IncompleteSignatureException"), garbled
-    wrong_region = ("AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/20240101/eu-west-1/apprunner/"
-                    "aws4_request, SignedHeaders=host;x-amz-date, Signature=abc")
-    status, body = await call("AppRunner.ListServices", {},
-                              headers={"Authorization": wrong_region})
+    wrong_region = (
+        "AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/20240101/eu-west-1/apprunner/"
+        "aws4_request, SignedHeaders=host;x-amz-date, Signature=abc"
+    )
+    status, body = await call("AppRunner.ListServices", {}, headers={"Authorization": wrong_region})
     assert (status, body["__type"]) == (403, "InvalidSignatureException")
     any_signature = wrong_region.replace("eu-west-1", "us-east-1")
-    status, body = await call("AppRunner.ListServices", {},
-                              headers={"Authorization": any_signature})
+    status, body = await call(
+        "AppRunner.ListServices", {}, headers={"Authorization": any_signature}
+    )
     assert status == 200
 
 
 async def test_unexpected_failures_answer_internal_service_error(
-    harness: Harness, recorder: Recorder, caplog: pytest.LogCaptureFixture,
+    harness: Harness,
+    recorder: Recorder,
+    caplog: pytest.LogCaptureFixture,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     failures: list[Exception] = [RuntimeError("boom"), BackendUnavailable("object store down")]
@@ -366,7 +412,8 @@ async def test_unexpected_failures_answer_internal_service_error(
         caplog.clear()
         with caplog.at_level(logging.ERROR):
             answer = await raw_call(
-                harness.aws_port, "AppRunner.DescribeService",
+                harness.aws_port,
+                "AppRunner.DescribeService",
                 {"ServiceArn": f"arn:aws:apprunner:us-east-1:{ACCOUNT}:service/x/{'0' * 32}"},
                 recorder=recorder,
             )
@@ -383,44 +430,76 @@ def _domain_service(status: ServiceStatus, configured: bool) -> Service:
     now = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
     service_id = uuid.uuid4().hex
     return Service(
-        service_id=service_id, account_id=ACCOUNT, region="us-east-1", service_name="model-check",
+        service_id=service_id,
+        account_id=ACCOUNT,
+        region="us-east-1",
+        service_name="model-check",
         service_arn=f"arn:aws:apprunner:us-east-1:{ACCOUNT}:service/model-check/{service_id}",
-        service_url="abcdefghij.us-east-1.servicecontrol.local", status=status, version=1,
-        created_at=now, updated_at=now, deleted_at=None if configured else now,
+        service_url="abcdefghij.us-east-1.servicecontrol.local",
+        status=status,
+        version=1,
+        created_at=now,
+        updated_at=now,
+        deleted_at=None if configured else now,
         configuration=ServiceConfiguration(
             source={"image_repository": {"image_identifier": "hello-web:1.0"}},
             instance={"cpu": "1 vCPU", "memory": "2 GB", "instance_role_arn": ""},
-            health_check={"protocol": "TCP", "path": "/", "interval": 5, "timeout": 2,
-                          "healthy_threshold": 1, "unhealthy_threshold": 5},
-        ) if configured else None,
+            health_check={
+                "protocol": "TCP",
+                "path": "/",
+                "interval": 5,
+                "timeout": 2,
+                "healthy_threshold": 1,
+                "unhealthy_threshold": 5,
+            },
+        )
+        if configured
+        else None,
     )
 
 
 def test_shape_checker_has_teeth() -> None:
     output = service_model().operation_model("DescribeService").output_shape
     assert output is not None
-    for svc in (_domain_service(ServiceStatus.RUNNING, True),
-                _domain_service(ServiceStatus.DELETED, False)):
+    for svc in (
+        _domain_service(ServiceStatus.RUNNING, True),
+        _domain_service(ServiceStatus.DELETED, False),
+    ):
         valid = json.loads(json.dumps({"Service": shapes.service(svc)}))
         assert shape_problems(output, valid) == []
 
-    good = json.loads(json.dumps({"Service": shapes.service(
-        _domain_service(ServiceStatus.RUNNING, True))}))
+    good = json.loads(
+        json.dumps({"Service": shapes.service(_domain_service(ServiceStatus.RUNNING, True))})
+    )
     drifts: dict[str, tuple[Any, str]] = {
         "unknown member": (("Service", "Etag", '"abc"'), "not a member of Service"),
         "missing required": (("Service", "ServiceId", None), "ServiceId: required"),
         "enum": (("Service", "Status", "STOPPED"), "'STOPPED' is not one of"),
         "length": (("Service", "ServiceName", "ab"), "length 2 below"),
         "timestamp type": (("Service", "CreatedAt", "2024-05-01T12:00:00Z"), "expected a number"),
-        "integer type": (("Service", "AutoScalingConfigurationSummary",
-                          {**good["Service"]["AutoScalingConfigurationSummary"],
-                           "AutoScalingConfigurationRevision": True}), "expected an integer"),
-        "nested required": (("Service", "SourceConfiguration",
-                             {"ImageRepository": {"ImageIdentifier": "x"}}),
-                            "ImageRepositoryType: required"),
-        "range": (("Service", "HealthCheckConfiguration",
-                   {**good["Service"]["HealthCheckConfiguration"], "Interval": 60}),
-                  "value 60 above"),
+        "integer type": (
+            (
+                "Service",
+                "AutoScalingConfigurationSummary",
+                {
+                    **good["Service"]["AutoScalingConfigurationSummary"],
+                    "AutoScalingConfigurationRevision": True,
+                },
+            ),
+            "expected an integer",
+        ),
+        "nested required": (
+            ("Service", "SourceConfiguration", {"ImageRepository": {"ImageIdentifier": "x"}}),
+            "ImageRepositoryType: required",
+        ),
+        "range": (
+            (
+                "Service",
+                "HealthCheckConfiguration",
+                {**good["Service"]["HealthCheckConfiguration"], "Interval": 60},
+            ),
+            "value 60 above",
+        ),
     }
     for label, ((outer, member, value), expected) in drifts.items():
         body = copy.deepcopy(good)
@@ -432,17 +511,30 @@ def test_shape_checker_has_teeth() -> None:
         assert any(expected in p for p in problems), (label, problems)
 
     model = service_model()
-    assert body_problems("DescribeService", 402, json.dumps(
-        {"__type": "ServiceQuotaExceededException", "Message": "m"}).encode(), model)
-    assert body_problems("DescribeService", 400, json.dumps(
-        {"__type": "ResourceNotFoundException", "Message": "m", "Extra": 1}).encode(), model)
-    assert not body_problems("DescribeService", 400, json.dumps(
-        {"__type": "ResourceNotFoundException", "Message": "m"}).encode(), model)
+    assert body_problems(
+        "DescribeService",
+        402,
+        json.dumps({"__type": "ServiceQuotaExceededException", "Message": "m"}).encode(),
+        model,
+    )
+    assert body_problems(
+        "DescribeService",
+        400,
+        json.dumps({"__type": "ResourceNotFoundException", "Message": "m", "Extra": 1}).encode(),
+        model,
+    )
+    assert not body_problems(
+        "DescribeService",
+        400,
+        json.dumps({"__type": "ResourceNotFoundException", "Message": "m"}).encode(),
+        model,
+    )
 
 
-async def test_connection_is_kept_when_its_service_is_deleted(harness: Harness,
-                                                              aws: AppRunnerClient) -> None:
-    created = (await aws.create_connection(ConnectionName="my-github", ProviderType="GITHUB"))
+async def test_connection_is_kept_when_its_service_is_deleted(
+    harness: Harness, aws: AppRunnerClient
+) -> None:
+    created = await aws.create_connection(ConnectionName="my-github", ProviderType="GITHUB")
     conn = created["Connection"]
     arn = conn["ConnectionArn"]
     assert conn["Status"] == "PENDING_HANDSHAKE"
@@ -466,8 +558,9 @@ async def test_connection_is_kept_when_its_service_is_deleted(harness: Harness,
     service_arn = service["Service"]["ServiceArn"]
     assert service["Service"]["SourceConfiguration"] == code_source
     await harness.wait(service["OperationId"])  # no builder: the create fails
-    assert (await aws.describe_service(ServiceArn=service_arn))["Service"]["Status"] \
-        == "CREATE_FAILED"
+    assert (await aws.describe_service(ServiceArn=service_arn))["Service"][
+        "Status"
+    ] == "CREATE_FAILED"
     with pytest.raises(aws.exceptions.InvalidRequestException) as in_use:
         await aws.delete_connection(ConnectionArn=arn)
     assert service_arn in error_of(in_use.value)[2]
@@ -491,8 +584,10 @@ async def test_connection_pages_and_quota(small_quotas: Harness, recorder: Recor
     first = await aws.list_connections(MaxResults=2)
     second = await aws.list_connections(MaxResults=2, NextToken=first["NextToken"])
     assert "NextToken" not in second
-    names = [c["ConnectionName"] for c in first["ConnectionSummaryList"]
-             + second["ConnectionSummaryList"]]
+    names = [
+        c["ConnectionName"]
+        for c in first["ConnectionSummaryList"] + second["ConnectionSummaryList"]
+    ]
     assert sorted(names) == ["conn-one", "conn-three", "conn-two"]
     assert len((await aws.list_connections())["ConnectionSummaryList"]) == 3
     with pytest.raises(aws.exceptions.ServiceQuotaExceededException) as refused:
@@ -510,27 +605,33 @@ async def test_custom_domains(harness: Harness, aws: AppRunnerClient) -> None:
     assert (linked["ServiceArn"], linked["VpcDNSTargets"]) == (arn, [])
     domain = linked["CustomDomain"]
     assert (domain["DomainName"], domain["EnableWWWSubdomain"], domain["Status"]) == (
-        "shop.example.com", True, "PENDING_CERTIFICATE_DNS_VALIDATION"
+        "shop.example.com",
+        True,
+        "PENDING_CERTIFICATE_DNS_VALIDATION",
     )
     records = domain["CertificateValidationRecords"]
     assert len(records) == 2  # the domain and its www subdomain
     assert {(r["Type"], r["Status"]) for r in records} == {("CNAME", "PENDING_VALIDATION")}
-    await aws.associate_custom_domain(ServiceArn=arn, DomainName="api.example.com",
-                                      EnableWWWSubdomain=False)
+    await aws.associate_custom_domain(
+        ServiceArn=arn, DomainName="api.example.com", EnableWWWSubdomain=False
+    )
     with pytest.raises(aws.exceptions.InvalidRequestException):
         await aws.associate_custom_domain(ServiceArn=arn, DomainName="shop.example.com")
     with pytest.raises(aws.exceptions.InvalidRequestException):
-        await aws.associate_custom_domain(ServiceArn=arn, DomainName="*.example.org",
-                                          EnableWWWSubdomain=True)
+        await aws.associate_custom_domain(
+            ServiceArn=arn, DomainName="*.example.org", EnableWWWSubdomain=True
+        )
 
     first = await aws.describe_custom_domains(ServiceArn=arn, MaxResults=1)
     assert first["DNSTarget"] == linked["DNSTarget"] and first["NextToken"]
-    second = await aws.describe_custom_domains(ServiceArn=arn, MaxResults=1,
-                                               NextToken=first["NextToken"])
+    second = await aws.describe_custom_domains(
+        ServiceArn=arn, MaxResults=1, NextToken=first["NextToken"]
+    )
     assert "NextToken" not in second
     everything = await aws.describe_custom_domains(ServiceArn=arn)
     assert sorted(d["DomainName"] for d in everything["CustomDomains"]) == [
-        "api.example.com", "shop.example.com"
+        "api.example.com",
+        "shop.example.com",
     ]
 
     unlinked = await aws.disassociate_custom_domain(ServiceArn=arn, DomainName="api.example.com")

@@ -109,8 +109,13 @@ async def test_every_recipe_works_against_a_real_server(harness: Harness) -> Non
     env = {**os.environ, "SC": f"127.0.0.1:{harness.port}"}
     env.pop("ACCOUNT", None)
     proc = await asyncio.create_subprocess_exec(
-        "bash", "-c", "\n".join(script), cwd=REPO, env=env,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+        "bash",
+        "-c",
+        "\n".join(script),
+        cwd=REPO,
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
     )
     stdout, _ = await asyncio.wait_for(proc.communicate(), 90)
     output = stdout.decode()

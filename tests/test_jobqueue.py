@@ -22,23 +22,21 @@ from servicecontrol_server.adapters.postgres.jobqueue import (
 )
 
 
-async def _enqueue(
-    engine: AsyncEngine, n: int = 1, kind: str = "noop", **kwargs: Any
-) -> list[int]:
+async def _enqueue(engine: AsyncEngine, n: int = 1, kind: str = "noop", **kwargs: Any) -> list[int]:
     ids = []
     async with engine.begin() as conn:
         for i in range(n):
-            ids.append(
-                await enqueue(conn, kind=kind, payload={"i": i}, max_attempts=3, **kwargs)
-            )
+            ids.append(await enqueue(conn, kind=kind, payload={"i": i}, max_attempts=3, **kwargs))
     return ids
 
 
 async def _job_row(engine: AsyncEngine, job_id: int) -> dict[str, Any] | None:
     async with engine.connect() as conn:
         row = (
-            await conn.execute(text("SELECT * FROM jobs WHERE job_id = :id"), {"id": job_id})
-        ).mappings().first()
+            (await conn.execute(text("SELECT * FROM jobs WHERE job_id = :id"), {"id": job_id}))
+            .mappings()
+            .first()
+        )
     return dict(row) if row is not None else None
 
 
@@ -320,11 +318,7 @@ async def test_take_failed_progress_rolls_back_with_the_caller(engine: AsyncEngi
         await queue.mark_failed(conn, job_id, job.lease_token, "x")
     async with engine.connect() as conn:
         await conn.begin()
-        assert await queue.take_failed_progress(conn, "delete_service", "svc-1") == {
-            "done": ["a"]
-        }
+        assert await queue.take_failed_progress(conn, "delete_service", "svc-1") == {"done": ["a"]}
         await conn.rollback()
     async with engine.begin() as conn:
-        assert await queue.take_failed_progress(conn, "delete_service", "svc-1") == {
-            "done": ["a"]
-        }
+        assert await queue.take_failed_progress(conn, "delete_service", "svc-1") == {"done": ["a"]}

@@ -12,9 +12,10 @@ from typing import Any
 
 import psycopg
 import pytest
+from sqlalchemy import BigInteger, Column, Index, MetaData, Text, text
+
 from servicecontrol_server.adapters.postgres import migrate, schema
 from servicecontrol_server.adapters.postgres.database import libpq_url, with_database
-from sqlalchemy import BigInteger, Column, Index, MetaData, Text, text
 
 HEAD = "0001"
 

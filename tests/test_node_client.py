@@ -32,9 +32,14 @@ async def test_the_example_runs_a_service_through_its_lifecycle(harness: Harness
     env["EXAMPLE_SERVICE_NAME"] = "node-example"
     # Another account than the server's default: the account metadata must take effect.
     proc = await asyncio.create_subprocess_exec(
-        NODE, str(REPO / "clients" / "node" / "example.js"),
-        f"127.0.0.1:{harness.port}", OTHER_ACCOUNT,
-        cwd=REPO, env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        NODE,
+        str(REPO / "clients" / "node" / "example.js"),
+        f"127.0.0.1:{harness.port}",
+        OTHER_ACCOUNT,
+        cwd=REPO,
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
     )
     out, err = await asyncio.wait_for(proc.communicate(), 60)
     assert proc.returncode == 0, err.decode()
@@ -42,11 +47,16 @@ async def test_the_example_runs_a_service_through_its_lifecycle(harness: Harness
 
     lifecycle = [(line["step"], line.get("phase")) for line in lines]
     assert lifecycle == [
-        ("create", "requested"), ("create", "done"),
-        ("pause", "requested"), ("pause", "done"),
-        ("resume", "requested"), ("resume", "done"),
-        ("delete", "requested"), ("delete", "done"),
-        ("error", None), ("bad-request", None),
+        ("create", "requested"),
+        ("create", "done"),
+        ("pause", "requested"),
+        ("pause", "done"),
+        ("resume", "requested"),
+        ("resume", "done"),
+        ("delete", "requested"),
+        ("delete", "done"),
+        ("error", None),
+        ("bad-request", None),
     ]
     steps = {(line["step"], line.get("phase")): line for line in lines}
     arn = steps["create", "requested"]["serviceArn"]
@@ -61,7 +71,9 @@ async def test_the_example_runs_a_service_through_its_lifecycle(harness: Harness
         assert steps[name, "requested"]["operationId"]
         done = steps[name, "done"]
         assert (done["serviceStatus"], done["operationType"], done["operationStatus"]) == (
-            status, op_type, "SUCCEEDED"
+            status,
+            op_type,
+            "SUCCEEDED",
         ), done
 
     error = steps["error", None]
@@ -71,7 +83,8 @@ async def test_the_example_runs_a_service_through_its_lifecycle(harness: Harness
     bad = steps["bad-request", None]
     assert bad["name"] == "InvalidRequestException" and bad["reason"] == "INVALID_REQUEST"
     assert {v["field"] for v in bad["fieldViolations"]} == {
-        "service_name", "instance_configuration.cpu"
+        "service_name",
+        "instance_configuration.cpu",
     }
 
     assert (await harness.describe(arn, account=OTHER_ACCOUNT)).status == pb.Service.DELETED

@@ -32,8 +32,9 @@ def arn(name: str, account: str = ACCOUNT) -> str:
 
 
 def event(resource: str, n: int, account: str = ACCOUNT, type_: str = "test") -> Event:
-    return Event(account_id=account, resource_arn=arn(resource, account), type=type_,
-                 payload={"n": n})
+    return Event(
+        account_id=account, resource_arn=arn(resource, account), type=type_, payload={"n": n}
+    )
 
 
 async def record(engine: AsyncEngine, *events: Event) -> None:
@@ -355,6 +356,8 @@ async def test_prune_deletes_only_old_delivered_rows(engine: AsyncEngine) -> Non
     assert await relay.prune_delivered(older_than_seconds=3600, batch=2) == 0
     async with engine.connect() as conn:
         left = (
-            await conn.execute(text("SELECT resource_arn FROM outbox ORDER BY seq"))
-        ).scalars().all()
+            (await conn.execute(text("SELECT resource_arn FROM outbox ORDER BY seq")))
+            .scalars()
+            .all()
+        )
     assert left == [arn("recent"), arn("undelivered")]

@@ -22,6 +22,9 @@ from google.protobuf import any_pb2
 from google.protobuf.message import Message
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
+
+from servicecontrol.v1 import resources_pb2 as pb
+from servicecontrol.v1 import service_control_pb2 as api
 from servicecontrol_client import (
     AccessDeniedException,
     ConflictException,
@@ -38,9 +41,6 @@ from servicecontrol_client import (
     ServiceQuotaExceededException,
     ServiceUnavailableException,
 )
-
-from servicecontrol.v1 import resources_pb2 as pb
-from servicecontrol.v1 import service_control_pb2 as api
 from tests.support.server import ACCOUNT, Harness, harness_settings, running_harness
 
 SERVICE = api.DESCRIPTOR.services_by_name["ServiceControl"]
@@ -136,8 +136,9 @@ def _pack(message: Message) -> any_pb2.Any:
     return packed
 
 
-def failing(code: int, times: int, reason: str = "BACKEND_UNAVAILABLE",
-            then: Message | None = None) -> Behaviour:
+def failing(
+    code: int, times: int, reason: str = "BACKEND_UNAVAILABLE", then: Message | None = None
+) -> Behaviour:
     """Fails the first `times` calls with a rich status, then answers `then`."""
     seen = 0
 
@@ -179,31 +180,39 @@ CALLS: dict[str, tuple[Callable[[ServiceControlClient], Any], dict[str, Any]]] =
             source_configuration={"image_repository": {"image_identifier": "hello-web:1.0"}},
             instance_configuration=pb.InstanceConfiguration(cpu="1 vCPU"),
         ),
-        {"service_name": "hello-web",
-         "instance_configuration": pb.InstanceConfiguration(cpu="1 vCPU")},
+        {
+            "service_name": "hello-web",
+            "instance_configuration": pb.InstanceConfiguration(cpu="1 vCPU"),
+        },
     ),
     "DescribeService": (lambda c: c.describe_service(ARN), {"service_arn": ARN}),
-    "ListServices": (lambda c: c.list_services(page_size=3, page_token="t"),
-                     {"page_size": 3, "page_token": "t"}),
-    "UpdateService": (lambda c: c.update_service(ARN, instance_configuration={"cpu": "2 vCPU"},
-                                                 etag='"e"'),
-                      {"service_arn": ARN, "etag": '"e"'}),
+    "ListServices": (
+        lambda c: c.list_services(page_size=3, page_token="t"),
+        {"page_size": 3, "page_token": "t"},
+    ),
+    "UpdateService": (
+        lambda c: c.update_service(ARN, instance_configuration={"cpu": "2 vCPU"}, etag='"e"'),
+        {"service_arn": ARN, "etag": '"e"'},
+    ),
     "DeleteService": (lambda c: c.delete_service(ARN, etag='"e"'), {"service_arn": ARN}),
     "PauseService": (lambda c: c.pause_service(ARN), {"service_arn": ARN}),
     "ResumeService": (lambda c: c.resume_service(ARN), {"service_arn": ARN}),
     "ListOperations": (lambda c: c.list_operations(ARN, page_size=2), {"service_arn": ARN}),
     "DescribeOperation": (lambda c: c.describe_operation("op-1"), {"operation_id": "op-1"}),
     "WaitOperation": (lambda c: c.wait_operation("op-1", timeout=1.5), {"operation_id": "op-1"}),
-    "CreateConnection": (lambda c: c.create_connection(connection_name="my-github",
-                                                       provider_type="BITBUCKET"),
-                         {"connection_name": "my-github",
-                          "provider_type": pb.Connection.BITBUCKET}),
-    "ListConnections": (lambda c: c.list_connections(connection_name="my-github"),
-                        {"connection_name": "my-github"}),
+    "CreateConnection": (
+        lambda c: c.create_connection(connection_name="my-github", provider_type="BITBUCKET"),
+        {"connection_name": "my-github", "provider_type": pb.Connection.BITBUCKET},
+    ),
+    "ListConnections": (
+        lambda c: c.list_connections(connection_name="my-github"),
+        {"connection_name": "my-github"},
+    ),
     "DeleteConnection": (lambda c: c.delete_connection("arn:c"), {"connection_arn": "arn:c"}),
     "AssociateCustomDomain": (
-        lambda c: c.associate_custom_domain(ARN, domain_name="a.example.com",
-                                            enable_www_subdomain=False),
+        lambda c: c.associate_custom_domain(
+            ARN, domain_name="a.example.com", enable_www_subdomain=False
+        ),
         {"service_arn": ARN, "domain_name": "a.example.com", "enable_www_subdomain": False},
     ),
     "DisassociateCustomDomain": (
@@ -211,10 +220,14 @@ CALLS: dict[str, tuple[Callable[[ServiceControlClient], Any], dict[str, Any]]] =
         {"service_arn": ARN, "domain_name": "a.example.com"},
     ),
     "DescribeCustomDomains": (lambda c: c.describe_custom_domains(ARN), {"service_arn": ARN}),
-    "ListCertificates": (lambda c: c.list_certificates(domain_name="a.example.com"),
-                         {"domain_name": "a.example.com"}),
-    "WatchEvents": (lambda c: list(c.watch_events(cursor="7", resource_arn=ARN)),
-                    {"cursor": "7", "resource_arn": ARN}),
+    "ListCertificates": (
+        lambda c: c.list_certificates(domain_name="a.example.com"),
+        {"domain_name": "a.example.com"},
+    ),
+    "WatchEvents": (
+        lambda c: list(c.watch_events(cursor="7", resource_arn=ARN)),
+        {"cursor": "7", "resource_arn": ARN},
+    ),
 }
 
 
@@ -308,19 +321,23 @@ async def test_real_errors_carry_reason_metadata_and_violations(harness: Harness
 
         with pytest.raises(InvalidRequestException) as invalid:
             await asyncio.to_thread(
-                client.create_service, service_name="ab",
+                client.create_service,
+                service_name="ab",
                 source_configuration={"image_repository": {"image_identifier": "hello-web:1.0"}},
                 instance_configuration={"cpu": "3 vCPU"},
             )
         assert invalid.value.reason == "INVALID_REQUEST"
         assert {v.field for v in invalid.value.field_violations} == {
-            "service_name", "instance_configuration.cpu"
+            "service_name",
+            "instance_configuration.cpu",
         }
-        assert all(isinstance(v, FieldViolation) and v.description
-                   for v in invalid.value.field_violations)
+        assert all(
+            isinstance(v, FieldViolation) and v.description for v in invalid.value.field_violations
+        )
 
         created = await asyncio.to_thread(
-            client.create_service, service_name="hello-web",
+            client.create_service,
+            service_name="hello-web",
             source_configuration={"image_repository": {"image_identifier": "hello-web:1.0"}},
         )
         arn = created.service.service_arn
@@ -329,7 +346,8 @@ async def test_real_errors_carry_reason_metadata_and_violations(harness: Harness
 
         with pytest.raises(ConflictException) as taken:
             await asyncio.to_thread(
-                client.create_service, service_name="hello-web",
+                client.create_service,
+                service_name="hello-web",
                 source_configuration={"image_repository": {"image_identifier": "hello-web:1.0"}},
             )
         assert taken.value.reason == "SERVICE_NAME_TAKEN"
@@ -452,7 +470,8 @@ async def test_wait_for_operation_loops_on_wait_operation_without_sleeping(
 async def test_waiters_against_the_real_server(harness: Harness) -> None:
     with client_for(harness.port) as client:
         created = await asyncio.to_thread(
-            client.create_service, service_name="waited",
+            client.create_service,
+            service_name="waited",
             source_configuration={"image_repository": {"image_identifier": "hello-web:1.0"}},
         )
         seen: list[pb.Operation] = []
@@ -479,7 +498,8 @@ async def test_waiters_time_out_when_the_operation_does_not_end(
         h.push_image()
         with client_for(h.port) as client:
             created = await asyncio.to_thread(
-                client.create_service, service_name="stuck",
+                client.create_service,
+                service_name="stuck",
                 source_configuration={"image_repository": {"image_identifier": "hello-web:1.0"}},
             )
             with pytest.raises(OperationTimeoutError) as raised:
@@ -498,7 +518,8 @@ async def test_iterators_walk_every_page(harness: Harness) -> None:
         arns = []
         for name in ("page-one", "page-two", "page-three"):
             created = await asyncio.to_thread(
-                client.create_service, service_name=name,
+                client.create_service,
+                service_name=name,
                 source_configuration={"image_repository": {"image_identifier": "hello-web:1.0"}},
             )
             await asyncio.to_thread(client.wait_for_operation, created.operation_id, timeout=30)
@@ -514,7 +535,8 @@ async def test_iterators_walk_every_page(harness: Harness) -> None:
         await asyncio.to_thread(client.wait_for_operation, paused.operation_id, timeout=30)
         operations = await asyncio.to_thread(lambda: list(client.iter_operations(arn, page_size=1)))
         assert [o.type for o in operations] == [
-            pb.Operation.PAUSE_SERVICE, pb.Operation.CREATE_SERVICE
+            pb.Operation.PAUSE_SERVICE,
+            pb.Operation.CREATE_SERVICE,
         ]
 
         names = [f"conn-{uuid.uuid4().hex[:6]}" for _ in range(3)]
@@ -527,7 +549,9 @@ async def test_iterators_walk_every_page(harness: Harness) -> None:
         domains = ["a.example.com", "b.example.com", "c.example.com"]
         for domain in domains:
             await asyncio.to_thread(
-                client.associate_custom_domain, running, domain_name=domain,
+                client.associate_custom_domain,
+                running,
+                domain_name=domain,
                 enable_www_subdomain=False,
             )
         certificates = await asyncio.to_thread(lambda: list(client.iter_certificates(page_size=1)))

@@ -96,14 +96,22 @@ async def test_embedded_defaults_keep_data_across_restarts(tmp_path: Path) -> No
         SERVICECONTROL_AWS_LISTEN="",
     )
     push = await asyncio.create_subprocess_exec(
-        str(BIN / "servicecontrol"), "images", "push", "--sample", "keep-me:1", env=env,
+        str(BIN / "servicecontrol"),
+        "images",
+        "push",
+        "--sample",
+        "keep-me:1",
+        env=env,
         stdout=asyncio.subprocess.PIPE,
     )
     assert (await asyncio.wait_for(push.communicate(), 60))[0].startswith(b"pushed keep-me:1")
 
     async def serving() -> tuple[asyncio.subprocess.Process, str]:
         proc = await asyncio.create_subprocess_exec(
-            str(BIN / "servicecontrol"), "serve", env=env, stdout=asyncio.subprocess.PIPE,
+            str(BIN / "servicecontrol"),
+            "serve",
+            env=env,
+            stdout=asyncio.subprocess.PIPE,
             stderr=(tmp_path / "serve.log").open("ab"),
         )
         assert proc.stdout is not None
@@ -120,12 +128,15 @@ async def test_embedded_defaults_keep_data_across_restarts(tmp_path: Path) -> No
     try:
         async with grpc.aio.insecure_channel(target) as channel:
             stub = api_grpc.ServiceControlStub(channel)
-            created = await stub.CreateService(api.CreateServiceRequest(
-                service_name="survivor",
-                source_configuration={"image_repository": {"image_identifier": "keep-me:1"}},
-            ))
+            created = await stub.CreateService(
+                api.CreateServiceRequest(
+                    service_name="survivor",
+                    source_configuration={"image_repository": {"image_identifier": "keep-me:1"}},
+                )
+            )
             waited = await stub.WaitOperation(
-                api.WaitOperationRequest(operation_id=created.operation_id), timeout=60)
+                api.WaitOperationRequest(operation_id=created.operation_id), timeout=60
+            )
             assert waited.operation.status == waited.operation.SUCCEEDED
     finally:
         await stop(proc)
@@ -134,7 +145,8 @@ async def test_embedded_defaults_keep_data_across_restarts(tmp_path: Path) -> No
         async with grpc.aio.insecure_channel(target) as channel:
             stub = api_grpc.ServiceControlStub(channel)
             again = await stub.DescribeService(
-                api.DescribeServiceRequest(service_arn=created.service.service_arn))
+                api.DescribeServiceRequest(service_arn=created.service.service_arn)
+            )
             assert again.service.status == again.service.RUNNING
             assert again.service.service_url == created.service.service_url
     finally:

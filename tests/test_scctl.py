@@ -17,10 +17,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from servicecontrol_client import cli
-from servicecontrol_client.output import Progress
 
 from servicecontrol.v1 import resources_pb2 as pb
+from servicecontrol_client import cli
+from servicecontrol_client.output import Progress
 from tests.support.images import build_docker_archive
 from tests.support.processes import environment
 from tests.support.server import ACCOUNT, Harness, harness_settings, running_harness
@@ -51,11 +51,15 @@ def scctl_env(h: Harness | None, **extra: str) -> dict[str, str]:
     return env
 
 
-async def scctl(h: Harness | None, *args: str, env: dict[str, str] | None = None,
-                timeout: float = 60) -> Run:
+async def scctl(
+    h: Harness | None, *args: str, env: dict[str, str] | None = None, timeout: float = 60
+) -> Run:
     proc = await asyncio.create_subprocess_exec(
-        str(SCCTL), *args, env=env or scctl_env(h),
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        str(SCCTL),
+        *args,
+        env=env or scctl_env(h),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
     )
     out, err = await asyncio.wait_for(proc.communicate(), timeout)
     assert proc.returncode is not None
@@ -69,8 +73,18 @@ def progress_lines(stderr: str) -> list[dict[str, str]]:
 
 async def test_a_service_lifecycle(harness: Harness) -> None:
     created = await scctl(
-        harness, "services", "create", "--service-name", "hello-web",
-        "--image-identifier", "hello-web:1.0", "--port", "8000", "--env", "MODE=test", "--wait",
+        harness,
+        "services",
+        "create",
+        "--service-name",
+        "hello-web",
+        "--image-identifier",
+        "hello-web:1.0",
+        "--port",
+        "8000",
+        "--env",
+        "MODE=test",
+        "--wait",
     )
     assert created.code == 0, created.stderr
     body = created.json()
@@ -79,35 +93,58 @@ async def test_a_service_lifecycle(harness: Harness) -> None:
     assert body["operation"]["status"] == "SUCCEEDED"
     image = body["service"]["sourceConfiguration"]["imageRepository"]
     assert image["imageConfiguration"] == {
-        "port": "8000", "runtimeEnvironmentVariables": {"MODE": "test"}
+        "port": "8000",
+        "runtimeEnvironmentVariables": {"MODE": "test"},
     }
     # Not a terminal: one line per state change, ending on the operation's outcome.
     shown = progress_lines(created.stderr)
     assert shown, created.stderr
-    assert all(line["type"] == "CREATE_SERVICE" and line["id"] == body["operationId"]
-               for line in shown)
+    assert all(
+        line["type"] == "CREATE_SERVICE" and line["id"] == body["operationId"] for line in shown
+    )
     assert shown[-1]["status"] == "SUCCEEDED" and shown[-1]["step"] == "done"
     assert len(shown) == len({(s["status"], s["step"], s["attempt"]) for s in shown})
 
     # Global flags after the command words, as with `aws`; a human table.
     env = scctl_env(None)
-    listed = await scctl(None, "services", "list", "--output", "table",
-                         "--endpoint", f"127.0.0.1:{harness.port}", "--account", ACCOUNT, env=env)
+    listed = await scctl(
+        None,
+        "services",
+        "list",
+        "--output",
+        "table",
+        "--endpoint",
+        f"127.0.0.1:{harness.port}",
+        "--account",
+        ACCOUNT,
+        env=env,
+    )
     assert listed.code == 0, listed.stderr
     header, rule, row = listed.stdout.splitlines()
-    assert header.split() == ["SERVICE", "NAME", "STATUS", "SERVICE", "ARN", "SERVICE", "URL",
-                              "UPDATED", "AT"]
+    assert header.split() == [
+        "SERVICE",
+        "NAME",
+        "STATUS",
+        "SERVICE",
+        "ARN",
+        "SERVICE",
+        "URL",
+        "UPDATED",
+        "AT",
+    ]
     assert set(rule) <= {"-", " "}
     assert row.split()[:3] == ["hello-web", "RUNNING", arn]
-    described = await scctl(harness, "services", "describe", "--service-arn", arn,
-                            "--output", "table")
+    described = await scctl(
+        harness, "services", "describe", "--service-arn", arn, "--output", "table"
+    )
     assert described.code == 0
     assert re.search(r"^serviceName\s+hello-web$", described.stdout, re.MULTILINE)
     assert re.search(r"^instanceConfiguration\.cpu\s+1 vCPU$", described.stdout, re.MULTILINE)
 
     # An update merges the flags into the current configuration.
-    updated = await scctl(harness, "services", "update", "--service-arn", arn,
-                          "--cpu", "2 vCPU", "--wait")
+    updated = await scctl(
+        harness, "services", "update", "--service-arn", arn, "--cpu", "2 vCPU", "--wait"
+    )
     assert updated.code == 0, updated.stderr
     assert updated.json()["service"]["instanceConfiguration"] == {"cpu": "2 vCPU", "memory": "2 GB"}
     assert progress_lines(updated.stderr)[-1]["type"] == "UPDATE_SERVICE"
@@ -119,7 +156,10 @@ async def test_a_service_lifecycle(harness: Harness) -> None:
 
     operations = await scctl(harness, "operations", "list", "--service-arn", arn)
     assert [o["type"] for o in operations.json()["operations"]] == [
-        "RESUME_SERVICE", "PAUSE_SERVICE", "UPDATE_SERVICE", "CREATE_SERVICE"
+        "RESUME_SERVICE",
+        "PAUSE_SERVICE",
+        "UPDATE_SERVICE",
+        "CREATE_SERVICE",
     ]
     op_id = operations.json()["operations"][0]["id"]
     waited = await scctl(harness, "operations", "wait", "--operation-id", op_id)
@@ -154,8 +194,17 @@ async def test_errors_and_exit_codes(harness: Harness) -> None:
     assert "reason: SERVICE_NOT_FOUND" in missing.stderr
     assert f"metadata serviceArn: {unknown}" in missing.stderr
 
-    invalid = await scctl(harness, "services", "create", "--service-name", "ab",
-                          "--image-identifier", "hello-web:1.0", "--memory", "3 TB")
+    invalid = await scctl(
+        harness,
+        "services",
+        "create",
+        "--service-name",
+        "ab",
+        "--image-identifier",
+        "hello-web:1.0",
+        "--memory",
+        "3 TB",
+    )
     assert invalid.code == 3
     assert "reason: INVALID_REQUEST" in invalid.stderr
     assert "field service_name:" in invalid.stderr
@@ -167,13 +216,28 @@ async def test_errors_and_exit_codes(harness: Harness) -> None:
     assert no_source.code == 2 and "--image-identifier" in no_source.stderr
     nothing = await scctl(harness, "services", "update", "--service-arn", unknown)
     assert nothing.code == 3  # the service is looked up first
-    bad_json = await scctl(harness, "services", "create", "--service-name", "hello-web",
-                           "--source-configuration", '{"imageRepository": 7}')
+    bad_json = await scctl(
+        harness,
+        "services",
+        "create",
+        "--service-name",
+        "hello-web",
+        "--source-configuration",
+        '{"imageRepository": 7}',
+    )
     assert bad_json.code == 2 and "--source-configuration" in bad_json.stderr
 
     # The operation ends FAILED (no such image): exit 5, with the reason.
-    failed = await scctl(harness, "services", "create", "--service-name", "no-image",
-                         "--image-identifier", "does-not-exist:1", "--wait")
+    failed = await scctl(
+        harness,
+        "services",
+        "create",
+        "--service-name",
+        "no-image",
+        "--image-identifier",
+        "does-not-exist:1",
+        "--wait",
+    )
     assert failed.code == 5, failed.stderr
     assert failed.json()["operation"]["status"] == "FAILED"
     assert failed.json()["service"]["status"] == "CREATE_FAILED"
@@ -191,26 +255,43 @@ async def test_waits_time_out_with_exit_4_and_redraw_one_line_on_a_terminal(
     # No workers: operations stay PENDING, so every wait runs into its deadline.
     async with running_harness(settings, tmp_path, workers=0) as h:
         h.push_image()
-        created = await scctl(h, "services", "create", "--service-name", "stuck",
-                              "--image-identifier", "hello-web:1.0", "--wait",
-                              "--wait-timeout", "1")
+        created = await scctl(
+            h,
+            "services",
+            "create",
+            "--service-name",
+            "stuck",
+            "--image-identifier",
+            "hello-web:1.0",
+            "--wait",
+            "--wait-timeout",
+            "1",
+        )
         assert created.code == 4, created.stderr
         assert "timed out" in created.stderr
         shown = progress_lines(created.stderr)
         assert shown and shown[0]["status"] == "PENDING" and shown[0]["step"] == "queued"
         op_id = shown[0]["id"]
 
-        waited = await scctl(h, "operations", "wait", "--operation-id", op_id,
-                             "--wait-timeout", "0.5")
+        waited = await scctl(
+            h, "operations", "wait", "--operation-id", op_id, "--wait-timeout", "0.5"
+        )
         assert waited.code == 4
 
         # On a terminal the progress line is redrawn in place as the seconds pass.
         leader, follower = pty.openpty()
         try:
             proc = await asyncio.create_subprocess_exec(
-                str(SCCTL), "operations", "wait", "--operation-id", op_id,
-                "--wait-timeout", "2.5",
-                env=scctl_env(h), stdout=asyncio.subprocess.PIPE, stderr=follower,
+                str(SCCTL),
+                "operations",
+                "wait",
+                "--operation-id",
+                op_id,
+                "--wait-timeout",
+                "2.5",
+                env=scctl_env(h),
+                stdout=asyncio.subprocess.PIPE,
+                stderr=follower,
             )
             os.close(follower)
             await asyncio.wait_for(proc.communicate(), 30)
@@ -247,8 +328,12 @@ def test_progress_without_a_terminal_prints_each_state_once() -> None:
     clock = iter([0.0, 0.4, 1.2, 2.6]).__next__
     stream = io.StringIO()
     progress = Progress(stream, tty=False, clock=clock)
-    op = pb.Operation(id="0" * 36, type=pb.Operation.DELETE_SERVICE, status=pb.Operation.PENDING,
-                      current_step="queued")
+    op = pb.Operation(
+        id="0" * 36,
+        type=pb.Operation.DELETE_SERVICE,
+        status=pb.Operation.PENDING,
+        current_step="queued",
+    )
     progress.update(op)
     progress.update(op)
     op.status, op.current_step, op.attempt = pb.Operation.IN_PROGRESS, "delete_image_copy", 1
@@ -273,8 +358,17 @@ async def test_images_push_runs_the_server_side_push(harness: Harness) -> None:
     pushed = await scctl(harness, "images", "push", str(archive), "pushed:2.0", env=env)
     assert pushed.code == 0, pushed.stderr
     assert "pushed pushed:2.0 sha256:" in pushed.stdout
-    created = await scctl(harness, "services", "create", "--service-name", "from-push",
-                          "--image-identifier", "pushed:2.0", "--wait", env=env)
+    created = await scctl(
+        harness,
+        "services",
+        "create",
+        "--service-name",
+        "from-push",
+        "--image-identifier",
+        "pushed:2.0",
+        "--wait",
+        env=env,
+    )
     assert created.code == 0, created.stderr
     assert created.json()["service"]["status"] == "RUNNING"
 
@@ -293,16 +387,22 @@ def test_images_push_explains_a_missing_server_package(
 
 
 async def test_the_client_package_does_not_need_the_server_package() -> None:
-    program = "\n".join([
-        "import sys",
-        "sys.modules['servicecontrol_server'] = None  # as if not installed",
-        "import servicecontrol_client",
-        "from servicecontrol_client import cli",
-        "assert not [m for m, v in sys.modules.items() if m.startswith('servicecontrol_server.')]",
-        "sys.exit(cli.main(['services', 'list', '--help']))",
-    ])
+    program = "\n".join(
+        [
+            "import sys",
+            "sys.modules['servicecontrol_server'] = None  # as if not installed",
+            "import servicecontrol_client",
+            "from servicecontrol_client import cli",
+            "assert not [m for m, v in sys.modules.items()"
+            " if m.startswith('servicecontrol_server.')]",
+            "sys.exit(cli.main(['services', 'list', '--help']))",
+        ]
+    )
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-c", program, stdout=asyncio.subprocess.PIPE,
+        sys.executable,
+        "-c",
+        program,
+        stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
     )
     out, err = await asyncio.wait_for(proc.communicate(), 30)

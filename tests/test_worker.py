@@ -90,8 +90,10 @@ async def add_job(
 async def job_row(engine: AsyncEngine, job_id: int) -> dict[str, Any] | None:
     async with engine.connect() as conn:
         row = (
-            await conn.execute(text("SELECT * FROM jobs WHERE job_id = :id"), {"id": job_id})
-        ).mappings().first()
+            (await conn.execute(text("SELECT * FROM jobs WHERE job_id = :id"), {"id": job_id}))
+            .mappings()
+            .first()
+        )
     return dict(row) if row is not None else None
 
 

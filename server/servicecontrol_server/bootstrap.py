@@ -5,19 +5,24 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 
 import psycopg
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from .adapters.compute.recorded import RecordedComputeDriver
+from .adapters.dns.zone_file import ZoneFileValidator
 from .adapters.postgres.database import create_engine, libpq_url, with_database
 from .adapters.postgres.embedded import EmbeddedPostgres
+from .adapters.postgres.listen import PgListener
 from .adapters.postgres.migrate import upgrade_to_head
-from .adapters.postgres.notifier import Notifier
-from .adapters.postgres.outbox import EventLog
+from .adapters.postgres.outbox import EVENTS_CHANNEL, EventLog
+from .adapters.postgres.repositories import OPERATIONS_CHANNEL
 from .adapters.postgres.unit_of_work import PostgresUnitOfWork
+from .application.connection_commands import ConnectionCommands
+from .application.dns import DnsValidation
+from .application.domain_commands import DomainCommands
 from .application.jobs import ServiceJob, job_handlers
 from .application.ports import ObjectStore
 from .application.service_commands import ServiceCommands
@@ -76,11 +81,14 @@ class Application:
     store: ObjectStore
     commands: ServiceCommands
     handlers: dict[str, ServiceJob]
-    operations_notifier: Notifier
+    listener: PgListener
     events: EventLog
+    connections: ConnectionCommands
+    domains: DomainCommands
+    dns_validation: DnsValidation
 
     async def close(self) -> None:
-        await self.operations_notifier.close()
+        await self.listener.close()
         await self.engine.dispose()
 
 
@@ -89,9 +97,61 @@ async def build(settings: Settings, url: str, *, migrate: bool | None = None) ->
         upgrade_to_head(url)
     engine = create_engine(url)
     store = object_store(settings)
-    notifier = Notifier(url, "servicecontrol_operations")
-    notifier.start()
-    commands = ServiceCommands(lambda: PostgresUnitOfWork(engine), settings, store, notifier)
-    handlers = job_handlers(engine, settings, store, RecordedComputeDriver(engine))
-    events = EventLog(engine, poll_seconds=settings.job_poll_seconds)
-    return Application(settings, url, engine, store, commands, handlers, notifier, events)
+    # One LISTEN connection per process, shared by every WaitOperation and WatchEvents call.
+    listener = PgListener(url, [OPERATIONS_CHANNEL, EVENTS_CHANNEL])
+    listener.start()
+    commands = ServiceCommands(lambda: PostgresUnitOfWork(engine), settings, store, listener)
+    handlers = job_handlers(
+        lambda: PostgresUnitOfWork(engine),
+        PostgresUnitOfWork.bound,
+        settings,
+        store,
+        RecordedComputeDriver(engine),
+    )
+    events = EventLog(engine, listener=listener, poll_seconds=settings.job_poll_seconds)
+    resources = resource_commands(engine, settings)
+    return Application(
+        settings,
+        url,
+        engine,
+        store,
+        commands,
+        handlers,
+        listener,
+        events,
+        resources.connections,
+        resources.domains,
+        resources.dns_validation,
+    )
+
+
+@dataclass
+class ResourceCommands:
+    """The connection and custom domain use cases, and certificate DNS validation: all
+    an operator's command needs, without the object store or the job engine."""
+
+    connections: ConnectionCommands
+    domains: DomainCommands
+    dns_validation: DnsValidation
+
+
+def resource_commands(engine: AsyncEngine, settings: Settings) -> ResourceCommands:
+    def uow() -> PostgresUnitOfWork:
+        return PostgresUnitOfWork(engine)
+
+    return ResourceCommands(
+        ConnectionCommands(uow, settings),
+        DomainCommands(uow, settings),
+        DnsValidation(uow, ZoneFileValidator(settings.dns_zone_file)),
+    )
+
+
+@contextlib.asynccontextmanager
+async def operator_commands(settings: Settings) -> AsyncIterator[ResourceCommands]:
+    """For `servicecontrol` commands an operator runs against a migrated database."""
+    with database_url(settings) as url:
+        engine = create_engine(url, pool_size=2)
+        try:
+            yield resource_commands(engine, settings)
+        finally:
+            await engine.dispose()

@@ -1,10 +1,12 @@
-"""`servicecontrol`: serve the API, run workers, migrate, push images."""
+"""`servicecontrol`: serve the API, run workers, migrate, push images, and finish what
+needs an operator (connection handshakes, certificate DNS validation)."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +15,25 @@ from .settings import Settings
 
 
 def main(argv: list[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    settings = _settings(args)
+    logs.configure(settings.log_level, settings.log_json)
+
+    if args.command == "serve":
+        return asyncio.run(_serve(settings))
+    if args.command == "worker":
+        return asyncio.run(_worker(settings, args.concurrency))
+    if args.command == "migrate":
+        return _migrate(settings, args.check)
+    if args.command == "images":
+        if args.sample == (args.archive is not None):
+            parser.error("give either an archive or --sample")
+        return _push(settings, args.archive, args.identifier)
+    return asyncio.run(_operator_command(settings, args))
+
+
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="servicecontrol", description=__doc__)
     parser.add_argument("--data-dir", type=Path, help="where embedded defaults keep data")
     parser.add_argument("--database-url", help="a PostgreSQL URL (default: embedded server)")
@@ -33,10 +54,33 @@ def main(argv: list[str] | None = None) -> int:
     images = sub.add_parser("images", help="the source registry")
     images_sub = images.add_subparsers(dest="images_command", required=True)
     push = images_sub.add_parser("push", help="push a `docker save` tarball")
-    push.add_argument("archive", type=Path)
+    push.add_argument("archive", type=Path, nargs="?", help="the tarball (omit with --sample)")
     push.add_argument("identifier", help="repository:tag")
+    push.add_argument(
+        "--sample", action="store_true", help="push a small generated sample image instead"
+    )
 
-    args = parser.parse_args(argv)
+    connections = sub.add_parser("connections", help="source-code provider connections")
+    connections_sub = connections.add_subparsers(dest="connections_command", required=True)
+    handshake = connections_sub.add_parser(
+        "complete-handshake",
+        help="finish a connection's provider handshake: it becomes AVAILABLE (or ERROR)",
+    )
+    handshake.add_argument("connection_arn")
+    handshake.add_argument("--status", choices=["AVAILABLE", "ERROR"], default="AVAILABLE")
+    handshake.add_argument("--account", help="12-digit account id (default: default account)")
+
+    domains = sub.add_parser("domains", help="custom domains")
+    domains_sub = domains.add_subparsers(dest="domains_command", required=True)
+    validate = domains_sub.add_parser(
+        "validate", help="run one certificate DNS validation pass against the zone file"
+    )
+    validate.add_argument("--account", help="only this account (default: every account)")
+    return parser
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    """Settings from the environment, with the command line's flags on top."""
     overrides: dict[str, Any] = {}
     if args.data_dir:
         overrides["data_dir"] = args.data_dir
@@ -50,18 +94,7 @@ def main(argv: list[str] | None = None) -> int:
         overrides["workers_in_server"] = args.workers
     if getattr(args, "no_migrate", False):
         overrides["migrate_on_start"] = False
-    settings = Settings(**overrides)
-    logs.configure(settings.log_level, settings.log_json)
-
-    if args.command == "serve":
-        return asyncio.run(_serve(settings))
-    if args.command == "worker":
-        return asyncio.run(_worker(settings, args.concurrency))
-    if args.command == "migrate":
-        return _migrate(settings, args.check)
-    if args.command == "images":
-        return _push(settings, args.archive, args.identifier)
-    return 2
+    return Settings(**overrides)
 
 
 async def _serve(settings: Settings) -> int:
@@ -113,13 +146,23 @@ def _migrate(settings: Settings, check: bool) -> int:
     return 0
 
 
-def _push(settings: Settings, archive: Path, identifier: str) -> int:
+def _push(settings: Settings, archive: Path | None, identifier: str) -> int:
     from .application.images import push_docker_archive
+    from .application.sample_image import build_docker_archive
     from .bootstrap import object_store
 
     store = object_store(settings)
     try:
-        pushed = push_docker_archive(store, settings.source_bucket, archive, identifier)
+        with tempfile.TemporaryDirectory() as scratch:
+            if archive is None:
+                archive = build_docker_archive(
+                    Path(scratch) / "sample.tar",
+                    layers=2,
+                    layer_size=4096,
+                    legacy=False,
+                    repo_tag=identifier,
+                )
+            pushed = push_docker_archive(store, settings.source_bucket, archive, identifier)
     except (ValueError, FileNotFoundError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -127,6 +170,46 @@ def _push(settings: Settings, archive: Path, identifier: str) -> int:
         f"pushed {pushed.repository}:{pushed.tag} {pushed.manifest_digest} "
         f"({pushed.objects} objects, {pushed.bytes} bytes)"
     )
+    return 0
+
+
+async def _operator_command(settings: Settings, args: argparse.Namespace) -> int:
+    if args.command == "connections":
+        account = args.account or settings.default_account
+        return await _complete_handshake(settings, account, args.connection_arn, args.status)
+    if args.command == "domains":
+        return await _validate_domains(settings, args.account)
+    return 2
+
+
+async def _complete_handshake(settings: Settings, account: str, arn: str, status: str) -> int:
+    from .bootstrap import operator_commands
+    from .domain import names
+    from .domain.errors import DomainError
+
+    if not names.is_account_id(account):
+        print("error: --account must be 12 digits", file=sys.stderr)
+        return 2
+    async with operator_commands(settings) as commands:
+        try:
+            connection = await commands.connections.complete_handshake(account, arn, status)
+        except DomainError as exc:
+            print(f"error: {exc.reason}: {exc.message}", file=sys.stderr)
+            return 1
+    print(f"{connection.connection_arn} {connection.status.value}")
+    return 0
+
+
+async def _validate_domains(settings: Settings, account: str | None) -> int:
+    from .bootstrap import operator_commands
+    from .domain import names
+
+    if account is not None and not names.is_account_id(account):
+        print("error: --account must be 12 digits", file=sys.stderr)
+        return 2
+    async with operator_commands(settings) as commands:
+        summary = await commands.dns_validation.run_once(account)
+    print(f"issued {summary.issued}, failed {summary.failed}, pending {summary.pending}")
     return 0
 
 

@@ -45,6 +45,9 @@ class Settings(BaseSettings):
     service_quota: int = Field(default=30, ge=0)
     connection_quota: int = Field(default=10, ge=0)
     custom_domains_per_service: int = Field(default=5, ge=0)
+    # Certificate DNS validation looks records up in this zone file (`name CNAME value`
+    # lines) kept by the operator, not in public DNS; unset, no record is ever found.
+    dns_zone_file: Path | None = None
 
     # Retention windows, in seconds.
     certificate_retention_seconds: int = 7 * 24 * 3600

@@ -57,10 +57,16 @@ def shape_problems(shape: Shape, value: Any, path: str = "$") -> list[str]:
 def _structure(shape: Any, value: Any, path: str) -> list[str]:
     if not isinstance(value, dict):
         return [f"{path}: expected an object for {shape.name}, got {type(value).__name__}"]
-    problems = [f"{path}.{name}: not a member of {shape.name}"
-                for name in value if name not in shape.members]
-    problems += [f"{path}.{name}: required by {shape.name}, missing"
-                 for name in shape.required_members if name not in value]
+    problems = [
+        f"{path}.{name}: not a member of {shape.name}"
+        for name in value
+        if name not in shape.members
+    ]
+    problems += [
+        f"{path}.{name}: required by {shape.name}, missing"
+        for name in shape.required_members
+        if name not in value
+    ]
     for name, item in value.items():
         if name in shape.members:
             problems += shape_problems(shape.members[name], item, f"{path}.{name}")
@@ -159,8 +165,11 @@ def body_problems(operation: str, status: int, body: bytes, model: ServiceModel)
     declared = {e.name: e for e in op.error_shapes} if op is not None else {}
     if error_type not in declared and error_type not in PROTOCOL_ERRORS:
         return [f"{operation}: error {error_type!r} is not declared by the model"]
-    problems = [f"{operation}: error member {k!r} is not in the error shape"
-                for k in decoded if k not in ("__type", "Message")]
+    problems = [
+        f"{operation}: error member {k!r} is not in the error shape"
+        for k in decoded
+        if k not in ("__type", "Message")
+    ]
     message = decoded.get("Message")
     if not isinstance(message, str) or len(message) > 600:
         problems.append(f"{operation}: error Message must be a string of at most 600 characters")
@@ -225,8 +234,12 @@ class AppRunnerClient:
 
     def _after_call(self, http_response: Any, model: OperationModel, **_: Any) -> None:
         self.recorder.record(
-            Answer.of(model.name, http_response.status_code, dict(http_response.headers),
-                      http_response.content)
+            Answer.of(
+                model.name,
+                http_response.status_code,
+                dict(http_response.headers),
+                http_response.content,
+            )
         )
 
     @cached_property
@@ -253,10 +266,17 @@ class AppRunnerClient:
         return seen
 
 
-async def raw_call(port: int, target: str | None, body: bytes | dict[str, Any] | None = None,
-                   *, sign: bool = True, recorder: Recorder | None = None,
-                   headers: Mapping[str, str] | None = None, method: str = "POST",
-                   path: str = "/") -> Answer:
+async def raw_call(
+    port: int,
+    target: str | None,
+    body: bytes | dict[str, Any] | None = None,
+    *,
+    sign: bool = True,
+    recorder: Recorder | None = None,
+    headers: Mapping[str, str] | None = None,
+    method: str = "POST",
+    path: str = "/",
+) -> Answer:
     """A request as any HTTP client would send it, signed with SigV4 unless told not to."""
     url = f"http://127.0.0.1:{port}{path}"
     data = json.dumps(body).encode() if isinstance(body, dict) else (body or b"")
@@ -268,9 +288,10 @@ async def raw_call(port: int, target: str | None, body: bytes | dict[str, Any] |
         SigV4Auth(Credentials(ACCESS_KEY, SECRET_KEY), "apprunner", REGION).add_auth(signed)
         request_headers = dict(signed.headers.items())
     request_headers.update(headers or {})
-    async with aiohttp.ClientSession() as session, session.request(
-        method, url, data=data, headers=request_headers
-    ) as response:
+    async with (
+        aiohttp.ClientSession() as session,
+        session.request(method, url, data=data, headers=request_headers) as response,
+    ):
         answer = Answer.of(
             (target or "").partition(".")[2] or "(none)",
             response.status,

@@ -42,18 +42,24 @@ class Harness:
     def meta(self, account: str = ACCOUNT) -> tuple[tuple[str, str], ...]:
         return (("x-servicecontrol-account", account),)
 
-    def push_image(self, identifier: str = "hello-web:1.0", layers: int = 2, layer_size: int = 256) -> str:
+    def push_image(
+        self, identifier: str = "hello-web:1.0", layers: int = 2, layer_size: int = 256
+    ) -> str:
         from servicecontrol_server.application.images import push_docker_archive
 
         archive = build_docker_archive(
-            self.tmp / f"{uuid.uuid4().hex}.tar", layers=layers, layer_size=layer_size,
-            legacy=False, repo_tag=identifier,
+            self.tmp / f"{uuid.uuid4().hex}.tar",
+            layers=layers,
+            layer_size=layer_size,
+            legacy=False,
+            repo_tag=identifier,
         )
         push_docker_archive(self.app.store, self.settings.source_bucket, archive, identifier)
         return identifier
 
-    async def create(self, name: str, image: str = "hello-web:1.0", account: str = ACCOUNT,
-                     **extra: Any) -> api.CreateServiceResponse:
+    async def create(
+        self, name: str, image: str = "hello-web:1.0", account: str = ACCOUNT, **extra: Any
+    ) -> api.CreateServiceResponse:
         request = api.CreateServiceRequest(
             service_name=name,
             source_configuration=pb.SourceConfiguration(
@@ -63,7 +69,9 @@ class Harness:
         )
         return await self.stub.CreateService(request, metadata=self.meta(account))
 
-    async def wait(self, operation_id: str, account: str = ACCOUNT, timeout: float = 20) -> pb.Operation:
+    async def wait(
+        self, operation_id: str, account: str = ACCOUNT, timeout: float = 20
+    ) -> pb.Operation:
         from google.protobuf import duration_pb2
 
         response = await self.stub.WaitOperation(
@@ -114,7 +122,9 @@ def harness_settings(database_url: str, s3: Any, tmp: Path, **overrides: Any) ->
 
 
 @contextlib.asynccontextmanager
-async def running_harness(settings: Settings, tmp: Path, *, workers: int = 2) -> AsyncIterator[Harness]:
+async def running_harness(
+    settings: Settings, tmp: Path, *, workers: int = 2
+) -> AsyncIterator[Harness]:
     app = await build(settings, settings.database_url, migrate=False)
     server, port, _ = await start_grpc(app, settings.grpc_listen)
     aws_runner, aws_port = (
@@ -124,8 +134,9 @@ async def running_harness(settings: Settings, tmp: Path, *, workers: int = 2) ->
     tasks = background_tasks(app, stop, workers=workers, role="test")
     channel = grpc.aio.insecure_channel(f"127.0.0.1:{port}")
     try:
-        yield Harness(app, settings, api_grpc.ServiceControlStub(channel), channel, port, tmp,
-                      aws_port)
+        yield Harness(
+            app, settings, api_grpc.ServiceControlStub(channel), channel, port, tmp, aws_port
+        )
     finally:
         stop.set()
         await channel.close()

@@ -1,10 +1,10 @@
 """The Python client of ServiceControl: `ServiceControlClient` and its exceptions.
 
-    from servicecontrol_client import ServiceControlClient
+from servicecontrol_client import ServiceControlClient
 
-    with ServiceControlClient("127.0.0.1:50051", account="123456789012") as client:
-        deleted = client.delete_service(service_arn)
-        client.wait_until_deleted(service_arn, timeout=300)
+with ServiceControlClient("127.0.0.1:50051", account="123456789012") as client:
+    deleted = client.delete_service(service_arn)
+    client.wait_until_deleted(service_arn, timeout=300)
 """
 
 from __future__ import annotations

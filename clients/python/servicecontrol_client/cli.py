@@ -145,8 +145,9 @@ def services_create(client: ServiceControlClient, args: argparse.Namespace) -> i
     source = pb.SourceConfiguration()
     if args.source_configuration:
         source.CopyFrom(
-            _message_json(args.source_configuration, pb.SourceConfiguration,
-                          "--source-configuration")
+            _message_json(
+                args.source_configuration, pb.SourceConfiguration, "--source-configuration"
+            )
         )
     elif args.image_identifier is None:
         raise UsageError("give --image-identifier or --source-configuration")
@@ -158,8 +159,11 @@ def services_create(client: ServiceControlClient, args: argparse.Namespace) -> i
     health = pb.HealthCheckConfiguration()
     if args.health_check_configuration:
         health.CopyFrom(
-            _message_json(args.health_check_configuration, pb.HealthCheckConfiguration,
-                          "--health-check-configuration")
+            _message_json(
+                args.health_check_configuration,
+                pb.HealthCheckConfiguration,
+                "--health-check-configuration",
+            )
         )
     response = client.create_service(
         service_name=args.service_name,
@@ -191,8 +195,9 @@ def services_update(client: ServiceControlClient, args: argparse.Namespace) -> i
     if args.source_configuration:
         source = pb.SourceConfiguration()
         source.CopyFrom(
-            _message_json(args.source_configuration, pb.SourceConfiguration,
-                          "--source-configuration")
+            _message_json(
+                args.source_configuration, pb.SourceConfiguration, "--source-configuration"
+            )
         )
     if _source_flags_given(args):
         if source is None:
@@ -208,8 +213,11 @@ def services_update(client: ServiceControlClient, args: argparse.Namespace) -> i
     if args.health_check_configuration:
         health = pb.HealthCheckConfiguration()
         health.CopyFrom(
-            _message_json(args.health_check_configuration, pb.HealthCheckConfiguration,
-                          "--health-check-configuration")
+            _message_json(
+                args.health_check_configuration,
+                pb.HealthCheckConfiguration,
+                "--health-check-configuration",
+            )
         )
     if source is None and not instance_changed and health is None:
         raise UsageError("nothing to change: give at least one configuration flag")
@@ -234,7 +242,9 @@ def services_delete(client: ServiceControlClient, args: argparse.Namespace) -> i
 
 def services_pause(client: ServiceControlClient, args: argparse.Namespace) -> int:
     response = client.pause_service(
-        args.service_arn, etag=args.etag, request_id=args.request_id,
+        args.service_arn,
+        etag=args.etag,
+        request_id=args.request_id,
         validate_only=args.validate_only,
     )
     return _finish_mutation(client, args, response)
@@ -242,7 +252,9 @@ def services_pause(client: ServiceControlClient, args: argparse.Namespace) -> in
 
 def services_resume(client: ServiceControlClient, args: argparse.Namespace) -> int:
     response = client.resume_service(
-        args.service_arn, etag=args.etag, request_id=args.request_id,
+        args.service_arn,
+        etag=args.etag,
+        request_id=args.request_id,
         validate_only=args.validate_only,
     )
     return _finish_mutation(client, args, response)
@@ -422,14 +434,27 @@ def _global_options(parser: argparse.ArgumentParser, *, suppress: bool) -> None:
         default=default(os.environ.get("SCCTL_API_KEY")),
         help="sent as `authorization: Bearer KEY` (env SCCTL_API_KEY; reserved)",
     )
-    parser.add_argument("--tls", action="store_true", default=default(False),
-                        help="use TLS (system roots unless --ca-file)")
-    parser.add_argument("--ca-file", type=Path, default=default(None),
-                        help="PEM roots to trust; implies --tls")
-    parser.add_argument("--output", choices=("json", "table"), default=default("json"),
-                        help="json (default) or a human table")
-    parser.add_argument("--timeout", type=float, default=default(30.0),
-                        help="deadline of each API call in seconds, retries included (30)")
+    parser.add_argument(
+        "--tls",
+        action="store_true",
+        default=default(False),
+        help="use TLS (system roots unless --ca-file)",
+    )
+    parser.add_argument(
+        "--ca-file", type=Path, default=default(None), help="PEM roots to trust; implies --tls"
+    )
+    parser.add_argument(
+        "--output",
+        choices=("json", "table"),
+        default=default("json"),
+        help="json (default) or a human table",
+    )
+    parser.add_argument(
+        "--timeout",
+        type=float,
+        default=default(30.0),
+        help="deadline of each API call in seconds, retries included (30)",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -443,13 +468,21 @@ def build_parser() -> argparse.ArgumentParser:
     _global_options(leaf_globals, suppress=True)
 
     waiting = argparse.ArgumentParser(add_help=False)
-    waiting.add_argument("--wait", action="store_true",
-                         help="wait for the operation to end, showing its progress on stderr")
-    waiting.add_argument("--wait-timeout", type=float, default=DEFAULT_WAIT_TIMEOUT,
-                         help=f"seconds to wait at most ({DEFAULT_WAIT_TIMEOUT:g})")
+    waiting.add_argument(
+        "--wait",
+        action="store_true",
+        help="wait for the operation to end, showing its progress on stderr",
+    )
+    waiting.add_argument(
+        "--wait-timeout",
+        type=float,
+        default=DEFAULT_WAIT_TIMEOUT,
+        help=f"seconds to wait at most ({DEFAULT_WAIT_TIMEOUT:g})",
+    )
     mutating = argparse.ArgumentParser(add_help=False)
-    mutating.add_argument("--request-id", default=None,
-                          help="idempotency key (default: a fresh UUID)")
+    mutating.add_argument(
+        "--request-id", default=None, help="idempotency key (default: a fresh UUID)"
+    )
     etag = argparse.ArgumentParser(add_help=False)
     etag.add_argument("--etag", default="", help="refuse if the service changed since")
     paging = argparse.ArgumentParser(add_help=False)
@@ -457,8 +490,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     groups = parser.add_subparsers(dest="group", required=True, metavar="COMMAND")
 
-    def command(sub: Any, name: str, handler: Handler | None, help_text: str,
-                parents: Sequence[argparse.ArgumentParser] = ()) -> argparse.ArgumentParser:
+    def command(
+        sub: Any,
+        name: str,
+        handler: Handler | None,
+        help_text: str,
+        parents: Sequence[argparse.ArgumentParser] = (),
+    ) -> argparse.ArgumentParser:
         leaf: argparse.ArgumentParser = sub.add_parser(
             name, help=help_text, description=help_text, parents=[leaf_globals, *parents]
         )
@@ -473,34 +511,47 @@ def build_parser() -> argparse.ArgumentParser:
         leaf.add_argument("--image-identifier", help="repository:tag in the source registry")
         leaf.add_argument("--port", help="port the application listens on (8080)")
         leaf.add_argument("--start-command")
-        leaf.add_argument("--env", action="append", metavar="KEY=VALUE",
-                          help="a runtime environment variable (repeatable)")
+        leaf.add_argument(
+            "--env",
+            action="append",
+            metavar="KEY=VALUE",
+            help="a runtime environment variable (repeatable)",
+        )
         leaf.add_argument("--cpu", help="e.g. `1 vCPU` or 1024")
         leaf.add_argument("--memory", help="e.g. `2 GB` or 2048")
-        leaf.add_argument("--source-configuration", metavar="JSON",
-                          help="a whole SourceConfiguration in proto JSON")
+        leaf.add_argument(
+            "--source-configuration",
+            metavar="JSON",
+            help="a whole SourceConfiguration in proto JSON",
+        )
         leaf.add_argument("--instance-configuration", metavar="JSON")
         leaf.add_argument("--health-check-configuration", metavar="JSON")
-        leaf.add_argument("--validate-only", action="store_true",
-                          help="check everything, change nothing")
+        leaf.add_argument(
+            "--validate-only", action="store_true", help="check everything, change nothing"
+        )
 
-    create = command(svc, "create", services_create, "create a service from an image",
-                     [waiting, mutating])
+    create = command(
+        svc, "create", services_create, "create a service from an image", [waiting, mutating]
+    )
     create.add_argument("--service-name", required=True)
     configuration_flags(create)
     describe = command(svc, "describe", services_describe, "describe a service in any state")
     describe.add_argument("--service-arn", required=True)
     command(svc, "list", services_list, "list the account's services", [paging])
-    update = command(svc, "update", services_update,
-                     "change a service's configuration (flags merge into the current one)",
-                     [waiting, mutating, etag])
+    update = command(
+        svc,
+        "update",
+        services_update,
+        "change a service's configuration (flags merge into the current one)",
+        [waiting, mutating, etag],
+    )
     update.add_argument("--service-arn", required=True)
     configuration_flags(update)
-    delete = command(svc, "delete", services_delete, "delete a service",
-                     [waiting, mutating, etag])
+    delete = command(svc, "delete", services_delete, "delete a service", [waiting, mutating, etag])
     delete.add_argument("--service-arn", required=True)
-    delete.add_argument("--dry-run", action="store_true",
-                        help="print the deletion plan and change nothing")
+    delete.add_argument(
+        "--dry-run", action="store_true", help="print the deletion plan and change nothing"
+    )
     for name, handler, text in (
         ("pause", services_pause, "pause a RUNNING service"),
         ("resume", services_resume, "resume a PAUSED service on the same URL"),
@@ -545,8 +596,12 @@ def build_parser() -> argparse.ArgumentParser:
         leaf.add_argument("--domain-name", required=True)
         leaf.add_argument("--validate-only", action="store_true")
         if name == "associate":
-            leaf.add_argument("--enable-www-subdomain", action=argparse.BooleanOptionalAction,
-                              default=None, help="also link www.<domain> (default: yes)")
+            leaf.add_argument(
+                "--enable-www-subdomain",
+                action=argparse.BooleanOptionalAction,
+                default=None,
+                help="also link www.<domain> (default: yes)",
+            )
     leaf = command(dom, "describe", domains_describe, "list a service's custom domains")
     leaf.add_argument("--service-arn", required=True)
 
@@ -559,8 +614,9 @@ def build_parser() -> argparse.ArgumentParser:
     # events
     events = groups.add_parser("events", help="the account's event stream")
     ev = events.add_subparsers(dest="action", required=True, metavar="ACTION")
-    leaf = command(ev, "watch", events_watch,
-                   "print events as they happen (until --max-events or Ctrl-C)")
+    leaf = command(
+        ev, "watch", events_watch, "print events as they happen (until --max-events or Ctrl-C)"
+    )
     leaf.add_argument("--cursor", default="", help="resume after this cursor")
     leaf.add_argument("--resource-arn", default="", help="only events about this resource")
     leaf.add_argument("--max-events", type=int, default=None, help="stop after N events")
@@ -568,13 +624,18 @@ def build_parser() -> argparse.ArgumentParser:
     # images
     images = groups.add_parser("images", help="the source registry")
     img = images.add_subparsers(dest="action", required=True, metavar="ACTION")
-    leaf = command(img, "push", None,
-                   "push a `docker save` tarball (runs the server-side `servicecontrol images "
-                   "push`; needs the server package)")
+    leaf = command(
+        img,
+        "push",
+        None,
+        "push a `docker save` tarball (runs the server-side `servicecontrol images "
+        "push`; needs the server package)",
+    )
     leaf.add_argument("archive", type=Path, nargs="?", help="the tarball (omit with --sample)")
     leaf.add_argument("identifier", help="repository:tag")
-    leaf.add_argument("--sample", action="store_true",
-                      help="push a small generated sample image instead")
+    leaf.add_argument(
+        "--sample", action="store_true", help="push a small generated sample image instead"
+    )
     return parser
 
 
@@ -587,8 +648,7 @@ def _report(exc: ServiceControlError) -> None:
     lines += [f"  field {v.field}: {v.description}" for v in exc.field_violations]
     lines += [f"  quota {v.subject}: {v.description}" for v in exc.quota_violations]
     lines += [
-        f"  precondition {v.type} {v.subject}: {v.description}"
-        for v in exc.precondition_violations
+        f"  precondition {v.type} {v.subject}: {v.description}" for v in exc.precondition_violations
     ]
     print("\n".join(lines), file=sys.stderr, flush=True)
 

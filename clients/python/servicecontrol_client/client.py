@@ -629,10 +629,7 @@ class ServiceControlClient:
         self, service_arn: str, *, page_size: int = 0
     ) -> Iterator[pb.CustomDomain]:
         def fetch(token: str) -> tuple[Sequence[pb.CustomDomain], str]:
-            page = self.describe_custom_domains(
-                service_arn, page_size=page_size, page_token=token
-            )
+            page = self.describe_custom_domains(service_arn, page_size=page_size, page_token=token)
             return page.custom_domains, page.next_page_token
 
         return self._pages(fetch)
-

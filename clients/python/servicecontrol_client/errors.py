@@ -210,8 +210,9 @@ def _error_info(status: status_pb2.Status) -> error_details_pb2.ErrorInfo | None
     return None
 
 
-def from_status(code: grpc.StatusCode, message: str,
-                status: status_pb2.Status | None) -> ServiceControlError:
+def from_status(
+    code: grpc.StatusCode, message: str, status: status_pb2.Status | None
+) -> ServiceControlError:
     """The exception for a status code and its google.rpc.Status (if it carried one)."""
     fields: list[FieldViolation] = []
     quotas: list[QuotaViolation] = []

@@ -13,7 +13,7 @@ from google.rpc import code_pb2, error_details_pb2, status_pb2
 from servicecontrol.v1 import resources_pb2 as pb
 
 from ..domain.errors import FieldViolation
-from ..domain.model import Operation, Service
+from ..domain.model import Certificate, Connection, CustomDomain, Operation, Service
 
 
 def ts(value: datetime | None) -> timestamp_pb2.Timestamp | None:
@@ -39,12 +39,16 @@ def unknown_enum_violations(message: Message, prefix: str) -> list[FieldViolatio
     violations: list[FieldViolation] = []
     for fd, value in message.ListFields():
         path = f"{prefix}.{fd.name}" if prefix else fd.name
-        if fd.type == FieldDescriptor.TYPE_ENUM:
+        if fd.type == FieldDescriptor.TYPE_ENUM and fd.enum_type is not None:
             values = value if fd.is_repeated else [value]
             for v in values:
                 if fd.enum_type.values_by_number.get(v) is None:
                     violations.append(FieldViolation(path, f"unknown enum value {v}"))
-        elif fd.type == FieldDescriptor.TYPE_MESSAGE and not fd.message_type.GetOptions().map_entry:
+        elif (
+            fd.type == FieldDescriptor.TYPE_MESSAGE
+            and fd.message_type is not None
+            and not fd.message_type.GetOptions().map_entry
+        ):
             items = value if fd.is_repeated else [value]
             for item in items:
                 violations += unknown_enum_violations(item, path)
@@ -111,7 +115,9 @@ def operation(op: Operation) -> pb.Operation:
             domain="servicecontrol",
             metadata=op.error.get("metadata", {}),
         )
-        status = status_pb2.Status(code=code_pb2.FAILED_PRECONDITION, message=op.error.get("message", ""))
+        status = status_pb2.Status(
+            code=code_pb2.FAILED_PRECONDITION, message=op.error.get("message", "")
+        )
         status.details.add().Pack(info)
         out.error.CopyFrom(status)
     if op.deletion_report:
@@ -122,4 +128,51 @@ def operation(op: Operation) -> pb.Operation:
 def struct(data: dict[str, Any]) -> struct_pb2.Struct:
     out = struct_pb2.Struct()
     out.update(data)
+    return out
+
+
+def connection(conn: Connection) -> pb.Connection:
+    out = pb.Connection(
+        connection_name=conn.connection_name,
+        connection_arn=conn.connection_arn,
+        provider_type=pb.Connection.ProviderType.Value(conn.provider_type.value),
+        status=pb.Connection.Status.Value(conn.status.value),
+    )
+    for name in ("created_at", "deleted_at", "purge_at"):
+        value = ts(getattr(conn, name))
+        if value is not None:
+            getattr(out, name).CopyFrom(value)
+    return out
+
+
+def custom_domain(domain: CustomDomain) -> pb.CustomDomain:
+    return pb.CustomDomain(
+        domain_name=domain.domain_name,
+        enable_www_subdomain=domain.enable_www_subdomain,
+        status=pb.CustomDomain.Status.Value(domain.status.value),
+        certificate_validation_records=[
+            pb.CertificateValidationRecord(
+                name=record.get("name", ""),
+                type=record.get("type", "CNAME"),
+                value=record.get("value", ""),
+                status=pb.CertificateValidationRecord.Status.Value(
+                    record.get("status", "PENDING_VALIDATION")
+                ),
+            )
+            for record in domain.validation_records
+        ],
+    )
+
+
+def certificate(cert: Certificate) -> pb.Certificate:
+    out = pb.Certificate(
+        certificate_arn=cert.certificate_arn,
+        domain_name=cert.domain_name,
+        status=pb.Certificate.Status.Value(cert.status.value),
+        service_arn=cert.service_arn or "",
+    )
+    for name in ("created_at", "unlinked_at", "expires_at"):
+        value = ts(getattr(cert, name))
+        if value is not None:
+            getattr(out, name).CopyFrom(value)
     return out

@@ -76,7 +76,8 @@ def to_status(exc: errors.DomainError) -> status_pb2.Status:
                 error_details_pb2.PreconditionFailure(
                     violations=[
                         error_details_pb2.PreconditionFailure.Violation(
-                            type=exc.reason, subject=exc.metadata.get("serviceArn")
+                            type=exc.reason,
+                            subject=exc.metadata.get("serviceArn")
                             or exc.metadata.get("connectionArn", ""),
                             description=exc.message,
                         )

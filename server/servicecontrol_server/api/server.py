@@ -17,6 +17,7 @@ from grpc_reflection.v1alpha import reflection
 
 from servicecontrol.v1 import service_control_pb2, service_control_pb2_grpc
 
+from ..application.reaper import Reaper
 from ..bootstrap import Application
 from ..engine.worker import Worker
 from .servicer import ServiceControlServicer
@@ -29,9 +30,17 @@ def worker_owner(role: str) -> str:
     return f"{role}:{socket.gethostname()}:{os.getpid()}"
 
 
-async def start_grpc(app: Application, listen: str) -> tuple[grpc.aio.Server, int, health.HealthServicer]:
+async def start_grpc(
+    app: Application, listen: str
+) -> tuple[grpc.aio.Server, int, health.HealthServicer]:
     server = grpc.aio.server()
-    servicer = ServiceControlServicer(app.commands, app.settings.default_account, app.events)
+    servicer = ServiceControlServicer(
+        app.commands,
+        app.settings.default_account,
+        app.events,
+        connections=app.connections,
+        domains=app.domains,
+    )
     service_control_pb2_grpc.add_ServiceControlServicer_to_server(servicer, server)
     health_servicer = health.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
@@ -47,7 +56,9 @@ async def start_grpc(app: Application, listen: str) -> tuple[grpc.aio.Server, in
     return server, port, health_servicer
 
 
-def background_tasks(app: Application, stop: asyncio.Event, *, workers: int, role: str) -> list[asyncio.Task[None]]:
+def background_tasks(
+    app: Application, stop: asyncio.Event, *, workers: int, role: str
+) -> list[asyncio.Task[None]]:
     """The engine's loops: job workers, outbox relay and TTL reaper."""
     from ..adapters.postgres.outbox import OutboxRelay
 
@@ -69,6 +80,8 @@ def background_tasks(app: Application, stop: asyncio.Event, *, workers: int, rol
         tasks.append(asyncio.create_task(worker.run(stop), name="worker"))
     relay = OutboxRelay(app.engine)
     tasks.append(asyncio.create_task(relay.run(stop, s.job_poll_seconds), name="outbox-relay"))
+    reaper = Reaper(app.engine, s, app.dns_validation)
+    tasks.append(asyncio.create_task(reaper.run(stop), name="reaper"))
     return tasks
 
 
@@ -80,9 +93,17 @@ async def run_until_signalled(main: Callable[[asyncio.Event], Awaitable[None]]) 
     await main(stop)
 
 
-async def serve(app: Application, stop: asyncio.Event, ready: Callable[[int], None] | None = None) -> None:
+async def serve(
+    app: Application, stop: asyncio.Event, ready: Callable[[int], None] | None = None
+) -> None:
+    from .aws_json import start_aws_http
+
     server, port, health_servicer = await start_grpc(app, app.settings.grpc_listen)
     log.info("serving", extra={"port": port, "listen": app.settings.grpc_listen})
+    aws = None
+    if app.settings.aws_listen:
+        aws, aws_port = await start_aws_http(app, app.settings.aws_listen)
+        log.info("serving App Runner API", extra={"port": aws_port})
     if ready is not None:
         ready(port)
     tasks = background_tasks(app, stop, workers=app.settings.workers_in_server, role="serve")
@@ -90,6 +111,8 @@ async def serve(app: Application, stop: asyncio.Event, ready: Callable[[int], No
     log.info("shutting down")
     health_servicer.enter_graceful_shutdown()
     await server.stop(app.settings.grpc_grace_seconds)
+    if aws is not None:
+        await aws.cleanup()
     for task in tasks:
         with contextlib.suppress(asyncio.CancelledError):
             await task

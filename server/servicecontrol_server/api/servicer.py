@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, TypeVar
 
 import grpc
+import sqlalchemy.exc
 from google.protobuf.message import Message
 
 from servicecontrol.v1 import resources_pb2 as pb
@@ -16,10 +17,14 @@ from servicecontrol.v1 import service_control_pb2 as api
 from servicecontrol.v1 import service_control_pb2_grpc as api_grpc
 
 from ..adapters.postgres.outbox import EventLog
+from ..application.connection_commands import ConnectionCommands
+from ..application.domain_commands import DomainCommands
 from ..application.service_commands import Configs, MutationResult, ServiceCommands
 from ..domain import names
-from ..domain.errors import DomainError, FieldViolation, InvalidRequest
+from ..domain.errors import BackendUnavailable, DomainError, FieldViolation, InvalidRequest
 from . import convert
+from .connections_rpc import ConnectionsRpc
+from .domains_rpc import DomainsRpc
 from .errors import abort, internal_status, to_status
 
 ACCOUNT_METADATA_KEY = "x-servicecontrol-account"
@@ -40,6 +45,9 @@ def translated(fn: Handler[Req, Resp]) -> Handler[Req, Resp]:
             await abort(context, to_status(exc))
         except (grpc.aio.AbortError, grpc.RpcError):
             raise
+        except (sqlalchemy.exc.OperationalError, sqlalchemy.exc.InterfaceError) as exc:
+            # The database is unreachable or restarting: retryable, unlike a bug.
+            await abort(context, to_status(BackendUnavailable(f"database unavailable: {exc.orig}")))
         except Exception as exc:  # noqa: BLE001 - the boundary: nothing unexplained escapes
             await abort(context, internal_status(exc))
         raise AssertionError("unreachable")
@@ -47,13 +55,21 @@ def translated(fn: Handler[Req, Resp]) -> Handler[Req, Resp]:
     return wrapper
 
 
-class ServiceControlServicer(api_grpc.ServiceControlServicer):
+class ServiceControlServicer(ConnectionsRpc, DomainsRpc, api_grpc.ServiceControlServicer):
     def __init__(
-        self, commands: ServiceCommands, default_account: str, events: EventLog | None = None
+        self,
+        commands: ServiceCommands,
+        default_account: str,
+        events: EventLog | None = None,
+        *,
+        connections: ConnectionCommands,
+        domains: DomainCommands,
     ) -> None:
         self.commands = commands
         self.default_account = default_account
         self.events = events
+        self.connections = connections
+        self.domains = domains
 
     def account(self, context: grpc.aio.ServicerContext) -> str:
         for key, value in context.invocation_metadata() or ():
@@ -134,7 +150,10 @@ class ServiceControlServicer(api_grpc.ServiceControlServicer):
         self, request: api.PauseServiceRequest, context: grpc.aio.ServicerContext
     ) -> api.PauseServiceResponse:
         result = await self.commands.pause_service(
-            self.account(context), request.service_arn, request.etag, request.request_id,
+            self.account(context),
+            request.service_arn,
+            request.etag,
+            request.request_id,
             request.validate_only,
         )
         return api.PauseServiceResponse(**_mutation(result))
@@ -144,7 +163,10 @@ class ServiceControlServicer(api_grpc.ServiceControlServicer):
         self, request: api.ResumeServiceRequest, context: grpc.aio.ServicerContext
     ) -> api.ResumeServiceResponse:
         result = await self.commands.resume_service(
-            self.account(context), request.service_arn, request.etag, request.request_id,
+            self.account(context),
+            request.service_arn,
+            request.etag,
+            request.request_id,
             request.validate_only,
         )
         return api.ResumeServiceResponse(**_mutation(result))
@@ -174,16 +196,19 @@ class ServiceControlServicer(api_grpc.ServiceControlServicer):
     async def WaitOperation(
         self, request: api.WaitOperationRequest, context: grpc.aio.ServicerContext
     ) -> api.WaitOperationResponse:
-        timeout = request.timeout.ToTimedelta().total_seconds() if request.HasField("timeout") else 0.0
+        timeout = (
+            request.timeout.ToTimedelta().total_seconds() if request.HasField("timeout") else 0.0
+        )
         remaining = context.time_remaining()
         if remaining is not None and timeout == 0:
             # Within the call's own deadline, leaving time to answer.
             timeout = max(remaining - 0.5, 0.001)
         elif remaining is not None:
             timeout = max(min(timeout, remaining - 0.5), 0.001)
-        op = await self.commands.wait_operation(self.account(context), request.operation_id, timeout)
+        op = await self.commands.wait_operation(
+            self.account(context), request.operation_id, timeout
+        )
         return api.WaitOperationResponse(operation=convert.operation(op))
-
 
     async def WatchEvents(
         self, request: api.WatchEventsRequest, context: grpc.aio.ServicerContext
@@ -242,42 +267,3 @@ def _mutation(result: MutationResult) -> dict[str, Any]:
 
 
 __all__ = ["ServiceControlServicer", "pb"]
-
-
-async def _unimplemented(context: grpc.aio.ServicerContext, rpc: str) -> None:
-    from google.rpc import code_pb2, error_details_pb2, status_pb2
-
-    from .errors import ERROR_DOMAIN, _pack
-
-    status = status_pb2.Status(
-        code=code_pb2.UNIMPLEMENTED,
-        message=f"{rpc} is part of the v1 contract but not served by this version yet.",
-        details=[
-            _pack(
-                error_details_pb2.ErrorInfo(
-                    reason="UNIMPLEMENTED_RPC", domain=ERROR_DOMAIN, metadata={"rpc": rpc}
-                )
-            )
-        ],
-    )
-    await abort(context, status)
-
-
-def _not_yet(rpc: str) -> Any:
-    async def handler(self: Any, request: Message, context: grpc.aio.ServicerContext) -> Any:
-        await _unimplemented(context, rpc)
-
-    handler.__name__ = rpc
-    return handler
-
-
-for _rpc in (
-    "CreateConnection",
-    "ListConnections",
-    "DeleteConnection",
-    "AssociateCustomDomain",
-    "DisassociateCustomDomain",
-    "DescribeCustomDomains",
-    "ListCertificates",
-):
-    setattr(ServiceControlServicer, _rpc, _not_yet(_rpc))

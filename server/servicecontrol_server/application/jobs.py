@@ -362,6 +362,7 @@ class DeleteServiceJob(ServiceJob):
                     "retained_certificates": [
                         {
                             "certificate_id": c.certificate_id,
+                            "certificate_arn": c.certificate_arn,
                             "domain_name": c.domain_name,
                             "expires_at": c.expires_at.isoformat() if c.expires_at else "",
                         }

@@ -369,20 +369,41 @@ class ServiceCommands:
             prepare,
         )
 
-    async def pause_service(self, account_id: str, service_arn: str, etag: str = "",
-                            request_id: str = "", validate_only: bool = False) -> MutationResult:
-        return await self._simple(account_id, service_arn, OperationType.PAUSE_SERVICE, etag,
-                                  request_id, validate_only)
+    async def pause_service(
+        self,
+        account_id: str,
+        service_arn: str,
+        etag: str = "",
+        request_id: str = "",
+        validate_only: bool = False,
+    ) -> MutationResult:
+        return await self._simple(
+            account_id, service_arn, OperationType.PAUSE_SERVICE, etag, request_id, validate_only
+        )
 
-    async def resume_service(self, account_id: str, service_arn: str, etag: str = "",
-                             request_id: str = "", validate_only: bool = False) -> MutationResult:
-        return await self._simple(account_id, service_arn, OperationType.RESUME_SERVICE, etag,
-                                  request_id, validate_only)
+    async def resume_service(
+        self,
+        account_id: str,
+        service_arn: str,
+        etag: str = "",
+        request_id: str = "",
+        validate_only: bool = False,
+    ) -> MutationResult:
+        return await self._simple(
+            account_id, service_arn, OperationType.RESUME_SERVICE, etag, request_id, validate_only
+        )
 
     # ----- internals -----
 
-    async def _simple(self, account_id: str, service_arn: str, op_type: OperationType,
-                      etag: str, request_id: str, validate_only: bool) -> MutationResult:
+    async def _simple(
+        self,
+        account_id: str,
+        service_arn: str,
+        op_type: OperationType,
+        etag: str,
+        request_id: str,
+        validate_only: bool,
+    ) -> MutationResult:
         violations = _request_id_violations(request_id)
         if violations:
             raise InvalidRequest(violations)
@@ -390,9 +411,16 @@ class ServiceCommands:
         async def prepare(uow: UnitOfWork, service: Service) -> dict[str, Any]:
             return {}
 
-        return await self._mutate(account_id, service_arn, op_type, etag, request_id,
-                                  validate_only, _fingerprint(op_type.value, service_arn, etag),
-                                  prepare)
+        return await self._mutate(
+            account_id,
+            service_arn,
+            op_type,
+            etag,
+            request_id,
+            validate_only,
+            _fingerprint(op_type.value, service_arn, etag),
+            prepare,
+        )
 
     async def _mutate(
         self,
@@ -422,7 +450,10 @@ class ServiceCommands:
             if validate_only:
                 return MutationResult(service, "")
             progress = None
-            if op_type is OperationType.DELETE_SERVICE and service.status is ServiceStatus.DELETE_FAILED:
+            if (
+                op_type is OperationType.DELETE_SERVICE
+                and service.status is ServiceStatus.DELETE_FAILED
+            ):
                 # A delete that failed before resumes from the progress it had saved.
                 progress = await uow.take_failed_progress(JOB_KIND[op_type], service_id)
             service.start_operation(op_type, operation_id)
@@ -512,7 +543,9 @@ class ServiceCommands:
         return MutationResult(service, first_operation_id)
 
     async def _check_connection(self, uow: UnitOfWork, account_id: str, arn: str) -> None:
-        connection = await uow.connections.get_by_arn(account_id, arn)
+        # Locked until commit, as DeleteConnection locks it: a delete racing this call
+        # either sees the new service (and refuses) or is seen here (DELETED).
+        connection = await uow.connections.get_by_arn(account_id, arn, for_update=True)
         if connection is None or connection.status is ConnectionStatus.DELETED:
             raise ConnectionNotFound(f"Connection {arn} not found.", {"connectionArn": arn})
         if connection.status is not ConnectionStatus.AVAILABLE:
@@ -552,8 +585,11 @@ class ServiceCommands:
             "configuration_records": records,
             "retained_connection_arns": [service.connection_arn] if service.connection_arn else [],
             "retained_certificates": [
-                {"domain_name": d.domain_name, "expires_at": expires.isoformat(),
-                 "certificate_id": d.certificate_id}
+                {
+                    "domain_name": d.domain_name,
+                    "expires_at": expires.isoformat(),
+                    "certificate_id": d.certificate_id,
+                }
                 for d in domains
             ],
             "unlinked_domain_names": [d.domain_name for d in domains],

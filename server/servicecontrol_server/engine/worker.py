@@ -141,8 +141,7 @@ class Worker:
                     failures += 1
                     jobs = []
                     timeout = max(backoff_delay(failures, 0.1, self.poll_seconds), 0.05)
-                    log.warning("claiming jobs failed", extra={"failures": failures},
-                                exc_info=True)
+                    log.warning("claiming jobs failed", extra={"failures": failures}, exc_info=True)
                 if stop.is_set():
                     await self._release_unstarted(jobs)
                     return
@@ -217,7 +216,9 @@ class Worker:
         if handler is None:
             log.error("no handler for job kind", extra=running.extra)
             failure = JobFailure(
-                "INTERNAL_ERROR", f"No handler for job kind {job.kind!r}.", {"kind": job.kind},
+                "INTERNAL_ERROR",
+                f"No handler for job kind {job.kind!r}.",
+                {"kind": job.kind},
                 job.attempts,
             )
             await self._exhaust(running, None, failure, f"no handler for kind {job.kind!r}")
@@ -267,8 +268,10 @@ class Worker:
         if handler_task.cancelled():
             if running.shutting_down:
                 released = await self._quietly(self.queue.release(job.job_id, job.lease_token))
-                log.info("job interrupted by shutdown; lease released",
-                         extra={**running.extra, "released": bool(released)})
+                log.info(
+                    "job interrupted by shutdown; lease released",
+                    extra={**running.extra, "released": bool(released)},
+                )
                 return
             exc = RuntimeError("the handler was cancelled")
         else:
@@ -285,16 +288,16 @@ class Worker:
         failure = _failure_of(exc, job.attempts)
         error_text = f"{failure.reason}: {failure.message}"
         if isinstance(exc, PermanentJobError):
-            log.warning("job failed permanently", extra={**running.extra,
-                                                          "reason": failure.reason})
+            log.warning("job failed permanently", extra={**running.extra, "reason": failure.reason})
             await self._exhaust(running, handler, failure, error_text)
             return
         if not isinstance(exc, RetryableJobError):
             log.error("job raised an unexpected error", extra=running.extra, exc_info=exc)
             error_text = f"{failure.reason}: {exc!r}"
         if job.attempts >= job.max_attempts:
-            log.warning("job exhausted its attempts", extra={**running.extra,
-                                                              "reason": failure.reason})
+            log.warning(
+                "job exhausted its attempts", extra={**running.extra, "reason": failure.reason}
+            )
             await self._exhaust(running, handler, failure, error_text)
             return
         await self._retry(running, handler, failure, error_text)
@@ -321,8 +324,10 @@ class Worker:
         except Exception:
             log.warning("on_retry hook failed", extra=running.extra, exc_info=True)
         if await self.queue.retry_later(job.job_id, job.lease_token, delay, error_text):
-            log.info("job will be retried", extra={**running.extra, "delay_seconds": delay,
-                                                    "reason": failure.reason})
+            log.info(
+                "job will be retried",
+                extra={**running.extra, "delay_seconds": delay, "reason": failure.reason},
+            )
         else:
             log.warning("lease lost before requeue; job dropped", extra=running.extra)
 
@@ -344,12 +349,16 @@ class Worker:
                         await handler.on_exhausted(ctx, conn, failure)
             except LeaseLost:
                 ctx.lease_lost.set()
-                log.warning("lease lost before recording the failure; job dropped",
-                            extra=running.extra)
+                log.warning(
+                    "lease lost before recording the failure; job dropped", extra=running.extra
+                )
                 return
             except Exception:
-                log.warning("recording the job's failure failed",
-                            extra={**running.extra, "try": attempt}, exc_info=True)
+                log.warning(
+                    "recording the job's failure failed",
+                    extra={**running.extra, "try": attempt},
+                    exc_info=True,
+                )
                 await asyncio.sleep(
                     backoff_delay(attempt, self.backoff_base, self.backoff_max, self.rng)
                 )
@@ -359,9 +368,7 @@ class Worker:
         # Hand the job back: its next claim finds no attempts left and records the failure
         # again (as an interrupted last attempt), so the outcome is written eventually.
         delay = backoff_delay(job.attempts, self.backoff_base, self.backoff_max, self.rng)
-        await self._quietly(
-            self.queue.retry_later(job.job_id, job.lease_token, delay, error_text)
-        )
+        await self._quietly(self.queue.retry_later(job.job_id, job.lease_token, delay, error_text))
 
     async def _heartbeat(self, running: _Running) -> None:
         """Extends the lease every heartbeat_seconds. When it cannot, the handler is
@@ -399,8 +406,10 @@ class Worker:
         tasks = [r.task for r in self._running.values() if r.task is not None]
         if not tasks:
             return
-        log.info("waiting for running jobs", extra={"jobs": len(tasks),
-                                                    "grace_seconds": self.shutdown_grace})
+        log.info(
+            "waiting for running jobs",
+            extra={"jobs": len(tasks), "grace_seconds": self.shutdown_grace},
+        )
         _, pending = await asyncio.wait(tasks, timeout=self.shutdown_grace)
         if not pending:
             return

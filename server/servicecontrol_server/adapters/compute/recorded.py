@@ -21,15 +21,16 @@ class RecordedComputeDriver:
         async with self.engine.begin() as conn:
             await conn.execute(
                 pg_insert(compute_instances)
-                .values(service_id=service_id, state="RUNNING", image_prefix=image_prefix,
-                        starts=1)
+                .values(service_id=service_id, state="RUNNING", image_prefix=image_prefix, starts=1)
                 .on_conflict_do_update(
                     index_elements=["service_id"],
                     set_={
                         "state": "RUNNING",
                         "image_prefix": image_prefix,
                         "starts": compute_instances.c.starts
-                        + func.cast(compute_instances.c.state != "RUNNING", compute_instances.c.starts.type),
+                        + func.cast(
+                            compute_instances.c.state != "RUNNING", compute_instances.c.starts.type
+                        ),
                         "updated_at": func.now(),
                     },
                 )
@@ -39,10 +40,11 @@ class RecordedComputeDriver:
         async with self.engine.begin() as conn:
             await conn.execute(
                 update(compute_instances)
-                .where(compute_instances.c.service_id == service_id,
-                       compute_instances.c.state == "RUNNING")
-                .values(state="STOPPED", stops=compute_instances.c.stops + 1,
-                        updated_at=func.now())
+                .where(
+                    compute_instances.c.service_id == service_id,
+                    compute_instances.c.state == "RUNNING",
+                )
+                .values(state="STOPPED", stops=compute_instances.c.stops + 1, updated_at=func.now())
             )
 
     async def release(self, service_id: str) -> None:

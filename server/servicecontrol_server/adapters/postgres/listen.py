@@ -64,9 +64,7 @@ class PgListener:
 
     def start(self) -> None:
         if self._task is None:
-            self._task = asyncio.create_task(
-                self._run(), name=f"listen-{','.join(self._channels)}"
-            )
+            self._task = asyncio.create_task(self._run(), name=f"listen-{','.join(self._channels)}")
 
     async def close(self) -> None:
         task, self._task = self._task, None
@@ -135,9 +133,7 @@ async def wait_any(*events: asyncio.Event | None, timeout: float | None) -> bool
         return False
     waiters = [asyncio.ensure_future(event.wait()) for event in present]
     try:
-        done, _ = await asyncio.wait(
-            waiters, timeout=timeout, return_when=asyncio.FIRST_COMPLETED
-        )
+        done, _ = await asyncio.wait(waiters, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
     finally:
         for waiter in waiters:
             waiter.cancel()

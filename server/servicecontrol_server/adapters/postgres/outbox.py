@@ -242,8 +242,7 @@ class OutboxRelay:
                 except Exception:
                     failures += 1
                     timeout = min(poll_seconds, 0.1 * 2**failures) * (0.5 + random.random() / 2)
-                    log.warning("outbox relay failed", extra={"failures": failures},
-                                exc_info=True)
+                    log.warning("outbox relay failed", extra={"failures": failures}, exc_info=True)
                 await wait_any(wake, stop, timeout=timeout)
         self._listener = None
 

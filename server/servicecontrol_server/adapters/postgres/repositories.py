@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Select, and_, delete, func, insert, or_, select, text, update
+from sqlalchemy import Select, and_, delete, func, insert, or_, select, text, tuple_, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.engine import RowMapping
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -288,7 +288,9 @@ class OperationRepository:
         op.started_at, op.updated_at = row.started_at, row.updated_at
         return op
 
-    async def get(self, account_id: str, operation_id: str, *, for_update: bool = False) -> Operation | None:
+    async def get(
+        self, account_id: str, operation_id: str, *, for_update: bool = False
+    ) -> Operation | None:
         query = select(operations).where(
             operations.c.account_id == account_id, operations.c.operation_id == operation_id
         )
@@ -300,10 +302,14 @@ class OperationRepository:
     async def get_any(self, operation_id: str) -> Operation | None:
         """By id alone: for workers, which act for every account."""
         row = (
-            await self.conn.execute(
-                select(operations).where(operations.c.operation_id == operation_id)
+            (
+                await self.conn.execute(
+                    select(operations).where(operations.c.operation_id == operation_id)
+                )
             )
-        ).mappings().first()
+            .mappings()
+            .first()
+        )
         return _operation(row) if row else None
 
     async def list_for_service(
@@ -344,9 +350,7 @@ class OperationRepository:
         )
         if "ended_at" in values:
             # Wakes WaitOperation callers at commit.
-            await self.conn.execute(
-                select(func.pg_notify(OPERATIONS_CHANNEL, operation_id))
-            )
+            await self.conn.execute(select(func.pg_notify(OPERATIONS_CHANNEL, operation_id)))
 
 
 class RequestIdRepository:
@@ -408,13 +412,17 @@ class ConnectionRepository:
 
     async def get(self, account_id: str, connection_id: str) -> Connection | None:
         row = (
-            await self.conn.execute(
-                select(connections).where(
-                    connections.c.account_id == account_id,
-                    connections.c.connection_id == connection_id,
+            (
+                await self.conn.execute(
+                    select(connections).where(
+                        connections.c.account_id == account_id,
+                        connections.c.connection_id == connection_id,
+                    )
                 )
             )
-        ).mappings().first()
+            .mappings()
+            .first()
+        )
         return _connection(row) if row else None
 
     async def live_arn_with_name(self, account_id: str, name: str) -> str | None:
@@ -517,10 +525,14 @@ class CertificateRepository:
 
     async def get(self, certificate_id: str) -> Certificate | None:
         row = (
-            await self.conn.execute(
-                select(certificates).where(certificates.c.certificate_id == certificate_id)
+            (
+                await self.conn.execute(
+                    select(certificates).where(certificates.c.certificate_id == certificate_id)
+                )
             )
-        ).mappings().first()
+            .mappings()
+            .first()
+        )
         return _certificate(row) if row else None
 
     async def get_for_domain(
@@ -599,10 +611,14 @@ class CertificateRepository:
         """Deletes the record if it is unlinked and its retention has ended, by the same
         rule as the reaper; returns it if it was deleted."""
         row = (
-            await self.conn.execute(
-                ttl.PURGE_CERTIFICATE_IF_EXPIRED, {"certificate_id": certificate_id}
+            (
+                await self.conn.execute(
+                    ttl.PURGE_CERTIFICATE_IF_EXPIRED, {"certificate_id": certificate_id}
+                )
             )
-        ).mappings().first()
+            .mappings()
+            .first()
+        )
         return _certificate(row) if row else None
 
     async def list_page(
@@ -635,23 +651,31 @@ class CustomDomainRepository:
 
     async def for_service(self, service_id: str) -> list[CustomDomain]:
         rows = (
-            await self.conn.execute(
-                self._joined()
-                .where(custom_domains.c.service_id == service_id)
-                .order_by(custom_domains.c.domain_name)
+            (
+                await self.conn.execute(
+                    self._joined()
+                    .where(custom_domains.c.service_id == service_id)
+                    .order_by(custom_domains.c.domain_name)
+                )
             )
-        ).mappings().all()
+            .mappings()
+            .all()
+        )
         return [_custom_domain(row) for row in rows]
 
     async def get(self, service_id: str, domain_name: str) -> CustomDomain | None:
         row = (
-            await self.conn.execute(
-                self._joined().where(
-                    custom_domains.c.service_id == service_id,
-                    custom_domains.c.domain_name == domain_name,
+            (
+                await self.conn.execute(
+                    self._joined().where(
+                        custom_domains.c.service_id == service_id,
+                        custom_domains.c.domain_name == domain_name,
+                    )
                 )
             )
-        ).mappings().first()
+            .mappings()
+            .first()
+        )
         return _custom_domain(row) if row else None
 
     async def page_for_service(
@@ -718,9 +742,10 @@ class CustomDomainRepository:
         ).scalar_one_or_none()
 
     async def awaiting_validation(
-        self, account_id: str | None, limit: int
+        self, account_id: str | None, after: tuple[datetime, str, str] | None, limit: int
     ) -> list[tuple[CustomDomain, Certificate]]:
-        """Associations waiting for DNS validation, with their certificate records."""
+        """Associations waiting for DNS validation, with their certificate records, in
+        (created_at, service_id, domain_name) order after `after`."""
         query = (
             select(
                 custom_domains.c.service_id,
@@ -738,11 +763,24 @@ class CustomDomainRepository:
                 custom_domains.c.status
                 == CustomDomainStatus.PENDING_CERTIFICATE_DNS_VALIDATION.value
             )
-            .order_by(custom_domains.c.created_at, custom_domains.c.domain_name)
+            .order_by(
+                custom_domains.c.created_at,
+                custom_domains.c.service_id,
+                custom_domains.c.domain_name,
+            )
             .limit(limit)
         )
         if account_id is not None:
             query = query.where(certificates.c.account_id == account_id)
+        if after is not None:
+            query = query.where(
+                tuple_(
+                    custom_domains.c.created_at,
+                    custom_domains.c.service_id,
+                    custom_domains.c.domain_name,
+                )
+                > tuple_(*after)
+            )
         rows = (await self.conn.execute(query)).mappings().all()
         return [
             (
@@ -780,19 +818,23 @@ class CustomDomainRepository:
         self, certificate_ids: list[str], retention_seconds: int
     ) -> list[Certificate]:
         rows = (
-            await self.conn.execute(
-                update(certificates)
-                .where(certificates.c.certificate_id.in_(certificate_ids))
-                .values(
-                    service_id=None,
-                    service_arn=None,
-                    unlinked_at=func.now(),
-                    expires_at=func.now()
-                    + text(f"interval '{int(retention_seconds)} seconds'"),
+            (
+                await self.conn.execute(
+                    update(certificates)
+                    .where(certificates.c.certificate_id.in_(certificate_ids))
+                    .values(
+                        service_id=None,
+                        service_arn=None,
+                        unlinked_at=func.now(),
+                        expires_at=func.now()
+                        + text(f"interval '{int(retention_seconds)} seconds'"),
+                    )
+                    .returning(certificates)
                 )
-                .returning(certificates)
             )
-        ).mappings().all()
+            .mappings()
+            .all()
+        )
         return sorted((_certificate(row) for row in rows), key=lambda c: c.domain_name)
 
 

@@ -266,7 +266,9 @@ certificates = Table(
     _ts("unlinked_at", nullable=True),
     _ts("expires_at", nullable=True),
     UniqueConstraint("account_id", "domain_name"),
-    Index("ix_certificates_expires_at", "expires_at", postgresql_where=text("expires_at IS NOT NULL")),
+    Index(
+        "ix_certificates_expires_at", "expires_at", postgresql_where=text("expires_at IS NOT NULL")
+    ),
 )
 
 custom_domains = Table(

@@ -13,6 +13,7 @@ from ...domain.model import Event
 from . import jobqueue, outbox
 from .repositories import (
     AccountRepository,
+    CertificateRepository,
     ConnectionRepository,
     CustomDomainRepository,
     OperationRepository,
@@ -47,6 +48,7 @@ class PostgresUnitOfWork:
         self.request_ids = RequestIdRepository(conn)
         self.connections = ConnectionRepository(conn)
         self.custom_domains = CustomDomainRepository(conn)
+        self.certificates = CertificateRepository(conn)
 
     async def __aenter__(self) -> PostgresUnitOfWork:
         if self._owns_connection:

@@ -64,8 +64,9 @@ def _next_token(body: Body, min_len: int = 0, max_len: int = NEXT_TOKEN_MAX) -> 
     return shapes.string(body, "NextToken", min_len=min_len, max_len=max_len)
 
 
-async def _page(fetch: Callable[[int, str], Awaitable[Page]], max_results: int | None,
-                token: str) -> Page:
+async def _page(
+    fetch: Callable[[int, str], Awaitable[Page]], max_results: int | None, token: str
+) -> Page:
     """One page of `max_results`; without MaxResults, App Runner answers every remaining
     result at once, so the pages are gathered here."""
     if max_results is not None:
@@ -176,6 +177,7 @@ async def list_operations(ctx: Context, body: Body) -> Body:
 
 # ----- connections -----
 
+
 def _connection_name(body: Body, required: bool = False) -> str:
     return shapes.string(body, "ConnectionName", required=required, min_len=4, max_len=32)
 
@@ -183,9 +185,7 @@ def _connection_name(body: Body, required: bool = False) -> str:
 @action("CreateConnection", QUOTA_EXCEEDED)
 async def create_connection(ctx: Context, body: Body) -> Body:
     name = _connection_name(body, required=True)
-    provider = shapes.string(
-        body, "ProviderType", required=True, enum=("GITHUB", "BITBUCKET")
-    )
+    provider = shapes.string(body, "ProviderType", required=True, enum=("GITHUB", "BITBUCKET"))
     shapes.refuse_tags(body)
     conn = await ctx.app.connections.create_connection(ctx.account_id, name, provider)
     return {"Connection": shapes.connection(conn)}

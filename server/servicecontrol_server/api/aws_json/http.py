@@ -82,8 +82,9 @@ async def _body(request: web.Request) -> dict[str, Any]:
     return body
 
 
-def _json(status: int, payload: dict[str, Any], request_id: str,
-          headers: dict[str, str] | None = None) -> web.Response:
+def _json(
+    status: int, payload: dict[str, Any], request_id: str, headers: dict[str, str] | None = None
+) -> web.Response:
     return web.Response(
         status=status,
         body=json.dumps(payload, separators=(",", ":")).encode(),
@@ -101,12 +102,12 @@ def _error(exc: AwsError, request_id: str) -> web.Response:
     )
 
 
-def create_app(app: Application, authenticator: RequestAuthenticator | None = None
-               ) -> web.Application:
+def create_app(
+    app: Application, authenticator: RequestAuthenticator | None = None
+) -> web.Application:
     endpoint = AwsJsonEndpoint(
         app,
-        authenticator
-        or AcceptAnySignature(app.settings.default_account, app.settings.region),
+        authenticator or AcceptAnySignature(app.settings.default_account, app.settings.region),
     )
     web_app = web.Application(client_max_size=MAX_BODY_BYTES)
     # Every method and path reaches the endpoint, which answers anything but
@@ -122,14 +123,13 @@ def _host_port(listen: str) -> tuple[str | None, int]:
     return (host.strip("[]") or None), int(port)
 
 
-async def start_aws_http(app: Application, listen: str, *,
-                         authenticator: RequestAuthenticator | None = None
-                         ) -> tuple[web.AppRunner, int]:
+async def start_aws_http(
+    app: Application, listen: str, *, authenticator: RequestAuthenticator | None = None
+) -> tuple[web.AppRunner, int]:
     """Serves the endpoint on `listen` (port 0: a free one). Returns the runner, for
     `await runner.cleanup()` at shutdown, and the bound port."""
     host, port = _host_port(listen)
-    runner = web.AppRunner(create_app(app, authenticator), access_log=None,
-                           handle_signals=False)
+    runner = web.AppRunner(create_app(app, authenticator), access_log=None, handle_signals=False)
     await runner.setup()
     try:
         site = web.TCPSite(runner, host, port)

@@ -208,8 +208,9 @@ def to_domain(struct: Struct, value: Any, path: str) -> dict[str, Any]:
     return out
 
 
-def optional_struct(body: Mapping[str, Any], struct: Struct, *, required: bool = False
-                    ) -> dict[str, Any] | None:
+def optional_struct(
+    body: Mapping[str, Any], struct: Struct, *, required: bool = False
+) -> dict[str, Any] | None:
     """The member named after `struct` converted, or None when the request leaves it out."""
     value = body.get(struct.name)
     if value is None:
@@ -219,8 +220,15 @@ def optional_struct(body: Mapping[str, Any], struct: Struct, *, required: bool =
     return to_domain(struct, value, struct.name)
 
 
-def string(body: Mapping[str, Any], name: str, *, required: bool = False, min_len: int = 0,
-           max_len: int = 51200, enum: tuple[str, ...] = ()) -> str:
+def string(
+    body: Mapping[str, Any],
+    name: str,
+    *,
+    required: bool = False,
+    min_len: int = 0,
+    max_len: int = 51200,
+    enum: tuple[str, ...] = (),
+) -> str:
     value = body.get(name)
     if value is None:
         if required:
@@ -228,8 +236,11 @@ def string(body: Mapping[str, Any], name: str, *, required: bool = False, min_le
         return ""
     _check_type("string", value, name)
     if not min_len <= len(value) <= max_len:
-        bound = (f"greater than or equal to {min_len}" if len(value) < min_len
-                 else f"less than or equal to {max_len}")
+        bound = (
+            f"greater than or equal to {min_len}"
+            if len(value) < min_len
+            else f"less than or equal to {max_len}"
+        )
         raise invalid_request(
             f"1 validation error detected: Value at '{name}' failed to satisfy constraint: "
             f"Member must have length {bound}"
@@ -369,9 +380,7 @@ def service(svc: Service) -> dict[str, Any]:
     else:
         out["SourceConfiguration"] = to_wire(SOURCE_CONFIGURATION, config.source)
         out["InstanceConfiguration"] = to_wire(INSTANCE_CONFIGURATION, config.instance)
-        out["HealthCheckConfiguration"] = to_wire(
-            HEALTH_CHECK_CONFIGURATION, config.health_check
-        )
+        out["HealthCheckConfiguration"] = to_wire(HEALTH_CHECK_CONFIGURATION, config.health_check)
     out["AutoScalingConfigurationSummary"] = auto_scaling_summary(svc.region, svc.account_id)
     out["NetworkConfiguration"] = DEFAULT_NETWORK_CONFIGURATION
     out["ObservabilityConfiguration"] = {"ObservabilityEnabled": False}
@@ -429,8 +438,11 @@ def _validation_record(record: Mapping[str, Any]) -> dict[str, Any]:
         return next((record[k] for k in keys if record.get(k) not in (None, "")), None)
 
     out: dict[str, Any] = {}
-    for wire, keys in (("Name", ("name", "Name")), ("Type", ("type", "Type")),
-                       ("Value", ("value", "Value"))):
+    for wire, keys in (
+        ("Name", ("name", "Name")),
+        ("Type", ("type", "Type")),
+        ("Value", ("value", "Value")),
+    ):
         value = pick(*keys)
         if value is not None:
             out[wire] = str(value)
@@ -444,8 +456,6 @@ def custom_domain(domain: CustomDomain) -> dict[str, Any]:
     return {
         "DomainName": domain.domain_name,
         "EnableWWWSubdomain": domain.enable_www_subdomain,
-        "CertificateValidationRecords": [
-            _validation_record(r) for r in domain.validation_records
-        ],
+        "CertificateValidationRecords": [_validation_record(r) for r in domain.validation_records],
         "Status": domain.status.value,
     }

@@ -1,0 +1,1 @@
+"""DNS lookups for certificate validation."""
