@@ -15,13 +15,14 @@ from ..domain.errors import (
     InvalidRequest,
     InvalidState,
     QuotaExceeded,
-    RequestIdReused,
 )
 from ..domain.model import Connection, ConnectionStatus, Event, ProviderType
 from ..settings import Settings
+from .idempotency import fingerprint as request_fingerprint
+from .idempotency import first_result, request_id_violations
 from .pagination import PageTokens, parse_time_position, time_position
 from .pagination import page_size as bounded_page_size
-from .service_commands import Page, _fingerprint, _request_id_violations
+from .service_commands import Page
 from .unit_of_work import UnitOfWork
 
 MAX_CONNECTIONS_PAGE = 100
@@ -57,11 +58,11 @@ class ConnectionCommands:
             violations.append(FieldViolation("connection_name", NAME_RULE))
         if provider_type not in ProviderType.__members__:
             violations.append(FieldViolation("provider_type", "required: one of GITHUB, BITBUCKET"))
-        violations += _request_id_violations(request_id)
+        violations += request_id_violations(request_id)
         if violations:
             raise InvalidRequest(violations)
 
-        fingerprint = _fingerprint("CreateConnection", name, provider_type)
+        fingerprint = request_fingerprint("CreateConnection", name, provider_type)
         connection_id = names.new_resource_id()
         region = self.settings.region
         async with self.uow() as uow:
@@ -128,9 +129,9 @@ class ConnectionCommands:
         request_id: str = "",
         validate_only: bool = False,
     ) -> Connection:
-        violations = _request_id_violations(request_id)
+        violations = request_id_violations(request_id)
         connection_id = self._connection_id(account_id, connection_arn, violations)
-        fingerprint = _fingerprint("DeleteConnection", connection_arn)
+        fingerprint = request_fingerprint("DeleteConnection", connection_arn)
         async with self.uow() as uow:
             replay = await self._replay(uow, account_id, request_id, fingerprint, connection_id)
             if replay is not None:
@@ -209,19 +210,11 @@ class ConnectionCommands:
         connection_id: str,
     ) -> Connection | None:
         """Same request_id, same answer: the first call's connection as it is now."""
-        if not request_id:
-            return None
-        first = await uow.request_ids.claim(
-            account_id, request_id.lower(), fingerprint, "connection", connection_id
+        first_id = await first_result(
+            uow, account_id, request_id, fingerprint, "connection", connection_id
         )
-        if first is None:
+        if first_id is None:
             return None
-        first_fingerprint, _, first_id = first
-        if first_fingerprint != fingerprint:
-            raise RequestIdReused(
-                f"request_id {request_id} was used for a different request.",
-                {"requestId": request_id},
-            )
         connection = await uow.connections.get(account_id, first_id)
         if connection is None:
             raise ConnectionNotFound(

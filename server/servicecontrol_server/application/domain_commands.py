@@ -23,7 +23,6 @@ from ..domain.errors import (
     InvalidState,
     OperationInProgress,
     QuotaExceeded,
-    RequestIdReused,
     ServiceNotFound,
 )
 from ..domain.model import (
@@ -36,9 +35,11 @@ from ..domain.model import (
     ServiceStatus,
 )
 from ..settings import Settings
+from .idempotency import fingerprint as request_fingerprint
+from .idempotency import first_result, request_id_violations
 from .pagination import PageTokens
 from .pagination import page_size as bounded_page_size
-from .service_commands import Page, _fingerprint, _request_id_violations
+from .service_commands import Page
 from .unit_of_work import UnitOfWork
 
 MAX_DOMAINS_PAGE = 5
@@ -126,7 +127,7 @@ class DomainCommands:
         validate_only: bool = False,
     ) -> DomainResult:
         domain = domain_name.lower()
-        violations = _domain_violations(domain) + _request_id_violations(request_id)
+        violations = _domain_violations(domain) + request_id_violations(request_id)
         wildcard = domain.startswith("*.")
         if enable_www is None:
             # The default (true) cannot apply to a wildcard, which covers www already.
@@ -136,7 +137,7 @@ class DomainCommands:
                 FieldViolation("enable_www_subdomain", "cannot be true for a wildcard domain name")
             )
         service_id = self._service_id(account_id, service_arn, violations)
-        fingerprint = _fingerprint("AssociateCustomDomain", service_arn, domain, enable_www)
+        fingerprint = request_fingerprint("AssociateCustomDomain", service_arn, domain, enable_www)
         async with self.uow() as uow:
             if await self._replay(uow, account_id, request_id, fingerprint, domain):
                 return await self._replayed_association(uow, account_id, service_id, domain)
@@ -195,9 +196,9 @@ class DomainCommands:
         validate_only: bool = False,
     ) -> DomainResult:
         domain = domain_name.lower()
-        violations = _domain_violations(domain) + _request_id_violations(request_id)
+        violations = _domain_violations(domain) + request_id_violations(request_id)
         service_id = self._service_id(account_id, service_arn, violations)
-        fingerprint = _fingerprint("DisassociateCustomDomain", service_arn, domain)
+        fingerprint = request_fingerprint("DisassociateCustomDomain", service_arn, domain)
         async with self.uow() as uow:
             if await self._replay(uow, account_id, request_id, fingerprint, domain):
                 return await self._replayed_disassociation(uow, account_id, service_id, domain)
@@ -306,19 +307,10 @@ class DomainCommands:
         self, uow: UnitOfWork, account_id: str, request_id: str, fingerprint: str, domain: str
     ) -> bool:
         """True when `request_id` was already used for this very request."""
-        if not request_id:
-            return False
-        first = await uow.request_ids.claim(
-            account_id, request_id.lower(), fingerprint, "custom_domain", domain
+        first = await first_result(
+            uow, account_id, request_id, fingerprint, "custom_domain", domain
         )
-        if first is None:
-            return False
-        if first[0] != fingerprint:
-            raise RequestIdReused(
-                f"request_id {request_id} was used for a different request.",
-                {"requestId": request_id},
-            )
-        return True
+        return first is not None
 
     async def _replayed_association(
         self, uow: UnitOfWork, account_id: str, service_id: str, domain: str

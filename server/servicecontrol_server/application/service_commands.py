@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
-import json
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -23,7 +21,6 @@ from ..domain.errors import (
     InvalidRequest,
     OperationNotFound,
     QuotaExceeded,
-    RequestIdReused,
     ServiceNameTaken,
     ServiceNotFound,
 )
@@ -38,6 +35,8 @@ from ..domain.model import (
     ServiceStatus,
 )
 from ..settings import Settings
+from .idempotency import fingerprint as request_fingerprint
+from .idempotency import first_result, request_id_violations
 from .images import inventory
 from .pagination import PageTokens, page_size, parse_time_position, time_position
 from .ports import ObjectStore, ObjectStoreError
@@ -213,11 +212,11 @@ class ServiceCommands:
             violations += config_rules.validate_source(source)
         violations += config_rules.validate_instance(configs.instance or {})
         violations += config_rules.validate_health_check(configs.health_check or {})
-        violations += _request_id_violations(request_id)
+        violations += request_id_violations(request_id)
         if violations:
             raise InvalidRequest(violations)
 
-        fingerprint = _fingerprint("CreateService", service_name, configs)
+        fingerprint = request_fingerprint("CreateService", service_name, configs)
         service_id = names.new_resource_id()
         operation_id = str(uuid.uuid4())
         region = self.settings.region
@@ -288,7 +287,7 @@ class ServiceCommands:
         request_id: str = "",
         validate_only: bool = False,
     ) -> MutationResult:
-        violations = _request_id_violations(request_id)
+        violations = request_id_violations(request_id)
         if configs.source is None and configs.instance is None and configs.health_check is None:
             raise InvalidRequest(
                 [FieldViolation("service_arn", "no configuration given")],
@@ -337,7 +336,7 @@ class ServiceCommands:
             etag,
             request_id,
             validate_only,
-            _fingerprint("UpdateService", service_arn, configs, etag),
+            request_fingerprint("UpdateService", service_arn, configs, etag),
             prepare,
         )
 
@@ -349,7 +348,7 @@ class ServiceCommands:
         request_id: str = "",
         validate_only: bool = False,
     ) -> MutationResult:
-        violations = _request_id_violations(request_id)
+        violations = request_id_violations(request_id)
         if violations:
             raise InvalidRequest(violations)
         if validate_only:
@@ -365,7 +364,7 @@ class ServiceCommands:
             etag,
             request_id,
             False,
-            _fingerprint("DeleteService", service_arn, etag),
+            request_fingerprint("DeleteService", service_arn, etag),
             prepare,
         )
 
@@ -404,7 +403,7 @@ class ServiceCommands:
         request_id: str,
         validate_only: bool,
     ) -> MutationResult:
-        violations = _request_id_violations(request_id)
+        violations = request_id_violations(request_id)
         if violations:
             raise InvalidRequest(violations)
 
@@ -418,7 +417,7 @@ class ServiceCommands:
             etag,
             request_id,
             validate_only,
-            _fingerprint(op_type.value, service_arn, etag),
+            request_fingerprint(op_type.value, service_arn, etag),
             prepare,
         )
 
@@ -518,19 +517,11 @@ class ServiceCommands:
     ) -> MutationResult | None:
         """Same request_id, same answer: the first call's operation and the service's
         current state. A different request under a used id is refused."""
-        if not request_id:
-            return None
-        first = await uow.request_ids.claim(
-            account_id, request_id.lower(), fingerprint, "operation", operation_id
+        first_operation_id = await first_result(
+            uow, account_id, request_id, fingerprint, "operation", operation_id
         )
-        if first is None:
+        if first_operation_id is None:
             return None
-        first_fingerprint, _, first_operation_id = first
-        if first_fingerprint != fingerprint:
-            raise RequestIdReused(
-                f"request_id {request_id} was used for a different request.",
-                {"requestId": request_id},
-            )
         op = await uow.operations.get(account_id, first_operation_id)
         if op is None:
             raise OperationNotFound(
@@ -618,17 +609,3 @@ def _check_etag(service: Service, etag: str) -> None:
             f"etag {etag} does not match the service's current etag {service.etag}.",
             {"etag": service.etag},
         )
-
-
-def _request_id_violations(request_id: str) -> list[FieldViolation]:
-    if request_id and not names.is_uuid(request_id):
-        return [FieldViolation("request_id", "must be a UUID")]
-    return []
-
-
-def _fingerprint(*parts: Any) -> str:
-    def default(value: Any) -> Any:
-        return value.__dict__ if hasattr(value, "__dict__") else str(value)
-
-    body = json.dumps(parts, sort_keys=True, default=default)
-    return hashlib.sha256(body.encode()).hexdigest()
