@@ -36,6 +36,8 @@ _EXHAUST_TRIES = 3
 # Wait at least this long before re-claiming when a due job exists but was not claimable
 # (another worker is claiming it right now), so that case does not spin.
 _MIN_DUE_WAIT = 0.05
+# How long a woken worker waits before claiming; see _claim_loop.
+_WAKE_YIELD_SECONDS = 0.002
 
 
 @dataclass
@@ -151,9 +153,14 @@ class Worker:
                     timeout = await self._until_next_due(timeout)
             self._waiting = True
             try:
-                await wait_any(self._wake, stop, timeout=timeout)
+                woken = await wait_any(self._wake, stop, timeout=timeout)
             finally:
                 self._waiting = False
+            if woken and not stop.is_set():
+                # The notification comes the instant the enqueuing transaction commits,
+                # while that request is still answering its caller: let the answer go
+                # first (a job starting a millisecond later costs nothing).
+                await asyncio.sleep(_WAKE_YIELD_SECONDS)
 
     async def _until_next_due(self, timeout: float) -> float:
         """A delayed retry sends no notification when it falls due: wake for it."""

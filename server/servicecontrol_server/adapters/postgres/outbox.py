@@ -38,6 +38,8 @@ from .listen import PgListener, engine_libpq_url, wait_any
 log = logging.getLogger(__name__)
 
 OUTBOX_CHANNEL = "servicecontrol_outbox"
+# How long a woken relay waits before relaying; see OutboxRelay.run.
+COALESCE_SECONDS = 0.005
 EVENTS_CHANNEL = "servicecontrol_events"
 POSITION_SEQUENCE = "outbox_position_seq"
 # Serialises relays across every replica on one database (advisory locks are scoped to a
@@ -243,7 +245,12 @@ class OutboxRelay:
                     failures += 1
                     timeout = min(poll_seconds, 0.1 * 2**failures) * (0.5 + random.random() / 2)
                     log.warning("outbox relay failed", extra={"failures": failures}, exc_info=True)
-                await wait_any(wake, stop, timeout=timeout)
+                if await wait_any(wake, stop, timeout=timeout) and not stop.is_set():
+                    # A notification arrives the instant its transaction commits, while
+                    # that request is still answering its caller; stepping aside briefly
+                    # lets the answer go first, and gathers the events of a burst into
+                    # one relay pass.
+                    await asyncio.sleep(COALESCE_SECONDS)
         self._listener = None
 
     async def prune_delivered(self, older_than_seconds: float, batch: int = 1000) -> int:

@@ -63,6 +63,47 @@ class AccountRepository:
         )
 
 
+# The request path of every mutation reads and writes one service row; these two are
+# written as SQL once, not built per call, because statement construction cost more than
+# the round trip itself.
+_SERVICE_COLUMNS = """
+    s.service_id, s.account_id, s.region, s.service_name, s.service_arn, s.service_url,
+    s.status, s.status_message, s.version, s.current_operation_id::text AS current_operation_id,
+    s.status_before_operation, s.connection_arn, s.created_at, s.updated_at, s.deleted_at,
+    s.purge_at, c.source_configuration, c.instance_configuration,
+    c.health_check_configuration, c.image_identifier, c.image_bucket, c.image_prefix
+"""
+GET_SERVICE = text(
+    f"""
+    SELECT {_SERVICE_COLUMNS}
+    FROM services s LEFT JOIN service_configurations c ON c.service_id = s.service_id
+    WHERE s.account_id = :account_id AND s.service_id = :service_id
+    """
+)
+# Locks the service row only (not its configuration): the lock that serialises every
+# mutation of one service.
+GET_SERVICE_FOR_UPDATE = text(
+    f"""
+    SELECT {_SERVICE_COLUMNS}
+    FROM services s LEFT JOIN service_configurations c ON c.service_id = s.service_id
+    WHERE s.account_id = :account_id AND s.service_id = :service_id
+    FOR UPDATE OF s
+    """
+)
+SAVE_SERVICE = text(
+    """
+    UPDATE services SET
+        status = :status, status_message = :status_message, version = version + 1,
+        current_operation_id = CAST(:current_operation_id AS uuid),
+        status_before_operation = :status_before_operation,
+        connection_arn = :connection_arn, updated_at = now(),
+        deleted_at = :deleted_at, purge_at = :purge_at
+    WHERE service_id = :service_id
+    RETURNING version, updated_at
+    """
+)
+
+
 class ServiceRepository:
     def __init__(self, conn: AsyncConnection) -> None:
         self.conn = conn
@@ -70,17 +111,12 @@ class ServiceRepository:
     async def get(
         self, account_id: str, service_id: str, *, for_update: bool = False
     ) -> Service | None:
-        query = (
-            select(services, service_configurations)
-            .outerjoin(
-                service_configurations,
-                service_configurations.c.service_id == services.c.service_id,
-            )
-            .where(services.c.account_id == account_id, services.c.service_id == service_id)
+        query = GET_SERVICE_FOR_UPDATE if for_update else GET_SERVICE
+        row = (
+            (await self.conn.execute(query, {"account_id": account_id, "service_id": service_id}))
+            .mappings()
+            .first()
         )
-        if for_update:
-            query = query.with_for_update(of=services)
-        row = (await self.conn.execute(query)).mappings().first()
         return _service(row) if row else None
 
     async def get_by_arn(self, account_id: str, arn: str) -> Service | None:
@@ -169,20 +205,17 @@ class ServiceRepository:
         """Writes the service's state and bumps its version (and so its etag)."""
         row = (
             await self.conn.execute(
-                update(services)
-                .where(services.c.service_id == service.service_id)
-                .values(
-                    status=service.status.value,
-                    status_message=service.status_message,
-                    version=services.c.version + 1,
-                    current_operation_id=service.current_operation_id,
-                    status_before_operation=_opt(service.status_before_operation),
-                    connection_arn=service.connection_arn,
-                    updated_at=func.now(),
-                    deleted_at=service.deleted_at,
-                    purge_at=service.purge_at,
-                )
-                .returning(services.c.version, services.c.updated_at)
+                SAVE_SERVICE,
+                {
+                    "service_id": service.service_id,
+                    "status": service.status.value,
+                    "status_message": service.status_message,
+                    "current_operation_id": service.current_operation_id,
+                    "status_before_operation": _opt(service.status_before_operation),
+                    "connection_arn": service.connection_arn,
+                    "deleted_at": service.deleted_at,
+                    "purge_at": service.purge_at,
+                },
             )
         ).one()
         service.version, service.updated_at = row.version, row.updated_at
@@ -265,6 +298,17 @@ class ServiceRepository:
         return list(rows.scalars())
 
 
+ADD_OPERATION = text(
+    """
+    INSERT INTO operations
+        (operation_id, account_id, service_id, target_arn, type, status, current_step)
+    VALUES (CAST(:operation_id AS uuid), :account_id, :service_id, :target_arn, :type,
+            :status, :current_step)
+    RETURNING started_at, updated_at
+    """
+)
+
+
 class OperationRepository:
     def __init__(self, conn: AsyncConnection) -> None:
         self.conn = conn
@@ -272,17 +316,16 @@ class OperationRepository:
     async def add(self, op: Operation) -> Operation:
         row = (
             await self.conn.execute(
-                insert(operations)
-                .values(
-                    operation_id=op.operation_id,
-                    account_id=op.account_id,
-                    service_id=op.service_id,
-                    target_arn=op.target_arn,
-                    type=op.type.value,
-                    status=op.status.value,
-                    current_step=op.current_step,
-                )
-                .returning(operations.c.started_at, operations.c.updated_at)
+                ADD_OPERATION,
+                {
+                    "operation_id": op.operation_id,
+                    "account_id": op.account_id,
+                    "service_id": op.service_id,
+                    "target_arn": op.target_arn,
+                    "type": op.type.value,
+                    "status": op.status.value,
+                    "current_step": op.current_step,
+                },
             )
         ).one()
         op.started_at, op.updated_at = row.started_at, row.updated_at
