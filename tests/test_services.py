@@ -335,3 +335,32 @@ async def test_every_rpc_of_the_contract_is_served(harness: Harness) -> None:
     ]
     assert missing == []
     assert len(methods) == 18
+
+
+async def test_oversize_fields_are_refused_and_write_nothing(harness: Harness) -> None:
+    request = api.CreateServiceRequest(
+        service_name="oversize",
+        source_configuration=pb.SourceConfiguration(
+            image_repository=pb.ImageRepository(
+                image_identifier="a" * 256 + ":1",
+                image_configuration=pb.ImageConfiguration(
+                    start_command="x" * 51201,
+                    runtime_environment_variables={f"V{i}": "1" for i in range(101)},
+                ),
+            )
+        ),
+    )
+    err = await expect_error(
+        harness.stub.CreateService(request, metadata=harness.meta()),
+        grpc.StatusCode.INVALID_ARGUMENT,
+    )
+    prefix = "source_configuration.image_repository"
+    assert {
+        f"{prefix}.image_identifier",
+        f"{prefix}.image_configuration.start_command",
+        f"{prefix}.image_configuration.runtime_environment_variables",
+    } <= set(err.field_violations)
+    too_long_arn = "arn:aws:apprunner:us-east-1:111111111111:service/" + "x" * 2000
+    bad = await expect_error(harness.describe(too_long_arn), grpc.StatusCode.INVALID_ARGUMENT)
+    assert "service_arn" in bad.field_violations
+    assert await count(harness, "select count(*) from services") == 0
