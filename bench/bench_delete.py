@@ -302,6 +302,10 @@ async def run(quick: bool) -> dict[str, Any]:
 
 
 def main() -> None:
+    import logging
+
+    # The S3 test server logs every request; the report is what matters here.
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
