@@ -18,6 +18,7 @@ from ..domain.errors import (
 )
 from ..domain.model import Connection, ConnectionStatus, Event, ProviderType
 from ..settings import Settings
+from .arns import owned_resource_id
 from .idempotency import fingerprint as request_fingerprint
 from .idempotency import first_result, request_id_violations
 from .pagination import PageTokens, parse_time_position, time_position
@@ -225,19 +226,15 @@ class ConnectionCommands:
     def _connection_id(
         self, account_id: str, connection_arn: str, violations: list[FieldViolation]
     ) -> str:
-        """Raises InvalidRequest with `violations` plus any about the ARN; NOT_FOUND for
-        another account's or region's ARN, without saying whether it exists."""
-        arn = names.parse_arn(connection_arn, "connection") if connection_arn else None
-        if not connection_arn:
-            violations.append(FieldViolation("connection_arn", "required"))
-        elif arn is None:
-            violations.append(FieldViolation("connection_arn", "not a connection ARN"))
-        if violations:
-            raise InvalidRequest(violations)
-        assert arn is not None
-        if arn.account_id != account_id or arn.region != self.settings.region:
-            raise _not_found(connection_arn)
-        return arn.resource_id
+        return owned_resource_id(
+            connection_arn,
+            kind="connection",
+            field="connection_arn",
+            account_id=account_id,
+            region=self.settings.region,
+            not_found=_not_found,
+            violations=violations,
+        )
 
 
 def _not_found(connection_arn: str) -> ConnectionNotFound:

@@ -35,6 +35,7 @@ from ..domain.model import (
     ServiceStatus,
 )
 from ..settings import Settings
+from .arns import owned_resource_id
 from .idempotency import fingerprint as request_fingerprint
 from .idempotency import first_result, request_id_violations
 from .pagination import PageTokens
@@ -347,18 +348,15 @@ class DomainCommands:
     def _service_id(
         self, account_id: str, service_arn: str, violations: list[FieldViolation]
     ) -> str:
-        arn = names.parse_arn(service_arn, "service") if service_arn else None
-        if not service_arn:
-            violations.append(FieldViolation("service_arn", "required"))
-        elif arn is None:
-            violations.append(FieldViolation("service_arn", "not a service ARN"))
-        if violations:
-            raise InvalidRequest(violations)
-        assert arn is not None
-        # Another account's or region's ARN is simply not found: no existence leak.
-        if arn.account_id != account_id or arn.region != self.settings.region:
-            raise _service_not_found(service_arn)
-        return arn.resource_id
+        return owned_resource_id(
+            service_arn,
+            kind="service",
+            field="service_arn",
+            account_id=account_id,
+            region=self.settings.region,
+            not_found=_service_not_found,
+            violations=violations,
+        )
 
 
 def covered_names(association: CustomDomain) -> list[str]:

@@ -35,6 +35,7 @@ from ..domain.model import (
     ServiceStatus,
 )
 from ..settings import Settings
+from .arns import owned_resource_id
 from .idempotency import fingerprint as request_fingerprint
 from .idempotency import first_result, request_id_violations
 from .images import inventory
@@ -588,15 +589,14 @@ class ServiceCommands:
         return MutationResult(service, "", plan)
 
     def _service_id(self, account_id: str, service_arn: str) -> str:
-        if not service_arn:
-            raise InvalidRequest([FieldViolation("service_arn", "required")])
-        arn = names.parse_arn(service_arn, "service")
-        if arn is None:
-            raise InvalidRequest([FieldViolation("service_arn", "not a service ARN")])
-        # Another account's or region's ARN is simply not found: no existence leak.
-        if arn.account_id != account_id or arn.region != self.settings.region:
-            raise _not_found(service_arn)
-        return arn.resource_id
+        return owned_resource_id(
+            service_arn,
+            kind="service",
+            field="service_arn",
+            account_id=account_id,
+            region=self.settings.region,
+            not_found=_not_found,
+        )
 
 
 def _not_found(service_arn: str) -> ServiceNotFound:
