@@ -7,7 +7,7 @@ import asyncio
 import contextlib
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
@@ -77,7 +77,6 @@ class Configs:
     source: dict[str, Any] | None = None
     instance: dict[str, Any] | None = None
     health_check: dict[str, Any] | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 class OperationWaiter(Protocol):

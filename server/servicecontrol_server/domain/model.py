@@ -70,13 +70,7 @@ class CertificateStatus(StrEnum):
     VALIDATION_FAILED = "VALIDATION_FAILED"
 
 
-# The operation each action starts, and the statuses it may start from.
-ACTION_OPERATION: dict[str, OperationType] = {
-    "delete": OperationType.DELETE_SERVICE,
-    "pause": OperationType.PAUSE_SERVICE,
-    "resume": OperationType.RESUME_SERVICE,
-    "update": OperationType.UPDATE_SERVICE,
-}
+# The statuses each operation may start from.
 ALLOWED_FROM: dict[OperationType, frozenset[ServiceStatus]] = {
     OperationType.DELETE_SERVICE: frozenset(
         {

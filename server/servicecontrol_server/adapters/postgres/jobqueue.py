@@ -42,8 +42,6 @@ ENQUEUE = text(
     """
 ).bindparams(bindparam("payload", type_=JSONB), bindparam("progress", type_=JSONB))
 
-NOTIFY_JOBS = text("SELECT pg_notify('servicecontrol_jobs', :kind)")
-
 # The claim selects in a MATERIALIZED CTE and updates by join. The tempting
 # `UPDATE … WHERE job_id IN (SELECT … LIMIT n FOR UPDATE SKIP LOCKED)` is planned as a
 # join whose subquery may be re-executed, so it can lock and claim more than n rows; the
