@@ -151,6 +151,15 @@ READ_EVENTS = text(
 )
 
 
+HEAD_POSITION = text(
+    """
+    SELECT coalesce(max(position), 0)
+    FROM outbox
+    WHERE account_id = :account_id AND position IS NOT NULL
+    """
+)
+
+
 async def record_events(conn: AsyncConnection, events: Iterable[Event]) -> None:
     """Writes `events` in the caller's transaction; the relay is notified at commit."""
     rows = [
@@ -314,6 +323,12 @@ class EventLog:
                 )
                 for row in rows
             ]
+
+    async def head(self, account_id: str) -> int:
+        """The account's latest position (0 if none): a cursor for "from now on"."""
+        async with self.engine.connect() as conn:
+            value = (await conn.execute(HEAD_POSITION, {"account_id": account_id})).scalar_one()
+        return int(value)
 
     async def follow(
         self,
