@@ -14,7 +14,7 @@ import pytest
 from servicecontrol.v1 import resources_pb2 as pb
 from tests.support.server import OTHER_ACCOUNT, Harness
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 NODE = shutil.which("node")
 
 pytestmark = [

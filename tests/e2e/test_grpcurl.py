@@ -16,7 +16,7 @@ import pytest
 from servicecontrol.v1 import service_control_pb2 as api
 from tests.support.server import Harness
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 DOC = REPO / "docs" / "grpcurl.md"
 GRPCURL = Path(sys.executable).parent / "grpcurl"
 DOC_ACCOUNT = "123456789012"

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 PROTOS = REPO / "protos"
 COMMITTED_CLIENT = REPO / "clients" / "python" / "servicecontrol"
 RELEASED = PROTOS / "released" / "servicecontrol-v1.binpb"
