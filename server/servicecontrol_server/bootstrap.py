@@ -23,6 +23,7 @@ from .adapters.postgres.unit_of_work import PostgresUnitOfWork
 from .application.connection_commands import ConnectionCommands
 from .application.dns import DnsValidation
 from .application.domain_commands import DomainCommands
+from .application.image_upload import ImageUploads
 from .application.jobs import ServiceJob, job_handlers
 from .application.ports import ObjectStore
 from .application.service_commands import ServiceCommands
@@ -86,6 +87,7 @@ class Application:
     connections: ConnectionCommands
     domains: DomainCommands
     dns_validation: DnsValidation
+    image_uploads: ImageUploads | None = None
 
     async def close(self) -> None:
         await self.listener.close()
@@ -122,6 +124,7 @@ async def build(settings: Settings, url: str, *, migrate: bool | None = None) ->
         resources.connections,
         resources.domains,
         resources.dns_validation,
+        ImageUploads(store, settings.source_bucket),
     )
 
 

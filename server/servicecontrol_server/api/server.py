@@ -41,6 +41,7 @@ async def start_grpc(
         connections=app.connections,
         domains=app.domains,
     )
+    servicer.image_uploads = app.image_uploads
     service_control_pb2_grpc.add_ServiceControlServicer_to_server(servicer, server)
     health_servicer = health.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)

@@ -26,6 +26,7 @@ from . import convert
 from .connections_rpc import ConnectionsRpc
 from .domains_rpc import DomainsRpc
 from .errors import abort, internal_status, to_status
+from .images_rpc import ImagesRpc
 
 ACCOUNT_METADATA_KEY = "x-servicecontrol-account"
 
@@ -55,7 +56,9 @@ def translated(fn: Handler[Req, Resp]) -> Handler[Req, Resp]:
     return wrapper
 
 
-class ServiceControlServicer(ConnectionsRpc, DomainsRpc, api_grpc.ServiceControlServicer):
+class ServiceControlServicer(
+    ConnectionsRpc, DomainsRpc, ImagesRpc, api_grpc.ServiceControlServicer
+):
     def __init__(
         self,
         commands: ServiceCommands,
