@@ -126,9 +126,7 @@ async def test_a_broken_off_push_resumes_where_it_stopped(harness: Harness) -> N
     assert error.metadata == {"digest": digest, "expectedOffset": str(PART_SIZE)}
 
     pushed = await harness.stub.PushImage(
-        _messages(
-            header, [(_digest(config), 0, config), *_chunks(digest, layer, start=PART_SIZE)]
-        ),
+        _messages(header, [(_digest(config), 0, config), *_chunks(digest, layer, start=PART_SIZE)]),
         metadata=harness.meta(),
     )
     assert pushed.bytes_received == len(config) + len(layer) - PART_SIZE

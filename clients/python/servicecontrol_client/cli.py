@@ -11,7 +11,7 @@ violations are printed on stderr); 4 a deadline passed (a call's --timeout or a 
 from __future__ import annotations
 
 import argparse
-import importlib
+import contextlib
 import json
 import os
 import sys
@@ -31,7 +31,8 @@ from .errors import (
     RequestTimeoutException,
     ServiceControlError,
 )
-from .output import LIST_COLUMNS, Progress, header, render, to_dict
+from .images import docker_archive, sample_image
+from .output import LIST_COLUMNS, Progress, TransferProgress, header, render, to_dict
 
 EXIT_OK = 0
 EXIT_USAGE = 2
@@ -387,26 +388,26 @@ def events_watch(client: ServiceControlClient, args: argparse.Namespace) -> int:
 # ----- images -----
 
 
-def images_push(args: argparse.Namespace) -> int:
-    """Pushing writes into the source registry's object store directly, which only the
-    server's own CLI can do; the client package does not depend on the server package, so
-    it is imported here, on demand."""
-    try:
-        server_cli = importlib.import_module("servicecontrol_server.cli")
-    except ImportError:
-        print(
-            "scctl: `images push` runs the server-side push (`servicecontrol images push`), "
-            "which writes into the source registry's object store directly. The servicecontrol "
-            "server package is not installed with this client: run the push on a machine "
-            "where it is installed (with the same SERVICECONTROL_* storage settings as the "
-            "server), e.g. `servicecontrol images push app.tar name:tag`.",
-            file=sys.stderr,
-        )
-        return EXIT_API_ERROR
-    argv = ["images", "push"]
-    argv += ["--sample"] if args.sample else []
-    argv += [str(args.archive)] if args.archive is not None else []
-    return int(server_cli.main([*argv, args.identifier]))
+def images_push(client: ServiceControlClient, args: argparse.Namespace) -> int:
+    """Pushes through the server at --endpoint, so the image lands where the server
+    looks; a push that broke off resumes where it stopped when run again."""
+    if args.sample == (args.archive is not None):
+        raise UsageError("give either an archive or --sample")
+    progress = TransferProgress(sys.stderr, sys.stderr.isatty(), f"pushing {args.identifier}")
+    with contextlib.ExitStack() as stack:
+        if args.archive is None:
+            image = sample_image(args.identifier)
+        else:
+            try:
+                image = stack.enter_context(docker_archive(args.archive, args.identifier))
+            except (ValueError, OSError) as exc:
+                raise UsageError(str(exc)) from exc
+        try:
+            response = client.push_image(args.identifier, image, on_progress=progress.update)
+        finally:
+            progress.finish()
+    _emit(args, to_dict(response))
+    return EXIT_OK
 
 
 # ----- the parser -----
@@ -627,9 +628,9 @@ def build_parser() -> argparse.ArgumentParser:
     leaf = command(
         img,
         "push",
-        None,
-        "push a `docker save` tarball (runs the server-side `servicecontrol images "
-        "push`; needs the server package)",
+        images_push,
+        "push a `docker save` tarball into the source registry, through the server at "
+        "--endpoint (resumes a push that broke off; a progress bar on a terminal)",
     )
     leaf.add_argument("archive", type=Path, nargs="?", help="the tarball (omit with --sample)")
     leaf.add_argument("identifier", help="repository:tag")
@@ -656,8 +657,6 @@ def _report(exc: ServiceControlError) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    if args.group == "images":
-        return images_push(args)
     root_certificates = args.ca_file.read_bytes() if args.ca_file else None
     try:
         with ServiceControlClient(

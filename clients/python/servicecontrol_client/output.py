@@ -144,3 +144,51 @@ class Progress:
             self.stream.write("\n")
             self.stream.flush()
             self._drawn = False
+
+
+class TransferProgress:
+    """A progress bar for a transfer, on a terminal only: one line redrawn in place, at
+    most every `interval` seconds and once more at the end."""
+
+    WIDTH = 30
+
+    def __init__(
+        self,
+        stream: TextIO,
+        tty: bool,
+        label: str,
+        clock: Callable[[], float] = time.monotonic,
+        interval: float = 0.1,
+    ) -> None:
+        self.stream = stream
+        self.tty = tty
+        self.label = label
+        self.clock = clock
+        self.interval = interval
+        self._last_drawn = float("-inf")
+        self._drawn = False
+
+    def line(self, done: int, total: int) -> str:
+        fraction = done / total if total else 1.0
+        filled = round(self.WIDTH * fraction)
+        bar = "#" * filled + "." * (self.WIDTH - filled)
+        return (
+            f"{self.label} [{bar}] {fraction:4.0%} {done / 1048576:.1f}/{total / 1048576:.1f} MiB"
+        )
+
+    def update(self, done: int, total: int) -> None:
+        if not self.tty:
+            return
+        now = self.clock()
+        if done < total and now - self._last_drawn < self.interval:
+            return
+        self._last_drawn = now
+        self.stream.write("\r\x1b[2K" + self.line(done, total))
+        self.stream.flush()
+        self._drawn = True
+
+    def finish(self) -> None:
+        if self._drawn:
+            self.stream.write("\n")
+            self.stream.flush()
+            self._drawn = False
