@@ -240,7 +240,10 @@ async def test_errors_and_exit_codes(harness: Harness) -> None:
 
     nobody = scctl_env(None, SCCTL_ENDPOINT="127.0.0.1:1")
     unreachable = await scctl(None, "services", "list", env=nobody)
-    assert unreachable.code == 3 and "ServiceUnavailableException" in unreachable.stderr
+    # Unreachable is its own exit code, with a hint rather than an API error report.
+    assert unreachable.code == 6, unreachable.stderr
+    assert unreachable.stderr.startswith("scctl: cannot reach the server at 127.0.0.1:1 ")
+    assert "hint:" in unreachable.stderr and "Traceback" not in unreachable.stderr
 
 
 async def test_waits_time_out_with_exit_4_and_redraw_one_line_on_a_terminal(
