@@ -874,7 +874,7 @@ def _resolve_service(client: ServiceControlClient, args: argparse.Namespace) -> 
         if service.service_name == value:
             args.service_arn = service.service_arn
             return
-    account = args.account or "the server's default account"
+    account = client.account or "the server's default account"
     raise ServiceNameNotFound(f"no service named {value!r} in {account} (give its name or its ARN)")
 
 
