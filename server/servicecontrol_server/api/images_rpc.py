@@ -11,7 +11,7 @@ from servicecontrol.v1 import service_control_pb2 as api
 
 from ..application.image_upload import ImageUploads, UploadBlob, UploadHeader
 from ..domain.errors import FieldViolation, InvalidRequest
-from .connections_rpc import translated
+from .errors import translated
 
 
 class ImagesRpc:
