@@ -179,6 +179,14 @@ def _push(settings: Settings, archive: Path | None, identifier: str) -> int:
         f"pushed {pushed.repository}:{pushed.tag} {pushed.manifest_digest} "
         f"({pushed.objects} objects, {pushed.bytes} bytes) into {_registry(settings)}"
     )
+    embedded = not settings.s3_endpoint and not settings.database_url
+    if embedded and not (settings.data_dir / "postgres").is_dir():
+        print(
+            f"warning: no server has run on the data dir {settings.data_dir.resolve()}; a "
+            "server started with another data dir will not find this image: push with "
+            "--endpoint HOST:PORT (through the server) or --data-dir",
+            file=sys.stderr,
+        )
     return 0
 
 

@@ -39,6 +39,10 @@ async def test_a_local_push_names_the_absolute_registry_it_wrote(tmp_path: Path)
     registry = tmp_path.resolve() / ".servicecontrol" / "objects" / "servicecontrol-source"
     assert out.strip().endswith(f"into {registry}")
     assert (registry / "local" / "manifests" / "1").is_file()
+    # No server ever ran on that data dir: the push says so, and what to do instead.
+    warning = [line for line in err.splitlines() if line.startswith("warning:")]
+    assert len(warning) == 1 and "no server has run on the data dir" in warning[0]
+    assert "--endpoint" in warning[0] and "Traceback" not in err
 
 
 async def test_a_push_with_an_endpoint_lands_where_the_server_looks(

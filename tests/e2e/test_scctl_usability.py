@@ -19,6 +19,7 @@ import yaml
 from servicecontrol_client import __version__
 from servicecontrol_client.cli import build_parser
 from tests.e2e.test_scctl import SCCTL, Run, read_all, scctl, scctl_env
+from tests.support.images import build_docker_archive
 from tests.support.server import ACCOUNT, Harness, harness_settings, running_harness
 from tests.support.waiting import wait_until
 
@@ -264,3 +265,31 @@ async def test_ctrl_c_during_a_wait_prints_the_command_that_resumes_it(
         # The operation is still there to wait on.
         described = await scctl(h, "operations", "describe", "--operation-id", op_id)
         assert json.loads(described.stdout)["operation"]["status"] == "PENDING"
+
+
+async def test_images_push_draws_a_progress_bar_on_a_terminal(harness: Harness) -> None:
+    archive = build_docker_archive(
+        harness.tmp / "bar.tar", layers=2, layer_size=3 * 1048576, legacy=False, repo_tag="bar:1"
+    )
+    leader, follower = pty.openpty()
+    try:
+        proc = await asyncio.create_subprocess_exec(
+            str(SCCTL),
+            "images",
+            "push",
+            str(archive),
+            "bar:1",
+            env=scctl_env(harness),
+            stdout=asyncio.subprocess.PIPE,
+            stderr=follower,
+        )
+        os.close(follower)
+        out, _ = await asyncio.wait_for(proc.communicate(), 60)
+        screen = read_all(leader)
+    finally:
+        os.close(leader)
+    assert proc.returncode == 0, screen
+    assert json.loads(out)["imageIdentifier"] == "bar:1"
+    frames = [f.strip() for f in screen.split("\r\x1b[2K")[1:]]
+    assert frames[0].startswith("pushing bar:1 [") and "0%" in frames[0]
+    assert frames[-1].endswith("100% 6.0/6.0 MiB"), frames[-1]
