@@ -502,19 +502,10 @@ class ServiceControlClient:
         Asks first what the server already holds (GetImageUploadStatus) and sends only
         the rest, so a push that broke off resumes where it stopped; an UNAVAILABLE push
         is resumed up to `retries` times. on_progress(done, total) gets byte counts."""
-        header = api.ImageUploadHeader(
-            image_identifier=image_identifier,
-            config=_image_blob(image.config),
-            layers=[_image_blob(layer) for layer in image.layers],
-        )
+        header = _image_header(image_identifier, image)
         attempt = 0
         while True:
-            status = self._unary(
-                self._stub.GetImageUploadStatus,
-                api.GetImageUploadStatusRequest(header=header),
-                retryable=True,
-                call_timeout=None,
-            )
+            status = self.get_image_upload_status(image_identifier, image)
             offsets = {b.digest: b.received_bytes for b in status.blobs}
             done = sum(offsets.values())
             if on_progress is not None:
@@ -531,6 +522,17 @@ class ServiceControlClient:
                     raise from_rpc_error(err) from err
                 time.sleep(self._backoff(attempt))
                 attempt += 1
+
+    def get_image_upload_status(
+        self, image_identifier: str, image: LocalImage, *, call_timeout: float | None = None
+    ) -> api.GetImageUploadStatusResponse:
+        """How much of each of the image's blobs the server already holds."""
+        return self._unary(
+            self._stub.GetImageUploadStatus,
+            api.GetImageUploadStatusRequest(header=_image_header(image_identifier, image)),
+            retryable=True,
+            call_timeout=call_timeout,
+        )
 
     @staticmethod
     def _push_messages(
@@ -706,6 +708,14 @@ class ServiceControlClient:
             return page.custom_domains, page.next_page_token
 
         return self._pages(fetch)
+
+
+def _image_header(image_identifier: str, image: LocalImage) -> api.ImageUploadHeader:
+    return api.ImageUploadHeader(
+        image_identifier=image_identifier,
+        config=_image_blob(image.config),
+        layers=[_image_blob(layer) for layer in image.layers],
+    )
 
 
 def _image_blob(blob: LocalBlob) -> api.ImageBlob:
