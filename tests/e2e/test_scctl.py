@@ -39,6 +39,8 @@ class Run:
 
 def scctl_env(h: Harness | None, **extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("SCCTL_")}
+    # No profile of the machine's user: only what a test sets.
+    env["SCCTL_CONFIG_FILE"] = str(Path(os.devnull).parent / "nonexistent" / "scctl-config")
     if h is not None:
         env["SCCTL_ENDPOINT"] = f"127.0.0.1:{h.port}"
         env["SCCTL_ACCOUNT"] = ACCOUNT

@@ -14,9 +14,10 @@ import signal
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
 
-from servicecontrol_client import __version__
+from servicecontrol_client import __version__, cli
 from servicecontrol_client.cli import build_parser
 from tests.e2e.test_scctl import SCCTL, Run, read_all, scctl, scctl_env
 from tests.support.images import build_docker_archive
@@ -62,12 +63,15 @@ def test_every_flag_has_help_and_global_flags_are_documented_once() -> None:
     assert "exit codes:" in top and "6    the server could not be reached" in top
 
 
-async def test_version_and_completion_scripts(tmp_path: Path) -> None:
+async def test_version_and_completion_scripts(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     version = await scctl(None, "--version", env=scctl_env(None))
     assert (version.code, version.stdout.strip()) == (0, f"scctl {__version__}")
     for shell, marker in (("bash", "complete "), ("zsh", "compdef"), ("fish", "complete ")):
-        script = await scctl(None, "completion", shell, env=scctl_env(None))
-        assert script.code == 0 and marker in script.stdout and "scctl" in script.stdout
+        assert cli.main(["completion", shell]) == 0
+        script = capsys.readouterr().out
+        assert marker in script and "scctl" in script
     # What the scripts ask scctl for: the candidates of the word being completed.
     out = tmp_path / "candidates"
     env = scctl_env(
@@ -154,8 +158,12 @@ async def test_profiles_hold_the_connection_settings(harness: Harness, tmp_path:
     )
 
 
-async def test_endpoint_urls_and_tls_files_fail_in_one_line(tmp_path: Path) -> None:
-    env = scctl_env(None)
+async def test_endpoint_urls_and_tls_files_fail_in_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name in [k for k in os.environ if k.startswith("SCCTL_")]:
+        monkeypatch.delenv(name)
+    monkeypatch.setenv("SCCTL_CONFIG_FILE", str(tmp_path / "none"))
     cases: list[tuple[list[str], str]] = [
         (["--endpoint", "ftp://127.0.0.1:1"], "the scheme must be http:// (plaintext) or https://"),
         (["--ca-file", str(tmp_path / "missing.pem")], "missing.pem: No such file or directory"),
@@ -165,10 +173,10 @@ async def test_endpoint_urls_and_tls_files_fail_in_one_line(tmp_path: Path) -> N
         ),
     ]
     for flags, wanted in cases:
-        run = await scctl(None, "services", "list", *flags, env=env)
-        assert run.code == 2, run
-        assert wanted in run.stderr
-        assert run.stderr.count("\n") == 1 and "Traceback" not in run.stderr
+        assert cli.main(["services", "list", *flags]) == 2, flags
+        err = capsys.readouterr().err
+        assert wanted in err and err.count("\n") == 1, err
+    env = scctl_env(None)
     # http:// is plaintext: it reaches a plaintext endpoint's port (nobody there: exit 6).
     plain = await scctl(None, "services", "list", "--endpoint", "http://127.0.0.1:1", env=env)
     assert plain.code == 6 and "(plaintext)" in plain.stderr
