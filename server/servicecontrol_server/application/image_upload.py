@@ -16,9 +16,16 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any, TypeVar
 
-from ..domain.errors import FailedPrecondition, FieldViolation, InvalidRequest
+from ..domain.errors import (
+    BackendUnavailable,
+    FailedPrecondition,
+    FieldViolation,
+    InvalidRequest,
+)
 from ..domain.names import parse_image_identifier
 from .images import (
     CONFIG_MEDIA_TYPE,
@@ -30,7 +37,7 @@ from .images import (
     blob_key,
     manifest_key,
 )
-from .ports import ObjectStore
+from .ports import ObjectStore, ObjectStoreUnavailable
 
 # S3 requires every part of a multipart object but the last to be at least 5 MiB.
 PART_SIZE = 8 * 1024 * 1024
@@ -41,6 +48,7 @@ LAYER_MEDIA_TYPES = frozenset(
 )
 _DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
 _OFFSET_DIGITS = 15
+T = TypeVar("T")
 
 
 class ImageChecksumMismatch(InvalidRequest):
@@ -95,6 +103,15 @@ class _Staged:
         return self.persisted + len(self.buffer)
 
 
+async def _in_thread(fn: Callable[..., T], *args: Any) -> T:
+    """A blocking object-store call, off the event loop. An unreachable store is an
+    outage the caller may retry (UNAVAILABLE), not a bug."""
+    try:
+        return await asyncio.to_thread(fn, *args)
+    except ObjectStoreUnavailable as exc:
+        raise BackendUnavailable(f"the object store is unavailable; retry: {exc}") from exc
+
+
 def staging_prefix(digest: str) -> str:
     return f"{STAGING}{digest}/"
 
@@ -115,11 +132,11 @@ class ImageUploads:
 
     async def status(self, header: UploadHeader) -> list[BlobStatus]:
         repository, blobs = _validated(header)
-        return await asyncio.to_thread(self._status, repository, blobs)
+        return await _in_thread(self._status, repository, blobs)
 
     async def start(self, header: UploadHeader) -> UploadSession:
         repository, blobs = _validated(header)
-        statuses = await asyncio.to_thread(self._status, repository, blobs)
+        statuses = await _in_thread(self._status, repository, blobs)
         staged = {
             s.digest: _Staged(blob, s.received_bytes, s.stored)
             for s, blob in zip(statuses, blobs, strict=True)
@@ -239,7 +256,7 @@ class UploadSession:
     async def _flush(self, entry: _Staged, length: int) -> None:
         part = bytes(entry.buffer[:length])
         key = part_key(entry.blob.digest, entry.persisted)
-        await asyncio.to_thread(self.uploads.store.put_bytes, self.uploads.bucket, key, part)
+        await _in_thread(self.uploads.store.put_bytes, self.uploads.bucket, key, part)
         del entry.buffer[:length]
         entry.persisted += length
 
@@ -254,8 +271,8 @@ class UploadSession:
                     {"digest": entry.blob.digest, "receivedBytes": str(entry.persisted)},
                 )
             where = "header.config" if index == 0 else "header.layers"
-            await asyncio.to_thread(self.uploads._commit_blob, self.repository, entry.blob, where)
-        return await asyncio.to_thread(self._write_manifest)
+            await _in_thread(self.uploads._commit_blob, self.repository, entry.blob, where)
+        return await _in_thread(self._write_manifest)
 
     def _write_manifest(self) -> PushedImage:
         config = self.header.config
