@@ -25,6 +25,7 @@ from .application.dns import DnsValidation
 from .application.domain_commands import DomainCommands
 from .application.jobs import ServiceJob, job_handlers
 from .application.ports import ObjectStore
+from .application.rate_limit import MutationRateLimiter
 from .application.service_commands import ServiceCommands
 from .settings import Settings
 
@@ -86,6 +87,8 @@ class Application:
     connections: ConnectionCommands
     domains: DomainCommands
     dns_validation: DnsValidation
+    # One per process, shared by the gRPC and App Runner endpoints.
+    rate_limiter: MutationRateLimiter
 
     async def close(self) -> None:
         await self.listener.close()
@@ -122,6 +125,7 @@ async def build(settings: Settings, url: str, *, migrate: bool | None = None) ->
         resources.connections,
         resources.domains,
         resources.dns_validation,
+        MutationRateLimiter(settings.mutation_rate_per_second, settings.mutation_burst),
     )
 
 

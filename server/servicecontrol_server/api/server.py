@@ -20,6 +20,7 @@ from servicecontrol.v1 import service_control_pb2, service_control_pb2_grpc
 from ..application.reaper import Reaper
 from ..bootstrap import Application
 from ..engine.worker import Worker
+from .guard import RequestGuard
 from .servicer import ServiceControlServicer
 
 log = logging.getLogger(__name__)
@@ -33,13 +34,26 @@ def worker_owner(role: str) -> str:
 async def start_grpc(
     app: Application, listen: str
 ) -> tuple[grpc.aio.Server, int, health.HealthServicer]:
-    server = grpc.aio.server()
+    s = app.settings
     servicer = ServiceControlServicer(
         app.commands,
-        app.settings.default_account,
+        s.default_account,
         app.events,
         connections=app.connections,
         domains=app.domains,
+        max_wait_seconds=s.rpc_deadline_seconds - 1,
+    )
+    guard = RequestGuard(
+        deadline_seconds=s.rpc_deadline_seconds,
+        limiter=app.rate_limiter,
+        account_of=servicer.account,
+    )
+    server = grpc.aio.server(
+        interceptors=[guard],
+        options=[
+            ("grpc.max_receive_message_length", s.max_request_bytes),
+            ("grpc.max_send_message_length", s.max_response_bytes),
+        ],
     )
     service_control_pb2_grpc.add_ServiceControlServicer_to_server(servicer, server)
     health_servicer = health.HealthServicer()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, TypeVar
 
@@ -27,6 +28,7 @@ from .connections_rpc import ConnectionsRpc
 from .domains_rpc import DomainsRpc
 from .errors import abort, internal_status, to_status
 
+log = logging.getLogger(__name__)
 ACCOUNT_METADATA_KEY = "x-servicecontrol-account"
 
 Req = TypeVar("Req", bound=Message)
@@ -47,7 +49,12 @@ def translated(fn: Handler[Req, Resp]) -> Handler[Req, Resp]:
             raise
         except (sqlalchemy.exc.OperationalError, sqlalchemy.exc.InterfaceError) as exc:
             # The database is unreachable or restarting: retryable, unlike a bug.
-            await abort(context, to_status(BackendUnavailable(f"database unavailable: {exc.orig}")))
+            # Where and why stays in the log; the caller learns what failed.
+            log.warning("database unavailable", extra={"error": str(exc.orig)})
+            await abort(
+                context,
+                to_status(BackendUnavailable("The database is unavailable; retry with backoff.")),
+            )
         except Exception as exc:  # noqa: BLE001 - the boundary: nothing unexplained escapes
             await abort(context, internal_status(exc))
         raise AssertionError("unreachable")
@@ -64,7 +71,9 @@ class ServiceControlServicer(ConnectionsRpc, DomainsRpc, api_grpc.ServiceControl
         *,
         connections: ConnectionCommands,
         domains: DomainCommands,
+        max_wait_seconds: float = 59.0,
     ) -> None:
+        self.max_wait_seconds = max_wait_seconds
         self.commands = commands
         self.default_account = default_account
         self.events = events
@@ -196,15 +205,15 @@ class ServiceControlServicer(ConnectionsRpc, DomainsRpc, api_grpc.ServiceControl
     async def WaitOperation(
         self, request: api.WaitOperationRequest, context: grpc.aio.ServicerContext
     ) -> api.WaitOperationResponse:
-        timeout = (
-            request.timeout.ToTimedelta().total_seconds() if request.HasField("timeout") else 0.0
-        )
+        timeout = min(_wait_timeout(request), self.max_wait_seconds)
         remaining = context.time_remaining()
         if remaining is not None and timeout == 0:
             # Within the call's own deadline, leaving time to answer.
             timeout = max(remaining - 0.5, 0.001)
         elif remaining is not None:
             timeout = max(min(timeout, remaining - 0.5), 0.001)
+        elif timeout == 0:
+            timeout = self.max_wait_seconds
         op = await self.commands.wait_operation(
             self.account(context), request.operation_id, timeout
         )
@@ -216,7 +225,10 @@ class ServiceControlServicer(ConnectionsRpc, DomainsRpc, api_grpc.ServiceControl
         try:
             account = self.account(context)
             after = _cursor(request.cursor)
-            if request.resource_arn and not request.resource_arn.startswith("arn:aws:apprunner:"):
+            if request.resource_arn and (
+                not request.resource_arn.startswith("arn:aws:apprunner:")
+                or len(request.resource_arn) > names.MAX_ARN_LENGTH
+            ):
                 raise InvalidRequest([FieldViolation("resource_arn", "not an ARN")])
         except DomainError as exc:
             await abort(context, to_status(exc))
@@ -238,6 +250,23 @@ class ServiceControlServicer(ConnectionsRpc, DomainsRpc, api_grpc.ServiceControl
                 if occurred is not None:
                     event.occurred_at.CopyFrom(occurred)
                 yield api.WatchEventsResponse(event=event)
+
+
+def _wait_timeout(request: api.WaitOperationRequest) -> float:
+    """Seconds to wait; 0 when unset. A negative or not normalized Duration, or one past
+    protobuf's Duration range, is refused; any valid one is bounded by the caller."""
+    if not request.HasField("timeout"):
+        return 0.0
+    seconds, nanos = request.timeout.seconds, request.timeout.nanos
+    if seconds < 0 or nanos < 0:
+        raise InvalidRequest([FieldViolation("timeout", "must not be negative")])
+    if seconds > _MAX_DURATION_SECONDS or nanos > 999_999_999:
+        raise InvalidRequest([FieldViolation("timeout", "is not a valid Duration")])
+    return seconds + nanos / 1e9
+
+
+# google.protobuf.Duration's range: about 10,000 years.
+_MAX_DURATION_SECONDS = 315_576_000_000
 
 
 def _cursor(value: str) -> int:

@@ -24,6 +24,8 @@ SERIALIZATION = "SerializationException"
 MISSING_TOKEN = "MissingAuthenticationTokenException"
 INCOMPLETE_SIGNATURE = "IncompleteSignatureException"
 INVALID_SIGNATURE = "InvalidSignatureException"
+# What every AWS service answers when a caller exceeds its request rate; the SDKs retry it.
+THROTTLING = "ThrottlingException"
 
 # The model's `smithy.api#httpError` of each modeled error; the quota error is 402.
 HTTP_STATUS = {
@@ -37,6 +39,7 @@ HTTP_STATUS = {
     MISSING_TOKEN: 403,
     INCOMPLETE_SIGNATURE: 403,
     INVALID_SIGNATURE: 403,
+    THROTTLING: 400,
 }
 # The model's ErrorMessage shape holds at most 600 characters.
 MAX_MESSAGE = 600
@@ -92,6 +95,8 @@ def from_domain(exc: errors.DomainError, declared: Collection[str]) -> AwsError:
     """The App Runner error for a domain refusal. An action answers only the errors its
     model declares: a client error it does not declare becomes InvalidRequestException,
     which every App Runner action declares."""
+    if isinstance(exc, errors.RateLimited):
+        return AwsError(THROTTLING, "Rate exceeded")
     error_type = _error_type(exc)
     if error_type == INTERNAL:
         return internal(exc)

@@ -13,6 +13,7 @@ from aiohttp import web
 
 from ...bootstrap import Application
 from ...domain.errors import DomainError
+from ...domain.text import text_violations
 from .actions import ACTIONS, Action, Context
 from .auth import AcceptAnySignature, RequestAuthenticator
 from .errors import (
@@ -28,21 +29,22 @@ log = logging.getLogger(__name__)
 
 CONTENT_TYPE = "application/x-amz-json-1.0"
 TARGET_PREFIX = "AppRunner."
-MAX_BODY_BYTES = 1024 * 1024
 
 
 class AwsJsonEndpoint:
     def __init__(self, app: Application, authenticator: RequestAuthenticator) -> None:
         self.app = app
         self.authenticator = authenticator
+        self.max_body_bytes = app.settings.max_request_bytes
 
     async def handle(self, request: web.Request) -> web.Response:
         request_id = str(uuid.uuid4())
         try:
             action = _action(request)
             account_id = await self.authenticator.authenticate(request)
-            body = await _body(request)
+            body = await _body(request, self.max_body_bytes)
             try:
+                self.app.rate_limiter.check(account_id, action.name)
                 result = await action.handler(Context(self.app, account_id), body)
             except DomainError as exc:
                 raise from_domain(exc, action.errors) from exc
@@ -66,11 +68,13 @@ def _action(request: web.Request) -> Action:
     return found
 
 
-async def _body(request: web.Request) -> dict[str, Any]:
+async def _body(request: web.Request, limit: int) -> dict[str, Any]:
+    if (request.content_length or 0) > limit:
+        raise invalid_request(f"The request body exceeds {limit} bytes.")
     try:
         raw = await request.read()
     except web.HTTPRequestEntityTooLarge as exc:
-        raise invalid_request(f"The request body exceeds {MAX_BODY_BYTES} bytes.") from exc
+        raise invalid_request(f"The request body exceeds {limit} bytes.") from exc
     if not raw.strip():
         return {}
     try:
@@ -79,6 +83,15 @@ async def _body(request: web.Request) -> dict[str, Any]:
         raise serialization(f"The request body is not valid JSON: {exc}") from exc
     if not isinstance(body, dict):
         raise serialization("The request body must be a JSON object.")
+    violations = text_violations(body)
+    if violations:
+        raise invalid_request(
+            f"{len(violations)} validation error{'s' if len(violations) > 1 else ''} detected: "
+            + "; ".join(
+                f"Value at '{v.field}' failed to satisfy constraint: Member {v.description}"
+                for v in violations
+            )
+        )
     return body
 
 
@@ -109,7 +122,7 @@ def create_app(
         app,
         authenticator or AcceptAnySignature(app.settings.default_account, app.settings.region),
     )
-    web_app = web.Application(client_max_size=MAX_BODY_BYTES)
+    web_app = web.Application(client_max_size=app.settings.max_request_bytes)
     # Every method and path reaches the endpoint, which answers anything but
     # `POST /` as an unknown operation, in App Runner's error format.
     web_app.router.add_route("*", "/{tail:.*}", endpoint.handle)

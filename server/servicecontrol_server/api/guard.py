@@ -1,0 +1,132 @@
+"""What every gRPC call goes through before its handler: a request body that does not
+parse, or holds text PostgreSQL cannot store, is INVALID_ARGUMENT (not grpcio's
+UNKNOWN); mutations are rate-limited per account; every unary call has a server-side
+deadline."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import grpc
+from google.protobuf import json_format
+from google.protobuf.message import Message
+
+from ..domain.errors import DomainError, FieldViolation, InvalidRequest, RequestTimedOut
+from ..domain.text import MAX_FIELD_CHARS, text_violations
+from .errors import abort, to_status
+from ..application.rate_limit import MutationRateLimiter
+
+log = logging.getLogger(__name__)
+
+SERVICE_PREFIX = "/servicecontrol.v1.ServiceControl/"
+
+
+@dataclass(frozen=True)
+class _Refused:
+    """What the deserializer hands on instead of a request it refused."""
+
+    error: DomainError
+
+
+def request_violations(message: Message) -> list[FieldViolation]:
+    """The text rules of domain.text, applied to every string field of a request."""
+    tree = json_format.MessageToDict(message, preserving_proto_field_name=True)
+    return text_violations(tree)
+
+
+def _deserializer(parse: Callable[[bytes], Any]) -> Callable[[bytes], Any]:
+    def deserialize(raw: bytes) -> Any:
+        try:
+            message = parse(raw)
+        except Exception as exc:  # noqa: BLE001 - any parse failure is the caller's body
+            log.info("malformed request body", extra={"error": type(exc).__name__})
+            return _Refused(
+                InvalidRequest(
+                    [FieldViolation("", "the request body is not a valid protobuf message")],
+                    "The request body is not a valid protobuf message of the method's type.",
+                )
+            )
+        # Only a body holding a 0x00 byte or a very long field can break a text rule
+        # (the parser already refuses invalid UTF-8): the common case costs one scan.
+        if isinstance(message, Message) and (b"\x00" in raw or len(raw) > MAX_FIELD_CHARS):
+            violations = request_violations(message)
+            if violations:
+                return _Refused(InvalidRequest(violations))
+        return message
+
+    return deserialize
+
+
+class RequestGuard(grpc.aio.ServerInterceptor):
+    def __init__(
+        self,
+        *,
+        deadline_seconds: float,
+        limiter: MutationRateLimiter,
+        account_of: Callable[[grpc.aio.ServicerContext], str],
+    ) -> None:
+        self.deadline_seconds = deadline_seconds
+        self.limiter = limiter
+        self.account_of = account_of
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler:
+        handler = await continuation(handler_call_details)
+        if handler is None or handler.request_streaming or handler.request_deserializer is None:
+            return handler
+        method = handler_call_details.method
+        name = method.removeprefix(SERVICE_PREFIX) if method.startswith(SERVICE_PREFIX) else ""
+        deserialize = _deserializer(handler.request_deserializer)
+        if handler.unary_unary is not None:
+            return handler._replace(  # type: ignore[attr-defined, no-any-return]
+                request_deserializer=deserialize,
+                unary_unary=self._unary(handler.unary_unary, name),
+            )
+        return handler._replace(  # type: ignore[attr-defined, no-any-return]
+            request_deserializer=deserialize,
+            unary_stream=self._stream(handler.unary_stream, name),
+        )
+
+    async def _admit(self, request: Any, context: grpc.aio.ServicerContext, name: str) -> None:
+        if isinstance(request, _Refused):
+            await abort(context, to_status(request.error))
+        if name:
+            try:
+                self.limiter.check(self.account_of(context), name)
+            except DomainError as exc:
+                await abort(context, to_status(exc))
+
+    def _unary(self, behavior: Any, name: str) -> Any:
+        async def guarded(request: Any, context: grpc.aio.ServicerContext) -> Any:
+            await self._admit(request, context, name)
+            try:
+                return await asyncio.wait_for(behavior(request, context), self.deadline_seconds)
+            except TimeoutError:
+                log.warning("call ran past the server deadline", extra={"rpc": name})
+                await abort(
+                    context,
+                    to_status(
+                        RequestTimedOut(
+                            f"The call did not finish within the server's deadline of "
+                            f"{self.deadline_seconds:g}s."
+                        )
+                    ),
+                )
+                raise
+
+        return guarded
+
+    def _stream(self, behavior: Any, name: str) -> Any:
+        async def guarded(request: Any, context: grpc.aio.ServicerContext) -> Any:
+            await self._admit(request, context, name)
+            async for item in behavior(request, context):
+                yield item
+
+        return guarded
