@@ -3,17 +3,22 @@ durations, malformed protobuf bodies; and infrastructure details kept out of ans
 
 from __future__ import annotations
 
+from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import grpc
+import pytest
+from moto.server import ThreadedMotoServer
 from google.protobuf import duration_pb2
+from google.rpc import error_details_pb2
 from sqlalchemy import text
 
 from servicecontrol.v1 import resources_pb2 as pb
 from servicecontrol.v1 import service_control_pb2 as api
 from tests.support.aws import raw_call
 from tests.support.rpc import expect_error
-from tests.support.server import Harness
+from tests.support.server import Harness, harness_settings, running_harness
 
 ENV_FIELD = (
     "source_configuration.image_repository.image_configuration.runtime_environment_variables"
@@ -171,3 +176,39 @@ async def test_malformed_protobuf_body_is_invalid_argument(harness: Harness) -> 
             raise AssertionError("an event was streamed")
     except grpc.aio.AioRpcError as exc:
         assert exc.code() == grpc.StatusCode.INVALID_ARGUMENT, exc
+
+
+async def test_callers_never_see_infrastructure_details(
+    database_url: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # An S3 server of this test's own, stopped once the server has its buckets.
+    s3 = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    s3.start()
+    host, port = s3.get_host_and_port()
+    store = SimpleNamespace(endpoint=f"{host}:{port}", access_key="k", secret_key="s")
+    settings = harness_settings(database_url, store, tmp_path, job_max_attempts=2)
+    async with running_harness(settings, tmp_path) as h:
+        s3.stop()
+        created = await h.create("no-store")
+        op = await h.wait(created.operation_id)
+        assert op.status == pb.Operation.FAILED, op
+        service = await h.describe(created.service.service_arn)
+        infos = []
+        for detail in op.error.details:
+            info = error_details_pb2.ErrorInfo()
+            assert detail.Unpack(info)
+            infos.append(str(info))
+        said = " ".join([op.last_error, op.error.message, service.status_message, *infos])
+        assert "image store could not be reached" in said
+        for secret in (
+            str(port),
+            "127.0.0.1",
+            settings.source_bucket,
+            settings.image_bucket,
+            "Error",
+            "Exception",
+            "urllib3",
+        ):
+            assert secret not in said, (secret, said)
+    # Operators still find out what failed, and where.
+    assert any(str(port) in str(getattr(r, "error", "")) for r in caplog.records)

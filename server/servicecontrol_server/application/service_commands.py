@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -42,6 +43,8 @@ from .images import inventory
 from .pagination import PageTokens, page_size, parse_time_position, time_position
 from .ports import ObjectStore, ObjectStoreError
 from .unit_of_work import UnitOfWork
+
+log = logging.getLogger(__name__)
 
 MAX_SERVICES_PAGE = 20
 MAX_OPERATIONS_PAGE = 20
@@ -567,7 +570,8 @@ class ServiceCommands:
             except ObjectStoreError as exc:
                 from ..domain.errors import BackendUnavailable
 
-                raise BackendUnavailable(f"object store unavailable: {exc}") from exc
+                log.warning("object store inventory failed", extra={"error": str(exc)})
+                raise BackendUnavailable("The image store could not be reached.") from exc
             objects, size = counted.objects, counted.bytes
         expires = now + timedelta(seconds=self.settings.certificate_retention_seconds)
         plan = {
