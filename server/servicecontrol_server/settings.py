@@ -71,8 +71,8 @@ class Settings(BaseSettings):
     # the largest App Runner request body, in bytes.
     max_request_bytes: int = Field(default=1024 * 1024, ge=1024)
     max_response_bytes: int = Field(default=4 * 1024 * 1024, ge=1024)
-    # The server's own deadline for one unary call; WaitOperation waits at most this
-    # long (less a second to answer).
+    # The server's own deadline for one unary call (WaitOperation: this after its wait,
+    # at most 10 minutes).
     rpc_deadline_seconds: float = Field(default=60.0, gt=1.0)
     # Token bucket per account for mutating calls, in this process: the sustained rate
     # (tokens a second; 0 turns the limit off) and the burst.

@@ -137,7 +137,7 @@ async def test_wait_operation_timeout_out_of_range_is_invalid_argument(harness: 
             grpc.StatusCode.INVALID_ARGUMENT,
         )
         assert "timeout" in err.field_violations
-    # A large valid timeout is bounded by the server's deadline, not refused.
+    # A large valid timeout is bounded (at 10 minutes), not refused.
     op = await harness.stub.WaitOperation(
         api.WaitOperationRequest(
             operation_id=created.operation_id, timeout=duration_pb2.Duration(seconds=86400)

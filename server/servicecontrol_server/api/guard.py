@@ -19,6 +19,7 @@ from ..domain.errors import DomainError, FieldViolation, InvalidRequest, Request
 from ..domain.text import MAX_FIELD_CHARS, text_violations
 from .errors import abort, to_status
 from ..application.rate_limit import MutationRateLimiter
+from ..application.service_commands import MAX_WAIT_SECONDS
 
 log = logging.getLogger(__name__)
 
@@ -104,10 +105,13 @@ class RequestGuard(grpc.aio.ServerInterceptor):
                 await abort(context, to_status(exc))
 
     def _unary(self, behavior: Any, name: str) -> Any:
+        # WaitOperation waits by design: its deadline starts after its longest wait.
+        deadline = self.deadline_seconds + (MAX_WAIT_SECONDS if name == "WaitOperation" else 0)
+
         async def guarded(request: Any, context: grpc.aio.ServicerContext) -> Any:
             await self._admit(request, context, name)
             try:
-                return await asyncio.wait_for(behavior(request, context), self.deadline_seconds)
+                return await asyncio.wait_for(behavior(request, context), deadline)
             except TimeoutError:
                 log.warning("call ran past the server deadline", extra={"rpc": name})
                 await abort(
@@ -115,7 +119,7 @@ class RequestGuard(grpc.aio.ServerInterceptor):
                     to_status(
                         RequestTimedOut(
                             f"The call did not finish within the server's deadline of "
-                            f"{self.deadline_seconds:g}s."
+                            f"{deadline:g}s."
                         )
                     ),
                 )

@@ -41,7 +41,6 @@ async def start_grpc(
         app.events,
         connections=app.connections,
         domains=app.domains,
-        max_wait_seconds=s.rpc_deadline_seconds - 1,
     )
     guard = RequestGuard(
         deadline_seconds=s.rpc_deadline_seconds,

@@ -71,9 +71,7 @@ class ServiceControlServicer(ConnectionsRpc, DomainsRpc, api_grpc.ServiceControl
         *,
         connections: ConnectionCommands,
         domains: DomainCommands,
-        max_wait_seconds: float = 59.0,
     ) -> None:
-        self.max_wait_seconds = max_wait_seconds
         self.commands = commands
         self.default_account = default_account
         self.events = events
@@ -205,15 +203,13 @@ class ServiceControlServicer(ConnectionsRpc, DomainsRpc, api_grpc.ServiceControl
     async def WaitOperation(
         self, request: api.WaitOperationRequest, context: grpc.aio.ServicerContext
     ) -> api.WaitOperationResponse:
-        timeout = min(_wait_timeout(request), self.max_wait_seconds)
+        timeout = _wait_timeout(request)
         remaining = context.time_remaining()
         if remaining is not None and timeout == 0:
             # Within the call's own deadline, leaving time to answer.
             timeout = max(remaining - 0.5, 0.001)
         elif remaining is not None:
             timeout = max(min(timeout, remaining - 0.5), 0.001)
-        elif timeout == 0:
-            timeout = self.max_wait_seconds
         op = await self.commands.wait_operation(
             self.account(context), request.operation_id, timeout
         )
