@@ -9,9 +9,9 @@ from typing import Any
 
 import grpc
 import pytest
-from moto.server import ThreadedMotoServer
 from google.protobuf import duration_pb2
 from google.rpc import error_details_pb2
+from moto.server import ThreadedMotoServer
 from sqlalchemy import text
 
 from servicecontrol.v1 import resources_pb2 as pb

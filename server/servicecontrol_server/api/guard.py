@@ -15,11 +15,11 @@ import grpc
 from google.protobuf import json_format
 from google.protobuf.message import Message
 
+from ..application.rate_limit import MutationRateLimiter
+from ..application.service_commands import MAX_WAIT_SECONDS
 from ..domain.errors import DomainError, FieldViolation, InvalidRequest, RequestTimedOut
 from ..domain.text import MAX_FIELD_CHARS, text_violations
 from .errors import abort, to_status
-from ..application.rate_limit import MutationRateLimiter
-from ..application.service_commands import MAX_WAIT_SECONDS
 
 log = logging.getLogger(__name__)
 
@@ -86,11 +86,11 @@ class RequestGuard(grpc.aio.ServerInterceptor):
         name = method.removeprefix(SERVICE_PREFIX) if method.startswith(SERVICE_PREFIX) else ""
         deserialize = _deserializer(handler.request_deserializer)
         if handler.unary_unary is not None:
-            return handler._replace(  # type: ignore[attr-defined, no-any-return]
+            return handler._replace(
                 request_deserializer=deserialize,
                 unary_unary=self._unary(handler.unary_unary, name),
             )
-        return handler._replace(  # type: ignore[attr-defined, no-any-return]
+        return handler._replace(
             request_deserializer=deserialize,
             unary_stream=self._stream(handler.unary_stream, name),
         )
