@@ -67,6 +67,15 @@ class Settings(BaseSettings):
     reaper_interval_seconds: float = 60.0
     reaper_batch_size: int = 500
 
+    # Transport security on both endpoints (docs/security.md, "Transport"): a PEM
+    # certificate (chain) and key turn TLS on; a client CA also requires every client to
+    # present a certificate it signed (mutual TLS). Without TLS, only loopback addresses
+    # may be bound unless `insecure` is set.
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    tls_client_ca: Path | None = None
+    insecure: bool = False
+
     # Limits (docs/security.md, "Limits"). The largest gRPC message received or sent, and
     # the largest App Runner request body, in bytes.
     max_request_bytes: int = Field(default=1024 * 1024, ge=1024)

@@ -412,6 +412,11 @@ def images_push(args: argparse.Namespace) -> int:
 # ----- the parser -----
 
 
+def _env_path(name: str) -> Path | None:
+    value = os.environ.get(name)
+    return Path(value) if value else None
+
+
 def _global_options(parser: argparse.ArgumentParser, *, suppress: bool) -> None:
     """The global flags. Sub-commands repeat them with suppressed defaults, so they may be
     given before or after the command words, as with `aws`."""
@@ -441,7 +446,22 @@ def _global_options(parser: argparse.ArgumentParser, *, suppress: bool) -> None:
         help="use TLS (system roots unless --ca-file)",
     )
     parser.add_argument(
-        "--ca-file", type=Path, default=default(None), help="PEM roots to trust; implies --tls"
+        "--ca-file",
+        type=Path,
+        default=default(_env_path("SCCTL_CA_FILE")),
+        help="PEM roots to trust; implies --tls (env SCCTL_CA_FILE)",
+    )
+    parser.add_argument(
+        "--cert-file",
+        type=Path,
+        default=default(_env_path("SCCTL_CERT_FILE")),
+        help="PEM client certificate for mutual TLS; implies --tls (env SCCTL_CERT_FILE)",
+    )
+    parser.add_argument(
+        "--key-file",
+        type=Path,
+        default=default(_env_path("SCCTL_KEY_FILE")),
+        help="PEM private key of --cert-file (env SCCTL_KEY_FILE)",
     )
     parser.add_argument(
         "--output",
@@ -658,14 +678,26 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.group == "images":
         return images_push(args)
-    root_certificates = args.ca_file.read_bytes() if args.ca_file else None
+    if (args.cert_file is None) != (args.key_file is None):
+        parser.print_usage(sys.stderr)
+        print("scctl: error: --cert-file and --key-file go together", file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        pems = [
+            p.read_bytes() if p else None for p in (args.ca_file, args.cert_file, args.key_file)
+        ]
+    except OSError as exc:
+        print(f"scctl: error: cannot read {exc.filename}: {exc.strerror}", file=sys.stderr)
+        return EXIT_USAGE
     try:
         with ServiceControlClient(
             args.endpoint,
             account=args.account,
             api_key=args.api_key,
             tls=args.tls,
-            root_certificates=root_certificates,
+            root_certificates=pems[0],
+            certificate_chain=pems[1],
+            private_key=pems[2],
             timeout=args.timeout,
         ) as client:
             handler: Handler = args.handler

@@ -22,6 +22,7 @@ from ..bootstrap import Application
 from ..engine.worker import Worker
 from .guard import RequestGuard
 from .servicer import ServiceControlServicer
+from .tls import grpc_credentials, tls_enabled
 
 log = logging.getLogger(__name__)
 SERVICE_NAME = service_control_pb2.DESCRIPTOR.services_by_name["ServiceControl"].full_name
@@ -60,7 +61,11 @@ async def start_grpc(
     reflection.enable_server_reflection(
         (SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server
     )
-    port = server.add_insecure_port(listen)
+    port = (
+        server.add_secure_port(listen, grpc_credentials(s))
+        if tls_enabled(s)
+        else server.add_insecure_port(listen)
+    )
     if port == 0:
         raise RuntimeError(f"cannot listen on {listen}")
     await server.start()

@@ -14,6 +14,7 @@ from aiohttp import web
 from ...bootstrap import Application
 from ...domain.errors import DomainError
 from ...domain.text import text_violations
+from ..tls import http_ssl_context, tls_enabled
 from .actions import ACTIONS, Action, Context
 from .auth import AcceptAnySignature, RequestAuthenticator
 from .errors import (
@@ -145,7 +146,8 @@ async def start_aws_http(
     runner = web.AppRunner(create_app(app, authenticator), access_log=None, handle_signals=False)
     await runner.setup()
     try:
-        site = web.TCPSite(runner, host, port)
+        ssl_context = http_ssl_context(app.settings) if tls_enabled(app.settings) else None
+        site = web.TCPSite(runner, host, port, ssl_context=ssl_context)
         await site.start()
     except BaseException:
         await runner.cleanup()
