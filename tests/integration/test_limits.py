@@ -163,7 +163,7 @@ async def test_every_unary_call_has_a_server_deadline(
     async def stuck(*args: Any) -> Any:
         await asyncio.sleep(60)
 
-    monkeypatch.setattr(limited.app.commands, "list_services", stuck)
+    monkeypatch.setattr(limited.app.use_cases.commands, "list_services", stuck)
     err = await expect_error(
         limited.stub.ListServices(api.ListServicesRequest(), metadata=limited.meta(), timeout=30),
         grpc.StatusCode.DEADLINE_EXCEEDED,

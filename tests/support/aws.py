@@ -34,6 +34,7 @@ PROTOCOL_ERRORS = frozenset(
         "IncompleteSignatureException",
         "InvalidSignatureException",
         "ThrottlingException",
+        "ServiceUnavailableException",
     }
 )
 

@@ -11,10 +11,10 @@ from typing import Any
 
 from aiohttp import web
 
-from ...bootstrap import Application
 from ...domain.errors import DomainError
 from ...domain.text import text_violations
 from ..tls import http_ssl_context, tls_enabled
+from ..use_cases import UseCases
 from .actions import ACTIONS, Action, Context
 from .auth import AcceptAnySignature, RequestAuthenticator
 from .errors import (
@@ -33,10 +33,10 @@ TARGET_PREFIX = "AppRunner."
 
 
 class AwsJsonEndpoint:
-    def __init__(self, app: Application, authenticator: RequestAuthenticator) -> None:
-        self.app = app
+    def __init__(self, use_cases: UseCases, authenticator: RequestAuthenticator) -> None:
+        self.use_cases = use_cases
         self.authenticator = authenticator
-        self.max_body_bytes = app.settings.max_request_bytes
+        self.max_body_bytes = use_cases.settings.max_request_bytes
 
     async def handle(self, request: web.Request) -> web.Response:
         request_id = str(uuid.uuid4())
@@ -45,8 +45,8 @@ class AwsJsonEndpoint:
             account_id = await self.authenticator.authenticate(request)
             body = await _body(request, self.max_body_bytes)
             try:
-                self.app.rate_limiter.check(account_id, action.name)
-                result = await action.handler(Context(self.app, account_id), body)
+                self.use_cases.rate_limiter.check(account_id, action.name)
+                result = await action.handler(Context(self.use_cases, account_id), body)
             except DomainError as exc:
                 raise from_domain(exc, action.errors) from exc
         except AwsError as exc:
@@ -117,13 +117,14 @@ def _error(exc: AwsError, request_id: str) -> web.Response:
 
 
 def create_app(
-    app: Application, authenticator: RequestAuthenticator | None = None
+    use_cases: UseCases, authenticator: RequestAuthenticator | None = None
 ) -> web.Application:
+    settings = use_cases.settings
     endpoint = AwsJsonEndpoint(
-        app,
-        authenticator or AcceptAnySignature(app.settings.default_account, app.settings.region),
+        use_cases,
+        authenticator or AcceptAnySignature(settings.default_account, settings.region),
     )
-    web_app = web.Application(client_max_size=app.settings.max_request_bytes)
+    web_app = web.Application(client_max_size=settings.max_request_bytes)
     # Every method and path reaches the endpoint, which answers anything but
     # `POST /` as an unknown operation, in App Runner's error format.
     web_app.router.add_route("*", "/{tail:.*}", endpoint.handle)
@@ -138,15 +139,18 @@ def _host_port(listen: str) -> tuple[str | None, int]:
 
 
 async def start_aws_http(
-    app: Application, listen: str, *, authenticator: RequestAuthenticator | None = None
+    use_cases: UseCases, listen: str, *, authenticator: RequestAuthenticator | None = None
 ) -> tuple[web.AppRunner, int]:
     """Serves the endpoint on `listen` (port 0: a free one). Returns the runner, for
     `await runner.cleanup()` at shutdown, and the bound port."""
     host, port = _host_port(listen)
-    runner = web.AppRunner(create_app(app, authenticator), access_log=None, handle_signals=False)
+    runner = web.AppRunner(
+        create_app(use_cases, authenticator), access_log=None, handle_signals=False
+    )
     await runner.setup()
     try:
-        ssl_context = http_ssl_context(app.settings) if tls_enabled(app.settings) else None
+        settings = use_cases.settings
+        ssl_context = http_ssl_context(settings) if tls_enabled(settings) else None
         site = web.TCPSite(runner, host, port, ssl_context=ssl_context)
         await site.start()
     except BaseException:
