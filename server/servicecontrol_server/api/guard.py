@@ -6,6 +6,7 @@ deadline."""
 from __future__ import annotations
 
 import asyncio
+import inspect
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -108,10 +109,15 @@ class RequestGuard(grpc.aio.ServerInterceptor):
         # WaitOperation waits by design: its deadline starts after its longest wait.
         deadline = self.deadline_seconds + (MAX_WAIT_SECONDS if name == "WaitOperation" else 0)
 
+        async def run(request: Any, context: grpc.aio.ServicerContext) -> Any:
+            # grpc.aio serves plain functions too (the health servicer's are).
+            result = behavior(request, context)
+            return await result if inspect.isawaitable(result) else result
+
         async def guarded(request: Any, context: grpc.aio.ServicerContext) -> Any:
             await self._admit(request, context, name)
             try:
-                return await asyncio.wait_for(behavior(request, context), deadline)
+                return await asyncio.wait_for(run(request, context), deadline)
             except TimeoutError:
                 log.warning("call ran past the server deadline", extra={"rpc": name})
                 await abort(
@@ -130,7 +136,12 @@ class RequestGuard(grpc.aio.ServerInterceptor):
     def _stream(self, behavior: Any, name: str) -> Any:
         async def guarded(request: Any, context: grpc.aio.ServicerContext) -> Any:
             await self._admit(request, context, name)
-            async for item in behavior(request, context):
-                yield item
+            stream = behavior(request, context)
+            if hasattr(stream, "__aiter__"):
+                async for item in stream:
+                    yield item
+            else:
+                for item in stream:
+                    yield item
 
         return guarded
