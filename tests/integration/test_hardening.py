@@ -137,6 +137,18 @@ async def test_wait_operation_timeout_out_of_range_is_invalid_argument(harness: 
             grpc.StatusCode.INVALID_ARGUMENT,
         )
         assert "timeout" in err.field_violations
+    # A NUL elsewhere in the request, with a Duration no JSON form can express.
+    err = await expect_error(
+        harness.stub.WaitOperation(
+            api.WaitOperationRequest(
+                operation_id="\x00" + created.operation_id,
+                timeout=duration_pb2.Duration(seconds=-(2**63)),
+            ),
+            metadata=harness.meta(),
+        ),
+        grpc.StatusCode.INVALID_ARGUMENT,
+    )
+    assert "operation_id" in err.field_violations
     # A large valid timeout is bounded (at 10 minutes), not refused.
     op = await harness.stub.WaitOperation(
         api.WaitOperationRequest(
