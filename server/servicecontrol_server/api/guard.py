@@ -15,12 +15,13 @@ from typing import Any
 import grpc
 from google.protobuf.descriptor import FieldDescriptor
 from google.protobuf.message import Message
+from google.rpc import status_pb2
 
 from ..application.rate_limit import MutationRateLimiter
 from ..application.service_commands import MAX_WAIT_SECONDS
 from ..domain.errors import DomainError, FieldViolation, InvalidRequest, RequestTimedOut
 from ..domain.text import MAX_FIELD_CHARS, text_violations
-from .errors import abort, to_status
+from .errors import abort, internal_status, to_status
 
 log = logging.getLogger(__name__)
 
@@ -31,7 +32,7 @@ SERVICE_PREFIX = "/servicecontrol.v1.ServiceControl/"
 class _Refused:
     """What the deserializer hands on instead of a request it refused."""
 
-    error: DomainError
+    status: status_pb2.Status
 
 
 def request_violations(message: Message) -> list[FieldViolation]:
@@ -64,17 +65,22 @@ def _deserializer(parse: Callable[[bytes], Any]) -> Callable[[bytes], Any]:
         except Exception as exc:  # noqa: BLE001 - any parse failure is the caller's body
             log.info("malformed request body", extra={"error": type(exc).__name__})
             return _Refused(
-                InvalidRequest(
-                    [FieldViolation("", "the request body is not a valid protobuf message")],
-                    "The request body is not a valid protobuf message of the method's type.",
+                to_status(
+                    InvalidRequest(
+                        [FieldViolation("", "the request body is not a valid protobuf message")],
+                        "The request body is not a valid protobuf message of the method's type.",
+                    )
                 )
             )
         # Only a body holding a 0x00 byte or a very long field can break a text rule
         # (the parser already refuses invalid UTF-8): the common case costs one scan.
         if isinstance(message, Message) and (b"\x00" in raw or len(raw) > MAX_FIELD_CHARS):
-            violations = request_violations(message)
+            try:
+                violations = request_violations(message)
+            except Exception as exc:  # noqa: BLE001 - grpcio would answer UNKNOWN with its class
+                return _Refused(internal_status(exc))
             if violations:
-                return _Refused(InvalidRequest(violations))
+                return _Refused(to_status(InvalidRequest(violations)))
         return message
 
     return deserialize
@@ -115,7 +121,7 @@ class RequestGuard(grpc.aio.ServerInterceptor):
 
     async def _admit(self, request: Any, context: grpc.aio.ServicerContext, name: str) -> None:
         if isinstance(request, _Refused):
-            await abort(context, to_status(request.error))
+            await abort(context, request.status)
         if name:
             try:
                 self.limiter.check(self.account_of(context), name)
