@@ -37,7 +37,7 @@ from tests.support.fuzzing import (
 from tests.support.server import OTHER_ACCOUNT, harness_settings
 
 # Examples per endpoint, shared out between its RPCs or actions.
-EXAMPLES = int(os.environ.get("SERVICECONTROL_FUZZ_EXAMPLES", "360"))
+EXAMPLES = int(os.environ.get("SERVICECONTROL_FUZZ_EXAMPLES", "200"))
 SMOKE = "SERVICECONTROL_FUZZ_EXAMPLES" not in os.environ
 
 
@@ -221,7 +221,7 @@ def test_every_app_runner_action_answers_random_requests_without_500(
         response = http.request("POST", server.access.aws_url, body=body, headers=headers)
         after = server.database_state()
         server.outcomes[f"aws {response.status}"] += 1
-        assert response.status != 500 and response.status < 500 or response.status == 503, (
+        assert response.status < 500, (
             action,
             response.status,
             response.data[:300],

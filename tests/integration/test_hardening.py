@@ -211,7 +211,7 @@ async def test_callers_never_see_infrastructure_details(
             assert detail.Unpack(info)
             infos.append(str(info))
         said = " ".join([op.last_error, op.error.message, service.status_message, *infos])
-        assert "image store could not be reached" in said
+        assert "image store is unavailable" in said
         for secret in (
             str(port),
             "127.0.0.1",

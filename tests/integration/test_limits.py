@@ -142,6 +142,13 @@ async def test_mutations_are_throttled_on_app_runner_and_botocore_retries(
         config=Config(retries={"mode": "standard", "total_max_attempts": 10}),
     )
 
+    async def drain() -> None:
+        for _ in range(10):
+            answer = await raw_call(limited.aws_port, "AppRunner.PauseService", {"ServiceArn": arn})
+            if answer.json()["__type"] == "ThrottlingException":
+                return
+        raise AssertionError("the bucket never ran dry")
+
     def pause() -> dict[str, Any]:
         try:
             client.pause_service(ServiceArn=arn)
@@ -149,7 +156,8 @@ async def test_mutations_are_throttled_on_app_runner_and_botocore_retries(
             return dict(exc.response["ResponseMetadata"])
         raise AssertionError("paused a service that does not exist")
 
-    # The bucket is empty: botocore's retries of ThrottlingException get through.
+    # Right after the bucket ran dry: botocore's retries of ThrottlingException get through.
+    await drain()
     metadata = await asyncio.to_thread(pause)
     assert metadata["RetryAttempts"] >= 1
 

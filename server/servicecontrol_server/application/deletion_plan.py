@@ -36,7 +36,7 @@ async def deletion_plan(
         except ObjectStoreError as exc:
             # Endpoints, buckets and keys stay in the log; callers read what failed.
             log.warning("object store inventory failed", extra={"error": str(exc)})
-            raise BackendUnavailable("The image store could not be reached.") from exc
+            raise BackendUnavailable("The image store is unavailable.") from exc
         objects, size = counted.objects, counted.bytes
     expires = now + timedelta(seconds=settings.certificate_retention_seconds)
     return {

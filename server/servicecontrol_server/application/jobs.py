@@ -101,7 +101,7 @@ class ServiceJob:
             # Endpoints, buckets and keys stay in the log; callers read what failed.
             log.warning("object store call failed", extra={"error": str(exc)})
             raise RetryableJobError(
-                "OBJECT_STORE_UNAVAILABLE", "The image store could not be reached.", {}
+                "OBJECT_STORE_UNAVAILABLE", "The image store is unavailable.", {}
             ) from exc
 
     async def _compute(self, call: Awaitable[None]) -> None:
@@ -110,7 +110,7 @@ class ServiceJob:
         except ComputeError as exc:
             log.warning("compute call failed", extra={"error": str(exc)})
             raise RetryableJobError(
-                "COMPUTE_UNAVAILABLE", "The compute platform could not be reached.", {}
+                "COMPUTE_UNAVAILABLE", "The compute platform is unavailable.", {}
             ) from exc
 
     async def _finish(
