@@ -22,6 +22,13 @@ def main(argv: list[str] | None = None) -> int:
     logs.configure(settings.log_level, settings.log_json)
 
     if args.command == "serve":
+        from .api.tls import TransportRefused, check_transport
+
+        try:
+            check_transport(settings)
+        except TransportRefused as exc:
+            print(f"servicecontrol: {exc}", file=sys.stderr)
+            return 2
         return asyncio.run(_serve(settings))
     if args.command == "worker":
         return asyncio.run(_worker(settings, args.concurrency))
@@ -47,6 +54,16 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--listen", help="host:port (default 127.0.0.1:50051; port 0 picks one)")
     serve.add_argument("--workers", type=int, help="job workers inside the server (0: none)")
     serve.add_argument("--no-migrate", action="store_true", help="do not migrate on start")
+    serve.add_argument("--tls-cert", type=Path, help="PEM certificate (chain): serve TLS")
+    serve.add_argument("--tls-key", type=Path, help="PEM private key of --tls-cert")
+    serve.add_argument(
+        "--tls-client-ca", type=Path, help="PEM CA: require client certificates it signed"
+    )
+    serve.add_argument(
+        "--insecure",
+        action="store_true",
+        help="allow plaintext on addresses other than loopback",
+    )
 
     worker = sub.add_parser("worker", help="run job workers only")
     worker.add_argument("--concurrency", type=int, default=2)
@@ -103,6 +120,11 @@ def _settings(args: argparse.Namespace) -> Settings:
         overrides["workers_in_server"] = args.workers
     if getattr(args, "no_migrate", False):
         overrides["migrate_on_start"] = False
+    for flag in ("tls_cert", "tls_key", "tls_client_ca"):
+        if getattr(args, flag, None) is not None:
+            overrides[flag] = getattr(args, flag)
+    if getattr(args, "insecure", False):
+        overrides["insecure"] = True
     return Settings(**overrides)
 
 

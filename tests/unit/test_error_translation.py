@@ -24,6 +24,7 @@ from servicecontrol_server.api.aws_json.http import create_app
 from servicecontrol_server.api.server import start_grpc
 from servicecontrol_server.api.servicer import ServiceControlServicer
 from servicecontrol_server.api.use_cases import UseCases
+from servicecontrol_server.application.rate_limit import MutationRateLimiter
 from servicecontrol_server.domain.errors import BackendUnavailable
 from servicecontrol_server.settings import Settings
 
@@ -66,6 +67,7 @@ def use_cases(make: Callable[[], Exception]) -> tuple[UseCases, Failing]:
             domains=failing,  # type: ignore[arg-type]
             events=failing,  # type: ignore[arg-type]
             settings=settings,
+            rate_limiter=MutationRateLimiter(0, 1),
             images=failing,  # type: ignore[arg-type]
         ),
         failing,

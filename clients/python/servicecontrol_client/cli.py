@@ -528,6 +528,18 @@ def _global_options(parser: argparse.ArgumentParser, *, leaf: bool) -> None:
         help=text("PEM roots to trust; implies TLS (env SCCTL_CA_FILE)"),
     )
     parser.add_argument(
+        "--cert-file",
+        type=Path,
+        default=default,
+        help=text("PEM client certificate for mutual TLS; implies TLS (env SCCTL_CERT_FILE)"),
+    )
+    parser.add_argument(
+        "--key-file",
+        type=Path,
+        default=default,
+        help=text("PEM private key of --cert-file (env SCCTL_KEY_FILE)"),
+    )
+    parser.add_argument(
         "--output",
         choices=OUTPUTS,
         default=default,
@@ -861,7 +873,17 @@ def completion_command(args: argparse.Namespace) -> int:
 def _overrides(args: argparse.Namespace) -> dict[str, object]:
     return {
         key: getattr(args, key, None)
-        for key in ("endpoint", "account", "api_key", "tls", "ca_file", "output", "timeout")
+        for key in (
+            "endpoint",
+            "account",
+            "api_key",
+            "tls",
+            "ca_file",
+            "cert_file",
+            "key_file",
+            "output",
+            "timeout",
+        )
     }
 
 
@@ -922,6 +944,7 @@ def main(argv: list[str] | None = None) -> int:  # noqa: C901 - one exit code pe
         profile = load_profile(args.profile, _overrides(args))
         target, secure = profile.target()
         root_certificates = profile.root_certificates()
+        client_certificate = profile.client_certificate()
     except (ConfigError, UsageError) as exc:
         return usage(str(exc))
     args.output = profile.output
@@ -932,6 +955,8 @@ def main(argv: list[str] | None = None) -> int:  # noqa: C901 - one exit code pe
             api_key=profile.api_key,
             tls=secure,
             root_certificates=root_certificates,
+            certificate_chain=client_certificate[0] if client_certificate else None,
+            private_key=client_certificate[1] if client_certificate else None,
             timeout=profile.timeout,
         ) as client:
             _resolve_service(client, args)

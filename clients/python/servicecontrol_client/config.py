@@ -32,6 +32,8 @@ KEYS: dict[str, str] = {
     "api_key": "sent as `authorization: Bearer KEY`",
     "tls": "true: use TLS with a host:port endpoint",
     "ca_file": "PEM roots to trust (implies TLS)",
+    "cert_file": "PEM client certificate for mutual TLS (implies TLS; goes with key_file)",
+    "key_file": "PEM private key of cert_file",
     "output": f"default output format: {', '.join(OUTPUTS)}",
     "timeout": "deadline of each API call in seconds",
 }
@@ -48,6 +50,8 @@ class Profile:
     api_key: str | None = None
     tls: bool = False
     ca_file: Path | None = None
+    cert_file: Path | None = None
+    key_file: Path | None = None
     output: str = "json"
     timeout: float = 30.0
 
@@ -58,7 +62,7 @@ class Profile:
         if "://" not in value:
             if not value or "/" in value:
                 raise ConfigError(f"endpoint {value!r}: expected host:port")
-            return value, self.tls or self.ca_file is not None
+            return value, self.tls or self.ca_file is not None or self.cert_file is not None
         parts = urlsplit(value)
         if parts.scheme not in ("http", "https"):
             raise ConfigError(
@@ -68,10 +72,10 @@ class Profile:
         if parts.path not in ("", "/") or parts.query or not parts.hostname:
             raise ConfigError(f"endpoint {value!r}: expected {parts.scheme}://host:port")
         secure = parts.scheme == "https"
-        if not secure and self.ca_file is not None:
+        if not secure and (self.ca_file is not None or self.cert_file is not None):
             raise ConfigError(
-                f"endpoint {value!r} is plaintext (http://) but a CA file is set: "
-                "use https:// for TLS"
+                f"endpoint {value!r} is plaintext (http://) but a CA or client certificate "
+                "file is set: use https:// for TLS"
             )
         try:
             port = parts.port or (443 if secure else 80)
@@ -83,15 +87,25 @@ class Profile:
         return f"{host}:{port}", secure
 
     def root_certificates(self) -> bytes | None:
-        if self.ca_file is None:
-            return None
-        try:
-            return self.ca_file.read_bytes()
-        except OSError as exc:
-            reason = exc.strerror or type(exc).__name__
-            raise ConfigError(
-                f"CA file {self.ca_file}: {reason}; give a readable PEM file with --ca-file"
-            ) from exc
+        return _read_pem(self.ca_file, "CA file", "--ca-file")
+
+    def client_certificate(self) -> tuple[bytes, bytes] | None:
+        """(certificate chain, private key) for mutual TLS, or None."""
+        if (self.cert_file is None) != (self.key_file is None):
+            raise ConfigError("--cert-file and --key-file go together: give both or neither")
+        chain = _read_pem(self.cert_file, "client certificate file", "--cert-file")
+        key = _read_pem(self.key_file, "client key file", "--key-file")
+        return (chain, key) if chain is not None and key is not None else None
+
+
+def _read_pem(path: Path | None, what: str, flag: str) -> bytes | None:
+    if path is None:
+        return None
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        reason = exc.strerror or type(exc).__name__
+        raise ConfigError(f"{what} {path}: {reason}; give a readable PEM file with {flag}") from exc
 
 
 def config_path() -> Path:
@@ -169,7 +183,7 @@ def _coerce(profile: str, values: dict[str, str]) -> Profile:
                 loaded[key] = lowered in ("true", "1", "yes")
             elif key == "timeout":
                 loaded[key] = float(raw)
-            elif key == "ca_file":
+            elif key in ("ca_file", "cert_file", "key_file"):
                 loaded[key] = Path(raw).expanduser()
             elif key == "output":
                 if raw not in OUTPUTS:

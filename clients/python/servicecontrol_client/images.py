@@ -15,7 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, cast
 
-CHUNK_SIZE = 1024 * 1024
+# Under the server's default 1 MiB message limit, with room for the rest of the message.
+CHUNK_SIZE = 512 * 1024
 LAYER_MEDIA_TYPE = "application/vnd.oci.image.layer.v1.tar"
 _OCI_BLOB_PATH = re.compile(r"blobs/sha256/([0-9a-f]{64})")
 _COMPRESSION_SUFFIX = ((b"\x1f\x8b", "+gzip"), (b"\x28\xb5\x2f\xfd", "+zstd"))

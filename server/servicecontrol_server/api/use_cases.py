@@ -9,6 +9,7 @@ from ..application.connection_commands import ConnectionCommands
 from ..application.domain_commands import DomainCommands
 from ..application.events import EventQueries
 from ..application.image_upload import ImageUploads
+from ..application.rate_limit import MutationRateLimiter
 from ..application.service_commands import ServiceCommands
 from ..settings import Settings
 
@@ -20,5 +21,7 @@ class UseCases:
     domains: DomainCommands
     events: EventQueries
     settings: Settings
+    # One per process, shared by the gRPC and App Runner endpoints.
+    rate_limiter: MutationRateLimiter
     # Image pushes through the API (PushImage); None where a server does not take them.
     images: ImageUploads | None = None

@@ -73,6 +73,10 @@ class _ErrorReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ErrorReas
     """RESOURCE_EXHAUSTED, with a google.rpc.QuotaFailure detail. Metadata: limit, usage."""
     CUSTOM_DOMAIN_QUOTA_EXCEEDED: _ErrorReason.ValueType  # 52
     """RESOURCE_EXHAUSTED, with a google.rpc.QuotaFailure detail. Metadata: limit, usage."""
+    RATE_LIMITED: _ErrorReason.ValueType  # 53
+    """RESOURCE_EXHAUSTED. The account sent mutations faster than the server's rate limit;
+    a RetryInfo detail says when to retry. Metadata: retryAfterSeconds.
+    """
     IMAGE_NOT_FOUND: _ErrorReason.ValueType  # 60
     """Operation errors (Operation.error), not call errors.
     The source image does not exist in the source registry. Metadata: imageIdentifier.
@@ -91,6 +95,8 @@ class _ErrorReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ErrorReas
     """UNIMPLEMENTED. The RPC is in the contract but this server version does not serve it.
     Metadata: rpc.
     """
+    REQUEST_TIMED_OUT: _ErrorReason.ValueType  # 73
+    """DEADLINE_EXCEEDED. The call ran past the server's own deadline for one call."""
     UNAUTHENTICATED_REQUEST: _ErrorReason.ValueType  # 80
     """UNAUTHENTICATED / PERMISSION_DENIED: reserved for API-key authentication."""
     PERMISSION_DENIED_FOR_ACCOUNT: _ErrorReason.ValueType  # 81
@@ -165,6 +171,10 @@ CONNECTION_QUOTA_EXCEEDED: ErrorReason.ValueType  # 51
 """RESOURCE_EXHAUSTED, with a google.rpc.QuotaFailure detail. Metadata: limit, usage."""
 CUSTOM_DOMAIN_QUOTA_EXCEEDED: ErrorReason.ValueType  # 52
 """RESOURCE_EXHAUSTED, with a google.rpc.QuotaFailure detail. Metadata: limit, usage."""
+RATE_LIMITED: ErrorReason.ValueType  # 53
+"""RESOURCE_EXHAUSTED. The account sent mutations faster than the server's rate limit;
+a RetryInfo detail says when to retry. Metadata: retryAfterSeconds.
+"""
 IMAGE_NOT_FOUND: ErrorReason.ValueType  # 60
 """Operation errors (Operation.error), not call errors.
 The source image does not exist in the source registry. Metadata: imageIdentifier.
@@ -183,6 +193,8 @@ UNIMPLEMENTED_RPC: ErrorReason.ValueType  # 72
 """UNIMPLEMENTED. The RPC is in the contract but this server version does not serve it.
 Metadata: rpc.
 """
+REQUEST_TIMED_OUT: ErrorReason.ValueType  # 73
+"""DEADLINE_EXCEEDED. The call ran past the server's own deadline for one call."""
 UNAUTHENTICATED_REQUEST: ErrorReason.ValueType  # 80
 """UNAUTHENTICATED / PERMISSION_DENIED: reserved for API-key authentication."""
 PERMISSION_DENIED_FOR_ACCOUNT: ErrorReason.ValueType  # 81

@@ -1089,7 +1089,7 @@ class ImageChunk(_message.Message):
     offset: _builtins.int
     """Where in the blob the piece starts: where the server's copy of it ends."""
     data: _builtins.bytes
-    """At most 1 MiB is a good size; the call's message limit is 4 MiB."""
+    """512 KiB is a good size: a message may be at most 1 MiB by default."""
     def __init__(
         self,
         *,
