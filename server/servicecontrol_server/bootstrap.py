@@ -12,9 +12,11 @@ import psycopg
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from .adapters.compute.recorded import RecordedComputeDriver
+from .adapters.crypto.aesgcm import AesGcmSecretBox, decode_kek, load_or_create_kek
 from .adapters.dns.zone_file import ZoneFileValidator
 from .adapters.postgres.database import create_engine, libpq_url, with_database
 from .adapters.postgres.embedded import EmbeddedPostgres
+from .adapters.postgres.identity import PostgresIdentityStore
 from .adapters.postgres.listen import PgListener
 from .adapters.postgres.migrate import upgrade_to_head
 from .adapters.postgres.outbox import EVENTS_CHANNEL, EventLog
@@ -23,6 +25,7 @@ from .adapters.postgres.unit_of_work import PostgresUnitOfWork
 from .application.connection_commands import ConnectionCommands
 from .application.dns import DnsValidation
 from .application.domain_commands import DomainCommands
+from .application.identity import Identity
 from .application.jobs import ServiceJob, job_handlers
 from .application.ports import ObjectStore
 from .application.service_commands import ServiceCommands
@@ -73,6 +76,25 @@ def object_store(settings: Settings) -> ObjectStore:
     return store
 
 
+KEK_FILE = "kek"
+CREDENTIALS_FILE = "credentials"
+
+
+def secret_box(settings: Settings) -> AesGcmSecretBox:
+    """The key-encryption key from settings, or the data dir's (created on first use)."""
+    if settings.key_encryption_key:
+        return AesGcmSecretBox(
+            decode_kek(settings.key_encryption_key, "SERVICECONTROL_KEY_ENCRYPTION_KEY")
+        )
+    if settings.key_encryption_key_file is not None:
+        return AesGcmSecretBox(load_or_create_kek(settings.key_encryption_key_file, create=False))
+    return AesGcmSecretBox(load_or_create_kek(settings.data_dir / KEK_FILE, create=True))
+
+
+def identity(engine: AsyncEngine, settings: Settings) -> Identity:
+    return Identity(PostgresIdentityStore(engine), secret_box(settings))
+
+
 @dataclass
 class Application:
     settings: Settings
@@ -86,6 +108,7 @@ class Application:
     connections: ConnectionCommands
     domains: DomainCommands
     dns_validation: DnsValidation
+    identity: Identity
 
     async def close(self) -> None:
         await self.listener.close()
@@ -122,6 +145,7 @@ async def build(settings: Settings, url: str, *, migrate: bool | None = None) ->
         resources.connections,
         resources.domains,
         resources.dns_validation,
+        resources.identity,
     )
 
 
@@ -133,6 +157,7 @@ class ResourceCommands:
     connections: ConnectionCommands
     domains: DomainCommands
     dns_validation: DnsValidation
+    identity: Identity
 
 
 def resource_commands(engine: AsyncEngine, settings: Settings) -> ResourceCommands:
@@ -143,6 +168,7 @@ def resource_commands(engine: AsyncEngine, settings: Settings) -> ResourceComman
         ConnectionCommands(uow, settings),
         DomainCommands(uow, settings),
         DnsValidation(uow, ZoneFileValidator(settings.dns_zone_file)),
+        identity(engine, settings),
     )
 
 

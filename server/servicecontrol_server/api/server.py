@@ -20,6 +20,7 @@ from servicecontrol.v1 import service_control_pb2, service_control_pb2_grpc
 from ..application.reaper import Reaper
 from ..bootstrap import Application
 from ..engine.worker import Worker
+from .auth import AuthInterceptor
 from .servicer import ServiceControlServicer
 
 log = logging.getLogger(__name__)
@@ -33,10 +34,9 @@ def worker_owner(role: str) -> str:
 async def start_grpc(
     app: Application, listen: str
 ) -> tuple[grpc.aio.Server, int, health.HealthServicer]:
-    server = grpc.aio.server()
+    server = grpc.aio.server(interceptors=[AuthInterceptor(app.identity)])
     servicer = ServiceControlServicer(
         app.commands,
-        app.settings.default_account,
         app.events,
         connections=app.connections,
         domains=app.domains,

@@ -17,17 +17,15 @@ from servicecontrol.v1 import service_control_pb2 as api
 from servicecontrol.v1 import service_control_pb2_grpc as api_grpc
 
 from ..adapters.postgres.outbox import EventLog
+from ..application.caller import current_caller
 from ..application.connection_commands import ConnectionCommands
 from ..application.domain_commands import DomainCommands
 from ..application.service_commands import Configs, MutationResult, ServiceCommands
-from ..domain import names
 from ..domain.errors import BackendUnavailable, DomainError, FieldViolation, InvalidRequest
 from . import convert
 from .connections_rpc import ConnectionsRpc
 from .domains_rpc import DomainsRpc
 from .errors import abort, internal_status, to_status
-
-ACCOUNT_METADATA_KEY = "x-servicecontrol-account"
 
 Req = TypeVar("Req", bound=Message)
 Resp = TypeVar("Resp", bound=Message)
@@ -59,27 +57,22 @@ class ServiceControlServicer(ConnectionsRpc, DomainsRpc, api_grpc.ServiceControl
     def __init__(
         self,
         commands: ServiceCommands,
-        default_account: str,
         events: EventLog | None = None,
         *,
         connections: ConnectionCommands,
         domains: DomainCommands,
     ) -> None:
         self.commands = commands
-        self.default_account = default_account
         self.events = events
         self.connections = connections
         self.domains = domains
 
     def account(self, context: grpc.aio.ServicerContext) -> str:
-        for key, value in context.invocation_metadata() or ():
-            if key == ACCOUNT_METADATA_KEY:
-                if not names.is_account_id(value):
-                    raise InvalidRequest(
-                        [FieldViolation(f"metadata.{ACCOUNT_METADATA_KEY}", "must be 12 digits")]
-                    )
-                return str(value)
-        return self.default_account
+        """The caller's account: the API key's (api/auth.py admitted the call)."""
+        caller = current_caller()
+        if caller is None:
+            raise AssertionError("a ServiceControl RPC ran without an authenticated caller")
+        return caller.account_id
 
     # ----- services -----
 

@@ -10,7 +10,7 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from ...domain.model import Event
-from . import jobqueue, outbox
+from . import identity, jobqueue, outbox
 from .repositories import (
     AccountRepository,
     CertificateRepository,
@@ -91,6 +91,10 @@ class PostgresUnitOfWork:
             self._events = []
 
     async def commit(self) -> None:
+        # A request's mutation is audited in the transaction that makes it.
+        audited = await identity.audit_in_transaction(self.conn, self._events)
         await self.flush_events()
         if self._owns_connection:
             await self.conn.commit()
+        if audited:
+            identity.mark_audited()

@@ -24,6 +24,9 @@ SERIALIZATION = "SerializationException"
 MISSING_TOKEN = "MissingAuthenticationTokenException"
 INCOMPLETE_SIGNATURE = "IncompleteSignatureException"
 INVALID_SIGNATURE = "InvalidSignatureException"
+UNRECOGNIZED_CLIENT = "UnrecognizedClientException"
+EXPIRED_TOKEN = "ExpiredTokenException"
+ACCESS_DENIED = "AccessDeniedException"
 
 # The model's `smithy.api#httpError` of each modeled error; the quota error is 402.
 HTTP_STATUS = {
@@ -37,6 +40,9 @@ HTTP_STATUS = {
     MISSING_TOKEN: 403,
     INCOMPLETE_SIGNATURE: 403,
     INVALID_SIGNATURE: 403,
+    UNRECOGNIZED_CLIENT: 403,
+    EXPIRED_TOKEN: 403,
+    ACCESS_DENIED: 403,
 }
 # The model's ErrorMessage shape holds at most 600 characters.
 MAX_MESSAGE = 600
