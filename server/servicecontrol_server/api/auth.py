@@ -114,11 +114,16 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
     def _unary(self, name: str, behavior: Any) -> Any:
         async def unary(request: Any, context: grpc.aio.ServicerContext) -> Any:
             caller = await self.admit(name, request, context)
+            audited = _AuditingContext(
+                context, lambda outcome: self._audit(caller, request, outcome)
+            )
             with acting_as(caller):
                 try:
-                    response = await behavior(request, context)
-                except BaseException as exc:
-                    await self._audit_failure(caller, request, context, exc)
+                    response = await behavior(request, audited)
+                except grpc.aio.AbortError:
+                    raise
+                except BaseException:
+                    await self._audit(caller, request, "INTERNAL")
                     raise
                 await self._audit(caller, request, "OK")
                 return response
@@ -182,13 +187,6 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
             )
         return caller
 
-    async def _audit_failure(
-        self, caller: Caller, request: Any, context: grpc.aio.ServicerContext, exc: BaseException
-    ) -> None:
-        code = context.code() if isinstance(exc, grpc.aio.AbortError) else None
-        outcome = code.name if isinstance(code, grpc.StatusCode) else "INTERNAL"
-        await self._audit(caller, request, outcome)
-
     async def _audit(self, caller: Caller, request: Any, outcome: str) -> None:
         """The row of a mutation that the unit of work did not write: refused, or one that
         changed nothing (validate_only, a replayed request id)."""
@@ -213,3 +211,25 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
             caller.audited = True
         except Exception as exc:  # noqa: BLE001 - the call's own answer must still go out
             log.error("audit row not written: %s", type(exc).__name__)
+
+
+class _AuditingContext:
+    """The call's context, writing the audit row of a refused mutation before the refusal
+    goes out (once it is sent, the caller may already be reading the audit log)."""
+
+    def __init__(
+        self, context: grpc.aio.ServicerContext, audit: Callable[[str], Awaitable[None]]
+    ) -> None:
+        self._context = context
+        self._audit = audit
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._context, name)
+
+    async def abort(self, code: grpc.StatusCode, details: str = "", *args: Any) -> None:
+        await self._audit(code.name)
+        await self._context.abort(code, details, *args)
+
+    async def abort_with_status(self, status: grpc.Status) -> None:
+        await self._audit(status.code.name)
+        await self._context.abort_with_status(status)
