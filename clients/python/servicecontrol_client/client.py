@@ -90,11 +90,11 @@ class ServiceControlClient:
 
     `api_key` (`<key id>.<secret>`) is sent as `authorization: Bearer <key>`; when None,
     `default_api_key()` finds it (pass `""` to send none). `timeout` is each call's
-    deadline in seconds, retries included. UNAVAILABLE is retried up to `retries` times with exponential backoff and full
-    jitter, but only for reads and for mutations carrying a `request_id`: the client
-    gives every mutation a fresh UUID4 request_id unless one is passed (pass `""` to
-    send none, which also turns retries off for that call), so a retried mutation is
-    applied at most once.
+    deadline in seconds, retries included. UNAVAILABLE is retried up to `retries` times
+    with exponential backoff and full jitter, but only for reads and for mutations
+    carrying a `request_id`: the client gives every mutation a fresh UUID4 request_id
+    unless one is passed (pass `""` to send none, which also turns retries off for that
+    call), so a retried mutation is applied at most once.
     """
 
     def __init__(
