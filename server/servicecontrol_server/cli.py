@@ -138,8 +138,8 @@ def _settings(args: argparse.Namespace) -> Settings:
 
 
 async def _serve(settings: Settings) -> int:
-    from .api.server import run_until_signalled, serve
-    from .bootstrap import build, database_url
+    from .api.server import run_until_signalled
+    from .bootstrap import build, database_url, serve
     from .identity_cli import first_start_credentials
 
     with database_url(settings) as url:
@@ -158,8 +158,8 @@ async def _serve(settings: Settings) -> int:
 
 
 async def _worker(settings: Settings, concurrency: int) -> int:
-    from .api.server import run_until_signalled, work
-    from .bootstrap import build, database_url
+    from .api.server import run_until_signalled
+    from .bootstrap import build, database_url, work
 
     with database_url(settings) as url:
         # Migrating is safe from any number of processes at once (an advisory lock

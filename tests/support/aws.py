@@ -34,6 +34,7 @@ PROTOCOL_ERRORS = frozenset(
         "UnrecognizedClientException",
         "ExpiredTokenException",
         "AccessDeniedException",
+        "ServiceUnavailableException",
     }
 )
 

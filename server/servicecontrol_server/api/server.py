@@ -1,14 +1,10 @@
-"""The gRPC server process: the API with reflection and health, plus (by default) job
-workers, the outbox relay and the TTL reaper, all stopped gracefully on SIGTERM."""
+"""The gRPC server: the ServiceControl API with reflection and health, and the signal
+handling of a server process (bootstrap.serve runs it with the engine's loops)."""
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import logging
-import os
 import signal
-import socket
 from collections.abc import Awaitable, Callable
 
 import grpc
@@ -17,29 +13,22 @@ from grpc_reflection.v1alpha import reflection
 
 from servicecontrol.v1 import service_control_pb2, service_control_pb2_grpc
 
-from ..application.reaper import Reaper
-from ..bootstrap import Application
-from ..engine.worker import Worker
 from .auth import AuthInterceptor
 from .servicer import ServiceControlServicer
+from .use_cases import UseCases
 
-log = logging.getLogger(__name__)
 SERVICE_NAME = service_control_pb2.DESCRIPTOR.services_by_name["ServiceControl"].full_name
 
 
-def worker_owner(role: str) -> str:
-    return f"{role}:{socket.gethostname()}:{os.getpid()}"
-
-
 async def start_grpc(
-    app: Application, listen: str
+    use_cases: UseCases, listen: str
 ) -> tuple[grpc.aio.Server, int, health.HealthServicer]:
-    server = grpc.aio.server(interceptors=[AuthInterceptor(app.identity)])
+    server = grpc.aio.server(interceptors=[AuthInterceptor(use_cases.identity)])
     servicer = ServiceControlServicer(
-        app.commands,
-        app.events,
-        connections=app.connections,
-        domains=app.domains,
+        use_cases.commands,
+        use_cases.events,
+        connections=use_cases.connections,
+        domains=use_cases.domains,
     )
     service_control_pb2_grpc.add_ServiceControlServicer_to_server(servicer, server)
     health_servicer = health.HealthServicer()
@@ -56,71 +45,9 @@ async def start_grpc(
     return server, port, health_servicer
 
 
-def background_tasks(
-    app: Application, stop: asyncio.Event, *, workers: int, role: str
-) -> list[asyncio.Task[None]]:
-    """The engine's loops: job workers, outbox relay and TTL reaper."""
-    from ..adapters.postgres.outbox import OutboxRelay
-
-    s = app.settings
-    tasks: list[asyncio.Task[None]] = []
-    if workers > 0:
-        worker = Worker(
-            app.engine,
-            app.handlers,
-            owner=worker_owner(role),
-            concurrency=workers,
-            lease_seconds=s.job_lease_seconds,
-            heartbeat_seconds=s.job_heartbeat_seconds,
-            poll_seconds=s.job_poll_seconds,
-            backoff_base=s.job_backoff_base_seconds,
-            backoff_max=s.job_backoff_max_seconds,
-            shutdown_grace=s.grpc_grace_seconds,
-        )
-        tasks.append(asyncio.create_task(worker.run(stop), name="worker"))
-    relay = OutboxRelay(app.engine)
-    tasks.append(asyncio.create_task(relay.run(stop, s.job_poll_seconds), name="outbox-relay"))
-    reaper = Reaper(app.engine, s, app.dns_validation)
-    tasks.append(asyncio.create_task(reaper.run(stop), name="reaper"))
-    return tasks
-
-
 async def run_until_signalled(main: Callable[[asyncio.Event], Awaitable[None]]) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     await main(stop)
-
-
-async def serve(
-    app: Application, stop: asyncio.Event, ready: Callable[[int], None] | None = None
-) -> None:
-    from .aws_json import start_aws_http
-
-    server, port, health_servicer = await start_grpc(app, app.settings.grpc_listen)
-    log.info("serving", extra={"port": port, "listen": app.settings.grpc_listen})
-    aws = None
-    if app.settings.aws_listen:
-        aws, aws_port = await start_aws_http(app, app.settings.aws_listen)
-        log.info("serving App Runner API", extra={"port": aws_port})
-    if ready is not None:
-        ready(port)
-    tasks = background_tasks(app, stop, workers=app.settings.workers_in_server, role="serve")
-    await stop.wait()
-    log.info("shutting down")
-    health_servicer.enter_graceful_shutdown()
-    await server.stop(app.settings.grpc_grace_seconds)
-    if aws is not None:
-        await aws.cleanup()
-    for task in tasks:
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-
-
-async def work(app: Application, stop: asyncio.Event, workers: int) -> None:
-    tasks = background_tasks(app, stop, workers=workers, role="worker")
-    await stop.wait()
-    for task in tasks:
-        with contextlib.suppress(asyncio.CancelledError):
-            await task

@@ -13,9 +13,9 @@ from aiohttp import web
 
 from ...application.caller import acting_as
 from ...application.identity import AuditEntry
-from ...bootstrap import Application
 from ...domain.errors import DomainError
 from ...domain.identity import Caller, Role, is_key_id
+from ..use_cases import UseCases
 from .actions import ACTIONS, READ_ONLY_ACTIONS, Action, Context
 from .auth import RequestAuthenticator, SigV4Verifier, parse_authorization
 from .errors import (
@@ -36,8 +36,8 @@ MAX_BODY_BYTES = 1024 * 1024
 
 
 class AwsJsonEndpoint:
-    def __init__(self, app: Application, authenticator: RequestAuthenticator) -> None:
-        self.app = app
+    def __init__(self, use_cases: UseCases, authenticator: RequestAuthenticator) -> None:
+        self.use_cases = use_cases
         self.authenticator = authenticator
 
     async def handle(self, request: web.Request) -> web.Response:
@@ -71,7 +71,7 @@ class AwsJsonEndpoint:
             body = _parse(raw)
             with acting_as(caller):
                 try:
-                    result = await action.handler(Context(self.app, key.account_id), body)
+                    result = await action.handler(Context(self.use_cases, key.account_id), body)
                 except DomainError as exc:
                     raise from_domain(exc, action.errors) from exc
         except AwsError as exc:
@@ -91,7 +91,7 @@ class AwsJsonEndpoint:
             return
         arn = body.get("ServiceArn") or body.get("ConnectionArn") or ""
         try:
-            await self.app.identity.record_refusal(
+            await self.use_cases.identity.record_refusal(
                 AuditEntry(
                     occurred_at=None,
                     key_id=caller.key_id,
@@ -171,11 +171,12 @@ def _error(exc: AwsError, request_id: str) -> web.Response:
 
 
 def create_app(
-    app: Application, authenticator: RequestAuthenticator | None = None
+    use_cases: UseCases, authenticator: RequestAuthenticator | None = None
 ) -> web.Application:
+    settings = use_cases.settings
     endpoint = AwsJsonEndpoint(
-        app,
-        authenticator or SigV4Verifier(app.identity, app.settings.region),
+        use_cases,
+        authenticator or SigV4Verifier(use_cases.identity, settings.region),
     )
     web_app = web.Application(client_max_size=MAX_BODY_BYTES)
     # Every method and path reaches the endpoint, which answers anything but
@@ -192,12 +193,14 @@ def _host_port(listen: str) -> tuple[str | None, int]:
 
 
 async def start_aws_http(
-    app: Application, listen: str, *, authenticator: RequestAuthenticator | None = None
+    use_cases: UseCases, listen: str, *, authenticator: RequestAuthenticator | None = None
 ) -> tuple[web.AppRunner, int]:
     """Serves the endpoint on `listen` (port 0: a free one). Returns the runner, for
     `await runner.cleanup()` at shutdown, and the bound port."""
     host, port = _host_port(listen)
-    runner = web.AppRunner(create_app(app, authenticator), access_log=None, handle_signals=False)
+    runner = web.AppRunner(
+        create_app(use_cases, authenticator), access_log=None, handle_signals=False
+    )
     await runner.setup()
     try:
         site = web.TCPSite(runner, host, port)
