@@ -87,6 +87,11 @@ class Settings(BaseSettings):
     # (tokens a second; 0 turns the limit off) and the burst.
     mutation_rate_per_second: float = Field(default=20.0, ge=0)
     mutation_burst: int = Field(default=60, ge=1)
+    # API key secrets are sealed (AES-GCM) under the key-encryption key: 32 bytes, base64,
+    # given here or in key_encryption_key_file. With neither, data_dir/kek is used, created
+    # (mode 0600) on first start. Every replica needs the same one.
+    key_encryption_key: str = ""
+    key_encryption_key_file: Path | None = None
 
     # Signs page tokens so that they stay opaque; set the same value on every replica.
     page_token_key: str = "servicecontrol-page-token-key"

@@ -79,6 +79,24 @@ def compose_env(service: str, database_url: str, s3: Any) -> dict[str, str]:
     return env
 
 
+async def operator_key(env: dict[str, str]) -> str:
+    """A writer key made with the operator's commands: `accounts create`, `keys create`."""
+
+    async def run(*args: str) -> str:
+        proc = await asyncio.create_subprocess_exec(
+            str(BIN / "servicecontrol"), *args, env=env, stdout=asyncio.subprocess.PIPE
+        )
+        out, _ = await asyncio.wait_for(proc.communicate(), 60)
+        assert proc.returncode == 0, out
+        return out.decode()
+
+    await run("accounts", "create", "123456789012")
+    made = await run("keys", "create", "--account", "123456789012")
+    token = re.search(r"authorization: Bearer (\S+)", made)
+    assert token is not None, made
+    return token[1]
+
+
 @pytest.mark.slow
 async def test_entry_points_run_with_the_compose_environment(
     database_url: str, s3_server: Any, tmp_path: Path
@@ -124,6 +142,9 @@ async def test_entry_points_run_with_the_compose_environment(
         )
         assert worker.stdout is not None
         assert (await asyncio.wait_for(worker.stdout.readline(), 60)).startswith(b"SERVICECONTROL")
+        # A configured database gets no development key: the operator makes one.
+        assert "development credentials" not in (tmp_path / "server.log").read_text()
+        auth = (("authorization", f"Bearer {await operator_key(server_env)}"),)
         async with grpc.aio.insecure_channel(f"127.0.0.1:{port[1]}") as channel:
             stub = api_grpc.ServiceControlStub(channel)
             created = await stub.CreateService(
@@ -132,10 +153,13 @@ async def test_entry_points_run_with_the_compose_environment(
                     source_configuration={
                         "image_repository": {"image_identifier": "compose-app:1"}
                     },
-                )
+                ),
+                metadata=auth,
             )
             done = await stub.WaitOperation(
-                api.WaitOperationRequest(operation_id=created.operation_id), timeout=60
+                api.WaitOperationRequest(operation_id=created.operation_id),
+                timeout=60,
+                metadata=auth,
             )
             assert done.operation.status == done.operation.SUCCEEDED
     finally:

@@ -15,7 +15,13 @@ from typing import Any
 import pytest
 
 from servicecontrol.v1 import service_control_pb2 as api
-from tests.support.server import Harness, TlsClient, harness_settings, running_harness
+from tests.support.server import (
+    ACCOUNT,
+    Harness,
+    TlsClient,
+    harness_settings,
+    running_harness,
+)
 from tests.support.tls import make_pki
 
 REPO = Path(__file__).resolve().parents[2]
@@ -67,6 +73,10 @@ EXPECTED: dict[str, tuple[int, list[str]]] = {
             "grpcurl exited 67",
         ],
     ),
+    "Error: no API key": (
+        0,
+        ['"reason":"UNAUTHENTICATED_REQUEST"', "authorization: Bearer", "grpcurl exited 80"],
+    ),
     "TLS": (0, ["listed over TLS"]),
     "Mutual TLS": (0, ["listed over mutual TLS", "refused without a client certificate"]),
 }
@@ -106,14 +116,24 @@ def test_the_page_has_a_recipe_for_every_rpc() -> None:
     assert headed == set(EXPECTED), "every recipe needs an expectation, and only recipes"
 
 
-async def _run(recipes: list[tuple[str, str]], env: dict[str, str]) -> list[tuple[str, str, str]]:
+async def _run(
+    recipes: list[tuple[str, str]], env: dict[str, str], api_key: str, data_dir: Path
+) -> list[tuple[str, str, str]]:
+    """Runs the recipes in one bash session, reading the API key as the page does: from
+    the credentials file in $SERVICECONTROL_DATA_DIR."""
     setup, _ = doc_blocks()
     assert setup, "the Session variables block is missing"
     script = ["exec 2>&1", setup]
     for heading, block in recipes:
         # The blank echo keeps the marker on its own line after output without a newline.
         script += [f'echo "::recipe {heading}"', "{", block, "}", 'rc=$?; echo; echo "::exit $rc"']
-    env = {k: v for k, v in {**os.environ, **env}.items() if k != "ACCOUNT"}
+    data_dir.mkdir(parents=True, exist_ok=True)
+    (data_dir / "credentials").write_text(f"SERVICECONTROL_API_KEY={api_key}\n")
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("SERVICECONTROL_")},
+        **env,
+        "SERVICECONTROL_DATA_DIR": str(data_dir),
+    }
     proc = await asyncio.create_subprocess_exec(
         "bash",
         "-c",
@@ -142,9 +162,15 @@ async def _run(recipes: list[tuple[str, str]], env: dict[str, str]) -> list[tupl
 async def test_every_recipe_works_against_a_real_server(harness: Harness) -> None:
     _, recipes = doc_blocks()
     plain = [(h, b) for h, b in recipes if h not in TLS_RECIPES]
-    results = await _run(plain, {"SC": f"127.0.0.1:{harness.port}"})
+    harness.keys[DOC_ACCOUNT] = await harness.new_key(DOC_ACCOUNT)
+    results = await _run(
+        plain,
+        {"SC": f"127.0.0.1:{harness.port}"},
+        harness.keys[DOC_ACCOUNT].token,
+        harness.tmp / "docs-data",
+    )
 
-    # The account header took effect: the service lives in the page's account.
+    # The key decided the account: the service lives in the key's account.
     created = next(text for heading, text, _ in results if heading == "CreateService")
     arn = re.search(r'"service_arn": "([^"]+)"', created)
     assert arn is not None and f":{DOC_ACCOUNT}:" in arn.group(1)
@@ -176,4 +202,4 @@ async def test_tls_recipes_work_against_tls_servers(
             "CERT": str(pki.client_cert),
             "KEY": str(pki.client_key),
         }
-        await _run(tls_recipes, env)
+        await _run(tls_recipes, env, one.keys[ACCOUNT].token, tmp_path / "docs-data")

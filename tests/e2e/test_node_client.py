@@ -30,12 +30,12 @@ async def test_the_example_runs_a_service_through_its_lifecycle(harness: Harness
     assert NODE is not None
     env = {k: v for k, v in os.environ.items() if not k.startswith(("SCCTL_", "EXAMPLE_"))}
     env["EXAMPLE_SERVICE_NAME"] = "node-example"
-    # Another account than the server's default: the account metadata must take effect.
+    # The second account's key, from the environment: the key decides the account.
+    env["SERVICECONTROL_API_KEY"] = harness.keys[OTHER_ACCOUNT].token
     proc = await asyncio.create_subprocess_exec(
         NODE,
         str(REPO / "clients" / "node" / "example.js"),
         f"127.0.0.1:{harness.port}",
-        OTHER_ACCOUNT,
         cwd=REPO,
         env=env,
         stdout=asyncio.subprocess.PIPE,
@@ -95,7 +95,7 @@ const crypto = require('crypto');
 const { ServiceControlClient } = require('./clients/node/client');
 const sha = (data) => 'sha256:' + crypto.createHash('sha256').update(data).digest('hex');
 (async () => {
-  const client = new ServiceControlClient(process.argv[1], { account: process.argv[2] });
+  const client = new ServiceControlClient(process.argv[1], { apiKey: process.argv[2] });
   const config = Buffer.from('{"os":"linux"}');
   const layer = crypto.randomBytes(3000);
   const header = {
@@ -130,7 +130,7 @@ async def test_push_image_streams_from_node(harness: Harness) -> None:
         "-e",
         PUSH_SCRIPT,
         f"127.0.0.1:{harness.port}",
-        OTHER_ACCOUNT,
+        harness.keys[OTHER_ACCOUNT].token,
         cwd=REPO,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
@@ -144,3 +144,24 @@ async def test_push_image_streams_from_node(harness: Harness) -> None:
     assert result["refused"] == "IMAGE_UPLOAD_OFFSET_MISMATCH"
     service = await harness.running_service("from-node", image="from-node:1")
     assert service.status == pb.Service.RUNNING
+
+
+async def test_the_api_key_comes_from_the_environment_or_the_credentials_file(
+    tmp_path: Path,
+) -> None:
+    assert NODE is not None
+    (tmp_path / ".servicecontrol").mkdir()
+    (tmp_path / ".servicecontrol" / "credentials").write_text(
+        "# development\nSERVICECONTROL_API_KEY=SCKFILE.secret\n"
+    )
+    script = (
+        f"const {{ defaultApiKey }} = require({json.dumps(str(REPO / 'clients/node/client.js'))});"
+        "console.log(JSON.stringify([defaultApiKey({}, process.cwd()),"
+        " defaultApiKey({SERVICECONTROL_API_KEY: 'SCKENV.s'}, process.cwd()),"
+        " defaultApiKey({SERVICECONTROL_DATA_DIR: 'nowhere'}, process.cwd())]));"
+    )
+    proc = await asyncio.create_subprocess_exec(
+        NODE, "-e", script, cwd=tmp_path, stdout=asyncio.subprocess.PIPE
+    )
+    out, _ = await asyncio.wait_for(proc.communicate(), 30)
+    assert json.loads(out) == ["SCKFILE.secret", "SCKENV.s", None]

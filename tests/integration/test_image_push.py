@@ -53,7 +53,7 @@ def _chunks(digest: str, data: bytes, start: int = 0, size: int = MiB) -> list:
 
 
 def _client(h: Harness) -> ServiceControlClient:
-    return ServiceControlClient(f"127.0.0.1:{h.port}", account=ACCOUNT)
+    return ServiceControlClient(f"127.0.0.1:{h.port}", api_key=h.keys[ACCOUNT].token)
 
 
 def _push(h: Harness, identifier: str, image: LocalImage) -> api.PushImageResponse:

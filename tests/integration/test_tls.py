@@ -23,7 +23,7 @@ from servicecontrol_client import ServiceControlClient
 from servicecontrol_client.errors import ServiceControlError
 from servicecontrol_server.api.tls import TransportRefused, check_transport
 from servicecontrol_server.settings import Settings
-from tests.support.aws import ACCESS_KEY, REGION, SECRET_KEY
+from tests.support.aws import REGION
 from tests.support.server import (
     ACCOUNT,
     Harness,
@@ -75,8 +75,9 @@ async def mtls(
         yield h
 
 
-def _list(port: int, **kwargs: Any) -> int:
-    with ServiceControlClient(f"localhost:{port}", account=ACCOUNT, retries=0, **kwargs) as c:
+def _list(h: Harness, **kwargs: Any) -> int:
+    token = h.keys[ACCOUNT].token
+    with ServiceControlClient(f"localhost:{h.port}", api_key=token, retries=0, **kwargs) as c:
         return len(c.list_services().services)
 
 
@@ -86,18 +87,18 @@ async def test_grpc_over_tls_with_the_python_client(tls: Harness, pki: Pki) -> N
         api.ListServicesRequest(),
         metadata=tls.meta(),
     )
-    assert await asyncio.to_thread(_list, tls.port, root_certificates=pki.ca.read_bytes()) == 0
+    assert await asyncio.to_thread(_list, tls, root_certificates=pki.ca.read_bytes()) == 0
     # A client that trusts another CA refuses the server; a plaintext one gets nowhere.
     for kwargs in ({"root_certificates": pki.other_ca.read_bytes()}, {}):
         with pytest.raises(ServiceControlError) as failed:
-            await asyncio.to_thread(_list, tls.port, timeout=3, **kwargs)
+            await asyncio.to_thread(_list, tls, timeout=3, **kwargs)
         assert failed.value.code == grpc.StatusCode.UNAVAILABLE
 
 
 async def test_mutual_tls_requires_a_client_certificate(mtls: Harness, pki: Pki) -> None:
     ca = pki.ca.read_bytes()
     with pytest.raises(ServiceControlError) as failed:
-        await asyncio.to_thread(_list, mtls.port, root_certificates=ca, timeout=3)
+        await asyncio.to_thread(_list, mtls, root_certificates=ca, timeout=3)
     assert failed.value.code == grpc.StatusCode.UNAVAILABLE
     count = await asyncio.to_thread(
         _list,
@@ -109,15 +110,16 @@ async def test_mutual_tls_requires_a_client_certificate(mtls: Harness, pki: Pki)
     assert count == 0
 
 
-def _aws_list(port: int, verify: str, cert: tuple[str, str] | None = None) -> list[Any]:
+def _aws_list(h: Harness, verify: str, cert: tuple[str, str] | None = None) -> list[Any]:
     from botocore.config import Config
 
+    key_id, secret = h.aws_credentials()
     client = boto3.client(
         "apprunner",
-        endpoint_url=f"https://localhost:{port}",
+        endpoint_url=f"https://localhost:{h.aws_port}",
         region_name=REGION,
-        aws_access_key_id=ACCESS_KEY,
-        aws_secret_access_key=SECRET_KEY,
+        aws_access_key_id=key_id,
+        aws_secret_access_key=secret,
         verify=verify,
         config=Config(client_cert=cert, retries={"total_max_attempts": 1}),
     )
@@ -127,21 +129,21 @@ def _aws_list(port: int, verify: str, cert: tuple[str, str] | None = None) -> li
 async def test_app_runner_endpoint_over_tls_and_mutual_tls(
     tls: Harness, mtls: Harness, pki: Pki
 ) -> None:
-    assert await asyncio.to_thread(_aws_list, tls.aws_port, str(pki.ca)) == []
+    assert await asyncio.to_thread(_aws_list, tls, str(pki.ca)) == []
     with pytest.raises(botocore.exceptions.SSLError):
-        await asyncio.to_thread(_aws_list, tls.aws_port, str(pki.other_ca))
+        await asyncio.to_thread(_aws_list, tls, str(pki.other_ca))
     # Refused in the handshake, or the connection closed right after it (TLS 1.3).
     with pytest.raises((botocore.exceptions.SSLError, botocore.exceptions.HTTPClientError)):
-        await asyncio.to_thread(_aws_list, mtls.aws_port, str(pki.ca))
+        await asyncio.to_thread(_aws_list, mtls, str(pki.ca))
     client_cert = (str(pki.client_cert), str(pki.client_key))
-    assert await asyncio.to_thread(_aws_list, mtls.aws_port, str(pki.ca), client_cert) == []
+    assert await asyncio.to_thread(_aws_list, mtls, str(pki.ca), client_cert) == []
 
 
 async def test_scctl_over_mutual_tls(mtls: Harness, pki: Pki) -> None:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SCCTL_")}
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SCCTL_", "SERVICECONTROL_"))}
     env |= {
         "SCCTL_ENDPOINT": f"localhost:{mtls.port}",
-        "SCCTL_ACCOUNT": ACCOUNT,
+        "SERVICECONTROL_API_KEY": mtls.keys[ACCOUNT].token,
         "SCCTL_CA_FILE": str(pki.ca),
     }
     args = ["--cert-file", str(pki.client_cert), "--key-file", str(pki.client_key)]

@@ -12,25 +12,39 @@ from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 
-from tests.support.aws import ACCESS_KEY, CONTENT_TYPE, REGION, SECRET_KEY
+from tests.support.aws import CONTENT_TYPE, REGION
 from tests.support.server import ACCOUNT
+
+# What metadata(account) presents for an account without a key: a well-formed token of
+# no key, refused as UNAUTHENTICATED.
+UNKNOWN_TOKEN = "SCK" + "0" * 17 + ".not-a-secret"
 
 
 @dataclass(frozen=True)
 class ApiAccess:
     grpc_target: str
     aws_url: str
+    # A writer key of each test account: account -> "<key id>.<secret>".
+    tokens: Mapping[str, str]
     account: str = ACCOUNT
-    access_key: str = ACCESS_KEY
-    secret_key: str = SECRET_KEY
     region: str = REGION
+
+    @property
+    def access_key(self) -> str:
+        return self.tokens[self.account].partition(".")[0]
+
+    @property
+    def secret_key(self) -> str:
+        return self.tokens[self.account].partition(".")[2]
 
     def channel(self) -> grpc.Channel:
         """A blocking channel (for callers outside the server's event loop)."""
         return grpc.insecure_channel(self.grpc_target)
 
     def metadata(self, account: str | None = None) -> tuple[tuple[str, str], ...]:
-        return (("x-servicecontrol-account", account or self.account),)
+        """The bearer metadata of `account`'s key (this access's account by default)."""
+        token = self.tokens.get(account or self.account, UNKNOWN_TOKEN)
+        return (("authorization", f"Bearer {token}"),)
 
     def aws_headers(
         self, target: str | None, body: bytes, extra: Mapping[str, str] | None = None
@@ -48,5 +62,5 @@ class ApiAccess:
         return signed
 
 
-def api_access(grpc_port: int, aws_port: int) -> ApiAccess:
-    return ApiAccess(f"127.0.0.1:{grpc_port}", f"http://127.0.0.1:{aws_port}/")
+def api_access(grpc_port: int, aws_port: int, tokens: Mapping[str, str]) -> ApiAccess:
+    return ApiAccess(f"127.0.0.1:{grpc_port}", f"http://127.0.0.1:{aws_port}/", tokens)

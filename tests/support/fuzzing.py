@@ -28,7 +28,7 @@ from servicecontrol_server.api.server import start_grpc
 from servicecontrol_server.bootstrap import build
 from servicecontrol_server.settings import Settings
 from tests.support.access import ApiAccess, api_access
-from tests.support.server import ACCOUNT, OTHER_ACCOUNT
+from tests.support.server import ACCOUNT, OTHER_ACCOUNT, bearer, create_test_keys
 
 SERVICE = api.DESCRIPTOR.services_by_name["ServiceControl"]
 
@@ -91,7 +91,9 @@ def fuzz_server(settings: Settings) -> Iterator[FuzzServer]:
         stop = asyncio.Event()
         state.update(port=port, aws_port=aws_port, stop=stop)
         try:
-            state["seeds"] = await _seed(port)
+            keys = await create_test_keys(app)
+            state["tokens"] = {account: key.token for account, key in keys.items()}
+            state["seeds"] = await _seed(port, state["tokens"][ACCOUNT])
         except BaseException as exc:
             state["error"] = exc
         ready.set()
@@ -106,7 +108,9 @@ def fuzz_server(settings: Settings) -> Iterator[FuzzServer]:
     if "error" in state:
         raise state["error"]
     running = FuzzServer(
-        api_access(state["port"], state["aws_port"]), settings.database_url, state["seeds"]
+        api_access(state["port"], state["aws_port"], state["tokens"]),
+        settings.database_url,
+        state["seeds"],
     )
     try:
         yield running
@@ -116,11 +120,11 @@ def fuzz_server(settings: Settings) -> Iterator[FuzzServer]:
         thread.join(30)
 
 
-async def _seed(port: int) -> Seeds:
+async def _seed(port: int, token: str) -> Seeds:
     seeds = Seeds()
     async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
         stub = api_grpc.ServiceControlStub(channel)
-        meta = (("x-servicecontrol-account", ACCOUNT),)
+        meta = bearer(token)
         for name in ("seed-one", "seed-two", "seed-three"):
             created = await stub.CreateService(
                 api.CreateServiceRequest(

@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import json
 from collections.abc import AsyncIterator, Callable
+from datetime import UTC, datetime
 from typing import Any
 
 import botocore.session
@@ -24,13 +25,16 @@ from servicecontrol_server.api.aws_json.http import create_app
 from servicecontrol_server.api.server import start_grpc
 from servicecontrol_server.api.servicer import ServiceControlServicer
 from servicecontrol_server.api.use_cases import UseCases
+from servicecontrol_server.application.identity import AuditEntry
 from servicecontrol_server.application.rate_limit import MutationRateLimiter
 from servicecontrol_server.domain.errors import BackendUnavailable
+from servicecontrol_server.domain.identity import ApiKey, Role
 from servicecontrol_server.settings import Settings
 
 SERVICE = service_control_pb2.DESCRIPTOR.services_by_name["ServiceControl"]
 ACCOUNT = "111111111111"
 ARN = f"arn:aws:apprunner:us-east-1:{ACCOUNT}:service/web/{'0' * 32}"
+BEARER = (("authorization", "Bearer any-token"),)
 CONNECTION_ARN = f"arn:aws:apprunner:us-east-1:{ACCOUNT}:connection/gh/{'0' * 32}"
 
 
@@ -57,6 +61,27 @@ class Failing:
         return call
 
 
+KEY = ApiKey(
+    key_id="SCK" + "A" * 17,
+    account_id=ACCOUNT,
+    role=Role.WRITER,
+    created_at=datetime(2026, 1, 1, tzinfo=UTC),
+    expires_at=None,
+    revoked_at=None,
+)
+
+
+class Admitting:
+    """Identity that admits every bearer token as the test account's writer key:
+    authentication is another test's subject."""
+
+    async def authenticate_token(self, token: str) -> ApiKey:
+        return KEY
+
+    async def record_refusal(self, entry: AuditEntry) -> None:
+        return None
+
+
 def use_cases(make: Callable[[], Exception]) -> tuple[UseCases, Failing]:
     failing = Failing(make)
     settings = Settings(default_account=ACCOUNT, region="us-east-1")
@@ -66,6 +91,7 @@ def use_cases(make: Callable[[], Exception]) -> tuple[UseCases, Failing]:
             connections=failing,  # type: ignore[arg-type]
             domains=failing,  # type: ignore[arg-type]
             events=failing,  # type: ignore[arg-type]
+            identity=Admitting(),  # type: ignore[arg-type]
             settings=settings,
             rate_limiter=MutationRateLimiter(0, 1),
             images=failing,  # type: ignore[arg-type]
@@ -123,7 +149,7 @@ async def _call(channel: grpc.aio.Channel, method: Any) -> grpc.aio.AioRpcError:
             path,
             request_serializer=type(request).SerializeToString,
             response_deserializer=response_type.FromString,
-        )(request, timeout=10)
+        )(request, timeout=10, metadata=BEARER)
         with pytest.raises(grpc.aio.AioRpcError) as caught:
             async for _ in call:
                 pass
@@ -139,7 +165,7 @@ async def _call(channel: grpc.aio.Channel, method: Any) -> grpc.aio.AioRpcError:
             response_deserializer=response_type.FromString,
         )
         with pytest.raises(grpc.aio.AioRpcError) as caught:
-            await pushing(iter([header]), timeout=10)
+            await pushing(iter([header]), timeout=10, metadata=BEARER)
         return caught.value
     unary = channel.unary_unary(
         path,
@@ -147,7 +173,7 @@ async def _call(channel: grpc.aio.Channel, method: Any) -> grpc.aio.AioRpcError:
         response_deserializer=response_type.FromString,
     )
     with pytest.raises(grpc.aio.AioRpcError) as caught:
-        await unary(request, timeout=10)
+        await unary(request, timeout=10, metadata=BEARER)
     return caught.value
 
 
@@ -186,8 +212,8 @@ SAMPLE_MEMBERS: dict[str, Any] = {
 class Authenticated:
     """Every request is the test account's: signatures are another test's subject."""
 
-    async def authenticate(self, request: web.Request) -> str:
-        return ACCOUNT
+    async def authenticate(self, request: web.Request, body: bytes) -> ApiKey:
+        return KEY
 
 
 def _sample_body(action: str) -> dict[str, Any]:

@@ -505,14 +505,13 @@ def _global_options(parser: argparse.ArgumentParser, *, leaf: bool) -> None:
         ),
     )
     parser.add_argument(
-        "--account",
-        default=default,
-        help=text("12-digit account to act in (env SCCTL_ACCOUNT; default: the server's)"),
-    )
-    parser.add_argument(
         "--api-key",
         default=default,
-        help=text("sent as `authorization: Bearer KEY` (env SCCTL_API_KEY)"),
+        help=text(
+            "<key id>.<secret>, sent as `authorization: Bearer KEY`; the key decides the "
+            "account (env SCCTL_API_KEY; default: env SERVICECONTROL_API_KEY, else the "
+            "credentials file in $SERVICECONTROL_DATA_DIR or .servicecontrol)"
+        ),
     )
     parser.add_argument(
         "--tls",
@@ -619,7 +618,7 @@ def build_parser() -> argparse.ArgumentParser:
             help=help_text,
             description=help_text,
             parents=[leaf_globals, *parents],
-            epilog="Global flags (--endpoint, --account, --output, --query, --profile, ...): "
+            epilog="Global flags (--endpoint, --api-key, --output, --query, --profile, ...): "
             "see `scctl --help`.",
         )
         leaf.set_defaults(handler=handler)
@@ -852,7 +851,7 @@ def _configure_prompt(profile_name: str) -> int:
     current = (
         dict(read_config().items(profile_name)) if read_config().has_section(profile_name) else {}
     )
-    for key in ("endpoint", "account", "output", "ca_file"):
+    for key in ("endpoint", "api_key", "output", "ca_file"):
         shown = current.get(key, "")
         sys.stderr.write(f"{key} ({KEYS[key]}) [{shown}]: ")
         sys.stderr.flush()
@@ -875,7 +874,6 @@ def _overrides(args: argparse.Namespace) -> dict[str, object]:
         key: getattr(args, key, None)
         for key in (
             "endpoint",
-            "account",
             "api_key",
             "tls",
             "ca_file",
@@ -896,8 +894,9 @@ def _resolve_service(client: ServiceControlClient, args: argparse.Namespace) -> 
         if service.service_name == value:
             args.service_arn = service.service_arn
             return
-    account = client.account or "the server's default account"
-    raise ServiceNameNotFound(f"no service named {value!r} in {account} (give its name or its ARN)")
+    raise ServiceNameNotFound(
+        f"no service named {value!r} in the key's account (give its name or its ARN)"
+    )
 
 
 class ServiceNameNotFound(Exception):
@@ -906,7 +905,7 @@ class ServiceNameNotFound(Exception):
 
 def _resume_command(args: argparse.Namespace, operation_id: str) -> str:
     words = ["scctl", "operations", "wait", "--operation-id", operation_id]
-    for flag in ("endpoint", "account", "profile"):
+    for flag in ("endpoint", "profile"):
         value = getattr(args, flag, None)
         if value:
             words += [f"--{flag}", shlex.quote(str(value))]
@@ -951,7 +950,6 @@ def main(argv: list[str] | None = None) -> int:  # noqa: C901 - one exit code pe
     try:
         with ServiceControlClient(
             target,
-            account=profile.account,
             api_key=profile.api_key,
             tls=secure,
             root_certificates=root_certificates,

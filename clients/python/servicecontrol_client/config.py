@@ -11,7 +11,6 @@ section per profile, as the AWS CLI keeps its own:
 
     [staging]
     endpoint = http://127.0.0.1:50051
-    account = 000000000000
 """
 
 from __future__ import annotations
@@ -28,7 +27,6 @@ OUTPUTS = ("json", "yaml", "table", "text")
 # Settings a profile may hold, with what each means (shown by `scctl configure list`).
 KEYS: dict[str, str] = {
     "endpoint": "host:port, http://host:port (plaintext) or https://host:port (TLS)",
-    "account": "12-digit account to act in",
     "api_key": "sent as `authorization: Bearer KEY`",
     "tls": "true: use TLS with a host:port endpoint",
     "ca_file": "PEM roots to trust (implies TLS)",
@@ -46,7 +44,6 @@ class ConfigError(Exception):
 @dataclass(frozen=True)
 class Profile:
     endpoint: str = DEFAULT_ENDPOINT
-    account: str | None = None
     api_key: str | None = None
     tls: bool = False
     ca_file: Path | None = None

@@ -13,6 +13,7 @@ from grpc_reflection.v1alpha import reflection
 
 from servicecontrol.v1 import service_control_pb2, service_control_pb2_grpc
 
+from .auth import AuthInterceptor
 from .guard import RequestGuard
 from .servicer import ServiceControlServicer
 from .tls import grpc_credentials, tls_enabled
@@ -27,7 +28,6 @@ async def start_grpc(
     s = use_cases.settings
     servicer = ServiceControlServicer(
         use_cases.commands,
-        use_cases.settings.default_account,
         use_cases.events,
         connections=use_cases.connections,
         domains=use_cases.domains,
@@ -38,7 +38,8 @@ async def start_grpc(
         account_of=servicer.account,
     )
     server = grpc.aio.server(
-        interceptors=[guard],
+        # Authentication first: the guard's rate limit counts the caller's account.
+        interceptors=[AuthInterceptor(use_cases.identity), guard],
         options=[
             ("grpc.max_receive_message_length", s.max_request_bytes),
             ("grpc.max_send_message_length", s.max_response_bytes),

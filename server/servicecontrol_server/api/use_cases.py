@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from ..application.connection_commands import ConnectionCommands
 from ..application.domain_commands import DomainCommands
 from ..application.events import EventQueries
+from ..application.identity import Identity
 from ..application.image_upload import ImageUploads
 from ..application.rate_limit import MutationRateLimiter
 from ..application.service_commands import ServiceCommands
@@ -20,6 +21,7 @@ class UseCases:
     connections: ConnectionCommands
     domains: DomainCommands
     events: EventQueries
+    identity: Identity
     settings: Settings
     # One per process, shared by the gRPC and App Runner endpoints.
     rate_limiter: MutationRateLimiter

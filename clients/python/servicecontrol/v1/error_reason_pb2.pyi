@@ -98,8 +98,11 @@ class _ErrorReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ErrorReas
     REQUEST_TIMED_OUT: _ErrorReason.ValueType  # 73
     """DEADLINE_EXCEEDED. The call ran past the server's own deadline for one call."""
     UNAUTHENTICATED_REQUEST: _ErrorReason.ValueType  # 80
-    """UNAUTHENTICATED / PERMISSION_DENIED: reserved for API-key authentication."""
+    """UNAUTHENTICATED. No API key, or one that is unknown, wrong, expired or revoked."""
     PERMISSION_DENIED_FOR_ACCOUNT: _ErrorReason.ValueType  # 81
+    """PERMISSION_DENIED. The API key's role may not make this call (a `reader` key and a
+    mutation).
+    """
     IMAGE_CHECKSUM_MISMATCH: _ErrorReason.ValueType  # 90
     """Image pushes (PushImage).
     INVALID_ARGUMENT. A blob's content does not hash to its declared sha256 digest (or
@@ -196,8 +199,11 @@ Metadata: rpc.
 REQUEST_TIMED_OUT: ErrorReason.ValueType  # 73
 """DEADLINE_EXCEEDED. The call ran past the server's own deadline for one call."""
 UNAUTHENTICATED_REQUEST: ErrorReason.ValueType  # 80
-"""UNAUTHENTICATED / PERMISSION_DENIED: reserved for API-key authentication."""
+"""UNAUTHENTICATED. No API key, or one that is unknown, wrong, expired or revoked."""
 PERMISSION_DENIED_FOR_ACCOUNT: ErrorReason.ValueType  # 81
+"""PERMISSION_DENIED. The API key's role may not make this call (a `reader` key and a
+mutation).
+"""
 IMAGE_CHECKSUM_MISMATCH: ErrorReason.ValueType  # 90
 """Image pushes (PushImage).
 INVALID_ARGUMENT. A blob's content does not hash to its declared sha256 digest (or

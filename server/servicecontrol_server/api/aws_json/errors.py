@@ -26,6 +26,9 @@ INCOMPLETE_SIGNATURE = "IncompleteSignatureException"
 INVALID_SIGNATURE = "InvalidSignatureException"
 # What every AWS service answers when a caller exceeds its request rate; the SDKs retry it.
 THROTTLING = "ThrottlingException"
+UNRECOGNIZED_CLIENT = "UnrecognizedClientException"
+EXPIRED_TOKEN = "ExpiredTokenException"
+ACCESS_DENIED = "AccessDeniedException"
 # A backend (the database, the object store) is unreachable: HTTP 503, which botocore
 # (legacy and standard retry modes) and the other AWS SDKs retry with backoff.
 SERVICE_UNAVAILABLE = "ServiceUnavailableException"
@@ -43,6 +46,9 @@ HTTP_STATUS = {
     INCOMPLETE_SIGNATURE: 403,
     INVALID_SIGNATURE: 403,
     THROTTLING: 400,
+    UNRECOGNIZED_CLIENT: 403,
+    EXPIRED_TOKEN: 403,
+    ACCESS_DENIED: 403,
     SERVICE_UNAVAILABLE: 503,
 }
 # The model's ErrorMessage shape holds at most 600 characters.

@@ -11,13 +11,17 @@ from typing import Any
 
 from aiohttp import web
 
+from ...application.caller import acting_as
+from ...application.identity import AuditEntry
 from ...domain.errors import DomainError
+from ...domain.identity import Caller, Role, is_key_id
 from ...domain.text import text_violations
 from ..tls import http_ssl_context, tls_enabled
 from ..use_cases import UseCases
-from .actions import ACTIONS, Action, Context
-from .auth import AcceptAnySignature, RequestAuthenticator
+from .actions import ACTIONS, READ_ONLY_ACTIONS, Action, Context
+from .auth import RequestAuthenticator, SigV4Verifier, parse_authorization
 from .errors import (
+    ACCESS_DENIED,
     UNKNOWN_OPERATION,
     AwsError,
     from_domain,
@@ -40,23 +44,87 @@ class AwsJsonEndpoint:
 
     async def handle(self, request: web.Request) -> web.Response:
         request_id = str(uuid.uuid4())
+        caller: Caller | None = None
+        body: dict[str, Any] = {}
         try:
-            action = _action(request)
-            account_id = await self.authenticator.authenticate(request)
-            body = await _body(request, self.max_body_bytes)
+            name, action = _action(request)
+            raw = await _raw_body(request, self.max_body_bytes)
+            caller = Caller(
+                key_id="",
+                account_id="",
+                role=Role.READER,
+                action=f"{TARGET_PREFIX}{name}",
+                request_id=request_id,
+                source=request.remote or "",
+                mutating=name not in READ_ONLY_ACTIONS,
+            )
             try:
-                self.use_cases.rate_limiter.check(account_id, action.name)
-                result = await action.handler(Context(self.use_cases, account_id), body)
+                key = await self.authenticator.authenticate(request, raw)
+            except AwsError:
+                caller.key_id = _presented_key_id(request)
+                raise
             except DomainError as exc:
+                # The key could not be looked up (the database is unavailable).
                 raise from_domain(exc, action.errors) from exc
+            caller.key_id, caller.account_id, caller.role = key.key_id, key.account_id, key.role
+            if caller.mutating and key.role is not Role.WRITER:
+                raise AwsError(
+                    ACCESS_DENIED,
+                    f"Key {key.key_id} ({key.role.value}) is not authorized to perform: "
+                    f"apprunner:{name}",
+                )
+            body = _parse(raw)
+            with acting_as(caller):
+                try:
+                    self.use_cases.rate_limiter.check(key.account_id, name)
+                    result = await action.handler(Context(self.use_cases, key.account_id), body)
+                except DomainError as exc:
+                    raise from_domain(exc, action.errors) from exc
         except AwsError as exc:
+            await self._audit(caller, body, exc.error_type)
             return _error(exc, request_id)
         except Exception as exc:  # noqa: BLE001 - the boundary: nothing unexplained escapes
-            return _error(internal(exc), request_id)
+            failure = internal(exc)
+            await self._audit(caller, body, failure.error_type)
+            return _error(failure, request_id)
+        await self._audit(caller, body, "OK")
         return _json(200, result, request_id)
 
+    async def _audit(self, caller: Caller | None, body: dict[str, Any], outcome: str) -> None:
+        """The audit row of a mutation that the unit of work did not write: refused, or
+        one that changed nothing."""
+        if caller is None or not caller.mutating or caller.audited:
+            return
+        arn = body.get("ServiceArn") or body.get("ConnectionArn") or ""
+        try:
+            await self.use_cases.identity.record_refusal(
+                AuditEntry(
+                    occurred_at=None,
+                    key_id=caller.key_id,
+                    account_id=caller.account_id,
+                    action=caller.action,
+                    resource_arn=arn[:2048] if isinstance(arn, str) else "",
+                    operation_id="",
+                    request_id=caller.request_id,
+                    outcome=outcome,
+                    source=caller.source,
+                )
+            )
+            caller.audited = True
+        except Exception as exc:  # noqa: BLE001 - the call's own answer must still go out
+            log.error("audit row not written: %s", type(exc).__name__)
 
-def _action(request: web.Request) -> Action:
+
+def _presented_key_id(request: web.Request) -> str:
+    """The access key id a refused request named, when it is shaped like one of ours."""
+    try:
+        key_id = parse_authorization(request.headers.get("Authorization", "")).access_key_id
+    except AwsError:
+        return ""
+    return key_id if is_key_id(key_id) else ""
+
+
+def _action(request: web.Request) -> tuple[str, Action]:
     target = request.headers.get("X-Amz-Target", "")
     prefix, _, name = target.partition(".")
     found = ACTIONS.get(name) if f"{prefix}." == TARGET_PREFIX else None
@@ -66,16 +134,19 @@ def _action(request: web.Request) -> Action:
             UNKNOWN_OPERATION,
             f"Unknown operation {target[:100]}." if target else "Missing X-Amz-Target header.",
         )
-    return found
+    return name, found
 
 
-async def _body(request: web.Request, limit: int) -> dict[str, Any]:
+async def _raw_body(request: web.Request, limit: int) -> bytes:
     if (request.content_length or 0) > limit:
         raise invalid_request(f"The request body exceeds {limit} bytes.")
     try:
-        raw = await request.read()
+        return await request.read()
     except web.HTTPRequestEntityTooLarge as exc:
         raise invalid_request(f"The request body exceeds {limit} bytes.") from exc
+
+
+def _parse(raw: bytes) -> dict[str, Any]:
     if not raw.strip():
         return {}
     try:
@@ -122,7 +193,7 @@ def create_app(
     settings = use_cases.settings
     endpoint = AwsJsonEndpoint(
         use_cases,
-        authenticator or AcceptAnySignature(settings.default_account, settings.region),
+        authenticator or SigV4Verifier(use_cases.identity, settings.region),
     )
     web_app = web.Application(client_max_size=settings.max_request_bytes)
     # Every method and path reaches the endpoint, which answers anything but
