@@ -56,8 +56,8 @@ async def test_a_push_with_an_endpoint_lands_where_the_server_looks(
         "through:1",
         "--endpoint",
         f"127.0.0.1:{harness.port}",
-        "--account",
-        ACCOUNT,
+        "--api-key",
+        harness.keys[ACCOUNT].token,
         cwd=tmp_path,
         env=_bare_env(),
     )

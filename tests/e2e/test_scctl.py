@@ -359,7 +359,7 @@ async def test_images_push_goes_through_the_endpoint(harness: Harness) -> None:
     )
     # No storage settings at all: the image travels through --endpoint to the server.
     env = scctl_env(None)
-    endpoint = ["--endpoint", f"127.0.0.1:{harness.port}", "--account", ACCOUNT]
+    endpoint = ["--endpoint", f"127.0.0.1:{harness.port}", "--api-key", harness.keys[ACCOUNT].token]
     pushed = await scctl(None, "images", "push", str(archive), "pushed:2.0", *endpoint, env=env)
     assert pushed.code == 0, pushed.stderr
     assert pushed.json()["imageIdentifier"] == "pushed:2.0"

@@ -26,7 +26,6 @@ from tests.support.waiting import wait_until
 
 GLOBAL_FLAGS = {
     "--endpoint",
-    "--account",
     "--api-key",
     "--tls",
     "--ca-file",
@@ -116,7 +115,7 @@ async def test_services_are_addressed_by_name_or_arn(harness: Harness) -> None:
     assert by_arn.json() == by_name.json()
     missing = await scctl(harness, "services", "describe", "--service", "nobody-web")
     assert missing.code == 3
-    assert f"no service named 'nobody-web' in {ACCOUNT}" in missing.stderr
+    assert "no service named 'nobody-web' in the key's account" in missing.stderr
 
 
 async def test_profiles_hold_the_connection_settings(harness: Harness, tmp_path: Path) -> None:
@@ -124,7 +123,7 @@ async def test_profiles_hold_the_connection_settings(harness: Harness, tmp_path:
     env = scctl_env(None, SCCTL_CONFIG_FILE=str(config))
     for key, value in (
         ("endpoint", f"http://127.0.0.1:{harness.port}"),
-        ("account", ACCOUNT),
+        ("api_key", harness.keys[ACCOUNT].token),
         ("output", "text"),
     ):
         done = await scctl(None, "configure", "set", key, value, "--profile", "local", env=env)

@@ -102,7 +102,7 @@ async def test_mutual_tls_requires_a_client_certificate(mtls: Harness, pki: Pki)
     assert failed.value.code == grpc.StatusCode.UNAVAILABLE
     count = await asyncio.to_thread(
         _list,
-        mtls.port,
+        mtls,
         root_certificates=ca,
         certificate_chain=pki.client_cert.read_bytes(),
         private_key=pki.client_key.read_bytes(),
@@ -159,7 +159,7 @@ async def test_scctl_over_mutual_tls(mtls: Harness, pki: Pki) -> None:
     out, err = await asyncio.wait_for(proc.communicate(), 60)
     assert proc.returncode == 0, err.decode()
     assert json.loads(out) == {"services": []} or "services" in json.loads(out)
-    # Without the client certificate the handshake fails: an API error, exit 3.
+    # Without the client certificate the handshake fails: the server cannot be reached.
     proc = await asyncio.create_subprocess_exec(
         str(SCCTL),
         "services",
@@ -171,7 +171,7 @@ async def test_scctl_over_mutual_tls(mtls: Harness, pki: Pki) -> None:
         stderr=asyncio.subprocess.PIPE,
     )
     _, err = await asyncio.wait_for(proc.communicate(), 60)
-    assert proc.returncode == 3, err.decode()
+    assert proc.returncode == 6, err.decode()
 
 
 @pytest.mark.skipif(NODE is None, reason="node is not installed")
@@ -200,6 +200,7 @@ const [target, ca, cert, key] = process.argv.slice(1);
         str(pki.client_cert),
         str(pki.client_key),
         cwd=REPO,
+        env={**os.environ, "SERVICECONTROL_API_KEY": mtls.keys[ACCOUNT].token},
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
     )
