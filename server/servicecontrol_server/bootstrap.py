@@ -14,7 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from .adapters.compute.recorded import RecordedComputeDriver
 from .adapters.dns.zone_file import ZoneFileValidator
 from .adapters.postgres.database import create_engine, libpq_url, with_database
-from .adapters.postgres.embedded import EmbeddedPostgres
+from .adapters.postgres.embedded import EmbeddedPostgres, EmbeddedPostgresError
 from .adapters.postgres.listen import PgListener
 from .adapters.postgres.migrate import upgrade_to_head
 from .adapters.postgres.outbox import EVENTS_CHANNEL, EventLog
@@ -27,6 +27,7 @@ from .application.jobs import ServiceJob, job_handlers
 from .application.ports import ObjectStore
 from .application.service_commands import ServiceCommands
 from .settings import Settings
+from .startup import StartupError, check_data_dir, check_database, setting_hint
 
 log = logging.getLogger(__name__)
 EMBEDDED_DATABASE = "servicecontrol"
@@ -36,10 +37,17 @@ EMBEDDED_DATABASE = "servicecontrol"
 def database_url(settings: Settings) -> Iterator[str]:
     """The configured URL, or an embedded server's (started here, stopped on exit)."""
     if settings.database_url:
+        check_database(settings.database_url)
         yield settings.database_url
         return
-    server = EmbeddedPostgres(settings.data_dir / "postgres")
-    server.start()
+    server = EmbeddedPostgres(check_data_dir(settings.data_dir) / "postgres")
+    try:
+        server.start()
+    except EmbeddedPostgresError as exc:
+        raise StartupError(
+            f"{exc}: fix what it reports, or use another database with "
+            f"{setting_hint('database_url')}"
+        ) from exc
     try:
         admin = server.url("postgres")
         with psycopg.connect(libpq_url(admin), autocommit=True) as conn:
@@ -67,7 +75,7 @@ def object_store(settings: Settings) -> ObjectStore:
     else:
         from .adapters.objectstore.local_store import LocalDirectoryObjectStore
 
-        store = LocalDirectoryObjectStore(settings.data_dir / "objects")
+        store = LocalDirectoryObjectStore(check_data_dir(settings.data_dir) / "objects")
     for bucket in (settings.source_bucket, settings.image_bucket):
         store.ensure_bucket(bucket)
     return store

@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import logging
 import os
 import signal
 import socket
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -20,6 +22,7 @@ from servicecontrol.v1 import service_control_pb2, service_control_pb2_grpc
 from ..application.reaper import Reaper
 from ..bootstrap import Application
 from ..engine.worker import Worker
+from ..startup import address_in_use
 from .servicer import ServiceControlServicer
 
 log = logging.getLogger(__name__)
@@ -33,7 +36,9 @@ def worker_owner(role: str) -> str:
 async def start_grpc(
     app: Application, listen: str
 ) -> tuple[grpc.aio.Server, int, health.HealthServicer]:
-    server = grpc.aio.server()
+    # Port reuse off: a second server on a busy port must fail, not share the port and
+    # split calls between two databases.
+    server = grpc.aio.server(options=[("grpc.so_reuseport", 0)])
     servicer = ServiceControlServicer(
         app.commands,
         app.settings.default_account,
@@ -47,9 +52,12 @@ async def start_grpc(
     reflection.enable_server_reflection(
         (SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server
     )
-    port = server.add_insecure_port(listen)
+    try:
+        port = server.add_insecure_port(listen)
+    except RuntimeError as exc:
+        raise address_in_use("gRPC", listen, "grpc_listen") from exc
     if port == 0:
-        raise RuntimeError(f"cannot listen on {listen}")
+        raise address_in_use("gRPC", listen, "grpc_listen")
     await server.start()
     health_servicer.set("", health_pb2.HealthCheckResponse.SERVING)
     health_servicer.set(SERVICE_NAME, health_pb2.HealthCheckResponse.SERVING)
@@ -88,24 +96,48 @@ def background_tasks(
 async def run_until_signalled(main: Callable[[asyncio.Event], Awaitable[None]]) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
+    # SIGHUP (the terminal closed) stops the server as gracefully as SIGTERM.
+    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         loop.add_signal_handler(sig, stop.set)
     await main(stop)
 
 
+@dataclass(frozen=True)
+class Bound:
+    """Where the endpoints of a running server listen (ports resolved)."""
+
+    grpc: str
+    aws: str | None
+
+
+def bound_address(listen: str, port: int) -> str:
+    host = listen.rpartition(":")[0] or "0.0.0.0"
+    return f"{host}:{port}"
+
+
 async def serve(
-    app: Application, stop: asyncio.Event, ready: Callable[[int], None] | None = None
+    app: Application, stop: asyncio.Event, ready: Callable[[Bound], None] | None = None
 ) -> None:
     from .aws_json import start_aws_http
 
-    server, port, health_servicer = await start_grpc(app, app.settings.grpc_listen)
-    log.info("serving", extra={"port": port, "listen": app.settings.grpc_listen})
+    s = app.settings
+    server, port, health_servicer = await start_grpc(app, s.grpc_listen)
     aws = None
-    if app.settings.aws_listen:
-        aws, aws_port = await start_aws_http(app, app.settings.aws_listen)
-        log.info("serving App Runner API", extra={"port": aws_port})
+    aws_address = None
+    try:
+        if s.aws_listen:
+            try:
+                aws, aws_port = await start_aws_http(app, s.aws_listen)
+            except OSError as exc:
+                if exc.errno != errno.EADDRINUSE:
+                    raise
+                raise address_in_use("App Runner", s.aws_listen, "aws_listen") from exc
+            aws_address = bound_address(s.aws_listen, aws_port)
+    except BaseException:
+        await server.stop(0)
+        raise
     if ready is not None:
-        ready(port)
+        ready(Bound(bound_address(s.grpc_listen, port), aws_address))
     tasks = background_tasks(app, stop, workers=app.settings.workers_in_server, role="serve")
     await stop.wait()
     log.info("shutting down")

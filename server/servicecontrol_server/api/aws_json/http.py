@@ -138,5 +138,4 @@ async def start_aws_http(
         await runner.cleanup()
         raise
     bound = runner.addresses[0][1]
-    log.info("serving App Runner API", extra={"port": bound, "listen": listen})
     return runner, int(bound)
