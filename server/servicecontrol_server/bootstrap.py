@@ -18,6 +18,7 @@ from .adapters.postgres.embedded import EmbeddedPostgres, EmbeddedPostgresError
 from .adapters.postgres.listen import PgListener
 from .adapters.postgres.migrate import upgrade_to_head
 from .adapters.postgres.outbox import EVENTS_CHANNEL, EventLog
+from .adapters.postgres.presence import AdvisoryLockPresence
 from .adapters.postgres.repositories import OPERATIONS_CHANNEL
 from .adapters.postgres.unit_of_work import PostgresUnitOfWork
 from .application.connection_commands import ConnectionCommands
@@ -94,6 +95,7 @@ class Application:
     connections: ConnectionCommands
     domains: DomainCommands
     dns_validation: DnsValidation
+    presence: AdvisoryLockPresence
 
     async def close(self) -> None:
         await self.listener.close()
@@ -130,6 +132,7 @@ async def build(settings: Settings, url: str, *, migrate: bool | None = None) ->
         resources.connections,
         resources.domains,
         resources.dns_validation,
+        AdvisoryLockPresence(engine),
     )
 
 

@@ -163,14 +163,15 @@ async def _serve(settings: Settings) -> int:
     from .api.server import Bound, run_until_signalled, serve
     from .bootstrap import build, database_url
 
-    if settings.workers_in_server == 0:
-        log.warning(
-            "no job workers in this server (--workers 0): operations stay PENDING until a "
-            "`servicecontrol worker` process runs against the same database"
-        )
     with database_url(settings) as url:
         app = await build(settings, url)
         try:
+            if settings.workers_in_server == 0 and await app.presence.live_workers() == 0:
+                log.warning(
+                    "no job workers: this server runs none (--workers 0) and no "
+                    "`servicecontrol worker` is running against its database; operations "
+                    "stay PENDING until one starts"
+                )
 
             def ready(bound: Bound) -> None:
                 _announce(settings, bound)

@@ -74,6 +74,7 @@ async def test_entry_points_run_with_the_compose_environment(
     server_env = {**base, **compose_env("server", database_url, s3_server)}
     server_env["SERVICECONTROL_GRPC_LISTEN"] = "127.0.0.1:0"
     server_env["SERVICECONTROL_AWS_LISTEN"] = "127.0.0.1:0"
+    server_env["SERVICECONTROL_METRICS_LISTEN"] = "127.0.0.1:0"
     worker_env = {**base, **compose_env("worker", database_url, s3_server)}
     push = await asyncio.create_subprocess_exec(
         str(BIN / "servicecontrol"),

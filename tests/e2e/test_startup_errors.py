@@ -4,7 +4,9 @@ its listener allows port reuse, so two servers never share one port."""
 
 from __future__ import annotations
 
+import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -124,3 +126,49 @@ def test_version() -> None:
     result = run("--version")
     assert result.returncode == 0
     assert result.stdout.strip().startswith("servicecontrol 0.")
+
+
+def serve_until_ready(*args: str, **env: str) -> tuple[str, str]:
+    """Starts `serve`, stops it with SIGTERM once ready; returns its stdout and stderr."""
+    base = {k: v for k, v in os.environ.items() if not k.startswith("SERVICECONTROL_")}
+    base.update(
+        SERVICECONTROL_GRPC_LISTEN="127.0.0.1:0",
+        SERVICECONTROL_AWS_LISTEN="",
+        SERVICECONTROL_METRICS_LISTEN="",
+        SERVICECONTROL_MIGRATE_ON_START="false",
+        SERVICECONTROL_LOG_FORMAT="json",
+    )
+    base.update(env)
+    proc = subprocess.Popen(
+        [str(BIN), *args, "serve"],
+        env=base,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        ready = proc.stdout.readline()
+        assert ready.startswith("SERVICECONTROL_READY"), ready
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 0, err
+    return ready + out, err
+
+
+def test_serve_without_any_worker_warns_at_start(database_url: str) -> None:
+    _, err = serve_until_ready(
+        SERVICECONTROL_DATABASE_URL=database_url, SERVICECONTROL_WORKERS_IN_SERVER="0"
+    )
+    records = [json.loads(line) for line in err.splitlines()]
+    warnings = [r for r in records if r["level"] == "WARNING"]
+    assert len(warnings) == 1, err
+    assert "no job workers" in warnings[0]["message"]
+    assert "servicecontrol worker" in warnings[0]["message"]
+
+    _, with_workers = serve_until_ready(SERVICECONTROL_DATABASE_URL=database_url)
+    assert "no job workers" not in with_workers

@@ -45,6 +45,7 @@ async def start_grpc(
         app.events,
         connections=app.connections,
         domains=app.domains,
+        presence=app.presence,
     )
     service_control_pb2_grpc.add_ServiceControlServicer_to_server(servicer, server)
     health_servicer = health.HealthServicer()
@@ -69,14 +70,19 @@ def background_tasks(
 ) -> list[asyncio.Task[None]]:
     """The engine's loops: job workers, outbox relay and TTL reaper."""
     from ..adapters.postgres.outbox import OutboxRelay
+    from ..adapters.postgres.presence import announce_worker
 
     s = app.settings
     tasks: list[asyncio.Task[None]] = []
     if workers > 0:
+        owner = worker_owner(role)
+        tasks.append(
+            asyncio.create_task(announce_worker(app.url, owner, stop), name="worker-presence")
+        )
         worker = Worker(
             app.engine,
             app.handlers,
-            owner=worker_owner(role),
+            owner=owner,
             concurrency=workers,
             lease_seconds=s.job_lease_seconds,
             heartbeat_seconds=s.job_heartbeat_seconds,

@@ -20,6 +20,7 @@ from ..adapters.postgres.outbox import EventLog
 from ..application.connection_commands import ConnectionCommands
 from ..application.domain_commands import DomainCommands
 from ..application.service_commands import Configs, MutationResult, ServiceCommands
+from ..application.workers import WorkerPresence, explain_waiting
 from ..domain import names
 from ..domain.errors import BackendUnavailable, DomainError, FieldViolation, InvalidRequest
 from . import convert
@@ -64,8 +65,10 @@ class ServiceControlServicer(ConnectionsRpc, DomainsRpc, api_grpc.ServiceControl
         *,
         connections: ConnectionCommands,
         domains: DomainCommands,
+        presence: WorkerPresence | None = None,
     ) -> None:
         self.commands = commands
+        self.presence = presence
         self.default_account = default_account
         self.events = events
         self.connections = connections
@@ -181,7 +184,9 @@ class ServiceControlServicer(ConnectionsRpc, DomainsRpc, api_grpc.ServiceControl
             self.account(context), request.service_arn, request.page_size, request.page_token
         )
         return api.ListOperationsResponse(
-            operations=[convert.operation(o) for o in page.items],
+            operations=[
+                convert.operation(await explain_waiting(o, self.presence)) for o in page.items
+            ],
             next_page_token=page.next_page_token,
         )
 
@@ -190,6 +195,7 @@ class ServiceControlServicer(ConnectionsRpc, DomainsRpc, api_grpc.ServiceControl
         self, request: api.DescribeOperationRequest, context: grpc.aio.ServicerContext
     ) -> api.DescribeOperationResponse:
         op = await self.commands.describe_operation(self.account(context), request.operation_id)
+        op = await explain_waiting(op, self.presence)
         return api.DescribeOperationResponse(operation=convert.operation(op))
 
     @translated
@@ -208,6 +214,7 @@ class ServiceControlServicer(ConnectionsRpc, DomainsRpc, api_grpc.ServiceControl
         op = await self.commands.wait_operation(
             self.account(context), request.operation_id, timeout
         )
+        op = await explain_waiting(op, self.presence)
         return api.WaitOperationResponse(operation=convert.operation(op))
 
     async def WatchEvents(
