@@ -7,6 +7,7 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
+from typing import cast
 
 import psycopg
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -27,6 +28,7 @@ from .application.domain_commands import DomainCommands
 from .application.jobs import ServiceJob, job_handlers
 from .application.ports import ObjectStore
 from .application.service_commands import ServiceCommands
+from .metrics import TimedObjectStore
 from .settings import Settings
 from .startup import StartupError, check_data_dir, check_database, setting_hint
 
@@ -79,7 +81,7 @@ def object_store(settings: Settings) -> ObjectStore:
         store = LocalDirectoryObjectStore(check_data_dir(settings.data_dir) / "objects")
     for bucket in (settings.source_bucket, settings.image_bucket):
         store.ensure_bucket(bucket)
-    return store
+    return cast(ObjectStore, TimedObjectStore(store))
 
 
 @dataclass

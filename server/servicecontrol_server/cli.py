@@ -191,7 +191,7 @@ def _announce(settings: Settings, bound: Any) -> None:
     endpoints = Endpoints(
         grpc=bound.grpc,
         aws=bound.aws,
-        metrics=getattr(bound, "metrics", None),
+        metrics=bound.metrics,
         data_dir=settings.data_dir.expanduser().absolute(),
         account=settings.default_account,
     )

@@ -10,19 +10,22 @@ import logging
 import os
 import signal
 import socket
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 
 import grpc
+from aiohttp import web
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from servicecontrol.v1 import service_control_pb2, service_control_pb2_grpc
 
+from .. import metrics
 from ..application.reaper import Reaper
 from ..bootstrap import Application
 from ..engine.worker import Worker
 from ..startup import address_in_use
+from .access_log import AccessLogInterceptor
 from .servicer import ServiceControlServicer
 
 log = logging.getLogger(__name__)
@@ -38,7 +41,10 @@ async def start_grpc(
 ) -> tuple[grpc.aio.Server, int, health.HealthServicer]:
     # Port reuse off: a second server on a busy port must fail, not share the port and
     # split calls between two databases.
-    server = grpc.aio.server(options=[("grpc.so_reuseport", 0)])
+    server = grpc.aio.server(
+        options=[("grpc.so_reuseport", 0)],
+        interceptors=[AccessLogInterceptor(app.settings.default_account)],
+    )
     servicer = ServiceControlServicer(
         app.commands,
         app.settings.default_account,
@@ -90,13 +96,23 @@ def background_tasks(
             backoff_base=s.job_backoff_base_seconds,
             backoff_max=s.job_backoff_max_seconds,
             shutdown_grace=s.grpc_grace_seconds,
+            on_outcome=metrics.observe_job,
         )
         tasks.append(asyncio.create_task(worker.run(stop), name="worker"))
     relay = OutboxRelay(app.engine)
     tasks.append(asyncio.create_task(relay.run(stop, s.job_poll_seconds), name="outbox-relay"))
-    reaper = Reaper(app.engine, s, app.dns_validation)
+    reaper = CountingReaper(app.engine, s, app.dns_validation)
     tasks.append(asyncio.create_task(reaper.run(stop), name="reaper"))
     return tasks
+
+
+class CountingReaper(Reaper):
+    """The reaper, with its purges counted in the metrics."""
+
+    async def reap_once(self) -> dict[str, int]:
+        counts = await super().reap_once()
+        metrics.observe_reaped(counts)
+        return counts
 
 
 async def run_until_signalled(main: Callable[[asyncio.Event], Awaitable[None]]) -> None:
@@ -114,6 +130,7 @@ class Bound:
 
     grpc: str
     aws: str | None
+    metrics: str | None = None
 
 
 def bound_address(listen: str, port: int) -> str:
@@ -125,35 +142,50 @@ async def serve(
     app: Application, stop: asyncio.Event, ready: Callable[[Bound], None] | None = None
 ) -> None:
     from .aws_json import start_aws_http
+    from .ops_http import start_ops_http
 
     s = app.settings
     server, port, health_servicer = await start_grpc(app, s.grpc_listen)
-    aws = None
-    aws_address = None
+    runners: list[web.AppRunner] = []
+    aws_address = metrics_address = None
     try:
         if s.aws_listen:
-            try:
+            with _bind("App Runner", s.aws_listen, "aws_listen"):
                 aws, aws_port = await start_aws_http(app, s.aws_listen)
-            except OSError as exc:
-                if exc.errno != errno.EADDRINUSE:
-                    raise
-                raise address_in_use("App Runner", s.aws_listen, "aws_listen") from exc
+            runners.append(aws)
             aws_address = bound_address(s.aws_listen, aws_port)
+        if s.metrics_listen:
+            with _bind("metrics", s.metrics_listen, "metrics_listen"):
+                ops, ops_port = await start_ops_http(app, s.metrics_listen)
+            runners.append(ops)
+            metrics_address = bound_address(s.metrics_listen, ops_port)
     except BaseException:
+        for runner in runners:
+            await runner.cleanup()
         await server.stop(0)
         raise
     if ready is not None:
-        ready(Bound(bound_address(s.grpc_listen, port), aws_address))
+        ready(Bound(bound_address(s.grpc_listen, port), aws_address, metrics_address))
     tasks = background_tasks(app, stop, workers=app.settings.workers_in_server, role="serve")
     await stop.wait()
     log.info("shutting down")
     health_servicer.enter_graceful_shutdown()
     await server.stop(app.settings.grpc_grace_seconds)
-    if aws is not None:
-        await aws.cleanup()
+    for runner in runners:
+        await runner.cleanup()
     for task in tasks:
         with contextlib.suppress(asyncio.CancelledError):
             await task
+
+
+@contextlib.contextmanager
+def _bind(what: str, listen: str, setting: str) -> Iterator[None]:
+    try:
+        yield
+    except OSError as exc:
+        if exc.errno != errno.EADDRINUSE:
+            raise
+        raise address_in_use(what, listen, setting) from exc
 
 
 async def work(app: Application, stop: asyncio.Event, workers: int) -> None:

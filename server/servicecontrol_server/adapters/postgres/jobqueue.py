@@ -75,7 +75,9 @@ CLAIM = text(
                   j.account_id, j.payload, j.progress, j.attempts, j.max_attempts,
                   j.lease_token::text AS lease_token, j.run_at
     )
-    SELECT * FROM claimed ORDER BY run_at, job_id
+    SELECT claimed.*, operations.target_arn AS service_arn
+    FROM claimed LEFT JOIN operations ON operations.operation_id = claimed.operation_id::uuid
+    ORDER BY claimed.run_at, claimed.job_id
     """
 )
 
@@ -225,6 +227,8 @@ class ClaimedJob:
     attempts: int
     max_attempts: int
     lease_token: str
+    # The ARN of the service the job's operation changes (for logs), when it has one.
+    service_arn: str | None = None
 
     @classmethod
     def from_row(cls, row: RowMapping) -> ClaimedJob:
@@ -239,6 +243,7 @@ class ClaimedJob:
             attempts=int(row["attempts"]),
             max_attempts=int(row["max_attempts"]),
             lease_token=row["lease_token"],
+            service_arn=row.get("service_arn"),
         )
 
 

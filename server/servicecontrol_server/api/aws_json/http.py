@@ -13,6 +13,7 @@ from aiohttp import web
 
 from ...bootstrap import Application
 from ...domain.errors import DomainError
+from ..access_log import ACCOUNT_KEY, ACTION_KEY, aws_access_log
 from .actions import ACTIONS, Action, Context
 from .auth import AcceptAnySignature, RequestAuthenticator
 from .errors import (
@@ -40,7 +41,9 @@ class AwsJsonEndpoint:
         request_id = str(uuid.uuid4())
         try:
             action = _action(request)
+            request[ACTION_KEY] = request.headers["X-Amz-Target"].partition(".")[2]
             account_id = await self.authenticator.authenticate(request)
+            request[ACCOUNT_KEY] = account_id
             body = await _body(request)
             try:
                 result = await action.handler(Context(self.app, account_id), body)
@@ -109,7 +112,7 @@ def create_app(
         app,
         authenticator or AcceptAnySignature(app.settings.default_account, app.settings.region),
     )
-    web_app = web.Application(client_max_size=MAX_BODY_BYTES)
+    web_app = web.Application(client_max_size=MAX_BODY_BYTES, middlewares=[aws_access_log])
     # Every method and path reaches the endpoint, which answers anything but
     # `POST /` as an unknown operation, in App Runner's error format.
     web_app.router.add_route("*", "/{tail:.*}", endpoint.handle)
