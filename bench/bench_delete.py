@@ -37,7 +37,12 @@ from servicecontrol.v1 import resources_pb2 as pb  # noqa: E402
 from servicecontrol.v1 import service_control_pb2 as api  # noqa: E402
 from servicecontrol_server.adapters.postgres import jobqueue  # noqa: E402
 from servicecontrol_server.adapters.postgres.database import libpq_url, with_database  # noqa: E402
+from servicecontrol_server.adapters.postgres.listen import (  # noqa: E402
+    PgListener,
+    engine_libpq_url,
+)
 from servicecontrol_server.adapters.postgres.migrate import upgrade_to_head  # noqa: E402
+from servicecontrol_server.adapters.postgres.unit_of_work import PostgresUnitOfWork  # noqa: E402
 from servicecontrol_server.engine.worker import Worker  # noqa: E402
 
 # The request-latency client: deletes each ARN read from stdin, waits for the operation
@@ -73,13 +78,13 @@ def p95_ms(samples: list[float]) -> float:
 
 class _NoOp:
     async def run(self, ctx: Any) -> None:
-        async with ctx.transaction() as conn:
-            await ctx.complete(conn)
+        async with ctx.transaction() as uow:
+            await ctx.complete(uow)
 
     async def on_retry(self, ctx: Any, failure: Any, delay_seconds: float) -> None:
         return None
 
-    async def on_exhausted(self, ctx: Any, conn: Any, failure: Any) -> None:
+    async def on_exhausted(self, ctx: Any, uow: Any, failure: Any) -> None:
         return None
 
 
@@ -152,7 +157,13 @@ async def engine_throughput(engine: Any, jobs: int, concurrency: int) -> float:
             await jobqueue.enqueue(conn, kind="noop", payload={}, max_attempts=3)
     stop = asyncio.Event()
     worker = Worker(
-        engine, {"noop": _NoOp()}, owner="bench", concurrency=concurrency, poll_seconds=0.05
+        jobqueue.JobQueue(engine),
+        lambda: PostgresUnitOfWork(engine),
+        {"noop": _NoOp()},
+        wakeups=lambda: PgListener(engine_libpq_url(engine), [jobqueue.JOBS_CHANNEL]),
+        owner="bench",
+        concurrency=concurrency,
+        poll_seconds=0.05,
     )
     t = time.perf_counter()
     task = asyncio.create_task(worker.run(stop))

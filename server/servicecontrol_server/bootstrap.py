@@ -3,34 +3,44 @@ the job handlers and the servers. Nothing else constructs adapters."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import errno
 import logging
-from collections.abc import AsyncIterator, Iterator
+import os
+import socket
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
-from typing import cast
+from typing import Any, cast
 
 import psycopg
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from .adapters.compute.recorded import RecordedComputeDriver
 from .adapters.dns.zone_file import ZoneFileValidator
-from .adapters.postgres.database import create_engine, libpq_url, with_database
+from .adapters.postgres import stats
+from .adapters.postgres.database import create_engine, libpq_url, sqlalchemy_url, with_database
 from .adapters.postgres.embedded import EmbeddedPostgres, EmbeddedPostgresError
+from .adapters.postgres.jobqueue import JOBS_CHANNEL, JobQueue
 from .adapters.postgres.listen import PgListener
-from .adapters.postgres.migrate import upgrade_to_head
-from .adapters.postgres.outbox import EVENTS_CHANNEL, EventLog
-from .adapters.postgres.presence import AdvisoryLockPresence
+from .adapters.postgres.migrate import head_revision, upgrade_to_head
+from .adapters.postgres.outbox import EVENTS_CHANNEL, EventLog, OutboxRelay
+from .adapters.postgres.presence import AdvisoryLockPresence, announce_worker
 from .adapters.postgres.repositories import OPERATIONS_CHANNEL
 from .adapters.postgres.unit_of_work import PostgresUnitOfWork
+from .api.use_cases import UseCases
 from .application.connection_commands import ConnectionCommands
 from .application.dns import DnsValidation
 from .application.domain_commands import DomainCommands
+from .application.events import EventQueries
 from .application.jobs import ServiceJob, job_handlers
-from .application.ports import ObjectStore
+from .application.ports import ObjectStore, UnitOfWorkFactory
+from .application.reaper import Reaper
 from .application.service_commands import ServiceCommands
-from .metrics import TimedObjectStore
+from .engine.worker import Worker
+from .metrics import TimedObjectStore, observe_job, observe_reaped, set_backlog
 from .settings import Settings
-from .startup import StartupError, check_data_dir, check_database, setting_hint
+from .startup import StartupError, address_in_use, check_data_dir, redact, setting_hint
 
 log = logging.getLogger(__name__)
 EMBEDDED_DATABASE = "servicecontrol"
@@ -64,6 +74,23 @@ def database_url(settings: Settings) -> Iterator[str]:
         server.stop()
 
 
+def check_database(url: str, timeout: float = 5.0) -> None:
+    """Connects once, so an unreachable or refused database is one clear line."""
+    hint = f"check {setting_hint('database_url')}"
+    try:
+        sqlalchemy_url(url)
+    except ValueError as exc:
+        raise StartupError(f"database URL is not valid ({exc}): {hint}") from exc
+    try:
+        with psycopg.connect(libpq_url(url), connect_timeout=max(1, int(timeout))):
+            pass
+    except (psycopg.Error, ValueError) as exc:
+        reason = " ".join(str(exc).split()) or type(exc).__name__
+        raise StartupError(
+            f"cannot reach the database at {redact(url)} ({reason}): {hint}"
+        ) from exc
+
+
 def object_store(settings: Settings) -> ObjectStore:
     if settings.s3_endpoint:
         from .adapters.objectstore.minio_store import MinioObjectStore
@@ -81,21 +108,34 @@ def object_store(settings: Settings) -> ObjectStore:
         store = LocalDirectoryObjectStore(check_data_dir(settings.data_dir) / "objects")
     for bucket in (settings.source_bucket, settings.image_bucket):
         store.ensure_bucket(bucket)
+    # Every call's latency goes to the metrics.
     return cast(ObjectStore, TimedObjectStore(store))
+
+
+def unit_of_work_factory(engine: AsyncEngine) -> UnitOfWorkFactory:
+    def uow() -> PostgresUnitOfWork:
+        return PostgresUnitOfWork(engine)
+
+    return uow
+
+
+def worker_owner(role: str) -> str:
+    return f"{role}:{socket.gethostname()}:{os.getpid()}"
 
 
 @dataclass
 class Application:
+    """Everything one process runs, built from settings: the use cases the API layers
+    call, the job handlers, and the engine's loops (workers, outbox relay, reaper)."""
+
     settings: Settings
     url: str
     engine: AsyncEngine
     store: ObjectStore
-    commands: ServiceCommands
+    uow: UnitOfWorkFactory
+    use_cases: UseCases
     handlers: dict[str, ServiceJob]
     listener: PgListener
-    events: EventLog
-    connections: ConnectionCommands
-    domains: DomainCommands
     dns_validation: DnsValidation
     presence: AdvisoryLockPresence
 
@@ -103,39 +143,186 @@ class Application:
         await self.listener.close()
         await self.engine.dispose()
 
+    def background_tasks(
+        self, stop: asyncio.Event, *, workers: int, role: str
+    ) -> list[asyncio.Task[None]]:
+        """The engine's loops: job workers, outbox relay and TTL reaper, until `stop`."""
+        s = self.settings
+        tasks: list[asyncio.Task[None]] = []
+        if workers > 0:
+            owner = worker_owner(role)
+            # Held while this process runs workers: how others know one is alive.
+            tasks.append(
+                asyncio.create_task(announce_worker(self.url, owner, stop), name="presence")
+            )
+            worker = Worker(
+                JobQueue(self.engine),
+                self.uow,
+                self.handlers,
+                wakeups=lambda: PgListener(self.url, [JOBS_CHANNEL]),
+                owner=owner,
+                concurrency=workers,
+                lease_seconds=s.job_lease_seconds,
+                heartbeat_seconds=s.job_heartbeat_seconds,
+                poll_seconds=s.job_poll_seconds,
+                backoff_base=s.job_backoff_base_seconds,
+                backoff_max=s.job_backoff_max_seconds,
+                shutdown_grace=s.grpc_grace_seconds,
+                on_outcome=observe_job,
+            )
+            tasks.append(asyncio.create_task(worker.run(stop), name="worker"))
+        relay = OutboxRelay(self.engine)
+        tasks.append(asyncio.create_task(relay.run(stop, s.job_poll_seconds), name="outbox-relay"))
+        reaper = CountingReaper(self.uow, s, self.dns_validation)
+        tasks.append(asyncio.create_task(reaper.run(stop), name="reaper"))
+        return tasks
+
 
 async def build(settings: Settings, url: str, *, migrate: bool | None = None) -> Application:
     if settings.migrate_on_start if migrate is None else migrate:
         upgrade_to_head(url)
     engine = create_engine(url)
     store = object_store(settings)
+    uow = unit_of_work_factory(engine)
     # One LISTEN connection per process, shared by every WaitOperation and WatchEvents call.
     listener = PgListener(url, [OPERATIONS_CHANNEL, EVENTS_CHANNEL])
     listener.start()
-    commands = ServiceCommands(lambda: PostgresUnitOfWork(engine), settings, store, listener)
-    handlers = job_handlers(
-        lambda: PostgresUnitOfWork(engine),
-        PostgresUnitOfWork.bound,
-        settings,
-        store,
-        RecordedComputeDriver(engine),
-    )
-    events = EventLog(engine, listener=listener, poll_seconds=settings.job_poll_seconds)
     resources = resource_commands(engine, settings)
+    presence = AdvisoryLockPresence(engine)
+    use_cases = UseCases(
+        commands=ServiceCommands(uow, settings, store, listener),
+        connections=resources.connections,
+        domains=resources.domains,
+        events=EventQueries(
+            EventLog(engine, listener=listener, poll_seconds=settings.job_poll_seconds)
+        ),
+        settings=settings,
+        presence=presence,
+    )
+    handlers = job_handlers(uow, settings, store, RecordedComputeDriver(engine))
     return Application(
         settings,
         url,
         engine,
         store,
-        commands,
+        uow,
+        use_cases,
         handlers,
         listener,
-        events,
-        resources.connections,
-        resources.domains,
         resources.dns_validation,
-        AdvisoryLockPresence(engine),
+        presence,
     )
+
+
+@dataclass(frozen=True)
+class Bound:
+    """Where the endpoints of a running server listen (ports resolved)."""
+
+    grpc: str
+    aws: str | None
+    metrics: str | None = None
+
+
+def bound_address(listen: str, port: int) -> str:
+    host = listen.rpartition(":")[0] or "0.0.0.0"
+    return f"{host}:{port}"
+
+
+@contextlib.contextmanager
+def _binding(what: str, listen: str, setting: str) -> Iterator[None]:
+    try:
+        yield
+    except OSError as exc:
+        if exc.errno != errno.EADDRINUSE:
+            raise
+        raise address_in_use(what, listen, setting) from exc
+
+
+class CountingReaper(Reaper):
+    """The reaper, with its purges counted in the metrics."""
+
+    async def reap_once(self) -> dict[str, int]:
+        counts = await super().reap_once()
+        observe_reaped(counts)
+        return counts
+
+
+def ops_probes(app: Application) -> tuple[Callable[[], Any], Callable[[], Any]]:
+    """What /metrics samples from the database, and what /readyz checks."""
+    head: list[str | None] = []
+
+    async def sample() -> None:
+        b = await stats.backlog(app.engine)
+        set_backlog(b.ready, b.oldest_ready_seconds, b.outbox_pending, b.outbox_lag_seconds)
+
+    async def readiness() -> str | None:
+        if not head:
+            head.append(await asyncio.to_thread(head_revision))
+        current = await stats.schema_revision(app.engine)
+        if current != head[0]:
+            return (
+                f"database schema at {current or 'no revision'}, expected {head[0]}: "
+                "run `servicecontrol migrate`"
+            )
+        return None
+
+    return sample, readiness
+
+
+async def serve(
+    app: Application, stop: asyncio.Event, ready: Callable[[Bound], None] | None = None
+) -> None:
+    """`servicecontrol serve`: the gRPC API, the App Runner endpoint, the operator's
+    metrics and health endpoint and (unless told otherwise) the engine's loops, until
+    `stop`; then a graceful shutdown."""
+    from aiohttp import web
+
+    from .api.aws_json import start_aws_http
+    from .api.ops_http import start_ops_http
+    from .api.server import start_grpc
+
+    s = app.settings
+    server, port, health_servicer = await start_grpc(app.use_cases, s.grpc_listen)
+    runners: list[web.AppRunner] = []
+    aws_address = metrics_address = None
+    try:
+        if s.aws_listen:
+            with _binding("App Runner", s.aws_listen, "aws_listen"):
+                aws, aws_port = await start_aws_http(app.use_cases, s.aws_listen)
+            runners.append(aws)
+            aws_address = bound_address(s.aws_listen, aws_port)
+        if s.metrics_listen:
+            with _binding("metrics", s.metrics_listen, "metrics_listen"):
+                ops, ops_port = await start_ops_http(s.metrics_listen, *ops_probes(app))
+            runners.append(ops)
+            metrics_address = bound_address(s.metrics_listen, ops_port)
+    except BaseException:
+        for runner in runners:
+            await runner.cleanup()
+        await server.stop(0)
+        raise
+    if ready is not None:
+        ready(Bound(bound_address(s.grpc_listen, port), aws_address, metrics_address))
+    tasks = app.background_tasks(stop, workers=s.workers_in_server, role="serve")
+    await stop.wait()
+    log.info("shutting down")
+    health_servicer.enter_graceful_shutdown()
+    await server.stop(s.grpc_grace_seconds)
+    for runner in runners:
+        await runner.cleanup()
+    await _finish(tasks)
+
+
+async def work(app: Application, stop: asyncio.Event, workers: int) -> None:
+    """`servicecontrol worker`: the engine's loops only, until `stop`."""
+    await _finish(app.background_tasks(stop, workers=workers, role="worker"))
+
+
+async def _finish(tasks: list[asyncio.Task[None]]) -> None:
+    """Waits for the loops to wind down (they stop themselves once `stop` is set)."""
+    for task in tasks:
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
 
 
 @dataclass
@@ -149,9 +336,7 @@ class ResourceCommands:
 
 
 def resource_commands(engine: AsyncEngine, settings: Settings) -> ResourceCommands:
-    def uow() -> PostgresUnitOfWork:
-        return PostgresUnitOfWork(engine)
-
+    uow = unit_of_work_factory(engine)
     return ResourceCommands(
         ConnectionCommands(uow, settings),
         DomainCommands(uow, settings),

@@ -160,8 +160,8 @@ def _settings(args: argparse.Namespace) -> Settings:
 
 
 async def _serve(settings: Settings) -> int:
-    from .api.server import Bound, run_until_signalled, serve
-    from .bootstrap import build, database_url
+    from .api.server import run_until_signalled
+    from .bootstrap import Bound, build, database_url, serve
 
     with database_url(settings) as url:
         app = await build(settings, url)
@@ -211,8 +211,8 @@ def _announce(settings: Settings, bound: Any) -> None:
 
 
 async def _worker(settings: Settings, concurrency: int) -> int:
-    from .api.server import run_until_signalled, work
-    from .bootstrap import build, database_url
+    from .api.server import run_until_signalled
+    from .bootstrap import build, database_url, work
 
     with database_url(settings) as url:
         # Migrating is safe from any number of processes at once (an advisory lock

@@ -69,6 +69,15 @@ def observe_job(kind: str, outcome: str, seconds: float) -> None:
     JOB_SECONDS.labels(kind, outcome).observe(seconds)
 
 
+def set_backlog(
+    ready: int, oldest_ready_seconds: float, outbox_pending: int, outbox_lag_seconds: float
+) -> None:
+    QUEUE_READY.set(ready)
+    QUEUE_OLDEST_SECONDS.set(oldest_ready_seconds)
+    OUTBOX_PENDING.set(outbox_pending)
+    OUTBOX_LAG_SECONDS.set(outbox_lag_seconds)
+
+
 def observe_reaped(counts: dict[str, int]) -> None:
     for kind, count in counts.items():
         if count:

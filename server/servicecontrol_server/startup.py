@@ -72,27 +72,6 @@ def address_in_use(what: str, listen: str, setting: str) -> StartupError:
     )
 
 
-def check_database(url: str, timeout: float = 5.0) -> None:
-    """Connects once, so an unreachable or refused database is one clear line."""
-    import psycopg
-
-    from .adapters.postgres.database import libpq_url, sqlalchemy_url
-
-    hint = f"check {setting_hint('database_url')}"
-    try:
-        sqlalchemy_url(url)
-    except ValueError as exc:
-        raise StartupError(f"database URL is not valid ({exc}): {hint}") from exc
-    try:
-        with psycopg.connect(libpq_url(url), connect_timeout=max(1, int(timeout))):
-            pass
-    except (psycopg.Error, ValueError) as exc:
-        reason = " ".join(str(exc).split()) or type(exc).__name__
-        raise StartupError(
-            f"cannot reach the database at {redact(url)} ({reason}): {hint}"
-        ) from exc
-
-
 def redact(url: str) -> str:
     """The URL without its password."""
     scheme, sep, rest = url.partition("://")

@@ -7,9 +7,11 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import shutil
 import signal
 import sys
-from collections.abc import AsyncIterator
+import tempfile
+from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
@@ -22,6 +24,17 @@ from tests.support.waiting import wait_until
 BIN = Path(sys.executable).parent / "servicecontrol"
 
 pytestmark = pytest.mark.slow
+
+
+@pytest.fixture
+def data() -> Iterator[Path]:
+    """Outside pytest's temporary root: PostgreSQL runs as another user when the tests run
+    as root, and every pytest session start takes the others' access to that root away."""
+    base = Path(tempfile.mkdtemp(prefix="servicecontrol-lifecycle-"))
+    try:
+        yield base / "data"
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
 
 
 def postgres_processes(pgdata: Path) -> list[psutil.Process]:
@@ -64,8 +77,7 @@ def adoptions(log: Path) -> list[dict[str, object]]:
     return [r for r in records if str(r["message"]).startswith("adopting an embedded")]
 
 
-async def test_sighup_stops_the_server_and_its_postgres(tmp_path: Path) -> None:
-    data = tmp_path / "data"
+async def test_sighup_stops_the_server_and_its_postgres(data: Path, tmp_path: Path) -> None:
     async with serving(data, tmp_path / "serve.log") as proc:
         postmaster = postmaster_pid(data / "postgres")
         assert postmaster is not None
@@ -75,8 +87,9 @@ async def test_sighup_stops_the_server_and_its_postgres(tmp_path: Path) -> None:
     assert postgres_processes(data / "postgres") == []
 
 
-async def test_after_sigkill_the_next_server_adopts_and_stops_the_orphan(tmp_path: Path) -> None:
-    data = tmp_path / "data"
+async def test_after_sigkill_the_next_server_adopts_and_stops_the_orphan(
+    data: Path, tmp_path: Path
+) -> None:
     log = tmp_path / "serve.log"
     async with serving(data, log) as proc:
         orphan = postmaster_pid(data / "postgres")

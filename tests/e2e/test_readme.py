@@ -26,7 +26,13 @@ def shell_blocks() -> list[str]:
 
 def test_ci_runs_the_readme_test_command() -> None:
     test_command = shell_blocks()[1].strip()
-    assert test_command.endswith("pytest -n 2")
+    # Every tier, the fast one first.
+    assert test_command.endswith(
+        ".venv/bin/pytest tests/unit && "
+        ".venv/bin/pytest -n 2 tests/checks tests/integration tests/e2e"
+    )
+    tiers = {p.name for p in (ROOT / "tests").iterdir() if p.is_dir() and p.name != "support"}
+    assert tiers - {"__pycache__"} == {"unit", "checks", "integration", "e2e"}
     ci = (ROOT / ".ci" / "run").read_text()
     assert test_command in ci
 

@@ -4,6 +4,7 @@ protocol's own refusals, and every answer the tests receive held to botocore's m
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import json
 import logging
@@ -13,7 +14,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import boto3
 import pytest
+from botocore.config import Config
 from botocore.exceptions import ClientError
 from sqlalchemy import text
 
@@ -402,28 +405,55 @@ async def test_unexpected_failures_answer_internal_service_error(
     caplog: pytest.LogCaptureFixture,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    failures: list[Exception] = [RuntimeError("boom"), BackendUnavailable("object store down")]
-    for failure in failures:
+    async def broken(*args: Any) -> Any:
+        raise RuntimeError("boom")
 
-        async def broken(*args: Any, failure: Exception = failure) -> Any:
-            raise failure
+    monkeypatch.setattr(harness.app.use_cases.commands, "describe_service", broken)
+    with caplog.at_level(logging.ERROR):
+        answer = await raw_call(
+            harness.aws_port,
+            "AppRunner.DescribeService",
+            {"ServiceArn": f"arn:aws:apprunner:us-east-1:{ACCOUNT}:service/x/{'0' * 32}"},
+            recorder=recorder,
+        )
+    body = answer.json()
+    assert (answer.status, body["__type"]) == (500, "InternalServiceErrorException")
+    # The caller gets a correlation id that finds the logged failure; not its details.
+    correlation = body["Message"].rpartition(" ")[2].rstrip(".")
+    assert "boom" not in body["Message"]
+    logged = [r for r in caplog.records if getattr(r, "correlation_id", "") == correlation]
+    assert logged and logged[0].exc_info is not None
 
-        monkeypatch.setattr(harness.app.commands, "describe_service", broken)
-        caplog.clear()
-        with caplog.at_level(logging.ERROR):
-            answer = await raw_call(
-                harness.aws_port,
-                "AppRunner.DescribeService",
-                {"ServiceArn": f"arn:aws:apprunner:us-east-1:{ACCOUNT}:service/x/{'0' * 32}"},
-                recorder=recorder,
-            )
-        body = answer.json()
-        assert (answer.status, body["__type"]) == (500, "InternalServiceErrorException")
-        # The caller gets a correlation id that finds the logged failure; not its details.
-        correlation = body["Message"].rpartition(" ")[2].rstrip(".")
-        assert str(failure) not in body["Message"]
-        logged = [r for r in caplog.records if getattr(r, "correlation_id", "") == correlation]
-        assert logged and logged[0].exc_info is not None
+
+async def test_an_unavailable_backend_answers_a_503_that_the_sdk_retries(
+    harness: Harness, recorder: Recorder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls = 0
+    real = harness.app.use_cases.commands.list_services
+
+    async def unavailable_thrice(*args: Any) -> Any:
+        nonlocal calls
+        calls += 1
+        if calls <= 3:
+            raise BackendUnavailable("The database is unavailable; retry the call.")
+        return await real(*args)
+
+    monkeypatch.setattr(harness.app.use_cases.commands, "list_services", unavailable_thrice)
+    answer = await raw_call(harness.aws_port, "AppRunner.ListServices", {}, recorder=recorder)
+    assert (answer.status, answer.json()["__type"]) == (503, "ServiceUnavailableException")
+    assert answer.json()["Message"] == "The database is unavailable; retry the call."
+    # botocore retries a 503 with backoff: its third try gets through.
+    client = boto3.client(
+        "apprunner",
+        endpoint_url=f"http://127.0.0.1:{harness.aws_port}",
+        region_name="us-east-1",
+        aws_access_key_id="AKIDEXAMPLE",
+        aws_secret_access_key="secret",
+        config=Config(retries={"mode": "standard", "max_attempts": 3}),
+    )
+    listed = await asyncio.to_thread(client.list_services)
+    assert listed["ServiceSummaryList"] == []
+    assert calls == 4
 
 
 def _domain_service(status: ServiceStatus, configured: bool) -> Service:
@@ -552,7 +582,7 @@ async def test_connection_is_kept_when_its_service_is_deleted(
     with pytest.raises(aws.exceptions.InvalidRequestException) as pending:
         await aws.create_service(ServiceName="from-code", SourceConfiguration=code_source)
     assert "PENDING_HANDSHAKE" in error_of(pending.value)[2]
-    await harness.app.connections.complete_handshake(ACCOUNT, arn, "AVAILABLE")
+    await harness.app.use_cases.connections.complete_handshake(ACCOUNT, arn, "AVAILABLE")
 
     service = await aws.create_service(ServiceName="from-code", SourceConfiguration=code_source)
     service_arn = service["Service"]["ServiceArn"]

@@ -76,7 +76,9 @@ def code_service(name: str, connection_arn: str) -> api.CreateServiceRequest:
 
 async def available(h: Harness, name: str) -> pb.Connection:
     created = await create(h, name)
-    await h.app.connections.complete_handshake(ACCOUNT, created.connection_arn, "AVAILABLE")
+    await h.app.use_cases.connections.complete_handshake(
+        ACCOUNT, created.connection_arn, "AVAILABLE"
+    )
     return created
 
 
@@ -285,7 +287,7 @@ async def test_request_id_and_validate_only(harness: Harness) -> None:
 
 
 async def test_complete_handshake_transitions(harness: Harness) -> None:
-    conns = harness.app.connections
+    conns = harness.app.use_cases.connections
     created = await create(harness, "handshake")
     arn = created.connection_arn
     failed = await conns.complete_handshake(ACCOUNT, arn, "ERROR")

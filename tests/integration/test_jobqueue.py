@@ -13,13 +13,10 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from servicecontrol_server.adapters.postgres import jobqueue
 from servicecontrol_server.adapters.postgres.database import libpq_url
-from servicecontrol_server.adapters.postgres.jobqueue import (
-    JOBS_CHANNEL,
-    JobQueue,
-    LeaseLost,
-    enqueue,
-)
+from servicecontrol_server.adapters.postgres.jobqueue import JOBS_CHANNEL, JobQueue, enqueue
+from servicecontrol_server.application.ports import LeaseLost
 
 
 async def _enqueue(engine: AsyncEngine, n: int = 1, kind: str = "noop", **kwargs: Any) -> list[int]:
@@ -191,10 +188,10 @@ async def test_a_rescued_lease_fences_out_the_old_holder(engine: AsyncEngine) ->
         await queue.save_progress(job_id, old.lease_token, {"stale": True})
     with pytest.raises(LeaseLost):
         async with engine.begin() as conn:
-            await queue.complete(conn, job_id, old.lease_token)
+            await jobqueue.complete(conn, job_id, old.lease_token)
     with pytest.raises(LeaseLost):
         async with engine.begin() as conn:
-            await queue.mark_failed(conn, job_id, old.lease_token, "stale")
+            await jobqueue.mark_failed(conn, job_id, old.lease_token, "stale")
     assert await queue.retry_later(job_id, old.lease_token, 0, "stale") is False
     assert await queue.release(job_id, old.lease_token) is False
     row = await _job_row(engine, job_id)
@@ -207,7 +204,7 @@ async def test_a_rescued_lease_fences_out_the_old_holder(engine: AsyncEngine) ->
     row = await _job_row(engine, job_id)
     assert row is not None and row["progress"] == {"a": 1, "b": 2}
     async with engine.begin() as conn:
-        await queue.complete(conn, job_id, new.lease_token)
+        await jobqueue.complete(conn, job_id, new.lease_token)
     assert await _job_row(engine, job_id) is None
 
 
@@ -232,7 +229,7 @@ async def test_complete_rolls_back_with_the_callers_transaction(engine: AsyncEng
     [job] = await queue.claim("w", 1, 30)
     with pytest.raises(RuntimeError):
         async with engine.begin() as conn:
-            await queue.complete(conn, job_id, job.lease_token)
+            await jobqueue.complete(conn, job_id, job.lease_token)
             raise RuntimeError("the handler's final write failed")
     row = await _job_row(engine, job_id)
     assert row is not None and row["state"] == "running"
@@ -279,7 +276,7 @@ async def test_take_failed_progress_hands_over_once(engine: AsyncEngine) -> None
     [job] = await queue.claim("w", 1, 30)
     await queue.save_progress(failed_id, job.lease_token, {"image_objects": 3})
     async with engine.begin() as conn:
-        await queue.mark_failed(conn, failed_id, job.lease_token, "COMPUTE_UNAVAILABLE: down")
+        await jobqueue.mark_failed(conn, failed_id, job.lease_token, "COMPUTE_UNAVAILABLE: down")
     row = await _job_row(engine, failed_id)
     assert row is not None
     assert (row["state"], row["lease_token"], row["last_error"]) == (
@@ -295,15 +292,15 @@ async def test_take_failed_progress_hands_over_once(engine: AsyncEngine) -> None
     [other_kind] = await _enqueue(engine, kind="pause_service", service_id="svc-1")
     for job in await queue.claim("w", 2, 30):
         async with engine.begin() as conn:
-            await queue.mark_failed(conn, job.job_id, job.lease_token, "x")
+            await jobqueue.mark_failed(conn, job.job_id, job.lease_token, "x")
     [queued] = await _enqueue(engine, kind="delete_service", service_id="svc-1")
 
     async with engine.begin() as conn:
-        assert await queue.take_failed_progress(conn, "delete_service", "svc-1") == {
+        assert await jobqueue.take_failed_progress(conn, "delete_service", "svc-1") == {
             "image_objects": 3
         }
     async with engine.begin() as conn:
-        assert await queue.take_failed_progress(conn, "delete_service", "svc-1") is None
+        assert await jobqueue.take_failed_progress(conn, "delete_service", "svc-1") is None
     assert await _job_row(engine, failed_id) is None
     for kept in (other_service, other_kind, queued):
         assert await _job_row(engine, kept) is not None
@@ -315,10 +312,14 @@ async def test_take_failed_progress_rolls_back_with_the_caller(engine: AsyncEngi
     [job] = await queue.claim("w", 1, 30)
     await queue.save_progress(job_id, job.lease_token, {"done": ["a"]})
     async with engine.begin() as conn:
-        await queue.mark_failed(conn, job_id, job.lease_token, "x")
+        await jobqueue.mark_failed(conn, job_id, job.lease_token, "x")
     async with engine.connect() as conn:
         await conn.begin()
-        assert await queue.take_failed_progress(conn, "delete_service", "svc-1") == {"done": ["a"]}
+        assert await jobqueue.take_failed_progress(conn, "delete_service", "svc-1") == {
+            "done": ["a"]
+        }
         await conn.rollback()
     async with engine.begin() as conn:
-        assert await queue.take_failed_progress(conn, "delete_service", "svc-1") == {"done": ["a"]}
+        assert await jobqueue.take_failed_progress(conn, "delete_service", "svc-1") == {
+            "done": ["a"]
+        }

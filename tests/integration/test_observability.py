@@ -19,6 +19,7 @@ from servicecontrol.v1 import resources_pb2 as pb
 from servicecontrol.v1 import service_control_pb2 as api
 from servicecontrol_server.adapters.postgres.database import libpq_url
 from servicecontrol_server.api.ops_http import start_ops_http
+from servicecontrol_server.bootstrap import ops_probes
 from tests.support.aws import raw_call
 from tests.support.server import ACCOUNT, Harness, harness_settings, running_harness
 
@@ -29,7 +30,7 @@ def sample(name: str, **labels: str) -> float:
 
 @pytest.fixture
 async def ops(harness: Harness) -> AsyncIterator[str]:
-    runner, port = await start_ops_http(harness.app, "127.0.0.1:0")
+    runner, port = await start_ops_http("127.0.0.1:0", *ops_probes(harness.app))
     try:
         yield f"http://127.0.0.1:{port}"
     finally:
@@ -186,7 +187,7 @@ async def test_queue_depth_counts_jobs_waiting(
     settings = harness_settings(database_url, s3_server, tmp_path)
     async with running_harness(settings, tmp_path, workers=0) as h:
         h.push_image()
-        runner, port = await start_ops_http(h.app, "127.0.0.1:0")
+        runner, port = await start_ops_http("127.0.0.1:0", *ops_probes(h.app))
         try:
             await h.create("queued-one")
             await h.create("queued-two")

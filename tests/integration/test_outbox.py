@@ -16,10 +16,11 @@ from servicecontrol_server.adapters.postgres.database import create_engine
 from servicecontrol_server.adapters.postgres.outbox import (
     RELAY_LOCK_KEY,
     EventLog,
-    EventRecord,
     OutboxRelay,
     record_events,
 )
+from servicecontrol_server.adapters.postgres.unit_of_work import PostgresUnitOfWork
+from servicecontrol_server.application.ports import EventRecord
 from servicecontrol_server.domain.model import Event
 from tests.support.waiting import wait_until
 
@@ -352,8 +353,8 @@ async def test_prune_deletes_only_old_delivered_rows(engine: AsyncEngine) -> Non
         await conn.execute(
             text("UPDATE outbox SET occurred_at = now() - interval '2 hours'"),
         )
-    assert await relay.prune_delivered(older_than_seconds=3600, batch=2) == 5
-    assert await relay.prune_delivered(older_than_seconds=3600, batch=2) == 0
+    assert await prune_delivered(engine, older_than_seconds=3600, batch=2) == 5
+    assert await prune_delivered(engine, older_than_seconds=3600, batch=2) == 0
     async with engine.connect() as conn:
         left = (
             (await conn.execute(text("SELECT resource_arn FROM outbox ORDER BY seq")))
@@ -361,3 +362,15 @@ async def test_prune_deletes_only_old_delivered_rows(engine: AsyncEngine) -> Non
             .all()
         )
     assert left == [arn("recent"), arn("undelivered")]
+
+
+async def prune_delivered(engine: AsyncEngine, *, older_than_seconds: float, batch: int) -> int:
+    """Prunes in batches, as the reaper does, until a batch comes back short."""
+    total = 0
+    while True:
+        async with PostgresUnitOfWork(engine) as uow:
+            pruned = await uow.retention.prune_delivered_events(older_than_seconds, batch)
+            await uow.commit()
+        total += pruned
+        if pruned < batch:
+            return total

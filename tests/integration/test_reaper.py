@@ -125,7 +125,7 @@ async def test_certificates_are_purged_once_expired_and_not_before(h: Harness) -
         ),
         metadata=h.meta(),
     )
-    reaper = Reaper(h.app.engine, h.settings)
+    reaper = Reaper(h.app.uow, h.settings)
     assert await reaper.reap_once() == NOTHING
 
     await execute(
@@ -199,7 +199,7 @@ async def test_connection_tombstones_are_purged_at_purge_at(h: Harness) -> None:
         a=made[0],
     )
     before = await fingerprint(h)
-    assert await Reaper(h.app.engine, h.settings).reap_once() == {**NOTHING, "connections": 1}
+    assert await Reaper(h.app.uow, h.settings).reap_once() == {**NOTHING, "connections": 1}
     unchanged_except(before, await fingerprint(h), "connections")
     assert await column(h, "select connection_arn from connections order by connection_name") == [
         made[0],
@@ -241,7 +241,7 @@ async def test_service_tombstones_are_purged_with_their_operations(h: Harness) -
         s=purged.service_id,
     )
     before = await fingerprint(h)
-    counts = await Reaper(h.app.engine, h.settings).reap_once()
+    counts = await Reaper(h.app.uow, h.settings).reap_once()
     assert counts == {**NOTHING, "services": 1, "operations": 2, "jobs": 1}
     unchanged_except(before, await fingerprint(h), "services", "operations", "jobs")
     assert sorted(await column(h, "select service_name from services")) == [
@@ -310,7 +310,7 @@ async def test_operations_events_and_request_ids_older_than_their_retention(h: H
     before = await fingerprint(h)
     outbox_before = await column(h, "select event_id::text from outbox")
 
-    counts = await Reaper(h.app.engine, h.settings).reap_once()
+    counts = await Reaper(h.app.uow, h.settings).reap_once()
     assert counts == {**NOTHING, "operations": 1, "events": 1, "request_ids": 1}
     unchanged_except(before, await fingerprint(h), "operations", "request_ids")
     assert set(await column(h, "select operation_id::text from operations")) == {
@@ -338,7 +338,7 @@ async def test_orphaned_failed_jobs_are_purged(h: Harness) -> None:
             s=service_id,
             st=state,
         )
-    assert await Reaper(h.app.engine, h.settings).reap_once() == {**NOTHING, "jobs": 1}
+    assert await Reaper(h.app.uow, h.settings).reap_once() == {**NOTHING, "jobs": 1}
     assert await scalar(h, "select count(*) from jobs where service_id = :s", s="0" * 32) == 0
     assert await scalar(h, "select count(*) from jobs") == 3
 
@@ -363,7 +363,7 @@ async def test_batches_and_concurrent_reapers_never_double_count(
                 d=f"bulk{i}.example.com",
                 arn=f"arn:aws:apprunner:us-east-1:{ACCOUNT}:certificate/{cert_id}",
             )
-        single = Reaper(h.app.engine, settings)
+        single = Reaper(h.app.uow, settings)
         # One reaper loops over batches of 3 until none is left.
         await execute(
             h,
@@ -372,7 +372,7 @@ async def test_batches_and_concurrent_reapers_never_double_count(
         )
         assert (await single.reap_once())["certificates"] == 9
         await execute(h, "update certificates set expires_at = now() - interval '1 day'")
-        reapers = [Reaper(h.app.engine, settings) for _ in range(4)]
+        reapers = [Reaper(h.app.uow, settings) for _ in range(4)]
         results = await asyncio.gather(*(r.reap_once() for r in reapers))
         assert sum(r["certificates"] for r in results) == 11
         assert await scalar(h, "select count(*) from certificates") == 0
@@ -394,7 +394,7 @@ async def test_reassociating_a_domain_while_the_reaper_runs(h: Harness, tmp_path
     [record] = first.custom_domain.certificate_validation_records
     zone.write_text(f"{record.name} CNAME {record.value}\n")
     assert (await validation.run_once()).issued == 1
-    reaper = Reaper(h.app.engine, h.settings)
+    reaper = Reaper(h.app.uow, h.settings)
 
     async def disassociate() -> str:
         await h.stub.DisassociateCustomDomain(
@@ -472,7 +472,7 @@ async def test_an_expired_record_is_replaced_even_before_the_reaper_comes(h: Har
     assert await column(
         h, "select payload->>'reason' from outbox where type = 'certificate.purged'"
     ) == ["replaced"]
-    assert await Reaper(h.app.engine, h.settings).reap_once() == NOTHING
+    assert await Reaper(h.app.uow, h.settings).reap_once() == NOTHING
 
 
 async def test_a_reaper_skips_records_another_transaction_holds(h: Harness) -> None:
@@ -480,7 +480,7 @@ async def test_a_reaper_skips_records_another_transaction_holds(h: Harness) -> N
     held = await retained_certificate(h, svc, "held.example.com")
     free = await retained_certificate(h, svc, "free.example.com")
     await execute(h, "update certificates set expires_at = now() - interval '1 second'")
-    reaper = Reaper(h.app.engine, h.settings)
+    reaper = Reaper(h.app.uow, h.settings)
     async with h.app.engine.connect() as conn:
         # What an association of the domain holds while it links the record again.
         await conn.execute(
@@ -537,7 +537,7 @@ async def test_run_waits_on_the_stop_event_between_passes(h: Harness) -> None:
             return passes[-1]
 
     stop = asyncio.Event()
-    task = asyncio.create_task(Counting(h.app.engine, h.settings).run(stop))
+    task = asyncio.create_task(Counting(h.app.uow, h.settings).run(stop))
     await wait_until(lambda: len(passes) == 1)
     # The interval is an hour: only a wait on the event can end the loop this soon.
     stop.set()

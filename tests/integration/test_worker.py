@@ -14,15 +14,18 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from servicecontrol_server.adapters.postgres.database import create_engine
-from servicecontrol_server.adapters.postgres.jobqueue import JobQueue, LeaseLost, enqueue
-from servicecontrol_server.engine import (
+from servicecontrol_server.adapters.postgres.jobqueue import JOBS_CHANNEL, JobQueue, enqueue
+from servicecontrol_server.adapters.postgres.listen import PgListener, engine_libpq_url
+from servicecontrol_server.adapters.postgres.unit_of_work import PostgresUnitOfWork
+from servicecontrol_server.application.ports import (
     JobContext,
     JobFailure,
+    LeaseLost,
     PermanentJobError,
     RetryableJobError,
-    Worker,
-    backoff_delay,
+    UnitOfWork,
 )
+from servicecontrol_server.engine import Worker, backoff_delay
 from tests.support.waiting import wait_until
 
 Body = Callable[[JobContext], Awaitable[None]]
@@ -46,11 +49,9 @@ class Handler:
     async def on_retry(self, ctx: JobContext, failure: JobFailure, delay_seconds: float) -> None:
         self.retries.append((ctx.job.job_id, failure, delay_seconds))
 
-    async def on_exhausted(
-        self, ctx: JobContext, conn: AsyncConnection, failure: JobFailure
-    ) -> None:
+    async def on_exhausted(self, ctx: JobContext, uow: UnitOfWork, failure: JobFailure) -> None:
         if self.exhaust_hook is not None:
-            await self.exhaust_hook(ctx, conn)
+            await self.exhaust_hook(ctx, connection(uow))
         self.exhausted.append((ctx.job.job_id, failure))
 
 
@@ -66,7 +67,19 @@ def make_worker(engine: AsyncEngine, handlers: dict[str, Any], **kwargs: Any) ->
         "shutdown_grace": 5,
     }
     options.update(kwargs)
-    return Worker(engine, handlers, **options)
+    return Worker(
+        JobQueue(engine),
+        lambda: PostgresUnitOfWork(engine),
+        handlers,
+        wakeups=lambda: PgListener(engine_libpq_url(engine), [JOBS_CHANNEL]),
+        **options,
+    )
+
+
+def connection(uow: UnitOfWork) -> AsyncConnection:
+    """The transaction's connection, to write a test's own rows in the job's transaction."""
+    assert isinstance(uow, PostgresUnitOfWork)
+    return uow.conn
 
 
 @contextlib.asynccontextmanager
@@ -117,11 +130,11 @@ async def effect_rows(engine: AsyncEngine) -> list[tuple[int, str]]:
 
 
 async def write_effect(ctx: JobContext, note: str) -> None:
-    async with ctx.transaction() as conn:
-        await conn.execute(
+    async with ctx.transaction() as uow:
+        await connection(uow).execute(
             text("INSERT INTO effects VALUES (:id, :note)"), {"id": ctx.job.job_id, "note": note}
         )
-        await ctx.complete(conn)
+        await ctx.complete(uow)
 
 
 def test_backoff_is_exponential_with_full_jitter_and_capped() -> None:

@@ -10,7 +10,6 @@ from typing import Any
 
 from servicecontrol.v1 import resources_pb2 as pb
 from servicecontrol.v1 import service_control_pb2 as api
-from servicecontrol_server.api.server import background_tasks
 from servicecontrol_server.application.workers import NO_WORKER_STEP
 from tests.support.server import harness_settings, running_harness
 from tests.support.waiting import wait_until
@@ -38,7 +37,7 @@ async def test_pending_operation_says_no_worker_is_alive(
         assert waited.current_step == NO_WORKER_STEP
 
         stop = asyncio.Event()
-        tasks = background_tasks(h.app, stop, workers=1, role="late")
+        tasks = h.app.background_tasks(stop, workers=1, role="late")
         try:
             await wait_until(lambda: _live(h), timeout=10)
             op = await h.wait(created.operation_id)

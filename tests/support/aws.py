@@ -33,6 +33,7 @@ PROTOCOL_ERRORS = frozenset(
         "MissingAuthenticationTokenException",
         "IncompleteSignatureException",
         "InvalidSignatureException",
+        "ServiceUnavailableException",
     }
 )
 

@@ -19,7 +19,7 @@ from servicecontrol.v1 import resources_pb2 as pb
 from servicecontrol.v1 import service_control_pb2 as api
 from servicecontrol.v1 import service_control_pb2_grpc as api_grpc
 from servicecontrol_server.api.aws_json import start_aws_http
-from servicecontrol_server.api.server import background_tasks, start_grpc
+from servicecontrol_server.api.server import start_grpc
 from servicecontrol_server.bootstrap import Application, build
 from servicecontrol_server.settings import Settings
 from tests.support.images import build_docker_archive
@@ -127,12 +127,14 @@ async def running_harness(
     settings: Settings, tmp: Path, *, workers: int = 2
 ) -> AsyncIterator[Harness]:
     app = await build(settings, settings.database_url, migrate=False)
-    server, port, _ = await start_grpc(app, settings.grpc_listen)
+    server, port, _ = await start_grpc(app.use_cases, settings.grpc_listen)
     aws_runner, aws_port = (
-        await start_aws_http(app, settings.aws_listen) if settings.aws_listen else (None, 0)
+        await start_aws_http(app.use_cases, settings.aws_listen)
+        if settings.aws_listen
+        else (None, 0)
     )
     stop = asyncio.Event()
-    tasks = background_tasks(app, stop, workers=workers, role="test")
+    tasks = app.background_tasks(stop, workers=workers, role="test")
     channel = grpc.aio.insecure_channel(f"127.0.0.1:{port}")
     try:
         yield Harness(

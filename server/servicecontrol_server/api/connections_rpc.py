@@ -2,35 +2,17 @@
 
 from __future__ import annotations
 
-import functools
-from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from collections.abc import Callable
+from typing import Any
 
 import grpc
-from google.protobuf.message import Message
 
 from servicecontrol.v1 import resources_pb2 as pb
 from servicecontrol.v1 import service_control_pb2 as api
 
 from ..application.connection_commands import ConnectionCommands
 from . import convert
-
-Req = TypeVar("Req", bound=Message)
-Resp = TypeVar("Resp", bound=Message)
-Handler = Callable[[Any, Req, grpc.aio.ServicerContext], Awaitable[Resp]]
-
-
-def translated(fn: Handler[Req, Resp]) -> Handler[Req, Resp]:
-    """servicer.translated (domain errors to rich statuses), looked up when called:
-    servicer.py imports this module, so it cannot be imported from here at load time."""
-
-    @functools.wraps(fn)
-    async def wrapper(self: Any, request: Req, context: grpc.aio.ServicerContext) -> Resp:
-        from .servicer import translated as translate
-
-        return await translate(fn)(self, request, context)
-
-    return wrapper
+from .errors import translated
 
 
 def enum_name(enum: Any, value: int) -> str:

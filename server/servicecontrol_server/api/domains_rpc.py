@@ -10,7 +10,7 @@ from servicecontrol.v1 import service_control_pb2 as api
 
 from ..application.domain_commands import DomainCommands
 from . import convert
-from .connections_rpc import translated
+from .errors import translated
 
 
 class DomainsRpc:

@@ -3,11 +3,15 @@ an ErrorInfo whose reason comes from servicecontrol.v1.ErrorReason."""
 
 from __future__ import annotations
 
+import functools
 import logging
 import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any, TypeVar
 
 import grpc
 from google.protobuf import any_pb2
+from google.protobuf.message import Message
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
@@ -104,3 +108,52 @@ def internal_status(exc: BaseException) -> status_pb2.Status:
 
 async def abort(context: grpc.aio.ServicerContext, status: status_pb2.Status) -> None:
     await context.abort_with_status(rpc_status.to_status(status))
+
+
+Req = TypeVar("Req", bound=Message)
+Resp = TypeVar("Resp", bound=Message)
+Handler = Callable[[Any, Req, grpc.aio.ServicerContext], Awaitable[Resp]]
+StreamHandler = Callable[[Any, Req, grpc.aio.ServicerContext], AsyncIterator[Resp]]
+
+
+def translated(fn: Handler[Req, Resp]) -> Handler[Req, Resp]:
+    """The gRPC boundary of a unary RPC: domain errors become rich statuses (an outage,
+    BackendUnavailable, is UNAVAILABLE), anything unexplained INTERNAL with a
+    correlation id. Every RPC of the servicer is wrapped (tests/unit checks)."""
+
+    @functools.wraps(fn)
+    async def wrapper(self: Any, request: Req, context: grpc.aio.ServicerContext) -> Resp:
+        try:
+            return await fn(self, request, context)
+        except errors.DomainError as exc:
+            await abort(context, to_status(exc))
+        except (grpc.aio.AbortError, grpc.RpcError):
+            raise
+        except Exception as exc:  # noqa: BLE001 - the boundary: nothing unexplained escapes
+            await abort(context, internal_status(exc))
+        raise AssertionError("unreachable")
+
+    wrapper.__translated__ = True  # type: ignore[attr-defined]
+    return wrapper
+
+
+def translated_stream(fn: StreamHandler[Req, Resp]) -> StreamHandler[Req, Resp]:
+    """translated() for a server-streaming RPC: the same statuses, whether the error
+    comes before the first message or mid-stream."""
+
+    @functools.wraps(fn)
+    async def wrapper(
+        self: Any, request: Req, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[Resp]:
+        try:
+            async for message in fn(self, request, context):
+                yield message
+        except errors.DomainError as exc:
+            await abort(context, to_status(exc))
+        except (grpc.aio.AbortError, grpc.RpcError):
+            raise
+        except Exception as exc:  # noqa: BLE001 - the boundary: nothing unexplained escapes
+            await abort(context, internal_status(exc))
+
+    wrapper.__translated__ = True  # type: ignore[attr-defined]
+    return wrapper

@@ -6,38 +6,32 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
-
-from .. import metrics
-from ..adapters.postgres import stats
-from ..adapters.postgres.migrate import head_revision
-from ..bootstrap import Application
 
 log = logging.getLogger(__name__)
 
 # A scrape or probe must not hang on a stuck database.
 DATABASE_TIMEOUT_SECONDS = 3.0
 
+# Refreshes the gauges sampled from the database (queue depth, outbox lag).
+Sampler = Callable[[], Awaitable[None]]
+# None when ready; otherwise why not, with what to do about it.
+Readiness = Callable[[], Awaitable[str | None]]
+
 
 class OpsEndpoint:
-    def __init__(self, app: Application) -> None:
-        self.app = app
-        self._head: str | None = None
+    def __init__(self, sample: Sampler, readiness: Readiness) -> None:
+        self.sample = sample
+        self.readiness = readiness
 
     async def metrics(self, request: web.Request) -> web.Response:
         try:
-            backlog = await asyncio.wait_for(
-                stats.backlog(self.app.engine), DATABASE_TIMEOUT_SECONDS
-            )
+            await asyncio.wait_for(self.sample(), DATABASE_TIMEOUT_SECONDS)
         except Exception:  # noqa: BLE001 - the process's own metrics are still worth serving
             log.debug("sampling the job queue and outbox failed", exc_info=True)
-        else:
-            metrics.QUEUE_READY.set(backlog.ready)
-            metrics.QUEUE_OLDEST_SECONDS.set(backlog.oldest_ready_seconds)
-            metrics.OUTBOX_PENDING.set(backlog.outbox_pending)
-            metrics.OUTBOX_LAG_SECONDS.set(backlog.outbox_lag_seconds)
         body = generate_latest(REGISTRY)
         return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
@@ -45,26 +39,21 @@ class OpsEndpoint:
         return web.Response(text="ok\n")
 
     async def readyz(self, request: web.Request) -> web.Response:
-        if self._head is None:
-            self._head = await asyncio.to_thread(head_revision)
         try:
-            current = await asyncio.wait_for(
-                stats.schema_revision(self.app.engine), DATABASE_TIMEOUT_SECONDS
-            )
+            problem = await asyncio.wait_for(self.readiness(), DATABASE_TIMEOUT_SECONDS)
         except Exception as exc:  # noqa: BLE001 - not ready is the answer, not an error
             reason = " ".join(str(exc).split())[:200] or type(exc).__name__
-            return web.Response(status=503, text=f"database unavailable: {reason}\n")
-        if current != self._head:
-            return web.Response(
-                status=503,
-                text=f"database schema at {current or 'no revision'}, expected {self._head}: "
-                "run `servicecontrol migrate`\n",
-            )
+            problem = f"database unavailable: {reason}"
+        if problem is not None:
+            return web.Response(status=503, text=f"{problem}\n")
         return web.Response(text="ready\n")
 
 
-async def start_ops_http(app: Application, listen: str) -> tuple[web.AppRunner, int]:
-    endpoint = OpsEndpoint(app)
+async def start_ops_http(
+    listen: str, sample: Sampler, readiness: Readiness
+) -> tuple[web.AppRunner, int]:
+    """Serves the endpoint on `listen` (port 0: a free one); returns the runner and port."""
+    endpoint = OpsEndpoint(sample, readiness)
     web_app = web.Application()
     web_app.router.add_get("/metrics", endpoint.metrics)
     web_app.router.add_get("/healthz", endpoint.healthz)

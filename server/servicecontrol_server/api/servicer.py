@@ -4,56 +4,29 @@ of its own."""
 from __future__ import annotations
 
 import contextlib
-import functools
-from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any, TypeVar
+from collections.abc import AsyncIterator
+from typing import Any
 
 import grpc
-import sqlalchemy.exc
-from google.protobuf.message import Message
 
 from servicecontrol.v1 import resources_pb2 as pb
 from servicecontrol.v1 import service_control_pb2 as api
 from servicecontrol.v1 import service_control_pb2_grpc as api_grpc
 
-from ..adapters.postgres.outbox import EventLog
 from ..application.connection_commands import ConnectionCommands
 from ..application.domain_commands import DomainCommands
-from ..application.service_commands import Configs, MutationResult, ServiceCommands
+from ..application.events import EventQueries
+from ..application.results import Configs, MutationResult
+from ..application.service_commands import ServiceCommands
 from ..application.workers import WorkerPresence, explain_waiting
 from ..domain import names
-from ..domain.errors import BackendUnavailable, DomainError, FieldViolation, InvalidRequest
+from ..domain.errors import FieldViolation, InvalidRequest
 from . import convert
 from .connections_rpc import ConnectionsRpc
 from .domains_rpc import DomainsRpc
-from .errors import abort, internal_status, to_status
+from .errors import translated, translated_stream
 
 ACCOUNT_METADATA_KEY = "x-servicecontrol-account"
-
-Req = TypeVar("Req", bound=Message)
-Resp = TypeVar("Resp", bound=Message)
-Handler = Callable[[Any, Req, grpc.aio.ServicerContext], Awaitable[Resp]]
-
-
-def translated(fn: Handler[Req, Resp]) -> Handler[Req, Resp]:
-    """Turns domain errors into rich gRPC statuses, anything else into INTERNAL."""
-
-    @functools.wraps(fn)
-    async def wrapper(self: Any, request: Req, context: grpc.aio.ServicerContext) -> Resp:
-        try:
-            return await fn(self, request, context)
-        except DomainError as exc:
-            await abort(context, to_status(exc))
-        except (grpc.aio.AbortError, grpc.RpcError):
-            raise
-        except (sqlalchemy.exc.OperationalError, sqlalchemy.exc.InterfaceError) as exc:
-            # The database is unreachable or restarting: retryable, unlike a bug.
-            await abort(context, to_status(BackendUnavailable(f"database unavailable: {exc.orig}")))
-        except Exception as exc:  # noqa: BLE001 - the boundary: nothing unexplained escapes
-            await abort(context, internal_status(exc))
-        raise AssertionError("unreachable")
-
-    return wrapper
 
 
 class ServiceControlServicer(ConnectionsRpc, DomainsRpc, api_grpc.ServiceControlServicer):
@@ -61,7 +34,7 @@ class ServiceControlServicer(ConnectionsRpc, DomainsRpc, api_grpc.ServiceControl
         self,
         commands: ServiceCommands,
         default_account: str,
-        events: EventLog | None = None,
+        events: EventQueries,
         *,
         connections: ConnectionCommands,
         domains: DomainCommands,
@@ -217,21 +190,12 @@ class ServiceControlServicer(ConnectionsRpc, DomainsRpc, api_grpc.ServiceControl
         op = await explain_waiting(op, self.presence)
         return api.WaitOperationResponse(operation=convert.operation(op))
 
+    @translated_stream
     async def WatchEvents(
         self, request: api.WatchEventsRequest, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[api.WatchEventsResponse]:
-        try:
-            account = self.account(context)
-            after = _cursor(request.cursor)
-            if request.resource_arn and not request.resource_arn.startswith("arn:aws:apprunner:"):
-                raise InvalidRequest([FieldViolation("resource_arn", "not an ARN")])
-        except DomainError as exc:
-            await abort(context, to_status(exc))
-            return
-        assert self.events is not None
-        async with contextlib.aclosing(
-            self.events.follow(account, after, request.resource_arn or None)
-        ) as stream:
+        stream = self.events.watch(self.account(context), request.cursor, request.resource_arn)
+        async with contextlib.aclosing(stream):
             async for record in stream:
                 event = pb.Event(
                     event_id=record.event_id,
@@ -245,14 +209,6 @@ class ServiceControlServicer(ConnectionsRpc, DomainsRpc, api_grpc.ServiceControl
                 if occurred is not None:
                     event.occurred_at.CopyFrom(occurred)
                 yield api.WatchEventsResponse(event=event)
-
-
-def _cursor(value: str) -> int:
-    if not value:
-        return 0
-    if not value.isdigit() or len(value) > 19:
-        raise InvalidRequest([FieldViolation("cursor", "not a cursor this server issued")])
-    return int(value)
 
 
 def _configs(request: Any) -> Configs:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Callable
 
-from ..domain import names
+from ..domain import events, names
 from ..domain.errors import (
     ConnectionInUse,
     ConnectionNameTaken,
@@ -16,15 +16,15 @@ from ..domain.errors import (
     InvalidState,
     QuotaExceeded,
 )
-from ..domain.model import Connection, ConnectionStatus, Event, ProviderType
+from ..domain.model import Connection, ConnectionStatus, ProviderType
 from ..settings import Settings
 from .arns import owned_resource_id
 from .idempotency import fingerprint as request_fingerprint
 from .idempotency import first_result, request_id_violations
 from .pagination import PageTokens, parse_time_position, time_position
 from .pagination import page_size as bounded_page_size
-from .service_commands import Page
-from .unit_of_work import UnitOfWork
+from .ports import UnitOfWork
+from .results import Page
 
 MAX_CONNECTIONS_PAGE = 100
 NAME_RULE = "4-32 characters: letters, digits, - and _, starting with a letter or digit"
@@ -100,7 +100,7 @@ class ConnectionCommands:
             if validate_only:
                 return connection
             await uow.connections.add(connection)
-            uow.record(_event(connection, "connection.created"))
+            uow.record(events.connection_created(connection))
             await uow.commit()
         return connection
 
@@ -157,7 +157,7 @@ class ConnectionCommands:
             await uow.connections.mark_deleted(
                 connection, self.settings.connection_tombstone_retention_seconds
             )
-            uow.record(_event(connection, "connection.deleted"))
+            uow.record(events.connection_deleted(connection))
             await uow.commit()
         return connection
 
@@ -196,7 +196,7 @@ class ConnectionCommands:
                 )
             before = connection.status
             await uow.connections.set_status(connection, target)
-            uow.record(_event(connection, "connection.handshake_completed", {"from": before.value}))
+            uow.record(events.connection_handshake_completed(connection, before.value))
             await uow.commit()
         return connection
 
@@ -240,18 +240,4 @@ class ConnectionCommands:
 def _not_found(connection_arn: str) -> ConnectionNotFound:
     return ConnectionNotFound(
         f"Connection {connection_arn} not found.", {"connectionArn": connection_arn}
-    )
-
-
-def _event(connection: Connection, kind: str, extra: dict[str, str] | None = None) -> Event:
-    return Event(
-        account_id=connection.account_id,
-        resource_arn=connection.connection_arn,
-        type=kind,
-        payload={
-            "connectionName": connection.connection_name,
-            "providerType": connection.provider_type.value,
-            "status": connection.status.value,
-            **(extra or {}),
-        },
     )

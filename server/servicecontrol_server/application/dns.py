@@ -10,26 +10,18 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Protocol
 
+from ..domain import events
 from ..domain.model import (
     Certificate,
     CertificateStatus,
     CustomDomain,
     CustomDomainStatus,
-    Event,
 )
 from .domain_commands import covered_names
-from .unit_of_work import UnitOfWork
+from .ports import DnsValidator, UnitOfWork
 
 log = logging.getLogger(__name__)
-
-
-class DnsValidator(Protocol):
-    async def check(self, record_name: str, record_value: str) -> bool | None:
-        """True when `record_name` is a CNAME to `record_value`, False when it points
-        elsewhere, None when it is not there (yet)."""
-        ...
 
 
 @dataclass
@@ -146,24 +138,10 @@ class DnsValidation:
             await uow.custom_domains.set_status(
                 association.service_id, association.domain_name, domain_status
             )
+            uow.record(events.certificate_validated(cert, outcome, service.service_arn))
             uow.record(
-                Event(
-                    account_id=cert.account_id,
-                    resource_arn=cert.certificate_arn,
-                    type=f"certificate.{outcome.value.lower()}",
-                    payload={"domainName": cert.domain_name, "serviceArn": service.service_arn},
-                )
-            )
-            uow.record(
-                Event(
-                    account_id=cert.account_id,
-                    resource_arn=service.service_arn,
-                    type="custom_domain.validated",
-                    payload={
-                        "domainName": association.domain_name,
-                        "status": domain_status.value,
-                        "certificateArn": cert.certificate_arn,
-                    },
+                events.custom_domain_validated(
+                    service, association.domain_name, domain_status, cert
                 )
             )
             await uow.commit()

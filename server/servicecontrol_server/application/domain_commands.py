@@ -12,7 +12,7 @@ import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from ..domain import names
+from ..domain import events, names
 from ..domain.errors import (
     BackendUnavailable,
     CustomDomainAlreadyAssociated,
@@ -30,7 +30,6 @@ from ..domain.model import (
     CertificateStatus,
     CustomDomain,
     CustomDomainStatus,
-    Event,
     Service,
     ServiceStatus,
 )
@@ -40,8 +39,8 @@ from .idempotency import fingerprint as request_fingerprint
 from .idempotency import first_result, request_id_violations
 from .pagination import PageTokens
 from .pagination import page_size as bounded_page_size
-from .service_commands import Page
-from .unit_of_work import UnitOfWork
+from .ports import UnitOfWork
+from .results import Page
 
 MAX_DOMAINS_PAGE = 5
 MAX_CERTIFICATES_PAGE = 100
@@ -172,18 +171,7 @@ class DomainCommands:
                 )
             )
             uow.record(
-                Event(
-                    account_id=account_id,
-                    resource_arn=service.service_arn,
-                    type="custom_domain.associated",
-                    payload={
-                        "domainName": domain,
-                        "enableWwwSubdomain": enable_www,
-                        "status": status.value,
-                        "certificateArn": cert.certificate_arn,
-                        "certificateReused": reused,
-                    },
-                )
+                events.custom_domain_associated(service, domain, enable_www, status, cert, reused)
             )
             await uow.commit()
         return DomainResult(service.service_url, service.service_arn, _shown(association))
@@ -214,23 +202,10 @@ class DomainCommands:
             if validate_only:
                 return DomainResult(service.service_url, service.service_arn, _shown(association))
             await uow.custom_domains.remove(service_id, domain)
-            [cert] = await uow.custom_domains.retain_certificates(
+            [cert] = await uow.certificates.retain(
                 [association.certificate_id], self.settings.certificate_retention_seconds
             )
-            uow.record(
-                Event(
-                    account_id=account_id,
-                    resource_arn=service.service_arn,
-                    type="custom_domain.disassociated",
-                    payload={
-                        "domainName": domain,
-                        "certificateArn": cert.certificate_arn,
-                        "certificateExpiresAt": cert.expires_at.isoformat()
-                        if cert.expires_at
-                        else "",
-                    },
-                )
-            )
+            uow.record(events.custom_domain_disassociated(service, domain, cert))
             await uow.commit()
         return DomainResult(service.service_url, service.service_arn, _shown(association))
 
@@ -295,7 +270,11 @@ class DomainCommands:
                 raise _already_associated(domain, existing.service_arn or "")
             purged = await uow.certificates.purge_if_expired(existing.certificate_id)
             if purged is not None:
-                uow.record(_purged_event(purged, "replaced"))
+                uow.record(
+                    events.certificate_purged(
+                        purged.account_id, purged.certificate_arn, purged.domain_name, "replaced"
+                    )
+                )
                 continue
             status, records = _revalidated(existing, wanted)
             await uow.certificates.link(
@@ -479,13 +458,4 @@ def _already_associated(domain: str, service_arn: str) -> CustomDomainAlreadyAss
     return CustomDomainAlreadyAssociated(
         f"Domain {domain} is already associated with service {service_arn}.",
         {"domainName": domain, "serviceArn": service_arn},
-    )
-
-
-def _purged_event(cert: Certificate, why: str) -> Event:
-    return Event(
-        account_id=cert.account_id,
-        resource_arn=cert.certificate_arn,
-        type="certificate.purged",
-        payload={"domainName": cert.domain_name, "reason": why},
     )

@@ -9,7 +9,7 @@ from typing import Any
 
 from ..domain import names
 from ..domain.errors import FieldViolation, RequestIdReused
-from .unit_of_work import UnitOfWork
+from .ports import UnitOfWork
 
 
 def request_id_violations(request_id: str) -> list[FieldViolation]:

@@ -12,25 +12,41 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from sqlalchemy.ext.asyncio import AsyncConnection
-
 from .. import faults
+from ..domain import events
 from ..domain.model import (
     SUCCESS_STATUS,
-    Event,
     OperationStatus,
     OperationType,
     Service,
     ServiceStatus,
     failure_status,
 )
-from ..engine.worker import JobContext, JobFailure, PermanentJobError, RetryableJobError
 from ..settings import Settings
 from .images import ImageNotFound, copy_image, delete_image_copy, inventory
-from .ports import ComputeDriver, ComputeError, ObjectStore, ObjectStoreError
-from .unit_of_work import UnitOfWork
+from .ports import (
+    ComputeDriver,
+    ComputeError,
+    JobContext,
+    JobFailure,
+    ObjectStore,
+    ObjectStoreError,
+    PermanentJobError,
+    RetryableJobError,
+    UnitOfWork,
+    UnitOfWorkFactory,
+)
 
 log = logging.getLogger(__name__)
+
+# The job kind that carries out each operation type.
+JOB_KIND = {
+    OperationType.CREATE_SERVICE: "create_service",
+    OperationType.DELETE_SERVICE: "delete_service",
+    OperationType.PAUSE_SERVICE: "pause_service",
+    OperationType.RESUME_SERVICE: "resume_service",
+    OperationType.UPDATE_SERVICE: "update_service",
+}
 
 
 class ServiceJob:
@@ -40,15 +56,12 @@ class ServiceJob:
 
     def __init__(
         self,
-        uow: Callable[[], UnitOfWork],
-        bound_uow: Callable[[AsyncConnection], UnitOfWork],
+        uow: UnitOfWorkFactory,
         settings: Settings,
         store: ObjectStore,
         compute: ComputeDriver,
     ) -> None:
-        # `bound_uow` joins the job's fenced transaction instead of opening its own.
         self.uow = uow
-        self.bound_uow = bound_uow
         self.settings = settings
         self.store = store
         self.compute = compute
@@ -71,13 +84,7 @@ class ServiceJob:
     async def _step(self, ctx: JobContext, step: str) -> None:
         """Makes progress visible: the operation shows the step and the attempt."""
         async with self.uow() as uow:
-            await uow.operations.update(
-                str(ctx.job.operation_id),
-                status=OperationStatus.IN_PROGRESS.value,
-                current_step=step,
-                attempt=ctx.job.attempts,
-                next_attempt_at=None,
-            )
+            await uow.operations.mark_step(str(ctx.job.operation_id), step, ctx.job.attempts)
             await uow.commit()
 
     async def _objects(self, fn: Callable[..., Any], *args: Any) -> Any:
@@ -106,44 +113,29 @@ class ServiceJob:
     async def _finish(
         self,
         ctx: JobContext,
-        mutate: Callable[[UnitOfWork, Service], Awaitable[dict[str, Any]]],
-        event_type: str,
+        mutate: Callable[[UnitOfWork, Service], Awaitable[dict[str, Any] | None]],
     ) -> None:
-        """The outcome, fenced: written only if this worker still holds the job's lease."""
-        async with ctx.transaction() as conn:
-            uow = self.bound_uow(conn)
+        """The outcome, fenced: written only if this worker still holds the job's lease.
+        `mutate` may return a deletion report."""
+        async with ctx.transaction() as uow:
             assert ctx.job.account_id and ctx.job.service_id
             service = await uow.services.get(
                 ctx.job.account_id, ctx.job.service_id, for_update=True
             )
             assert service is not None
-            extra = await mutate(uow, service)
-            await uow.operations.update(
-                str(ctx.job.operation_id),
-                status=OperationStatus.SUCCEEDED.value,
-                current_step="done",
-                attempt=ctx.job.attempts,
-                last_error="",
-                **extra,
+            report = await mutate(uow, service)
+            operation_id = str(ctx.job.operation_id)
+            await uow.operations.finish(
+                operation_id,
+                OperationStatus.SUCCEEDED,
+                ctx.job.attempts,
+                deletion_report=report,
             )
             uow.record(
-                Event(
-                    account_id=service.account_id,
-                    resource_arn=service.service_arn,
-                    type=event_type,
-                    payload={
-                        "operationId": str(ctx.job.operation_id),
-                        "status": service.status.value,
-                        **(
-                            {"report": extra["deletion_report"]}
-                            if "deletion_report" in extra
-                            else {}
-                        ),
-                    },
-                )
+                events.service_operation_succeeded(service, operation_id, self.op_type, report)
             )
             await uow.flush_events()
-            await ctx.complete(conn)
+            await ctx.complete(uow)
             # Everything is written but not committed: a crash here must roll it all back.
             faults.checkpoint(f"{self.op_type.value.lower()}:before_commit")
 
@@ -158,18 +150,15 @@ class ServiceJob:
 
     async def on_retry(self, ctx: JobContext, failure: JobFailure, delay_seconds: float) -> None:
         async with self.uow() as uow:
-            await uow.operations.update(
+            await uow.operations.note_retry(
                 str(ctx.job.operation_id),
-                last_error=f"{failure.reason}: {failure.message}",
-                attempt=ctx.job.attempts,
-                next_attempt_at=await uow.now() + _seconds(delay_seconds),
+                f"{failure.reason}: {failure.message}",
+                ctx.job.attempts,
+                delay_seconds,
             )
             await uow.commit()
 
-    async def on_exhausted(
-        self, ctx: JobContext, conn: AsyncConnection, failure: JobFailure
-    ) -> None:
-        uow = self.bound_uow(conn)
+    async def on_exhausted(self, ctx: JobContext, uow: UnitOfWork, failure: JobFailure) -> None:
         assert ctx.job.account_id and ctx.job.service_id
         service = await uow.services.get(ctx.job.account_id, ctx.job.service_id, for_update=True)
         if service is None:
@@ -183,10 +172,11 @@ class ServiceJob:
         ):
             op_status = OperationStatus.ROLLBACK_SUCCEEDED
         await self._settle(uow, service, landing, failure.message)
-        await uow.operations.update(
-            str(ctx.job.operation_id),
-            status=op_status.value,
-            attempt=failure.attempts,
+        operation_id = str(ctx.job.operation_id)
+        await uow.operations.finish(
+            operation_id,
+            op_status,
+            failure.attempts,
             error={
                 "reason": failure.reason,
                 "message": failure.message,
@@ -194,16 +184,8 @@ class ServiceJob:
             },
         )
         uow.record(
-            Event(
-                account_id=service.account_id,
-                resource_arn=service.service_arn,
-                type=f"service.{self.op_type.value.lower().removesuffix('_service')}_failed",
-                payload={
-                    "operationId": str(ctx.job.operation_id),
-                    "status": landing.value,
-                    "reason": failure.reason,
-                    "message": failure.message,
-                },
+            events.service_operation_failed(
+                service, operation_id, self.op_type, landing, failure.reason, failure.message
             )
         )
         await uow.flush_events()
@@ -235,11 +217,10 @@ class CreateServiceJob(ServiceJob):
         await self._step(ctx, "start_compute")
         await self._compute(self.compute.start(service.service_id, config.image_prefix))
 
-        async def mutate(uow: UnitOfWork, svc: Service) -> dict[str, Any]:
+        async def mutate(uow: UnitOfWork, svc: Service) -> None:
             await self._settle(uow, svc, SUCCESS_STATUS[self.op_type])
-            return {}
 
-        await self._finish(ctx, mutate, "service.created")
+        await self._finish(ctx, mutate)
 
 
 class UpdateServiceJob(ServiceJob):
@@ -266,7 +247,7 @@ class UpdateServiceJob(ServiceJob):
         await self._step(ctx, "deploy")
         await self._compute(self.compute.start(service.service_id, prefix))
 
-        async def mutate(uow: UnitOfWork, svc: Service) -> dict[str, Any]:
+        async def mutate(uow: UnitOfWork, svc: Service) -> None:
             from ..domain.configuration import connection_arn
             from ..domain.model import ServiceConfiguration
 
@@ -283,9 +264,8 @@ class UpdateServiceJob(ServiceJob):
             )
             svc.connection_arn = connection_arn(new["source"])
             await self._settle(uow, svc, ServiceStatus.RUNNING)
-            return {}
 
-        await self._finish(ctx, mutate, "service.updated")
+        await self._finish(ctx, mutate)
 
 
 class PauseServiceJob(ServiceJob):
@@ -295,11 +275,10 @@ class PauseServiceJob(ServiceJob):
         await self._step(ctx, "stop_compute")
         await self._compute(self.compute.stop(service.service_id))
 
-        async def mutate(uow: UnitOfWork, svc: Service) -> dict[str, Any]:
+        async def mutate(uow: UnitOfWork, svc: Service) -> None:
             await self._settle(uow, svc, ServiceStatus.PAUSED)
-            return {}
 
-        await self._finish(ctx, mutate, "service.paused")
+        await self._finish(ctx, mutate)
 
 
 class ResumeServiceJob(ServiceJob):
@@ -312,11 +291,10 @@ class ResumeServiceJob(ServiceJob):
             self.compute.start(service.service_id, config.image_prefix if config else None)
         )
 
-        async def mutate(uow: UnitOfWork, svc: Service) -> dict[str, Any]:
+        async def mutate(uow: UnitOfWork, svc: Service) -> None:
             await self._settle(uow, svc, ServiceStatus.RUNNING)
-            return {}
 
-        await self._finish(ctx, mutate, "service.resumed")
+        await self._finish(ctx, mutate)
 
 
 class DeleteServiceJob(ServiceJob):
@@ -348,31 +326,30 @@ class DeleteServiceJob(ServiceJob):
 
         async def mutate(uow: UnitOfWork, svc: Service) -> dict[str, Any]:
             removed = await uow.services.delete_configuration(svc.service_id)
-            retained = await uow.custom_domains.unlink_all(
-                svc.service_id, self.settings.certificate_retention_seconds
+            retained = await uow.certificates.retain(
+                await uow.custom_domains.remove_all(svc.service_id),
+                self.settings.certificate_retention_seconds,
             )
             connection = svc.connection_arn
             await uow.services.mark_deleted(svc, self.settings.service_tombstone_retention_seconds)
             return {
-                "deletion_report": {
-                    "image_objects": int(ctx.progress.get("image_objects", 0)),
-                    "image_bytes": int(ctx.progress.get("image_bytes", 0)),
-                    "configuration_records": removed,
-                    "retained_connection_arns": [connection] if connection else [],
-                    "retained_certificates": [
-                        {
-                            "certificate_id": c.certificate_id,
-                            "certificate_arn": c.certificate_arn,
-                            "domain_name": c.domain_name,
-                            "expires_at": c.expires_at.isoformat() if c.expires_at else "",
-                        }
-                        for c in retained
-                    ],
-                    "unlinked_domain_names": [c.domain_name for c in retained],
-                }
+                "image_objects": int(ctx.progress.get("image_objects", 0)),
+                "image_bytes": int(ctx.progress.get("image_bytes", 0)),
+                "configuration_records": removed,
+                "retained_connection_arns": [connection] if connection else [],
+                "retained_certificates": [
+                    {
+                        "certificate_id": c.certificate_id,
+                        "certificate_arn": c.certificate_arn,
+                        "domain_name": c.domain_name,
+                        "expires_at": c.expires_at.isoformat() if c.expires_at else "",
+                    }
+                    for c in retained
+                ],
+                "unlinked_domain_names": [c.domain_name for c in retained],
             }
 
-        await self._finish(ctx, mutate, "service.deleted")
+        await self._finish(ctx, mutate)
 
 
 class _CrashBetweenBatches:
@@ -390,24 +367,21 @@ class _CrashBetweenBatches:
         return count
 
 
-def _seconds(value: float) -> Any:
-    from datetime import timedelta
-
-    return timedelta(seconds=value)
-
-
 def job_handlers(
-    uow: Callable[[], UnitOfWork],
-    bound_uow: Callable[[AsyncConnection], UnitOfWork],
+    uow: UnitOfWorkFactory,
     settings: Settings,
     store: ObjectStore,
     compute: ComputeDriver,
 ) -> dict[str, ServiceJob]:
-    args = (uow, bound_uow, settings, store, compute)
-    return {
-        "create_service": CreateServiceJob(*args),
-        "update_service": UpdateServiceJob(*args),
-        "pause_service": PauseServiceJob(*args),
-        "resume_service": ResumeServiceJob(*args),
-        "delete_service": DeleteServiceJob(*args),
-    }
+    """The handler of every job kind, by kind."""
+    jobs: list[ServiceJob] = [
+        cls(uow, settings, store, compute)
+        for cls in (
+            CreateServiceJob,
+            UpdateServiceJob,
+            PauseServiceJob,
+            ResumeServiceJob,
+            DeleteServiceJob,
+        )
+    ]
+    return {JOB_KIND[job.op_type]: job for job in jobs}

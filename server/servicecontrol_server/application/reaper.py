@@ -16,26 +16,27 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Awaitable, Callable, Sequence
+from typing import TypeVar
 
-from sqlalchemy import TextClause
-from sqlalchemy.engine import RowMapping
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
-
-from ..adapters.postgres import outbox, ttl
+from ..domain import events
 from ..domain.model import Event
 from ..settings import Settings
 from .dns import DnsValidation
+from .ports import UnitOfWork, UnitOfWorkFactory
 
 log = logging.getLogger(__name__)
+Row = TypeVar("Row")
 
 
 class Reaper:
     def __init__(
-        self, engine: AsyncEngine, settings: Settings, validation: DnsValidation | None = None
+        self,
+        uow: UnitOfWorkFactory,
+        settings: Settings,
+        validation: DnsValidation | None = None,
     ) -> None:
-        self.engine = engine
+        self.uow = uow
         self.settings = settings
         self.validation = validation
         self.batch = settings.reaper_batch_size
@@ -43,23 +44,35 @@ class Reaper:
     async def reap_once(self) -> dict[str, int]:
         """Purges everything due now; returns how many rows of each kind this call
         deleted (rows another reaper deleted meanwhile are not counted here)."""
-        s = self.settings
+        s, batch = self.settings, self.batch
         counts = {
-            "certificates": await self._purge(ttl.PURGE_EXPIRED_CERTIFICATES, _certificate_purged),
-            "connections": await self._purge(ttl.PURGE_CONNECTION_TOMBSTONES, _connection_purged),
+            "certificates": await self._purge(
+                lambda uow: uow.retention.purge_expired_certificates(batch),
+                lambda c: events.certificate_purged(
+                    c.account_id, c.certificate_arn, c.domain_name, "expired"
+                ),
+            ),
+            "connections": await self._purge(
+                lambda uow: uow.retention.purge_connection_tombstones(batch),
+                lambda c: events.connection_purged(
+                    c.account_id, c.connection_arn, c.connection_name
+                ),
+            ),
         }
         services, operations, jobs = await self._purge_services()
         counts["services"] = services
-        counts["operations"] = operations + await self._purge(
-            ttl.PURGE_ENDED_OPERATIONS, None, s.operation_retention_seconds
+        counts["operations"] = operations + await self._count(
+            lambda uow: uow.retention.purge_ended_operations(s.operation_retention_seconds, batch)
         )
-        counts["events"] = await outbox.OutboxRelay(self.engine).prune_delivered(
-            s.event_retention_seconds, self.batch
+        counts["events"] = await self._count(
+            lambda uow: uow.retention.prune_delivered_events(s.event_retention_seconds, batch)
         )
-        counts["request_ids"] = await self._purge(
-            ttl.PURGE_REQUEST_IDS, None, s.request_id_retention_seconds
+        counts["request_ids"] = await self._count(
+            lambda uow: uow.retention.purge_request_ids(s.request_id_retention_seconds, batch)
         )
-        counts["jobs"] = jobs + await self._purge(ttl.PURGE_ORPHANED_FAILED_JOBS, None)
+        counts["jobs"] = jobs + await self._count(
+            lambda uow: uow.retention.purge_orphaned_failed_jobs(batch)
+        )
         return counts
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -81,22 +94,31 @@ class Reaper:
 
     async def _purge(
         self,
-        statement: TextClause,
-        event: Callable[[RowMapping], Event] | None,
-        older_than_seconds: int | None = None,
+        purge: Callable[[UnitOfWork], Awaitable[Sequence[Row]]],
+        event: Callable[[Row], Event],
     ) -> int:
-        """Runs one purge batch per transaction until a batch comes back short."""
-        params: dict[str, Any] = {"batch": self.batch}
-        if older_than_seconds is not None:
-            params["older_than_seconds"] = float(older_than_seconds)
+        """Runs one purge batch per transaction, each with the events of what it purged,
+        until a batch comes back short."""
         total = 0
         while True:
-            async with self.engine.begin() as conn:
-                rows = (await conn.execute(statement, params)).mappings().all()
-                if event is not None:
-                    await outbox.record_events(conn, [event(row) for row in rows])
+            async with self.uow() as uow:
+                rows = await purge(uow)
+                for row in rows:
+                    uow.record(event(row))
+                await uow.commit()
             total += len(rows)
             if len(rows) < self.batch:
+                return total
+
+    async def _count(self, purge: Callable[[UnitOfWork], Awaitable[int]]) -> int:
+        """Like _purge, for rows whose purge records no event."""
+        total = 0
+        while True:
+            async with self.uow() as uow:
+                deleted = await purge(uow)
+                await uow.commit()
+            total += deleted
+            if deleted < self.batch:
                 return total
 
     async def _purge_services(self) -> tuple[int, int, int]:
@@ -104,48 +126,17 @@ class Reaper:
         returns (services, operations, jobs) deleted."""
         services = operations = jobs = 0
         while True:
-            async with self.engine.begin() as conn:
-                rows = (
-                    (await conn.execute(ttl.PURGE_SERVICE_TOMBSTONES, {"batch": self.batch}))
-                    .mappings()
-                    .all()
-                )
-                ids = [row["service_id"] for row in rows]
-                if ids:
-                    operations += await _count(conn, ttl.DELETE_OPERATIONS_OF_SERVICES, ids)
-                    jobs += await _count(conn, ttl.DELETE_FAILED_JOBS_OF_SERVICES, ids)
-                    await outbox.record_events(conn, [_service_purged(row) for row in rows])
-            services += len(rows)
-            if len(rows) < self.batch:
+            async with self.uow() as uow:
+                purged = await uow.retention.purge_service_tombstones(self.batch)
+                for s in purged.services:
+                    uow.record(
+                        events.service_purged(
+                            s.account_id, s.service_arn, s.service_name, s.service_id
+                        )
+                    )
+                await uow.commit()
+            services += len(purged.services)
+            operations += purged.operations
+            jobs += purged.jobs
+            if len(purged.services) < self.batch:
                 return services, operations, jobs
-
-
-async def _count(conn: AsyncConnection, statement: TextClause, service_ids: list[str]) -> int:
-    return len((await conn.execute(statement, {"service_ids": service_ids})).all())
-
-
-def _certificate_purged(row: RowMapping) -> Event:
-    return Event(
-        account_id=row["account_id"],
-        resource_arn=row["certificate_arn"],
-        type="certificate.purged",
-        payload={"domainName": row["domain_name"], "reason": "expired"},
-    )
-
-
-def _connection_purged(row: RowMapping) -> Event:
-    return Event(
-        account_id=row["account_id"],
-        resource_arn=row["connection_arn"],
-        type="connection.purged",
-        payload={"connectionName": row["connection_name"]},
-    )
-
-
-def _service_purged(row: RowMapping) -> Event:
-    return Event(
-        account_id=row["account_id"],
-        resource_arn=row["service_arn"],
-        type="service.purged",
-        payload={"serviceName": row["service_name"], "serviceId": row["service_id"]},
-    )

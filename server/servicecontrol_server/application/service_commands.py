@@ -7,12 +7,11 @@ import asyncio
 import contextlib
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
-from typing import Any, Protocol
+from datetime import UTC, datetime
+from typing import Any
 
 from ..domain import configuration as config_rules
-from ..domain import names
+from ..domain import events, names
 from ..domain.errors import (
     ConnectionNotAvailable,
     ConnectionNotFound,
@@ -26,7 +25,6 @@ from ..domain.errors import (
 )
 from ..domain.model import (
     ConnectionStatus,
-    Event,
     Operation,
     OperationStatus,
     OperationType,
@@ -36,12 +34,13 @@ from ..domain.model import (
 )
 from ..settings import Settings
 from .arns import owned_resource_id
+from .deletion_plan import deletion_plan
 from .idempotency import fingerprint as request_fingerprint
 from .idempotency import first_result, request_id_violations
-from .images import inventory
+from .jobs import JOB_KIND
 from .pagination import PageTokens, page_size, parse_time_position, time_position
-from .ports import ObjectStore, ObjectStoreError
-from .unit_of_work import UnitOfWork
+from .ports import ObjectStore, OperationWaiter, UnitOfWork
+from .results import Configs, MutationResult, Page
 
 MAX_SERVICES_PAGE = 20
 MAX_OPERATIONS_PAGE = 20
@@ -49,45 +48,10 @@ DEFAULT_WAIT_SECONDS = 60.0
 WAIT_RECHECK_SECONDS = 1.0
 MAX_WAIT_SECONDS = 600.0
 
-# Job kinds, one per operation type.
-JOB_KIND = {
-    OperationType.CREATE_SERVICE: "create_service",
-    OperationType.DELETE_SERVICE: "delete_service",
-    OperationType.PAUSE_SERVICE: "pause_service",
-    OperationType.RESUME_SERVICE: "resume_service",
-    OperationType.UPDATE_SERVICE: "update_service",
-}
-
-
-@dataclass
-class Page:
-    items: list[Any]
-    next_page_token: str
-
-
-@dataclass
-class MutationResult:
-    service: Service
-    operation_id: str
-    plan: dict[str, Any] | None = None
-
-
-@dataclass
-class Configs:
-    source: dict[str, Any] | None = None
-    instance: dict[str, Any] | None = None
-    health_check: dict[str, Any] | None = None
-
-
-class OperationWaiter(Protocol):
-    """Port for WaitOperation: a latch set whenever some operation may have ended."""
-
-    def subscribe(self) -> asyncio.Event: ...
-
-    def unsubscribe(self, latch: asyncio.Event) -> None: ...
-
 
 class _Polling:
+    """No notifications: WaitOperation re-reads on its timer alone."""
+
     def subscribe(self) -> asyncio.Event:
         return asyncio.Event()
 
@@ -454,7 +418,7 @@ class ServiceCommands:
                 and service.status is ServiceStatus.DELETE_FAILED
             ):
                 # A delete that failed before resumes from the progress it had saved.
-                progress = await uow.take_failed_progress(JOB_KIND[op_type], service_id)
+                progress = await uow.jobs.take_failed_progress(JOB_KIND[op_type], service_id)
             service.start_operation(op_type, operation_id)
             await uow.services.save(service)
             await self._start_operation(uow, service, op_type, operation_id, payload, progress)
@@ -484,7 +448,7 @@ class ServiceCommands:
                 current_step="queued",
             )
         )
-        await uow.enqueue_job(
+        await uow.jobs.enqueue(
             kind=JOB_KIND[op_type],
             payload=payload or {},
             max_attempts=self.settings.job_max_attempts,
@@ -493,19 +457,7 @@ class ServiceCommands:
             account_id=service.account_id,
             progress=progress,
         )
-        uow.record(
-            Event(
-                account_id=service.account_id,
-                resource_arn=service.service_arn,
-                type=f"service.{op_type.value.lower().removesuffix('_service')}_requested",
-                payload={
-                    "operationId": operation_id,
-                    "operationType": op_type.value,
-                    "serviceName": service.service_name,
-                    "status": service.status.value,
-                },
-            )
-        )
+        uow.record(events.service_operation_requested(service, operation_id, op_type))
 
     async def _replay(
         self,
@@ -555,36 +507,7 @@ class ServiceCommands:
             service.check_can_start(OperationType.DELETE_SERVICE)
             domains = await uow.custom_domains.for_service(service_id)
             now = await uow.now()
-        records = ["service_configuration", "compute_instance"]
-        objects = size = 0
-        config = service.configuration
-        if config and config.image_bucket and config.image_prefix:
-            # Outside any transaction: object-store calls never hold a database snapshot.
-            try:
-                counted = await asyncio.to_thread(
-                    inventory, self.store, config.image_bucket, config.image_prefix
-                )
-            except ObjectStoreError as exc:
-                from ..domain.errors import BackendUnavailable
-
-                raise BackendUnavailable(f"object store unavailable: {exc}") from exc
-            objects, size = counted.objects, counted.bytes
-        expires = now + timedelta(seconds=self.settings.certificate_retention_seconds)
-        plan = {
-            "image_objects": objects,
-            "image_bytes": size,
-            "configuration_records": records,
-            "retained_connection_arns": [service.connection_arn] if service.connection_arn else [],
-            "retained_certificates": [
-                {
-                    "domain_name": d.domain_name,
-                    "expires_at": expires.isoformat(),
-                    "certificate_id": d.certificate_id,
-                }
-                for d in domains
-            ],
-            "unlinked_domain_names": [d.domain_name for d in domains],
-        }
+        plan = await deletion_plan(self.store, self.settings, service, domains, now)
         return MutationResult(service, "", plan)
 
     def _service_id(self, account_id: str, service_arn: str) -> str:

@@ -1,18 +1,12 @@
-"""The job engine: workers that claim jobs from Postgres and run them through handlers."""
+"""The job engine: workers that claim jobs and run them through their handlers under
+heartbeated leases. It implements the application's JobContext port and depends on the
+queue and wake-up ports in engine/ports.py, which the Postgres adapter implements."""
 
 from __future__ import annotations
 
 from .backoff import backoff_delay
-from .context import JobContext, JobHandler
-from .errors import JobFailure, PermanentJobError, RetryableJobError
+from .context import AttemptContext
+from .ports import JobQueue, WakeUps
 from .worker import Worker
 
-__all__ = [
-    "JobContext",
-    "JobFailure",
-    "JobHandler",
-    "PermanentJobError",
-    "RetryableJobError",
-    "Worker",
-    "backoff_delay",
-]
+__all__ = ["AttemptContext", "JobQueue", "WakeUps", "Worker", "backoff_delay"]

@@ -11,22 +11,19 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy.ext.asyncio import AsyncEngine
-
-from ..adapters.postgres.jobqueue import JOBS_CHANNEL, ClaimedJob, JobQueue, LeaseLost
-from ..adapters.postgres.listen import PgListener, engine_libpq_url, wait_any
+from ..application.ports import (
+    ClaimedJob,
+    JobError,
+    JobFailure,
+    JobHandler,
+    LeaseLost,
+    PermanentJobError,
+    UnitOfWorkFactory,
+)
+from ..latches import wait_any
 from .backoff import backoff_delay
-from .context import JobContext, JobHandler
-from .errors import JobError, JobFailure, PermanentJobError, RetryableJobError
-
-__all__ = [
-    "JobContext",
-    "JobFailure",
-    "JobHandler",
-    "PermanentJobError",
-    "RetryableJobError",
-    "Worker",
-]
+from .context import AttemptContext
+from .ports import JobQueue, WakeUps
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +40,7 @@ _WAKE_YIELD_SECONDS = 0.002
 @dataclass
 class _Running:
     job: ClaimedJob
-    ctx: JobContext
+    ctx: AttemptContext
     task: asyncio.Task[None] | None = None
     handler_task: asyncio.Task[None] | None = None
     # Set when the worker itself interrupts the job to stop; its lease is then released.
@@ -53,17 +50,20 @@ class _Running:
 
 
 class Worker:
-    """Runs up to `concurrency` jobs at a time from the `jobs` table.
+    """Runs up to `concurrency` jobs at a time from `queue`; fenced outcomes are written
+    through units of work from `uow`.
 
-    Wake-ups: a NOTIFY on servicecontrol_jobs (sent at enqueue commit), a finished job
-    freeing a slot, a rescued lease, or the `poll_seconds` timer, which is the fallback when
-    notifications cannot arrive (connection down, transaction-pooling PgBouncer)."""
+    Wake-ups: a notification from `wakeups` (a NOTIFY sent at enqueue commit), a finished
+    job freeing a slot, a rescued lease, or the `poll_seconds` timer, which is the fallback
+    when notifications cannot arrive (connection down, transaction-pooling PgBouncer)."""
 
     def __init__(
         self,
-        engine: AsyncEngine,
+        queue: JobQueue,
+        uow: UnitOfWorkFactory,
         handlers: Mapping[str, JobHandler],
         *,
+        wakeups: Callable[[], WakeUps],
         owner: str,
         concurrency: int = 2,
         lease_seconds: float = 30,
@@ -79,7 +79,9 @@ class Worker:
             raise ValueError("concurrency must be at least 1")
         if heartbeat_seconds >= lease_seconds:
             raise ValueError("heartbeat_seconds must be shorter than lease_seconds")
-        self.engine = engine
+        self.queue = queue
+        self.uow = uow
+        self.wakeups = wakeups
         self.handlers = dict(handlers)
         self.owner = owner
         self.concurrency = concurrency
@@ -94,10 +96,9 @@ class Worker:
         # Told (kind, outcome, seconds) as each attempt ends: succeeded, retried, failed,
         # lease_lost or interrupted.
         self.on_outcome = on_outcome
-        self.queue = JobQueue(engine)
         self._running: dict[int, _Running] = {}
         self._wake = asyncio.Event()
-        self._listener: PgListener | None = None
+        self._listener: WakeUps | None = None
         self._waiting = False
 
     @property
@@ -117,7 +118,7 @@ class Worker:
 
     async def run(self, stop: asyncio.Event) -> None:
         """Claims and runs jobs until `stop` is set, then winds down gracefully."""
-        listener = PgListener(engine_libpq_url(self.engine), [JOBS_CHANNEL])
+        listener = self.wakeups()
         listener.subscribe(self._wake)
         self._listener = listener
         log.info("worker started", extra={"owner": self.owner, "concurrency": self.concurrency})
@@ -194,7 +195,7 @@ class Worker:
     def _start(self, job: ClaimedJob) -> None:
         running = _Running(
             job=job,
-            ctx=JobContext(self.queue, job),
+            ctx=AttemptContext(self.queue, self.uow, job),
             extra={
                 "job_id": job.job_id,
                 "kind": job.kind,
@@ -340,8 +341,9 @@ class Worker:
     async def _complete_for_handler(self, running: _Running) -> None:
         job = running.job
         try:
-            async with self.engine.begin() as conn:
-                await self.queue.complete(conn, job.job_id, job.lease_token)
+            async with self.uow() as uow:
+                await uow.jobs.complete(job.job_id, job.lease_token)
+                await uow.commit()
         except LeaseLost:
             log.warning("lease lost before completion; job dropped", extra=running.extra)
             self._ended(running, "lease_lost")
@@ -391,10 +393,11 @@ class Worker:
         job, ctx = running.job, running.ctx
         for attempt in range(1, _EXHAUST_TRIES + 1):
             try:
-                async with self.engine.begin() as conn:
-                    await self.queue.mark_failed(conn, job.job_id, job.lease_token, error_text)
+                async with self.uow() as uow:
+                    await uow.jobs.mark_failed(job.job_id, job.lease_token, error_text)
                     if handler is not None:
-                        await handler.on_exhausted(ctx, conn, failure)
+                        await handler.on_exhausted(ctx, uow, failure)
+                    await uow.commit()
             except LeaseLost:
                 ctx.lease_lost.set()
                 log.warning(

@@ -2,7 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+
+import psycopg
+import sqlalchemy.exc
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+from ...domain.errors import BackendUnavailable
+
+log = logging.getLogger(__name__)
 
 
 def sqlalchemy_url(url: str) -> str:
@@ -38,3 +48,39 @@ def with_database(url: str, name: str) -> str:
     scheme, _, rest = base.partition("://")
     authority = rest.split("/", 1)[0]
     return f"{scheme}://{authority}/{name}{sep}{query}"
+
+
+# The driver failures that mean "the database cannot be reached or is restarting", as
+# opposed to a statement the database refused: retryable, and told apart from bugs.
+OUTAGES: tuple[type[BaseException], ...] = (
+    sqlalchemy.exc.OperationalError,
+    sqlalchemy.exc.InterfaceError,
+    sqlalchemy.exc.TimeoutError,
+    psycopg.OperationalError,
+    psycopg.InterfaceError,
+)
+
+
+def is_outage(exc: BaseException) -> bool:
+    return isinstance(exc, OUTAGES)
+
+
+def unavailable(exc: BaseException) -> BackendUnavailable:
+    """The domain's word for an outage; the driver's detail goes to the log only."""
+    log.warning("database unavailable: %s", _detail(exc))
+    return BackendUnavailable("The database is unavailable; retry the call.")
+
+
+@contextlib.asynccontextmanager
+async def outage_as_unavailable() -> AsyncIterator[None]:
+    """Raises BackendUnavailable instead of a driver's outage error."""
+    try:
+        yield
+    except OUTAGES as exc:
+        raise unavailable(exc) from exc
+
+
+def _detail(exc: BaseException) -> str:
+    orig = getattr(exc, "orig", None) or exc
+    lines = str(orig).strip().splitlines()
+    return lines[0] if lines else type(orig).__name__

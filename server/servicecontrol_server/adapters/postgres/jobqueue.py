@@ -11,13 +11,14 @@ All times come from the database clock; the process clock is never written."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import bindparam, text
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import RowMapping
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from ...application.ports import ClaimedJob, LeaseLost
 
 JOBS_CHANNEL = "servicecontrol_jobs"
 
@@ -206,45 +207,20 @@ SECONDS_UNTIL_NEXT = text(
 )
 
 
-class LeaseLost(Exception):
-    """A fenced write found that the job's lease is no longer this worker's: it expired
-    and was rescued, or the job was released or finished by someone else."""
-
-    def __init__(self, job_id: int) -> None:
-        super().__init__(f"lease on job {job_id} was lost")
-        self.job_id = job_id
-
-
-@dataclass(frozen=True)
-class ClaimedJob:
-    job_id: int
-    kind: str
-    operation_id: str | None
-    service_id: str | None
-    account_id: str | None
-    payload: dict[str, Any]
-    progress: dict[str, Any]
-    attempts: int
-    max_attempts: int
-    lease_token: str
-    # The ARN of the service the job's operation changes (for logs), when it has one.
-    service_arn: str | None = None
-
-    @classmethod
-    def from_row(cls, row: RowMapping) -> ClaimedJob:
-        return cls(
-            job_id=int(row["job_id"]),
-            kind=row["kind"],
-            operation_id=row["operation_id"],
-            service_id=row["service_id"],
-            account_id=row["account_id"],
-            payload=dict(row["payload"] or {}),
-            progress=dict(row["progress"] or {}),
-            attempts=int(row["attempts"]),
-            max_attempts=int(row["max_attempts"]),
-            lease_token=row["lease_token"],
-            service_arn=row.get("service_arn"),
-        )
+def claimed_job(row: RowMapping) -> ClaimedJob:
+    return ClaimedJob(
+        job_id=int(row["job_id"]),
+        kind=row["kind"],
+        operation_id=row["operation_id"],
+        service_id=row["service_id"],
+        account_id=row["account_id"],
+        payload=dict(row["payload"] or {}),
+        progress=dict(row["progress"] or {}),
+        attempts=int(row["attempts"]),
+        max_attempts=int(row["max_attempts"]),
+        lease_token=row["lease_token"],
+        service_arn=row.get("service_arn"),
+    )
 
 
 async def enqueue(
@@ -287,9 +263,28 @@ async def take_failed_progress(
     return None if progress is None else dict(progress)
 
 
+async def complete(conn: AsyncConnection, job_id: int, token: str) -> None:
+    """In the caller's transaction: deletes the job if `token` still holds its lease;
+    otherwise raises LeaseLost."""
+    row = (await conn.execute(COMPLETE, {"job_id": job_id, "token": token})).first()
+    if row is None:
+        raise LeaseLost(job_id)
+
+
+async def mark_failed(conn: AsyncConnection, job_id: int, token: str, error: str) -> None:
+    """In the caller's transaction: marks the job failed if `token` still holds its lease;
+    otherwise raises LeaseLost."""
+    row = (
+        await conn.execute(MARK_FAILED, {"job_id": job_id, "token": token, "error": error})
+    ).first()
+    if row is None:
+        raise LeaseLost(job_id)
+
+
 class JobQueue:
-    """The worker side of the queue. Methods without a `conn` run their own short
-    transaction; those with one write in the caller's transaction."""
+    """The worker side of the queue (engine.ports.JobQueue): each method runs its own
+    short transaction. The fenced writes that join a unit of work's transaction are the
+    functions above, used by repositories/jobs.py."""
 
     def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine
@@ -304,7 +299,7 @@ class JobQueue:
                     {"limit": limit, "owner": owner, "lease_seconds": float(lease_seconds)},
                 )
             ).mappings()
-            return [ClaimedJob.from_row(row) for row in rows]
+            return [claimed_job(row) for row in rows]
 
     async def heartbeat(self, job_id: int, token: str, lease_seconds: float) -> bool:
         """Extends the lease; False means the lease is gone and the job is not ours."""
@@ -324,18 +319,6 @@ class JobQueue:
                     SAVE_PROGRESS, {"job_id": job_id, "token": token, "changes": progress}
                 )
             ).first()
-        if row is None:
-            raise LeaseLost(job_id)
-
-    async def complete(self, conn: AsyncConnection, job_id: int, token: str) -> None:
-        row = (await conn.execute(COMPLETE, {"job_id": job_id, "token": token})).first()
-        if row is None:
-            raise LeaseLost(job_id)
-
-    async def mark_failed(self, conn: AsyncConnection, job_id: int, token: str, error: str) -> None:
-        row = (
-            await conn.execute(MARK_FAILED, {"job_id": job_id, "token": token, "error": error})
-        ).first()
         if row is None:
             raise LeaseLost(job_id)
 
@@ -363,11 +346,6 @@ class JobQueue:
         async with self.engine.begin() as conn:
             rows = (await conn.execute(RESCUE_EXPIRED, {"limit": limit})).all()
         return len(rows)
-
-    async def take_failed_progress(
-        self, conn: AsyncConnection, kind: str, service_id: str
-    ) -> dict[str, Any] | None:
-        return await take_failed_progress(conn, kind, service_id)
 
     async def seconds_until_next(self) -> float | None:
         """Seconds until the earliest queued job is due (0 if one is due), or None."""

@@ -121,20 +121,3 @@ class PgListener:
             # Jittered so that replicas that lost the same server do not reconnect in step.
             await asyncio.sleep(delay * (0.5 + random.random() / 2))
             delay = min(delay * 2, self._max_backoff)
-
-
-async def wait_any(*events: asyncio.Event | None, timeout: float | None) -> bool:
-    """Waits until any of `events` is set or `timeout` passes; True if one was set."""
-    present = [event for event in events if event is not None]
-    if any(event.is_set() for event in present):
-        return True
-    if not present:
-        await asyncio.sleep(timeout or 0)
-        return False
-    waiters = [asyncio.ensure_future(event.wait()) for event in present]
-    try:
-        done, _ = await asyncio.wait(waiters, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        for waiter in waiters:
-            waiter.cancel()
-    return bool(done)

@@ -24,16 +24,16 @@ import logging
 import random
 import uuid
 from collections.abc import AsyncGenerator, Iterable
-from dataclasses import dataclass
-from datetime import datetime
-from typing import Any
 
 from sqlalchemy import bindparam, text
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from ...application.ports import EventRecord
 from ...domain.model import Event
-from .listen import PgListener, engine_libpq_url, wait_any
+from ...latches import wait_any
+from .database import outage_as_unavailable
+from .listen import PgListener, engine_libpq_url
 
 log = logging.getLogger(__name__)
 
@@ -181,17 +181,6 @@ async def record_events(conn: AsyncConnection, events: Iterable[Event]) -> None:
     await conn.execute(NOTIFY_OUTBOX)
 
 
-@dataclass(frozen=True)
-class EventRecord:
-    event_id: str
-    position: int
-    account_id: str
-    resource_arn: str
-    type: str
-    payload: dict[str, Any]
-    occurred_at: datetime
-
-
 class OutboxRelay:
     """Assigns positions to committed outbox rows. Safe to run on every replica: one
     relays at a time and the others return at once."""
@@ -254,24 +243,6 @@ class OutboxRelay:
                     await asyncio.sleep(COALESCE_SECONDS)
         self._listener = None
 
-    async def prune_delivered(self, older_than_seconds: float, batch: int = 1000) -> int:
-        """Deletes rows delivered more than `older_than_seconds` ago, `batch` rows per
-        transaction; returns how many."""
-        total = 0
-        while True:
-            async with self.engine.begin() as conn:
-                deleted = len(
-                    (
-                        await conn.execute(
-                            PRUNE_DELIVERED,
-                            {"older_than_seconds": float(older_than_seconds), "batch": batch},
-                        )
-                    ).all()
-                )
-            total += deleted
-            if deleted < batch:
-                return total
-
 
 class EventLog:
     """Reads relayed events of one account in position order, and follows new ones.
@@ -299,7 +270,7 @@ class EventLog:
         limit: int,
         resource_arn: str | None = None,
     ) -> list[EventRecord]:
-        async with self.engine.connect() as conn:
+        async with outage_as_unavailable(), self.engine.connect() as conn:
             rows = (
                 await conn.execute(
                     READ_EVENTS,

@@ -1,23 +1,26 @@
-"""The unit of work: one transaction that commits domain changes, jobs and outbox events
-together, or none of them."""
+"""The unit of work on Postgres: one transaction that commits domain changes, jobs and
+outbox events together, or none of them (application.ports.UnitOfWork)."""
 
 from __future__ import annotations
 
+from datetime import datetime
 from types import TracebackType
-from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from ...domain.model import Event
-from . import jobqueue, outbox
+from . import outbox
+from .database import is_outage, unavailable
 from .repositories import (
     AccountRepository,
     CertificateRepository,
     ConnectionRepository,
     CustomDomainRepository,
+    JobRepository,
     OperationRepository,
     RequestIdRepository,
+    RetentionRepository,
     ServiceRepository,
 )
 
@@ -25,23 +28,22 @@ from .repositories import (
 class PostgresUnitOfWork:
     """`async with uow: ...; await uow.commit()`. Leaving without commit rolls back.
 
-    `PostgresUnitOfWork.bound(conn)` works inside a transaction someone else owns (a job
-    handler's fenced transaction): `commit()` then only writes the pending events."""
+    A driver's outage error, raised on entry, inside the block or by commit, leaves as
+    domain.errors.BackendUnavailable: the application and the API never see the driver."""
 
-    def __init__(self, engine: AsyncEngine | None, conn: AsyncConnection | None = None) -> None:
+    def __init__(self, engine: AsyncEngine) -> None:
         self._engine = engine
-        self._owns_connection = conn is None
-        self._conn = conn
+        self._conn: AsyncConnection | None = None
         self._events: list[Event] = []
-        if conn is not None:
-            self._bind(conn)
 
-    @classmethod
-    def bound(cls, conn: AsyncConnection) -> PostgresUnitOfWork:
-        return cls(None, conn)
+    @property
+    def conn(self) -> AsyncConnection:
+        """The transaction's connection (for adapters and tests of them)."""
+        if self._conn is None:
+            raise RuntimeError("the unit of work is not entered")
+        return self._conn
 
     def _bind(self, conn: AsyncConnection) -> None:
-        self.conn = conn
         self.accounts = AccountRepository(conn)
         self.services = ServiceRepository(conn)
         self.operations = OperationRepository(conn)
@@ -49,13 +51,23 @@ class PostgresUnitOfWork:
         self.connections = ConnectionRepository(conn)
         self.custom_domains = CustomDomainRepository(conn)
         self.certificates = CertificateRepository(conn)
+        self.jobs = JobRepository(conn)
+        self.retention = RetentionRepository(conn)
 
     async def __aenter__(self) -> PostgresUnitOfWork:
-        if self._owns_connection:
-            assert self._engine is not None
-            self._conn = await self._engine.connect()
-            await self._conn.begin()
-            self._bind(self._conn)
+        self._events = []
+        conn = None
+        try:
+            conn = await self._engine.connect()
+            await conn.begin()
+        except BaseException as exc:
+            if conn is not None:
+                await conn.close()
+            if is_outage(exc):
+                raise unavailable(exc) from exc
+            raise
+        self._conn = conn
+        self._bind(conn)
         return self
 
     async def __aexit__(
@@ -64,26 +76,27 @@ class PostgresUnitOfWork:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        if self._owns_connection and self._conn is not None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
             try:
-                if self._conn.in_transaction():
-                    await self._conn.rollback()
+                if conn.in_transaction():
+                    await conn.rollback()
+            except Exception as cleanup:
+                # The connection is broken (the usual reason to be here): discard it.
+                if not is_outage(cleanup):
+                    raise
             finally:
-                await self._conn.close()
-                self._conn = None
+                await conn.close()
+        if exc is not None and is_outage(exc):
+            raise unavailable(exc) from exc
 
     def record(self, event: Event) -> None:
         self._events.append(event)
 
-    async def enqueue_job(self, **kwargs: Any) -> int:
-        return await jobqueue.enqueue(self.conn, **kwargs)
-
-    async def take_failed_progress(self, kind: str, service_id: str) -> dict[str, Any] | None:
-        return await jobqueue.take_failed_progress(self.conn, kind, service_id)
-
-    async def now(self) -> Any:
+    async def now(self) -> datetime:
         """The database clock: the one time source of every rule about time."""
-        return (await self.conn.execute(select(func.now()))).scalar_one()
+        value: datetime = (await self.conn.execute(select(func.now()))).scalar_one()
+        return value
 
     async def flush_events(self) -> None:
         if self._events:
@@ -92,5 +105,4 @@ class PostgresUnitOfWork:
 
     async def commit(self) -> None:
         await self.flush_events()
-        if self._owns_connection:
-            await self.conn.commit()
+        await self.conn.commit()

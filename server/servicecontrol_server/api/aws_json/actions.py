@@ -7,8 +7,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-from ...application.service_commands import Configs, MutationResult, Page
-from ...bootstrap import Application
+from ...application.results import Configs, MutationResult, Page
+from ..use_cases import UseCases
 from . import shapes
 from .errors import (
     INTERNAL,
@@ -23,7 +23,7 @@ Body = dict[str, Any]
 
 @dataclass(frozen=True)
 class Context:
-    app: Application
+    app: UseCases
     account_id: str
 
     @property

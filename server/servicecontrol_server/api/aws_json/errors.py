@@ -24,6 +24,9 @@ SERIALIZATION = "SerializationException"
 MISSING_TOKEN = "MissingAuthenticationTokenException"
 INCOMPLETE_SIGNATURE = "IncompleteSignatureException"
 INVALID_SIGNATURE = "InvalidSignatureException"
+# A backend (the database, the object store) is unreachable: HTTP 503, which botocore
+# (legacy and standard retry modes) and the other AWS SDKs retry with backoff.
+SERVICE_UNAVAILABLE = "ServiceUnavailableException"
 
 # The model's `smithy.api#httpError` of each modeled error; the quota error is 402.
 HTTP_STATUS = {
@@ -37,6 +40,7 @@ HTTP_STATUS = {
     MISSING_TOKEN: 403,
     INCOMPLETE_SIGNATURE: 403,
     INVALID_SIGNATURE: 403,
+    SERVICE_UNAVAILABLE: 503,
 }
 # The model's ErrorMessage shape holds at most 600 characters.
 MAX_MESSAGE = 600
@@ -64,6 +68,8 @@ def serialization(message: str) -> AwsError:
 
 
 def _error_type(exc: errors.DomainError) -> str:
+    if isinstance(exc, errors.BackendUnavailable):
+        return SERVICE_UNAVAILABLE
     if isinstance(exc, errors.NotFound):
         return RESOURCE_NOT_FOUND
     if isinstance(exc, errors.InvalidState | errors.OperationInProgress):
@@ -95,6 +101,8 @@ def from_domain(exc: errors.DomainError, declared: Collection[str]) -> AwsError:
     error_type = _error_type(exc)
     if error_type == INTERNAL:
         return internal(exc)
+    if error_type == SERVICE_UNAVAILABLE:
+        return AwsError(error_type, exc.message)
     if error_type not in declared:
         error_type = INVALID_REQUEST
     return AwsError(error_type, exc.message)

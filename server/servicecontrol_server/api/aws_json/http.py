@@ -11,9 +11,9 @@ from typing import Any
 
 from aiohttp import web
 
-from ...bootstrap import Application
 from ...domain.errors import DomainError
 from ..access_log import ACCOUNT_KEY, ACTION_KEY, aws_access_log
+from ..use_cases import UseCases
 from .actions import ACTIONS, Action, Context
 from .auth import AcceptAnySignature, RequestAuthenticator
 from .errors import (
@@ -33,8 +33,8 @@ MAX_BODY_BYTES = 1024 * 1024
 
 
 class AwsJsonEndpoint:
-    def __init__(self, app: Application, authenticator: RequestAuthenticator) -> None:
-        self.app = app
+    def __init__(self, use_cases: UseCases, authenticator: RequestAuthenticator) -> None:
+        self.use_cases = use_cases
         self.authenticator = authenticator
 
     async def handle(self, request: web.Request) -> web.Response:
@@ -46,7 +46,7 @@ class AwsJsonEndpoint:
             request[ACCOUNT_KEY] = account_id
             body = await _body(request)
             try:
-                result = await action.handler(Context(self.app, account_id), body)
+                result = await action.handler(Context(self.use_cases, account_id), body)
             except DomainError as exc:
                 raise from_domain(exc, action.errors) from exc
         except AwsError as exc:
@@ -106,11 +106,12 @@ def _error(exc: AwsError, request_id: str) -> web.Response:
 
 
 def create_app(
-    app: Application, authenticator: RequestAuthenticator | None = None
+    use_cases: UseCases, authenticator: RequestAuthenticator | None = None
 ) -> web.Application:
+    settings = use_cases.settings
     endpoint = AwsJsonEndpoint(
-        app,
-        authenticator or AcceptAnySignature(app.settings.default_account, app.settings.region),
+        use_cases,
+        authenticator or AcceptAnySignature(settings.default_account, settings.region),
     )
     web_app = web.Application(client_max_size=MAX_BODY_BYTES, middlewares=[aws_access_log])
     # Every method and path reaches the endpoint, which answers anything but
@@ -127,12 +128,14 @@ def _host_port(listen: str) -> tuple[str | None, int]:
 
 
 async def start_aws_http(
-    app: Application, listen: str, *, authenticator: RequestAuthenticator | None = None
+    use_cases: UseCases, listen: str, *, authenticator: RequestAuthenticator | None = None
 ) -> tuple[web.AppRunner, int]:
     """Serves the endpoint on `listen` (port 0: a free one). Returns the runner, for
     `await runner.cleanup()` at shutdown, and the bound port."""
     host, port = _host_port(listen)
-    runner = web.AppRunner(create_app(app, authenticator), access_log=None, handle_signals=False)
+    runner = web.AppRunner(
+        create_app(use_cases, authenticator), access_log=None, handle_signals=False
+    )
     await runner.setup()
     try:
         site = web.TCPSite(runner, host, port)

@@ -1,4 +1,4 @@
-"""The ports the application needs from the outside world. Adapters implement them."""
+"""The object-store port: the source registry and the services' image copies."""
 
 from __future__ import annotations
 
@@ -61,23 +61,4 @@ class ObjectStore(Protocol):
 
     def abort_incomplete_uploads(self, bucket: str, prefix: str) -> int:
         """Aborts every unfinished multipart upload under prefix; returns how many."""
-        ...
-
-
-class ComputeError(Exception):
-    """The compute driver failed; transient unless it says otherwise."""
-
-    transient = True
-
-
-class ComputeDriver(Protocol):
-    """Runs a service's instances. Every call is idempotent: starting a running service
-    or stopping a stopped (or never started) one does nothing and succeeds."""
-
-    async def start(self, service_id: str, image_prefix: str | None) -> None: ...
-
-    async def stop(self, service_id: str) -> None: ...
-
-    async def release(self, service_id: str) -> None:
-        """Forgets the service's compute entirely (on delete)."""
         ...

@@ -1,0 +1,148 @@
+"""Operations: the record of each service mutation, from accepted to final."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import func, select, text, update
+from sqlalchemy.engine import RowMapping
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from ....application.ports import Cursor
+from ....domain.model import Operation, OperationStatus, OperationType
+from ..schema import operations
+from ._keyset import newest_first
+
+# Notified (payload: the operation id) when an operation ends, for WaitOperation.
+OPERATIONS_CHANNEL = "servicecontrol_operations"
+NOTIFY_OPERATION_ENDED = text("SELECT pg_notify('servicecontrol_operations', :operation_id)")
+
+ADD_OPERATION = text(
+    """
+    INSERT INTO operations
+        (operation_id, account_id, service_id, target_arn, type, status, current_step)
+    VALUES (CAST(:operation_id AS uuid), :account_id, :service_id, :target_arn, :type,
+            :status, :current_step)
+    RETURNING started_at, updated_at
+    """
+)
+
+
+class OperationRepository:
+    def __init__(self, conn: AsyncConnection) -> None:
+        self.conn = conn
+
+    async def add(self, op: Operation) -> Operation:
+        row = (
+            await self.conn.execute(
+                ADD_OPERATION,
+                {
+                    "operation_id": op.operation_id,
+                    "account_id": op.account_id,
+                    "service_id": op.service_id,
+                    "target_arn": op.target_arn,
+                    "type": op.type.value,
+                    "status": op.status.value,
+                    "current_step": op.current_step,
+                },
+            )
+        ).one()
+        op.started_at, op.updated_at = row.started_at, row.updated_at
+        return op
+
+    async def get(
+        self, account_id: str, operation_id: str, *, for_update: bool = False
+    ) -> Operation | None:
+        query = select(operations).where(
+            operations.c.account_id == account_id, operations.c.operation_id == operation_id
+        )
+        if for_update:
+            query = query.with_for_update()
+        row = (await self.conn.execute(query)).mappings().first()
+        return operation_from_row(row) if row else None
+
+    async def list_for_service(
+        self, account_id: str, service_id: str, after: Cursor | None, limit: int
+    ) -> list[Operation]:
+        query = select(operations).where(
+            operations.c.account_id == account_id, operations.c.service_id == service_id
+        )
+        query = newest_first(
+            query, operations.c.started_at, operations.c.operation_id, after, limit
+        )
+        rows = (await self.conn.execute(query)).mappings().all()
+        return [operation_from_row(row) for row in rows]
+
+    async def mark_step(self, operation_id: str, step: str, attempt: int) -> None:
+        await self._set(
+            operation_id,
+            status=OperationStatus.IN_PROGRESS.value,
+            current_step=step,
+            attempt=attempt,
+            next_attempt_at=None,
+        )
+
+    async def note_retry(
+        self, operation_id: str, last_error: str, attempt: int, retry_in_seconds: float
+    ) -> None:
+        await self._set(
+            operation_id,
+            last_error=last_error,
+            attempt=attempt,
+            next_attempt_at=func.now() + func.make_interval(0, 0, 0, 0, 0, 0, retry_in_seconds),
+        )
+
+    async def finish(
+        self,
+        operation_id: str,
+        status: OperationStatus,
+        attempt: int,
+        *,
+        error: dict[str, Any] | None = None,
+        deletion_report: dict[str, Any] | None = None,
+    ) -> None:
+        """Ends the operation and notifies OPERATIONS_CHANNEL, which Postgres delivers at
+        commit: that is what wakes WaitOperation callers."""
+        if status.is_active:
+            raise ValueError(f"{status} is not a final status")
+        values: dict[str, Any] = {
+            "status": status.value,
+            "attempt": attempt,
+            "ended_at": func.now(),
+            "next_attempt_at": None,
+        }
+        if status is OperationStatus.SUCCEEDED:
+            values.update(current_step="done", last_error="")
+        if error is not None:
+            values["error"] = error
+        if deletion_report is not None:
+            values["deletion_report"] = deletion_report
+        await self._set(operation_id, **values)
+        await self.conn.execute(NOTIFY_OPERATION_ENDED, {"operation_id": operation_id})
+
+    async def _set(self, operation_id: str, **values: Any) -> None:
+        await self.conn.execute(
+            update(operations)
+            .where(operations.c.operation_id == operation_id)
+            .values(updated_at=func.now(), **values)
+        )
+
+
+def operation_from_row(row: RowMapping) -> Operation:
+    return Operation(
+        operation_id=row["operation_id"],
+        account_id=row["account_id"],
+        service_id=row["service_id"],
+        target_arn=row["target_arn"],
+        type=OperationType(row["type"]),
+        status=OperationStatus(row["status"]),
+        started_at=row["started_at"],
+        updated_at=row["updated_at"],
+        ended_at=row["ended_at"],
+        current_step=row["current_step"],
+        attempt=row["attempt"],
+        error=row["error"],
+        deletion_report=row["deletion_report"],
+        next_attempt_at=row["next_attempt_at"],
+        last_error=row["last_error"],
+    )

@@ -1,0 +1,265 @@
+"""Services and their configuration records."""
+
+from __future__ import annotations
+
+from sqlalchemy import delete, func, insert, select, text, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.engine import RowMapping
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from ....application.ports import Cursor
+from ....domain.model import Service, ServiceConfiguration, ServiceStatus
+from ..schema import compute_instances, service_configurations, services
+from ._keyset import newest_first
+
+# The request path of every mutation reads and writes one service row; these two are
+# written as SQL once, not built per call, because statement construction cost more than
+# the round trip itself.
+_SERVICE_COLUMNS = """
+    s.service_id, s.account_id, s.region, s.service_name, s.service_arn, s.service_url,
+    s.status, s.status_message, s.version, s.current_operation_id::text AS current_operation_id,
+    s.status_before_operation, s.connection_arn, s.created_at, s.updated_at, s.deleted_at,
+    s.purge_at, c.source_configuration, c.instance_configuration,
+    c.health_check_configuration, c.image_identifier, c.image_bucket, c.image_prefix
+"""
+GET_SERVICE = text(
+    f"""
+    SELECT {_SERVICE_COLUMNS}
+    FROM services s LEFT JOIN service_configurations c ON c.service_id = s.service_id
+    WHERE s.account_id = :account_id AND s.service_id = :service_id
+    """
+)
+# Locks the service row only (not its configuration): the lock that serialises every
+# mutation of one service.
+GET_SERVICE_FOR_UPDATE = text(
+    f"""
+    SELECT {_SERVICE_COLUMNS}
+    FROM services s LEFT JOIN service_configurations c ON c.service_id = s.service_id
+    WHERE s.account_id = :account_id AND s.service_id = :service_id
+    FOR UPDATE OF s
+    """
+)
+SAVE_SERVICE = text(
+    """
+    UPDATE services SET
+        status = :status, status_message = :status_message, version = version + 1,
+        current_operation_id = CAST(:current_operation_id AS uuid),
+        status_before_operation = :status_before_operation,
+        connection_arn = :connection_arn, updated_at = now(),
+        deleted_at = :deleted_at, purge_at = :purge_at
+    WHERE service_id = :service_id
+    RETURNING version, updated_at
+    """
+)
+
+
+class ServiceRepository:
+    def __init__(self, conn: AsyncConnection) -> None:
+        self.conn = conn
+
+    async def get(
+        self, account_id: str, service_id: str, *, for_update: bool = False
+    ) -> Service | None:
+        query = GET_SERVICE_FOR_UPDATE if for_update else GET_SERVICE
+        row = (
+            (await self.conn.execute(query, {"account_id": account_id, "service_id": service_id}))
+            .mappings()
+            .first()
+        )
+        return service_from_row(row) if row else None
+
+    async def live_arn_with_name(self, account_id: str, name: str) -> str | None:
+        return (
+            await self.conn.execute(
+                select(services.c.service_arn).where(
+                    services.c.account_id == account_id,
+                    services.c.service_name == name,
+                    services.c.status != ServiceStatus.DELETED.value,
+                )
+            )
+        ).scalar_one_or_none()
+
+    async def count_live(self, account_id: str) -> int:
+        return (
+            await self.conn.execute(
+                select(func.count()).where(
+                    services.c.account_id == account_id,
+                    services.c.status != ServiceStatus.DELETED.value,
+                )
+            )
+        ).scalar_one()
+
+    async def list_live(self, account_id: str, after: Cursor | None, limit: int) -> list[Service]:
+        query = (
+            select(services, service_configurations)
+            .outerjoin(
+                service_configurations,
+                service_configurations.c.service_id == services.c.service_id,
+            )
+            .where(
+                services.c.account_id == account_id,
+                services.c.status != ServiceStatus.DELETED.value,
+            )
+        )
+        query = newest_first(query, services.c.created_at, services.c.service_id, after, limit)
+        rows = (await self.conn.execute(query)).mappings().all()
+        return [service_from_row(row) for row in rows]
+
+    async def add(self, service: Service) -> Service:
+        row = (
+            await self.conn.execute(
+                insert(services)
+                .values(
+                    service_id=service.service_id,
+                    account_id=service.account_id,
+                    region=service.region,
+                    service_name=service.service_name,
+                    service_arn=service.service_arn,
+                    service_url=service.service_url,
+                    status=service.status.value,
+                    status_message=service.status_message,
+                    version=service.version,
+                    current_operation_id=service.current_operation_id,
+                    status_before_operation=_opt(service.status_before_operation),
+                    connection_arn=service.connection_arn,
+                )
+                .returning(services.c.created_at, services.c.updated_at)
+            )
+        ).one()
+        service.created_at, service.updated_at = row.created_at, row.updated_at
+        if service.configuration is not None:
+            await self.save_configuration(service.service_id, service.configuration)
+        return service
+
+    async def save(self, service: Service) -> None:
+        """Writes the service's state and bumps its version (and so its etag)."""
+        row = (
+            await self.conn.execute(
+                SAVE_SERVICE,
+                {
+                    "service_id": service.service_id,
+                    "status": service.status.value,
+                    "status_message": service.status_message,
+                    "current_operation_id": service.current_operation_id,
+                    "status_before_operation": _opt(service.status_before_operation),
+                    "connection_arn": service.connection_arn,
+                    "deleted_at": service.deleted_at,
+                    "purge_at": service.purge_at,
+                },
+            )
+        ).one()
+        service.version, service.updated_at = row.version, row.updated_at
+
+    async def mark_deleted(self, service: Service, tombstone_seconds: int) -> None:
+        row = (
+            await self.conn.execute(
+                update(services)
+                .where(services.c.service_id == service.service_id)
+                .values(
+                    status=ServiceStatus.DELETED.value,
+                    status_message="",
+                    version=services.c.version + 1,
+                    current_operation_id=None,
+                    status_before_operation=None,
+                    connection_arn=None,
+                    updated_at=func.now(),
+                    deleted_at=func.now(),
+                    purge_at=func.now() + text(f"interval '{int(tombstone_seconds)} seconds'"),
+                )
+                .returning(
+                    services.c.version,
+                    services.c.updated_at,
+                    services.c.deleted_at,
+                    services.c.purge_at,
+                )
+            )
+        ).one()
+        service.status = ServiceStatus.DELETED
+        service.current_operation_id = None
+        service.status_before_operation = None
+        service.connection_arn = None
+        service.version, service.updated_at = row.version, row.updated_at
+        service.deleted_at, service.purge_at = row.deleted_at, row.purge_at
+
+    async def save_configuration(self, service_id: str, config: ServiceConfiguration) -> None:
+        values = {
+            "source_configuration": config.source,
+            "instance_configuration": config.instance,
+            "health_check_configuration": config.health_check,
+            "image_identifier": config.image_identifier,
+            "image_bucket": config.image_bucket,
+            "image_prefix": config.image_prefix,
+            "updated_at": func.now(),
+        }
+        await self.conn.execute(
+            pg_insert(service_configurations)
+            .values(service_id=service_id, **values)
+            .on_conflict_do_update(index_elements=["service_id"], set_=values)
+        )
+
+    async def delete_configuration(self, service_id: str) -> list[str]:
+        """Removes the service configuration records; returns what was removed."""
+        removed: list[str] = []
+        if (
+            await self.conn.execute(
+                delete(service_configurations).where(
+                    service_configurations.c.service_id == service_id
+                )
+            )
+        ).rowcount:
+            removed.append("service_configuration")
+        if (
+            await self.conn.execute(
+                delete(compute_instances).where(compute_instances.c.service_id == service_id)
+            )
+        ).rowcount:
+            removed.append("compute_instance")
+        return removed
+
+    async def live_arns_using_connection(self, connection_arn: str) -> list[str]:
+        rows = await self.conn.execute(
+            select(services.c.service_arn)
+            .where(
+                services.c.connection_arn == connection_arn,
+                services.c.status != ServiceStatus.DELETED.value,
+            )
+            .order_by(services.c.service_arn)
+        )
+        return list(rows.scalars())
+
+
+def _opt(status: ServiceStatus | None) -> str | None:
+    return status.value if status is not None else None
+
+
+def service_from_row(row: RowMapping) -> Service:
+    configuration = None
+    if row["source_configuration"] is not None:
+        configuration = ServiceConfiguration(
+            source=row["source_configuration"],
+            instance=row["instance_configuration"],
+            health_check=row["health_check_configuration"],
+            image_identifier=row["image_identifier"],
+            image_bucket=row["image_bucket"],
+            image_prefix=row["image_prefix"],
+        )
+    before = row["status_before_operation"]
+    return Service(
+        service_id=row["service_id"],
+        account_id=row["account_id"],
+        region=row["region"],
+        service_name=row["service_name"],
+        service_arn=row["service_arn"],
+        service_url=row["service_url"],
+        status=ServiceStatus(row["status"]),
+        version=row["version"],
+        created_at=row["created_at"],
+        updated_at=row["updated_at"],
+        status_message=row["status_message"],
+        current_operation_id=row["current_operation_id"],
+        status_before_operation=ServiceStatus(before) if before else None,
+        connection_arn=row["connection_arn"],
+        deleted_at=row["deleted_at"],
+        purge_at=row["purge_at"],
+        configuration=configuration,
+    )

@@ -1,0 +1,24 @@
+"""What both API layers (gRPC and App Runner's JSON) are given: the use cases, and the
+settings they read. bootstrap.py builds it; the API never builds anything itself."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..application.connection_commands import ConnectionCommands
+from ..application.domain_commands import DomainCommands
+from ..application.events import EventQueries
+from ..application.service_commands import ServiceCommands
+from ..application.workers import WorkerPresence
+from ..settings import Settings
+
+
+@dataclass(frozen=True)
+class UseCases:
+    commands: ServiceCommands
+    connections: ConnectionCommands
+    domains: DomainCommands
+    events: EventQueries
+    settings: Settings
+    # Whether any job worker is alive, for operations waiting on one.
+    presence: WorkerPresence | None = None

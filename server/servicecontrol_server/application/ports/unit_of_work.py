@@ -1,0 +1,82 @@
+"""The unit-of-work port: one transaction that commits domain changes, jobs and outbox
+events together, or none of them."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime
+from types import TracebackType
+from typing import Protocol
+
+from ...domain.model import Event
+from .repositories import (
+    AccountRepository,
+    CertificateRepository,
+    ConnectionRepository,
+    CustomDomainRepository,
+    JobRepository,
+    OperationRepository,
+    RequestIdRepository,
+    RetentionRepository,
+    ServiceRepository,
+)
+
+
+class UnitOfWork(Protocol):
+    """`async with uow: ...; await uow.commit()`. Leaving without commit rolls back.
+
+    Raises domain.errors.BackendUnavailable when the database cannot be reached, on entry,
+    on any repository call or on commit: callers never see a driver's exception."""
+
+    @property
+    def accounts(self) -> AccountRepository: ...
+
+    @property
+    def services(self) -> ServiceRepository: ...
+
+    @property
+    def operations(self) -> OperationRepository: ...
+
+    @property
+    def request_ids(self) -> RequestIdRepository: ...
+
+    @property
+    def connections(self) -> ConnectionRepository: ...
+
+    @property
+    def custom_domains(self) -> CustomDomainRepository: ...
+
+    @property
+    def certificates(self) -> CertificateRepository: ...
+
+    @property
+    def jobs(self) -> JobRepository: ...
+
+    @property
+    def retention(self) -> RetentionRepository: ...
+
+    async def __aenter__(self) -> UnitOfWork: ...
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None: ...
+
+    def record(self, event: Event) -> None:
+        """Queues an outbox event; it is written with the transaction's other changes."""
+        ...
+
+    async def now(self) -> datetime:
+        """The database clock: the one time source of every rule about time."""
+        ...
+
+    async def flush_events(self) -> None:
+        """Writes the recorded events now, inside the current transaction."""
+        ...
+
+    async def commit(self) -> None: ...
+
+
+UnitOfWorkFactory = Callable[[], UnitOfWork]

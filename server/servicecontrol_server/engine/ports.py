@@ -1,0 +1,56 @@
+"""What the engine needs from the queue's storage, and from whatever wakes it. The
+Postgres adapter (adapters/postgres/jobqueue.py, listen.py) implements both; bootstrap.py
+hands them in."""
+
+from __future__ import annotations
+
+import asyncio
+from contextlib import AbstractAsyncContextManager
+from typing import Any, Protocol
+
+from ..application.ports import ClaimedJob
+
+
+class JobQueue(Protocol):
+    """The worker side of the queue; each call is its own short transaction. Fenced
+    writes (those taking a lease token) answer False or raise LeaseLost when the lease is
+    no longer the caller's."""
+
+    async def claim(self, owner: str, limit: int, lease_seconds: float) -> list[ClaimedJob]:
+        """Up to `limit` due jobs, each leased to `owner` for `lease_seconds`."""
+        ...
+
+    async def heartbeat(self, job_id: int, token: str, lease_seconds: float) -> bool:
+        """Extends the lease; False means the lease is gone and the job is not ours."""
+        ...
+
+    async def save_progress(self, job_id: int, token: str, progress: dict[str, Any]) -> None:
+        """Merges `progress` into the job's saved progress; raises LeaseLost."""
+        ...
+
+    async def retry_later(self, job_id: int, token: str, delay_seconds: float, error: str) -> bool:
+        """Requeues the job `delay_seconds` from now, recording `error`."""
+        ...
+
+    async def release(self, job_id: int, token: str) -> bool:
+        """Gives the job back at once, without counting the attempt as failed."""
+        ...
+
+    async def rescue_expired(self, limit: int = 100) -> int:
+        """Requeues jobs whose lease has expired; returns how many."""
+        ...
+
+    async def seconds_until_next(self) -> float | None:
+        """Seconds until the earliest queued job is due (0 if one is due), or None."""
+        ...
+
+
+class WakeUps(AbstractAsyncContextManager["WakeUps"], Protocol):
+    """Notifications that new jobs may be due (LISTEN/NOTIFY in Postgres). Entered for the
+    worker's lifetime; sets each subscribed latch on every notification and reconnect."""
+
+    connected: asyncio.Event
+
+    def subscribe(self, latch: asyncio.Event | None = None) -> asyncio.Event: ...
+
+    def unsubscribe(self, latch: asyncio.Event) -> None: ...
