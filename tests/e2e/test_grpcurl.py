@@ -30,7 +30,14 @@ pytestmark = pytest.mark.skipif(
 # command. A recipe added to the page without an entry here fails the test.
 EXPECTED: dict[str, tuple[int, list[str]]] = {
     "list": (0, ["servicecontrol.v1.ServiceControl", "grpc.health.v1.Health"]),
-    "describe": (0, ["rpc DeleteService", '"service_name": ""']),
+    "describe": (
+        0,
+        [
+            "rpc DeleteService",
+            "// Deletes a service: stops it, deletes its image copy",
+            '"service_name": ""',
+        ],
+    ),
     "grpc.health.v1.Health/Check": (0, ['"status": "SERVING"']),
     "ListServices": (0, []),
     "CreateService": (0, ["OPERATION_IN_PROGRESS", f":{DOC_ACCOUNT}:service/hello-web/"]),

@@ -4,6 +4,7 @@ duration, request id), and the calls' Prometheus metrics, recorded at the edge."
 from __future__ import annotations
 
 import asyncio
+import inspect
 import logging
 import time
 import uuid
@@ -49,13 +50,15 @@ class AccessLogInterceptor(grpc.aio.ServerInterceptor):
         full = handler_call_details.method
         metadata = tuple(handler_call_details.invocation_metadata or ())
         call = _Call(full, metadata, self.default_account)
-        if handler.unary_unary is not None:
+        # Synchronous handlers (the stock health service) are left alone: wrapping them
+        # in coroutines would change how the server runs them.
+        if handler.unary_unary is not None and inspect.iscoroutinefunction(handler.unary_unary):
             return grpc.unary_unary_rpc_method_handler(
                 call.unary(handler.unary_unary),
                 request_deserializer=handler.request_deserializer,
                 response_serializer=handler.response_serializer,
             )
-        if handler.unary_stream is not None:
+        if handler.unary_stream is not None and inspect.isasyncgenfunction(handler.unary_stream):
             return grpc.unary_stream_rpc_method_handler(
                 call.stream(handler.unary_stream),
                 request_deserializer=handler.request_deserializer,

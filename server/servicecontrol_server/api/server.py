@@ -15,6 +15,7 @@ from servicecontrol.v1 import service_control_pb2, service_control_pb2_grpc
 
 from ..startup import address_in_use
 from .access_log import AccessLogInterceptor
+from .reflection import enable_reflection
 from .servicer import ServiceControlServicer
 from .use_cases import UseCases
 
@@ -41,9 +42,7 @@ async def start_grpc(
     service_control_pb2_grpc.add_ServiceControlServicer_to_server(servicer, server)
     health_servicer = health.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-    reflection.enable_server_reflection(
-        (SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server
-    )
+    enable_reflection((SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
     try:
         port = server.add_insecure_port(listen)
     except RuntimeError as exc:
