@@ -10,7 +10,7 @@ from typing import Any
 
 from servicecontrol.v1 import resources_pb2 as pb
 from servicecontrol.v1 import service_control_pb2 as api
-from servicecontrol_server.application.workers import NO_WORKER_STEP
+from servicecontrol_server.application.workers import NO_WORKER
 from tests.support.server import harness_settings, running_harness
 from tests.support.waiting import wait_until
 
@@ -28,13 +28,14 @@ async def test_pending_operation_says_no_worker_is_alive(
             api.DescribeOperationRequest(operation_id=created.operation_id), metadata=h.meta()
         )
         assert described.operation.status == pb.Operation.PENDING
-        assert described.operation.current_step == NO_WORKER_STEP
+        assert described.operation.status_message == NO_WORKER
+        assert described.operation.current_step == "queued"
         listed = await h.stub.ListOperations(
             api.ListOperationsRequest(service_arn=created.service.service_arn), metadata=h.meta()
         )
-        assert [o.current_step for o in listed.operations] == [NO_WORKER_STEP]
+        assert [o.status_message for o in listed.operations] == [NO_WORKER]
         waited = await h.wait(created.operation_id, timeout=1)
-        assert waited.current_step == NO_WORKER_STEP
+        assert waited.status_message == NO_WORKER
 
         stop = asyncio.Event()
         tasks = h.app.background_tasks(stop, workers=1, role="late")
@@ -42,7 +43,7 @@ async def test_pending_operation_says_no_worker_is_alive(
             await wait_until(lambda: _live(h), timeout=10)
             op = await h.wait(created.operation_id)
             assert op.status == pb.Operation.SUCCEEDED
-            assert op.current_step != NO_WORKER_STEP
+            assert op.status_message == ""
         finally:
             stop.set()
             for task in tasks:

@@ -18,9 +18,10 @@ from ..application.domain_commands import DomainCommands
 from ..application.events import EventQueries
 from ..application.results import Configs, MutationResult
 from ..application.service_commands import ServiceCommands
-from ..application.workers import WorkerPresence, explain_waiting
+from ..application.workers import WorkerPresence, waiting_reason
 from ..domain import names
 from ..domain.errors import FieldViolation, InvalidRequest
+from ..domain.model import Operation
 from . import convert
 from .connections_rpc import ConnectionsRpc
 from .domains_rpc import DomainsRpc
@@ -46,6 +47,9 @@ class ServiceControlServicer(ConnectionsRpc, DomainsRpc, api_grpc.ServiceControl
         self.events = events
         self.connections = connections
         self.domains = domains
+
+    async def _operation(self, op: Operation) -> pb.Operation:
+        return convert.operation(op, await waiting_reason(op, self.presence))
 
     def account(self, context: grpc.aio.ServicerContext) -> str:
         for key, value in context.invocation_metadata() or ():
@@ -157,9 +161,7 @@ class ServiceControlServicer(ConnectionsRpc, DomainsRpc, api_grpc.ServiceControl
             self.account(context), request.service_arn, request.page_size, request.page_token
         )
         return api.ListOperationsResponse(
-            operations=[
-                convert.operation(await explain_waiting(o, self.presence)) for o in page.items
-            ],
+            operations=[await self._operation(o) for o in page.items],
             next_page_token=page.next_page_token,
         )
 
@@ -168,8 +170,7 @@ class ServiceControlServicer(ConnectionsRpc, DomainsRpc, api_grpc.ServiceControl
         self, request: api.DescribeOperationRequest, context: grpc.aio.ServicerContext
     ) -> api.DescribeOperationResponse:
         op = await self.commands.describe_operation(self.account(context), request.operation_id)
-        op = await explain_waiting(op, self.presence)
-        return api.DescribeOperationResponse(operation=convert.operation(op))
+        return api.DescribeOperationResponse(operation=await self._operation(op))
 
     @translated
     async def WaitOperation(
@@ -187,8 +188,7 @@ class ServiceControlServicer(ConnectionsRpc, DomainsRpc, api_grpc.ServiceControl
         op = await self.commands.wait_operation(
             self.account(context), request.operation_id, timeout
         )
-        op = await explain_waiting(op, self.presence)
-        return api.WaitOperationResponse(operation=convert.operation(op))
+        return api.WaitOperationResponse(operation=await self._operation(op))
 
     @translated_stream
     async def WatchEvents(

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Protocol
 
 from ..domain.model import Operation, OperationStatus
 
-NO_WORKER_STEP = (
+NO_WORKER = (
     "waiting for a job worker: none is running against this database "
     "(start `servicecontrol worker`, or `serve` with --workers 1 or more)"
 )
@@ -19,10 +18,10 @@ class WorkerPresence(Protocol):
         ...
 
 
-async def explain_waiting(op: Operation, presence: WorkerPresence | None) -> Operation:
-    """A PENDING operation, with no worker alive to claim it, says so in its step."""
+async def waiting_reason(op: Operation, presence: WorkerPresence | None) -> str:
+    """Why `op` is not moving, when that needs saying; empty otherwise."""
     if presence is None or op.status is not OperationStatus.PENDING:
-        return op
+        return ""
     if await presence.live_workers() > 0:
-        return op
-    return dataclasses.replace(op, current_step=NO_WORKER_STEP)
+        return ""
+    return NO_WORKER
