@@ -7,11 +7,9 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import shutil
 import signal
 import sys
-import tempfile
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
@@ -24,17 +22,6 @@ from tests.support.waiting import wait_until
 BIN = Path(sys.executable).parent / "servicecontrol"
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture
-def data() -> Iterator[Path]:
-    """Outside pytest's temporary root: PostgreSQL runs as another user when the tests run
-    as root, and every pytest session start takes the others' access to that root away."""
-    base = Path(tempfile.mkdtemp(prefix="servicecontrol-lifecycle-"))
-    try:
-        yield base / "data"
-    finally:
-        shutil.rmtree(base, ignore_errors=True)
 
 
 def postgres_processes(pgdata: Path) -> list[psutil.Process]:
@@ -68,8 +55,13 @@ async def serving(data: Path, log: Path) -> AsyncIterator[asyncio.subprocess.Pro
         yield proc
     finally:
         if proc.returncode is None:
-            proc.kill()
-            await proc.wait()
+            # Gracefully, so that a failed test leaves no PostgreSQL behind.
+            proc.send_signal(signal.SIGTERM)
+            try:
+                await asyncio.wait_for(proc.wait(), 30)
+            except TimeoutError:
+                proc.kill()
+                await proc.wait()
 
 
 def adoptions(log: Path) -> list[dict[str, object]]:
@@ -77,7 +69,10 @@ def adoptions(log: Path) -> list[dict[str, object]]:
     return [r for r in records if str(r["message"]).startswith("adopting an embedded")]
 
 
-async def test_sighup_stops_the_server_and_its_postgres(data: Path, tmp_path: Path) -> None:
+async def test_sighup_stops_the_server_and_its_postgres(
+    embedded_data_dir: Path, tmp_path: Path
+) -> None:
+    data = embedded_data_dir
     async with serving(data, tmp_path / "serve.log") as proc:
         postmaster = postmaster_pid(data / "postgres")
         assert postmaster is not None
@@ -88,8 +83,9 @@ async def test_sighup_stops_the_server_and_its_postgres(data: Path, tmp_path: Pa
 
 
 async def test_after_sigkill_the_next_server_adopts_and_stops_the_orphan(
-    data: Path, tmp_path: Path
+    embedded_data_dir: Path, tmp_path: Path
 ) -> None:
+    data = embedded_data_dir
     log = tmp_path / "serve.log"
     async with serving(data, log) as proc:
         orphan = postmaster_pid(data / "postgres")
