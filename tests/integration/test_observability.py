@@ -22,6 +22,7 @@ from servicecontrol_server.api.ops_http import start_ops_http
 from servicecontrol_server.bootstrap import ops_probes
 from tests.support.aws import raw_call
 from tests.support.server import ACCOUNT, Harness, harness_settings, running_harness
+from tests.support.waiting import wait_until
 
 
 def sample(name: str, **labels: str) -> float:
@@ -40,6 +41,10 @@ async def ops(harness: Harness) -> AsyncIterator[str]:
 async def get(url: str) -> tuple[int, str]:
     async with aiohttp.ClientSession() as session, session.get(url) as response:
         return response.status, await response.text()
+
+
+def grpc_lines(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
+    return [r for r in records(caplog, "call") if getattr(r, "endpoint", "") == "grpc"]
 
 
 def records(caplog: pytest.LogCaptureFixture, message: str) -> list[logging.LogRecord]:
@@ -69,7 +74,9 @@ async def test_every_call_has_one_access_line_and_counts(
             api.DescribeServiceRequest(service_arn="nope"), metadata=harness.meta()
         )
 
-    lines = [r for r in records(caplog, "call") if r.endpoint == "grpc"]  # type: ignore[attr-defined]
+    # The caller may hear an error before the server has written the call's line.
+    await wait_until(lambda: len(grpc_lines(caplog)) == 2, timeout=10)
+    lines = grpc_lines(caplog)
     assert [(r.method, r.code, r.account) for r in lines] == [  # type: ignore[attr-defined]
         ("ListServices", "OK", ACCOUNT),
         ("DescribeService", "INVALID_ARGUMENT", ACCOUNT),
