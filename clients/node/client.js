@@ -177,9 +177,13 @@ class ServiceControlClient {
     for (const [name, method] of Object.entries(ServiceControl.service)) {
       const jsName = lowerCamel(name);
       this.methods.push(jsName);
-      this[jsName] = method.responseStream
-        ? (request = {}, callOptions = {}) => this.stream(name, request, callOptions)
-        : (request = {}, callOptions = {}) => this.unary(name, request, callOptions);
+      if (method.requestStream) {
+        this[jsName] = (requests, callOptions = {}) => this.clientStream(name, requests, callOptions);
+      } else {
+        this[jsName] = method.responseStream
+          ? (request = {}, callOptions = {}) => this.stream(name, request, callOptions)
+          : (request = {}, callOptions = {}) => this.unary(name, request, callOptions);
+      }
     }
   }
 
@@ -194,6 +198,26 @@ class ServiceControlClient {
         { deadline: Date.now() + timeoutMs },
         (err, response) => (err ? reject(toServiceControlError(err, this.protoDir)) : resolve(response)),
       );
+    });
+  }
+
+  // A client stream (PushImage): sends every request of an iterable or async iterable,
+  // then resolves with the one response. No deadline unless callOptions.timeoutMs.
+  clientStream(name, requests, callOptions = {}) {
+    const options = callOptions.timeoutMs ? { deadline: Date.now() + callOptions.timeoutMs } : {};
+    return new Promise((resolve, reject) => {
+      const call = this.stub[name](this.metadata, options, (err, response) =>
+        err ? reject(toServiceControlError(err, this.protoDir)) : resolve(response),
+      );
+      (async () => {
+        for await (const request of requests) {
+          if (!call.write(request)) await new Promise((drained) => call.once('drain', drained));
+        }
+        call.end();
+      })().catch((err) => {
+        call.cancel();
+        reject(err);
+      });
     });
   }
 

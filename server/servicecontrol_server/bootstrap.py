@@ -33,6 +33,7 @@ from .application.connection_commands import ConnectionCommands
 from .application.dns import DnsValidation
 from .application.domain_commands import DomainCommands
 from .application.events import EventQueries
+from .application.image_upload import ImageUploads
 from .application.jobs import ServiceJob, job_handlers
 from .application.ports import ObjectStore, UnitOfWorkFactory
 from .application.reaper import Reaper
@@ -198,6 +199,7 @@ async def build(settings: Settings, url: str, *, migrate: bool | None = None) ->
         ),
         settings=settings,
         presence=presence,
+        images=ImageUploads(store, settings.source_bucket),
     )
     handlers = job_handlers(uow, settings, store, RecordedComputeDriver(engine))
     return Application(

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import logging
 import os
 import signal
@@ -72,6 +73,8 @@ def _main(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     if args.command == "images":
         if args.sample == (args.archive is not None):
             parser.error("give either an archive or --sample")
+        if args.endpoint:
+            return _push_through(args.endpoint, args.account, args.archive, args.identifier)
         return _push(settings, args.archive, args.identifier)
     return asyncio.run(_operator_command(settings, args))
 
@@ -118,6 +121,12 @@ def _parser() -> argparse.ArgumentParser:
     push.add_argument(
         "--sample", action="store_true", help="push a small generated sample image instead"
     )
+    push.add_argument(
+        "--endpoint",
+        help="push through the server at host:port (PushImage) instead of writing into "
+        "the object store this command's settings name",
+    )
+    push.add_argument("--account", help="12-digit account to push as (with --endpoint)")
 
     connections = sub.add_parser("connections", help="source-code provider connections")
     connections_sub = connections.add_subparsers(dest="connections_command", required=True)
@@ -263,7 +272,48 @@ def _push(settings: Settings, archive: Path | None, identifier: str) -> int:
         return 2
     print(
         f"pushed {pushed.repository}:{pushed.tag} {pushed.manifest_digest} "
-        f"({pushed.objects} objects, {pushed.bytes} bytes)"
+        f"({pushed.objects} objects, {pushed.bytes} bytes) into {_registry(settings)}"
+    )
+    embedded = not settings.s3_endpoint and not settings.database_url
+    if embedded and not (settings.data_dir / "postgres").is_dir():
+        print(
+            f"warning: no server has run on the data dir {settings.data_dir.resolve()}; a "
+            "server started with another data dir will not find this image: push with "
+            "--endpoint HOST:PORT (through the server) or --data-dir",
+            file=sys.stderr,
+        )
+    return 0
+
+
+def _registry(settings: Settings) -> str:
+    """Where the source registry is, as a server with these settings finds it."""
+    if settings.s3_endpoint:
+        return f"bucket {settings.source_bucket} at {settings.s3_endpoint}"
+    return str((settings.data_dir / "objects" / settings.source_bucket).resolve())
+
+
+def _push_through(endpoint: str, account: str | None, archive: Path | None, identifier: str) -> int:
+    from servicecontrol_client import ServiceControlClient, ServiceControlError
+    from servicecontrol_client.images import docker_archive, sample_image
+
+    try:
+        with contextlib.ExitStack() as stack:
+            client = stack.enter_context(ServiceControlClient(endpoint, account=account))
+            image = (
+                sample_image(identifier)
+                if archive is None
+                else stack.enter_context(docker_archive(archive, identifier))
+            )
+            pushed = client.push_image(identifier, image)
+    except (ValueError, OSError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except ServiceControlError as exc:
+        print(f"error: {exc.reason or exc.code.name}: {exc.message}", file=sys.stderr)
+        return 1
+    print(
+        f"pushed {pushed.image_identifier} {pushed.manifest_digest} "
+        f"({pushed.objects} objects, {pushed.bytes} bytes) through {endpoint}"
     )
     return 0
 

@@ -39,6 +39,8 @@ EXPECTED: dict[str, tuple[int, list[str]]] = {
         ],
     ),
     "grpc.health.v1.Health/Check": (0, ['"status": "SERVING"']),
+    "GetImageUploadStatus": (0, ['"blobs"', '"size": "10240"']),
+    "PushImage": (0, ['"image_identifier": "hello-grpcurl:1.0"', '"manifest_digest": "sha256:']),
     "ListServices": (0, []),
     "CreateService": (0, ["OPERATION_IN_PROGRESS", f":{DOC_ACCOUNT}:service/hello-web/"]),
     "WaitOperation": (0, ['"status": "SUCCEEDED"', "CREATE_SERVICE"]),

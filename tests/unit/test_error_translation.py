@@ -66,6 +66,7 @@ def use_cases(make: Callable[[], Exception]) -> tuple[UseCases, Failing]:
             domains=failing,  # type: ignore[arg-type]
             events=failing,  # type: ignore[arg-type]
             settings=settings,
+            images=failing,  # type: ignore[arg-type]
         ),
         failing,
     )
@@ -124,6 +125,19 @@ async def _call(channel: grpc.aio.Channel, method: Any) -> grpc.aio.AioRpcError:
         with pytest.raises(grpc.aio.AioRpcError) as caught:
             async for _ in call:
                 pass
+        return caught.value
+    if method.client_streaming:
+        # PushImage: the header reaches the use case (GetImageUploadStatus's twin).
+        header = _message("servicecontrol.v1.PushImageRequest")(
+            header=_message("servicecontrol.v1.ImageUploadHeader")()
+        )
+        pushing = channel.stream_unary(
+            path,
+            request_serializer=type(header).SerializeToString,
+            response_deserializer=response_type.FromString,
+        )
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            await pushing(iter([header]), timeout=10)
         return caught.value
     unary = channel.unary_unary(
         path,

@@ -39,6 +39,7 @@ async def start_grpc(
         domains=use_cases.domains,
         presence=use_cases.presence,
     )
+    servicer.image_uploads = use_cases.images
     service_control_pb2_grpc.add_ServiceControlServicer_to_server(servicer, server)
     health_servicer = health.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)

@@ -26,11 +26,14 @@ from . import convert
 from .connections_rpc import ConnectionsRpc
 from .domains_rpc import DomainsRpc
 from .errors import translated, translated_stream
+from .images_rpc import ImagesRpc
 
 ACCOUNT_METADATA_KEY = "x-servicecontrol-account"
 
 
-class ServiceControlServicer(ConnectionsRpc, DomainsRpc, api_grpc.ServiceControlServicer):
+class ServiceControlServicer(
+    ConnectionsRpc, DomainsRpc, ImagesRpc, api_grpc.ServiceControlServicer
+):
     def __init__(
         self,
         commands: ServiceCommands,

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from ..application.connection_commands import ConnectionCommands
 from ..application.domain_commands import DomainCommands
 from ..application.events import EventQueries
+from ..application.image_upload import ImageUploads
 from ..application.service_commands import ServiceCommands
 from ..application.workers import WorkerPresence
 from ..settings import Settings
@@ -22,3 +23,5 @@ class UseCases:
     settings: Settings
     # Whether any job worker is alive, for operations waiting on one.
     presence: WorkerPresence | None = None
+    # Image pushes through the API (PushImage); None where a server does not take them.
+    images: ImageUploads | None = None

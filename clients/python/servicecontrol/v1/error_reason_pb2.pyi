@@ -94,6 +94,19 @@ class _ErrorReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ErrorReas
     UNAUTHENTICATED_REQUEST: _ErrorReason.ValueType  # 80
     """UNAUTHENTICATED / PERMISSION_DENIED: reserved for API-key authentication."""
     PERMISSION_DENIED_FOR_ACCOUNT: _ErrorReason.ValueType  # 81
+    IMAGE_CHECKSUM_MISMATCH: _ErrorReason.ValueType  # 90
+    """Image pushes (PushImage).
+    INVALID_ARGUMENT. A blob's content does not hash to its declared sha256 digest (or
+    has another size); what was received of it is discarded. Metadata: digest.
+    """
+    IMAGE_UPLOAD_INCOMPLETE: _ErrorReason.ValueType  # 91
+    """FAILED_PRECONDITION. The push ended before every blob was whole; nothing became
+    visible. GetImageUploadStatus tells where to resume. Metadata: digest, receivedBytes.
+    """
+    IMAGE_UPLOAD_OFFSET_MISMATCH: _ErrorReason.ValueType  # 92
+    """FAILED_PRECONDITION. A chunk does not start where the server's copy of its blob
+    ends. Metadata: digest, expectedOffset.
+    """
 
 class ErrorReason(_ErrorReason, metaclass=_ErrorReasonEnumTypeWrapper):
     """ErrorReason lists every `google.rpc.ErrorInfo.reason` this API returns. The reason
@@ -173,4 +186,17 @@ Metadata: rpc.
 UNAUTHENTICATED_REQUEST: ErrorReason.ValueType  # 80
 """UNAUTHENTICATED / PERMISSION_DENIED: reserved for API-key authentication."""
 PERMISSION_DENIED_FOR_ACCOUNT: ErrorReason.ValueType  # 81
+IMAGE_CHECKSUM_MISMATCH: ErrorReason.ValueType  # 90
+"""Image pushes (PushImage).
+INVALID_ARGUMENT. A blob's content does not hash to its declared sha256 digest (or
+has another size); what was received of it is discarded. Metadata: digest.
+"""
+IMAGE_UPLOAD_INCOMPLETE: ErrorReason.ValueType  # 91
+"""FAILED_PRECONDITION. The push ended before every blob was whole; nothing became
+visible. GetImageUploadStatus tells where to resume. Metadata: digest, receivedBytes.
+"""
+IMAGE_UPLOAD_OFFSET_MISMATCH: ErrorReason.ValueType  # 92
+"""FAILED_PRECONDITION. A chunk does not start where the server's copy of its blob
+ends. Metadata: digest, expectedOffset.
+"""
 Global___ErrorReason: _TypeAlias = ErrorReason  # noqa: Y015
