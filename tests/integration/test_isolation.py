@@ -159,9 +159,7 @@ async def test_every_rpc_treats_another_accounts_resources_as_missing(
     harness: Harness, first: Resources
 ) -> None:
     rpcs = identity.methods()
-    covered = (
-        set(GRPC_NOT_FOUND) | set(GRPC_EMPTY_LISTS) | set(GRPC_CREATES) | GRPC_SHARED_REGISTRY
-    )
+    covered = set(GRPC_NOT_FOUND) | set(GRPC_EMPTY_LISTS) | set(GRPC_CREATES) | GRPC_SHARED_REGISTRY
     assert covered == set(rpcs), f"RPCs without an isolation case: {set(rpcs) - covered}"
     other = harness.meta(OTHER_ACCOUNT)
     ids = (
