@@ -17,6 +17,9 @@ from grpc_tools import protoc
 PROTOS = Path(__file__).resolve().parent
 DEFAULT_OUT = PROTOS.parent / "clients" / "python"
 PACKAGE_DIR = Path("servicecontrol") / "v1"
+# The contract's files with their comments (source info), which the generated modules do
+# not carry: the server serves them through reflection, so `grpcurl describe` shows them.
+DESCRIPTOR_SET = "descriptor_set.binpb"
 
 
 def generate(out: Path) -> None:
@@ -41,6 +44,17 @@ def generate(out: Path) -> None:
         *sources,
     ]
     if protoc.main(args) != 0:
+        raise SystemExit("protoc failed")
+    descriptor_set = [
+        "protoc",
+        f"-I{PROTOS}",
+        f"-I{PROTOS / 'third_party'}",
+        f"-I{well_known}",
+        "--include_source_info",
+        f"--descriptor_set_out={target / DESCRIPTOR_SET}",
+        *sources,
+    ]
+    if protoc.main(descriptor_set) != 0:
         raise SystemExit("protoc failed")
     for package in (out / "servicecontrol", target):
         (package / "__init__.py").write_text('"""Generated from protos/; do not edit."""\n')

@@ -40,6 +40,18 @@ def postgres_admin_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str
         shutil.rmtree(data, ignore_errors=True)
 
 
+@pytest.fixture
+def embedded_data_dir() -> Iterator[Path]:
+    """A data directory for a `servicecontrol` process on its embedded PostgreSQL, outside
+    pytest's temporary root: run as root, PostgreSQL runs as another user, and every pytest
+    session that starts takes that user's access to pytest's root away."""
+    base = Path(tempfile.mkdtemp(prefix="servicecontrol-data-"))
+    try:
+        yield base / "data"
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
+
+
 @pytest.fixture(scope="session")
 def template_database(postgres_admin_url: str) -> str:
     worker = os.environ.get("PYTEST_XDIST_WORKER", "main")

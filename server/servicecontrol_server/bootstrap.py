@@ -5,24 +5,29 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import logging
 import os
 import socket
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
+from typing import Any, cast
 
+import psycopg
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from .adapters.compute.recorded import RecordedComputeDriver
 from .adapters.crypto.aesgcm import AesGcmSecretBox, decode_kek, load_or_create_kek
 from .adapters.dns.zone_file import ZoneFileValidator
-from .adapters.postgres.database import create_engine
-from .adapters.postgres.embedded import EmbeddedPostgres
+from .adapters.postgres import stats
+from .adapters.postgres.database import create_engine, libpq_url, sqlalchemy_url
+from .adapters.postgres.embedded import EmbeddedPostgres, EmbeddedPostgresError
 from .adapters.postgres.identity import PostgresIdentityStore
 from .adapters.postgres.jobqueue import JOBS_CHANNEL, JobQueue
 from .adapters.postgres.listen import PgListener
-from .adapters.postgres.migrate import upgrade_to_head
+from .adapters.postgres.migrate import head_revision, upgrade_to_head
 from .adapters.postgres.outbox import EVENTS_CHANNEL, EventLog, OutboxRelay
+from .adapters.postgres.presence import AdvisoryLockPresence, announce_worker
 from .adapters.postgres.repositories import OPERATIONS_CHANNEL
 from .adapters.postgres.unit_of_work import PostgresUnitOfWork
 from .api.use_cases import UseCases
@@ -38,7 +43,9 @@ from .application.rate_limit import MutationRateLimiter
 from .application.reaper import Reaper
 from .application.service_commands import ServiceCommands
 from .engine.worker import Worker
+from .metrics import TimedObjectStore, observe_job, observe_reaped, set_backlog
 from .settings import Settings
+from .startup import StartupError, address_in_use, check_data_dir, redact, setting_hint
 
 log = logging.getLogger(__name__)
 EMBEDDED_DATABASE = "servicecontrol"
@@ -48,15 +55,39 @@ EMBEDDED_DATABASE = "servicecontrol"
 def database_url(settings: Settings) -> Iterator[str]:
     """The configured URL, or an embedded server's (started here, stopped on exit)."""
     if settings.database_url:
+        check_database(settings.database_url)
         yield settings.database_url
         return
-    server = EmbeddedPostgres(settings.data_dir / "postgres")
-    server.start()
+    server = EmbeddedPostgres(check_data_dir(settings.data_dir) / "postgres")
+    try:
+        server.start()
+    except EmbeddedPostgresError as exc:
+        raise StartupError(
+            f"{exc}: fix what it reports, or use another database with "
+            f"{setting_hint('database_url')}"
+        ) from exc
     try:
         # Not the superuser: a role that owns the application's schema and nothing else.
         yield server.application_url(EMBEDDED_DATABASE)
     finally:
         server.stop()
+
+
+def check_database(url: str, timeout: float = 5.0) -> None:
+    """Connects once, so an unreachable or refused database is one clear line."""
+    hint = f"check {setting_hint('database_url')}"
+    try:
+        sqlalchemy_url(url)
+    except ValueError as exc:
+        raise StartupError(f"database URL is not valid ({exc}): {hint}") from exc
+    try:
+        with psycopg.connect(libpq_url(url), connect_timeout=max(1, int(timeout))):
+            pass
+    except (psycopg.Error, ValueError) as exc:
+        reason = " ".join(str(exc).split()) or type(exc).__name__
+        raise StartupError(
+            f"cannot reach the database at {redact(url)} ({reason}): {hint}"
+        ) from exc
 
 
 def object_store(settings: Settings) -> ObjectStore:
@@ -73,14 +104,15 @@ def object_store(settings: Settings) -> ObjectStore:
     else:
         from .adapters.objectstore.local_store import LocalDirectoryObjectStore
 
-        objects = settings.data_dir / "objects"
+        objects = check_data_dir(settings.data_dir) / "objects"
         # Images are the users' data: no other local user may list or read them.
         objects.mkdir(mode=0o700, parents=True, exist_ok=True)
         objects.chmod(0o700)
         store = LocalDirectoryObjectStore(objects)
     for bucket in (settings.source_bucket, settings.image_bucket):
         store.ensure_bucket(bucket)
-    return store
+    # Every call's latency goes to the metrics.
+    return cast(ObjectStore, TimedObjectStore(store))
 
 
 KEK_FILE = "kek"
@@ -128,6 +160,7 @@ class Application:
     listener: PgListener
     dns_validation: DnsValidation
     identity: Identity
+    presence: AdvisoryLockPresence
 
     async def close(self) -> None:
         await self.listener.close()
@@ -140,12 +173,17 @@ class Application:
         s = self.settings
         tasks: list[asyncio.Task[None]] = []
         if workers > 0:
+            owner = worker_owner(role)
+            # Held while this process runs workers: how others know one is alive.
+            tasks.append(
+                asyncio.create_task(announce_worker(self.url, owner, stop), name="presence")
+            )
             worker = Worker(
                 JobQueue(self.engine),
                 self.uow,
                 self.handlers,
                 wakeups=lambda: PgListener(self.url, [JOBS_CHANNEL]),
-                owner=worker_owner(role),
+                owner=owner,
                 concurrency=workers,
                 lease_seconds=s.job_lease_seconds,
                 heartbeat_seconds=s.job_heartbeat_seconds,
@@ -153,11 +191,12 @@ class Application:
                 backoff_base=s.job_backoff_base_seconds,
                 backoff_max=s.job_backoff_max_seconds,
                 shutdown_grace=s.grpc_grace_seconds,
+                on_outcome=observe_job,
             )
             tasks.append(asyncio.create_task(worker.run(stop), name="worker"))
         relay = OutboxRelay(self.engine)
         tasks.append(asyncio.create_task(relay.run(stop, s.job_poll_seconds), name="outbox-relay"))
-        reaper = Reaper(self.uow, s, self.dns_validation)
+        reaper = CountingReaper(self.uow, s, self.dns_validation)
         tasks.append(asyncio.create_task(reaper.run(stop), name="reaper"))
         return tasks
 
@@ -172,6 +211,7 @@ async def build(settings: Settings, url: str, *, migrate: bool | None = None) ->
     listener = PgListener(url, [OPERATIONS_CHANNEL, EVENTS_CHANNEL])
     listener.start()
     resources = resource_commands(engine, settings)
+    presence = AdvisoryLockPresence(engine)
     use_cases = UseCases(
         commands=ServiceCommands(uow, settings, store, listener),
         connections=resources.connections,
@@ -184,6 +224,7 @@ async def build(settings: Settings, url: str, *, migrate: bool | None = None) ->
         rate_limiter=MutationRateLimiter(
             settings.mutation_rate_per_second, settings.mutation_burst
         ),
+        presence=presence,
         images=ImageUploads(store, settings.source_bucket),
     )
     handlers = job_handlers(uow, settings, store, RecordedComputeDriver(engine))
@@ -198,31 +239,106 @@ async def build(settings: Settings, url: str, *, migrate: bool | None = None) ->
         listener,
         resources.dns_validation,
         resources.identity,
+        presence,
     )
 
 
+@dataclass(frozen=True)
+class Bound:
+    """Where the endpoints of a running server listen (ports resolved)."""
+
+    grpc: str
+    aws: str | None
+    metrics: str | None = None
+
+
+def bound_address(listen: str, port: int) -> str:
+    host = listen.rpartition(":")[0] or "0.0.0.0"
+    return f"{host}:{port}"
+
+
+@contextlib.contextmanager
+def _binding(what: str, listen: str, setting: str) -> Iterator[None]:
+    try:
+        yield
+    except OSError as exc:
+        if exc.errno != errno.EADDRINUSE:
+            raise
+        raise address_in_use(what, listen, setting) from exc
+
+
+class CountingReaper(Reaper):
+    """The reaper, with its purges counted in the metrics."""
+
+    async def reap_once(self) -> dict[str, int]:
+        counts = await super().reap_once()
+        observe_reaped(counts)
+        return counts
+
+
+def ops_probes(app: Application) -> tuple[Callable[[], Any], Callable[[], Any]]:
+    """What /metrics samples from the database, and what /readyz checks."""
+    head: list[str | None] = []
+
+    async def sample() -> None:
+        b = await stats.backlog(app.engine)
+        set_backlog(b.ready, b.oldest_ready_seconds, b.outbox_pending, b.outbox_lag_seconds)
+
+    async def readiness() -> str | None:
+        if not head:
+            head.append(await asyncio.to_thread(head_revision))
+        current = await stats.schema_revision(app.engine)
+        if current != head[0]:
+            return (
+                f"database schema at {current or 'no revision'}, expected {head[0]}: "
+                "run `servicecontrol migrate`"
+            )
+        return None
+
+    return sample, readiness
+
+
 async def serve(
-    app: Application, stop: asyncio.Event, ready: Callable[[int], None] | None = None
+    app: Application, stop: asyncio.Event, ready: Callable[[Bound], None] | None = None
 ) -> None:
-    """`servicecontrol serve`: the gRPC API, the App Runner endpoint and (unless told
-    otherwise) the engine's loops, until `stop`; then a graceful shutdown."""
+    """`servicecontrol serve`: the gRPC API, the App Runner endpoint, the operator's
+    metrics and health endpoint and (unless told otherwise) the engine's loops, until
+    `stop`; then a graceful shutdown."""
+    from aiohttp import web
+
     from .api.aws_json import start_aws_http
+    from .api.ops_http import start_ops_http
     from .api.server import start_grpc
 
-    server, port, health_servicer = await start_grpc(app.use_cases, app.settings.grpc_listen)
-    log.info("serving", extra={"port": port, "listen": app.settings.grpc_listen})
-    aws = None
-    if app.settings.aws_listen:
-        aws, _ = await start_aws_http(app.use_cases, app.settings.aws_listen)
+    s = app.settings
+    server, port, health_servicer = await start_grpc(app.use_cases, s.grpc_listen)
+    runners: list[web.AppRunner] = []
+    aws_address = metrics_address = None
+    try:
+        if s.aws_listen:
+            with _binding("App Runner", s.aws_listen, "aws_listen"):
+                aws, aws_port = await start_aws_http(app.use_cases, s.aws_listen)
+            runners.append(aws)
+            aws_address = bound_address(s.aws_listen, aws_port)
+        if s.metrics_listen:
+            with _binding("metrics", s.metrics_listen, "metrics_listen"):
+                ops, ops_port = await start_ops_http(s.metrics_listen, *ops_probes(app))
+            runners.append(ops)
+            metrics_address = bound_address(s.metrics_listen, ops_port)
+    except BaseException:
+        for runner in runners:
+            await runner.cleanup()
+        await server.stop(0)
+        raise
     if ready is not None:
-        ready(port)
-    tasks = app.background_tasks(stop, workers=app.settings.workers_in_server, role="serve")
+        ready(Bound(bound_address(s.grpc_listen, port), aws_address, metrics_address))
+    tasks = app.background_tasks(stop, workers=s.workers_in_server, role="serve")
     await stop.wait()
     log.info("shutting down")
     health_servicer.enter_graceful_shutdown()
-    await server.stop(app.settings.grpc_grace_seconds)
-    if aws is not None:
-        await aws.cleanup()
+    await server.stop(s.grpc_grace_seconds)
+    for runner in runners:
+        await runner.cleanup()
     await _finish(tasks)
 
 

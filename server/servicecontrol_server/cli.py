@@ -6,20 +6,63 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import logging
+import os
+import signal
 import sys
 import tempfile
+import traceback
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
+from types import FrameType
 from typing import Any
 
 from . import logs
 from .settings import Settings
+from .startup import EXIT_CONFIGURATION, StartupError, settings_error
+
+log = logging.getLogger("servicecontrol_server")
+
+
+def package_version() -> str:
+    try:
+        return version("servicecontrol")
+    except PackageNotFoundError:
+        return "unknown"
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
-    settings = _settings(args)
-    logs.configure(settings.log_level, settings.log_json)
+    if not args.debug:
+        # gRPC's core prints its own lines for failures this program reports as one line.
+        os.environ.setdefault("GRPC_VERBOSITY", "NONE")
+    # Until the server's own handlers are in place, SIGTERM and SIGHUP unwind the stack
+    # (so an embedded PostgreSQL started so far is stopped) instead of killing outright.
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, _exit_on_signal)
+    try:
+        return _main(parser, args)
+    except StartupError as exc:
+        if args.debug:
+            traceback.print_exc()
+        for line in exc.lines:
+            print(f"servicecontrol: error: {line}", file=sys.stderr)
+        return EXIT_CONFIGURATION
+
+
+def _exit_on_signal(signum: int, frame: FrameType | None) -> None:
+    raise SystemExit(128 + signum)
+
+
+def _main(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
+    from pydantic import ValidationError
+
+    try:
+        settings = _settings(args)
+    except ValidationError as exc:
+        raise settings_error(exc.errors()) from exc
+    logs.configure("DEBUG" if args.debug else settings.log_level, settings.log_format)
 
     if args.command == "serve":
         from .api.tls import TransportRefused, check_transport
@@ -49,6 +92,15 @@ def main(argv: list[str] | None = None) -> int:
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="servicecontrol", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"%(prog)s {package_version()}")
+    parser.add_argument(
+        "--debug", action="store_true", help="debug logs, and tracebacks for startup errors"
+    )
+    parser.add_argument(
+        "--log-format",
+        choices=("auto", "json", "text"),
+        help="auto (default): text on a terminal, JSON otherwise",
+    )
     parser.add_argument("--data-dir", type=Path, help="where embedded defaults keep data")
     parser.add_argument("--database-url", help="a PostgreSQL URL (default: embedded server)")
     parser.add_argument("--s3-endpoint", help="host:port of an S3 endpoint (default: local dir)")
@@ -56,6 +108,13 @@ def _parser() -> argparse.ArgumentParser:
 
     serve = sub.add_parser("serve", help="run the gRPC API (with workers, relay and reaper)")
     serve.add_argument("--listen", help="host:port (default 127.0.0.1:50051; port 0 picks one)")
+    serve.add_argument(
+        "--aws-listen", help="host:port of the App Runner API (default 127.0.0.1:50080)"
+    )
+    serve.add_argument(
+        "--metrics-listen",
+        help="host:port of /metrics, /healthz and /readyz (default 127.0.0.1:9464)",
+    )
     serve.add_argument("--workers", type=int, help="job workers inside the server (0: none)")
     serve.add_argument("--no-migrate", action="store_true", help="do not migrate on start")
     serve.add_argument("--tls-cert", type=Path, help="PEM certificate (chain): serve TLS")
@@ -160,13 +219,21 @@ def _settings(args: argparse.Namespace) -> Settings:
         overrides["s3_endpoint"] = args.s3_endpoint
     if getattr(args, "listen", None):
         overrides["grpc_listen"] = args.listen
+    # Flags named as their setting, applied when given.
+    for flag in (
+        "aws_listen",
+        "metrics_listen",
+        "log_format",
+        "tls_cert",
+        "tls_key",
+        "tls_client_ca",
+    ):
+        if getattr(args, flag, None) is not None:
+            overrides[flag] = getattr(args, flag)
     if getattr(args, "workers", None) is not None:
         overrides["workers_in_server"] = args.workers
     if getattr(args, "no_migrate", False):
         overrides["migrate_on_start"] = False
-    for flag in ("tls_cert", "tls_key", "tls_client_ca"):
-        if getattr(args, flag, None) is not None:
-            overrides[flag] = getattr(args, flag)
     if getattr(args, "insecure", False):
         overrides["insecure"] = True
     return Settings(**overrides)
@@ -174,22 +241,64 @@ def _settings(args: argparse.Namespace) -> Settings:
 
 async def _serve(settings: Settings) -> int:
     from .api.server import run_until_signalled
-    from .bootstrap import build, database_url, serve
+    from .bootstrap import Bound, build, database_url, serve
     from .identity_cli import first_start_credentials
 
     with database_url(settings) as url:
         app = await build(settings, url)
         try:
             await first_start_credentials(app)
+            if settings.workers_in_server == 0 and await app.presence.live_workers() == 0:
+                log.warning(
+                    "no job workers: this server runs none (--workers 0) and no "
+                    "`servicecontrol worker` is running against its database; operations "
+                    "stay PENDING until one starts"
+                )
 
-            def ready(port: int) -> None:
+            def ready(bound: Bound) -> None:
+                _announce(settings, bound)
                 # A machine-readable line for scripts and tests that start the server.
-                print(f"SERVICECONTROL_READY port={port}", flush=True)
+                print(f"SERVICECONTROL_READY port={bound.grpc.rpartition(':')[2]}", flush=True)
 
             await run_until_signalled(lambda stop: serve(app, stop, ready))
         finally:
             await app.close()
     return 0
+
+
+def _announce(settings: Settings, bound: Any) -> None:
+    """The banner on a terminal; one structured line otherwise."""
+    from .banner import Endpoints, lines
+
+    endpoints = Endpoints(
+        grpc=bound.grpc,
+        aws=bound.aws,
+        metrics=bound.metrics,
+        data_dir=settings.data_dir.expanduser().absolute(),
+        account=settings.default_account,
+        credentials_path=_credentials_file(settings),
+    )
+    if logs.use_json(settings.log_format, sys.stderr):
+        log.info(
+            "serving",
+            extra={
+                "grpc": endpoints.grpc,
+                "aws": endpoints.aws,
+                "metrics": endpoints.metrics,
+                "data_dir": str(endpoints.data_dir),
+                "account": endpoints.account,
+            },
+        )
+        return
+    print("\n".join(lines(package_version(), endpoints)), file=sys.stderr, flush=True)
+
+
+def _credentials_file(settings: Settings) -> Path | None:
+    """The development credentials file, when the embedded default has written one."""
+    from .identity_cli import credentials_path
+
+    path = credentials_path(settings)
+    return path.absolute() if path.exists() else None
 
 
 async def _worker(settings: Settings, concurrency: int) -> int:

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -24,6 +25,8 @@ class Settings(BaseSettings):
     grpc_grace_seconds: float = 10.0
     # App Runner's own HTTP protocol (AWS JSON 1.0) for the AWS CLI and SDKs; empty: off.
     aws_listen: str = "127.0.0.1:50080"
+    # Prometheus /metrics, /healthz and /readyz over HTTP; empty: off.
+    metrics_listen: str = "127.0.0.1:9464"
     # Workers inside `serve`; 0 leaves jobs to `servicecontrol worker` processes.
     workers_in_server: int = Field(default=2, ge=0)
 
@@ -96,5 +99,21 @@ class Settings(BaseSettings):
     # Signs page tokens so that they stay opaque; set the same value on every replica.
     page_token_key: str = "servicecontrol-page-token-key"
 
-    log_level: str = "INFO"
-    log_json: bool = True
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    # auto: human-readable lines on a terminal, JSON lines otherwise.
+    log_format: Literal["auto", "json", "text"] = "auto"
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _upper(cls, value: object) -> object:
+        return value.upper() if isinstance(value, str) else value
+
+    @field_validator("grpc_listen", "aws_listen", "metrics_listen")
+    @classmethod
+    def _listen(cls, value: str, info: ValidationInfo) -> str:
+        if not value and info.field_name != "grpc_listen":
+            return value  # empty: that endpoint is off
+        host, sep, port = value.rpartition(":")
+        if not sep or not host or not port.isdigit() or int(port) > 65535:
+            raise ValueError("must be <host>:<port> (port 0 picks a free one)")
+        return value

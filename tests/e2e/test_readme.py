@@ -53,13 +53,16 @@ def test_run_command_starts_serve_on_embedded_defaults() -> None:
     assert run_command.endswith(".venv/bin/servicecontrol serve")
 
 
-async def test_grpcurl_walkthrough_works_when_pasted(tmp_path: Path) -> None:
+async def test_grpcurl_walkthrough_works_when_pasted(
+    tmp_path: Path, embedded_data_dir: Path
+) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("SERVICECONTROL_")}
     env.update(
-        SERVICECONTROL_DATA_DIR=str(tmp_path / "data"),
+        SERVICECONTROL_DATA_DIR=str(embedded_data_dir),
         SERVICECONTROL_GRPC_LISTEN="127.0.0.1:0",
         SERVICECONTROL_AWS_LISTEN="",
-        SERVICECONTROL_LOG_JSON="true",
+        SERVICECONTROL_LOG_FORMAT="json",
+        SERVICECONTROL_METRICS_LISTEN="127.0.0.1:0",
     )
     server = await asyncio.create_subprocess_exec(
         str(BIN / "servicecontrol"),
@@ -116,7 +119,9 @@ async def test_grpcurl_walkthrough_works_when_pasted(tmp_path: Path) -> None:
         assert await asyncio.wait_for(server.wait(), 30) == 0
 
 
-async def test_embedded_defaults_keep_data_across_restarts(tmp_path: Path) -> None:
+async def test_embedded_defaults_keep_data_across_restarts(
+    tmp_path: Path, embedded_data_dir: Path
+) -> None:
     """`serve` with no configuration: embedded Postgres and the local object store in the
     data directory, both still there after a graceful restart."""
     import grpc
@@ -126,9 +131,10 @@ async def test_embedded_defaults_keep_data_across_restarts(tmp_path: Path) -> No
 
     env = {k: v for k, v in os.environ.items() if not k.startswith("SERVICECONTROL_")}
     env.update(
-        SERVICECONTROL_DATA_DIR=str(tmp_path / "data"),
+        SERVICECONTROL_DATA_DIR=str(embedded_data_dir),
         SERVICECONTROL_GRPC_LISTEN="127.0.0.1:0",
         SERVICECONTROL_AWS_LISTEN="",
+        SERVICECONTROL_METRICS_LISTEN="",
     )
     push = await asyncio.create_subprocess_exec(
         str(BIN / "servicecontrol"),
@@ -192,7 +198,7 @@ async def test_embedded_defaults_keep_data_across_restarts(tmp_path: Path) -> No
             assert again.service.service_url == created.service.service_url
     finally:
         await stop(proc)
-    copies = list((tmp_path / "data" / "objects").rglob("manifest.json"))
+    copies = list((embedded_data_dir / "objects").rglob("manifest.json"))
     assert len(copies) == 1
     # One development key, made at the first start only, and still the one on file.
     assert read_credentials(tmp_path / "data" / "credentials") == credentials

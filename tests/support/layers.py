@@ -24,7 +24,7 @@ def layer_edges() -> list[tuple[str, str]]:
             target = _part(imported)
             if target is not None and target != source:
                 edges.add((source, target))
-    return sorted(edges, key=lambda e: (_rank(e[0]), _rank(e[1])))
+    return sorted(edges, key=lambda e: (_rank(e[0]), _rank(e[1]), e))
 
 
 def mermaid() -> str:

@@ -37,7 +37,8 @@ def environment(settings: Settings, **extra: str) -> dict[str, str]:
     for name in FORWARDED:
         env[f"SERVICECONTROL_{name.upper()}"] = str(getattr(settings, name))
     env["SERVICECONTROL_MIGRATE_ON_START"] = "false"
-    env["SERVICECONTROL_LOG_JSON"] = "true"
+    env["SERVICECONTROL_LOG_FORMAT"] = "json"
+    env["SERVICECONTROL_METRICS_LISTEN"] = "127.0.0.1:0"
     env.update(extra)
     return env
 

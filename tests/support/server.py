@@ -167,7 +167,8 @@ def harness_settings(database_url: str, s3: Any, tmp: Path, **overrides: Any) ->
         "job_lease_seconds": 5.0,
         "job_heartbeat_seconds": 1.0,
         "grpc_grace_seconds": 2.0,
-        "log_json": False,
+        "log_format": "text",
+        "metrics_listen": "",
     }
     values.update(overrides)
     return Settings(**values)

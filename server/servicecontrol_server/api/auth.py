@@ -23,6 +23,7 @@ from ..application.caller import acting_as
 from ..application.identity import AuditEntry, Identity
 from ..domain.errors import DomainError
 from ..domain.identity import Caller, NotAuthenticated, PermissionDenied, Role, is_key_id
+from .access_log import note_account
 from .errors import ERROR_DOMAIN, abort, to_status
 
 log = logging.getLogger(__name__)
@@ -199,6 +200,7 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
             # The key could not be looked up (the database is unavailable): retryable.
             await abort(context, to_status(exc))
             raise AssertionError("unreachable") from exc
+        note_account(key.account_id)
         caller = Caller(
             key_id=key.key_id,
             account_id=key.account_id,

@@ -95,8 +95,9 @@ def deletion_summary(data: dict[str, Any]) -> pb.DeletionSummary:
     return out
 
 
-def operation(op: Operation) -> pb.Operation:
+def operation(op: Operation, status_message: str = "") -> pb.Operation:
     out = pb.Operation(
+        status_message=status_message,
         id=op.operation_id,
         type=pb.Operation.Type.Value(op.type.value),
         status=pb.Operation.Status.Value(op.status.value),

@@ -13,8 +13,11 @@ from grpc_reflection.v1alpha import reflection
 
 from servicecontrol.v1 import service_control_pb2, service_control_pb2_grpc
 
+from ..startup import address_in_use
+from .access_log import AccessLogInterceptor
 from .auth import AuthInterceptor
 from .guard import RequestGuard
+from .reflection import enable_reflection
 from .servicer import ServiceControlServicer
 from .tls import grpc_credentials, tls_enabled
 from .use_cases import UseCases
@@ -31,6 +34,7 @@ async def start_grpc(
         use_cases.events,
         connections=use_cases.connections,
         domains=use_cases.domains,
+        presence=use_cases.presence,
     )
     guard = RequestGuard(
         deadline_seconds=s.rpc_deadline_seconds,
@@ -38,9 +42,13 @@ async def start_grpc(
         account_of=servicer.account,
     )
     server = grpc.aio.server(
-        # Authentication first: the guard's rate limit counts the caller's account.
-        interceptors=[AuthInterceptor(use_cases.identity), guard],
+        # The access log sees every call; authentication comes before the guard, whose
+        # rate limit counts the caller's account.
+        interceptors=[AccessLogInterceptor(), AuthInterceptor(use_cases.identity), guard],
         options=[
+            # Port reuse off: a second server on a busy port must fail, not share the
+            # port and split calls between two databases.
+            ("grpc.so_reuseport", 0),
             ("grpc.max_receive_message_length", s.max_request_bytes),
             ("grpc.max_send_message_length", s.max_response_bytes),
         ],
@@ -49,16 +57,17 @@ async def start_grpc(
     service_control_pb2_grpc.add_ServiceControlServicer_to_server(servicer, server)
     health_servicer = health.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-    reflection.enable_server_reflection(
-        (SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server
-    )
-    port = (
-        server.add_secure_port(listen, grpc_credentials(s))
-        if tls_enabled(s)
-        else server.add_insecure_port(listen)
-    )
+    enable_reflection((SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
+    try:
+        port = (
+            server.add_secure_port(listen, grpc_credentials(s))
+            if tls_enabled(s)
+            else server.add_insecure_port(listen)
+        )
+    except RuntimeError as exc:
+        raise address_in_use("gRPC", listen, "grpc_listen") from exc
     if port == 0:
-        raise RuntimeError(f"cannot listen on {listen}")
+        raise address_in_use("gRPC", listen, "grpc_listen")
     await server.start()
     health_servicer.set("", health_pb2.HealthCheckResponse.SERVING)
     health_servicer.set(SERVICE_NAME, health_pb2.HealthCheckResponse.SERVING)
@@ -68,6 +77,7 @@ async def start_grpc(
 async def run_until_signalled(main: Callable[[asyncio.Event], Awaitable[None]]) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
+    # SIGHUP (the terminal closed) stops the server as gracefully as SIGTERM.
+    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         loop.add_signal_handler(sig, stop.set)
     await main(stop)

@@ -19,7 +19,9 @@ from ..application.domain_commands import DomainCommands
 from ..application.events import EventQueries
 from ..application.results import Configs, MutationResult
 from ..application.service_commands import ServiceCommands
+from ..application.workers import WorkerPresence, waiting_reason
 from ..domain.errors import FieldViolation, InvalidRequest
+from ..domain.model import Operation
 from . import convert
 from .connections_rpc import ConnectionsRpc
 from .domains_rpc import DomainsRpc
@@ -37,11 +39,16 @@ class ServiceControlServicer(
         *,
         connections: ConnectionCommands,
         domains: DomainCommands,
+        presence: WorkerPresence | None = None,
     ) -> None:
         self.commands = commands
+        self.presence = presence
         self.events = events
         self.connections = connections
         self.domains = domains
+
+    async def _operation(self, op: Operation) -> pb.Operation:
+        return convert.operation(op, await waiting_reason(op, self.presence))
 
     def account(self, context: grpc.aio.ServicerContext) -> str:
         """The caller's account: the API key's (api/auth.py admitted the call)."""
@@ -150,7 +157,7 @@ class ServiceControlServicer(
             self.account(context), request.service_arn, request.page_size, request.page_token
         )
         return api.ListOperationsResponse(
-            operations=[convert.operation(o) for o in page.items],
+            operations=[await self._operation(o) for o in page.items],
             next_page_token=page.next_page_token,
         )
 
@@ -159,7 +166,7 @@ class ServiceControlServicer(
         self, request: api.DescribeOperationRequest, context: grpc.aio.ServicerContext
     ) -> api.DescribeOperationResponse:
         op = await self.commands.describe_operation(self.account(context), request.operation_id)
-        return api.DescribeOperationResponse(operation=convert.operation(op))
+        return api.DescribeOperationResponse(operation=await self._operation(op))
 
     @translated
     async def WaitOperation(
@@ -175,7 +182,7 @@ class ServiceControlServicer(
         op = await self.commands.wait_operation(
             self.account(context), request.operation_id, timeout
         )
-        return api.WaitOperationResponse(operation=convert.operation(op))
+        return api.WaitOperationResponse(operation=await self._operation(op))
 
     @translated_stream
     async def WatchEvents(

@@ -12,6 +12,7 @@ from ..application.identity import Identity
 from ..application.image_upload import ImageUploads
 from ..application.rate_limit import MutationRateLimiter
 from ..application.service_commands import ServiceCommands
+from ..application.workers import WorkerPresence
 from ..settings import Settings
 
 
@@ -25,5 +26,7 @@ class UseCases:
     settings: Settings
     # One per process, shared by the gRPC and App Runner endpoints.
     rate_limiter: MutationRateLimiter
+    # Whether any job worker is alive, for operations waiting on one.
+    presence: WorkerPresence | None = None
     # Image pushes through the API (PushImage); None where a server does not take them.
     images: ImageUploads | None = None

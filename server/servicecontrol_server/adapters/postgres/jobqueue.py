@@ -76,7 +76,9 @@ CLAIM = text(
                   j.account_id, j.payload, j.progress, j.attempts, j.max_attempts,
                   j.lease_token::text AS lease_token, j.run_at
     )
-    SELECT * FROM claimed ORDER BY run_at, job_id
+    SELECT claimed.*, operations.target_arn AS service_arn
+    FROM claimed LEFT JOIN operations ON operations.operation_id = claimed.operation_id::uuid
+    ORDER BY claimed.run_at, claimed.job_id
     """
 )
 
@@ -217,6 +219,7 @@ def claimed_job(row: RowMapping) -> ClaimedJob:
         attempts=int(row["attempts"]),
         max_attempts=int(row["max_attempts"]),
         lease_token=row["lease_token"],
+        service_arn=row.get("service_arn"),
     )
 
 

@@ -99,6 +99,14 @@ def current_revision(url: str) -> str | None:
         return revision
 
 
+def head_revision() -> str | None:
+    """The newest revision among the migration scripts."""
+    from alembic.script import ScriptDirectory
+
+    head: str | None = ScriptDirectory.from_config(alembic_config("")).get_current_head()
+    return head
+
+
 def pending_differences(url: str, target: MetaData | None = None) -> list[Any]:
     """How the live schema differs from `target` (schema.py's metadata by default); empty
     when they agree.

@@ -16,6 +16,7 @@ from ...application.identity import AuditEntry
 from ...domain.errors import DomainError
 from ...domain.identity import Caller, Role, is_key_id
 from ...domain.text import text_violations
+from ..access_log import ACCOUNT_KEY, ACTION_KEY, aws_access_log
 from ..tls import http_ssl_context, tls_enabled
 from ..use_cases import UseCases
 from .actions import ACTIONS, READ_ONLY_ACTIONS, Action, Context
@@ -48,6 +49,7 @@ class AwsJsonEndpoint:
         body: dict[str, Any] = {}
         try:
             name, action = _action(request)
+            request[ACTION_KEY] = name
             raw = await _raw_body(request, self.max_body_bytes)
             caller = Caller(
                 key_id="",
@@ -67,6 +69,7 @@ class AwsJsonEndpoint:
                 # The key could not be looked up (the database is unavailable).
                 raise from_domain(exc, action.errors) from exc
             caller.key_id, caller.account_id, caller.role = key.key_id, key.account_id, key.role
+            request[ACCOUNT_KEY] = key.account_id
             if caller.mutating and key.role is not Role.WRITER:
                 raise AwsError(
                     ACCESS_DENIED,
@@ -195,7 +198,9 @@ def create_app(
         use_cases,
         authenticator or SigV4Verifier(use_cases.identity, settings.region),
     )
-    web_app = web.Application(client_max_size=settings.max_request_bytes)
+    web_app = web.Application(
+        client_max_size=settings.max_request_bytes, middlewares=[aws_access_log]
+    )
     # Every method and path reaches the endpoint, which answers anything but
     # `POST /` as an unknown operation, in App Runner's error format.
     web_app.router.add_route("*", "/{tail:.*}", endpoint.handle)
@@ -228,5 +233,4 @@ async def start_aws_http(
         await runner.cleanup()
         raise
     bound = runner.addresses[0][1]
-    log.info("serving App Runner API", extra={"port": bound, "listen": listen})
     return runner, int(bound)

@@ -28,6 +28,8 @@ class ClaimedJob:
     attempts: int
     max_attempts: int
     lease_token: str
+    # The ARN of the service the job's operation changes (for logs), when it has one.
+    service_arn: str | None = None
 
 
 class LeaseLost(Exception):

@@ -1,0 +1,187 @@
+"""One access log line per call on both endpoints (method, account, status code,
+duration, request id), and the calls' Prometheus metrics, recorded at the edge."""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import inspect
+import logging
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import grpc
+from aiohttp import web
+
+from .. import metrics
+
+log = logging.getLogger("servicecontrol_server.access")
+
+REQUEST_ID_METADATA_KEY = "x-request-id"
+# Probes and tooling, logged at debug so that a health check every few seconds does not
+# bury the calls people make.
+_QUIET_SERVICES = ("grpc.health.v1.Health", "grpc.reflection.")
+# What the App Runner endpoint learns of a request, for its access line.
+ACTION_KEY = web.RequestKey("action", str)
+ACCOUNT_KEY = web.RequestKey("account", str)
+
+
+def request_id_of(metadata: tuple[tuple[str, Any], ...] | None) -> str:
+    for key, value in metadata or ():
+        if key == REQUEST_ID_METADATA_KEY and isinstance(value, str) and 0 < len(value) <= 128:
+            return value
+    return uuid.uuid4().hex
+
+
+class AccessLogInterceptor(grpc.aio.ServerInterceptor):
+    """The outermost interceptor: it sees every call, refused ones included, and learns
+    the account from the authentication inside it (note_account)."""
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler:
+        handler = await continuation(handler_call_details)
+        if handler is None:
+            return handler
+        full = handler_call_details.method
+        metadata = tuple(handler_call_details.invocation_metadata or ())
+        call = _Call(full, metadata)
+        # Synchronous handlers (the stock health service) are left alone: wrapping them
+        # in coroutines would change how the server runs them.
+        if handler.unary_unary is not None and inspect.iscoroutinefunction(handler.unary_unary):
+            return grpc.unary_unary_rpc_method_handler(
+                call.unary(handler.unary_unary),
+                request_deserializer=handler.request_deserializer,
+                response_serializer=handler.response_serializer,
+            )
+        if handler.unary_stream is not None and inspect.isasyncgenfunction(handler.unary_stream):
+            return grpc.unary_stream_rpc_method_handler(
+                call.stream(handler.unary_stream),
+                request_deserializer=handler.request_deserializer,
+                response_serializer=handler.response_serializer,
+            )
+        return handler
+
+
+_current: contextvars.ContextVar[_Call | None] = contextvars.ContextVar(
+    "servicecontrol_access_call", default=None
+)
+
+
+def note_account(account_id: str) -> None:
+    """Called by authentication once it knows the caller: the call's line names it."""
+    call = _current.get()
+    if call is not None:
+        call.account = account_id
+
+
+class _Call:
+    def __init__(self, full_method: str, metadata: tuple[Any, ...]):
+        self.service, _, self.method = full_method.lstrip("/").rpartition("/")
+        self.request_id = request_id_of(metadata)
+        # Unknown until authentication admits the call; empty on a refused one.
+        self.account = ""
+        self.quiet = self.service.startswith(_QUIET_SERVICES)
+
+    def unary(self, behavior: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
+        async def unary(request: Any, context: grpc.aio.ServicerContext) -> Any:
+            started = time.perf_counter()
+            await self._announce(context)
+            token = _current.set(self)
+            try:
+                response = await behavior(request, context)
+            except BaseException as exc:
+                self._done(context, started, exc)
+                raise
+            finally:
+                _current.reset(token)
+            self._done(context, started, None)
+            return response
+
+        return unary
+
+    def stream(
+        self, behavior: Callable[..., AsyncIterator[Any]]
+    ) -> Callable[..., AsyncIterator[Any]]:
+        async def stream(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
+            started = time.perf_counter()
+            await self._announce(context)
+            token = _current.set(self)
+            try:
+                async for item in behavior(request, context):
+                    yield item
+            except BaseException as exc:
+                self._done(context, started, exc)
+                raise
+            finally:
+                _current.reset(token)
+            self._done(context, started, None)
+
+        return stream
+
+    async def _announce(self, context: grpc.aio.ServicerContext) -> None:
+        # The id the log line carries, for the caller to quote.
+        await context.send_initial_metadata(((REQUEST_ID_METADATA_KEY, self.request_id),))
+
+    def _done(
+        self, context: grpc.aio.ServicerContext, started: float, exc: BaseException | None
+    ) -> None:
+        seconds = time.perf_counter() - started
+        code = _code(context, exc)
+        metrics.observe_rpc("grpc", self.method, code, seconds)
+        log.log(
+            logging.DEBUG if self.quiet else logging.INFO,
+            "call",
+            extra={
+                "endpoint": "grpc",
+                "method": self.method,
+                "account": self.account,
+                "code": code,
+                "duration_ms": round(seconds * 1000, 1),
+                "request_id": self.request_id,
+            },
+        )
+
+
+def _code(context: grpc.aio.ServicerContext, exc: BaseException | None) -> str:
+    code = context.code()
+    if isinstance(code, grpc.StatusCode):
+        return str(code.name)
+    if isinstance(code, int):
+        for status in grpc.StatusCode:
+            if status.value[0] == code:
+                return str(status.name)
+    if exc is None:
+        return "OK"
+    return "CANCELLED" if isinstance(exc, asyncio.CancelledError) else "UNKNOWN"
+
+
+@web.middleware
+async def aws_access_log(
+    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> web.StreamResponse:
+    """The same line for the App Runner endpoint: the action, the account the request
+    was signed for, the HTTP status and App Runner's request id."""
+    started = time.perf_counter()
+    response = await handler(request)
+    seconds = time.perf_counter() - started
+    # Only actions the endpoint serves name a label: anything else a caller sends is one.
+    method = request.get(ACTION_KEY, "unknown")
+    status = str(response.status)
+    metrics.observe_rpc("aws", method, status, seconds)
+    log.info(
+        "call",
+        extra={
+            "endpoint": "aws",
+            "method": method,
+            "account": request.get(ACCOUNT_KEY, ""),
+            "code": status,
+            "duration_ms": round(seconds * 1000, 1),
+            "request_id": response.headers.get("x-amzn-RequestId", ""),
+        },
+    )
+    return response
