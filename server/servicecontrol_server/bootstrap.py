@@ -15,9 +15,11 @@ import psycopg
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from .adapters.compute.recorded import RecordedComputeDriver
+from .adapters.crypto.aesgcm import AesGcmSecretBox, decode_kek, load_or_create_kek
 from .adapters.dns.zone_file import ZoneFileValidator
 from .adapters.postgres.database import create_engine, libpq_url, with_database
 from .adapters.postgres.embedded import EmbeddedPostgres
+from .adapters.postgres.identity import PostgresIdentityStore
 from .adapters.postgres.jobqueue import JOBS_CHANNEL, JobQueue
 from .adapters.postgres.listen import PgListener
 from .adapters.postgres.migrate import upgrade_to_head
@@ -29,6 +31,7 @@ from .application.connection_commands import ConnectionCommands
 from .application.dns import DnsValidation
 from .application.domain_commands import DomainCommands
 from .application.events import EventQueries
+from .application.identity import Identity
 from .application.jobs import ServiceJob, job_handlers
 from .application.ports import ObjectStore, UnitOfWorkFactory
 from .application.reaper import Reaper
@@ -92,6 +95,25 @@ def worker_owner(role: str) -> str:
     return f"{role}:{socket.gethostname()}:{os.getpid()}"
 
 
+KEK_FILE = "kek"
+CREDENTIALS_FILE = "credentials"
+
+
+def secret_box(settings: Settings) -> AesGcmSecretBox:
+    """The key-encryption key from settings, or the data dir's (created on first use)."""
+    if settings.key_encryption_key:
+        return AesGcmSecretBox(
+            decode_kek(settings.key_encryption_key, "SERVICECONTROL_KEY_ENCRYPTION_KEY")
+        )
+    if settings.key_encryption_key_file is not None:
+        return AesGcmSecretBox(load_or_create_kek(settings.key_encryption_key_file, create=False))
+    return AesGcmSecretBox(load_or_create_kek(settings.data_dir / KEK_FILE, create=True))
+
+
+def identity(engine: AsyncEngine, settings: Settings) -> Identity:
+    return Identity(PostgresIdentityStore(engine), secret_box(settings))
+
+
 @dataclass
 class Application:
     """Everything one process runs, built from settings: the use cases the API layers
@@ -106,6 +128,7 @@ class Application:
     handlers: dict[str, ServiceJob]
     listener: PgListener
     dns_validation: DnsValidation
+    identity: Identity
 
     async def close(self) -> None:
         await self.listener.close()
@@ -157,11 +180,21 @@ async def build(settings: Settings, url: str, *, migrate: bool | None = None) ->
         events=EventQueries(
             EventLog(engine, listener=listener, poll_seconds=settings.job_poll_seconds)
         ),
+        identity=resources.identity,
         settings=settings,
     )
     handlers = job_handlers(uow, settings, store, RecordedComputeDriver(engine))
     return Application(
-        settings, url, engine, store, uow, use_cases, handlers, listener, resources.dns_validation
+        settings,
+        url,
+        engine,
+        store,
+        uow,
+        use_cases,
+        handlers,
+        listener,
+        resources.dns_validation,
+        resources.identity,
     )
 
 
@@ -210,6 +243,7 @@ class ResourceCommands:
     connections: ConnectionCommands
     domains: DomainCommands
     dns_validation: DnsValidation
+    identity: Identity
 
 
 def resource_commands(engine: AsyncEngine, settings: Settings) -> ResourceCommands:
@@ -218,6 +252,7 @@ def resource_commands(engine: AsyncEngine, settings: Settings) -> ResourceComman
         ConnectionCommands(uow, settings),
         DomainCommands(uow, settings),
         DnsValidation(uow, ZoneFileValidator(settings.dns_zone_file)),
+        identity(engine, settings),
     )
 
 

@@ -26,6 +26,10 @@ def main(argv: list[str] | None = None) -> int:
         return asyncio.run(_worker(settings, args.concurrency))
     if args.command == "migrate":
         return _migrate(settings, args.check)
+    if args.command == "credentials":
+        from .identity_cli import print_credentials
+
+        return print_credentials(settings, aws=args.aws)
     if args.command == "images":
         if args.sample == (args.archive is not None):
             parser.error("give either an archive or --sample")
@@ -76,7 +80,43 @@ def _parser() -> argparse.ArgumentParser:
         "validate", help="run one certificate DNS validation pass against the zone file"
     )
     validate.add_argument("--account", help="only this account (default: every account)")
+    _identity_parsers(sub)
     return parser
+
+
+def _identity_parsers(sub: Any) -> None:
+    accounts = sub.add_parser("accounts", help="accounts")
+    accounts_sub = accounts.add_subparsers(dest="accounts_command", required=True)
+    create = accounts_sub.add_parser("create", help="create an account")
+    create.add_argument("account", help="12-digit account id")
+    accounts_sub.add_parser("list", help="list accounts")
+
+    keys = sub.add_parser("keys", help="API keys (gRPC bearer tokens and AWS access keys)")
+    keys_sub = keys.add_subparsers(dest="keys_command", required=True)
+    create_key = keys_sub.add_parser("create", help="create a key; its secret is shown once")
+    create_key.add_argument("--account", required=True, help="12-digit account id")
+    create_key.add_argument("--role", choices=["reader", "writer"], default="writer")
+    create_key.add_argument(
+        "--expires-in", help="lifetime: seconds, or a number with s, m, h or d (e.g. 30d)"
+    )
+    list_keys = keys_sub.add_parser("list", help="list an account's keys (never secrets)")
+    list_keys.add_argument("--account", required=True)
+    revoke = keys_sub.add_parser("revoke", help="revoke a key: refused from the next call on")
+    revoke.add_argument("key_id")
+    revoke.add_argument("--account", required=True)
+
+    audit = sub.add_parser("audit", help="print an account's audit log")
+    audit.add_argument("--account", required=True)
+    audit.add_argument(
+        "--since", help="an ISO 8601 time, or a duration back from now (e.g. 1h, 7d)"
+    )
+
+    credentials = sub.add_parser(
+        "credentials", help="print the development credentials made on first start"
+    )
+    credentials.add_argument(
+        "--aws", action="store_true", help="as AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY lines"
+    )
 
 
 def _settings(args: argparse.Namespace) -> Settings:
@@ -100,10 +140,12 @@ def _settings(args: argparse.Namespace) -> Settings:
 async def _serve(settings: Settings) -> int:
     from .api.server import run_until_signalled
     from .bootstrap import build, database_url, serve
+    from .identity_cli import first_start_credentials
 
     with database_url(settings) as url:
         app = await build(settings, url)
         try:
+            await first_start_credentials(app)
 
             def ready(port: int) -> None:
                 # A machine-readable line for scripts and tests that start the server.
@@ -179,7 +221,9 @@ async def _operator_command(settings: Settings, args: argparse.Namespace) -> int
         return await _complete_handshake(settings, account, args.connection_arn, args.status)
     if args.command == "domains":
         return await _validate_domains(settings, args.account)
-    return 2
+    from .identity_cli import identity_command
+
+    return await identity_command(settings, args)
 
 
 async def _complete_handshake(settings: Settings, account: str, arn: str, status: str) -> int:

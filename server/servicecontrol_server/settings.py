@@ -67,6 +67,12 @@ class Settings(BaseSettings):
     reaper_interval_seconds: float = 60.0
     reaper_batch_size: int = 500
 
+    # API key secrets are sealed (AES-GCM) under the key-encryption key: 32 bytes, base64,
+    # given here or in key_encryption_key_file. With neither, data_dir/kek is used, created
+    # (mode 0600) on first start. Every replica needs the same one.
+    key_encryption_key: str = ""
+    key_encryption_key_file: Path | None = None
+
     # Signs page tokens so that they stay opaque; set the same value on every replica.
     page_token_key: str = "servicecontrol-page-token-key"
 

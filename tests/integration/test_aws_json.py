@@ -56,7 +56,7 @@ def recorder() -> Iterator[Recorder]:
 
 @pytest.fixture
 def aws(harness: Harness, recorder: Recorder) -> AppRunnerClient:
-    return AppRunnerClient(harness.aws_port, recorder)
+    return AppRunnerClient(harness.aws_port, recorder, harness.aws_credentials())
 
 
 def error_of(exc: ClientError) -> tuple[str, int, str]:
@@ -264,7 +264,7 @@ async def small_quotas(database_url: str, s3_server: Any, tmp_path: Path) -> Asy
 async def test_quota_is_service_quota_exceeded_with_402(
     small_quotas: Harness, recorder: Recorder
 ) -> None:
-    aws = AppRunnerClient(small_quotas.aws_port, recorder)
+    aws = AppRunnerClient(small_quotas.aws_port, recorder, small_quotas.aws_credentials())
     await aws.create_service(ServiceName="first", SourceConfiguration=IMAGE_SOURCE)
     with pytest.raises(aws.exceptions.ServiceQuotaExceededException) as refused:
         await aws.create_service(ServiceName="second", SourceConfiguration=IMAGE_SOURCE)
@@ -301,6 +301,7 @@ async def test_protocol_level_answers(harness: Harness, recorder: Recorder) -> N
     port = harness.aws_port
 
     async def call(target: str | None, body: Any = None, **kw: Any) -> tuple[int, dict[str, Any]]:
+        kw.setdefault("credentials", harness.aws_credentials())
         answer = await raw_call(port, target, body, recorder=recorder, **kw)
         return answer.status, answer.json()
 
@@ -376,8 +377,8 @@ async def test_protocol_level_answers(harness: Harness, recorder: Recorder) -> N
     status, body = await call("AppRunner.ListServices", b"[" * 100_000 + b"]" * 100_000)
     assert (status, body["__type"]) == (400, "SerializationException")
 
-    # Signature Version 4 is required; until keys exist any signature is accepted.
-    status, body = await call("AppRunner.ListServices", {}, sign=False)
+    # Signature Version 4 is required (its verification: tests/integration/test_sigv4.py).
+    status, body = await call("AppRunner.ListServices", {}, credentials=None)
     assert (status, body["__type"]) == (403, "MissingAuthenticationTokenException")
     for garbled in (
         "Bearer abc",
@@ -396,7 +397,7 @@ async def test_protocol_level_answers(harness: Harness, recorder: Recorder) -> N
     status, body = await call(
         "AppRunner.ListServices", {}, headers={"Authorization": any_signature}
     )
-    assert status == 200
+    assert (status, body["__type"]) == (403, "InvalidSignatureException")
 
 
 async def test_unexpected_failures_answer_internal_service_error(
@@ -414,6 +415,7 @@ async def test_unexpected_failures_answer_internal_service_error(
             harness.aws_port,
             "AppRunner.DescribeService",
             {"ServiceArn": f"arn:aws:apprunner:us-east-1:{ACCOUNT}:service/x/{'0' * 32}"},
+            credentials=harness.aws_credentials(),
             recorder=recorder,
         )
     body = answer.json()
@@ -439,7 +441,13 @@ async def test_an_unavailable_backend_answers_a_503_that_the_sdk_retries(
         return await real(*args)
 
     monkeypatch.setattr(harness.app.use_cases.commands, "list_services", unavailable_thrice)
-    answer = await raw_call(harness.aws_port, "AppRunner.ListServices", {}, recorder=recorder)
+    answer = await raw_call(
+        harness.aws_port,
+        "AppRunner.ListServices",
+        {},
+        credentials=harness.aws_credentials(),
+        recorder=recorder,
+    )
     assert (answer.status, answer.json()["__type"]) == (503, "ServiceUnavailableException")
     assert answer.json()["Message"] == "The database is unavailable; retry the call."
     # botocore retries a 503 with backoff: its third try gets through.
@@ -447,8 +455,8 @@ async def test_an_unavailable_backend_answers_a_503_that_the_sdk_retries(
         "apprunner",
         endpoint_url=f"http://127.0.0.1:{harness.aws_port}",
         region_name="us-east-1",
-        aws_access_key_id="AKIDEXAMPLE",
-        aws_secret_access_key="secret",
+        aws_access_key_id=harness.aws_credentials()[0],
+        aws_secret_access_key=harness.aws_credentials()[1],
         config=Config(retries={"mode": "standard", "max_attempts": 3}),
     )
     listed = await asyncio.to_thread(client.list_services)
@@ -608,7 +616,7 @@ async def test_connection_is_kept_when_its_service_is_deleted(
 
 
 async def test_connection_pages_and_quota(small_quotas: Harness, recorder: Recorder) -> None:
-    aws = AppRunnerClient(small_quotas.aws_port, recorder)
+    aws = AppRunnerClient(small_quotas.aws_port, recorder, small_quotas.aws_credentials())
     for name in ("conn-one", "conn-two", "conn-three"):
         await aws.create_connection(ConnectionName=name, ProviderType="GITHUB")
     first = await aws.list_connections(MaxResults=2)

@@ -129,16 +129,6 @@ async def test_unknown_enum_values_are_refused(harness: Harness) -> None:
     assert "source_configuration.image_repository.image_repository_type" in err.field_violations
 
 
-async def test_bad_account_metadata_is_refused(harness: Harness) -> None:
-    err = await expect_error(
-        harness.stub.ListServices(
-            api.ListServicesRequest(), metadata=(("x-servicecontrol-account", "12ab"),)
-        ),
-        grpc.StatusCode.INVALID_ARGUMENT,
-    )
-    assert "metadata.x-servicecontrol-account" in err.field_violations
-
-
 async def test_describe_errors(harness: Harness) -> None:
     svc = await harness.running_service("mine")
     bad = await expect_error(harness.describe("not-an-arn"), grpc.StatusCode.INVALID_ARGUMENT)

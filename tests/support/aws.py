@@ -22,8 +22,6 @@ from botocore.model import OperationModel, ServiceModel, Shape
 from tests.support.waiting import wait_until
 
 REGION = "us-east-1"
-ACCESS_KEY = "AKIDEXAMPLE"
-SECRET_KEY = "secret"
 CONTENT_TYPE = "application/x-amz-json-1.0"
 # Errors any AWS JSON endpoint may answer besides those an operation's model declares.
 PROTOCOL_ERRORS = frozenset(
@@ -34,6 +32,9 @@ PROTOCOL_ERRORS = frozenset(
         "IncompleteSignatureException",
         "InvalidSignatureException",
         "ServiceUnavailableException",
+        "UnrecognizedClientException",
+        "ExpiredTokenException",
+        "AccessDeniedException",
     }
 )
 
@@ -219,15 +220,15 @@ class AppRunnerClient:
     """A real boto3 App Runner client against the local endpoint. Its calls run in a
     thread: the server under test runs on this event loop and must keep serving."""
 
-    def __init__(self, port: int, recorder: Recorder) -> None:
+    def __init__(self, port: int, recorder: Recorder, credentials: tuple[str, str]) -> None:
         self.endpoint = f"http://127.0.0.1:{port}"
         self.recorder = recorder
         self.client = boto3.client(
             "apprunner",
             endpoint_url=self.endpoint,
             region_name=REGION,
-            aws_access_key_id=ACCESS_KEY,
-            aws_secret_access_key=SECRET_KEY,
+            aws_access_key_id=credentials[0],
+            aws_secret_access_key=credentials[1],
             # One attempt: a retried 5xx would hide the first answer from the recorder.
             config=Config(retries={"total_max_attempts": 1}),
         )
@@ -272,21 +273,22 @@ async def raw_call(
     target: str | None,
     body: bytes | dict[str, Any] | None = None,
     *,
-    sign: bool = True,
+    credentials: tuple[str, str] | None = None,
     recorder: Recorder | None = None,
     headers: Mapping[str, str] | None = None,
     method: str = "POST",
     path: str = "/",
 ) -> Answer:
-    """A request as any HTTP client would send it, signed with SigV4 unless told not to."""
+    """A request as any HTTP client would send it, signed with SigV4 when given the
+    credentials (access key id, secret access key)."""
     url = f"http://127.0.0.1:{port}{path}"
     data = json.dumps(body).encode() if isinstance(body, dict) else (body or b"")
     request_headers = {"Content-Type": CONTENT_TYPE}
     if target is not None:
         request_headers["X-Amz-Target"] = target
-    if sign:
+    if credentials is not None:
         signed = AWSRequest(method=method, url=url, data=data, headers=request_headers)
-        SigV4Auth(Credentials(ACCESS_KEY, SECRET_KEY), "apprunner", REGION).add_auth(signed)
+        SigV4Auth(Credentials(*credentials), "apprunner", REGION).add_auth(signed)
         request_headers = dict(signed.headers.items())
     request_headers.update(headers or {})
     async with (

@@ -8,7 +8,7 @@ import asyncio
 import contextlib
 import uuid
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +21,7 @@ from servicecontrol.v1 import service_control_pb2_grpc as api_grpc
 from servicecontrol_server.api.aws_json import start_aws_http
 from servicecontrol_server.api.server import start_grpc
 from servicecontrol_server.bootstrap import Application, build
+from servicecontrol_server.domain.identity import NewKey, Role
 from servicecontrol_server.settings import Settings
 from tests.support.images import build_docker_archive
 
@@ -38,9 +39,23 @@ class Harness:
     tmp: Path
     # The App Runner (AWS JSON) endpoint's port; 0 when settings.aws_listen is empty.
     aws_port: int = 0
+    # A writer key of each test account (ACCOUNT, OTHER_ACCOUNT).
+    keys: dict[str, NewKey] = field(default_factory=dict)
 
     def meta(self, account: str = ACCOUNT) -> tuple[tuple[str, str], ...]:
-        return (("x-servicecontrol-account", account),)
+        """The metadata of a call made with `account`'s writer key."""
+        return bearer(self.keys[account].token)
+
+    def aws_credentials(self, account: str = ACCOUNT) -> tuple[str, str]:
+        """`account`'s writer key as an AWS access key id and secret access key."""
+        key = self.keys[account]
+        return key.key.key_id, key.secret
+
+    async def new_key(
+        self, account: str = ACCOUNT, role: Role = Role.WRITER, expires_in: int | None = None
+    ) -> NewKey:
+        await self.app.identity.create_account(account)
+        return await self.app.identity.create_key(account, role, expires_in)
 
     def push_image(
         self, identifier: str = "hello-web:1.0", layers: int = 2, layer_size: int = 256
@@ -96,6 +111,18 @@ class Harness:
         return await self.describe(created.service.service_arn)
 
 
+def bearer(token: str) -> tuple[tuple[str, str], ...]:
+    return (("authorization", f"Bearer {token}"),)
+
+
+async def create_test_keys(app: Application) -> dict[str, NewKey]:
+    keys = {}
+    for account in (ACCOUNT, OTHER_ACCOUNT):
+        await app.identity.create_account(account)
+        keys[account] = await app.identity.create_key(account, Role.WRITER)
+    return keys
+
+
 def harness_settings(database_url: str, s3: Any, tmp: Path, **overrides: Any) -> Settings:
     suffix = uuid.uuid4().hex[:10]
     values: dict[str, Any] = {
@@ -137,7 +164,14 @@ async def running_harness(
     channel = grpc.aio.insecure_channel(f"127.0.0.1:{port}")
     try:
         yield Harness(
-            app, settings, api_grpc.ServiceControlStub(channel), channel, port, tmp, aws_port
+            app,
+            settings,
+            api_grpc.ServiceControlStub(channel),
+            channel,
+            port,
+            tmp,
+            aws_port,
+            await create_test_keys(app),
         )
     finally:
         stop.set()

@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import json
 from collections.abc import AsyncIterator, Callable
+from datetime import UTC, datetime
 from typing import Any
 
 import botocore.session
@@ -25,8 +26,10 @@ from servicecontrol_server.api.server import start_grpc
 from servicecontrol_server.api.servicer import ServiceControlServicer
 from servicecontrol_server.api.use_cases import UseCases
 from servicecontrol_server.domain.errors import BackendUnavailable
+from servicecontrol_server.domain.identity import ApiKey, Role
 from servicecontrol_server.settings import Settings
 
+BEARER = (("authorization", "Bearer any-token"),)
 SERVICE = service_control_pb2.DESCRIPTOR.services_by_name["ServiceControl"]
 ACCOUNT = "111111111111"
 ARN = f"arn:aws:apprunner:us-east-1:{ACCOUNT}:service/web/{'0' * 32}"
@@ -56,6 +59,17 @@ class Failing:
         return call
 
 
+class TrustingIdentity:
+    """Every bearer token is the test account's writer key: authentication is another
+    test's subject."""
+
+    async def authenticate_token(self, token: str) -> ApiKey:
+        return ApiKey("SCK" + "A" * 17, ACCOUNT, Role.WRITER, datetime.now(UTC), None, None)
+
+    async def record_refusal(self, entry: Any) -> None:
+        return None
+
+
 def use_cases(make: Callable[[], Exception]) -> tuple[UseCases, Failing]:
     failing = Failing(make)
     settings = Settings(default_account=ACCOUNT, region="us-east-1")
@@ -65,6 +79,7 @@ def use_cases(make: Callable[[], Exception]) -> tuple[UseCases, Failing]:
             connections=failing,  # type: ignore[arg-type]
             domains=failing,  # type: ignore[arg-type]
             events=failing,  # type: ignore[arg-type]
+            identity=TrustingIdentity(),  # type: ignore[arg-type]
             settings=settings,
         ),
         failing,
@@ -120,7 +135,7 @@ async def _call(channel: grpc.aio.Channel, method: Any) -> grpc.aio.AioRpcError:
             path,
             request_serializer=type(request).SerializeToString,
             response_deserializer=response_type.FromString,
-        )(request, timeout=10)
+        )(request, timeout=10, metadata=BEARER)
         with pytest.raises(grpc.aio.AioRpcError) as caught:
             async for _ in call:
                 pass
@@ -131,7 +146,7 @@ async def _call(channel: grpc.aio.Channel, method: Any) -> grpc.aio.AioRpcError:
         response_deserializer=response_type.FromString,
     )
     with pytest.raises(grpc.aio.AioRpcError) as caught:
-        await unary(request, timeout=10)
+        await unary(request, timeout=10, metadata=BEARER)
     return caught.value
 
 
@@ -170,8 +185,8 @@ SAMPLE_MEMBERS: dict[str, Any] = {
 class Authenticated:
     """Every request is the test account's: signatures are another test's subject."""
 
-    async def authenticate(self, request: web.Request) -> str:
-        return ACCOUNT
+    async def authenticate(self, request: web.Request, body: bytes) -> ApiKey:
+        return await TrustingIdentity().authenticate_token("")
 
 
 def _sample_body(action: str) -> dict[str, Any]:

@@ -13,6 +13,7 @@ from grpc_reflection.v1alpha import reflection
 
 from servicecontrol.v1 import service_control_pb2, service_control_pb2_grpc
 
+from .auth import AuthInterceptor
 from .servicer import ServiceControlServicer
 from .use_cases import UseCases
 
@@ -22,10 +23,9 @@ SERVICE_NAME = service_control_pb2.DESCRIPTOR.services_by_name["ServiceControl"]
 async def start_grpc(
     use_cases: UseCases, listen: str
 ) -> tuple[grpc.aio.Server, int, health.HealthServicer]:
-    server = grpc.aio.server()
+    server = grpc.aio.server(interceptors=[AuthInterceptor(use_cases.identity)])
     servicer = ServiceControlServicer(
         use_cases.commands,
-        use_cases.settings.default_account,
         use_cases.events,
         connections=use_cases.connections,
         domains=use_cases.domains,

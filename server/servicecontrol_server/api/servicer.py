@@ -13,46 +13,39 @@ from servicecontrol.v1 import resources_pb2 as pb
 from servicecontrol.v1 import service_control_pb2 as api
 from servicecontrol.v1 import service_control_pb2_grpc as api_grpc
 
+from ..application.caller import current_caller
 from ..application.connection_commands import ConnectionCommands
 from ..application.domain_commands import DomainCommands
 from ..application.events import EventQueries
 from ..application.results import Configs, MutationResult
 from ..application.service_commands import ServiceCommands
-from ..domain import names
 from ..domain.errors import FieldViolation, InvalidRequest
 from . import convert
 from .connections_rpc import ConnectionsRpc
 from .domains_rpc import DomainsRpc
 from .errors import translated, translated_stream
 
-ACCOUNT_METADATA_KEY = "x-servicecontrol-account"
-
 
 class ServiceControlServicer(ConnectionsRpc, DomainsRpc, api_grpc.ServiceControlServicer):
     def __init__(
         self,
         commands: ServiceCommands,
-        default_account: str,
         events: EventQueries,
         *,
         connections: ConnectionCommands,
         domains: DomainCommands,
     ) -> None:
         self.commands = commands
-        self.default_account = default_account
         self.events = events
         self.connections = connections
         self.domains = domains
 
     def account(self, context: grpc.aio.ServicerContext) -> str:
-        for key, value in context.invocation_metadata() or ():
-            if key == ACCOUNT_METADATA_KEY:
-                if not names.is_account_id(value):
-                    raise InvalidRequest(
-                        [FieldViolation(f"metadata.{ACCOUNT_METADATA_KEY}", "must be 12 digits")]
-                    )
-                return str(value)
-        return self.default_account
+        """The caller's account: the API key's (api/auth.py admitted the call)."""
+        caller = current_caller()
+        if caller is None:
+            raise AssertionError("a ServiceControl RPC ran without an authenticated caller")
+        return caller.account_id
 
     # ----- services -----
 

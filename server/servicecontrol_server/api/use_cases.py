@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from ..application.connection_commands import ConnectionCommands
 from ..application.domain_commands import DomainCommands
 from ..application.events import EventQueries
+from ..application.identity import Identity
 from ..application.service_commands import ServiceCommands
 from ..settings import Settings
 
@@ -18,4 +19,5 @@ class UseCases:
     connections: ConnectionCommands
     domains: DomainCommands
     events: EventQueries
+    identity: Identity
     settings: Settings

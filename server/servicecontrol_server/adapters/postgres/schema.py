@@ -288,3 +288,37 @@ custom_domains = Table(
     _ts("updated_at", default_now=True),
     PrimaryKeyConstraint("service_id", "domain_name"),
 )
+
+# API keys: the account and role a caller acts as. The secret itself is stored only
+# encrypted (AES-GCM under the key-encryption key; SigV4 verification needs it) and as a
+# SHA-256 hash (enough for bearer tokens).
+api_keys = Table(
+    "api_keys",
+    metadata,
+    Column("key_id", Text, primary_key=True),
+    Column("account_id", Text, ForeignKey("accounts.account_id"), nullable=False),
+    Column("role", Text, nullable=False),
+    Column("secret_hash", Text, nullable=False),
+    Column("secret_sealed", Text, nullable=False),
+    _ts("created_at", default_now=True),
+    _ts("expires_at", nullable=True),
+    _ts("revoked_at", nullable=True),
+    Index("ix_api_keys_account_id", "account_id"),
+)
+
+# Append-only: one row per mutation (in its transaction) and per refused call.
+audit_log = Table(
+    "audit_log",
+    metadata,
+    Column("audit_id", BigInteger, Identity(always=True), primary_key=True),
+    _ts("occurred_at", default_now=True),
+    Column("key_id", Text, nullable=False),
+    Column("account_id", Text, nullable=False),
+    Column("action", Text, nullable=False),
+    Column("resource_arn", Text, nullable=False, server_default=""),
+    Column("operation_id", Text, nullable=False, server_default=""),
+    Column("request_id", Text, nullable=False),
+    Column("outcome", Text, nullable=False),
+    Column("source", Text, nullable=False, server_default=""),
+    Index("ix_audit_log_account_id_occurred_at", "account_id", "occurred_at"),
+)

@@ -10,7 +10,7 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from ...domain.model import Event
-from . import outbox
+from . import identity, outbox
 from .database import is_outage, unavailable
 from .repositories import (
     AccountRepository,
@@ -104,5 +104,9 @@ class PostgresUnitOfWork:
             self._events = []
 
     async def commit(self) -> None:
+        # A request's mutation is audited in the transaction that makes it.
+        audited = await identity.audit_in_transaction(self.conn, self._events)
         await self.flush_events()
         await self.conn.commit()
+        if audited:
+            identity.mark_audited()

@@ -42,6 +42,16 @@ class Action:
 
 
 ACTIONS: dict[str, Action] = {}
+# What a `reader` key may call; every other action is a mutation, writers only.
+READ_ONLY_ACTIONS = frozenset(
+    {
+        "DescribeService",
+        "ListServices",
+        "ListOperations",
+        "ListConnections",
+        "DescribeCustomDomains",
+    }
+)
 
 
 def action(name: str, *errors: str) -> Callable[[Handler], Handler]:

@@ -1,28 +1,39 @@
-"""Who is calling: the seam where AWS Signature Version 4 is checked.
-
-Until API keys exist every well-formed SigV4 request is accepted and belongs to the
-default account. A verifier of signatures against per-account access keys implements
-the same `RequestAuthenticator` protocol and replaces `AcceptAnySignature`."""
+"""Who is calling: AWS Signature Version 4, verified against API keys. The access key id
+is the key id and the secret access key is the key's secret, so AWS tools sign with an
+API key as they would with IAM keys."""
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import re
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
 from aiohttp import web
 
-from .errors import INCOMPLETE_SIGNATURE, INVALID_SIGNATURE, MISSING_TOKEN, AwsError
+from ...application.identity import Identity
+from ...domain.identity import ApiKey, NotAuthenticated
+from .errors import (
+    EXPIRED_TOKEN,
+    INCOMPLETE_SIGNATURE,
+    INVALID_SIGNATURE,
+    MISSING_TOKEN,
+    UNRECOGNIZED_CLIENT,
+    AwsError,
+)
 
 ALGORITHM = "AWS4-HMAC-SHA256"
 SIGNING_NAME = "apprunner"
 _DATE_RE = re.compile(r"[0-9]{8}")
 _DATE_TIME_RE = re.compile(r"[0-9]{8}T[0-9]{6}Z")
+MAX_SKEW = timedelta(minutes=5)
 
 
 class RequestAuthenticator(Protocol):
-    async def authenticate(self, request: web.Request) -> str:
-        """The account the request acts for; AwsError when it is not authenticated."""
+    async def authenticate(self, request: web.Request, body: bytes) -> ApiKey:
+        """The key that signed the request; AwsError when it is not authenticated."""
         ...
 
 
@@ -82,27 +93,97 @@ def parse_authorization(header: str) -> SigV4Authorization:
     )
 
 
-class AcceptAnySignature:
-    """Checks that a request is SigV4-signed for this endpoint, not that the signature is
-    right, and maps every caller to one account."""
+def _canonical_query(raw: str) -> str:
+    pairs = []
+    for part in raw.split("&") if raw else ():
+        key, _, value = part.partition("=")
+        pairs.append((key, value))
+    return "&".join(f"{k}={v}" for k, v in sorted(pairs))
 
-    def __init__(self, account_id: str, region: str) -> None:
-        self.account_id = account_id
+
+def _canonical_headers(request: web.Request, signed: tuple[str, ...]) -> str:
+    lines = []
+    for name in signed:
+        values = request.headers.getall(name, [])
+        lines.append(f"{name}:{','.join(' '.join(v.split()) for v in values)}\n")
+    return "".join(lines)
+
+
+def canonical_request(request: web.Request, signed: tuple[str, ...], payload_hash: str) -> str:
+    return "\n".join(
+        (
+            request.method,
+            request.rel_url.raw_path or "/",
+            _canonical_query(request.rel_url.raw_query_string),
+            _canonical_headers(request, signed),
+            ";".join(signed),
+            payload_hash,
+        )
+    )
+
+
+def signing_key(secret: str, date: str, region: str, service: str) -> bytes:
+    key = ("AWS4" + secret).encode()
+    for part in (date, region, service, "aws4_request"):
+        key = hmac.new(key, part.encode(), hashlib.sha256).digest()
+    return key
+
+
+def _stamp(value: str) -> datetime:
+    return datetime.strptime(value, "%Y%m%dT%H%M%SZ").replace(tzinfo=UTC)
+
+
+def _fmt(value: datetime) -> str:
+    return value.astimezone(UTC).strftime("%Y%m%dT%H%M%SZ")
+
+
+class SigV4Verifier:
+    """AWS Signature Version 4, verified against the API key the access key id names: the
+    canonical request, the signed headers (host and x-amz-date at least), the payload
+    hash, the credential scope (this region, this service, the request's date) and a
+    clock skew of at most five minutes from the database clock."""
+
+    def __init__(self, identity: Identity, region: str) -> None:
+        self.identity = identity
         self.region = region
 
-    async def authenticate(self, request: web.Request) -> str:
+    async def authenticate(self, request: web.Request, body: bytes) -> ApiKey:
         header = request.headers.get("Authorization", "")
         if not header:
             raise AwsError(MISSING_TOKEN, "Missing Authentication Token")
         auth = parse_authorization(header)
         stamp = request.headers.get("X-Amz-Date", "")
-        if not stamp and not request.headers.get("Date"):
+        self._check_scope(auth, stamp)
+        try:
+            key, secret, now = await self.identity.signing_secret(auth.access_key_id)
+        except NotAuthenticated as exc:
+            if exc.kind == "expired":
+                raise AwsError(
+                    EXPIRED_TOKEN, "The security token included in the request is expired"
+                ) from exc
+            raise AwsError(
+                UNRECOGNIZED_CLIENT, "The security token included in the request is invalid."
+            ) from exc
+        signed_at = _stamp(stamp)
+        if abs(signed_at - now) > MAX_SKEW:
+            raise AwsError(
+                INVALID_SIGNATURE,
+                f"Signature expired: {stamp} is now earlier than {_fmt(now - MAX_SKEW)} "
+                f"({_fmt(now)} - 5 min.)"
+                if signed_at < now
+                else f"Signature not yet current: {stamp} is still later than "
+                f"{_fmt(now + MAX_SKEW)} ({_fmt(now)} + 5 min.)",
+            )
+        _check_signature(request, auth, stamp, secret, body)
+        return key
+
+    def _check_scope(self, auth: SigV4Authorization, stamp: str) -> None:
+        if not stamp:
             raise AwsError(
                 INCOMPLETE_SIGNATURE,
-                "Authorization header requires existence of either a 'X-Amz-Date' or a "
-                "'Date' header.",
+                "Authorization header requires existence of a 'X-Amz-Date' header.",
             )
-        if stamp and not _DATE_TIME_RE.fullmatch(stamp):
+        if not _DATE_TIME_RE.fullmatch(stamp):
             raise AwsError(
                 INCOMPLETE_SIGNATURE, f"X-Amz-Date {stamp[:40]} is not yyyymmddThhmmssZ."
             )
@@ -116,7 +197,47 @@ class AcceptAnySignature:
         if auth.region != self.region:
             raise AwsError(
                 INVALID_SIGNATURE,
-                f"Credential should be scoped to a valid region, not '{auth.region}'. "
+                f"Credential should be scoped to a valid region, not '{auth.region[:40]}'. "
                 f"This endpoint serves '{self.region}'.",
             )
-        return self.account_id
+        if auth.date != stamp[:8]:
+            raise AwsError(
+                INVALID_SIGNATURE,
+                f"Credential should be scoped to a valid date, not '{auth.date}': "
+                f"the request is dated {stamp}.",
+            )
+        missing = [h for h in ("host", "x-amz-date") if h not in auth.signed_headers]
+        if missing or list(auth.signed_headers) != sorted(set(auth.signed_headers)):
+            raise AwsError(
+                INVALID_SIGNATURE,
+                "SignedHeaders must be sorted, distinct and include host and x-amz-date.",
+            )
+
+
+def _check_signature(
+    request: web.Request, auth: SigV4Authorization, stamp: str, secret: str, body: bytes
+) -> None:
+    payload_hash = hashlib.sha256(body).hexdigest()
+    claimed = request.headers.get("X-Amz-Content-Sha256")
+    if claimed is not None and claimed != payload_hash:
+        raise AwsError(
+            INVALID_SIGNATURE,
+            "The provided 'x-amz-content-sha256' header does not match what was computed.",
+        )
+    canonical = canonical_request(request, auth.signed_headers, payload_hash)
+    scope = f"{auth.date}/{auth.region}/{auth.service}/aws4_request"
+    string_to_sign = "\n".join(
+        (ALGORITHM, stamp, scope, hashlib.sha256(canonical.encode()).hexdigest())
+    )
+    expected = hmac.new(
+        signing_key(secret, auth.date, auth.region, auth.service),
+        string_to_sign.encode(),
+        hashlib.sha256,
+    ).hexdigest()
+    if not hmac.compare_digest(expected, auth.signature):
+        raise AwsError(
+            INVALID_SIGNATURE,
+            "The request signature we calculated does not match the signature you "
+            "provided. Check your AWS Secret Access Key and signing method. Consult the "
+            "service documentation for details.",
+        )

@@ -27,6 +27,9 @@ INVALID_SIGNATURE = "InvalidSignatureException"
 # A backend (the database, the object store) is unreachable: HTTP 503, which botocore
 # (legacy and standard retry modes) and the other AWS SDKs retry with backoff.
 SERVICE_UNAVAILABLE = "ServiceUnavailableException"
+UNRECOGNIZED_CLIENT = "UnrecognizedClientException"
+EXPIRED_TOKEN = "ExpiredTokenException"
+ACCESS_DENIED = "AccessDeniedException"
 
 # The model's `smithy.api#httpError` of each modeled error; the quota error is 402.
 HTTP_STATUS = {
@@ -41,6 +44,9 @@ HTTP_STATUS = {
     INCOMPLETE_SIGNATURE: 403,
     INVALID_SIGNATURE: 403,
     SERVICE_UNAVAILABLE: 503,
+    UNRECOGNIZED_CLIENT: 403,
+    EXPIRED_TOKEN: 403,
+    ACCESS_DENIED: 403,
 }
 # The model's ErrorMessage shape holds at most 600 characters.
 MAX_MESSAGE = 600

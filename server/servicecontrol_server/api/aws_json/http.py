@@ -11,11 +11,15 @@ from typing import Any
 
 from aiohttp import web
 
+from ...application.caller import acting_as
+from ...application.identity import AuditEntry
 from ...domain.errors import DomainError
+from ...domain.identity import Caller, Role, is_key_id
 from ..use_cases import UseCases
-from .actions import ACTIONS, Action, Context
-from .auth import AcceptAnySignature, RequestAuthenticator
+from .actions import ACTIONS, READ_ONLY_ACTIONS, Action, Context
+from .auth import RequestAuthenticator, SigV4Verifier, parse_authorization
 from .errors import (
+    ACCESS_DENIED,
     UNKNOWN_OPERATION,
     AwsError,
     from_domain,
@@ -38,22 +42,83 @@ class AwsJsonEndpoint:
 
     async def handle(self, request: web.Request) -> web.Response:
         request_id = str(uuid.uuid4())
+        caller: Caller | None = None
+        body: dict[str, Any] = {}
         try:
-            action = _action(request)
-            account_id = await self.authenticator.authenticate(request)
-            body = await _body(request)
+            name, action = _action(request)
+            raw = await _raw_body(request)
+            caller = Caller(
+                key_id="",
+                account_id="",
+                role=Role.READER,
+                action=f"{TARGET_PREFIX}{name}",
+                request_id=request_id,
+                source=request.remote or "",
+                mutating=name not in READ_ONLY_ACTIONS,
+            )
             try:
-                result = await action.handler(Context(self.use_cases, account_id), body)
-            except DomainError as exc:
-                raise from_domain(exc, action.errors) from exc
+                key = await self.authenticator.authenticate(request, raw)
+            except AwsError:
+                caller.key_id = _presented_key_id(request)
+                raise
+            caller.key_id, caller.account_id, caller.role = key.key_id, key.account_id, key.role
+            if caller.mutating and key.role is not Role.WRITER:
+                raise AwsError(
+                    ACCESS_DENIED,
+                    f"Key {key.key_id} ({key.role.value}) is not authorized to perform: "
+                    f"apprunner:{name}",
+                )
+            body = _parse(raw)
+            with acting_as(caller):
+                try:
+                    result = await action.handler(Context(self.use_cases, key.account_id), body)
+                except DomainError as exc:
+                    raise from_domain(exc, action.errors) from exc
         except AwsError as exc:
+            await self._audit(caller, body, exc.error_type)
             return _error(exc, request_id)
         except Exception as exc:  # noqa: BLE001 - the boundary: nothing unexplained escapes
-            return _error(internal(exc), request_id)
+            failure = internal(exc)
+            await self._audit(caller, body, failure.error_type)
+            return _error(failure, request_id)
+        await self._audit(caller, body, "OK")
         return _json(200, result, request_id)
 
+    async def _audit(self, caller: Caller | None, body: dict[str, Any], outcome: str) -> None:
+        """The audit row of a mutation that the unit of work did not write: refused, or
+        one that changed nothing."""
+        if caller is None or not caller.mutating or caller.audited:
+            return
+        arn = body.get("ServiceArn") or body.get("ConnectionArn") or ""
+        try:
+            await self.use_cases.identity.record_refusal(
+                AuditEntry(
+                    occurred_at=None,
+                    key_id=caller.key_id,
+                    account_id=caller.account_id,
+                    action=caller.action,
+                    resource_arn=arn[:2048] if isinstance(arn, str) else "",
+                    operation_id="",
+                    request_id=caller.request_id,
+                    outcome=outcome,
+                    source=caller.source,
+                )
+            )
+            caller.audited = True
+        except Exception as exc:  # noqa: BLE001 - the call's own answer must still go out
+            log.error("audit row not written: %s", type(exc).__name__)
 
-def _action(request: web.Request) -> Action:
+
+def _presented_key_id(request: web.Request) -> str:
+    """The access key id a refused request named, when it is shaped like one of ours."""
+    try:
+        key_id = parse_authorization(request.headers.get("Authorization", "")).access_key_id
+    except AwsError:
+        return ""
+    return key_id if is_key_id(key_id) else ""
+
+
+def _action(request: web.Request) -> tuple[str, Action]:
     target = request.headers.get("X-Amz-Target", "")
     prefix, _, name = target.partition(".")
     found = ACTIONS.get(name) if f"{prefix}." == TARGET_PREFIX else None
@@ -63,14 +128,17 @@ def _action(request: web.Request) -> Action:
             UNKNOWN_OPERATION,
             f"Unknown operation {target[:100]}." if target else "Missing X-Amz-Target header.",
         )
-    return found
+    return name, found
 
 
-async def _body(request: web.Request) -> dict[str, Any]:
+async def _raw_body(request: web.Request) -> bytes:
     try:
-        raw = await request.read()
+        return await request.read()
     except web.HTTPRequestEntityTooLarge as exc:
         raise invalid_request(f"The request body exceeds {MAX_BODY_BYTES} bytes.") from exc
+
+
+def _parse(raw: bytes) -> dict[str, Any]:
     if not raw.strip():
         return {}
     try:
@@ -108,7 +176,7 @@ def create_app(
     settings = use_cases.settings
     endpoint = AwsJsonEndpoint(
         use_cases,
-        authenticator or AcceptAnySignature(settings.default_account, settings.region),
+        authenticator or SigV4Verifier(use_cases.identity, settings.region),
     )
     web_app = web.Application(client_max_size=MAX_BODY_BYTES)
     # Every method and path reaches the endpoint, which answers anything but

@@ -1,0 +1,227 @@
+"""Accounts, API keys and the audit log in PostgreSQL."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import func, select, text
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from ...application.caller import current_caller
+from ...application.identity import AccountSummary, AuditEntry, StoredKey
+from ...domain.identity import ApiKey, Role
+from ...domain.model import Event
+from .schema import accounts, api_keys, audit_log
+
+_KEY_COLUMNS = (
+    api_keys.c.key_id,
+    api_keys.c.account_id,
+    api_keys.c.role,
+    api_keys.c.created_at,
+    api_keys.c.expires_at,
+    api_keys.c.revoked_at,
+)
+
+
+def _key(row: Any) -> ApiKey:
+    return ApiKey(
+        key_id=row.key_id,
+        account_id=row.account_id,
+        role=Role(row.role),
+        created_at=row.created_at,
+        expires_at=row.expires_at,
+        revoked_at=row.revoked_at,
+    )
+
+
+def _entry(row: Any) -> AuditEntry:
+    return AuditEntry(
+        occurred_at=row.occurred_at,
+        key_id=row.key_id,
+        account_id=row.account_id,
+        action=row.action,
+        resource_arn=row.resource_arn,
+        operation_id=row.operation_id,
+        request_id=row.request_id,
+        outcome=row.outcome,
+        source=row.source,
+    )
+
+
+class PostgresIdentityStore:
+    def __init__(self, engine: AsyncEngine) -> None:
+        self.engine = engine
+
+    async def create_account(self, account_id: str) -> bool:
+        async with self.engine.begin() as conn:
+            result = await conn.execute(
+                pg_insert(accounts)
+                .values(account_id=account_id)
+                .on_conflict_do_nothing()
+                .returning(accounts.c.account_id)
+            )
+            return result.first() is not None
+
+    async def account_exists(self, account_id: str) -> bool:
+        async with self.engine.connect() as conn:
+            found = await conn.execute(
+                select(accounts.c.account_id).where(accounts.c.account_id == account_id)
+            )
+            return found.first() is not None
+
+    async def list_accounts(self) -> list[AccountSummary]:
+        active = (
+            select(func.count())
+            .where(
+                api_keys.c.account_id == accounts.c.account_id,
+                api_keys.c.revoked_at.is_(None),
+                (api_keys.c.expires_at.is_(None)) | (api_keys.c.expires_at > func.now()),
+            )
+            .scalar_subquery()
+        )
+        async with self.engine.connect() as conn:
+            rows = await conn.execute(
+                select(accounts.c.account_id, accounts.c.created_at, active.label("n")).order_by(
+                    accounts.c.account_id
+                )
+            )
+            return [AccountSummary(r.account_id, r.created_at, int(r.n)) for r in rows]
+
+    async def insert_key(
+        self,
+        key_id: str,
+        account_id: str,
+        role: Role,
+        secret_hash: str,
+        secret_sealed: str,
+        expires_in_seconds: int | None,
+    ) -> ApiKey:
+        expires = (
+            func.now() + text(f"interval '{int(expires_in_seconds)} seconds'")
+            if expires_in_seconds is not None
+            else None
+        )
+        async with self.engine.begin() as conn:
+            row = (
+                await conn.execute(
+                    api_keys.insert()
+                    .values(
+                        key_id=key_id,
+                        account_id=account_id,
+                        role=role.value,
+                        secret_hash=secret_hash,
+                        secret_sealed=secret_sealed,
+                        expires_at=expires,
+                    )
+                    .returning(*_KEY_COLUMNS)
+                )
+            ).one()
+        return _key(row)
+
+    async def get_key(self, key_id: str) -> StoredKey | None:
+        async with self.engine.connect() as conn:
+            row = (
+                await conn.execute(
+                    select(
+                        *_KEY_COLUMNS,
+                        api_keys.c.secret_hash,
+                        api_keys.c.secret_sealed,
+                        func.now().label("now"),
+                    ).where(api_keys.c.key_id == key_id)
+                )
+            ).first()
+        if row is None:
+            return None
+        return StoredKey(_key(row), row.secret_hash, row.secret_sealed, row.now)
+
+    async def list_keys(self, account_id: str) -> list[ApiKey]:
+        async with self.engine.connect() as conn:
+            rows = await conn.execute(
+                select(*_KEY_COLUMNS)
+                .where(api_keys.c.account_id == account_id)
+                .order_by(api_keys.c.created_at, api_keys.c.key_id)
+            )
+            return [_key(r) for r in rows]
+
+    async def revoke_key(self, account_id: str, key_id: str) -> ApiKey | None:
+        async with self.engine.begin() as conn:
+            await conn.execute(
+                api_keys.update()
+                .where(
+                    api_keys.c.key_id == key_id,
+                    api_keys.c.account_id == account_id,
+                    api_keys.c.revoked_at.is_(None),
+                )
+                .values(revoked_at=func.now())
+            )
+            row = (
+                await conn.execute(
+                    select(*_KEY_COLUMNS).where(
+                        api_keys.c.key_id == key_id, api_keys.c.account_id == account_id
+                    )
+                )
+            ).first()
+        return None if row is None else _key(row)
+
+    async def has_keys(self) -> bool:
+        async with self.engine.connect() as conn:
+            return (await conn.execute(select(api_keys.c.key_id).limit(1))).first() is not None
+
+    async def write_audit(self, entry: AuditEntry) -> None:
+        async with self.engine.begin() as conn:
+            await conn.execute(audit_log.insert().values(**_audit_values(entry)))
+
+    async def list_audit(self, account_id: str, since: datetime | None) -> list[AuditEntry]:
+        query = select(audit_log).where(audit_log.c.account_id == account_id)
+        if since is not None:
+            query = query.where(audit_log.c.occurred_at >= since)
+        async with self.engine.connect() as conn:
+            rows = await conn.execute(query.order_by(audit_log.c.audit_id))
+            return [_entry(r) for r in rows]
+
+
+def _audit_values(entry: AuditEntry) -> dict[str, str]:
+    return {
+        "key_id": entry.key_id,
+        "account_id": entry.account_id,
+        "action": entry.action,
+        "resource_arn": entry.resource_arn,
+        "operation_id": entry.operation_id,
+        "request_id": entry.request_id,
+        "outcome": entry.outcome,
+        "source": entry.source,
+    }
+
+
+async def audit_in_transaction(conn: AsyncConnection, events: Sequence[Event]) -> bool:
+    """The audit row of the request being served, when it is a mutation that changed
+    something (recorded events): written in the transaction that commits the change.
+    True when a row was written."""
+    caller = current_caller()
+    if caller is None or not caller.mutating or caller.audited or not events:
+        return False
+    operation_id = next(
+        (str(e.payload["operationId"]) for e in events if e.payload.get("operationId")), ""
+    )
+    await conn.execute(
+        audit_log.insert().values(
+            key_id=caller.key_id,
+            account_id=caller.account_id,
+            action=caller.action,
+            resource_arn=events[0].resource_arn,
+            operation_id=operation_id,
+            request_id=caller.request_id,
+            outcome="OK",
+            source=caller.source,
+        )
+    )
+    return True
+
+
+def mark_audited() -> None:
+    caller = current_caller()
+    if caller is not None:
+        caller.audited = True

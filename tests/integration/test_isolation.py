@@ -1,0 +1,320 @@
+"""Isolation between accounts: with a second account's key, the first account's
+resources behave exactly as missing ones, in every RPC and every App Runner action. The
+walk is generated from the contract and the action table: an RPC or action without a
+case here fails the test."""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import grpc
+import pytest
+from botocore.exceptions import ClientError
+
+from servicecontrol.v1 import resources_pb2 as pb
+from servicecontrol.v1 import service_control_pb2 as api
+from servicecontrol_server.api.aws_json.actions import ACTIONS
+from tests.support import identity
+from tests.support.aws import AppRunnerClient, Recorder
+from tests.support.rpc import RichError, parse
+from tests.support.server import ACCOUNT, OTHER_ACCOUNT, Harness
+
+IMAGE = pb.SourceConfiguration(
+    image_repository=pb.ImageRepository(image_identifier="hello-web:1.0")
+)
+DOMAIN = "shop.example.com"
+CONNECTION = "first-conn"
+
+
+@dataclass
+class Resources:
+    """The first account's resources, and look-alikes that do not exist in the second."""
+
+    service_arn: str
+    service_name: str
+    operation_id: str
+    connection_arn: str
+    missing_service_arn: str
+    missing_operation_id: str
+    missing_connection_arn: str
+
+
+def _missing(arn: str) -> str:
+    """An ARN of the same shape in the second account that names nothing."""
+    swapped = arn.replace(f":{ACCOUNT}:", f":{OTHER_ACCOUNT}:")
+    return re.sub(r"[0-9a-f]{32}$", uuid.uuid4().hex, swapped)
+
+
+@pytest.fixture
+async def first(harness: Harness) -> Resources:
+    svc = await harness.running_service("first-web")
+    await harness.stub.AssociateCustomDomain(
+        api.AssociateCustomDomainRequest(service_arn=svc.service_arn, domain_name=DOMAIN),
+        metadata=harness.meta(),
+    )
+    paused = await harness.stub.PauseService(
+        api.PauseServiceRequest(service_arn=svc.service_arn), metadata=harness.meta()
+    )
+    await harness.wait(paused.operation_id)
+    conn = await harness.stub.CreateConnection(
+        api.CreateConnectionRequest(connection_name=CONNECTION, provider_type=pb.Connection.GITHUB),
+        metadata=harness.meta(),
+    )
+    return Resources(
+        service_arn=svc.service_arn,
+        service_name=svc.service_name,
+        operation_id=paused.operation_id,
+        connection_arn=conn.connection.connection_arn,
+        missing_service_arn=_missing(svc.service_arn),
+        missing_operation_id=str(uuid.uuid4()),
+        missing_connection_arn=_missing(conn.connection.connection_arn),
+    )
+
+
+def _normalised(err: RichError, ids: tuple[str, ...]) -> tuple[Any, ...]:
+    def scrub(text: str) -> str:
+        for value in ids:
+            text = text.replace(value, "<id>")
+        return text
+
+    return (
+        err.code,
+        err.reason,
+        scrub(err.message),
+        {k: scrub(v) for k, v in err.metadata.items()},
+    )
+
+
+# A case calls an RPC as the second account with the first account's identifiers
+# (`foreign`) and with identifiers that exist nowhere (`missing`).
+Request = Callable[[Resources, bool], Any]
+GRPC_NOT_FOUND: dict[str, Request] = {
+    "DescribeService": lambda r, f: api.DescribeServiceRequest(service_arn=_svc(r, f)),
+    "UpdateService": lambda r, f: api.UpdateServiceRequest(
+        service_arn=_svc(r, f), source_configuration=IMAGE
+    ),
+    "DeleteService": lambda r, f: api.DeleteServiceRequest(service_arn=_svc(r, f)),
+    "PauseService": lambda r, f: api.PauseServiceRequest(service_arn=_svc(r, f)),
+    "ResumeService": lambda r, f: api.ResumeServiceRequest(service_arn=_svc(r, f)),
+    "ListOperations": lambda r, f: api.ListOperationsRequest(service_arn=_svc(r, f)),
+    "DescribeOperation": lambda r, f: api.DescribeOperationRequest(operation_id=_op(r, f)),
+    "WaitOperation": lambda r, f: api.WaitOperationRequest(operation_id=_op(r, f)),
+    "DeleteConnection": lambda r, f: api.DeleteConnectionRequest(
+        connection_arn=r.connection_arn if f else r.missing_connection_arn
+    ),
+    "AssociateCustomDomain": lambda r, f: api.AssociateCustomDomainRequest(
+        service_arn=_svc(r, f), domain_name=DOMAIN
+    ),
+    "DisassociateCustomDomain": lambda r, f: api.DisassociateCustomDomainRequest(
+        service_arn=_svc(r, f), domain_name=DOMAIN
+    ),
+    "DescribeCustomDomains": lambda r, f: api.DescribeCustomDomainsRequest(service_arn=_svc(r, f)),
+}
+# Listings and creations: nothing of the first account shows, and its names are free.
+GRPC_EMPTY_LISTS: dict[str, Callable[[Resources], Any]] = {
+    "ListServices": lambda r: api.ListServicesRequest(),
+    "ListConnections": lambda r: api.ListConnectionsRequest(connection_name=CONNECTION),
+    "ListCertificates": lambda r: api.ListCertificatesRequest(domain_name=DOMAIN),
+    "WatchEvents": lambda r: api.WatchEventsRequest(cursor="0"),
+}
+GRPC_CREATES: dict[str, Callable[[Resources], Any]] = {
+    "CreateService": lambda r: api.CreateServiceRequest(
+        service_name=r.service_name, source_configuration=IMAGE, validate_only=True
+    ),
+    "CreateConnection": lambda r: api.CreateConnectionRequest(
+        connection_name=CONNECTION, provider_type=pb.Connection.GITHUB, validate_only=True
+    ),
+}
+
+
+def _svc(r: Resources, foreign: bool) -> str:
+    return r.service_arn if foreign else r.missing_service_arn
+
+
+def _op(r: Resources, foreign: bool) -> str:
+    return r.operation_id if foreign else r.missing_operation_id
+
+
+async def _error(call: Awaitable[Any]) -> RichError | None:
+    """The call's error; None when it succeeded."""
+    try:
+        await call
+    except grpc.aio.AioRpcError as err:
+        return parse(err)
+    return None
+
+
+async def test_every_rpc_treats_another_accounts_resources_as_missing(
+    harness: Harness, first: Resources
+) -> None:
+    rpcs = identity.methods()
+    covered = set(GRPC_NOT_FOUND) | set(GRPC_EMPTY_LISTS) | set(GRPC_CREATES)
+    assert covered == set(rpcs), f"RPCs without an isolation case: {set(rpcs) - covered}"
+    other = harness.meta(OTHER_ACCOUNT)
+    ids = (
+        first.service_arn,
+        first.missing_service_arn,
+        first.operation_id,
+        first.missing_operation_id,
+        first.connection_arn,
+        first.missing_connection_arn,
+    )
+    leaks: list[str] = []
+    for name, make in GRPC_NOT_FOUND.items():
+        method = rpcs[name]
+        foreign = await _error(identity.call(harness.channel, method, make(first, True), other))
+        missing = await _error(identity.call(harness.channel, method, make(first, False), other))
+        assert missing is not None, f"{name}: a missing resource was found"
+        if foreign is None:
+            leaks.append(f"{name}: succeeded on another account's resource")
+            continue
+        if foreign.code != grpc.StatusCode.NOT_FOUND:
+            leaks.append(f"{name}: {foreign.code} {foreign.message}")
+        if _normalised(foreign, ids) != _normalised(missing, ids):
+            leaks.append(f"{name}: {_normalised(foreign, ids)} != {_normalised(missing, ids)}")
+    for name, make_list in GRPC_EMPTY_LISTS.items():
+        answers = await identity.call(
+            harness.channel, rpcs[name], make_list(first), other, timeout=1.5
+        )
+        seen = " ".join(str(a) for a in answers)
+        if ACCOUNT in seen or DOMAIN in seen or CONNECTION in seen:
+            leaks.append(f"{name}: answered {seen[:300]}")
+    for name, make_create in GRPC_CREATES.items():
+        answers = await identity.call(harness.channel, rpcs[name], make_create(first), other)
+        if ACCOUNT in str(answers):
+            leaks.append(f"{name}: answered {answers}")
+    # The first account's own event stream, asked for by ARN, is empty for the second.
+    watched = await identity.call(
+        harness.channel,
+        rpcs["WatchEvents"],
+        api.WatchEventsRequest(cursor="0", resource_arn=first.service_arn),
+        other,
+        timeout=1.5,
+    )
+    if watched:
+        leaks.append(f"WatchEvents by ARN: {watched}")
+    assert leaks == []
+    await _unchanged(harness, first)
+
+
+async def _unchanged(harness: Harness, first: Resources) -> None:
+    svc = await harness.describe(first.service_arn)
+    assert svc.status == pb.Service.PAUSED
+    domains = await harness.stub.DescribeCustomDomains(
+        api.DescribeCustomDomainsRequest(service_arn=first.service_arn), metadata=harness.meta()
+    )
+    assert [d.domain_name for d in domains.custom_domains] == [DOMAIN]
+    conns = await harness.stub.ListConnections(
+        api.ListConnectionsRequest(), metadata=harness.meta()
+    )
+    assert [c.connection_arn for c in conns.connections] == [first.connection_arn]
+
+
+# ----- App Runner actions -----
+
+AwsCall = Callable[[Resources, bool], tuple[str, dict[str, Any]]]
+AWS_NOT_FOUND: dict[str, AwsCall] = {
+    "DescribeService": lambda r, f: ("describe_service", {"ServiceArn": _svc(r, f)}),
+    "UpdateService": lambda r, f: (
+        "update_service",
+        {"ServiceArn": _svc(r, f), "InstanceConfiguration": {"Cpu": "1 vCPU"}},
+    ),
+    "DeleteService": lambda r, f: ("delete_service", {"ServiceArn": _svc(r, f)}),
+    "PauseService": lambda r, f: ("pause_service", {"ServiceArn": _svc(r, f)}),
+    "ResumeService": lambda r, f: ("resume_service", {"ServiceArn": _svc(r, f)}),
+    "ListOperations": lambda r, f: ("list_operations", {"ServiceArn": _svc(r, f)}),
+    "DeleteConnection": lambda r, f: (
+        "delete_connection",
+        {"ConnectionArn": r.connection_arn if f else r.missing_connection_arn},
+    ),
+    "AssociateCustomDomain": lambda r, f: (
+        "associate_custom_domain",
+        {"ServiceArn": _svc(r, f), "DomainName": DOMAIN},
+    ),
+    "DisassociateCustomDomain": lambda r, f: (
+        "disassociate_custom_domain",
+        {"ServiceArn": _svc(r, f), "DomainName": DOMAIN},
+    ),
+    "DescribeCustomDomains": lambda r, f: (
+        "describe_custom_domains",
+        {"ServiceArn": _svc(r, f)},
+    ),
+}
+AWS_LISTS: dict[str, tuple[str, dict[str, Any]]] = {
+    "ListServices": ("list_services", {}),
+    "ListConnections": ("list_connections", {"ConnectionName": CONNECTION}),
+}
+AWS_CREATES: dict[str, Callable[[Resources], tuple[str, dict[str, Any]]]] = {
+    "CreateService": lambda r: (
+        "create_service",
+        {
+            "ServiceName": r.service_name,
+            "SourceConfiguration": {
+                "ImageRepository": {
+                    "ImageIdentifier": "hello-web:1.0",
+                    "ImageRepositoryType": "ECR_PUBLIC",
+                }
+            },
+        },
+    ),
+    "CreateConnection": lambda r: (
+        "create_connection",
+        {"ConnectionName": CONNECTION, "ProviderType": "GITHUB"},
+    ),
+}
+
+
+async def _aws_error(call: Awaitable[Any]) -> tuple[str, str]:
+    try:
+        await call
+    except ClientError as exc:
+        error: Any = exc.response["Error"]
+        return str(error["Code"]), str(error["Message"])
+    raise AssertionError("the call succeeded")
+
+
+async def test_every_action_treats_another_accounts_resources_as_missing(
+    harness: Harness, first: Resources
+) -> None:
+    covered = set(AWS_NOT_FOUND) | set(AWS_LISTS) | set(AWS_CREATES)
+    assert covered == set(ACTIONS), f"actions without an isolation case: {set(ACTIONS) - covered}"
+    recorder = Recorder()
+    aws = AppRunnerClient(harness.aws_port, recorder, harness.aws_credentials(OTHER_ACCOUNT))
+    ids = (
+        first.service_arn,
+        first.missing_service_arn,
+        first.connection_arn,
+        first.missing_connection_arn,
+    )
+
+    def scrub(text: str) -> str:
+        for value in ids:
+            text = text.replace(value, "<id>")
+        return text
+
+    leaks: list[str] = []
+    for name, make in AWS_NOT_FOUND.items():
+        method, foreign_args = make(first, True)
+        _, missing_args = make(first, False)
+        foreign = await _aws_error(getattr(aws, method)(**foreign_args))
+        missing = await _aws_error(getattr(aws, method)(**missing_args))
+        if foreign[0] not in ("ResourceNotFoundException", "InvalidRequestException"):
+            leaks.append(f"{name}: {foreign}")
+        if (foreign[0], scrub(foreign[1])) != (missing[0], scrub(missing[1])):
+            leaks.append(f"{name}: {foreign} differs from {missing}")
+    for name, (method, args) in AWS_LISTS.items():
+        answer = await getattr(aws, method)(**args)
+        if ACCOUNT in str(answer) or CONNECTION in str(answer):
+            leaks.append(f"{name}: answered {answer}")
+    for name, make_create in AWS_CREATES.items():
+        method, args = make_create(first)
+        answer = await getattr(aws, method)(**args)
+        if ACCOUNT in str(answer):
+            leaks.append(f"{name}: answered {answer}")
+    assert leaks == []
+    assert recorder.problems() == []
+    await _unchanged(harness, first)
