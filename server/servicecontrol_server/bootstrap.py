@@ -204,6 +204,7 @@ async def serve(
     """`servicecontrol serve`: the gRPC API, the App Runner endpoint and (unless told
     otherwise) the engine's loops, until `stop`; then a graceful shutdown."""
     from .api.aws_json import start_aws_http
+    from .api.console import start_console
     from .api.server import start_grpc
 
     server, port, health_servicer = await start_grpc(app.use_cases, app.settings.grpc_listen)
@@ -211,6 +212,9 @@ async def serve(
     aws = None
     if app.settings.aws_listen:
         aws, _ = await start_aws_http(app.use_cases, app.settings.aws_listen)
+    console = None
+    if app.settings.console_listen:
+        console, _ = await start_console(app.use_cases, app.settings.console_listen)
     if ready is not None:
         ready(port)
     tasks = app.background_tasks(stop, workers=app.settings.workers_in_server, role="serve")
@@ -220,6 +224,8 @@ async def serve(
     await server.stop(app.settings.grpc_grace_seconds)
     if aws is not None:
         await aws.cleanup()
+    if console is not None:
+        await console.cleanup()
     await _finish(tasks)
 
 

@@ -46,6 +46,9 @@ def _parser() -> argparse.ArgumentParser:
 
     serve = sub.add_parser("serve", help="run the gRPC API (with workers, relay and reaper)")
     serve.add_argument("--listen", help="host:port (default 127.0.0.1:50051; port 0 picks one)")
+    serve.add_argument(
+        "--console", metavar="HOST:PORT", help="the web console (default 127.0.0.1:50090; '' off)"
+    )
     serve.add_argument("--workers", type=int, help="job workers inside the server (0: none)")
     serve.add_argument("--no-migrate", action="store_true", help="do not migrate on start")
 
@@ -130,6 +133,8 @@ def _settings(args: argparse.Namespace) -> Settings:
         overrides["s3_endpoint"] = args.s3_endpoint
     if getattr(args, "listen", None):
         overrides["grpc_listen"] = args.listen
+    if getattr(args, "console", None) is not None:
+        overrides["console_listen"] = args.console
     if getattr(args, "workers", None) is not None:
         overrides["workers_in_server"] = args.workers
     if getattr(args, "no_migrate", False):
