@@ -398,18 +398,22 @@ async def _services_view(request: web.Request, visitor: Visitor) -> dict[str, An
     services = await _all_services(_use_cases(request), visitor.account)
     if name:
         services = [s for s in services if name.lower() in s.service_name.lower()]
+    try:
+        size = min(100, max(1, int(request.query.get("size", PAGE_SIZE))))
+    except ValueError:
+        size = PAGE_SIZE
     services.sort(key=lambda s: s.service_name)
-    pages = max(1, (len(services) + PAGE_SIZE - 1) // PAGE_SIZE)
+    pages = max(1, (len(services) + size - 1) // size)
     page = min(page, pages)
-    shown = services[(page - 1) * PAGE_SIZE : page * PAGE_SIZE]
+    shown = services[(page - 1) * size : page * size]
     return {
         "services": shown,
         "total": len(services),
         "name": name,
         "page": page,
         "pages": pages,
-        "prev_qs": urlencode({"name": name, "page": page - 1}),
-        "next_qs": urlencode({"name": name, "page": page + 1}),
+        "prev_qs": urlencode({"name": name, "page": page - 1, "size": size}),
+        "next_qs": urlencode({"name": name, "page": page + 1, "size": size}),
     }
 
 
