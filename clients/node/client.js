@@ -4,7 +4,7 @@
 // violations.
 //
 //   const { ServiceControlClient } = require('./client');
-//   const client = new ServiceControlClient('127.0.0.1:50051', { account: '123456789012' });
+//   const client = new ServiceControlClient('127.0.0.1:50051'); // key: SERVICECONTROL_API_KEY
 //   const { service, operationId } = await client.deleteService({ serviceArn });
 //   await client.waitForOperation(operationId);
 //
@@ -23,7 +23,9 @@ const DEFAULT_PROTOS = path.resolve(__dirname, '..', '..', 'protos');
 // refers to it in comments), so protos/ does not carry it; this copy lets the client
 // decode ErrorInfo, BadRequest, QuotaFailure and PreconditionFailure details.
 const LOCAL_PROTOS = path.resolve(__dirname, 'protos');
-const ACCOUNT_METADATA_KEY = 'x-servicecontrol-account';
+const API_KEY_ENV = 'SERVICECONTROL_API_KEY';
+const DATA_DIR_ENV = 'SERVICECONTROL_DATA_DIR';
+const DEFAULT_DATA_DIR = '.servicecontrol';
 const STATUS_DETAILS_KEY = 'grpc-status-details-bin';
 const DEFAULT_ENDPOINT = '127.0.0.1:50051';
 const TERMINAL_OPERATION_STATUSES = new Set([
@@ -153,9 +155,28 @@ function lowerCamel(name) {
   return name.charAt(0).toLowerCase() + name.slice(1);
 }
 
+// The API key (`<key id>.<secret>`) from SERVICECONTROL_API_KEY, else from the credentials
+// file the embedded server writes on first start ($SERVICECONTROL_DATA_DIR/credentials, by
+// default .servicecontrol/credentials); undefined when there is none.
+function defaultApiKey(env = process.env, cwd = process.cwd()) {
+  if (env[API_KEY_ENV]) return env[API_KEY_ENV];
+  const file = path.resolve(cwd, env[DATA_DIR_ENV] || DEFAULT_DATA_DIR, 'credentials');
+  let text;
+  try {
+    text = fs.readFileSync(file, 'utf8');
+  } catch {
+    return undefined;
+  }
+  for (const line of text.split('\n')) {
+    const at = line.indexOf('=');
+    if (at > 0 && line.slice(0, at).trim() === API_KEY_ENV) return line.slice(at + 1).trim();
+  }
+  return undefined;
+}
+
 class ServiceControlClient {
-  // options: account (12 digits; the server's default account when absent), apiKey (sent
-  // as `authorization: Bearer …`, reserved), credentials (grpc.credentials; insecure by
+  // options: apiKey (`<key id>.<secret>`, sent as `authorization: Bearer …`; the key decides
+  // the account; default: defaultApiKey()), credentials (grpc.credentials; insecure by
   // default), timeoutMs (each unary call's deadline), protoDir (the contract's protos/).
   constructor(target = DEFAULT_ENDPOINT, options = {}) {
     this.protoDir = options.protoDir || DEFAULT_PROTOS;
@@ -171,8 +192,8 @@ class ServiceControlClient {
     const ServiceControl = grpc.loadPackageDefinition(definition).servicecontrol.v1.ServiceControl;
     this.stub = new ServiceControl(target, options.credentials || grpc.credentials.createInsecure());
     this.metadata = new grpc.Metadata();
-    if (options.account) this.metadata.set(ACCOUNT_METADATA_KEY, options.account);
-    if (options.apiKey) this.metadata.set('authorization', `Bearer ${options.apiKey}`);
+    const apiKey = options.apiKey ?? defaultApiKey();
+    if (apiKey) this.metadata.set('authorization', `Bearer ${apiKey}`);
     this.methods = [];
     for (const [name, method] of Object.entries(ServiceControl.service)) {
       const jsName = lowerCamel(name);
@@ -244,11 +265,11 @@ class ServiceControlClient {
 }
 
 module.exports = {
-  ACCOUNT_METADATA_KEY,
   DEFAULT_ENDPOINT,
   OperationTimeoutError,
   ServiceControlClient,
   ServiceControlError,
   decodeStatusDetails,
+  defaultApiKey,
   toServiceControlError,
 };

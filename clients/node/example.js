@@ -2,10 +2,10 @@
 // Creates a service, pauses, resumes and deletes it, waiting on each operation with
 // WaitOperation, and prints one JSON line per step. Then shows two rich errors.
 //
-//   node clients/node/example.js [ENDPOINT] [ACCOUNT]
+//   node clients/node/example.js [ENDPOINT]
 //
-// ENDPOINT defaults to $SCCTL_ENDPOINT or 127.0.0.1:50051, ACCOUNT to $SCCTL_ACCOUNT (the
-// server's default account when unset); the image to $EXAMPLE_IMAGE or hello-web:1.0
+// ENDPOINT defaults to $SCCTL_ENDPOINT or 127.0.0.1:50051; the API key (which decides the
+// account) comes from $SERVICECONTROL_API_KEY or .servicecontrol/credentials; the image to $EXAMPLE_IMAGE or hello-web:1.0
 // (push one with `servicecontrol images push --sample hello-web:1.0`), the service name
 // to $EXAMPLE_SERVICE_NAME or a random one.
 
@@ -13,7 +13,6 @@ const crypto = require('node:crypto');
 const { DEFAULT_ENDPOINT, ServiceControlClient } = require('./client');
 
 const endpoint = process.argv[2] || process.env.SCCTL_ENDPOINT || DEFAULT_ENDPOINT;
-const account = process.argv[3] || process.env.SCCTL_ACCOUNT || undefined;
 const image = process.env.EXAMPLE_IMAGE || 'hello-web:1.0';
 const serviceName = process.env.EXAMPLE_SERVICE_NAME || `node-${crypto.randomBytes(4).toString('hex')}`;
 
@@ -47,7 +46,7 @@ async function step(client, name, call) {
 }
 
 async function main() {
-  const client = new ServiceControlClient(endpoint, { account });
+  const client = new ServiceControlClient(endpoint);
   try {
     const service = await step(client, 'create', () =>
       client.createService({

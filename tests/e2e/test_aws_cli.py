@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from servicecontrol.v1 import resources_pb2 as pb
-from tests.support.aws import ACCESS_KEY, REGION, SECRET_KEY, service_model, shape_problems
+from tests.support.aws import REGION, service_model, shape_problems
 from tests.support.server import ACCOUNT, Harness
 
 AWS = Path(sys.executable).parent / "aws"
@@ -23,9 +23,10 @@ async def aws_cli(h: Harness, operation: str, *args: str) -> tuple[int, Any, str
     to the operation's output shape, and its stderr. The server runs on this event loop,
     so the process is awaited, never waited for."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    access_key, secret_key = h.aws_credentials()
     env.update(
-        AWS_ACCESS_KEY_ID=ACCESS_KEY,
-        AWS_SECRET_ACCESS_KEY=SECRET_KEY,
+        AWS_ACCESS_KEY_ID=access_key,
+        AWS_SECRET_ACCESS_KEY=secret_key,
         AWS_DEFAULT_REGION=REGION,
         AWS_CONFIG_FILE="/dev/null",
         AWS_SHARED_CREDENTIALS_FILE="/dev/null",
@@ -89,3 +90,13 @@ async def test_cli_create_describe_list_delete(harness: Harness) -> None:
     code, _, err = await aws_cli(harness, "pause-service", "--service-arn", arn)
     assert code != 0
     assert "(InvalidStateException) when calling the PauseService operation" in err
+
+    # Every mutation is in the audit log under the signing key; the delete links its operation.
+    rows = await harness.app.identity.audit(ACCOUNT, None)
+    key_id = harness.aws_credentials()[0]
+    assert [(r.action, r.outcome, r.key_id) for r in rows] == [
+        ("AppRunner.CreateService", "OK", key_id),
+        ("AppRunner.DeleteService", "OK", key_id),
+        ("AppRunner.PauseService", "InvalidStateException", key_id),
+    ]
+    assert rows[1].operation_id == deleting["OperationId"] and rows[1].resource_arn == arn

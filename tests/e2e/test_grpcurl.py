@@ -63,6 +63,10 @@ EXPECTED: dict[str, tuple[int, list[str]]] = {
             "grpcurl exited 67",
         ],
     ),
+    "Error: no API key": (
+        0,
+        ['"reason":"UNAUTHENTICATED_REQUEST"', "authorization: Bearer", "grpcurl exited 80"],
+    ),
 }
 
 
@@ -106,8 +110,16 @@ async def test_every_recipe_works_against_a_real_server(harness: Harness) -> Non
     for heading, block in recipes:
         # The blank echo keeps the marker on its own line after output without a newline.
         script += [f'echo "::recipe {heading}"', "{", block, "}", 'rc=$?; echo; echo "::exit $rc"']
-    env = {**os.environ, "SC": f"127.0.0.1:{harness.port}"}
-    env.pop("ACCOUNT", None)
+    harness.keys[DOC_ACCOUNT] = await harness.new_key(DOC_ACCOUNT)
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("SERVICECONTROL_")},
+        "SC": f"127.0.0.1:{harness.port}",
+        # The page reads the key from the credentials file when this is unset.
+        "SERVICECONTROL_DATA_DIR": str(harness.tmp / "docs-data"),
+    }
+    credentials = harness.tmp / "docs-data" / "credentials"
+    credentials.parent.mkdir()
+    credentials.write_text(f"SERVICECONTROL_API_KEY={harness.keys[DOC_ACCOUNT].token}\n")
     proc = await asyncio.create_subprocess_exec(
         "bash",
         "-c",
@@ -131,7 +143,7 @@ async def test_every_recipe_works_against_a_real_server(harness: Harness) -> Non
         missing = [w for w in wanted if w not in text]
         assert not missing, f"{heading}: {missing} not in:\n{text}"
 
-    # The account header took effect: the service lives in the page's account.
+    # The key decided the account: the service lives in the key's account.
     created = next(text for heading, text, _ in results if heading == "CreateService")
     arn = re.search(r'"service_arn": "([^"]+)"', created)
     assert arn is not None and f":{DOC_ACCOUNT}:" in arn.group(1)

@@ -30,12 +30,12 @@ async def test_the_example_runs_a_service_through_its_lifecycle(harness: Harness
     assert NODE is not None
     env = {k: v for k, v in os.environ.items() if not k.startswith(("SCCTL_", "EXAMPLE_"))}
     env["EXAMPLE_SERVICE_NAME"] = "node-example"
-    # Another account than the server's default: the account metadata must take effect.
+    # The second account's key, from the environment: the key decides the account.
+    env["SERVICECONTROL_API_KEY"] = harness.keys[OTHER_ACCOUNT].token
     proc = await asyncio.create_subprocess_exec(
         NODE,
         str(REPO / "clients" / "node" / "example.js"),
         f"127.0.0.1:{harness.port}",
-        OTHER_ACCOUNT,
         cwd=REPO,
         env=env,
         stdout=asyncio.subprocess.PIPE,
@@ -88,3 +88,24 @@ async def test_the_example_runs_a_service_through_its_lifecycle(harness: Harness
     }
 
     assert (await harness.describe(arn, account=OTHER_ACCOUNT)).status == pb.Service.DELETED
+
+
+async def test_the_api_key_comes_from_the_environment_or_the_credentials_file(
+    tmp_path: Path,
+) -> None:
+    assert NODE is not None
+    (tmp_path / ".servicecontrol").mkdir()
+    (tmp_path / ".servicecontrol" / "credentials").write_text(
+        "# development\nSERVICECONTROL_API_KEY=SCKFILE.secret\n"
+    )
+    script = (
+        f"const {{ defaultApiKey }} = require({json.dumps(str(REPO / 'clients/node/client.js'))});"
+        "console.log(JSON.stringify([defaultApiKey({}, process.cwd()),"
+        " defaultApiKey({SERVICECONTROL_API_KEY: 'SCKENV.s'}, process.cwd()),"
+        " defaultApiKey({SERVICECONTROL_DATA_DIR: 'nowhere'}, process.cwd())]));"
+    )
+    proc = await asyncio.create_subprocess_exec(
+        NODE, "-e", script, cwd=tmp_path, stdout=asyncio.subprocess.PIPE
+    )
+    out, _ = await asyncio.wait_for(proc.communicate(), 30)
+    assert json.loads(out) == ["SCKFILE.secret", "SCKENV.s", None]

@@ -43,10 +43,12 @@ class Run:
 
 
 def scctl_env(h: Harness | None, **extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SCCTL_")}
+    env = {
+        k: v for k, v in os.environ.items() if not k.startswith(("SCCTL_", "SERVICECONTROL_"))
+    }
     if h is not None:
         env["SCCTL_ENDPOINT"] = f"127.0.0.1:{h.port}"
-        env["SCCTL_ACCOUNT"] = ACCOUNT
+        env["SERVICECONTROL_API_KEY"] = h.keys[ACCOUNT].token
     env.update(extra)
     return env
 
@@ -115,8 +117,8 @@ async def test_a_service_lifecycle(harness: Harness) -> None:
         "table",
         "--endpoint",
         f"127.0.0.1:{harness.port}",
-        "--account",
-        ACCOUNT,
+        "--api-key",
+        harness.keys[ACCOUNT].token,
         env=env,
     )
     assert listed.code == 0, listed.stderr
@@ -246,6 +248,9 @@ async def test_errors_and_exit_codes(harness: Harness) -> None:
     nobody = scctl_env(None, SCCTL_ENDPOINT="127.0.0.1:1")
     unreachable = await scctl(None, "services", "list", env=nobody)
     assert unreachable.code == 3 and "ServiceUnavailableException" in unreachable.stderr
+    keyless = scctl_env(None, SCCTL_ENDPOINT=f"127.0.0.1:{harness.port}")
+    refused = await scctl(None, "services", "list", env=keyless)
+    assert refused.code != 0 and "authorization: Bearer" in refused.stderr, refused.stderr
 
 
 async def test_waits_time_out_with_exit_4_and_redraw_one_line_on_a_terminal(

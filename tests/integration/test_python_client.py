@@ -40,6 +40,7 @@ from servicecontrol_client import (
     ServiceControlError,
     ServiceQuotaExceededException,
     ServiceUnavailableException,
+    default_api_key,
 )
 from tests.support.server import ACCOUNT, Harness, harness_settings, running_harness
 
@@ -123,7 +124,7 @@ async def fake() -> AsyncIterator[FakeServer]:
 
 
 def client_for(port: int, **kwargs: Any) -> ServiceControlClient:
-    kwargs.setdefault("account", ACCOUNT)
+    kwargs.setdefault("api_key", "")
     # Short backoff keeps retry tests fast; the schedule itself is not what they test.
     kwargs.setdefault("backoff_base", 0.01)
     kwargs.setdefault("backoff_max", 0.05)
@@ -241,7 +242,6 @@ async def test_each_method_calls_its_rpc_with_its_fields_and_metadata(fake: Fake
             call = fake.calls[0]
             for key, value in fields.items():
                 assert getattr(call.request, key) == value, (name, key)
-            assert call.metadata["x-servicecontrol-account"] == ACCOUNT
             assert call.metadata["authorization"] == "Bearer k3y"
             if "request_id" in call.request.DESCRIPTOR.fields_by_name:
                 # A fresh UUID4 per mutation, so that retrying one is safe.
@@ -256,14 +256,14 @@ async def test_each_method_calls_its_rpc_with_its_fields_and_metadata(fake: Fake
 
 
 async def test_unset_optional_fields_stay_unset(fake: FakeServer) -> None:
-    with client_for(fake.port, account=None) as client:
+    with client_for(fake.port) as client:
         await asyncio.to_thread(client.associate_custom_domain, ARN, domain_name="a.example.com")
         await asyncio.to_thread(client.delete_service, ARN, validate_only=True)
     associate, delete = fake.calls
     assert not associate.request.HasField("enable_www_subdomain")
     # validate_only changes nothing, so it needs no idempotency key to be retried.
     assert delete.request.request_id == "" and delete.request.validate_only  # type: ignore[attr-defined]
-    assert "x-servicecontrol-account" not in associate.metadata
+    assert "authorization" not in associate.metadata
 
 
 # ----- errors -----
@@ -311,7 +311,7 @@ async def test_a_status_without_details_still_maps_by_code(fake: FakeServer) -> 
 
 
 async def test_real_errors_carry_reason_metadata_and_violations(harness: Harness) -> None:
-    with client_for(harness.port) as client:
+    with client_for(harness.port, api_key=harness.keys[ACCOUNT].token) as client:
         missing = ARN.replace("a" * 32, "b" * 32)
         with pytest.raises(ResourceNotFoundException) as not_found:
             await asyncio.to_thread(client.describe_service, missing)
@@ -468,7 +468,7 @@ async def test_wait_for_operation_loops_on_wait_operation_without_sleeping(
 
 
 async def test_waiters_against_the_real_server(harness: Harness) -> None:
-    with client_for(harness.port) as client:
+    with client_for(harness.port, api_key=harness.keys[ACCOUNT].token) as client:
         created = await asyncio.to_thread(
             client.create_service,
             service_name="waited",
@@ -496,7 +496,7 @@ async def test_waiters_time_out_when_the_operation_does_not_end(
     # No workers: operations stay PENDING for as long as the test wants.
     async with running_harness(settings, tmp_path, workers=0) as h:
         h.push_image()
-        with client_for(h.port) as client:
+        with client_for(h.port, api_key=h.keys[ACCOUNT].token) as client:
             created = await asyncio.to_thread(
                 client.create_service,
                 service_name="stuck",
@@ -514,7 +514,7 @@ async def test_waiters_time_out_when_the_operation_does_not_end(
 
 
 async def test_iterators_walk_every_page(harness: Harness) -> None:
-    with client_for(harness.port) as client:
+    with client_for(harness.port, api_key=harness.keys[ACCOUNT].token) as client:
         arns = []
         for name in ("page-one", "page-two", "page-three"):
             created = await asyncio.to_thread(
@@ -560,3 +560,18 @@ async def test_iterators_walk_every_page(harness: Harness) -> None:
             lambda: list(client.iter_custom_domains(running, page_size=1))
         )
         assert sorted(d.domain_name for d in custom) == domains
+
+
+def test_the_api_key_comes_from_the_environment_or_the_credentials_file(
+    tmp_path: Path,
+) -> None:
+    assert default_api_key({"SERVICECONTROL_API_KEY": "SCKX.y"}, tmp_path) == "SCKX.y"
+    assert default_api_key({}, tmp_path) is None
+    data = tmp_path / ".servicecontrol"
+    data.mkdir()
+    (data / "credentials").write_text("# c\nSERVICECONTROL_API_KEY=SCKA.b\nAWS_X=1\n")
+    assert default_api_key({}, tmp_path) == "SCKA.b"
+    elsewhere = tmp_path / "d"
+    elsewhere.mkdir()
+    (elsewhere / "credentials").write_text("SERVICECONTROL_API_KEY=SCKC.d\n")
+    assert default_api_key({"SERVICECONTROL_DATA_DIR": str(elsewhere)}, tmp_path) == "SCKC.d"

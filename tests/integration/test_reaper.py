@@ -350,7 +350,9 @@ async def test_batches_and_concurrent_reapers_never_double_count(
         database_url, s3_server, tmp_path, reaper_interval_seconds=3600, reaper_batch_size=3
     )
     async with running_harness(settings, tmp_path, workers=0) as h:
-        await execute(h, "insert into accounts (account_id) values (:a)", a=ACCOUNT)
+        await execute(
+            h, "insert into accounts (account_id) values (:a) on conflict do nothing", a=ACCOUNT
+        )
         for i in range(20):
             cert_id = uuid.uuid4().hex
             await execute(

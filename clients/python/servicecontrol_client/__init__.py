@@ -2,7 +2,8 @@
 
 from servicecontrol_client import ServiceControlClient
 
-with ServiceControlClient("127.0.0.1:50051", account="123456789012") as client:
+# The API key comes from SERVICECONTROL_API_KEY or the embedded server's credentials file.
+with ServiceControlClient("127.0.0.1:50051") as client:
     deleted = client.delete_service(service_arn)
     client.wait_until_deleted(service_arn, timeout=300)
 """
@@ -10,10 +11,10 @@ with ServiceControlClient("127.0.0.1:50051", account="123456789012") as client:
 from __future__ import annotations
 
 from .client import (
-    ACCOUNT_METADATA_KEY,
     DEFAULT_ENDPOINT,
     TERMINAL_OPERATION_STATUSES,
     ServiceControlClient,
+    default_api_key,
 )
 from .errors import (
     AccessDeniedException,
@@ -37,9 +38,9 @@ from .errors import (
 __version__ = "0.1.0"
 
 __all__ = [
-    "ACCOUNT_METADATA_KEY",
     "DEFAULT_ENDPOINT",
     "TERMINAL_OPERATION_STATUSES",
+    "default_api_key",
     "AccessDeniedException",
     "ConflictException",
     "FieldViolation",

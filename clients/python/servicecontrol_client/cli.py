@@ -425,14 +425,11 @@ def _global_options(parser: argparse.ArgumentParser, *, suppress: bool) -> None:
         help=f"host:port of the API (env SCCTL_ENDPOINT; default {DEFAULT_ENDPOINT})",
     )
     parser.add_argument(
-        "--account",
-        default=default(os.environ.get("SCCTL_ACCOUNT")),
-        help="12-digit account to act in (env SCCTL_ACCOUNT; default: the server's)",
-    )
-    parser.add_argument(
         "--api-key",
-        default=default(os.environ.get("SCCTL_API_KEY")),
-        help="sent as `authorization: Bearer KEY` (env SCCTL_API_KEY; reserved)",
+        default=default(None),
+        help="<key id>.<secret>, sent as `authorization: Bearer KEY`; the key decides the "
+        "account (default: env SERVICECONTROL_API_KEY, else the credentials file in "
+        "$SERVICECONTROL_DATA_DIR or .servicecontrol)",
     )
     parser.add_argument(
         "--tls",
@@ -662,7 +659,6 @@ def main(argv: list[str] | None = None) -> int:
     try:
         with ServiceControlClient(
             args.endpoint,
-            account=args.account,
             api_key=args.api_key,
             tls=args.tls,
             root_certificates=root_certificates,

@@ -8,11 +8,13 @@ Failed calls raise the exceptions of `servicecontrol_client.errors`.
 
 from __future__ import annotations
 
+import os
 import random
 import time
 import uuid
-from collections.abc import Callable, Generator, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
 from datetime import timedelta
+from pathlib import Path
 from types import TracebackType
 from typing import Any, TypeVar
 
@@ -32,8 +34,11 @@ from .errors import (
     from_rpc_error,
 )
 
-ACCOUNT_METADATA_KEY = "x-servicecontrol-account"
 DEFAULT_ENDPOINT = "127.0.0.1:50051"
+API_KEY_ENV = "SERVICECONTROL_API_KEY"
+DATA_DIR_ENV = "SERVICECONTROL_DATA_DIR"
+DEFAULT_DATA_DIR = ".servicecontrol"
+CREDENTIALS_FILE = "credentials"
 
 # The most a single WaitOperation may wait (the server's own cap); longer waits loop.
 MAX_SERVER_WAIT_SECONDS = 600.0
@@ -58,24 +63,44 @@ def _seconds(value: float | timedelta) -> float:
     return value.total_seconds() if isinstance(value, timedelta) else float(value)
 
 
-class ServiceControlClient:
-    """A client of one ServiceControl endpoint, acting in one account.
+def default_api_key(
+    environ: Mapping[str, str] | None = None, cwd: Path | None = None
+) -> str | None:
+    """The API key (`<key id>.<secret>`) from SERVICECONTROL_API_KEY, else from the
+    credentials file the embedded server writes on first start
+    (`$SERVICECONTROL_DATA_DIR/credentials`, by default `.servicecontrol/credentials`)."""
+    env = os.environ if environ is None else environ
+    if env.get(API_KEY_ENV):
+        return env[API_KEY_ENV]
+    data_dir = Path(env.get(DATA_DIR_ENV) or DEFAULT_DATA_DIR)
+    path = (cwd or Path.cwd()) / data_dir / CREDENTIALS_FILE
+    try:
+        lines = path.read_text().splitlines()
+    except OSError:
+        return None
+    for line in lines:
+        name, sep, value = line.partition("=")
+        if sep and name.strip() == API_KEY_ENV:
+            return value.strip()
+    return None
 
-    `account` is sent as `x-servicecontrol-account` (the server's default account when
-    None); `api_key` as `authorization: Bearer <key>`, reserved for API-key
-    authentication. `timeout` is each call's deadline in seconds, retries included.
-    UNAVAILABLE is retried up to `retries` times with exponential backoff and full
-    jitter, but only for reads and for mutations carrying a `request_id`: the client
-    gives every mutation a fresh UUID4 request_id unless one is passed (pass `""` to
-    send none, which also turns retries off for that call), so a retried mutation is
-    applied at most once.
+
+class ServiceControlClient:
+    """A client of one ServiceControl endpoint, acting as one API key's account.
+
+    `api_key` (`<key id>.<secret>`) is sent as `authorization: Bearer <key>`; when None,
+    `default_api_key()` finds it (pass `""` to send none). `timeout` is each call's
+    deadline in seconds, retries included. UNAVAILABLE is retried up to `retries` times
+    with exponential backoff and full jitter, but only for reads and for mutations
+    carrying a `request_id`: the client gives every mutation a fresh UUID4 request_id
+    unless one is passed (pass `""` to send none, which also turns retries off for that
+    call), so a retried mutation is applied at most once.
     """
 
     def __init__(
         self,
         target: str = DEFAULT_ENDPOINT,
         *,
-        account: str | None = None,
         api_key: str | None = None,
         tls: bool = False,
         root_certificates: bytes | None = None,
@@ -86,7 +111,6 @@ class ServiceControlClient:
         channel_options: Sequence[tuple[str, Any]] = (),
     ) -> None:
         self.target = target
-        self.account = account
         self.timeout = timeout
         self.retries = retries
         self.backoff_base = backoff_base
@@ -97,12 +121,10 @@ class ServiceControlClient:
         else:
             self._channel = grpc.insecure_channel(target, options=channel_options)
         self._stub = api_grpc.ServiceControlStub(self._channel)
-        metadata: list[tuple[str, str]] = []
-        if account:
-            metadata.append((ACCOUNT_METADATA_KEY, account))
-        if api_key:
-            metadata.append(("authorization", f"Bearer {api_key}"))
-        self._metadata = tuple(metadata)
+        key = default_api_key() if api_key is None else api_key
+        self._metadata: tuple[tuple[str, str], ...] = (
+            (("authorization", f"Bearer {key}"),) if key else ()
+        )
 
     # ----- lifecycle -----
 
