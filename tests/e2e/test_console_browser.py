@@ -15,11 +15,13 @@ import shutil
 import threading
 import time
 from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from servicecontrol.v1 import service_control_pb2 as api
 from servicecontrol_server.api.console import start_console
 from servicecontrol_server.application.ports import ObjectStore
 from servicecontrol_server.domain.identity import Role
@@ -80,6 +82,83 @@ class GatedObjectStore(FlakyObjectStore):
         super()._enter(method)
 
 
+class Outside:
+    """What happens outside the browser, when the script asks for it."""
+
+    def __init__(self, h: Harness, store: GatedObjectStore, arns: dict[str, str]) -> None:
+        self.h = h
+        self.store = store
+        self.arns = arns
+
+    async def __call__(self, need: str) -> None:
+        if need == "hold-deletes":
+            self.store.gate.clear()
+        elif need == "release-deletes":
+            self.store.gate.set()
+        elif need in ("store-down", "store-up"):
+            self.store.down = need == "store-down"
+        elif need == "delete-other":
+            await self.h.stub.DeleteService(
+                api.DeleteServiceRequest(service_arn=self.arns["other-client"]),
+                metadata=self.h.meta(),
+            )
+        elif need == "create-other":
+            await self.h.create("late-arrival")
+        else:
+            raise AssertionError(f"the script needs {need!r}, which this test does not know")
+
+
+@dataclass
+class Run:
+    results: dict[str, dict[str, Any]] = field(default_factory=dict)
+    measures: dict[str, Any] = field(default_factory=dict)
+    page_errors: list[str] = field(default_factory=list)
+    stderr: str = ""
+
+
+async def run_script(config: dict[str, Any], outside: Outside) -> Run:
+    """Runs scenarios.js, answering its requests, until it exits (or the budget ends)."""
+    assert NODE is not None
+    proc = await asyncio.create_subprocess_exec(
+        NODE,
+        str(SCRIPT),
+        cwd=REPO,
+        env={**os.environ, "CONSOLE_E2E": json.dumps(config)},
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    assert proc.stdin is not None and proc.stdout is not None and proc.stderr is not None
+    run = Run()
+    try:
+        async with asyncio.timeout(BUDGET_SECONDS):
+            while line := await proc.stdout.readline():
+                message = json.loads(line)
+                if "need" in message:
+                    reply: dict[str, Any] = {"id": message["id"], "ok": True}
+                    try:
+                        await outside(message["need"])
+                    except Exception as exc:  # noqa: BLE001 - reported to the script
+                        reply = {"id": message["id"], "ok": False, "error": repr(exc)}
+                    proc.stdin.write((json.dumps(reply) + "\n").encode())
+                    await proc.stdin.drain()
+                elif "scenario" in message:
+                    run.results[message["scenario"]] = message
+                elif "measure" in message:
+                    run.measures[message["measure"]] = message["value"]
+                elif "pageerror" in message:
+                    run.page_errors.append(message["pageerror"])
+                elif "fatal" in message:
+                    raise AssertionError(f"the browser script failed: {message['fatal']}")
+            await proc.wait()
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+    run.stderr = (await proc.stderr.read()).decode()
+    return run
+
+
 @pytest.fixture
 async def server(database_url: str, s3_server: Any, tmp_path: Path) -> AsyncIterator[Harness]:
     settings = harness_settings(database_url, s3_server, tmp_path, job_max_attempts=3)
@@ -119,70 +198,13 @@ async def test_the_console_in_a_real_browser(server: Harness, tmp_path: Path) ->
         "profile": str(tmp_path / "chromium-profile"),
     }
 
-    async def answer(need: str, args: dict[str, Any]) -> None:
-        if need == "hold-deletes":
-            store.gate.clear()
-        elif need == "release-deletes":
-            store.gate.set()
-        elif need == "store-down":
-            store.down = True
-        elif need == "store-up":
-            store.down = False
-        elif need == "delete-other":
-            from servicecontrol.v1 import service_control_pb2 as api
-
-            await h.stub.DeleteService(
-                api.DeleteServiceRequest(service_arn=arns["other-client"]), metadata=h.meta()
-            )
-        elif need == "create-other":
-            await h.create("late-arrival")
-        else:
-            raise AssertionError(f"the script needs {need!r}, which this test does not know")
-
-    assert NODE is not None
-    env = {**os.environ, "CONSOLE_E2E": json.dumps(config)}
-    proc = await asyncio.create_subprocess_exec(
-        NODE,
-        str(SCRIPT),
-        cwd=REPO,
-        env=env,
-        stdin=asyncio.subprocess.PIPE,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    assert proc.stdin is not None and proc.stdout is not None and proc.stderr is not None
-    results: dict[str, dict[str, Any]] = {}
-    measures: dict[str, Any] = {}
-    page_errors: list[str] = []
     try:
-        async with asyncio.timeout(BUDGET_SECONDS):
-            while line := await proc.stdout.readline():
-                message = json.loads(line)
-                if "need" in message:
-                    reply: dict[str, Any] = {"id": message["id"], "ok": True}
-                    try:
-                        await answer(message["need"], message.get("args", {}))
-                    except Exception as exc:  # noqa: BLE001 - reported to the script
-                        reply = {"id": message["id"], "ok": False, "error": repr(exc)}
-                    proc.stdin.write((json.dumps(reply) + "\n").encode())
-                    await proc.stdin.drain()
-                elif "scenario" in message:
-                    results[message["scenario"]] = message
-                elif "measure" in message:
-                    measures[message["measure"]] = message["value"]
-                elif "pageerror" in message:
-                    page_errors.append(message["pageerror"])
-                elif "fatal" in message:
-                    raise AssertionError(f"the browser script failed: {message['fatal']}")
-            await proc.wait()
+        run = await run_script(config, Outside(h, store, arns))
     finally:
         store.gate.set()
         store.down = False
-        if proc.returncode is None:
-            proc.kill()
-            await proc.wait()
         await runner.cleanup()
-    stderr = (await proc.stderr.read()).decode()
+    results, measures = run.results, run.measures
     elapsed = time.monotonic() - started
     failed = {
         name: f"{r['error']}\n(screenshot: {r['screenshot']})"
@@ -190,8 +212,8 @@ async def test_the_console_in_a_real_browser(server: Harness, tmp_path: Path) ->
         if not r["ok"]
     }
     assert failed == {}, "\n\n".join(f"{k}: {v}" for k, v in failed.items())
-    assert list(results) == SCENARIOS, (list(results), stderr)
-    assert page_errors == [], page_errors
+    assert list(results) == SCENARIOS, (list(results), run.stderr)
+    assert run.page_errors == [], run.page_errors
     # The list shows another client's delete within a second, without a reload.
     assert measures["live-first-change-ms"] < 1000, measures
     assert elapsed < BUDGET_SECONDS, elapsed

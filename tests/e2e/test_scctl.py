@@ -43,9 +43,7 @@ class Run:
 
 
 def scctl_env(h: Harness | None, **extra: str) -> dict[str, str]:
-    env = {
-        k: v for k, v in os.environ.items() if not k.startswith(("SCCTL_", "SERVICECONTROL_"))
-    }
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SCCTL_", "SERVICECONTROL_"))}
     if h is not None:
         env["SCCTL_ENDPOINT"] = f"127.0.0.1:{h.port}"
         env["SERVICECONTROL_API_KEY"] = h.keys[ACCOUNT].token
