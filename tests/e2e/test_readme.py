@@ -48,6 +48,7 @@ async def test_grpcurl_walkthrough_works_when_pasted(tmp_path: Path) -> None:
         SERVICECONTROL_DATA_DIR=str(tmp_path / "data"),
         SERVICECONTROL_GRPC_LISTEN="127.0.0.1:0",
         SERVICECONTROL_AWS_LISTEN="",
+        SERVICECONTROL_CONSOLE_LISTEN="",
         SERVICECONTROL_LOG_JSON="true",
     )
     server = await asyncio.create_subprocess_exec(
@@ -100,6 +101,7 @@ async def test_embedded_defaults_keep_data_across_restarts(tmp_path: Path) -> No
         SERVICECONTROL_DATA_DIR=str(tmp_path / "data"),
         SERVICECONTROL_GRPC_LISTEN="127.0.0.1:0",
         SERVICECONTROL_AWS_LISTEN="",
+        SERVICECONTROL_CONSOLE_LISTEN="",
     )
     push = await asyncio.create_subprocess_exec(
         str(BIN / "servicecontrol"),

@@ -6,10 +6,13 @@ tests/e2e/test_console_browser.py.)"""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import re
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
@@ -421,3 +424,80 @@ async def test_csrf_is_bound_to_the_session(console: Console) -> None:
     finally:
         await first.close()
         await second.close()
+
+
+def _self_signed(directory: Path) -> tuple[Path, Path]:
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = datetime.now(UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(minutes=1))
+        .not_valid_after(now + timedelta(days=1))
+        .sign(key, hashes.SHA256())
+    )
+    cert_file, key_file = directory / "console.crt", directory / "console.key"
+    cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_file.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return cert_file, key_file
+
+
+async def test_under_tls_the_session_cookie_is_secure(harness: Harness, tmp_path: Path) -> None:
+    cert_file, key_file = _self_signed(tmp_path)
+    settings = harness.settings.model_copy(
+        update={"console_tls_cert_file": cert_file, "console_tls_key_file": key_file}
+    )
+    use_cases = dataclasses.replace(harness.app.use_cases, settings=settings)
+    runner, port = await start_console(use_cases, "127.0.0.1:0")
+    client = ConsoleClient(f"https://127.0.0.1:{port}")
+    try:
+        answer = await client.post(
+            "/signin", {"token": token(harness)}, csrf=False, allow_redirects=False
+        )
+        assert answer.status == 303
+        cookie = answer.headers["Set-Cookie"]
+        assert "Secure" in cookie and "HttpOnly" in cookie and "SameSite=Strict" in cookie
+        # Plain HTTP is not served on the TLS port.
+        with pytest.raises(aiohttp.ClientError):
+            async with aiohttp.ClientSession() as plain:
+                await plain.get(f"http://127.0.0.1:{port}/signin")
+    finally:
+        await client.close()
+        await runner.cleanup()
+
+
+async def test_the_services_list_filters_by_name_and_pages(console: Console) -> None:
+    h = console.harness
+    for name in ("list-a1", "list-a2", "list-a3", "list-b1"):
+        await h.create(name)
+    client = await console.client(token(h))
+    try:
+
+        async def names(qs: str) -> list[str]:
+            html = await (await client.get(f"/services/rows?{qs}")).text()
+            return re.findall(r'data-name="([^"]+)"', html)
+
+        assert await names("") == ["list-a1", "list-a2", "list-a3", "list-b1"]
+        assert await names("name=A") == ["list-a1", "list-a2", "list-a3"]
+        assert await names("name=a&size=2&page=1") == ["list-a1", "list-a2"]
+        assert await names("name=a&size=2&page=2") == ["list-a3"]
+        page = await (await client.get("/services?name=a&size=2")).text()
+        assert "Page 1 of 2" in page and "page=2" in page
+        assert "No service matches" in await (await client.get("/services?name=zzz")).text()
+    finally:
+        await client.close()
