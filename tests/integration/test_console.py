@@ -501,3 +501,57 @@ async def test_the_services_list_filters_by_name_and_pages(console: Console) -> 
         assert "No service matches" in await (await client.get("/services?name=zzz")).text()
     finally:
         await client.close()
+
+
+async def test_after_a_delete_the_report_and_the_retained_certificate_are_shown(
+    console: Console,
+) -> None:
+    h = console.harness
+    svc = await h.running_service("reported")
+    await h.app.use_cases.domains.associate(ACCOUNT, svc.service_arn, "app.reported.example", False)
+    client = await console.client(token(h))
+    try:
+        linked = await (await client.get("/certificates")).text()
+        assert "app.reported.example" in linked and f"Linked: <code>{svc.service_arn}" in linked
+        answer = await client.post("/service/delete", {"arn": svc.service_arn, "confirm": "delete"})
+        assert answer.status == 200
+        await wait_until(lambda: _status_is(h, svc.service_arn, pb.Service.DELETED), timeout=20)
+        dashboard = await (await client.get(f"/service?{arn_qs(svc.service_arn)}")).text()
+        assert "DELETE_SERVICE" in dashboard and "Deletion report" in dashboard
+        assert ">Delete<" not in dashboard  # nothing left to act on
+        operations = await h.app.use_cases.commands.list_operations(ACCOUNT, svc.service_arn, 5, "")
+        report = operations.items[0].deletion_report
+        assert report
+        assert f"<dd>{report['image_objects']} (" in dashboard
+        assert ", ".join(report["configuration_records"]) in dashboard
+        assert "app.reported.example until" in dashboard
+        retained = await (await client.get("/certificates")).text()
+        assert "app.reported.example" in retained and "Retained (unlinked" in retained
+        assert re.search(r"\(in (6 days 23 hours|7 days)\)", retained), retained
+    finally:
+        await client.close()
+
+
+async def test_a_form_from_another_site_is_refused(console: Console) -> None:
+    h = console.harness
+    client = await console.client()
+    try:
+        answer = await client.post(
+            "/signin",
+            {"token": token(h)},
+            csrf=False,
+            headers={"Origin": "http://attacker.example"},
+            allow_redirects=False,
+        )
+        assert answer.status == 403 and "another site" in await answer.text()
+        assert "Set-Cookie" not in answer.headers
+        same = await client.post(
+            "/signin",
+            {"token": token(h)},
+            csrf=False,
+            headers={"Origin": console.base},
+            allow_redirects=False,
+        )
+        assert same.status == 303
+    finally:
+        await client.close()

@@ -188,6 +188,22 @@ def _api_error(exc: DomainError) -> ConsoleError:
 
 
 @web.middleware
+async def same_origin(
+    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> web.StreamResponse:
+    """A POST another site's page sends is refused (sign-in included, which no CSRF
+    token can cover): browsers name the sending page's origin."""
+    origin = request.headers.get("Origin")
+    if request.method == "POST" and origin is not None:
+        expected = f"{request.scheme}://{request.host}"
+        if origin != expected:
+            raise ConsoleError(
+                403, "Refused", "A form from another site may not act here.", "CROSS_ORIGIN"
+            )
+    return await handler(request)
+
+
+@web.middleware
 async def error_pages(
     request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
 ) -> web.StreamResponse:
@@ -702,7 +718,9 @@ async def region(request: web.Request) -> web.StreamResponse:
 
 
 def create_app(use_cases: UseCases) -> web.Application:
-    app = web.Application(middlewares=[security_headers, error_pages], client_max_size=64 * 1024)
+    app = web.Application(
+        middlewares=[security_headers, error_pages, same_origin], client_max_size=64 * 1024
+    )
     app[USE_CASES] = use_cases
     app[SESSIONS] = SessionStore(use_cases.settings.console_session_seconds)
     app[TEMPLATES] = _environment()

@@ -91,7 +91,8 @@ def countdown(until: datetime | str | None, now: datetime) -> str:
     if hours:
         parts.append(f"{hours} hour{'s' if hours != 1 else ''}")
     if not days and (minutes or not parts):
-        parts.append(f"{max(minutes, 1)} minute{'s' if minutes != 1 else ''}")
+        minutes = max(minutes, 1)
+        parts.append(f"{minutes} minute{'s' if minutes != 1 else ''}")
     return "in " + " ".join(parts)
 
 
