@@ -52,8 +52,8 @@ import json, sys, time
 import grpc
 from servicecontrol.v1 import service_control_pb2 as api
 from servicecontrol.v1 import service_control_pb2_grpc as api_grpc
-target, account = sys.argv[1], sys.argv[2]
-meta = (("x-servicecontrol-account", account),)
+target, authorization = sys.argv[1], sys.argv[2]
+meta = (("authorization", authorization),)
 stub = api_grpc.ServiceControlStub(grpc.insecure_channel(target))
 samples = []
 for arn in sys.stdin.read().split():

@@ -1,7 +1,7 @@
 """Identity: API keys (hashed and sealed secrets) and the append-only audit log.
 
 Revision ID: 0002
-Revises: 0001
+Revises: 0005
 Create Date: 2026-12-02
 """
 
@@ -14,7 +14,7 @@ from alembic import op
 from sqlalchemy.dialects import postgresql
 
 revision: str = "0002"
-down_revision: str | None = "0001"
+down_revision: str | None = "0005"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

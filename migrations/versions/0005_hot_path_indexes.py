@@ -6,7 +6,7 @@ the account; certificate purges and the DNS validation pass read every custom do
 pruning the outbox read every delivered event.
 
 Revision ID: 0005
-Revises: 0002
+Revises: 0001
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0005"
-down_revision: str | None = "0002"
+down_revision: str | None = "0001"
 branch_labels = None
 depends_on = None
 

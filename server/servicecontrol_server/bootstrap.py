@@ -84,17 +84,6 @@ def object_store(settings: Settings) -> ObjectStore:
     return store
 
 
-def unit_of_work_factory(engine: AsyncEngine) -> UnitOfWorkFactory:
-    def uow() -> PostgresUnitOfWork:
-        return PostgresUnitOfWork(engine)
-
-    return uow
-
-
-def worker_owner(role: str) -> str:
-    return f"{role}:{socket.gethostname()}:{os.getpid()}"
-
-
 KEK_FILE = "kek"
 CREDENTIALS_FILE = "credentials"
 
@@ -112,6 +101,17 @@ def secret_box(settings: Settings) -> AesGcmSecretBox:
 
 def identity(engine: AsyncEngine, settings: Settings) -> Identity:
     return Identity(PostgresIdentityStore(engine), secret_box(settings))
+
+
+def unit_of_work_factory(engine: AsyncEngine) -> UnitOfWorkFactory:
+    def uow() -> PostgresUnitOfWork:
+        return PostgresUnitOfWork(engine)
+
+    return uow
+
+
+def worker_owner(role: str) -> str:
+    return f"{role}:{socket.gethostname()}:{os.getpid()}"
 
 
 @dataclass

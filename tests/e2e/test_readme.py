@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from servicecontrol_server.identity_cli import read_credentials
+
 ROOT = Path(__file__).resolve().parents[2]
 README = (ROOT / "README.md").read_text()
 BIN = Path(sys.executable).parent
@@ -81,8 +83,25 @@ async def test_grpcurl_walkthrough_works_when_pasted(tmp_path: Path) -> None:
         assert "servicecontrol.v1.ServiceControl" in text
         assert '"status": "OPERATION_IN_PROGRESS"' in text
         assert '"status": "SUCCEEDED"' in text
-        assert text.rstrip().count('"status": "DELETED"') == 1
+        assert text.count('"status": "DELETED"') == 1
         assert "pushed hello-web:1.0" in text
+        # The audit log holds a row for each of the walkthrough's mutations, under the
+        # development key; the delete's row links its operation.
+        credentials = read_credentials(tmp_path / "data" / "credentials")
+        key_id = credentials["AWS_ACCESS_KEY_ID"]
+        audit = [line for line in text.splitlines() if f" key={key_id} " in line]
+        assert [line.split()[1:3] for line in audit] == [
+            ["CreateService", "OK"],
+            ["DeleteService", "OK"],
+        ], text
+        # WaitOperation printed the delete's operation: `"id": …` just before its type.
+        operation = re.search(r'"id": "([0-9a-f-]{36})",\s*"type": "DELETE_SERVICE"', text)
+        assert operation is not None, text
+        assert f"operation={operation[1]}" in audit[1]
+        # The development key was printed once, at the first start, and is kept private.
+        assert credentials["SERVICECONTROL_API_KEY"] in (tmp_path / "serve.log").read_text()
+        mode = (tmp_path / "data" / "credentials").stat().st_mode & 0o777
+        assert mode == 0o600
     finally:
         server.send_signal(signal.SIGTERM)
         assert await asyncio.wait_for(server.wait(), 30) == 0
@@ -133,6 +152,8 @@ async def test_embedded_defaults_keep_data_across_restarts(tmp_path: Path) -> No
         assert await asyncio.wait_for(proc.wait(), 30) == 0
 
     proc, target = await serving()
+    credentials = read_credentials(tmp_path / "data" / "credentials")
+    auth = (("authorization", f"Bearer {credentials['SERVICECONTROL_API_KEY']}"),)
     try:
         async with grpc.aio.insecure_channel(target) as channel:
             stub = api_grpc.ServiceControlStub(channel)
@@ -140,10 +161,13 @@ async def test_embedded_defaults_keep_data_across_restarts(tmp_path: Path) -> No
                 api.CreateServiceRequest(
                     service_name="survivor",
                     source_configuration={"image_repository": {"image_identifier": "keep-me:1"}},
-                )
+                ),
+                metadata=auth,
             )
             waited = await stub.WaitOperation(
-                api.WaitOperationRequest(operation_id=created.operation_id), timeout=60
+                api.WaitOperationRequest(operation_id=created.operation_id),
+                timeout=60,
+                metadata=auth,
             )
             assert waited.operation.status == waited.operation.SUCCEEDED
     finally:
@@ -153,7 +177,8 @@ async def test_embedded_defaults_keep_data_across_restarts(tmp_path: Path) -> No
         async with grpc.aio.insecure_channel(target) as channel:
             stub = api_grpc.ServiceControlStub(channel)
             again = await stub.DescribeService(
-                api.DescribeServiceRequest(service_arn=created.service.service_arn)
+                api.DescribeServiceRequest(service_arn=created.service.service_arn),
+                metadata=auth,
             )
             assert again.service.status == again.service.RUNNING
             assert again.service.service_url == created.service.service_url
@@ -161,3 +186,8 @@ async def test_embedded_defaults_keep_data_across_restarts(tmp_path: Path) -> No
         await stop(proc)
     copies = list((tmp_path / "data" / "objects").rglob("manifest.json"))
     assert len(copies) == 1
+    # One development key, made at the first start only, and still the one on file.
+    assert read_credentials(tmp_path / "data" / "credentials") == credentials
+    log = (tmp_path / "serve.log").read_text()
+    assert log.count("development credentials") == 1
+    assert log.count(credentials["SERVICECONTROL_API_KEY"]) == 1

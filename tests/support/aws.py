@@ -31,10 +31,10 @@ PROTOCOL_ERRORS = frozenset(
         "MissingAuthenticationTokenException",
         "IncompleteSignatureException",
         "InvalidSignatureException",
-        "ServiceUnavailableException",
         "UnrecognizedClientException",
         "ExpiredTokenException",
         "AccessDeniedException",
+        "ServiceUnavailableException",
     }
 )
 

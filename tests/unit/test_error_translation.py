@@ -25,14 +25,15 @@ from servicecontrol_server.api.aws_json.http import create_app
 from servicecontrol_server.api.server import start_grpc
 from servicecontrol_server.api.servicer import ServiceControlServicer
 from servicecontrol_server.api.use_cases import UseCases
+from servicecontrol_server.application.identity import AuditEntry
 from servicecontrol_server.domain.errors import BackendUnavailable
 from servicecontrol_server.domain.identity import ApiKey, Role
 from servicecontrol_server.settings import Settings
 
-BEARER = (("authorization", "Bearer any-token"),)
 SERVICE = service_control_pb2.DESCRIPTOR.services_by_name["ServiceControl"]
 ACCOUNT = "111111111111"
 ARN = f"arn:aws:apprunner:us-east-1:{ACCOUNT}:service/web/{'0' * 32}"
+BEARER = (("authorization", "Bearer any-token"),)
 CONNECTION_ARN = f"arn:aws:apprunner:us-east-1:{ACCOUNT}:connection/gh/{'0' * 32}"
 
 
@@ -59,14 +60,24 @@ class Failing:
         return call
 
 
-class TrustingIdentity:
-    """Every bearer token is the test account's writer key: authentication is another
-    test's subject."""
+KEY = ApiKey(
+    key_id="SCK" + "A" * 17,
+    account_id=ACCOUNT,
+    role=Role.WRITER,
+    created_at=datetime(2026, 1, 1, tzinfo=UTC),
+    expires_at=None,
+    revoked_at=None,
+)
+
+
+class Admitting:
+    """Identity that admits every bearer token as the test account's writer key:
+    authentication is another test's subject."""
 
     async def authenticate_token(self, token: str) -> ApiKey:
-        return ApiKey("SCK" + "A" * 17, ACCOUNT, Role.WRITER, datetime.now(UTC), None, None)
+        return KEY
 
-    async def record_refusal(self, entry: Any) -> None:
+    async def record_refusal(self, entry: AuditEntry) -> None:
         return None
 
 
@@ -79,7 +90,7 @@ def use_cases(make: Callable[[], Exception]) -> tuple[UseCases, Failing]:
             connections=failing,  # type: ignore[arg-type]
             domains=failing,  # type: ignore[arg-type]
             events=failing,  # type: ignore[arg-type]
-            identity=TrustingIdentity(),  # type: ignore[arg-type]
+            identity=Admitting(),  # type: ignore[arg-type]
             settings=settings,
         ),
         failing,
@@ -186,7 +197,7 @@ class Authenticated:
     """Every request is the test account's: signatures are another test's subject."""
 
     async def authenticate(self, request: web.Request, body: bytes) -> ApiKey:
-        return await TrustingIdentity().authenticate_token("")
+        return KEY
 
 
 def _sample_body(action: str) -> dict[str, Any]:

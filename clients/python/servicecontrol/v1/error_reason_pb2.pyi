@@ -92,8 +92,11 @@ class _ErrorReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ErrorReas
     Metadata: rpc.
     """
     UNAUTHENTICATED_REQUEST: _ErrorReason.ValueType  # 80
-    """UNAUTHENTICATED / PERMISSION_DENIED: reserved for API-key authentication."""
+    """UNAUTHENTICATED. No API key, or one that is unknown, wrong, expired or revoked."""
     PERMISSION_DENIED_FOR_ACCOUNT: _ErrorReason.ValueType  # 81
+    """PERMISSION_DENIED. The API key's role may not make this call (a `reader` key and a
+    mutation).
+    """
 
 class ErrorReason(_ErrorReason, metaclass=_ErrorReasonEnumTypeWrapper):
     """ErrorReason lists every `google.rpc.ErrorInfo.reason` this API returns. The reason
@@ -171,6 +174,9 @@ UNIMPLEMENTED_RPC: ErrorReason.ValueType  # 72
 Metadata: rpc.
 """
 UNAUTHENTICATED_REQUEST: ErrorReason.ValueType  # 80
-"""UNAUTHENTICATED / PERMISSION_DENIED: reserved for API-key authentication."""
+"""UNAUTHENTICATED. No API key, or one that is unknown, wrong, expired or revoked."""
 PERMISSION_DENIED_FOR_ACCOUNT: ErrorReason.ValueType  # 81
+"""PERMISSION_DENIED. The API key's role may not make this call (a `reader` key and a
+mutation).
+"""
 Global___ErrorReason: _TypeAlias = ErrorReason  # noqa: Y015

@@ -28,8 +28,9 @@ if _version_not_supported:
 class ServiceControlStub:
     """ServiceControl runs the lifecycle of hosted web services.
 
-    Every call acts inside one account, named by the `x-servicecontrol-account` request
-    metadata (a 12-digit id; the server's default account when absent). Errors are
+    Every call carries an API key as the `authorization: Bearer <key id>.<secret>` request
+    metadata; the key decides the account the call acts in (UNAUTHENTICATED without a
+    valid key, PERMISSION_DENIED when a `reader` key calls a mutation). Errors are
     google.rpc.Status values whose details always hold a google.rpc.ErrorInfo with a reason
     from ErrorReason and domain "servicecontrol"; bad input also carries a
     google.rpc.BadRequest listing every offending field.
@@ -140,8 +141,9 @@ class ServiceControlStub:
 class ServiceControlServicer:
     """ServiceControl runs the lifecycle of hosted web services.
 
-    Every call acts inside one account, named by the `x-servicecontrol-account` request
-    metadata (a 12-digit id; the server's default account when absent). Errors are
+    Every call carries an API key as the `authorization: Bearer <key id>.<secret>` request
+    metadata; the key decides the account the call acts in (UNAUTHENTICATED without a
+    valid key, PERMISSION_DENIED when a `reader` key calls a mutation). Errors are
     google.rpc.Status values whose details always hold a google.rpc.ErrorInfo with a reason
     from ErrorReason and domain "servicecontrol"; bad input also carries a
     google.rpc.BadRequest listing every offending field.
@@ -389,8 +391,9 @@ def add_ServiceControlServicer_to_server(servicer, server):
 class ServiceControl:
     """ServiceControl runs the lifecycle of hosted web services.
 
-    Every call acts inside one account, named by the `x-servicecontrol-account` request
-    metadata (a 12-digit id; the server's default account when absent). Errors are
+    Every call carries an API key as the `authorization: Bearer <key id>.<secret>` request
+    metadata; the key decides the account the call acts in (UNAUTHENTICATED without a
+    valid key, PERMISSION_DENIED when a `reader` key calls a mutation). Errors are
     google.rpc.Status values whose details always hold a google.rpc.ErrorInfo with a reason
     from ErrorReason and domain "servicecontrol"; bad input also carries a
     google.rpc.BadRequest listing every offending field.

@@ -29,8 +29,9 @@ GRPC_VERSION: str
 class ServiceControlStub:
     """ServiceControl runs the lifecycle of hosted web services.
 
-    Every call acts inside one account, named by the `x-servicecontrol-account` request
-    metadata (a 12-digit id; the server's default account when absent). Errors are
+    Every call carries an API key as the `authorization: Bearer <key id>.<secret>` request
+    metadata; the key decides the account the call acts in (UNAUTHENTICATED without a
+    valid key, PERMISSION_DENIED when a `reader` key calls a mutation). Errors are
     google.rpc.Status values whose details always hold a google.rpc.ErrorInfo with a reason
     from ErrorReason and domain "servicecontrol"; bad input also carries a
     google.rpc.BadRequest listing every offending field.
@@ -98,8 +99,9 @@ class ServiceControlStub:
 class ServiceControlAsyncStub(ServiceControlStub):
     """ServiceControl runs the lifecycle of hosted web services.
 
-    Every call acts inside one account, named by the `x-servicecontrol-account` request
-    metadata (a 12-digit id; the server's default account when absent). Errors are
+    Every call carries an API key as the `authorization: Bearer <key id>.<secret>` request
+    metadata; the key decides the account the call acts in (UNAUTHENTICATED without a
+    valid key, PERMISSION_DENIED when a `reader` key calls a mutation). Errors are
     google.rpc.Status values whose details always hold a google.rpc.ErrorInfo with a reason
     from ErrorReason and domain "servicecontrol"; bad input also carries a
     google.rpc.BadRequest listing every offending field.
@@ -163,8 +165,9 @@ class ServiceControlAsyncStub(ServiceControlStub):
 class ServiceControlServicer(metaclass=_abc_1.ABCMeta):
     """ServiceControl runs the lifecycle of hosted web services.
 
-    Every call acts inside one account, named by the `x-servicecontrol-account` request
-    metadata (a 12-digit id; the server's default account when absent). Errors are
+    Every call carries an API key as the `authorization: Bearer <key id>.<secret>` request
+    metadata; the key decides the account the call acts in (UNAUTHENTICATED without a
+    valid key, PERMISSION_DENIED when a `reader` key calls a mutation). Errors are
     google.rpc.Status values whose details always hold a google.rpc.ErrorInfo with a reason
     from ErrorReason and domain "servicecontrol"; bad input also carries a
     google.rpc.BadRequest listing every offending field.

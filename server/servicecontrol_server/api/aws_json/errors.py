@@ -24,12 +24,12 @@ SERIALIZATION = "SerializationException"
 MISSING_TOKEN = "MissingAuthenticationTokenException"
 INCOMPLETE_SIGNATURE = "IncompleteSignatureException"
 INVALID_SIGNATURE = "InvalidSignatureException"
-# A backend (the database, the object store) is unreachable: HTTP 503, which botocore
-# (legacy and standard retry modes) and the other AWS SDKs retry with backoff.
-SERVICE_UNAVAILABLE = "ServiceUnavailableException"
 UNRECOGNIZED_CLIENT = "UnrecognizedClientException"
 EXPIRED_TOKEN = "ExpiredTokenException"
 ACCESS_DENIED = "AccessDeniedException"
+# A backend (the database, the object store) is unreachable: HTTP 503, which botocore
+# (legacy and standard retry modes) and the other AWS SDKs retry with backoff.
+SERVICE_UNAVAILABLE = "ServiceUnavailableException"
 
 # The model's `smithy.api#httpError` of each modeled error; the quota error is 402.
 HTTP_STATUS = {
@@ -43,10 +43,10 @@ HTTP_STATUS = {
     MISSING_TOKEN: 403,
     INCOMPLETE_SIGNATURE: 403,
     INVALID_SIGNATURE: 403,
-    SERVICE_UNAVAILABLE: 503,
     UNRECOGNIZED_CLIENT: 403,
     EXPIRED_TOKEN: 403,
     ACCESS_DENIED: 403,
+    SERVICE_UNAVAILABLE: 503,
 }
 # The model's ErrorMessage shape holds at most 600 characters.
 MAX_MESSAGE = 600
