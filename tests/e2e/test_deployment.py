@@ -75,6 +75,8 @@ async def test_entry_points_run_with_the_compose_environment(
     server_env["SERVICECONTROL_GRPC_LISTEN"] = "127.0.0.1:0"
     server_env["SERVICECONTROL_AWS_LISTEN"] = "127.0.0.1:0"
     server_env["SERVICECONTROL_CONSOLE_LISTEN"] = "127.0.0.1:0"
+    # Its own data directory: the first start writes the development key there.
+    server_env["SERVICECONTROL_DATA_DIR"] = str(tmp_path / "data")
     worker_env = {**base, **compose_env("worker", database_url, s3_server)}
     push = await asyncio.create_subprocess_exec(
         str(BIN / "servicecontrol"),
@@ -111,6 +113,11 @@ async def test_entry_points_run_with_the_compose_environment(
         )
         assert worker.stdout is not None
         assert (await asyncio.wait_for(worker.stdout.readline(), 60)).startswith(b"SERVICECONTROL")
+        written = (tmp_path / "data" / "credentials").read_text().splitlines()
+        key = next(
+            line.split("=", 1)[1] for line in written if line.startswith("SERVICECONTROL_API_KEY=")
+        )
+        metadata = (("authorization", f"Bearer {key}"),)
         async with grpc.aio.insecure_channel(f"127.0.0.1:{port[1]}") as channel:
             stub = api_grpc.ServiceControlStub(channel)
             created = await stub.CreateService(
@@ -119,10 +126,13 @@ async def test_entry_points_run_with_the_compose_environment(
                     source_configuration={
                         "image_repository": {"image_identifier": "compose-app:1"}
                     },
-                )
+                ),
+                metadata=metadata,
             )
             done = await stub.WaitOperation(
-                api.WaitOperationRequest(operation_id=created.operation_id), timeout=60
+                api.WaitOperationRequest(operation_id=created.operation_id),
+                timeout=60,
+                metadata=metadata,
             )
             assert done.operation.status == done.operation.SUCCEEDED
     finally:
