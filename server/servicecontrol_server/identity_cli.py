@@ -64,11 +64,12 @@ def read_credentials(path: Path) -> dict[str, str]:
 
 
 async def first_start_credentials(app: Application) -> None:
-    """On a database without any key, and without a credentials file: a development
-    account (the default account) with a writer key, printed once and kept in the data
-    dir's credentials file (mode 0600)."""
+    """The embedded default's first start (no database configured, no key in it, no
+    credentials file): a development account (the default account) with a writer key,
+    printed once and kept in the data dir's credentials file (mode 0600). A configured
+    database gets its accounts and keys from the operator only."""
     path = credentials_path(app.settings)
-    if path.exists() or await app.identity.store.has_keys():
+    if app.settings.database_url or path.exists() or await app.identity.store.has_keys():
         return
     account = app.settings.default_account
     await app.identity.create_account(account)

@@ -64,6 +64,24 @@ def compose_env(service: str, database_url: str, s3: Any) -> dict[str, str]:
     return env
 
 
+async def operator_key(env: dict[str, str]) -> str:
+    """A writer key made with the operator's commands: `accounts create`, `keys create`."""
+
+    async def run(*args: str) -> str:
+        proc = await asyncio.create_subprocess_exec(
+            str(BIN / "servicecontrol"), *args, env=env, stdout=asyncio.subprocess.PIPE
+        )
+        out, _ = await asyncio.wait_for(proc.communicate(), 60)
+        assert proc.returncode == 0, out
+        return out.decode()
+
+    await run("accounts", "create", "123456789012")
+    made = await run("keys", "create", "--account", "123456789012")
+    token = re.search(r"authorization: Bearer (\S+)", made)
+    assert token is not None, made
+    return token[1]
+
+
 @pytest.mark.slow
 async def test_entry_points_run_with_the_compose_environment(
     database_url: str, s3_server: Any, tmp_path: Path
@@ -75,8 +93,6 @@ async def test_entry_points_run_with_the_compose_environment(
     server_env["SERVICECONTROL_GRPC_LISTEN"] = "127.0.0.1:0"
     server_env["SERVICECONTROL_AWS_LISTEN"] = "127.0.0.1:0"
     server_env["SERVICECONTROL_CONSOLE_LISTEN"] = "127.0.0.1:0"
-    # Its own data directory: the first start writes the development key there.
-    server_env["SERVICECONTROL_DATA_DIR"] = str(tmp_path / "data")
     worker_env = {**base, **compose_env("worker", database_url, s3_server)}
     push = await asyncio.create_subprocess_exec(
         str(BIN / "servicecontrol"),
@@ -113,11 +129,9 @@ async def test_entry_points_run_with_the_compose_environment(
         )
         assert worker.stdout is not None
         assert (await asyncio.wait_for(worker.stdout.readline(), 60)).startswith(b"SERVICECONTROL")
-        written = (tmp_path / "data" / "credentials").read_text().splitlines()
-        key = next(
-            line.split("=", 1)[1] for line in written if line.startswith("SERVICECONTROL_API_KEY=")
-        )
-        metadata = (("authorization", f"Bearer {key}"),)
+        # A configured database gets no development key: the operator makes one.
+        assert "development credentials" not in (tmp_path / "server.log").read_text()
+        auth = (("authorization", f"Bearer {await operator_key(server_env)}"),)
         async with grpc.aio.insecure_channel(f"127.0.0.1:{port[1]}") as channel:
             stub = api_grpc.ServiceControlStub(channel)
             created = await stub.CreateService(
@@ -127,12 +141,12 @@ async def test_entry_points_run_with_the_compose_environment(
                         "image_repository": {"image_identifier": "compose-app:1"}
                     },
                 ),
-                metadata=metadata,
+                metadata=auth,
             )
             done = await stub.WaitOperation(
                 api.WaitOperationRequest(operation_id=created.operation_id),
                 timeout=60,
-                metadata=metadata,
+                metadata=auth,
             )
             assert done.operation.status == done.operation.SUCCEEDED
     finally:

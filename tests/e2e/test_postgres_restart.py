@@ -153,7 +153,12 @@ async def test_both_endpoints_answer_a_database_outage_as_retryable(
             )
             # The product's words, not the driver's (no socket path, no exception name).
             assert error.message == "The database is unavailable; retry the call."
-            answer = await raw_call(h.aws_port, "AppRunner.DescribeService", aws_body)
+            answer = await raw_call(
+                h.aws_port,
+                "AppRunner.DescribeService",
+                aws_body,
+                credentials=h.aws_credentials(),
+            )
             assert (answer.status, answer.json()["__type"]) == (503, "ServiceUnavailableException")
             assert answer.json()["Message"] == error.message
         finally:
@@ -165,7 +170,12 @@ async def test_both_endpoints_answer_a_database_outage_as_retryable(
             except grpc.aio.AioRpcError as err:
                 assert err.code() == grpc.StatusCode.UNAVAILABLE, err
                 return False
-            answer = await raw_call(h.aws_port, "AppRunner.DescribeService", aws_body)
+            answer = await raw_call(
+                h.aws_port,
+                "AppRunner.DescribeService",
+                aws_body,
+                credentials=h.aws_credentials(),
+            )
             assert answer.status in (200, 503), answer.body
             return answer.status == 200
 

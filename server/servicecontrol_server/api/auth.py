@@ -23,7 +23,7 @@ from ..application.caller import acting_as
 from ..application.identity import AuditEntry, Identity
 from ..domain.errors import DomainError
 from ..domain.identity import Caller, NotAuthenticated, PermissionDenied, Role, is_key_id
-from .errors import ERROR_DOMAIN
+from .errors import ERROR_DOMAIN, abort, to_status
 
 log = logging.getLogger(__name__)
 
@@ -167,6 +167,10 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
                     "UNAUTHENTICATED",
                 )
             await context.abort_with_status(_status(code_pb2.UNAUTHENTICATED, exc))
+            raise AssertionError("unreachable") from exc
+        except DomainError as exc:
+            # The key could not be looked up (the database is unavailable): retryable.
+            await abort(context, to_status(exc))
             raise AssertionError("unreachable") from exc
         caller = Caller(
             key_id=key.key_id,

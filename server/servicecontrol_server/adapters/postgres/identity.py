@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import functools
+from collections.abc import Callable, Coroutine, Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, ParamSpec, TypeVar
 
 from sqlalchemy import func, select, text
 from sqlalchemy.dialects.postgresql import insert as pg_insert
@@ -14,7 +15,25 @@ from ...application.caller import current_caller
 from ...application.identity import AccountSummary, AuditEntry, StoredKey
 from ...domain.identity import ApiKey, Role
 from ...domain.model import Event
+from .database import outage_as_unavailable
 from .schema import accounts, api_keys, audit_log
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+
+def _outage_unavailable(
+    fn: Callable[P, Coroutine[Any, Any, T]],
+) -> Callable[P, Coroutine[Any, Any, T]]:
+    """A driver's outage error leaves as domain.errors.BackendUnavailable."""
+
+    @functools.wraps(fn)
+    async def wrapper(*args: P.args, **kwargs: P.kwargs) -> T:
+        async with outage_as_unavailable():
+            return await fn(*args, **kwargs)
+
+    return wrapper
+
 
 _KEY_COLUMNS = (
     api_keys.c.key_id,
@@ -55,6 +74,7 @@ class PostgresIdentityStore:
     def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine
 
+    @_outage_unavailable
     async def create_account(self, account_id: str) -> bool:
         async with self.engine.begin() as conn:
             result = await conn.execute(
@@ -65,6 +85,7 @@ class PostgresIdentityStore:
             )
             return result.first() is not None
 
+    @_outage_unavailable
     async def account_exists(self, account_id: str) -> bool:
         async with self.engine.connect() as conn:
             found = await conn.execute(
@@ -72,6 +93,7 @@ class PostgresIdentityStore:
             )
             return found.first() is not None
 
+    @_outage_unavailable
     async def list_accounts(self) -> list[AccountSummary]:
         active = (
             select(func.count())
@@ -121,6 +143,7 @@ class PostgresIdentityStore:
             ).one()
         return _key(row)
 
+    @_outage_unavailable
     async def get_key(self, key_id: str) -> StoredKey | None:
         async with self.engine.connect() as conn:
             row = (
@@ -137,6 +160,7 @@ class PostgresIdentityStore:
             return None
         return StoredKey(_key(row), row.secret_hash, row.secret_sealed, row.now)
 
+    @_outage_unavailable
     async def list_keys(self, account_id: str) -> list[ApiKey]:
         async with self.engine.connect() as conn:
             rows = await conn.execute(
@@ -146,6 +170,7 @@ class PostgresIdentityStore:
             )
             return [_key(r) for r in rows]
 
+    @_outage_unavailable
     async def revoke_key(self, account_id: str, key_id: str) -> ApiKey | None:
         async with self.engine.begin() as conn:
             await conn.execute(
@@ -166,14 +191,17 @@ class PostgresIdentityStore:
             ).first()
         return None if row is None else _key(row)
 
+    @_outage_unavailable
     async def has_keys(self) -> bool:
         async with self.engine.connect() as conn:
             return (await conn.execute(select(api_keys.c.key_id).limit(1))).first() is not None
 
+    @_outage_unavailable
     async def write_audit(self, entry: AuditEntry) -> None:
         async with self.engine.begin() as conn:
             await conn.execute(audit_log.insert().values(**_audit_values(entry)))
 
+    @_outage_unavailable
     async def list_audit(self, account_id: str, since: datetime | None) -> list[AuditEntry]:
         query = select(audit_log).where(audit_log.c.account_id == account_id)
         if since is not None:

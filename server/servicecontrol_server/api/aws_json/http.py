@@ -61,6 +61,9 @@ class AwsJsonEndpoint:
             except AwsError:
                 caller.key_id = _presented_key_id(request)
                 raise
+            except DomainError as exc:
+                # The key could not be looked up (the database is unavailable).
+                raise from_domain(exc, action.errors) from exc
             caller.key_id, caller.account_id, caller.role = key.key_id, key.account_id, key.role
             if caller.mutating and key.role is not Role.WRITER:
                 raise AwsError(
