@@ -52,10 +52,12 @@ SERVICES = [
     "other-client",
     "keyboard",
 ]
-BUDGET_SECONDS = 90
+# The scenarios take about 30 s on an idle machine; this only stops a hung run.
+HANG_SECONDS = 150
 
 pytestmark = [
     pytest.mark.slow,
+    pytest.mark.timeout(HANG_SECONDS + 60),
     pytest.mark.skipif(NODE is None, reason="node is not installed"),
     pytest.mark.skipif(
         not (REPO / "node_modules" / "playwright-core").is_dir(),
@@ -117,7 +119,7 @@ class Run:
 
 
 async def run_script(config: dict[str, Any], outside: Outside) -> Run:
-    """Runs scenarios.js, answering its requests, until it exits (or the budget ends)."""
+    """Runs scenarios.js, answering its requests, until it exits (or it hangs)."""
     assert NODE is not None
     proc = await asyncio.create_subprocess_exec(
         NODE,
@@ -131,7 +133,7 @@ async def run_script(config: dict[str, Any], outside: Outside) -> Run:
     assert proc.stdin is not None and proc.stdout is not None and proc.stderr is not None
     run = Run()
     try:
-        async with asyncio.timeout(BUDGET_SECONDS):
+        async with asyncio.timeout(HANG_SECONDS):
             while line := await proc.stdout.readline():
                 message = json.loads(line)
                 if "need" in message:
@@ -216,7 +218,6 @@ async def test_the_console_in_a_real_browser(server: Harness, tmp_path: Path) ->
     assert run.page_errors == [], run.page_errors
     # The list shows another client's delete within a second, without a reload.
     assert measures["live-first-change-ms"] < 1000, measures
-    assert elapsed < BUDGET_SECONDS, elapsed
     print(
         "console browser scenarios:",
         {name: r["ms"] for name, r in results.items()},
