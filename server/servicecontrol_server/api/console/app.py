@@ -43,7 +43,8 @@ SECURITY_HEADERS = {
     "Content-Security-Policy": CSP,
     "X-Content-Type-Options": "nosniff",
     "X-Frame-Options": "DENY",
-    "Referrer-Policy": "no-referrer",
+    # Not no-referrer: Chromium then sends `Origin: null` with same-origin form posts.
+    "Referrer-Policy": "same-origin",
     "Cache-Control": "no-store",
 }
 PAGE_SIZE = 20
