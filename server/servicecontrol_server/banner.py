@@ -15,6 +15,7 @@ class Endpoints:
     data_dir: Path
     account: str
     credentials_path: Path | None = None
+    console: str | None = None
 
 
 def describe_account(account: str, credentials_path: Path | None = None) -> str:
@@ -28,6 +29,8 @@ def lines(version: str, endpoints: Endpoints) -> list[str]:
     rows = [("gRPC", endpoints.grpc)]
     if endpoints.aws:
         rows.append(("App Runner", f"http://{endpoints.aws}"))
+    if endpoints.console:
+        rows.append(("console", f"http://{endpoints.console}/"))
     if endpoints.metrics:
         rows.append(("metrics", f"http://{endpoints.metrics}/metrics"))
     rows.append(("data dir", str(endpoints.data_dir)))

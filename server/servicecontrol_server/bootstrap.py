@@ -250,6 +250,7 @@ class Bound:
     grpc: str
     aws: str | None
     metrics: str | None = None
+    console: str | None = None
 
 
 def bound_address(listen: str, port: int) -> str:
@@ -307,13 +308,14 @@ async def serve(
     from aiohttp import web
 
     from .api.aws_json import start_aws_http
+    from .api.console import start_console
     from .api.ops_http import start_ops_http
     from .api.server import start_grpc
 
     s = app.settings
     server, port, health_servicer = await start_grpc(app.use_cases, s.grpc_listen)
     runners: list[web.AppRunner] = []
-    aws_address = metrics_address = None
+    aws_address = metrics_address = console_address = None
     try:
         if s.aws_listen:
             with _binding("App Runner", s.aws_listen, "aws_listen"):
@@ -325,13 +327,20 @@ async def serve(
                 ops, ops_port = await start_ops_http(s.metrics_listen, *ops_probes(app))
             runners.append(ops)
             metrics_address = bound_address(s.metrics_listen, ops_port)
+        if s.console_listen:
+            with _binding("console", s.console_listen, "console_listen"):
+                console, console_port = await start_console(app.use_cases, s.console_listen)
+            runners.append(console)
+            console_address = bound_address(s.console_listen, console_port)
     except BaseException:
         for runner in runners:
             await runner.cleanup()
         await server.stop(0)
         raise
     if ready is not None:
-        ready(Bound(bound_address(s.grpc_listen, port), aws_address, metrics_address))
+        ready(
+            Bound(bound_address(s.grpc_listen, port), aws_address, metrics_address, console_address)
+        )
     tasks = app.background_tasks(stop, workers=s.workers_in_server, role="serve")
     await stop.wait()
     log.info("shutting down")

@@ -115,6 +115,9 @@ def _parser() -> argparse.ArgumentParser:
         "--metrics-listen",
         help="host:port of /metrics, /healthz and /readyz (default 127.0.0.1:9464)",
     )
+    serve.add_argument(
+        "--console", metavar="HOST:PORT", help="the web console (default 127.0.0.1:50090; '' off)"
+    )
     serve.add_argument("--workers", type=int, help="job workers inside the server (0: none)")
     serve.add_argument("--no-migrate", action="store_true", help="do not migrate on start")
     serve.add_argument("--tls-cert", type=Path, help="PEM certificate (chain): serve TLS")
@@ -230,6 +233,8 @@ def _settings(args: argparse.Namespace) -> Settings:
     ):
         if getattr(args, flag, None) is not None:
             overrides[flag] = getattr(args, flag)
+    if getattr(args, "console", None) is not None:
+        overrides["console_listen"] = args.console
     if getattr(args, "workers", None) is not None:
         overrides["workers_in_server"] = args.workers
     if getattr(args, "no_migrate", False):
@@ -277,6 +282,7 @@ def _announce(settings: Settings, bound: Any) -> None:
         data_dir=settings.data_dir.expanduser().absolute(),
         account=settings.default_account,
         credentials_path=_credentials_file(settings),
+        console=bound.console,
     )
     if logs.use_json(settings.log_format, sys.stderr):
         log.info(
@@ -285,6 +291,7 @@ def _announce(settings: Settings, bound: Any) -> None:
                 "grpc": endpoints.grpc,
                 "aws": endpoints.aws,
                 "metrics": endpoints.metrics,
+                "console": endpoints.console,
                 "data_dir": str(endpoints.data_dir),
                 "account": endpoints.account,
             },

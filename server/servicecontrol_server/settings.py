@@ -27,6 +27,12 @@ class Settings(BaseSettings):
     aws_listen: str = "127.0.0.1:50080"
     # Prometheus /metrics, /healthz and /readyz over HTTP; empty: off.
     metrics_listen: str = "127.0.0.1:9464"
+    # The web console (sign in with an API key); empty: off. Loopback unless told
+    # otherwise. With both TLS files set it serves HTTPS and its cookies are Secure.
+    console_listen: str = "127.0.0.1:50090"
+    console_tls_cert_file: Path | None = None
+    console_tls_key_file: Path | None = None
+    console_session_seconds: int = Field(default=8 * 3600, ge=60)
     # Workers inside `serve`; 0 leaves jobs to `servicecontrol worker` processes.
     workers_in_server: int = Field(default=2, ge=0)
 

@@ -167,6 +167,7 @@ async def test_entry_points_run_with_the_compose_environment(
     server_env["SERVICECONTROL_GRPC_LISTEN"] = "127.0.0.1:0"
     server_env["SERVICECONTROL_AWS_LISTEN"] = "127.0.0.1:0"
     server_env["SERVICECONTROL_METRICS_LISTEN"] = "127.0.0.1:0"
+    server_env["SERVICECONTROL_CONSOLE_LISTEN"] = "127.0.0.1:0"
     worker_env = {**base, **compose_env("worker", database_url, s3_server)}
     push = await asyncio.create_subprocess_exec(
         str(BIN / "servicecontrol"),
@@ -192,6 +193,7 @@ async def test_entry_points_run_with_the_compose_environment(
         line = (await asyncio.wait_for(server.stdout.readline(), 90)).decode()
         port = re.search(r"port=(\d+)", line)
         assert port, line
+        await _the_console_answers(tmp_path / "server.log")
         # The server runs no workers (`--workers 0`): only the worker process can finish.
         worker = await asyncio.create_subprocess_exec(
             str(BIN / "servicecontrol"),
@@ -238,3 +240,21 @@ async def test_entry_points_run_with_the_compose_environment(
             if proc is not None and proc.returncode is None:
                 proc.send_signal(signal.SIGTERM)
                 assert await asyncio.wait_for(proc.wait(), 30) == 0
+
+
+async def _the_console_answers(log: Path) -> None:
+    """`serve` starts the web console beside the APIs: its sign-in page answers."""
+    import json
+
+    import aiohttp
+
+    entries = [json.loads(line) for line in log.read_text().splitlines() if line.startswith("{")]
+    console = [e for e in entries if e.get("message") == "serving the console"]
+    assert console, entries
+    async with (
+        aiohttp.ClientSession() as http,
+        http.get(f"http://127.0.0.1:{console[0]['port']}/signin") as answer,
+    ):
+        assert answer.status == 200
+        assert "script-src 'self'" in answer.headers["Content-Security-Policy"]
+        assert "API key" in await answer.text()

@@ -63,6 +63,7 @@ async def test_grpcurl_walkthrough_works_when_pasted(
         SERVICECONTROL_AWS_LISTEN="",
         SERVICECONTROL_LOG_FORMAT="json",
         SERVICECONTROL_METRICS_LISTEN="127.0.0.1:0",
+        SERVICECONTROL_CONSOLE_LISTEN="",
     )
     server = await asyncio.create_subprocess_exec(
         str(BIN / "servicecontrol"),
@@ -135,6 +136,7 @@ async def test_embedded_defaults_keep_data_across_restarts(
         SERVICECONTROL_GRPC_LISTEN="127.0.0.1:0",
         SERVICECONTROL_AWS_LISTEN="",
         SERVICECONTROL_METRICS_LISTEN="",
+        SERVICECONTROL_CONSOLE_LISTEN="",
     )
     push = await asyncio.create_subprocess_exec(
         str(BIN / "servicecontrol"),

@@ -1116,6 +1116,7 @@ async def test_event_feed_follows_an_accounts_relayed_events(backend: Backend) -
                 uow.record(event)
             await uow.commit()
 
+    assert await backend.feed.head(ACCOUNT) == 0
     await record(Event(ACCOUNT, arn_a, "one", {"n": 1}), Event(OTHER, arn_a, "theirs", {}))
     await record(Event(ACCOUNT, arn_b, "two", {"n": 2}))
     await record(Event(ACCOUNT, arn_a, "three", {"n": 3}))
@@ -1138,6 +1139,9 @@ async def test_event_feed_follows_an_accounts_relayed_events(backend: Backend) -
     ]
     positions = [r.position for r in everything]
     assert positions == sorted(positions) and len(set(positions)) == 3
+    # The head is the account's latest relayed position: "from now on" as a cursor.
+    assert await backend.feed.head(ACCOUNT) == positions[-1]
+    assert 0 < await backend.feed.head(OTHER) < positions[-1]
     after_first = await asyncio.wait_for(take(2, positions[0]), 10)
     assert [r.type for r in after_first] == ["two", "three"]
     of_a = await asyncio.wait_for(take(2, 0, arn_a), 10)
@@ -1151,6 +1155,7 @@ async def test_event_feed_follows_an_accounts_relayed_events(backend: Backend) -
     await backend.relay()
     live = await asyncio.wait_for(waiting, 10)
     assert live.type == "four" and live.position > positions[-1]
+    assert await backend.feed.head(ACCOUNT) == live.position
     stop.set()
     with pytest.raises(StopAsyncIteration):
         await asyncio.wait_for(anext(stream), 10)

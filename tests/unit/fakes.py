@@ -1189,6 +1189,14 @@ class FakeEventFeed:
         self.db = db
         self.follows: list[tuple[str, int, str | None]] = []
 
+    async def head(self, account_id: str) -> int:
+        positions = [
+            row.position or 0
+            for row in self.db.relayed_events()
+            if row.event.account_id == account_id
+        ]
+        return max(positions, default=0)
+
     async def follow(
         self,
         account_id: str,

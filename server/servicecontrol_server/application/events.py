@@ -17,6 +17,11 @@ class EventQueries:
     def __init__(self, feed: EventFeed) -> None:
         self.feed = feed
 
+    async def head(self, account_id: str) -> str:
+        """A cursor from which `watch` streams only what happens from now on: read it
+        before reading the state it brings up to date, and nothing is missed."""
+        return str(await self.feed.head(account_id))
+
     def watch(
         self, account_id: str, cursor: str, resource_arn: str = ""
     ) -> AsyncGenerator[EventRecord, None]:

@@ -23,6 +23,10 @@ class EventRecord:
 
 
 class EventFeed(Protocol):
+    async def head(self, account_id: str) -> int:
+        """The account's latest relayed position (0 if none): a cursor for "from now on"."""
+        ...
+
     def follow(
         self,
         account_id: str,
