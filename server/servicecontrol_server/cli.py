@@ -211,32 +211,35 @@ def _identity_parsers(sub: Any) -> None:
     )
 
 
+# Flags and the settings they set, applied when given (None: not given).
+_FLAG_SETTINGS = {
+    "data_dir": "data_dir",
+    "database_url": "database_url",
+    "s3_endpoint": "s3_endpoint",
+    "listen": "grpc_listen",
+    "aws_listen": "aws_listen",
+    "metrics_listen": "metrics_listen",
+    "console": "console_listen",
+    "log_format": "log_format",
+    "tls_cert": "tls_cert",
+    "tls_key": "tls_key",
+    "tls_client_ca": "tls_client_ca",
+    "workers": "workers_in_server",
+}
+
+
 def _settings(args: argparse.Namespace) -> Settings:
     """Settings from the environment, with the command line's flags on top."""
     overrides: dict[str, Any] = {}
-    if args.data_dir:
-        overrides["data_dir"] = args.data_dir
-    if args.database_url:
-        overrides["database_url"] = args.database_url
-    if args.s3_endpoint:
-        overrides["s3_endpoint"] = args.s3_endpoint
-    if getattr(args, "listen", None):
-        overrides["grpc_listen"] = args.listen
-    # Flags named as their setting, applied when given.
-    for flag in (
-        "aws_listen",
-        "metrics_listen",
-        "log_format",
-        "tls_cert",
-        "tls_key",
-        "tls_client_ca",
-    ):
-        if getattr(args, flag, None) is not None:
-            overrides[flag] = getattr(args, flag)
-    if getattr(args, "console", None) is not None:
-        overrides["console_listen"] = args.console
-    if getattr(args, "workers", None) is not None:
-        overrides["workers_in_server"] = args.workers
+    for flag, setting in _FLAG_SETTINGS.items():
+        value = getattr(args, flag, None)
+        # An empty --data-dir, --database-url, --s3-endpoint or --listen means "not given";
+        # an empty --aws-listen, --metrics-listen or --console turns that endpoint off.
+        if value is None or (
+            value == "" and flag in ("data_dir", "database_url", "s3_endpoint", "listen")
+        ):
+            continue
+        overrides[setting] = value
     if getattr(args, "no_migrate", False):
         overrides["migrate_on_start"] = False
     if getattr(args, "insecure", False):
