@@ -99,7 +99,7 @@ async def test_grpcurl_walkthrough_works_when_pasted(
         assert '"imageIdentifier": "hello-web:1.0"' in text
         # The audit log holds a row for each of the walkthrough's mutations, under the
         # development key; the delete's row links its operation.
-        credentials = read_credentials(tmp_path / "data" / "credentials")
+        credentials = read_credentials(embedded_data_dir / "credentials")
         key_id = credentials["AWS_ACCESS_KEY_ID"]
         audit = [line for line in text.splitlines() if f" key={key_id} " in line]
         assert [line.split()[1:3] for line in audit] == [
@@ -113,7 +113,7 @@ async def test_grpcurl_walkthrough_works_when_pasted(
         assert f"operation={operation[1]}" in audit[2]
         # The development key was printed once, at the first start, and is kept private.
         assert credentials["SERVICECONTROL_API_KEY"] in (tmp_path / "serve.log").read_text()
-        mode = (tmp_path / "data" / "credentials").stat().st_mode & 0o777
+        mode = (embedded_data_dir / "credentials").stat().st_mode & 0o777
         assert mode == 0o600
     finally:
         server.send_signal(signal.SIGTERM)
@@ -168,7 +168,7 @@ async def test_embedded_defaults_keep_data_across_restarts(
         assert await asyncio.wait_for(proc.wait(), 30) == 0
 
     proc, target = await serving()
-    credentials = read_credentials(tmp_path / "data" / "credentials")
+    credentials = read_credentials(embedded_data_dir / "credentials")
     auth = (("authorization", f"Bearer {credentials['SERVICECONTROL_API_KEY']}"),)
     try:
         async with grpc.aio.insecure_channel(target) as channel:
@@ -203,7 +203,7 @@ async def test_embedded_defaults_keep_data_across_restarts(
     copies = list((embedded_data_dir / "objects").rglob("manifest.json"))
     assert len(copies) == 1
     # One development key, made at the first start only, and still the one on file.
-    assert read_credentials(tmp_path / "data" / "credentials") == credentials
+    assert read_credentials(embedded_data_dir / "credentials") == credentials
     log = (tmp_path / "serve.log").read_text()
     assert log.count("development credentials") == 1
     assert log.count(credentials["SERVICECONTROL_API_KEY"]) == 1

@@ -29,6 +29,8 @@ GLOBAL_FLAGS = {
     "--api-key",
     "--tls",
     "--ca-file",
+    "--cert-file",
+    "--key-file",
     "--output",
     "--query",
     "--timeout",

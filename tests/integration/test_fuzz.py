@@ -129,6 +129,10 @@ def _call_grpc(server: FuzzServer, method: str, body: bytes, metadata: Any) -> g
                 break
             stream.cancel()
             return grpc.StatusCode.OK
+        if descriptor.client_streaming:
+            # PushImage: the fuzzed message is the stream's one message.
+            channel.stream_unary(path)(iter([body]), metadata=metadata, timeout=15)
+            return grpc.StatusCode.OK
         timeout = STREAM_WAIT_SECONDS * 3 if method == "WaitOperation" else 15
         channel.unary_unary(path)(body, metadata=metadata, timeout=timeout)
         return grpc.StatusCode.OK

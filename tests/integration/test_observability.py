@@ -105,8 +105,9 @@ async def test_app_runner_calls_have_access_lines(
     harness: Harness, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.INFO)
-    answer = await raw_call(harness.aws_port, "AppRunner.ListServices", {})
-    unknown = await raw_call(harness.aws_port, "AppRunner.NoSuchThing", {})
+    signed = harness.aws_credentials()
+    answer = await raw_call(harness.aws_port, "AppRunner.ListServices", {}, credentials=signed)
+    unknown = await raw_call(harness.aws_port, "AppRunner.NoSuchThing", {}, credentials=signed)
     lines = [r for r in records(caplog, "call") if r.endpoint == "aws"]  # type: ignore[attr-defined]
     assert [(r.method, r.code) for r in lines] == [  # type: ignore[attr-defined]
         ("ListServices", "200"),

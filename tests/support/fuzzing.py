@@ -347,6 +347,17 @@ def valid_requests(seeds: Seeds) -> dict[str, dict[str, Any]]:
             "runtime_environment_variables": {"GREETING": "hello"},
         },
     }
+    upload = {
+        "image_identifier": "fuzzed:1",
+        "config": {"digest": "sha256:" + "0" * 64, "size": 2},
+        "layers": [
+            {
+                "digest": "sha256:" + "1" * 64,
+                "size": 3,
+                "media_type": "application/vnd.oci.image.layer.v1.tar",
+            }
+        ],
+    }
     configs = {
         "source_configuration": {"image_repository": image, "auto_deployments_enabled": False},
         "instance_configuration": {"cpu": "1 vCPU", "memory": "2 GB"},
@@ -371,6 +382,8 @@ def valid_requests(seeds: Seeds) -> dict[str, dict[str, Any]]:
         "DescribeCustomDomains": {"service_arn": arn, "page_size": 1},
         "ListCertificates": {"domain_name": "www.example.com", "page_size": 1},
         "WatchEvents": {"resource_arn": arn, "cursor": "0"},
+        "GetImageUploadStatus": {"header": upload},
+        "PushImage": {"header": upload},
     }
 
 
