@@ -105,7 +105,8 @@ async def test_nul_bytes_are_invalid_request_on_app_runner(harness: Harness) -> 
             }
         },
     }
-    answer = await raw_call(harness.aws_port, "AppRunner.CreateService", body)
+    signed = harness.aws_credentials()
+    answer = await raw_call(harness.aws_port, "AppRunner.CreateService", body, credentials=signed)
     assert answer.status == 400, answer.body
     assert answer.json()["__type"] == "InvalidRequestException"
     assert "RuntimeEnvironmentVariables" in answer.json()["Message"]
@@ -114,9 +115,12 @@ async def test_nul_bytes_are_invalid_request_on_app_runner(harness: Harness) -> 
         harness.aws_port,
         "AppRunner.ListOperations",
         b'{"ServiceArn": "arn:aws:apprunner:us-east-1:111111111111:service/x/\\ud800"}',
+        credentials=signed,
     )
     assert (answer.status, answer.json()["__type"]) == (400, "InvalidRequestException")
-    answer = await raw_call(harness.aws_port, "AppRunner.ListServices", {"NextToken": "\x00"})
+    answer = await raw_call(
+        harness.aws_port, "AppRunner.ListServices", {"NextToken": "\x00"}, credentials=signed
+    )
     assert (answer.status, answer.json()["__type"]) == (400, "InvalidRequestException")
     assert await rows(harness) == before
 

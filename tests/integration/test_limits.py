@@ -18,7 +18,7 @@ from grpc_status import rpc_status
 
 from servicecontrol.v1 import resources_pb2 as pb
 from servicecontrol.v1 import service_control_pb2 as api
-from tests.support.aws import ACCESS_KEY, REGION, SECRET_KEY, raw_call
+from tests.support.aws import REGION, raw_call
 from tests.support.rpc import expect_error
 from tests.support.server import (
     ACCOUNT,
@@ -126,8 +126,11 @@ async def test_mutations_are_throttled_on_app_runner_and_botocore_retries(
     limited: Harness,
 ) -> None:
     arn = f"arn:aws:apprunner:us-east-1:{ACCOUNT}:service/x/" + "0" * 32
+    signed = limited.aws_credentials()
     answers = [
-        await raw_call(limited.aws_port, "AppRunner.PauseService", {"ServiceArn": arn})
+        await raw_call(
+            limited.aws_port, "AppRunner.PauseService", {"ServiceArn": arn}, credentials=signed
+        )
         for _ in range(3)
     ]
     assert [a.json()["__type"] for a in answers[:2]] == ["ResourceNotFoundException"] * 2
@@ -137,14 +140,16 @@ async def test_mutations_are_throttled_on_app_runner_and_botocore_retries(
         "apprunner",
         endpoint_url=f"http://127.0.0.1:{limited.aws_port}",
         region_name=REGION,
-        aws_access_key_id=ACCESS_KEY,
-        aws_secret_access_key=SECRET_KEY,
+        aws_access_key_id=signed[0],
+        aws_secret_access_key=signed[1],
         config=Config(retries={"mode": "standard", "total_max_attempts": 10}),
     )
 
     async def drain() -> None:
         for _ in range(10):
-            answer = await raw_call(limited.aws_port, "AppRunner.PauseService", {"ServiceArn": arn})
+            answer = await raw_call(
+                limited.aws_port, "AppRunner.PauseService", {"ServiceArn": arn}, credentials=signed
+            )
             if answer.json()["__type"] == "ThrottlingException":
                 return
         raise AssertionError("the bucket never ran dry")

@@ -11,7 +11,7 @@ from typing import Any, TypeVar
 
 import grpc
 from google.protobuf import any_pb2, duration_pb2
-from google.protobuf.message import Message
+from google.protobuf.message import DecodeError, Message
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
@@ -133,6 +133,9 @@ def translated(fn: Handler[Req, Resp]) -> Handler[Req, Resp]:
             return await fn(self, request, context)
         except errors.DomainError as exc:
             await abort(context, to_status(exc))
+        except DecodeError:
+            # A streamed request message that does not parse: the caller's body.
+            await abort(context, to_status(malformed_message()))
         except (grpc.aio.AbortError, grpc.RpcError):
             raise
         except Exception as exc:  # noqa: BLE001 - the boundary: nothing unexplained escapes
@@ -156,6 +159,8 @@ def translated_stream(fn: StreamHandler[Req, Resp]) -> StreamHandler[Req, Resp]:
                 yield message
         except errors.DomainError as exc:
             await abort(context, to_status(exc))
+        except DecodeError:
+            await abort(context, to_status(malformed_message()))
         except (grpc.aio.AbortError, grpc.RpcError):
             raise
         except Exception as exc:  # noqa: BLE001 - the boundary: nothing unexplained escapes
@@ -163,3 +168,11 @@ def translated_stream(fn: StreamHandler[Req, Resp]) -> StreamHandler[Req, Resp]:
 
     wrapper.__translated__ = True  # type: ignore[attr-defined]
     return wrapper
+
+
+def malformed_message() -> errors.InvalidRequest:
+    """A request body that is not a valid protobuf message of the method's type."""
+    return errors.InvalidRequest(
+        [errors.FieldViolation("", "the request body is not a valid protobuf message")],
+        "The request body is not a valid protobuf message of the method's type.",
+    )

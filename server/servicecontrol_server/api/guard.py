@@ -21,7 +21,7 @@ from ..application.rate_limit import MutationRateLimiter
 from ..application.service_commands import MAX_WAIT_SECONDS
 from ..domain.errors import DomainError, FieldViolation, InvalidRequest, RequestTimedOut
 from ..domain.text import MAX_FIELD_CHARS, text_violations
-from .errors import abort, internal_status, to_status
+from .errors import abort, internal_status, malformed_message, to_status
 
 log = logging.getLogger(__name__)
 
@@ -64,14 +64,7 @@ def _deserializer(parse: Callable[[bytes], Any]) -> Callable[[bytes], Any]:
             message = parse(raw)
         except Exception as exc:  # noqa: BLE001 - any parse failure is the caller's body
             log.info("malformed request body", extra={"error": type(exc).__name__})
-            return _Refused(
-                to_status(
-                    InvalidRequest(
-                        [FieldViolation("", "the request body is not a valid protobuf message")],
-                        "The request body is not a valid protobuf message of the method's type.",
-                    )
-                )
-            )
+            return _Refused(to_status(malformed_message()))
         # Only a body holding a 0x00 byte or a very long field can break a text rule
         # (the parser already refuses invalid UTF-8): the common case costs one scan.
         if isinstance(message, Message) and (b"\x00" in raw or len(raw) > MAX_FIELD_CHARS):
