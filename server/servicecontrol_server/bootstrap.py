@@ -33,6 +33,7 @@ from .application.jobs import ServiceJob, job_handlers
 from .application.ports import ObjectStore, UnitOfWorkFactory
 from .application.reaper import Reaper
 from .application.service_commands import ServiceCommands
+from .application.tag_commands import TagCommands
 from .engine.worker import Worker
 from .settings import Settings
 
@@ -154,6 +155,7 @@ async def build(settings: Settings, url: str, *, migrate: bool | None = None) ->
         commands=ServiceCommands(uow, settings, store, listener),
         connections=resources.connections,
         domains=resources.domains,
+        tags=TagCommands(uow, settings),
         events=EventQueries(
             EventLog(engine, listener=listener, poll_seconds=settings.job_poll_seconds)
         ),

@@ -17,7 +17,7 @@ from sqlalchemy import BigInteger, Column, Index, MetaData, Text, text
 from servicecontrol_server.adapters.postgres import migrate, schema
 from servicecontrol_server.adapters.postgres.database import libpq_url, with_database
 
-HEAD = "0001"
+HEAD = "0004"
 
 
 @pytest.fixture

@@ -96,6 +96,7 @@ def every_event() -> list[events.Event]:
             CERT, CertificateStatus.VALIDATION_FAILED, SERVICE.service_arn
         ),
         events.certificate_purged(ACCOUNT, CERT.certificate_arn, "example.com", "expired"),
+        events.tags_changed(ACCOUNT, SERVICE.service_arn, {"team": "web"}, ["old"]),
     ]
     return made
 

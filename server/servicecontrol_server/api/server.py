@@ -29,6 +29,7 @@ async def start_grpc(
         use_cases.events,
         connections=use_cases.connections,
         domains=use_cases.domains,
+        tags=use_cases.tags,
     )
     service_control_pb2_grpc.add_ServiceControlServicer_to_server(servicer, server)
     health_servicer = health.HealthServicer()

@@ -18,17 +18,19 @@ from ..application.domain_commands import DomainCommands
 from ..application.events import EventQueries
 from ..application.results import Configs, MutationResult
 from ..application.service_commands import ServiceCommands
+from ..application.tag_commands import TagCommands
 from ..domain import names
 from ..domain.errors import FieldViolation, InvalidRequest
 from . import convert
 from .connections_rpc import ConnectionsRpc
 from .domains_rpc import DomainsRpc
 from .errors import translated, translated_stream
+from .tags_rpc import TagsRpc
 
 ACCOUNT_METADATA_KEY = "x-servicecontrol-account"
 
 
-class ServiceControlServicer(ConnectionsRpc, DomainsRpc, api_grpc.ServiceControlServicer):
+class ServiceControlServicer(ConnectionsRpc, DomainsRpc, TagsRpc, api_grpc.ServiceControlServicer):
     def __init__(
         self,
         commands: ServiceCommands,
@@ -37,12 +39,14 @@ class ServiceControlServicer(ConnectionsRpc, DomainsRpc, api_grpc.ServiceControl
         *,
         connections: ConnectionCommands,
         domains: DomainCommands,
+        tags: TagCommands,
     ) -> None:
         self.commands = commands
         self.default_account = default_account
         self.events = events
         self.connections = connections
         self.domains = domains
+        self.tags = tags
 
     def account(self, context: grpc.aio.ServicerContext) -> str:
         for key, value in context.invocation_metadata() or ():
@@ -63,7 +67,12 @@ class ServiceControlServicer(ConnectionsRpc, DomainsRpc, api_grpc.ServiceControl
         account = self.account(context)
         configs = _configs(request)
         result = await self.commands.create_service(
-            account, request.service_name, configs, request.request_id, request.validate_only
+            account,
+            request.service_name,
+            configs,
+            request.request_id,
+            request.validate_only,
+            tags=sorted(request.tags.items()),
         )
         return api.CreateServiceResponse(
             service=convert.service(result.service), operation_id=result.operation_id

@@ -9,6 +9,7 @@ from ..application.connection_commands import ConnectionCommands
 from ..application.domain_commands import DomainCommands
 from ..application.events import EventQueries
 from ..application.service_commands import ServiceCommands
+from ..application.tag_commands import TagCommands
 from ..settings import Settings
 
 
@@ -17,5 +18,6 @@ class UseCases:
     commands: ServiceCommands
     connections: ConnectionCommands
     domains: DomainCommands
+    tags: TagCommands
     events: EventQueries
     settings: Settings

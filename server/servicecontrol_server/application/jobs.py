@@ -331,6 +331,7 @@ class DeleteServiceJob(ServiceJob):
                 self.settings.certificate_retention_seconds,
             )
             connection = svc.connection_arn
+            await uow.tags.delete_all(svc.service_arn)
             await uow.services.mark_deleted(svc, self.settings.service_tombstone_retention_seconds)
             return {
                 "image_objects": int(ctx.progress.get("image_objects", 0)),

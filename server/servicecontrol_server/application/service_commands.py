@@ -6,12 +6,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
 from ..domain import configuration as config_rules
 from ..domain import events, names
+from ..domain import tags as tag_rules
 from ..domain.errors import (
     ConnectionNotAvailable,
     ConnectionNotFound,
@@ -158,6 +159,7 @@ class ServiceCommands:
         configs: Configs,
         request_id: str = "",
         validate_only: bool = False,
+        tags: Sequence[tuple[str, str]] = (),
     ) -> MutationResult:
         source = configs.source or {}
         violations: list[FieldViolation] = []
@@ -177,10 +179,11 @@ class ServiceCommands:
         violations += config_rules.validate_instance(configs.instance or {})
         violations += config_rules.validate_health_check(configs.health_check or {})
         violations += request_id_violations(request_id)
+        violations += tag_rules.tag_violations(tags) + tag_rules.check_count({}, dict(tags))
         if violations:
             raise InvalidRequest(violations)
 
-        fingerprint = request_fingerprint("CreateService", service_name, configs)
+        fingerprint = request_fingerprint("CreateService", service_name, configs, *tags)
         service_id = names.new_resource_id()
         operation_id = str(uuid.uuid4())
         region = self.settings.region
@@ -238,6 +241,7 @@ class ServiceCommands:
             if validate_only:
                 return MutationResult(service, "")
             await uow.services.add(service)
+            await uow.tags.put(account_id, service.service_arn, dict(tags))
             await self._start_operation(uow, service, OperationType.CREATE_SERVICE, operation_id)
             await uow.commit()
         return MutationResult(service, operation_id)

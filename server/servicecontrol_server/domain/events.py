@@ -53,6 +53,8 @@ class EventType(StrEnum):
     CERTIFICATE_ISSUED = "certificate.issued"
     CERTIFICATE_VALIDATION_FAILED = "certificate.validation_failed"
     CERTIFICATE_PURGED = "certificate.purged"
+    # TagResource / UntagResource changed a resource's tags.
+    TAGS_CHANGED = "tags.changed"
 
 
 _VERB = {
@@ -247,4 +249,15 @@ def certificate_purged(
         certificate_arn,
         EventType.CERTIFICATE_PURGED,
         {"domainName": domain_name, "reason": reason},
+    )
+
+
+def tags_changed(
+    account_id: str, resource_arn: str, added: dict[str, str], removed: list[str]
+) -> Event:
+    return _event(
+        account_id,
+        resource_arn,
+        EventType.TAGS_CHANGED,
+        {"added": dict(added), "removed": sorted(removed)},
     )

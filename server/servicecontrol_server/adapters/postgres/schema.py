@@ -288,3 +288,14 @@ custom_domains = Table(
     _ts("updated_at", default_now=True),
     PrimaryKeyConstraint("service_id", "domain_name"),
 )
+
+# Tags of any App Runner resource, by its ARN; deleted with the resource.
+resource_tags = Table(
+    "resource_tags",
+    metadata,
+    Column("resource_arn", Text, nullable=False),
+    Column("tag_key", Text, nullable=False),
+    Column("account_id", Text, nullable=False),
+    Column("tag_value", Text, nullable=False),
+    PrimaryKeyConstraint("resource_arn", "tag_key"),
+)

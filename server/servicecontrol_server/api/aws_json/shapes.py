@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 from typing import Any, Literal
 
 from ...domain import configuration as config_rules
+from ...domain import tags as tag_rules
 from ...domain.model import Connection, CustomDomain, Operation, Service
 from .errors import AwsError, invalid_request, serialization
 
@@ -270,13 +271,66 @@ def boolean(body: Mapping[str, Any], name: str) -> bool | None:
     return bool(value)
 
 
-def refuse_tags(body: Mapping[str, Any]) -> None:
-    tags = body.get("Tags")
-    if tags is None:
-        return
-    _check_type("list", tags, "Tags")
-    if tags:
-        raise invalid_request("Tags are not supported by this server.")
+def _constraint(value: Any, path: str, constraint: str) -> AwsError:
+    shown = "null" if value is None else f"'{str(value)[:100]}'"
+    return invalid_request(
+        f"1 validation error detected: Value {shown} at '{path}' failed to satisfy "
+        f"constraint: {constraint}"
+    )
+
+
+def _tag_key(value: Any, path: str) -> str:
+    if value is None:
+        raise _missing(path)
+    _check_type("string", value, path)
+    if not 1 <= len(value) <= tag_rules.MAX_KEY_LENGTH:
+        raise _constraint(
+            value, path, f"Member must have length between 1 and {tag_rules.MAX_KEY_LENGTH}"
+        )
+    if value.startswith(tag_rules.RESERVED_PREFIX):
+        raise _constraint(
+            value, path, "Member must satisfy regular expression pattern: ^(?!aws:).+"
+        )
+    return str(value)
+
+
+def tags(body: Mapping[str, Any], *, required: bool = False) -> list[tuple[str, str]]:
+    """`Tags`, a list of {Key, Value}, as (key, value) pairs in the order sent."""
+    value = body.get("Tags")
+    if value is None:
+        if required:
+            raise _missing("tags")
+        return []
+    _check_type("list", value, "Tags")
+    out: list[tuple[str, str]] = []
+    for i, tag in enumerate(value, start=1):
+        path = f"tags.{i}.member"
+        _check_type("object", tag, path)
+        key = _tag_key(tag.get("Key"), f"{path}.key")
+        item = tag.get("Value")
+        if item is None:
+            raise _missing(f"{path}.value")
+        _check_type("string", item, f"{path}.value")
+        if len(item) > tag_rules.MAX_VALUE_LENGTH:
+            raise _constraint(
+                item,
+                f"{path}.value",
+                f"Member must have length less than or equal to {tag_rules.MAX_VALUE_LENGTH}",
+            )
+        out.append((key, str(item)))
+    return out
+
+
+def tag_keys(body: Mapping[str, Any]) -> list[str]:
+    value = body.get("TagKeys")
+    if value is None:
+        raise _missing("tagKeys")
+    _check_type("list", value, "TagKeys")
+    return [_tag_key(key, f"tagKeys.{i}.member") for i, key in enumerate(value, start=1)]
+
+
+def tag_list(values: Mapping[str, str]) -> list[dict[str, str]]:
+    return [{"Key": key, "Value": value} for key, value in values.items()]
 
 
 def refuse_changed_fixed_settings(body: Mapping[str, Any], region: str, account_id: str) -> None:
