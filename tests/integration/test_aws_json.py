@@ -637,7 +637,7 @@ async def test_custom_domains(harness: Harness, aws: AppRunnerClient) -> None:
     assert (domain["DomainName"], domain["EnableWWWSubdomain"], domain["Status"]) == (
         "shop.example.com",
         True,
-        "PENDING_CERTIFICATE_DNS_VALIDATION",
+        "pending_certificate_dns_validation",
     )
     records = domain["CertificateValidationRecords"]
     assert len(records) == 2  # the domain and its www subdomain
@@ -665,7 +665,7 @@ async def test_custom_domains(harness: Harness, aws: AppRunnerClient) -> None:
     ]
 
     unlinked = await aws.disassociate_custom_domain(ServiceArn=arn, DomainName="api.example.com")
-    assert unlinked["CustomDomain"]["Status"] == "DELETING"
+    assert unlinked["CustomDomain"]["Status"] == "deleting"
     with pytest.raises(aws.exceptions.ResourceNotFoundException):
         await aws.disassociate_custom_domain(ServiceArn=arn, DomainName="api.example.com")
 

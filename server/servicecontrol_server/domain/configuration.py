@@ -9,7 +9,7 @@ import re
 from typing import Any
 
 from .errors import FieldViolation
-from .names import parse_arn, parse_image_identifier
+from .names import image_registry_type, parse_arn, parse_image_identifier
 
 CPU_RE = re.compile(r"256|512|1024|2048|4096|(0\.25|0\.5|1|2|4) vCPU")
 MEMORY_RE = re.compile(r"512|1024|2048|3072|4096|6144|8192|10240|12288|(0\.5|1|2|3|4|6|8|10|12) GB")
@@ -50,6 +50,15 @@ def validate_source(
                 parse_image_identifier(ident)
             except ValueError as exc:
                 violations.append(FieldViolation(field, str(exc)))
+            declared = image.get("image_repository_type") or ""
+            if declared and declared != image_registry_type(ident):
+                violations.append(
+                    FieldViolation(
+                        f"{prefix}.image_repository.image_repository_type",
+                        f"{declared} does not match the image identifier, which needs "
+                        f"{image_registry_type(ident)}",
+                    )
+                )
         config = image.get("image_configuration") or {}
         violations += _validate_image_configuration(
             config, f"{prefix}.image_repository.image_configuration"

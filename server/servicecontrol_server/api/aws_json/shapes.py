@@ -437,7 +437,8 @@ def service(svc: Service) -> dict[str, Any]:
         out["HealthCheckConfiguration"] = to_wire(HEALTH_CHECK_CONFIGURATION, config.health_check)
     out["AutoScalingConfigurationSummary"] = auto_scaling_summary(svc.region, svc.account_id)
     out["NetworkConfiguration"] = DEFAULT_NETWORK_CONFIGURATION
-    out["ObservabilityConfiguration"] = {"ObservabilityEnabled": False}
+    # No ObservabilityConfiguration: App Runner leaves it out of a service that has none,
+    # and Terraform reads its presence as a configuration block.
     return out
 
 
@@ -511,5 +512,8 @@ def custom_domain(domain: CustomDomain) -> dict[str, Any]:
         "DomainName": domain.domain_name,
         "EnableWWWSubdomain": domain.enable_www_subdomain,
         "CertificateValidationRecords": [_validation_record(r) for r in domain.validation_records],
-        "Status": domain.status.value,
+        # App Runner itself answers these in lowercase (`pending_certificate_dns_validation`),
+        # though its model lists them in uppercase; clients such as Terraform wait on the
+        # lowercase values.
+        "Status": domain.status.value.lower(),
     }
