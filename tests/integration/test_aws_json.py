@@ -195,6 +195,9 @@ async def test_configuration_round_trips_and_updates(
         ServiceArn=arn, InstanceConfiguration={"Cpu": "2 vCPU", "Memory": "4 GB"}
     )
     assert updated["Service"]["Status"] == "OPERATION_IN_PROGRESS"
+    # The answer shows the configuration being applied, not the one being replaced.
+    assert updated["Service"]["InstanceConfiguration"] == {"Cpu": "2 vCPU", "Memory": "4 GB"}
+    assert updated["Service"]["SourceConfiguration"] == source
     op = await harness.wait(updated["OperationId"])
     assert (op.type, op.status) == (pb.Operation.UPDATE_SERVICE, pb.Operation.SUCCEEDED)
     after = (await aws.describe_service(ServiceArn=arn))["Service"]
@@ -230,7 +233,6 @@ async def test_refusals_are_app_runners_modeled_errors(
     # What App Runner models but this server cannot do is refused, not ignored.
     refused_requests: list[dict[str, Any]] = [
         {"EncryptionConfiguration": {"KmsKey": "arn:aws:kms:us-east-1:111111111111:key/k"}},
-        {"Tags": [{"Key": "team", "Value": "web"}]},
         {"NetworkConfiguration": {"EgressConfiguration": {"EgressType": "VPC"}}},
         {
             "SourceConfiguration": {

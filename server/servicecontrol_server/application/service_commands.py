@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import uuid
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
@@ -297,7 +298,13 @@ class ServiceCommands:
                 else current.health_check,
             }
 
-        return await self._mutate(
+        applying: dict[str, Any] = {}
+
+        async def prepared(uow: UnitOfWork, service: Service) -> dict[str, Any]:
+            applying.update(await prepare(uow, service))
+            return applying
+
+        result = await self._mutate(
             account_id,
             service_arn,
             OperationType.UPDATE_SERVICE,
@@ -305,8 +312,18 @@ class ServiceCommands:
             request_id,
             validate_only,
             request_fingerprint("UpdateService", service_arn, configs, etag),
-            prepare,
+            prepared,
         )
+        current = result.service.configuration
+        if applying and current is not None:
+            # The answer shows the configuration being applied, as App Runner's does.
+            result.service.configuration = dataclasses.replace(
+                current,
+                source=applying["source"],
+                instance=applying["instance"],
+                health_check=applying["health_check"],
+            )
+        return result
 
     async def delete_service(
         self,
