@@ -256,20 +256,7 @@ class ServiceCommands:
         request_id: str = "",
         validate_only: bool = False,
     ) -> MutationResult:
-        violations = request_id_violations(request_id)
-        if configs.source is None and configs.instance is None and configs.health_check is None:
-            raise InvalidRequest(
-                [FieldViolation("service_arn", "no configuration given")],
-                "No configurations provided in the UpdateService request.",
-            )
-        if configs.source is not None:
-            violations += config_rules.validate_source(configs.source)
-        if configs.instance is not None:
-            violations += config_rules.validate_instance(configs.instance)
-        if configs.health_check is not None:
-            violations += config_rules.validate_health_check(configs.health_check)
-        if violations:
-            raise InvalidRequest(violations)
+        _check_update(configs, request_id)
 
         async def prepare(uow: UnitOfWork, service: Service) -> dict[str, Any]:
             current = service.configuration
@@ -314,16 +301,7 @@ class ServiceCommands:
             request_fingerprint("UpdateService", service_arn, configs, etag),
             prepared,
         )
-        current = result.service.configuration
-        if applying and current is not None:
-            # The answer shows the configuration being applied, as App Runner's does.
-            result.service.configuration = dataclasses.replace(
-                current,
-                source=applying["source"],
-                instance=applying["instance"],
-                health_check=applying["health_check"],
-            )
-        return result
+        return _showing(result, applying)
 
     async def delete_service(
         self,
@@ -540,6 +518,36 @@ class ServiceCommands:
             region=self.settings.region,
             not_found=_not_found,
         )
+
+
+def _check_update(configs: Configs, request_id: str) -> None:
+    violations = request_id_violations(request_id)
+    if configs.source is None and configs.instance is None and configs.health_check is None:
+        raise InvalidRequest(
+            [FieldViolation("service_arn", "no configuration given")],
+            "No configurations provided in the UpdateService request.",
+        )
+    if configs.source is not None:
+        violations += config_rules.validate_source(configs.source)
+    if configs.instance is not None:
+        violations += config_rules.validate_instance(configs.instance)
+    if configs.health_check is not None:
+        violations += config_rules.validate_health_check(configs.health_check)
+    if violations:
+        raise InvalidRequest(violations)
+
+
+def _showing(result: MutationResult, applying: dict[str, Any]) -> MutationResult:
+    """The update's answer shows the configuration being applied, as App Runner's does."""
+    current = result.service.configuration
+    if applying and current is not None:
+        result.service.configuration = dataclasses.replace(
+            current,
+            source=applying["source"],
+            instance=applying["instance"],
+            health_check=applying["health_check"],
+        )
+    return result
 
 
 def _not_found(service_arn: str) -> ServiceNotFound:
