@@ -114,8 +114,9 @@ RELAY_PENDING = text(
 )
 
 # Bounded batches through a materialized CTE keep each delete short so vacuum keeps up;
-# walking uq_outbox_position from the lowest position finds the oldest rows first, and
-# rows without a position (not yet relayed) are never candidates.
+# ix_outbox_delivered finds the rows delivered longest ago first (and, when none is old
+# enough, answers at once instead of reading the table), and rows without a position
+# (not yet relayed) are never candidates.
 PRUNE_DELIVERED = text(
     """
     WITH doomed AS MATERIALIZED (
@@ -123,7 +124,7 @@ PRUNE_DELIVERED = text(
         FROM outbox
         WHERE position IS NOT NULL
           AND delivered_at < now() - make_interval(secs => :older_than_seconds)
-        ORDER BY position
+        ORDER BY delivered_at
         LIMIT :batch
         FOR UPDATE SKIP LOCKED
     )

@@ -199,6 +199,10 @@ jobs = Table(
     _ts("updated_at", default_now=True),
     Index("ix_jobs_ready", "run_at", "job_id", postgresql_where=text("state = 'queued'")),
     Index("ix_jobs_leases", "lease_expires_at", postgresql_where=text("state = 'running'")),
+    # Failed jobs are few but live beside any backlog of queued ones: a resumed delete
+    # finds its service's, and the reaper walks them, without reading the queue.
+    Index("ix_jobs_failed", "job_id", postgresql_where=text("state = 'failed'")),
+    Index("ix_jobs_failed_service", "service_id", postgresql_where=text("state = 'failed'")),
 )
 
 # Positions of relayed outbox rows (created by the migration; used only in raw SQL).
@@ -225,6 +229,8 @@ outbox = Table(
         "position",
         postgresql_where=text("position IS NOT NULL"),
     ),
+    # Pruning finds the rows delivered longest ago, and none at all when none is old.
+    Index("ix_outbox_delivered", "delivered_at", postgresql_where=text("position IS NOT NULL")),
 )
 
 connections = Table(
@@ -248,6 +254,13 @@ connections = Table(
         postgresql_where=text("status <> 'DELETED'"),
     ),
     Index("ix_connections_purge_at", "purge_at", postgresql_where=text("purge_at IS NOT NULL")),
+    # ListConnections: newest first, tombstones included.
+    Index(
+        "ix_connections_listing",
+        "account_id",
+        text("created_at DESC"),
+        text("connection_id DESC"),
+    ),
 )
 
 # Certificate records outlive their associations for the retention window.
@@ -287,6 +300,16 @@ custom_domains = Table(
     _ts("created_at", default_now=True),
     _ts("updated_at", default_now=True),
     PrimaryKeyConstraint("service_id", "domain_name"),
+    # Whether a certificate record is still referenced (its purge checks).
+    Index("ix_custom_domains_certificate", "certificate_id"),
+    # The DNS validation pass walks the associations waiting for it, oldest first.
+    Index(
+        "ix_custom_domains_awaiting",
+        "created_at",
+        "service_id",
+        "domain_name",
+        postgresql_where=text("status = 'PENDING_CERTIFICATE_DNS_VALIDATION'"),
+    ),
 )
 
 # Tags of any App Runner resource, by its ARN; deleted with the resource.

@@ -150,7 +150,9 @@ PURGE_REQUEST_IDS = text(
 )
 
 # Failed jobs whose service is gone: kept until now so that a later delete could resume
-# from their progress, which can no longer happen.
+# from their progress, which can no longer happen. The service is looked up per failed
+# job (a correlated subquery, not NOT EXISTS, which the planner may turn into a scan of
+# every service): failed jobs are few and walked in ix_jobs_failed order.
 PURGE_ORPHANED_FAILED_JOBS = text(
     """
     WITH doomed AS MATERIALIZED (
@@ -158,7 +160,7 @@ PURGE_ORPHANED_FAILED_JOBS = text(
         FROM jobs AS j
         WHERE j.state = 'failed'
           AND j.service_id IS NOT NULL
-          AND NOT EXISTS (SELECT 1 FROM services AS s WHERE s.service_id = j.service_id)
+          AND (SELECT 1 FROM services AS s WHERE s.service_id = j.service_id) IS NULL
         ORDER BY j.job_id
         LIMIT :batch
         FOR UPDATE SKIP LOCKED

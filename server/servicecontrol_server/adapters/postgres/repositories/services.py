@@ -90,18 +90,26 @@ class ServiceRepository:
         ).scalar_one()
 
     async def list_live(self, account_id: str, after: Cursor | None, limit: int) -> list[Service]:
-        query = (
-            select(services, service_configurations)
-            .outerjoin(
-                service_configurations,
-                service_configurations.c.service_id == services.c.service_id,
-            )
-            .where(
+        # The page is cut from ix_services_live_listing first and only its rows are
+        # joined with their configuration, whatever the sizes of the two tables.
+        page = newest_first(
+            select(services).where(
                 services.c.account_id == account_id,
                 services.c.status != ServiceStatus.DELETED.value,
+            ),
+            services.c.created_at,
+            services.c.service_id,
+            after,
+            limit,
+        ).subquery("page")
+        query = (
+            select(page, service_configurations)
+            .outerjoin(
+                service_configurations,
+                service_configurations.c.service_id == page.c.service_id,
             )
+            .order_by(page.c.created_at.desc(), page.c.service_id.desc())
         )
-        query = newest_first(query, services.c.created_at, services.c.service_id, after, limit)
         rows = (await self.conn.execute(query)).mappings().all()
         return [service_from_row(row) for row in rows]
 
