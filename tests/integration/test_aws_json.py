@@ -223,7 +223,11 @@ async def test_refusals_are_app_runners_modeled_errors(
     # Long enough for the client's own checks, not a valid name for the service.
     with pytest.raises(aws.exceptions.InvalidRequestException) as bad_name:
         await aws.create_service(ServiceName="bad name!", SourceConfiguration=IMAGE_SOURCE)
-    assert "service_name" in error_of(bad_name.value)[2]
+    # In AWS's wording, with App Runner's member names.
+    assert error_of(bad_name.value)[2] == (
+        "1 validation error detected: Value at 'serviceName' failed to satisfy constraint: "
+        "4-40 characters: letters, digits, - and _, starting with a letter or digit"
+    )
 
     await aws.create_service(ServiceName="taken", SourceConfiguration=IMAGE_SOURCE)
     with pytest.raises(aws.exceptions.InvalidRequestException) as taken:
@@ -335,7 +339,10 @@ async def test_protocol_level_answers(harness: Harness, recorder: Recorder) -> N
     # What the SDK checks on the client, the server checks too.
     status, body = await call("AppRunner.DescribeService", {})
     assert (status, body["__type"]) == (400, "InvalidRequestException")
-    assert "ServiceArn" in body["Message"]
+    assert body["Message"] == (
+        "1 validation error detected: Value null at 'serviceArn' failed to satisfy "
+        "constraint: Member must not be null"
+    )
     status, body = await call("AppRunner.ListServices", {"MaxResults": 21})
     assert (status, body["__type"]) == (400, "InvalidRequestException")
     status, body = await call(
@@ -346,7 +353,7 @@ async def test_protocol_level_answers(harness: Harness, recorder: Recorder) -> N
         },
     )
     assert (status, body["__type"]) == (400, "InvalidRequestException")
-    assert "SourceConfiguration.ImageRepository.ImageRepositoryType" in body["Message"]
+    assert "'sourceConfiguration.imageRepository.imageRepositoryType'" in body["Message"]
     status, body = await call(
         "AppRunner.CreateService",
         {

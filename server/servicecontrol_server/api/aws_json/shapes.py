@@ -17,7 +17,7 @@ from typing import Any, Literal
 from ...domain import configuration as config_rules
 from ...domain import tags as tag_rules
 from ...domain.model import Connection, CustomDomain, Operation, Service
-from .errors import AwsError, invalid_request, serialization
+from .errors import AwsError, invalid_request, member_path, serialization
 
 Scalar = Literal["string", "integer", "boolean", "string_map", "object", "list"]
 
@@ -145,8 +145,8 @@ def _path(parent: str, name: str) -> str:
 
 def _missing(path: str) -> AwsError:
     return invalid_request(
-        f"1 validation error detected: Value null at '{path}' failed to satisfy constraint: "
-        "Member must not be null"
+        f"1 validation error detected: Value null at '{member_path(path)}' failed to satisfy "
+        "constraint: Member must not be null"
     )
 
 
@@ -172,8 +172,9 @@ def _check_type(kind: Scalar | Struct, value: Any, path: str) -> None:
 def _check_enum(member: Member, value: Any, path: str) -> None:
     if member.enum and value not in member.enum:
         raise invalid_request(
-            f"1 validation error detected: Value '{str(value)[:100]}' at '{path}' failed to "
-            f"satisfy constraint: Member must satisfy enum value set: [{', '.join(member.enum)}]"
+            f"1 validation error detected: Value '{str(value)[:100]}' at '{member_path(path)}' "
+            "failed to satisfy constraint: Member must satisfy enum value set: "
+            f"[{', '.join(member.enum)}]"
         )
 
 
@@ -243,8 +244,8 @@ def string(
             else f"less than or equal to {max_len}"
         )
         raise invalid_request(
-            f"1 validation error detected: Value at '{name}' failed to satisfy constraint: "
-            f"Member must have length {bound}"
+            f"1 validation error detected: Value at '{member_path(name)}' failed to satisfy "
+            f"constraint: Member must have length {bound}"
         )
     _check_enum(Member(name, name, "string", enum=enum), value, name)
     return str(value)
@@ -257,8 +258,8 @@ def integer(body: Mapping[str, Any], name: str, low: int, high: int) -> int | No
     _check_type("integer", value, name)
     if not low <= value <= high:
         raise invalid_request(
-            f"1 validation error detected: Value '{value}' at '{name}' failed to satisfy "
-            f"constraint: Member must have value between {low} and {high}"
+            f"1 validation error detected: Value '{value}' at '{member_path(name)}' failed to "
+            f"satisfy constraint: Member must have value between {low} and {high}"
         )
     return int(value)
 
@@ -274,7 +275,7 @@ def boolean(body: Mapping[str, Any], name: str) -> bool | None:
 def _constraint(value: Any, path: str, constraint: str) -> AwsError:
     shown = "null" if value is None else f"'{str(value)[:100]}'"
     return invalid_request(
-        f"1 validation error detected: Value {shown} at '{path}' failed to satisfy "
+        f"1 validation error detected: Value {shown} at '{member_path(path)}' failed to satisfy "
         f"constraint: {constraint}"
     )
 
