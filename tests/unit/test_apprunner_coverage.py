@@ -55,7 +55,7 @@ def test_served_actions_are_the_action_table_and_have_their_grpc_twin() -> None:
 
 async def test_actions_not_served_answer_unknown_operation() -> None:
     cases, failing = use_cases(outage)
-    app = create_app(cases, Authenticated())  # type: ignore[arg-type]
+    app = create_app(cases, Authenticated())
     not_served = sorted(name for name, (yes, _) in documented().items() if not yes)
     async with TestClient(TestServer(app)) as client:
         for name in not_served:

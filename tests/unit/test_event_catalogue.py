@@ -68,6 +68,7 @@ def every_event() -> list[events.Event]:
         OperationType.PAUSE_SERVICE,
         OperationType.RESUME_SERVICE,
         OperationType.DELETE_SERVICE,
+        OperationType.START_DEPLOYMENT,
     ):
         made += [
             events.service_operation_requested(SERVICE, "op", op),

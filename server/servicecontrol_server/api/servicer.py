@@ -141,6 +141,19 @@ class ServiceControlServicer(ConnectionsRpc, DomainsRpc, TagsRpc, api_grpc.Servi
         return api.PauseServiceResponse(**_mutation(result))
 
     @translated
+    async def StartDeployment(
+        self, request: api.StartDeploymentRequest, context: grpc.aio.ServicerContext
+    ) -> api.StartDeploymentResponse:
+        result = await self.commands.start_deployment(
+            self.account(context),
+            request.service_arn,
+            request.etag,
+            request.request_id,
+            request.validate_only,
+        )
+        return api.StartDeploymentResponse(**_mutation(result))
+
+    @translated
     async def ResumeService(
         self, request: api.ResumeServiceRequest, context: grpc.aio.ServicerContext
     ) -> api.ResumeServiceResponse:

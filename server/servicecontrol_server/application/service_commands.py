@@ -343,6 +343,20 @@ class ServiceCommands:
             account_id, service_arn, OperationType.PAUSE_SERVICE, etag, request_id, validate_only
         )
 
+    async def start_deployment(
+        self,
+        account_id: str,
+        service_arn: str,
+        etag: str = "",
+        request_id: str = "",
+        validate_only: bool = False,
+    ) -> MutationResult:
+        """Deploys the image the service's tag names now (it may have moved); the service
+        stays RUNNING meanwhile."""
+        return await self._simple(
+            account_id, service_arn, OperationType.START_DEPLOYMENT, etag, request_id, validate_only
+        )
+
     async def resume_service(
         self,
         account_id: str,

@@ -1234,3 +1234,59 @@ class ListTagsForResourceResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ListTagsForResourceResponse: _TypeAlias = ListTagsForResourceResponse  # noqa: Y015
+
+@_typing.final
+class StartDeploymentRequest(_message.Message):
+    """Request for StartDeployment."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SERVICE_ARN_FIELD_NUMBER: _builtins.int
+    ETAG_FIELD_NUMBER: _builtins.int
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
+    VALIDATE_ONLY_FIELD_NUMBER: _builtins.int
+    service_arn: _builtins.str
+    etag: _builtins.str
+    request_id: _builtins.str
+    validate_only: _builtins.bool
+    def __init__(
+        self,
+        *,
+        service_arn: _builtins.str = ...,
+        etag: _builtins.str = ...,
+        request_id: _builtins.str = ...,
+        validate_only: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["etag", b"etag", "request_id", b"request_id", "service_arn", b"service_arn", "validate_only", b"validate_only"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___StartDeploymentRequest: _TypeAlias = StartDeploymentRequest  # noqa: Y015
+
+@_typing.final
+class StartDeploymentResponse(_message.Message):
+    """Response for StartDeployment."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SERVICE_FIELD_NUMBER: _builtins.int
+    OPERATION_ID_FIELD_NUMBER: _builtins.int
+    operation_id: _builtins.str
+    """Empty for validate_only."""
+    @_builtins.property
+    def service(self) -> _resources_pb2.Service: ...
+    def __init__(
+        self,
+        *,
+        service: _resources_pb2.Service | None = ...,
+        operation_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["service", b"service"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["operation_id", b"operation_id", "service", b"service"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___StartDeploymentResponse: _TypeAlias = StartDeploymentResponse  # noqa: Y015

@@ -80,6 +80,11 @@ class ServiceControlStub:
                 request_serializer=servicecontrol_dot_v1_dot_service__control__pb2.ResumeServiceRequest.SerializeToString,
                 response_deserializer=servicecontrol_dot_v1_dot_service__control__pb2.ResumeServiceResponse.FromString,
                 _registered_method=True)
+        self.StartDeployment = channel.unary_unary(
+                '/servicecontrol.v1.ServiceControl/StartDeployment',
+                request_serializer=servicecontrol_dot_v1_dot_service__control__pb2.StartDeploymentRequest.SerializeToString,
+                response_deserializer=servicecontrol_dot_v1_dot_service__control__pb2.StartDeploymentResponse.FromString,
+                _registered_method=True)
         self.ListOperations = channel.unary_unary(
                 '/servicecontrol.v1.ServiceControl/ListOperations',
                 request_serializer=servicecontrol_dot_v1_dot_service__control__pb2.ListOperationsRequest.SerializeToString,
@@ -216,6 +221,15 @@ class ServiceControlServicer:
 
     def ResumeService(self, request, context):
         """Resumes a PAUSED service on the same URL.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def StartDeployment(self, request, context):
+        """Starts a START_DEPLOYMENT operation on a RUNNING service: the image its tag names now
+        is copied from the source registry, deployed, and the replaced image's objects are
+        deleted. Returns at once.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -358,6 +372,11 @@ def add_ServiceControlServicer_to_server(servicer, server):
                     servicer.ResumeService,
                     request_deserializer=servicecontrol_dot_v1_dot_service__control__pb2.ResumeServiceRequest.FromString,
                     response_serializer=servicecontrol_dot_v1_dot_service__control__pb2.ResumeServiceResponse.SerializeToString,
+            ),
+            'StartDeployment': grpc.unary_unary_rpc_method_handler(
+                    servicer.StartDeployment,
+                    request_deserializer=servicecontrol_dot_v1_dot_service__control__pb2.StartDeploymentRequest.FromString,
+                    response_serializer=servicecontrol_dot_v1_dot_service__control__pb2.StartDeploymentResponse.SerializeToString,
             ),
             'ListOperations': grpc.unary_unary_rpc_method_handler(
                     servicer.ListOperations,
@@ -630,6 +649,33 @@ class ServiceControl:
             '/servicecontrol.v1.ServiceControl/ResumeService',
             servicecontrol_dot_v1_dot_service__control__pb2.ResumeServiceRequest.SerializeToString,
             servicecontrol_dot_v1_dot_service__control__pb2.ResumeServiceResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def StartDeployment(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/servicecontrol.v1.ServiceControl/StartDeployment',
+            servicecontrol_dot_v1_dot_service__control__pb2.StartDeploymentRequest.SerializeToString,
+            servicecontrol_dot_v1_dot_service__control__pb2.StartDeploymentResponse.FromString,
             options,
             channel_credentials,
             insecure,

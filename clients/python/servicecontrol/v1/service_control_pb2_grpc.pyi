@@ -67,6 +67,11 @@ class ServiceControlStub:
     """Pauses a RUNNING service: compute stops; image, configuration and URL stay."""
     ResumeService: _grpc.UnaryUnaryMultiCallable[_service_control_pb2.ResumeServiceRequest, _service_control_pb2.ResumeServiceResponse]
     """Resumes a PAUSED service on the same URL."""
+    StartDeployment: _grpc.UnaryUnaryMultiCallable[_service_control_pb2.StartDeploymentRequest, _service_control_pb2.StartDeploymentResponse]
+    """Starts a START_DEPLOYMENT operation on a RUNNING service: the image its tag names now
+    is copied from the source registry, deployed, and the replaced image's objects are
+    deleted. Returns at once.
+    """
     ListOperations: _grpc.UnaryUnaryMultiCallable[_service_control_pb2.ListOperationsRequest, _service_control_pb2.ListOperationsResponse]
     """Lists a service's operations, newest first."""
     DescribeOperation: _grpc.UnaryUnaryMultiCallable[_service_control_pb2.DescribeOperationRequest, _service_control_pb2.DescribeOperationResponse]
@@ -139,6 +144,11 @@ class ServiceControlAsyncStub(ServiceControlStub):
     """Pauses a RUNNING service: compute stops; image, configuration and URL stay."""
     ResumeService: _aio.UnaryUnaryMultiCallable[_service_control_pb2.ResumeServiceRequest, _service_control_pb2.ResumeServiceResponse]  # type: ignore[assignment]
     """Resumes a PAUSED service on the same URL."""
+    StartDeployment: _aio.UnaryUnaryMultiCallable[_service_control_pb2.StartDeploymentRequest, _service_control_pb2.StartDeploymentResponse]  # type: ignore[assignment]
+    """Starts a START_DEPLOYMENT operation on a RUNNING service: the image its tag names now
+    is copied from the source registry, deployed, and the replaced image's objects are
+    deleted. Returns at once.
+    """
     ListOperations: _aio.UnaryUnaryMultiCallable[_service_control_pb2.ListOperationsRequest, _service_control_pb2.ListOperationsResponse]  # type: ignore[assignment]
     """Lists a service's operations, newest first."""
     DescribeOperation: _aio.UnaryUnaryMultiCallable[_service_control_pb2.DescribeOperationRequest, _service_control_pb2.DescribeOperationResponse]  # type: ignore[assignment]
@@ -250,6 +260,17 @@ class ServiceControlServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_service_control_pb2.ResumeServiceResponse, _abc.Awaitable[_service_control_pb2.ResumeServiceResponse]]:
         """Resumes a PAUSED service on the same URL."""
+
+    @_abc_1.abstractmethod
+    def StartDeployment(
+        self,
+        request: _service_control_pb2.StartDeploymentRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_service_control_pb2.StartDeploymentResponse, _abc.Awaitable[_service_control_pb2.StartDeploymentResponse]]:
+        """Starts a START_DEPLOYMENT operation on a RUNNING service: the image its tag names now
+        is copied from the source registry, deployed, and the replaced image's objects are
+        deleted. Returns at once.
+        """
 
     @_abc_1.abstractmethod
     def ListOperations(

@@ -159,6 +159,12 @@ async def resume_service(ctx: Context, body: Body) -> Body:
     return _mutation(result)
 
 
+@action("StartDeployment", RESOURCE_NOT_FOUND)
+async def start_deployment(ctx: Context, body: Body) -> Body:
+    result = await ctx.app.commands.start_deployment(ctx.account_id, _service_arn(body))
+    return {"OperationId": result.operation_id}
+
+
 @action("ListOperations", RESOURCE_NOT_FOUND)
 async def list_operations(ctx: Context, body: Body) -> Body:
     arn = _service_arn(body)
