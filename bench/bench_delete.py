@@ -3,7 +3,7 @@ run on the same machine, so the numbers mean something on any hardware.
 
     .venv/bin/python bench/bench_delete.py [--quick] [--json report.json]
 
-Measures, against a real PostgreSQL (embedded, or SERVICECONTROL_DATABASE_URL) and a real
+Measures, against a real PostgreSQL (an embedded server of its own) and a real
 S3-compatible test server:
   1. DeleteService request latency (RPC in, OPERATION_IN_PROGRESS out) — target median
      under 10 ms; reference: one single-row UPDATE commit over psycopg.
@@ -151,6 +151,10 @@ async def raw_claim_loop(url: str, jobs: int, workers: int) -> float:
     return jobs / (time.perf_counter() - t)
 
 
+# Jobs in flight at once in the throughput comparison, for the engine and the raw loop.
+THROUGHPUT_SLOTS = 4
+
+
 async def engine_throughput(engine: Any, jobs: int, concurrency: int) -> float:
     async with engine.begin() as conn:
         for _ in range(jobs):
@@ -185,9 +189,8 @@ async def run(quick: bool) -> dict[str, Any]:
     from moto.server import ThreadedMotoServer
 
     from servicecontrol_server.adapters.postgres.embedded import EmbeddedPostgres
-    from servicecontrol_server.application.images import delete_image_copy, push_docker_archive
-    from tests.support.images import build_docker_archive
-    from tests.support.server import ACCOUNT, harness_settings, running_harness
+    from servicecontrol_server.application.images import delete_image_copy
+    from tests.support.server import harness_settings, running_harness
 
     n_latency = 30 if quick else 200
     n_e2e = 5 if quick else 30
@@ -283,17 +286,17 @@ async def run(quick: bool) -> dict[str, Any]:
                 "reference_direct_median": median_ms(ref_e2e),
                 "ratio_to_reference": median_ms(e2e) / median_ms(ref_e2e),
             }
-            del ACCOUNT
 
         # 3. throughput
         from servicecontrol_server.adapters.postgres.database import create_engine
 
         engine = create_engine(url)
         try:
-            noop = await engine_throughput(engine, n_jobs, concurrency=8)
+            noop = await engine_throughput(engine, n_jobs, concurrency=THROUGHPUT_SLOTS)
         finally:
             await engine.dispose()
-        raw = await raw_claim_loop(url, n_jobs, workers=2)
+        # The same number of jobs in flight at once: engine slots and raw connections.
+        raw = await raw_claim_loop(url, n_jobs, workers=THROUGHPUT_SLOTS)
         report["engine_noop_jobs_per_s"] = noop
         report["raw_skip_locked_jobs_per_s"] = raw
         report["engine_to_raw_ratio"] = noop / raw
@@ -305,7 +308,6 @@ async def run(quick: bool) -> dict[str, Any]:
             "delete_to_deleted_median_under_200ms": report["delete_to_deleted_ms"]["median"]
             < 200.0,
         }
-        _ = push_docker_archive, build_docker_archive
         return report
     finally:
         moto.stop()
