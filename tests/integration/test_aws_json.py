@@ -313,7 +313,7 @@ async def test_protocol_level_answers(harness: Harness, recorder: Recorder) -> N
     # Actions App Runner has and this product does not, and non-App Runner targets.
     for target in (
         "AppRunner.ListVpcConnectors",
-        "AppRunner.StartDeployment",
+        "AppRunner.UpdateVpcIngressConnection",
         "DynamoDB_20120810.ListTables",
         "AppRunner",
         "",
