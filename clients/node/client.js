@@ -153,10 +153,27 @@ function lowerCamel(name) {
   return name.charAt(0).toLowerCase() + name.slice(1);
 }
 
+function pem(value) {
+  if (value === undefined || value === null) return null;
+  return Buffer.isBuffer(value) ? value : fs.readFileSync(value);
+}
+
+function channelCredentials(options) {
+  if (options.credentials) return options.credentials;
+  if (!options.tls) return grpc.credentials.createInsecure();
+  const tls = options.tls === true ? {} : options.tls;
+  if (Boolean(tls.cert) !== Boolean(tls.key)) {
+    throw new Error('tls.cert and tls.key go together: give both or neither');
+  }
+  return grpc.credentials.createSsl(pem(tls.ca), pem(tls.key), pem(tls.cert));
+}
+
 class ServiceControlClient {
   // options: account (12 digits; the server's default account when absent), apiKey (sent
-  // as `authorization: Bearer …`, reserved), credentials (grpc.credentials; insecure by
-  // default), timeoutMs (each unary call's deadline), protoDir (the contract's protos/).
+  // as `authorization: Bearer …`, reserved), tls (true, or { ca, cert, key }: PEM file
+  // paths or Buffers; ca: roots to trust, system roots when absent; cert and key: a client
+  // certificate for mutual TLS), credentials (grpc.credentials, instead of tls; insecure
+  // by default), timeoutMs (each unary call's deadline), protoDir (the contract's protos/).
   constructor(target = DEFAULT_ENDPOINT, options = {}) {
     this.protoDir = options.protoDir || DEFAULT_PROTOS;
     this.timeoutMs = options.timeoutMs ?? 30000;
@@ -169,7 +186,7 @@ class ServiceControlClient {
       oneofs: true,
     });
     const ServiceControl = grpc.loadPackageDefinition(definition).servicecontrol.v1.ServiceControl;
-    this.stub = new ServiceControl(target, options.credentials || grpc.credentials.createInsecure());
+    this.stub = new ServiceControl(target, channelCredentials(options));
     this.metadata = new grpc.Metadata();
     if (options.account) this.metadata.set(ACCOUNT_METADATA_KEY, options.account);
     if (options.apiKey) this.metadata.set('authorization', `Bearer ${options.apiKey}`);
@@ -177,9 +194,13 @@ class ServiceControlClient {
     for (const [name, method] of Object.entries(ServiceControl.service)) {
       const jsName = lowerCamel(name);
       this.methods.push(jsName);
-      this[jsName] = method.responseStream
-        ? (request = {}, callOptions = {}) => this.stream(name, request, callOptions)
-        : (request = {}, callOptions = {}) => this.unary(name, request, callOptions);
+      if (method.requestStream) {
+        this[jsName] = (requests, callOptions = {}) => this.clientStream(name, requests, callOptions);
+      } else {
+        this[jsName] = method.responseStream
+          ? (request = {}, callOptions = {}) => this.stream(name, request, callOptions)
+          : (request = {}, callOptions = {}) => this.unary(name, request, callOptions);
+      }
     }
   }
 
@@ -194,6 +215,26 @@ class ServiceControlClient {
         { deadline: Date.now() + timeoutMs },
         (err, response) => (err ? reject(toServiceControlError(err, this.protoDir)) : resolve(response)),
       );
+    });
+  }
+
+  // A client stream (PushImage): sends every request of an iterable or async iterable,
+  // then resolves with the one response. No deadline unless callOptions.timeoutMs.
+  clientStream(name, requests, callOptions = {}) {
+    const options = callOptions.timeoutMs ? { deadline: Date.now() + callOptions.timeoutMs } : {};
+    return new Promise((resolve, reject) => {
+      const call = this.stub[name](this.metadata, options, (err, response) =>
+        err ? reject(toServiceControlError(err, this.protoDir)) : resolve(response),
+      );
+      (async () => {
+        for await (const request of requests) {
+          if (!call.write(request)) await new Promise((drained) => call.once('drain', drained));
+        }
+        call.end();
+      })().catch((err) => {
+        call.cancel();
+        reject(err);
+      });
     });
   }
 

@@ -11,12 +11,11 @@ import socket
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 
-import psycopg
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from .adapters.compute.recorded import RecordedComputeDriver
 from .adapters.dns.zone_file import ZoneFileValidator
-from .adapters.postgres.database import create_engine, libpq_url, with_database
+from .adapters.postgres.database import create_engine
 from .adapters.postgres.embedded import EmbeddedPostgres
 from .adapters.postgres.jobqueue import JOBS_CHANNEL, JobQueue
 from .adapters.postgres.listen import PgListener
@@ -29,8 +28,10 @@ from .application.connection_commands import ConnectionCommands
 from .application.dns import DnsValidation
 from .application.domain_commands import DomainCommands
 from .application.events import EventQueries
+from .application.image_upload import ImageUploads
 from .application.jobs import ServiceJob, job_handlers
 from .application.ports import ObjectStore, UnitOfWorkFactory
+from .application.rate_limit import MutationRateLimiter
 from .application.reaper import Reaper
 from .application.service_commands import ServiceCommands
 from .application.tag_commands import TagCommands
@@ -50,14 +51,8 @@ def database_url(settings: Settings) -> Iterator[str]:
     server = EmbeddedPostgres(settings.data_dir / "postgres")
     server.start()
     try:
-        admin = server.url("postgres")
-        with psycopg.connect(libpq_url(admin), autocommit=True) as conn:
-            exists = conn.execute(
-                "SELECT 1 FROM pg_database WHERE datname = %s", (EMBEDDED_DATABASE,)
-            ).fetchone()
-            if not exists:
-                conn.execute(f'CREATE DATABASE "{EMBEDDED_DATABASE}"')
-        yield with_database(admin, EMBEDDED_DATABASE)
+        # Not the superuser: a role that owns the application's schema and nothing else.
+        yield server.application_url(EMBEDDED_DATABASE)
     finally:
         server.stop()
 
@@ -76,7 +71,11 @@ def object_store(settings: Settings) -> ObjectStore:
     else:
         from .adapters.objectstore.local_store import LocalDirectoryObjectStore
 
-        store = LocalDirectoryObjectStore(settings.data_dir / "objects")
+        objects = settings.data_dir / "objects"
+        # Images are the users' data: no other local user may list or read them.
+        objects.mkdir(mode=0o700, parents=True, exist_ok=True)
+        objects.chmod(0o700)
+        store = LocalDirectoryObjectStore(objects)
     for bucket in (settings.source_bucket, settings.image_bucket):
         store.ensure_bucket(bucket)
     return store
@@ -160,6 +159,10 @@ async def build(settings: Settings, url: str, *, migrate: bool | None = None) ->
             EventLog(engine, listener=listener, poll_seconds=settings.job_poll_seconds)
         ),
         settings=settings,
+        rate_limiter=MutationRateLimiter(
+            settings.mutation_rate_per_second, settings.mutation_burst
+        ),
+        images=ImageUploads(store, settings.source_bucket),
     )
     handlers = job_handlers(uow, settings, store, RecordedComputeDriver(engine))
     return Application(

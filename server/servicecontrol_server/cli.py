@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import sys
 import tempfile
 from pathlib import Path
@@ -21,6 +22,13 @@ def main(argv: list[str] | None = None) -> int:
     logs.configure(settings.log_level, settings.log_json)
 
     if args.command == "serve":
+        from .api.tls import TransportRefused, check_transport
+
+        try:
+            check_transport(settings)
+        except TransportRefused as exc:
+            print(f"servicecontrol: {exc}", file=sys.stderr)
+            return 2
         return asyncio.run(_serve(settings))
     if args.command == "worker":
         return asyncio.run(_worker(settings, args.concurrency))
@@ -29,6 +37,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "images":
         if args.sample == (args.archive is not None):
             parser.error("give either an archive or --sample")
+        if args.endpoint:
+            return _push_through(args.endpoint, args.account, args.archive, args.identifier)
         return _push(settings, args.archive, args.identifier)
     return asyncio.run(_operator_command(settings, args))
 
@@ -44,6 +54,16 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--listen", help="host:port (default 127.0.0.1:50051; port 0 picks one)")
     serve.add_argument("--workers", type=int, help="job workers inside the server (0: none)")
     serve.add_argument("--no-migrate", action="store_true", help="do not migrate on start")
+    serve.add_argument("--tls-cert", type=Path, help="PEM certificate (chain): serve TLS")
+    serve.add_argument("--tls-key", type=Path, help="PEM private key of --tls-cert")
+    serve.add_argument(
+        "--tls-client-ca", type=Path, help="PEM CA: require client certificates it signed"
+    )
+    serve.add_argument(
+        "--insecure",
+        action="store_true",
+        help="allow plaintext on addresses other than loopback",
+    )
 
     worker = sub.add_parser("worker", help="run job workers only")
     worker.add_argument("--concurrency", type=int, default=2)
@@ -59,6 +79,12 @@ def _parser() -> argparse.ArgumentParser:
     push.add_argument(
         "--sample", action="store_true", help="push a small generated sample image instead"
     )
+    push.add_argument(
+        "--endpoint",
+        help="push through the server at host:port (PushImage) instead of writing into "
+        "the object store this command's settings name",
+    )
+    push.add_argument("--account", help="12-digit account to push as (with --endpoint)")
 
     connections = sub.add_parser("connections", help="source-code provider connections")
     connections_sub = connections.add_subparsers(dest="connections_command", required=True)
@@ -94,6 +120,11 @@ def _settings(args: argparse.Namespace) -> Settings:
         overrides["workers_in_server"] = args.workers
     if getattr(args, "no_migrate", False):
         overrides["migrate_on_start"] = False
+    for flag in ("tls_cert", "tls_key", "tls_client_ca"):
+        if getattr(args, flag, None) is not None:
+            overrides[flag] = getattr(args, flag)
+    if getattr(args, "insecure", False):
+        overrides["insecure"] = True
     return Settings(**overrides)
 
 
@@ -168,7 +199,48 @@ def _push(settings: Settings, archive: Path | None, identifier: str) -> int:
         return 2
     print(
         f"pushed {pushed.repository}:{pushed.tag} {pushed.manifest_digest} "
-        f"({pushed.objects} objects, {pushed.bytes} bytes)"
+        f"({pushed.objects} objects, {pushed.bytes} bytes) into {_registry(settings)}"
+    )
+    embedded = not settings.s3_endpoint and not settings.database_url
+    if embedded and not (settings.data_dir / "postgres").is_dir():
+        print(
+            f"warning: no server has run on the data dir {settings.data_dir.resolve()}; a "
+            "server started with another data dir will not find this image: push with "
+            "--endpoint HOST:PORT (through the server) or --data-dir",
+            file=sys.stderr,
+        )
+    return 0
+
+
+def _registry(settings: Settings) -> str:
+    """Where the source registry is, as a server with these settings finds it."""
+    if settings.s3_endpoint:
+        return f"bucket {settings.source_bucket} at {settings.s3_endpoint}"
+    return str((settings.data_dir / "objects" / settings.source_bucket).resolve())
+
+
+def _push_through(endpoint: str, account: str | None, archive: Path | None, identifier: str) -> int:
+    from servicecontrol_client import ServiceControlClient, ServiceControlError
+    from servicecontrol_client.images import docker_archive, sample_image
+
+    try:
+        with contextlib.ExitStack() as stack:
+            client = stack.enter_context(ServiceControlClient(endpoint, account=account))
+            image = (
+                sample_image(identifier)
+                if archive is None
+                else stack.enter_context(docker_archive(archive, identifier))
+            )
+            pushed = client.push_image(identifier, image)
+    except (ValueError, OSError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except ServiceControlError as exc:
+        print(f"error: {exc.reason or exc.code.name}: {exc.message}", file=sys.stderr)
+        return 1
+    print(
+        f"pushed {pushed.image_identifier} {pushed.manifest_digest} "
+        f"({pushed.objects} objects, {pushed.bytes} bytes) through {endpoint}"
     )
     return 0
 

@@ -67,6 +67,27 @@ class Settings(BaseSettings):
     reaper_interval_seconds: float = 60.0
     reaper_batch_size: int = 500
 
+    # Transport security on both endpoints (docs/security.md, "Transport"): a PEM
+    # certificate (chain) and key turn TLS on; a client CA also requires every client to
+    # present a certificate it signed (mutual TLS). Without TLS, only loopback addresses
+    # may be bound unless `insecure` is set.
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    tls_client_ca: Path | None = None
+    insecure: bool = False
+
+    # Limits (docs/security.md, "Limits"). The largest gRPC message received or sent, and
+    # the largest App Runner request body, in bytes.
+    max_request_bytes: int = Field(default=1024 * 1024, ge=1024)
+    max_response_bytes: int = Field(default=4 * 1024 * 1024, ge=1024)
+    # The server's own deadline for one unary call (WaitOperation: this after its wait,
+    # at most 10 minutes).
+    rpc_deadline_seconds: float = Field(default=60.0, gt=1.0)
+    # Token bucket per account for mutating calls, in this process: the sustained rate
+    # (tokens a second; 0 turns the limit off) and the burst.
+    mutation_rate_per_second: float = Field(default=20.0, ge=0)
+    mutation_burst: int = Field(default=60, ge=1)
+
     # Signs page tokens so that they stay opaque; set the same value on every replica.
     page_token_key: str = "servicecontrol-page-token-key"
 

@@ -46,6 +46,21 @@ def test_compose_names_real_images_and_wires_the_services() -> None:
     assert services["server"]["depends_on"]["postgres"]["condition"] == "service_healthy"
 
 
+def test_the_image_and_compose_settings_pass_the_transport_check() -> None:
+    """The image listens on every address; without TLS it starts only when the
+    environment says plaintext is intended, as compose's server does."""
+    from servicecontrol_server.api.tls import TransportRefused, check_transport
+    from servicecontrol_server.settings import Settings
+
+    image_listen = re.search(r"SERVICECONTROL_GRPC_LISTEN=(\S+)", DOCKERFILE)
+    assert image_listen is not None
+    env = COMPOSE["services"]["server"]["environment"]
+    listen = {"grpc_listen": image_listen[1], "aws_listen": env["SERVICECONTROL_AWS_LISTEN"]}
+    with pytest.raises(TransportRefused):
+        check_transport(Settings(**listen))
+    check_transport(Settings(**listen, insecure=env["SERVICECONTROL_INSECURE"]))
+
+
 def test_dockerfile_copies_what_exists_and_runs_the_cli() -> None:
     for source in re.findall(r"^COPY (\S+)", DOCKERFILE, flags=re.M):
         assert (ROOT / source).exists(), source

@@ -10,11 +10,13 @@ import re
 import shutil
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from servicecontrol.v1 import service_control_pb2 as api
-from tests.support.server import Harness
+from tests.support.server import Harness, TlsClient, harness_settings, running_harness
+from tests.support.tls import make_pki
 
 REPO = Path(__file__).resolve().parents[2]
 DOC = REPO / "docs" / "grpcurl.md"
@@ -32,6 +34,8 @@ EXPECTED: dict[str, tuple[int, list[str]]] = {
     "list": (0, ["servicecontrol.v1.ServiceControl", "grpc.health.v1.Health"]),
     "describe": (0, ["rpc DeleteService", '"service_name": ""']),
     "grpc.health.v1.Health/Check": (0, ['"status": "SERVING"']),
+    "GetImageUploadStatus": (0, ['"blobs"', '"size": "10240"']),
+    "PushImage": (0, ['"image_identifier": "hello-grpcurl:1.0"', '"manifest_digest": "sha256:']),
     "ListServices": (0, []),
     "CreateService": (0, ["OPERATION_IN_PROGRESS", f":{DOC_ACCOUNT}:service/hello-web/"]),
     "WaitOperation": (0, ['"status": "SUCCEEDED"', "CREATE_SERVICE"]),
@@ -67,7 +71,10 @@ EXPECTED: dict[str, tuple[int, list[str]]] = {
             "grpcurl exited 67",
         ],
     ),
+    "TLS": (0, ["listed over TLS"]),
+    "Mutual TLS": (0, ["listed over mutual TLS", "refused without a client certificate"]),
 }
+TLS_RECIPES = ("TLS", "Mutual TLS")
 
 
 def doc_blocks() -> tuple[str, list[tuple[str, str]]]:
@@ -86,7 +93,7 @@ def doc_blocks() -> tuple[str, list[tuple[str, str]]]:
             block = "\n".join(iter(lambda: next(lines), "```"))
             if section == "Session variables" and not heading:
                 setup = block
-            elif section in ("Recipes", "Reading errors") and heading:
+            elif section in ("Recipes", "Reading errors", "Over TLS") and heading:
                 assert heading not in dict(recipes), f"two blocks under {heading!r}"
                 recipes.append((heading, block))
     return setup, recipes
@@ -103,15 +110,14 @@ def test_the_page_has_a_recipe_for_every_rpc() -> None:
     assert headed == set(EXPECTED), "every recipe needs an expectation, and only recipes"
 
 
-async def test_every_recipe_works_against_a_real_server(harness: Harness) -> None:
-    setup, recipes = doc_blocks()
+async def _run(recipes: list[tuple[str, str]], env: dict[str, str]) -> list[tuple[str, str, str]]:
+    setup, _ = doc_blocks()
     assert setup, "the Session variables block is missing"
     script = ["exec 2>&1", setup]
     for heading, block in recipes:
         # The blank echo keeps the marker on its own line after output without a newline.
         script += [f'echo "::recipe {heading}"', "{", block, "}", 'rc=$?; echo; echo "::exit $rc"']
-    env = {**os.environ, "SC": f"127.0.0.1:{harness.port}"}
-    env.pop("ACCOUNT", None)
+    env = {k: v for k, v in {**os.environ, **env}.items() if k != "ACCOUNT"}
     proc = await asyncio.create_subprocess_exec(
         "bash",
         "-c",
@@ -134,6 +140,13 @@ async def test_every_recipe_works_against_a_real_server(harness: Harness) -> Non
         assert int(status) == want_status, f"{heading} exited {status}:\n{text}"
         missing = [w for w in wanted if w not in text]
         assert not missing, f"{heading}: {missing} not in:\n{text}"
+    return results
+
+
+async def test_every_recipe_works_against_a_real_server(harness: Harness) -> None:
+    _, recipes = doc_blocks()
+    plain = [(h, b) for h, b in recipes if h not in TLS_RECIPES]
+    results = await _run(plain, {"SC": f"127.0.0.1:{harness.port}"})
 
     # The account header took effect: the service lives in the page's account.
     created = next(text for heading, text, _ in results if heading == "CreateService")
@@ -141,3 +154,30 @@ async def test_every_recipe_works_against_a_real_server(harness: Harness) -> Non
     assert arn is not None and f":{DOC_ACCOUNT}:" in arn.group(1)
     described = await harness.describe(arn.group(1), account=DOC_ACCOUNT)
     assert described.status == described.DELETED
+
+
+async def test_tls_recipes_work_against_tls_servers(
+    database_url: str, s3_server: Any, tmp_path: Path
+) -> None:
+    pki = make_pki(tmp_path / "pki")
+    _, recipes = doc_blocks()
+    tls_recipes = [(h, b) for h, b in recipes if h in TLS_RECIPES]
+    assert [h for h, _ in tls_recipes] == list(TLS_RECIPES)
+    common = {"tls_cert": pki.server_cert, "tls_key": pki.server_key}
+    tls = harness_settings(database_url, s3_server, tmp_path / "tls", **common)
+    mtls = harness_settings(
+        database_url, s3_server, tmp_path / "mtls", tls_client_ca=pki.ca, **common
+    )
+    client = TlsClient(pki.ca, pki.client_cert, pki.client_key)
+    async with (
+        running_harness(tls, tmp_path, workers=0, tls_client=TlsClient(pki.ca)) as one,
+        running_harness(mtls, tmp_path, workers=0, tls_client=client) as two,
+    ):
+        env = {
+            "SC_TLS": f"localhost:{one.port}",
+            "SC_MTLS": f"localhost:{two.port}",
+            "CA": str(pki.ca),
+            "CERT": str(pki.client_cert),
+            "KEY": str(pki.client_key),
+        }
+        await _run(tls_recipes, env)

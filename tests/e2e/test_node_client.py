@@ -88,3 +88,59 @@ async def test_the_example_runs_a_service_through_its_lifecycle(harness: Harness
     }
 
     assert (await harness.describe(arn, account=OTHER_ACCOUNT)).status == pb.Service.DELETED
+
+
+PUSH_SCRIPT = """
+const crypto = require('crypto');
+const { ServiceControlClient } = require('./clients/node/client');
+const sha = (data) => 'sha256:' + crypto.createHash('sha256').update(data).digest('hex');
+(async () => {
+  const client = new ServiceControlClient(process.argv[1], { account: process.argv[2] });
+  const config = Buffer.from('{"os":"linux"}');
+  const layer = crypto.randomBytes(3000);
+  const header = {
+    imageIdentifier: 'from-node:1',
+    config: { digest: sha(config), size: config.length },
+    layers: [{ digest: sha(layer), size: layer.length,
+               mediaType: 'application/vnd.oci.image.layer.v1.tar' }],
+  };
+  const requests = [
+    { header },
+    { chunk: { digest: sha(config), offset: 0, data: config } },
+    { chunk: { digest: sha(layer), offset: 0, data: layer.subarray(0, 1000) } },
+    { chunk: { digest: sha(layer), offset: 1000, data: layer.subarray(1000) } },
+  ];
+  const pushed = await client.pushImage(requests);
+  let refused = null;
+  try {
+    await client.pushImage([{ header }, { chunk: { digest: sha(layer), offset: 5, data: layer } }]);
+  } catch (err) {
+    refused = err.reason;
+  }
+  console.log(JSON.stringify({ pushed, refused }));
+  client.close();
+})().catch((err) => { console.error(err); process.exit(1); });
+"""
+
+
+async def test_push_image_streams_from_node(harness: Harness) -> None:
+    assert NODE is not None
+    proc = await asyncio.create_subprocess_exec(
+        NODE,
+        "-e",
+        PUSH_SCRIPT,
+        f"127.0.0.1:{harness.port}",
+        OTHER_ACCOUNT,
+        cwd=REPO,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await asyncio.wait_for(proc.communicate(), 60)
+    assert proc.returncode == 0, err.decode()
+    result = json.loads(out.decode())
+    assert result["pushed"]["imageIdentifier"] == "from-node:1"
+    assert result["pushed"]["bytesReceived"] == str(3000 + len('{"os":"linux"}'))
+    # The layer is stored: sending it again from offset 5 is refused with the resume point.
+    assert result["refused"] == "IMAGE_UPLOAD_OFFSET_MISMATCH"
+    service = await harness.running_service("from-node", image="from-node:1")
+    assert service.status == pb.Service.RUNNING

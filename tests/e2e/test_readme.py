@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from servicecontrol_server.settings import Settings
+
 ROOT = Path(__file__).resolve().parents[2]
 README = (ROOT / "README.md").read_text()
 BIN = Path(sys.executable).parent
@@ -35,6 +37,12 @@ def test_ci_runs_the_readme_test_command() -> None:
     assert tiers - {"__pycache__"} == {"unit", "checks", "integration", "e2e"}
     ci = (ROOT / ".ci" / "run").read_text()
     assert test_command in ci
+
+
+def test_every_example_acts_in_the_one_default_account() -> None:
+    # grpcurl, the AWS CLI, Python, scctl and Node share ARNs: one account throughout.
+    accounts = set(re.findall(r"(?<![\d.])\d{12}(?![\d.])", README))
+    assert accounts == {Settings().default_account}
 
 
 def test_run_command_starts_serve_on_embedded_defaults() -> None:
@@ -81,7 +89,7 @@ async def test_grpcurl_walkthrough_works_when_pasted(tmp_path: Path) -> None:
         assert '"status": "OPERATION_IN_PROGRESS"' in text
         assert '"status": "SUCCEEDED"' in text
         assert text.rstrip().count('"status": "DELETED"') == 1
-        assert "pushed hello-web:1.0" in text
+        assert '"imageIdentifier": "hello-web:1.0"' in text
     finally:
         server.send_signal(signal.SIGTERM)
         assert await asyncio.wait_for(server.wait(), 30) == 0

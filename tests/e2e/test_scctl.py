@@ -4,7 +4,6 @@ and exit codes (0 ok, 2 usage, 3 API error, 4 timeout, 5 operation failed)."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import errno
 import io
 import json
@@ -16,13 +15,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 from servicecontrol.v1 import resources_pb2 as pb
-from servicecontrol_client import cli
-from servicecontrol_client.output import Progress
+from servicecontrol_client.output import Progress, TransferProgress
 from tests.support.images import build_docker_archive
-from tests.support.processes import environment
 from tests.support.server import ACCOUNT, Harness, harness_settings, running_harness
 
 SCCTL = Path(sys.executable).parent / "scctl"
@@ -44,6 +39,8 @@ class Run:
 
 def scctl_env(h: Harness | None, **extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("SCCTL_")}
+    # No profile of the machine's user: only what a test sets.
+    env["SCCTL_CONFIG_FILE"] = str(Path(os.devnull).parent / "nonexistent" / "scctl-config")
     if h is not None:
         env["SCCTL_ENDPOINT"] = f"127.0.0.1:{h.port}"
         env["SCCTL_ACCOUNT"] = ACCOUNT
@@ -245,7 +242,10 @@ async def test_errors_and_exit_codes(harness: Harness) -> None:
 
     nobody = scctl_env(None, SCCTL_ENDPOINT="127.0.0.1:1")
     unreachable = await scctl(None, "services", "list", env=nobody)
-    assert unreachable.code == 3 and "ServiceUnavailableException" in unreachable.stderr
+    # Unreachable is its own exit code, with a hint rather than an API error report.
+    assert unreachable.code == 6, unreachable.stderr
+    assert unreachable.stderr.startswith("scctl: cannot reach the server at 127.0.0.1:1 ")
+    assert "hint:" in unreachable.stderr and "Traceback" not in unreachable.stderr
 
 
 async def test_waits_time_out_with_exit_4_and_redraw_one_line_on_a_terminal(
@@ -350,16 +350,20 @@ def test_progress_without_a_terminal_prints_each_state_once() -> None:
     ]
 
 
-async def test_images_push_runs_the_server_side_push(harness: Harness) -> None:
+async def test_images_push_goes_through_the_endpoint(harness: Harness) -> None:
     archive = build_docker_archive(
         harness.tmp / "app.tar", layers=1, layer_size=128, legacy=False, repo_tag="pushed:2.0"
     )
-    env = {**environment(harness.settings), **scctl_env(harness)}
-    pushed = await scctl(harness, "images", "push", str(archive), "pushed:2.0", env=env)
+    # No storage settings at all: the image travels through --endpoint to the server.
+    env = scctl_env(None)
+    endpoint = ["--endpoint", f"127.0.0.1:{harness.port}", "--account", ACCOUNT]
+    pushed = await scctl(None, "images", "push", str(archive), "pushed:2.0", *endpoint, env=env)
     assert pushed.code == 0, pushed.stderr
-    assert "pushed pushed:2.0 sha256:" in pushed.stdout
+    assert pushed.json()["imageIdentifier"] == "pushed:2.0"
+    assert pushed.json()["manifestDigest"].startswith("sha256:")
+    assert pushed.stderr == ""  # no progress bar when stderr is not a terminal
     created = await scctl(
-        harness,
+        None,
         "services",
         "create",
         "--service-name",
@@ -367,23 +371,40 @@ async def test_images_push_runs_the_server_side_push(harness: Harness) -> None:
         "--image-identifier",
         "pushed:2.0",
         "--wait",
+        *endpoint,
         env=env,
     )
     assert created.code == 0, created.stderr
     assert created.json()["service"]["status"] == "RUNNING"
 
 
-def test_images_push_explains_a_missing_server_package(
-    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
-) -> None:
-    # The client package does not depend on the server's: without it, say what to do.
-    monkeypatch.setitem(sys.modules, "servicecontrol_server", None)
-    monkeypatch.setitem(sys.modules, "servicecontrol_server.cli", None)
-    with contextlib.redirect_stdout(io.StringIO()):
-        code = cli.main(["images", "push", "app.tar", "hello-web:1.0"])
-    assert code == 3
-    err = capsys.readouterr().err
-    assert "servicecontrol images push" in err and "not installed" in err
+async def test_images_push_of_a_missing_archive_is_a_usage_error(harness: Harness) -> None:
+    pushed = await scctl(harness, "images", "push", str(harness.tmp / "nope.tar"), "x:1")
+    assert pushed.code == 2
+    assert "nope.tar" in pushed.stderr and "Traceback" not in pushed.stderr
+
+
+def test_the_transfer_progress_bar_draws_on_a_terminal_only() -> None:
+    clock = iter([0.0, 0.05, 0.5, 0.6])
+    stream = io.StringIO()
+    bar = TransferProgress(stream, True, "pushing a:1", clock=lambda: next(clock))
+    bar.update(0, 4 * 1048576)
+    bar.update(1048576, 4 * 1048576)  # within the redraw interval: skipped
+    bar.update(2 * 1048576, 4 * 1048576)
+    bar.update(4 * 1048576, 4 * 1048576)
+    bar.finish()
+    frames = stream.getvalue().split("\r\x1b[2K")[1:]
+    assert [frame.split("] ")[1].strip() for frame in frames] == [
+        "0% 0.0/4.0 MiB",
+        "50% 2.0/4.0 MiB",
+        "100% 4.0/4.0 MiB",
+    ]
+    assert stream.getvalue().endswith("\n")
+    quiet = io.StringIO()
+    silent = TransferProgress(quiet, False, "pushing a:1")
+    silent.update(1, 2)
+    silent.finish()
+    assert quiet.getvalue() == ""
 
 
 async def test_the_client_package_does_not_need_the_server_package() -> None:

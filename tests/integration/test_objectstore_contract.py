@@ -4,6 +4,7 @@ server) and the local-directory one must be interchangeable behind the port."""
 from __future__ import annotations
 
 import io
+import os
 import random
 import socket
 import threading
@@ -80,6 +81,25 @@ def test_copy_across_buckets(any_store: StoreUnderTest) -> None:
     assert store.get_bytes(any_store.source_bucket, "repo/blobs/one") == payload
     copied = store.stat_object(any_store.image_bucket, "a/b/c")
     assert copied is not None and copied.size == len(payload)
+
+
+def test_compose_concatenates_parts_in_order(any_store: StoreUnderTest) -> None:
+    store, bucket = any_store.store, any_store.source_bucket
+    first = os.urandom(5 * 1024 * 1024)  # S3's smallest part but the last
+    store.put_bytes(bucket, "parts/0", first)
+    store.put_bytes(bucket, "parts/1", b"tail")
+    store.compose_object(bucket, "whole", ["parts/0", "parts/1"])
+    assert store.get_bytes(bucket, "whole") == first + b"tail"
+    store.compose_object(bucket, "single", ["parts/1"])
+    assert store.get_bytes(bucket, "single") == b"tail"
+
+
+def test_compose_of_a_missing_part_is_not_found(any_store: StoreUnderTest) -> None:
+    store, bucket = any_store.store, any_store.source_bucket
+    store.put_bytes(bucket, "parts/0", b"x")
+    with pytest.raises(ObjectNotFound):
+        store.compose_object(bucket, "whole", ["parts/missing"])
+    assert store.stat_object(bucket, "whole") is None
 
 
 def test_list_is_prefix_isolated_and_in_key_order(any_store: StoreUnderTest) -> None:
@@ -253,6 +273,7 @@ CALLS: dict[str, Callable[[ObjectStore], object]] = {
     "get_bytes": lambda s: s.get_bytes("bucket", "k"),
     "stat_object": lambda s: s.stat_object("bucket", "k"),
     "copy_object": lambda s: s.copy_object("bucket", "k", "bucket", "k2"),
+    "compose_object": lambda s: s.compose_object("bucket", "k", ["a", "b"]),
     "list_objects": lambda s: list(s.list_objects("bucket", "p/")),
     "delete_objects": lambda s: s.delete_objects("bucket", ["k"]),
     "abort_incomplete_uploads": lambda s: s.abort_incomplete_uploads("bucket", "p/"),

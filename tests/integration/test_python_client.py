@@ -41,6 +41,7 @@ from servicecontrol_client import (
     ServiceQuotaExceededException,
     ServiceUnavailableException,
 )
+from servicecontrol_client.images import sample_image
 from tests.support.server import ACCOUNT, Harness, harness_settings, running_harness
 
 SERVICE = api.DESCRIPTOR.services_by_name["ServiceControl"]
@@ -100,6 +101,16 @@ class FakeServer:
                         async for item in behaviour(request, context):  # type: ignore[attr-defined]
                             yield item
 
+                async def pushed(requests: Any, context: grpc.aio.ServicerContext) -> Any:
+                    messages = [message async for message in requests]
+                    # Recorded as one call carrying the first message (the header).
+                    fake.calls.append(Call(name, messages[0], dict(context.invocation_metadata())))
+                    return response_type()
+
+                if method.client_streaming:
+                    return grpc.stream_unary_rpc_method_handler(
+                        pushed, request_type.FromString, response_type.SerializeToString
+                    )
                 if method.server_streaming:
                     return grpc.unary_stream_rpc_method_handler(
                         stream, request_type.FromString, response_type.SerializeToString
@@ -169,8 +180,18 @@ def test_every_rpc_of_the_contract_has_a_method() -> None:
         if not callable(getattr(ServiceControlClient, snake(m.name), None))
     ]
     assert not missing, f"ServiceControlClient lacks {missing}"
-    assert len(SERVICE.methods) == 22
+    assert len(SERVICE.methods) == 24
 
+
+SAMPLE = sample_image("hello-web:1.0")
+SAMPLE_HEADER = api.ImageUploadHeader(
+    image_identifier="hello-web:1.0",
+    config=api.ImageBlob(digest=SAMPLE.config.digest, size=SAMPLE.config.size),
+    layers=[
+        api.ImageBlob(digest=layer.digest, size=layer.size, media_type=layer.media_type)
+        for layer in SAMPLE.layers
+    ],
+)
 
 # One call per RPC, with the request fields each must carry.
 CALLS: dict[str, tuple[Callable[[ServiceControlClient], Any], dict[str, Any]]] = {
@@ -238,7 +259,14 @@ CALLS: dict[str, tuple[Callable[[ServiceControlClient], Any], dict[str, Any]]] =
         lambda c: list(c.watch_events(cursor="7", resource_arn=ARN)),
         {"cursor": "7", "resource_arn": ARN},
     ),
+    "GetImageUploadStatus": (
+        lambda c: c.get_image_upload_status("hello-web:1.0", SAMPLE),
+        {"header": SAMPLE_HEADER},
+    ),
+    "PushImage": (lambda c: c.push_image("hello-web:1.0", SAMPLE), {"header": SAMPLE_HEADER}),
 }
+# Calls a method makes before its own RPC: a push first asks what the server holds.
+PRECEDED_BY = {"PushImage": ["GetImageUploadStatus"]}
 
 
 async def test_each_method_calls_its_rpc_with_its_fields_and_metadata(fake: FakeServer) -> None:
@@ -247,8 +275,8 @@ async def test_each_method_calls_its_rpc_with_its_fields_and_metadata(fake: Fake
         for name, (invoke, fields) in CALLS.items():
             fake.calls.clear()
             await asyncio.to_thread(invoke, client)
-            assert [c.method for c in fake.calls] == [name]
-            call = fake.calls[0]
+            assert [c.method for c in fake.calls] == [*PRECEDED_BY.get(name, []), name]
+            call = fake.calls[-1]
             for key, value in fields.items():
                 assert getattr(call.request, key) == value, (name, key)
             assert call.metadata["x-servicecontrol-account"] == ACCOUNT

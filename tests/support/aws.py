@@ -37,6 +37,7 @@ PROTOCOL_ERRORS = frozenset(
         "MissingAuthenticationTokenException",
         "IncompleteSignatureException",
         "InvalidSignatureException",
+        "ThrottlingException",
         "ServiceUnavailableException",
     }
 )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from typing import BinaryIO
 
 from servicecontrol_server.application.ports import ObjectInfo, ObjectStore, ObjectStoreUnavailable
@@ -66,6 +66,10 @@ class FlakyObjectStore:
     def copy_object(self, src_bucket: str, src_key: str, dst_bucket: str, dst_key: str) -> None:
         self._enter("copy_object")
         self.inner.copy_object(src_bucket, src_key, dst_bucket, dst_key)
+
+    def compose_object(self, bucket: str, key: str, sources: Sequence[str]) -> None:
+        self._enter("compose_object")
+        self.inner.compose_object(bucket, key, sources)
 
     def list_objects(self, bucket: str, prefix: str) -> Iterator[ObjectInfo]:
         # A generator, like the real adapters: the first failure shows at the first next().

@@ -96,6 +96,31 @@ class Harness:
         return await self.describe(created.service.service_arn)
 
 
+@dataclass(frozen=True)
+class TlsClient:
+    """What a test client trusts and presents on a TLS server: PEM files."""
+
+    ca: Path
+    cert: Path | None = None
+    key: Path | None = None
+
+    def grpc_credentials(self) -> grpc.ChannelCredentials:
+        return grpc.ssl_channel_credentials(
+            root_certificates=self.ca.read_bytes(),
+            private_key=self.key.read_bytes() if self.key else None,
+            certificate_chain=self.cert.read_bytes() if self.cert else None,
+        )
+
+
+def client_channel(settings: Settings, port: int, tls: TlsClient | None) -> grpc.aio.Channel:
+    """The one way tests open a channel to a harness's server."""
+    target = f"127.0.0.1:{port}"
+    if settings.tls_cert is None:
+        return grpc.aio.insecure_channel(target)
+    assert tls is not None, "a TLS server needs a TlsClient"
+    return grpc.aio.secure_channel(target, tls.grpc_credentials())
+
+
 def harness_settings(database_url: str, s3: Any, tmp: Path, **overrides: Any) -> Settings:
     suffix = uuid.uuid4().hex[:10]
     values: dict[str, Any] = {
@@ -123,7 +148,7 @@ def harness_settings(database_url: str, s3: Any, tmp: Path, **overrides: Any) ->
 
 @contextlib.asynccontextmanager
 async def running_harness(
-    settings: Settings, tmp: Path, *, workers: int = 2
+    settings: Settings, tmp: Path, *, workers: int = 2, tls_client: TlsClient | None = None
 ) -> AsyncIterator[Harness]:
     app = await build(settings, settings.database_url, migrate=False)
     server, port, _ = await start_grpc(app.use_cases, settings.grpc_listen)
@@ -134,7 +159,7 @@ async def running_harness(
     )
     stop = asyncio.Event()
     tasks = app.background_tasks(stop, workers=workers, role="test")
-    channel = grpc.aio.insecure_channel(f"127.0.0.1:{port}")
+    channel = client_channel(settings, port, tls_client)
     try:
         yield Harness(
             app, settings, api_grpc.ServiceControlStub(channel), channel, port, tmp, aws_port

@@ -18,7 +18,14 @@ import copy
 import hashlib
 import itertools
 import uuid
-from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterable, Iterator
+from collections.abc import (
+    AsyncGenerator,
+    AsyncIterator,
+    Callable,
+    Iterable,
+    Iterator,
+    Sequence,
+)
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
@@ -1372,6 +1379,14 @@ class FakeObjectStore:
         if found is None:
             raise ObjectNotFound(f"{src_bucket}/{src_key}")
         self._bucket(dst_bucket)[dst_key] = ObjectRecord(found.data)
+
+    def compose_object(self, bucket: str, key: str, sources: Sequence[str]) -> None:
+        self._call("compose_object")
+        objects = self._objects(bucket)
+        missing = [source for source in sources if source not in objects]
+        if missing:
+            raise ObjectNotFound(f"{bucket}/{missing[0]}")
+        self._bucket(bucket)[key] = ObjectRecord(b"".join(objects[s].data for s in sources))
 
     def list_objects(self, bucket: str, prefix: str) -> Iterator[ObjectInfo]:
         self._call("list_objects")

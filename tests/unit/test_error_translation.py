@@ -24,6 +24,7 @@ from servicecontrol_server.api.aws_json.http import create_app
 from servicecontrol_server.api.server import start_grpc
 from servicecontrol_server.api.servicer import ServiceControlServicer
 from servicecontrol_server.api.use_cases import UseCases
+from servicecontrol_server.application.rate_limit import MutationRateLimiter
 from servicecontrol_server.domain.errors import BackendUnavailable
 from servicecontrol_server.settings import Settings
 
@@ -67,6 +68,8 @@ def use_cases(make: Callable[[], Exception]) -> tuple[UseCases, Failing]:
             tags=failing,  # type: ignore[arg-type]
             events=failing,  # type: ignore[arg-type]
             settings=settings,
+            rate_limiter=MutationRateLimiter(0, 1),
+            images=failing,  # type: ignore[arg-type]
         ),
         failing,
     )
@@ -125,6 +128,19 @@ async def _call(channel: grpc.aio.Channel, method: Any) -> grpc.aio.AioRpcError:
         with pytest.raises(grpc.aio.AioRpcError) as caught:
             async for _ in call:
                 pass
+        return caught.value
+    if method.client_streaming:
+        # PushImage: the header reaches the use case (GetImageUploadStatus's twin).
+        header = _message("servicecontrol.v1.PushImageRequest")(
+            header=_message("servicecontrol.v1.ImageUploadHeader")()
+        )
+        pushing = channel.stream_unary(
+            path,
+            request_serializer=type(header).SerializeToString,
+            response_deserializer=response_type.FromString,
+        )
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            await pushing(iter([header]), timeout=10)
         return caught.value
     unary = channel.unary_unary(
         path,

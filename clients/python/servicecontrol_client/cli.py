@@ -11,33 +11,72 @@ violations are printed on stderr); 4 a deadline passed (a call's --timeout or a 
 from __future__ import annotations
 
 import argparse
-import importlib
+import contextlib
 import json
 import os
+import shlex
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
+import argcomplete
 from google.protobuf import json_format
 from google.protobuf.message import Message
 
 from servicecontrol.v1 import resources_pb2 as pb
 
-from .client import DEFAULT_ENDPOINT, ServiceControlClient
+from . import __version__
+from .client import ServiceControlClient
+from .config import (
+    DEFAULT_ENDPOINT,
+    DEFAULT_PROFILE,
+    KEYS,
+    OUTPUTS,
+    ConfigError,
+    config_path,
+    describe,
+    load_profile,
+    read_config,
+    write_setting,
+)
 from .errors import (
     OperationFailedError,
     OperationTimeoutError,
     RequestTimeoutException,
     ServiceControlError,
+    ServiceUnavailableException,
 )
-from .output import LIST_COLUMNS, Progress, header, render, to_dict
+from .images import docker_archive, sample_image
+from .output import (
+    LIST_COLUMNS,
+    Progress,
+    QueryError,
+    TransferProgress,
+    header,
+    query,
+    render,
+    to_dict,
+)
 
 EXIT_OK = 0
 EXIT_USAGE = 2
 EXIT_API_ERROR = 3
 EXIT_TIMEOUT = 4
 EXIT_OPERATION_FAILED = 5
+EXIT_UNREACHABLE = 6
+EXIT_DECLINED = 1
+EXIT_INTERRUPTED = 130
+
+EXIT_CODES_HELP = """exit codes:
+  0    success
+  1    declined at a confirmation prompt: nothing changed
+  2    usage or configuration error (bad flags, profile, endpoint, CA file)
+  3    the API refused the call (reason and field violations on stderr)
+  4    a deadline passed (--timeout of a call, --wait-timeout of a wait)
+  5    the waited-on operation ended without succeeding
+  6    the server could not be reached
+  130  interrupted (Ctrl-C); a wait prints the command that resumes it"""
 
 DEFAULT_WAIT_TIMEOUT = 1200.0
 
@@ -49,11 +88,19 @@ class UsageError(Exception):
     """Arguments that parse but make no sense together; exits 2 like argparse does."""
 
 
+class WaitInterrupted(Exception):
+    """Ctrl-C while waiting on an operation, which goes on without us."""
+
+    def __init__(self, operation_id: str) -> None:
+        super().__init__(operation_id)
+        self.operation_id = operation_id
+
+
 # ----- output -----
 
 
 def _emit(args: argparse.Namespace, data: dict[str, Any]) -> None:
-    print(render(data, args.output), flush=True)
+    print(render(query(data, getattr(args, "query", None)), args.output), flush=True)
 
 
 def _message_json(text: str, message_type: type[M], flag: str) -> M:
@@ -75,6 +122,8 @@ def _wait(
         return client.wait_for_operation(
             operation_id, timeout=args.wait_timeout, on_update=progress.update
         )
+    except KeyboardInterrupt:
+        raise WaitInterrupted(operation_id) from None
     finally:
         progress.finish()
 
@@ -234,10 +283,36 @@ def services_update(client: ServiceControlClient, args: argparse.Namespace) -> i
 
 
 def services_delete(client: ServiceControlClient, args: argparse.Namespace) -> int:
+    if not args.dry_run and not args.yes and sys.stdin.isatty():
+        plan = client.delete_service(args.service_arn, etag=args.etag, validate_only=True)
+        print(_deletion_plan(plan), file=sys.stderr)
+        sys.stderr.write(f"Delete service {plan.service.service_name}? [y/N] ")
+        sys.stderr.flush()
+        answer = sys.stdin.readline().strip().lower()
+        if answer not in ("y", "yes"):
+            print("scctl: not deleted", file=sys.stderr)
+            return EXIT_DECLINED
     response = client.delete_service(
         args.service_arn, etag=args.etag, request_id=args.request_id, validate_only=args.dry_run
     )
     return _finish_mutation(client, args, response)
+
+
+def _deletion_plan(response: Any) -> str:
+    """What a delete would do, from DeleteService's validate_only answer."""
+    service = response.service
+    lines = [f"Deleting {service.service_name} ({service.service_arn}) will:"]
+    plan = to_dict(response.plan) if response.HasField("plan") else {}
+    lines += [f"  {key}: {_plan_value(value)}" for key, value in plan.items()]
+    if len(lines) == 1:
+        lines.append("  stop it and delete its image copy and configuration")
+    return "\n".join(lines)
+
+
+def _plan_value(value: Any) -> str:
+    if isinstance(value, list):
+        return ", ".join(str(v) for v in value) or "none"
+    return str(value)
 
 
 def services_pause(client: ServiceControlClient, args: argparse.Namespace) -> int:
@@ -387,73 +462,111 @@ def events_watch(client: ServiceControlClient, args: argparse.Namespace) -> int:
 # ----- images -----
 
 
-def images_push(args: argparse.Namespace) -> int:
-    """Pushing writes into the source registry's object store directly, which only the
-    server's own CLI can do; the client package does not depend on the server package, so
-    it is imported here, on demand."""
-    try:
-        server_cli = importlib.import_module("servicecontrol_server.cli")
-    except ImportError:
-        print(
-            "scctl: `images push` runs the server-side push (`servicecontrol images push`), "
-            "which writes into the source registry's object store directly. The servicecontrol "
-            "server package is not installed with this client: run the push on a machine "
-            "where it is installed (with the same SERVICECONTROL_* storage settings as the "
-            "server), e.g. `servicecontrol images push app.tar name:tag`.",
-            file=sys.stderr,
-        )
-        return EXIT_API_ERROR
-    argv = ["images", "push"]
-    argv += ["--sample"] if args.sample else []
-    argv += [str(args.archive)] if args.archive is not None else []
-    return int(server_cli.main([*argv, args.identifier]))
+def images_push(client: ServiceControlClient, args: argparse.Namespace) -> int:
+    """Pushes through the server at --endpoint, so the image lands where the server
+    looks; a push that broke off resumes where it stopped when run again."""
+    if args.sample == (args.archive is not None):
+        raise UsageError("give either an archive or --sample")
+    progress = TransferProgress(sys.stderr, sys.stderr.isatty(), f"pushing {args.identifier}")
+    with contextlib.ExitStack() as stack:
+        if args.archive is None:
+            image = sample_image(args.identifier)
+        else:
+            try:
+                image = stack.enter_context(docker_archive(args.archive, args.identifier))
+            except (ValueError, OSError) as exc:
+                raise UsageError(str(exc)) from exc
+        try:
+            response = client.push_image(args.identifier, image, on_progress=progress.update)
+        finally:
+            progress.finish()
+    _emit(args, to_dict(response))
+    return EXIT_OK
 
 
 # ----- the parser -----
 
 
-def _global_options(parser: argparse.ArgumentParser, *, suppress: bool) -> None:
-    """The global flags. Sub-commands repeat them with suppressed defaults, so they may be
-    given before or after the command words, as with `aws`."""
+def _global_options(parser: argparse.ArgumentParser, *, leaf: bool) -> None:
+    """The global flags, documented once (in `scctl --help`). Commands accept them too,
+    hidden from their help, so they may come before or after the command words, as with
+    `aws`. Unset flags stay None so that the environment and the profile can fill them."""
 
-    def default(value: Any) -> Any:
-        return argparse.SUPPRESS if suppress else value
+    def text(value: str) -> str:
+        return argparse.SUPPRESS if leaf else value
 
+    default = argparse.SUPPRESS if leaf else None
     parser.add_argument(
         "--endpoint",
-        default=default(os.environ.get("SCCTL_ENDPOINT", DEFAULT_ENDPOINT)),
-        help=f"host:port of the API (env SCCTL_ENDPOINT; default {DEFAULT_ENDPOINT})",
+        default=default,
+        help=text(
+            "the API: host:port, http://host:port (plaintext) or https://host:port (TLS) "
+            f"(env SCCTL_ENDPOINT; default {DEFAULT_ENDPOINT})"
+        ),
     )
     parser.add_argument(
         "--account",
-        default=default(os.environ.get("SCCTL_ACCOUNT")),
-        help="12-digit account to act in (env SCCTL_ACCOUNT; default: the server's)",
+        default=default,
+        help=text("12-digit account to act in (env SCCTL_ACCOUNT; default: the server's)"),
     )
     parser.add_argument(
         "--api-key",
-        default=default(os.environ.get("SCCTL_API_KEY")),
-        help="sent as `authorization: Bearer KEY` (env SCCTL_API_KEY; reserved)",
+        default=default,
+        help=text("sent as `authorization: Bearer KEY` (env SCCTL_API_KEY)"),
     )
     parser.add_argument(
         "--tls",
-        action="store_true",
-        default=default(False),
-        help="use TLS (system roots unless --ca-file)",
+        action="store_const",
+        const=True,
+        default=default,
+        help=text("use TLS with a host:port endpoint (system roots unless --ca-file)"),
     )
     parser.add_argument(
-        "--ca-file", type=Path, default=default(None), help="PEM roots to trust; implies --tls"
+        "--ca-file",
+        type=Path,
+        default=default,
+        help=text("PEM roots to trust; implies TLS (env SCCTL_CA_FILE)"),
+    )
+    parser.add_argument(
+        "--cert-file",
+        type=Path,
+        default=default,
+        help=text("PEM client certificate for mutual TLS; implies TLS (env SCCTL_CERT_FILE)"),
+    )
+    parser.add_argument(
+        "--key-file",
+        type=Path,
+        default=default,
+        help=text("PEM private key of --cert-file (env SCCTL_KEY_FILE)"),
     )
     parser.add_argument(
         "--output",
-        choices=("json", "table"),
-        default=default("json"),
-        help="json (default) or a human table",
+        choices=OUTPUTS,
+        default=default,
+        help=text("json (default), yaml, table or text (tab-separated) (env SCCTL_OUTPUT)"),
+    )
+    parser.add_argument(
+        "--query",
+        default=default,
+        metavar="JMESPATH",
+        help=text(
+            "a JMESPath expression applied to the JSON answer before printing, as the AWS "
+            "CLI's --query (e.g. 'services[].serviceName')"
+        ),
     )
     parser.add_argument(
         "--timeout",
         type=float,
-        default=default(30.0),
-        help="deadline of each API call in seconds, retries included (30)",
+        default=default,
+        help=text("deadline of each API call in seconds, retries included (30)"),
+    )
+    parser.add_argument(
+        "--profile",
+        default=default,
+        help=text(
+            "the profile of the config file to use (env SCCTL_PROFILE; default: default); "
+            "see `scctl configure`"
+        ),
     )
 
 
@@ -461,11 +574,15 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="scctl",
         description="Manage ServiceControl services from the command line.",
-        epilog="Exit codes: 0 ok, 2 usage, 3 API error, 4 timeout, 5 operation failed.",
+        epilog=EXIT_CODES_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    _global_options(parser, suppress=False)
+    parser.add_argument(
+        "--version", action="version", version=f"%(prog)s {__version__}", help="print the version"
+    )
+    _global_options(parser, leaf=False)
     leaf_globals = argparse.ArgumentParser(add_help=False)
-    _global_options(leaf_globals, suppress=True)
+    _global_options(leaf_globals, leaf=True)
 
     waiting = argparse.ArgumentParser(add_help=False)
     waiting.add_argument(
@@ -498,7 +615,12 @@ def build_parser() -> argparse.ArgumentParser:
         parents: Sequence[argparse.ArgumentParser] = (),
     ) -> argparse.ArgumentParser:
         leaf: argparse.ArgumentParser = sub.add_parser(
-            name, help=help_text, description=help_text, parents=[leaf_globals, *parents]
+            name,
+            help=help_text,
+            description=help_text,
+            parents=[leaf_globals, *parents],
+            epilog="Global flags (--endpoint, --account, --output, --query, --profile, ...): "
+            "see `scctl --help`.",
         )
         leaf.set_defaults(handler=handler)
         return leaf
@@ -507,10 +629,25 @@ def build_parser() -> argparse.ArgumentParser:
     services = groups.add_parser("services", help="create, inspect, change and delete services")
     svc = services.add_subparsers(dest="action", required=True, metavar="ACTION")
 
+    def service_flag(leaf: argparse.ArgumentParser) -> None:
+        leaf.add_argument(
+            "--service",
+            "--service-arn",
+            dest="service_arn",
+            required=True,
+            metavar="NAME_OR_ARN",
+            help="the service: its name (in the account) or its ARN",
+        )
+
+    def validate_only(leaf: argparse.ArgumentParser) -> None:
+        leaf.add_argument(
+            "--validate-only", action="store_true", help="check everything, change nothing"
+        )
+
     def configuration_flags(leaf: argparse.ArgumentParser) -> None:
         leaf.add_argument("--image-identifier", help="repository:tag in the source registry")
         leaf.add_argument("--port", help="port the application listens on (8080)")
-        leaf.add_argument("--start-command")
+        leaf.add_argument("--start-command", help="the command that starts the application")
         leaf.add_argument(
             "--env",
             action="append",
@@ -524,19 +661,25 @@ def build_parser() -> argparse.ArgumentParser:
             metavar="JSON",
             help="a whole SourceConfiguration in proto JSON",
         )
-        leaf.add_argument("--instance-configuration", metavar="JSON")
-        leaf.add_argument("--health-check-configuration", metavar="JSON")
         leaf.add_argument(
-            "--validate-only", action="store_true", help="check everything, change nothing"
+            "--instance-configuration",
+            metavar="JSON",
+            help="a whole InstanceConfiguration in proto JSON",
         )
+        leaf.add_argument(
+            "--health-check-configuration",
+            metavar="JSON",
+            help="a whole HealthCheckConfiguration in proto JSON",
+        )
+        validate_only(leaf)
 
     create = command(
         svc, "create", services_create, "create a service from an image", [waiting, mutating]
     )
-    create.add_argument("--service-name", required=True)
+    create.add_argument("--service-name", required=True, help="the new service's name")
     configuration_flags(create)
     describe = command(svc, "describe", services_describe, "describe a service in any state")
-    describe.add_argument("--service-arn", required=True)
+    service_flag(describe)
     command(svc, "list", services_list, "list the account's services", [paging])
     update = command(
         svc,
@@ -545,44 +688,60 @@ def build_parser() -> argparse.ArgumentParser:
         "change a service's configuration (flags merge into the current one)",
         [waiting, mutating, etag],
     )
-    update.add_argument("--service-arn", required=True)
+    service_flag(update)
     configuration_flags(update)
     delete = command(svc, "delete", services_delete, "delete a service", [waiting, mutating, etag])
-    delete.add_argument("--service-arn", required=True)
+    service_flag(delete)
     delete.add_argument(
         "--dry-run", action="store_true", help="print the deletion plan and change nothing"
+    )
+    delete.add_argument(
+        "--yes",
+        "-y",
+        action="store_true",
+        help="do not ask for confirmation (scctl asks only when stdin is a terminal)",
     )
     for name, handler, text in (
         ("pause", services_pause, "pause a RUNNING service"),
         ("resume", services_resume, "resume a PAUSED service on the same URL"),
     ):
         leaf = command(svc, name, handler, text, [waiting, mutating, etag])
-        leaf.add_argument("--service-arn", required=True)
-        leaf.add_argument("--validate-only", action="store_true")
+        service_flag(leaf)
+        validate_only(leaf)
 
     # operations
     operations = groups.add_parser("operations", help="follow services' operations")
     ops = operations.add_subparsers(dest="action", required=True, metavar="ACTION")
     leaf = command(ops, "list", operations_list, "list a service's operations", [paging])
-    leaf.add_argument("--service-arn", required=True)
+    service_flag(leaf)
     leaf = command(ops, "describe", operations_describe, "describe an operation")
-    leaf.add_argument("--operation-id", required=True)
+    leaf.add_argument("--operation-id", required=True, help="the operation's id")
     leaf = command(ops, "wait", operations_wait, "wait until an operation ends")
-    leaf.add_argument("--operation-id", required=True)
-    leaf.add_argument("--wait-timeout", type=float, default=DEFAULT_WAIT_TIMEOUT)
+    leaf.add_argument("--operation-id", required=True, help="the operation's id")
+    leaf.add_argument(
+        "--wait-timeout",
+        type=float,
+        default=DEFAULT_WAIT_TIMEOUT,
+        help=f"seconds to wait at most ({DEFAULT_WAIT_TIMEOUT:g})",
+    )
 
     # connections
     connections = groups.add_parser("connections", help="links to source-code providers")
     conn = connections.add_subparsers(dest="action", required=True, metavar="ACTION")
     leaf = command(conn, "create", connections_create, "create a connection", [mutating])
-    leaf.add_argument("--connection-name", required=True)
-    leaf.add_argument("--provider-type", choices=("GITHUB", "BITBUCKET"), default="GITHUB")
-    leaf.add_argument("--validate-only", action="store_true")
+    leaf.add_argument("--connection-name", required=True, help="the new connection's name")
+    leaf.add_argument(
+        "--provider-type",
+        choices=("GITHUB", "BITBUCKET"),
+        default="GITHUB",
+        help="the source-code provider (GITHUB)",
+    )
+    validate_only(leaf)
     leaf = command(conn, "list", connections_list, "list connections", [paging])
-    leaf.add_argument("--connection-name", default="")
+    leaf.add_argument("--connection-name", default="", help="only the connection of this name")
     leaf = command(conn, "delete", connections_delete, "delete a connection", [mutating])
-    leaf.add_argument("--connection-arn", required=True)
-    leaf.add_argument("--validate-only", action="store_true")
+    leaf.add_argument("--connection-arn", required=True, help="the connection's ARN")
+    validate_only(leaf)
 
     # custom domains
     domains = groups.add_parser("domains", help="custom domains of a service")
@@ -592,9 +751,9 @@ def build_parser() -> argparse.ArgumentParser:
         ("disassociate", domains_disassociate, "unlink a domain name from a service"),
     ):
         leaf = command(dom, name, handler, text, [mutating])
-        leaf.add_argument("--service-arn", required=True)
-        leaf.add_argument("--domain-name", required=True)
-        leaf.add_argument("--validate-only", action="store_true")
+        service_flag(leaf)
+        leaf.add_argument("--domain-name", required=True, help="e.g. app.example.com")
+        validate_only(leaf)
         if name == "associate":
             leaf.add_argument(
                 "--enable-www-subdomain",
@@ -603,13 +762,13 @@ def build_parser() -> argparse.ArgumentParser:
                 help="also link www.<domain> (default: yes)",
             )
     leaf = command(dom, "describe", domains_describe, "list a service's custom domains")
-    leaf.add_argument("--service-arn", required=True)
+    service_flag(leaf)
 
     # certificates
     certificates = groups.add_parser("certificates", help="certificate records")
     cert = certificates.add_subparsers(dest="action", required=True, metavar="ACTION")
     leaf = command(cert, "list", certificates_list, "list certificate records", [paging])
-    leaf.add_argument("--domain-name", default="")
+    leaf.add_argument("--domain-name", default="", help="only records of this domain name")
 
     # events
     events = groups.add_parser("events", help="the account's event stream")
@@ -627,16 +786,131 @@ def build_parser() -> argparse.ArgumentParser:
     leaf = command(
         img,
         "push",
-        None,
-        "push a `docker save` tarball (runs the server-side `servicecontrol images "
-        "push`; needs the server package)",
+        images_push,
+        "push a `docker save` tarball into the source registry, through the server at "
+        "--endpoint (resumes a push that broke off; a progress bar on a terminal)",
     )
     leaf.add_argument("archive", type=Path, nargs="?", help="the tarball (omit with --sample)")
     leaf.add_argument("identifier", help="repository:tag")
     leaf.add_argument(
         "--sample", action="store_true", help="push a small generated sample image instead"
     )
+
+    # configure
+    configure = command(
+        groups,
+        "configure",
+        None,
+        "set up a profile: prompts for its settings (or `configure set|get|list`)",
+    )
+    configure.add_argument(
+        "action",
+        nargs="?",
+        choices=("set", "get", "list"),
+        help="set KEY VALUE, get KEY, list (the resolved settings); none: prompt",
+    )
+    configure.add_argument("words", nargs="*", metavar="KEY [VALUE]", help="for set and get")
+
+    # completion
+    completion = command(
+        groups,
+        "completion",
+        None,
+        'print the shell completion script: eval "$(scctl completion bash)"',
+    )
+    completion.add_argument("shell", choices=("bash", "zsh", "fish"), help="the shell")
     return parser
+
+
+def configure_command(args: argparse.Namespace) -> int:
+    profile_name = args.profile or os.environ.get("SCCTL_PROFILE") or DEFAULT_PROFILE
+    if args.action == "set":
+        if len(args.words) != 2:
+            raise UsageError("usage: scctl configure set KEY VALUE")
+        path = write_setting(profile_name, args.words[0], args.words[1])
+        print(f"{args.words[0]} set in profile {profile_name} of {path}", file=sys.stderr)
+        return EXIT_OK
+    if args.action == "get":
+        if len(args.words) != 1 or args.words[0] not in KEYS:
+            raise UsageError(f"usage: scctl configure get KEY, KEY one of {', '.join(KEYS)}")
+        value = getattr(load_profile(args.profile, {}), args.words[0])
+        print("" if value is None else value)
+        return EXIT_OK
+    if args.action == "list":
+        profile = load_profile(args.profile, _overrides(args))
+        for key, value in describe(profile):
+            print(f"{key:10} {value}")
+        print(f"(profile {profile_name} of {config_path()})")
+        return EXIT_OK
+    if args.words:
+        raise UsageError("configure takes words only after set or get")
+    return _configure_prompt(profile_name)
+
+
+def _configure_prompt(profile_name: str) -> int:
+    # Prompting, as `aws configure`: Enter keeps the value shown in brackets.
+    current = (
+        dict(read_config().items(profile_name)) if read_config().has_section(profile_name) else {}
+    )
+    for key in ("endpoint", "account", "output", "ca_file"):
+        shown = current.get(key, "")
+        sys.stderr.write(f"{key} ({KEYS[key]}) [{shown}]: ")
+        sys.stderr.flush()
+        line = sys.stdin.readline()
+        if not line:
+            break
+        if line.strip():
+            write_setting(profile_name, key, line.strip())
+    print(f"profile {profile_name} saved in {config_path()}", file=sys.stderr)
+    return EXIT_OK
+
+
+def completion_command(args: argparse.Namespace) -> int:
+    print(argcomplete.shellcode(["scctl"], shell=args.shell))
+    return EXIT_OK
+
+
+def _overrides(args: argparse.Namespace) -> dict[str, object]:
+    return {
+        key: getattr(args, key, None)
+        for key in (
+            "endpoint",
+            "account",
+            "api_key",
+            "tls",
+            "ca_file",
+            "cert_file",
+            "key_file",
+            "output",
+            "timeout",
+        )
+    }
+
+
+def _resolve_service(client: ServiceControlClient, args: argparse.Namespace) -> None:
+    """--service NAME becomes the ARN of the account's (not deleted) service of that name."""
+    value = getattr(args, "service_arn", None)
+    if not value or value.startswith("arn:"):
+        return
+    for service in client.iter_services():
+        if service.service_name == value:
+            args.service_arn = service.service_arn
+            return
+    account = client.account or "the server's default account"
+    raise ServiceNameNotFound(f"no service named {value!r} in {account} (give its name or its ARN)")
+
+
+class ServiceNameNotFound(Exception):
+    pass
+
+
+def _resume_command(args: argparse.Namespace, operation_id: str) -> str:
+    words = ["scctl", "operations", "wait", "--operation-id", operation_id]
+    for flag in ("endpoint", "account", "profile"):
+        value = getattr(args, flag, None)
+        if value:
+            words += [f"--{flag}", shlex.quote(str(value))]
+    return " ".join(words)
 
 
 def _report(exc: ServiceControlError) -> None:
@@ -653,38 +927,78 @@ def _report(exc: ServiceControlError) -> None:
     print("\n".join(lines), file=sys.stderr, flush=True)
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None) -> int:  # noqa: C901 - one exit code per failure
     parser = build_parser()
+    argcomplete.autocomplete(parser)
     args = parser.parse_args(argv)
-    if args.group == "images":
-        return images_push(args)
-    root_certificates = args.ca_file.read_bytes() if args.ca_file else None
+
+    def usage(message: str) -> int:
+        print(f"scctl: error: {message}", file=sys.stderr)
+        return EXIT_USAGE
+
+    try:
+        if args.group == "configure":
+            return configure_command(args)
+        if args.group == "completion":
+            return completion_command(args)
+        profile = load_profile(args.profile, _overrides(args))
+        target, secure = profile.target()
+        root_certificates = profile.root_certificates()
+        client_certificate = profile.client_certificate()
+    except (ConfigError, UsageError) as exc:
+        return usage(str(exc))
+    args.output = profile.output
     try:
         with ServiceControlClient(
-            args.endpoint,
-            account=args.account,
-            api_key=args.api_key,
-            tls=args.tls,
+            target,
+            account=profile.account,
+            api_key=profile.api_key,
+            tls=secure,
             root_certificates=root_certificates,
-            timeout=args.timeout,
+            certificate_chain=client_certificate[0] if client_certificate else None,
+            private_key=client_certificate[1] if client_certificate else None,
+            timeout=profile.timeout,
         ) as client:
+            _resolve_service(client, args)
             handler: Handler = args.handler
             return handler(client, args)
-    except UsageError as exc:
+    except (UsageError, QueryError) as exc:
         parser.print_usage(sys.stderr)
-        print(f"scctl: error: {exc}", file=sys.stderr)
-        return EXIT_USAGE
+        return usage(str(exc))
+    except ServiceNameNotFound as exc:
+        print(f"scctl: {exc}", file=sys.stderr)
+        return EXIT_API_ERROR
+    except WaitInterrupted as exc:
+        print(
+            f"\nscctl: stopped waiting; operation {exc.operation_id} goes on. Resume waiting "
+            f"with:\n  {_resume_command(args, exc.operation_id)}",
+            file=sys.stderr,
+        )
+        return EXIT_INTERRUPTED
     except (OperationTimeoutError, RequestTimeoutException) as exc:
         print(f"scctl: timed out: {exc.message}", file=sys.stderr)
         return EXIT_TIMEOUT
     except OperationFailedError as exc:
         _report(exc)
         return EXIT_OPERATION_FAILED
+    except ServiceUnavailableException as exc:
+        if exc.reason:  # the server answered: one of its backends is down
+            _report(exc)
+            return EXIT_API_ERROR
+        scheme = "TLS" if secure else "plaintext"
+        print(
+            f"scctl: cannot reach the server at {target} ({scheme}): {exc.message}\n"
+            "  hint: is `servicecontrol serve` running there? Set the endpoint with "
+            "--endpoint, SCCTL_ENDPOINT or `scctl configure`; https:// means TLS, "
+            "http:// plaintext.",
+            file=sys.stderr,
+        )
+        return EXIT_UNREACHABLE
     except ServiceControlError as exc:
         _report(exc)
         return EXIT_API_ERROR
     except KeyboardInterrupt:
-        return 130
+        return EXIT_INTERRUPTED
 
 
 if __name__ == "__main__":

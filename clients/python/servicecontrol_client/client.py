@@ -14,7 +14,7 @@ import uuid
 from collections.abc import Callable, Generator, Iterator, Sequence
 from datetime import timedelta
 from types import TracebackType
-from typing import Any, TypeVar
+from typing import IO, Any, TypeVar
 
 import grpc
 from google.protobuf import duration_pb2
@@ -31,6 +31,7 @@ from .errors import (
     ResourceNotFoundException,
     from_rpc_error,
 )
+from .images import CHUNK_SIZE, LocalBlob, LocalImage
 
 ACCOUNT_METADATA_KEY = "x-servicecontrol-account"
 DEFAULT_ENDPOINT = "127.0.0.1:50051"
@@ -79,6 +80,8 @@ class ServiceControlClient:
         api_key: str | None = None,
         tls: bool = False,
         root_certificates: bytes | None = None,
+        certificate_chain: bytes | None = None,
+        private_key: bytes | None = None,
         timeout: float = 30.0,
         retries: int = 4,
         backoff_base: float = 0.1,
@@ -91,8 +94,14 @@ class ServiceControlClient:
         self.retries = retries
         self.backoff_base = backoff_base
         self.backoff_max = backoff_max
-        if tls or root_certificates is not None:
-            credentials = grpc.ssl_channel_credentials(root_certificates=root_certificates)
+        if (certificate_chain is None) != (private_key is None):
+            raise ValueError("certificate_chain and private_key go together")
+        if tls or root_certificates is not None or certificate_chain is not None:
+            credentials = grpc.ssl_channel_credentials(
+                root_certificates=root_certificates,
+                private_key=private_key,
+                certificate_chain=certificate_chain,
+            )
             self._channel = grpc.secure_channel(target, credentials, options=channel_options)
         else:
             self._channel = grpc.insecure_channel(target, options=channel_options)
@@ -532,6 +541,80 @@ class ServiceControlClient:
             finally:
                 stream.cancel()
 
+    # ----- images -----
+
+    def push_image(
+        self,
+        image_identifier: str,
+        image: LocalImage,
+        *,
+        chunk_size: int = CHUNK_SIZE,
+        on_progress: Callable[[int, int], None] | None = None,
+    ) -> api.PushImageResponse:
+        """Pushes an image into the source registry through the server (PushImage).
+        Asks first what the server already holds (GetImageUploadStatus) and sends only
+        the rest, so a push that broke off resumes where it stopped; an UNAVAILABLE push
+        is resumed up to `retries` times. on_progress(done, total) gets byte counts."""
+        header = _image_header(image_identifier, image)
+        attempt = 0
+        while True:
+            status = self.get_image_upload_status(image_identifier, image)
+            offsets = {b.digest: b.received_bytes for b in status.blobs}
+            done = sum(offsets.values())
+            if on_progress is not None:
+                on_progress(done, image.size)
+            messages = self._push_messages(header, image, offsets, chunk_size, on_progress, done)
+            try:
+                response: api.PushImageResponse = self._stub.PushImage(
+                    messages, metadata=self._metadata
+                )
+                return response
+            except grpc.RpcError as err:
+                code = err.code() if isinstance(err, grpc.Call) else None
+                if code != grpc.StatusCode.UNAVAILABLE or attempt >= self.retries:
+                    raise from_rpc_error(err) from err
+                time.sleep(self._backoff(attempt))
+                attempt += 1
+
+    def get_image_upload_status(
+        self, image_identifier: str, image: LocalImage, *, call_timeout: float | None = None
+    ) -> api.GetImageUploadStatusResponse:
+        """How much of each of the image's blobs the server already holds."""
+        return self._unary(
+            self._stub.GetImageUploadStatus,
+            api.GetImageUploadStatusRequest(header=_image_header(image_identifier, image)),
+            retryable=True,
+            call_timeout=call_timeout,
+        )
+
+    @staticmethod
+    def _push_messages(
+        header: api.ImageUploadHeader,
+        image: LocalImage,
+        offsets: dict[str, int],
+        chunk_size: int,
+        on_progress: Callable[[int, int], None] | None,
+        done: int,
+    ) -> Iterator[api.PushImageRequest]:
+        yield api.PushImageRequest(header=header)
+        for blob in image.blobs():
+            offset = offsets.get(blob.digest, 0)
+            if offset >= blob.size:
+                continue
+            with blob.open() as stream:
+                _skip(stream, offset)
+                while offset < blob.size:
+                    data = stream.read(min(chunk_size, blob.size - offset))
+                    if not data:
+                        raise ValueError(f"blob {blob.digest} ended at {offset} of {blob.size}")
+                    yield api.PushImageRequest(
+                        chunk=api.ImageChunk(digest=blob.digest, offset=offset, data=data)
+                    )
+                    offset += len(data)
+                    done += len(data)
+                    if on_progress is not None:
+                        on_progress(done, image.size)
+
     # ----- waiters -----
 
     def wait_for_operation(
@@ -678,3 +761,28 @@ class ServiceControlClient:
             return page.custom_domains, page.next_page_token
 
         return self._pages(fetch)
+
+
+def _image_header(image_identifier: str, image: LocalImage) -> api.ImageUploadHeader:
+    return api.ImageUploadHeader(
+        image_identifier=image_identifier,
+        config=_image_blob(image.config),
+        layers=[_image_blob(layer) for layer in image.layers],
+    )
+
+
+def _image_blob(blob: LocalBlob) -> api.ImageBlob:
+    return api.ImageBlob(digest=blob.digest, size=blob.size, media_type=blob.media_type)
+
+
+def _skip(stream: IO[bytes], offset: int) -> None:
+    """Moves past what the server already holds, reading where the stream cannot seek."""
+    if stream.seekable():
+        stream.seek(offset)
+        return
+    left = offset
+    while left > 0:
+        data = stream.read(min(CHUNK_SIZE, left))
+        if not data:
+            raise ValueError(f"stream ended {left} bytes before offset {offset}")
+        left -= len(data)

@@ -9,6 +9,9 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TextIO
 
+import jmespath
+import jmespath.exceptions
+import yaml
 from google.protobuf import json_format
 from google.protobuf.message import Message
 
@@ -91,10 +94,73 @@ def table(data: Mapping[str, Any]) -> str:
     return "\n\n".join(sections)
 
 
-def render(data: Mapping[str, Any], output: str) -> str:
+class QueryError(ValueError):
+    """A --query that is not a valid JMESPath expression."""
+
+
+def query(data: Any, expression: str | None) -> Any:
+    """data filtered by a JMESPath expression (as the AWS CLI's --query), on the JSON
+    shape that `--output json` prints."""
+    if not expression:
+        return data
+    try:
+        return jmespath.search(expression, data)
+    except jmespath.exceptions.JMESPathError as exc:
+        raise QueryError(f"--query {expression!r}: {exc}") from exc
+
+
+def render(data: Any, output: str) -> str:
     if output == "table":
-        return table(data)
+        if isinstance(data, Mapping):
+            return table(data)
+        return _generic_table(data)
+    if output == "yaml":
+        return yaml.safe_dump(data, sort_keys=False, default_flow_style=False).rstrip("\n")
+    if output == "text":
+        return text(data)
     return json.dumps(data, indent=2)
+
+
+def _generic_table(data: Any) -> str:
+    """A query's result: rows of a list of objects, or one value per line."""
+    if isinstance(data, list) and data and all(isinstance(item, Mapping) for item in data):
+        columns = list(dict.fromkeys(key for item in data for key in item))
+        rows = [[_cell(item.get(c)) for c in columns] for item in data]
+        return grid([header(c) for c in columns], rows)
+    if isinstance(data, list):
+        return "\n".join(_cell(item) for item in data)
+    return _cell(data)
+
+
+def text(data: Any) -> str:
+    """Tab-separated values, as the AWS CLI's text output: a list of objects is one line
+    per object (its values in key order), an object is its values on one line, a list
+    of scalars one line of them; nested lists and objects are flattened in turn."""
+    lines: list[str] = []
+    _text_lines(data, lines)
+    return "\n".join(lines)
+
+
+def _nested(value: Any) -> bool:
+    return isinstance(value, Mapping | list)
+
+
+def _text_lines(value: Any, lines: list[str]) -> None:
+    if isinstance(value, Mapping):
+        items: list[Any] = list(value.values())
+        scalars = [v for v in items if not _nested(v)]
+        if scalars:
+            lines.append("\t".join(_cell(v) for v in scalars))
+        for nested in (v for v in items if _nested(v)):
+            _text_lines(nested, lines)
+    elif isinstance(value, list) and not any(_nested(v) for v in value):
+        if value:
+            lines.append("\t".join(_cell(v) for v in value))
+    elif isinstance(value, list):
+        for item in value:
+            _text_lines(item, lines)
+    elif value is not None:
+        lines.append(_cell(value))
 
 
 class Progress:
@@ -141,6 +207,54 @@ class Progress:
 
     def finish(self) -> None:
         if self.tty and self._drawn:
+            self.stream.write("\n")
+            self.stream.flush()
+            self._drawn = False
+
+
+class TransferProgress:
+    """A progress bar for a transfer, on a terminal only: one line redrawn in place, at
+    most every `interval` seconds and once more at the end."""
+
+    WIDTH = 30
+
+    def __init__(
+        self,
+        stream: TextIO,
+        tty: bool,
+        label: str,
+        clock: Callable[[], float] = time.monotonic,
+        interval: float = 0.1,
+    ) -> None:
+        self.stream = stream
+        self.tty = tty
+        self.label = label
+        self.clock = clock
+        self.interval = interval
+        self._last_drawn = float("-inf")
+        self._drawn = False
+
+    def line(self, done: int, total: int) -> str:
+        fraction = done / total if total else 1.0
+        filled = round(self.WIDTH * fraction)
+        bar = "#" * filled + "." * (self.WIDTH - filled)
+        return (
+            f"{self.label} [{bar}] {fraction:4.0%} {done / 1048576:.1f}/{total / 1048576:.1f} MiB"
+        )
+
+    def update(self, done: int, total: int) -> None:
+        if not self.tty:
+            return
+        now = self.clock()
+        if done < total and now - self._last_drawn < self.interval:
+            return
+        self._last_drawn = now
+        self.stream.write("\r\x1b[2K" + self.line(done, total))
+        self.stream.flush()
+        self._drawn = True
+
+    def finish(self) -> None:
+        if self._drawn:
             self.stream.write("\n")
             self.stream.flush()
             self._drawn = False

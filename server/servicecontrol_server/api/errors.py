@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, TypeVar
 
 import grpc
-from google.protobuf import any_pb2
+from google.protobuf import any_pb2, duration_pb2
 from google.protobuf.message import Message
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
@@ -30,6 +30,8 @@ _CODES: list[tuple[type[errors.DomainError], int]] = [
     (errors.AlreadyExists, code_pb2.ALREADY_EXISTS),
     (errors.QuotaExceeded, code_pb2.RESOURCE_EXHAUSTED),
     (errors.BackendUnavailable, code_pb2.UNAVAILABLE),
+    (errors.RateLimited, code_pb2.RESOURCE_EXHAUSTED),
+    (errors.RequestTimedOut, code_pb2.DEADLINE_EXCEEDED),
 ]
 
 
@@ -89,6 +91,10 @@ def to_status(exc: errors.DomainError) -> status_pb2.Status:
                 )
             )
         )
+    if isinstance(exc, errors.RateLimited):
+        delay = duration_pb2.Duration()
+        delay.FromNanoseconds(int(exc.retry_after_seconds * 1e9))
+        details.append(_pack(error_details_pb2.RetryInfo(retry_delay=delay)))
     return status_pb2.Status(code=code, message=exc.message, details=details)
 
 

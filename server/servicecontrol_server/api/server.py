@@ -13,7 +13,9 @@ from grpc_reflection.v1alpha import reflection
 
 from servicecontrol.v1 import service_control_pb2, service_control_pb2_grpc
 
+from .guard import RequestGuard
 from .servicer import ServiceControlServicer
+from .tls import grpc_credentials, tls_enabled
 from .use_cases import UseCases
 
 SERVICE_NAME = service_control_pb2.DESCRIPTOR.services_by_name["ServiceControl"].full_name
@@ -22,7 +24,7 @@ SERVICE_NAME = service_control_pb2.DESCRIPTOR.services_by_name["ServiceControl"]
 async def start_grpc(
     use_cases: UseCases, listen: str
 ) -> tuple[grpc.aio.Server, int, health.HealthServicer]:
-    server = grpc.aio.server()
+    s = use_cases.settings
     servicer = ServiceControlServicer(
         use_cases.commands,
         use_cases.settings.default_account,
@@ -31,13 +33,30 @@ async def start_grpc(
         domains=use_cases.domains,
         tags=use_cases.tags,
     )
+    guard = RequestGuard(
+        deadline_seconds=s.rpc_deadline_seconds,
+        limiter=use_cases.rate_limiter,
+        account_of=servicer.account,
+    )
+    server = grpc.aio.server(
+        interceptors=[guard],
+        options=[
+            ("grpc.max_receive_message_length", s.max_request_bytes),
+            ("grpc.max_send_message_length", s.max_response_bytes),
+        ],
+    )
+    servicer.image_uploads = use_cases.images
     service_control_pb2_grpc.add_ServiceControlServicer_to_server(servicer, server)
     health_servicer = health.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection(
         (SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server
     )
-    port = server.add_insecure_port(listen)
+    port = (
+        server.add_secure_port(listen, grpc_credentials(s))
+        if tls_enabled(s)
+        else server.add_insecure_port(listen)
+    )
     if port == 0:
         raise RuntimeError(f"cannot listen on {listen}")
     await server.start()

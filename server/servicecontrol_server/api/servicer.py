@@ -25,12 +25,15 @@ from . import convert
 from .connections_rpc import ConnectionsRpc
 from .domains_rpc import DomainsRpc
 from .errors import translated, translated_stream
+from .images_rpc import ImagesRpc
 from .tags_rpc import TagsRpc
 
 ACCOUNT_METADATA_KEY = "x-servicecontrol-account"
 
 
-class ServiceControlServicer(ConnectionsRpc, DomainsRpc, TagsRpc, api_grpc.ServiceControlServicer):
+class ServiceControlServicer(
+    ConnectionsRpc, DomainsRpc, ImagesRpc, TagsRpc, api_grpc.ServiceControlServicer
+):
     def __init__(
         self,
         commands: ServiceCommands,
@@ -191,9 +194,7 @@ class ServiceControlServicer(ConnectionsRpc, DomainsRpc, TagsRpc, api_grpc.Servi
     async def WaitOperation(
         self, request: api.WaitOperationRequest, context: grpc.aio.ServicerContext
     ) -> api.WaitOperationResponse:
-        timeout = (
-            request.timeout.ToTimedelta().total_seconds() if request.HasField("timeout") else 0.0
-        )
+        timeout = _wait_timeout(request)
         remaining = context.time_remaining()
         if remaining is not None and timeout == 0:
             # Within the call's own deadline, leaving time to answer.
@@ -224,6 +225,23 @@ class ServiceControlServicer(ConnectionsRpc, DomainsRpc, TagsRpc, api_grpc.Servi
                 if occurred is not None:
                     event.occurred_at.CopyFrom(occurred)
                 yield api.WatchEventsResponse(event=event)
+
+
+def _wait_timeout(request: api.WaitOperationRequest) -> float:
+    """Seconds to wait; 0 when unset. A negative or not normalized Duration, or one past
+    protobuf's Duration range, is refused; any valid one is bounded by the caller."""
+    if not request.HasField("timeout"):
+        return 0.0
+    seconds, nanos = request.timeout.seconds, request.timeout.nanos
+    if seconds < 0 or nanos < 0:
+        raise InvalidRequest([FieldViolation("timeout", "must not be negative")])
+    if seconds > _MAX_DURATION_SECONDS or nanos > 999_999_999:
+        raise InvalidRequest([FieldViolation("timeout", "is not a valid Duration")])
+    return seconds + nanos / 1e9
+
+
+# google.protobuf.Duration's range: about 10,000 years.
+_MAX_DURATION_SECONDS = 315_576_000_000
 
 
 def _configs(request: Any) -> Configs:

@@ -8,6 +8,8 @@ from dataclasses import dataclass
 from ..application.connection_commands import ConnectionCommands
 from ..application.domain_commands import DomainCommands
 from ..application.events import EventQueries
+from ..application.image_upload import ImageUploads
+from ..application.rate_limit import MutationRateLimiter
 from ..application.service_commands import ServiceCommands
 from ..application.tag_commands import TagCommands
 from ..settings import Settings
@@ -21,3 +23,7 @@ class UseCases:
     tags: TagCommands
     events: EventQueries
     settings: Settings
+    # One per process, shared by the gRPC and App Runner endpoints.
+    rate_limiter: MutationRateLimiter
+    # Image pushes through the API (PushImage); None where a server does not take them.
+    images: ImageUploads | None = None

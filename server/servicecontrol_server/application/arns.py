@@ -31,5 +31,19 @@ def owned_resource_id(
         raise InvalidRequest(found)
     assert arn is not None
     if arn.account_id != account_id or arn.region != region:
-        raise not_found(value)
+        raise _elsewhere(not_found(value), arn, account_id, region)
     return arn.resource_id
+
+
+def _elsewhere(error: DomainError, arn: names.Arn, account_id: str, region: str) -> DomainError:
+    """The not-found error, saying where the ARN points and where the call acts. Both
+    are in the ARN and the caller's own request, so this reveals nothing more."""
+    if arn.account_id != account_id:
+        where = (
+            f"the ARN names account {arn.account_id}, but this call acts in account {account_id}"
+        )
+    else:
+        where = f"the ARN names region {arn.region}, but this server is in region {region}"
+    error.message = f"{error.message.rstrip('.')}: {where}."
+    error.args = (error.message,)
+    return error

@@ -114,7 +114,7 @@ class ConnectionCommands:
         if name and not names.is_connection_name(name):
             raise InvalidRequest([FieldViolation("connection_name", NAME_RULE)])
         limit = bounded_page_size(page_size, MAX_CONNECTIONS_PAGE)
-        filters = {"name": name}
+        filters = {"account": account_id, "name": name}
         after = parse_time_position(self.tokens.decode(page_token, "connections", filters))
         async with self.uow() as uow:
             items = await uow.connections.list_page(account_id, name or None, after, limit + 1)

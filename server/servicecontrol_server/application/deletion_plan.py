@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -11,6 +12,8 @@ from ..domain.model import CustomDomain, Service
 from ..settings import Settings
 from .images import inventory
 from .ports import ObjectStore, ObjectStoreError
+
+log = logging.getLogger(__name__)
 
 
 async def deletion_plan(
@@ -31,7 +34,9 @@ async def deletion_plan(
                 inventory, store, config.image_bucket, config.image_prefix
             )
         except ObjectStoreError as exc:
-            raise BackendUnavailable(f"object store unavailable: {exc}") from exc
+            # Endpoints, buckets and keys stay in the log; callers read what failed.
+            log.warning("object store inventory failed", extra={"error": str(exc)})
+            raise BackendUnavailable("The image store is unavailable.") from exc
         objects, size = counted.objects, counted.bytes
     expires = now + timedelta(seconds=settings.certificate_retention_seconds)
     return {

@@ -82,7 +82,7 @@ class DomainCommands:
     ) -> tuple[ServiceTarget, Page]:
         service_id = self._service_id(account_id, service_arn, [])
         limit = bounded_page_size(page_size, MAX_DOMAINS_PAGE)
-        filters = {"service": service_arn}
+        filters = {"account": account_id, "service": service_arn}
         after = _name_position(self.tokens.decode(page_token, "custom_domains", filters))
         async with self.uow() as uow:
             service = await uow.services.get(account_id, service_id)
@@ -105,7 +105,7 @@ class DomainCommands:
         if domain and not names.is_domain_name(domain):
             raise InvalidRequest([FieldViolation("domain_name", DOMAIN_RULE)])
         limit = bounded_page_size(page_size, MAX_CERTIFICATES_PAGE)
-        filters = {"domain": domain}
+        filters = {"account": account_id, "domain": domain}
         after = _name_position(self.tokens.decode(page_token, "certificates", filters))
         async with self.uow() as uow:
             items = await uow.certificates.list_page(account_id, domain or None, after, limit + 1)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncGenerator
 
+from ..domain import names
 from ..domain.errors import FieldViolation, InvalidRequest
 from .ports import EventFeed, EventRecord
 
@@ -23,7 +24,10 @@ class EventQueries:
         optionally of one resource, then new ones as they happen. Checks the request
         before anything is streamed; close the stream (contextlib.aclosing) when done."""
         after = parse_cursor(cursor)
-        if resource_arn and not resource_arn.startswith("arn:aws:apprunner:"):
+        if resource_arn and (
+            not resource_arn.startswith("arn:aws:apprunner:")
+            or len(resource_arn) > names.MAX_ARN_LENGTH
+        ):
             raise InvalidRequest([FieldViolation("resource_arn", "not an ARN")])
         return self.feed.follow(account_id, after, resource_arn or None)
 

@@ -99,16 +99,19 @@ class ServiceJob:
                 {"imageIdentifier": str(exc)},
             ) from exc
         except ObjectStoreError as exc:
+            # Endpoints, buckets and keys stay in the log; callers read what failed.
+            log.warning("object store call failed", extra={"error": str(exc)})
             raise RetryableJobError(
-                "OBJECT_STORE_UNAVAILABLE", f"Object store unavailable: {exc}", {}
+                "OBJECT_STORE_UNAVAILABLE", "The image store is unavailable.", {}
             ) from exc
 
     async def _compute(self, call: Awaitable[None]) -> None:
         try:
             await call
         except ComputeError as exc:
+            log.warning("compute call failed", extra={"error": str(exc)})
             raise RetryableJobError(
-                "COMPUTE_UNAVAILABLE", f"Compute unavailable: {exc}", {}
+                "COMPUTE_UNAVAILABLE", "The compute platform is unavailable.", {}
             ) from exc
 
     async def _finish(

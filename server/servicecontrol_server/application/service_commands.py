@@ -87,7 +87,8 @@ class ServiceCommands:
 
     async def list_services(self, account_id: str, size: int, token: str) -> Page:
         limit = page_size(size, MAX_SERVICES_PAGE)
-        after = parse_time_position(self.tokens.decode(token, "services", {}))
+        filters = {"account": account_id}
+        after = parse_time_position(self.tokens.decode(token, "services", filters))
         async with self.uow() as uow:
             items = await uow.services.list_live(account_id, after, limit + 1)
         next_token = ""
@@ -95,7 +96,7 @@ class ServiceCommands:
             items = items[:limit]
             last = items[-1]
             next_token = self.tokens.encode(
-                "services", {}, time_position(last.created_at, last.service_id)
+                "services", filters, time_position(last.created_at, last.service_id)
             )
         return Page(items, next_token)
 
@@ -104,7 +105,7 @@ class ServiceCommands:
     ) -> Page:
         service = await self.describe_service(account_id, service_arn)
         limit = page_size(size, MAX_OPERATIONS_PAGE)
-        filters = {"service": service_arn}
+        filters = {"account": account_id, "service": service_arn}
         after = parse_time_position(self.tokens.decode(token, "operations", filters))
         async with self.uow() as uow:
             items = await uow.operations.list_for_service(

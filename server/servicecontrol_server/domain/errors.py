@@ -124,3 +124,22 @@ class BackendUnavailable(DomainError):
     """A backend (database, object store) could not be reached; the caller may retry."""
 
     reason = "BACKEND_UNAVAILABLE"
+
+
+class RateLimited(DomainError):
+    """The account sent mutations faster than its rate allows; retry after a pause."""
+
+    reason = "RATE_LIMITED"
+
+    def __init__(self, retry_after_seconds: float) -> None:
+        self.retry_after_seconds = retry_after_seconds
+        super().__init__(
+            f"Too many mutating requests for this account; retry in {retry_after_seconds:.2f}s.",
+            {"retryAfterSeconds": f"{retry_after_seconds:.3f}"},
+        )
+
+
+class RequestTimedOut(DomainError):
+    """The server's own deadline for one call passed before it finished."""
+
+    reason = "REQUEST_TIMED_OUT"

@@ -18,6 +18,8 @@ DOMAIN_NAME_RE = re.compile(
     r"(\*\.)?([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
 )
 MAX_DOMAIN_NAME_LENGTH = 255
+# App Runner's ARN members are at most 1011 characters.
+MAX_ARN_LENGTH = 1011
 
 _URL_ALPHABET = string.ascii_lowercase + string.digits
 

@@ -73,6 +73,10 @@ class _ErrorReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ErrorReas
     """RESOURCE_EXHAUSTED, with a google.rpc.QuotaFailure detail. Metadata: limit, usage."""
     CUSTOM_DOMAIN_QUOTA_EXCEEDED: _ErrorReason.ValueType  # 52
     """RESOURCE_EXHAUSTED, with a google.rpc.QuotaFailure detail. Metadata: limit, usage."""
+    RATE_LIMITED: _ErrorReason.ValueType  # 53
+    """RESOURCE_EXHAUSTED. The account sent mutations faster than the server's rate limit;
+    a RetryInfo detail says when to retry. Metadata: retryAfterSeconds.
+    """
     IMAGE_NOT_FOUND: _ErrorReason.ValueType  # 60
     """Operation errors (Operation.error), not call errors.
     The source image does not exist in the source registry. Metadata: imageIdentifier.
@@ -91,9 +95,24 @@ class _ErrorReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ErrorReas
     """UNIMPLEMENTED. The RPC is in the contract but this server version does not serve it.
     Metadata: rpc.
     """
+    REQUEST_TIMED_OUT: _ErrorReason.ValueType  # 73
+    """DEADLINE_EXCEEDED. The call ran past the server's own deadline for one call."""
     UNAUTHENTICATED_REQUEST: _ErrorReason.ValueType  # 80
     """UNAUTHENTICATED / PERMISSION_DENIED: reserved for API-key authentication."""
     PERMISSION_DENIED_FOR_ACCOUNT: _ErrorReason.ValueType  # 81
+    IMAGE_CHECKSUM_MISMATCH: _ErrorReason.ValueType  # 90
+    """Image pushes (PushImage).
+    INVALID_ARGUMENT. A blob's content does not hash to its declared sha256 digest (or
+    has another size); what was received of it is discarded. Metadata: digest.
+    """
+    IMAGE_UPLOAD_INCOMPLETE: _ErrorReason.ValueType  # 91
+    """FAILED_PRECONDITION. The push ended before every blob was whole; nothing became
+    visible. GetImageUploadStatus tells where to resume. Metadata: digest, receivedBytes.
+    """
+    IMAGE_UPLOAD_OFFSET_MISMATCH: _ErrorReason.ValueType  # 92
+    """FAILED_PRECONDITION. A chunk does not start where the server's copy of its blob
+    ends. Metadata: digest, expectedOffset.
+    """
 
 class ErrorReason(_ErrorReason, metaclass=_ErrorReasonEnumTypeWrapper):
     """ErrorReason lists every `google.rpc.ErrorInfo.reason` this API returns. The reason
@@ -152,6 +171,10 @@ CONNECTION_QUOTA_EXCEEDED: ErrorReason.ValueType  # 51
 """RESOURCE_EXHAUSTED, with a google.rpc.QuotaFailure detail. Metadata: limit, usage."""
 CUSTOM_DOMAIN_QUOTA_EXCEEDED: ErrorReason.ValueType  # 52
 """RESOURCE_EXHAUSTED, with a google.rpc.QuotaFailure detail. Metadata: limit, usage."""
+RATE_LIMITED: ErrorReason.ValueType  # 53
+"""RESOURCE_EXHAUSTED. The account sent mutations faster than the server's rate limit;
+a RetryInfo detail says when to retry. Metadata: retryAfterSeconds.
+"""
 IMAGE_NOT_FOUND: ErrorReason.ValueType  # 60
 """Operation errors (Operation.error), not call errors.
 The source image does not exist in the source registry. Metadata: imageIdentifier.
@@ -170,7 +193,22 @@ UNIMPLEMENTED_RPC: ErrorReason.ValueType  # 72
 """UNIMPLEMENTED. The RPC is in the contract but this server version does not serve it.
 Metadata: rpc.
 """
+REQUEST_TIMED_OUT: ErrorReason.ValueType  # 73
+"""DEADLINE_EXCEEDED. The call ran past the server's own deadline for one call."""
 UNAUTHENTICATED_REQUEST: ErrorReason.ValueType  # 80
 """UNAUTHENTICATED / PERMISSION_DENIED: reserved for API-key authentication."""
 PERMISSION_DENIED_FOR_ACCOUNT: ErrorReason.ValueType  # 81
+IMAGE_CHECKSUM_MISMATCH: ErrorReason.ValueType  # 90
+"""Image pushes (PushImage).
+INVALID_ARGUMENT. A blob's content does not hash to its declared sha256 digest (or
+has another size); what was received of it is discarded. Metadata: digest.
+"""
+IMAGE_UPLOAD_INCOMPLETE: ErrorReason.ValueType  # 91
+"""FAILED_PRECONDITION. The push ended before every blob was whole; nothing became
+visible. GetImageUploadStatus tells where to resume. Metadata: digest, receivedBytes.
+"""
+IMAGE_UPLOAD_OFFSET_MISMATCH: ErrorReason.ValueType  # 92
+"""FAILED_PRECONDITION. A chunk does not start where the server's copy of its blob
+ends. Metadata: digest, expectedOffset.
+"""
 Global___ErrorReason: _TypeAlias = ErrorReason  # noqa: Y015

@@ -1290,3 +1290,234 @@ class StartDeploymentResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___StartDeploymentResponse: _TypeAlias = StartDeploymentResponse  # noqa: Y015
+
+@_typing.final
+class ImageBlob(_message.Message):
+    """One blob of an image: its config or one of its layers."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DIGEST_FIELD_NUMBER: _builtins.int
+    SIZE_FIELD_NUMBER: _builtins.int
+    MEDIA_TYPE_FIELD_NUMBER: _builtins.int
+    digest: _builtins.str
+    """"sha256:" and 64 lowercase hex digits: the hash of the blob's content."""
+    size: _builtins.int
+    """The blob's size in bytes."""
+    media_type: _builtins.str
+    """The layer's media type (application/vnd.oci.image.layer.v1.tar, +gzip, +zstd);
+    ignored for the config.
+    """
+    def __init__(
+        self,
+        *,
+        digest: _builtins.str = ...,
+        size: _builtins.int = ...,
+        media_type: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["digest", b"digest", "media_type", b"media_type", "size", b"size"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ImageBlob: _TypeAlias = ImageBlob  # noqa: Y015
+
+@_typing.final
+class ImageUploadHeader(_message.Message):
+    """What an image is made of, sent before its content."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    IMAGE_IDENTIFIER_FIELD_NUMBER: _builtins.int
+    CONFIG_FIELD_NUMBER: _builtins.int
+    LAYERS_FIELD_NUMBER: _builtins.int
+    image_identifier: _builtins.str
+    """repository:tag (the tag defaults to latest), as CreateService names it."""
+    @_builtins.property
+    def config(self) -> Global___ImageBlob: ...
+    @_builtins.property
+    def layers(self) -> _containers.RepeatedCompositeFieldContainer[Global___ImageBlob]:
+        """In the order the image stacks them."""
+
+    def __init__(
+        self,
+        *,
+        image_identifier: _builtins.str = ...,
+        config: Global___ImageBlob | None = ...,
+        layers: _abc.Iterable[Global___ImageBlob] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["config", b"config"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["config", b"config", "image_identifier", b"image_identifier", "layers", b"layers"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ImageUploadHeader: _TypeAlias = ImageUploadHeader  # noqa: Y015
+
+@_typing.final
+class ImageChunk(_message.Message):
+    """A piece of one blob's content."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DIGEST_FIELD_NUMBER: _builtins.int
+    OFFSET_FIELD_NUMBER: _builtins.int
+    DATA_FIELD_NUMBER: _builtins.int
+    digest: _builtins.str
+    """The blob this piece belongs to: one of the header's digests."""
+    offset: _builtins.int
+    """Where in the blob the piece starts: where the server's copy of it ends."""
+    data: _builtins.bytes
+    """512 KiB is a good size: a message may be at most 1 MiB by default."""
+    def __init__(
+        self,
+        *,
+        digest: _builtins.str = ...,
+        offset: _builtins.int = ...,
+        data: _builtins.bytes = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["data", b"data", "digest", b"digest", "offset", b"offset"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ImageChunk: _TypeAlias = ImageChunk  # noqa: Y015
+
+@_typing.final
+class PushImageRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    HEADER_FIELD_NUMBER: _builtins.int
+    CHUNK_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def header(self) -> Global___ImageUploadHeader:
+        """The first message, and only the first."""
+
+    @_builtins.property
+    def chunk(self) -> Global___ImageChunk: ...
+    def __init__(
+        self,
+        *,
+        header: Global___ImageUploadHeader | None = ...,
+        chunk: Global___ImageChunk | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["chunk", b"chunk", "content", b"content", "header", b"header"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["chunk", b"chunk", "content", b"content", "header", b"header"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType_content: _TypeAlias = _typing.Literal["header", "chunk"]  # noqa: Y015
+    _WhichOneofArgType_content: _TypeAlias = _typing.Literal["content", b"content"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType_content) -> _WhichOneofReturnType_content | None: ...
+
+Global___PushImageRequest: _TypeAlias = PushImageRequest  # noqa: Y015
+
+@_typing.final
+class PushImageResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    IMAGE_IDENTIFIER_FIELD_NUMBER: _builtins.int
+    MANIFEST_DIGEST_FIELD_NUMBER: _builtins.int
+    OBJECTS_FIELD_NUMBER: _builtins.int
+    BYTES_FIELD_NUMBER: _builtins.int
+    BYTES_RECEIVED_FIELD_NUMBER: _builtins.int
+    image_identifier: _builtins.str
+    manifest_digest: _builtins.str
+    """The sha256 digest of the manifest written."""
+    objects: _builtins.int
+    """Distinct blobs plus the manifest."""
+    bytes: _builtins.int
+    """The image's size: its blobs and its manifest."""
+    bytes_received: _builtins.int
+    """What this call received."""
+    def __init__(
+        self,
+        *,
+        image_identifier: _builtins.str = ...,
+        manifest_digest: _builtins.str = ...,
+        objects: _builtins.int = ...,
+        bytes: _builtins.int = ...,
+        bytes_received: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["bytes", b"bytes", "bytes_received", b"bytes_received", "image_identifier", b"image_identifier", "manifest_digest", b"manifest_digest", "objects", b"objects"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PushImageResponse: _TypeAlias = PushImageResponse  # noqa: Y015
+
+@_typing.final
+class GetImageUploadStatusRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    HEADER_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def header(self) -> Global___ImageUploadHeader: ...
+    def __init__(
+        self,
+        *,
+        header: Global___ImageUploadHeader | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["header", b"header"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["header", b"header"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetImageUploadStatusRequest: _TypeAlias = GetImageUploadStatusRequest  # noqa: Y015
+
+@_typing.final
+class ImageBlobStatus(_message.Message):
+    """How much of one blob the server holds."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DIGEST_FIELD_NUMBER: _builtins.int
+    SIZE_FIELD_NUMBER: _builtins.int
+    RECEIVED_BYTES_FIELD_NUMBER: _builtins.int
+    STORED_FIELD_NUMBER: _builtins.int
+    digest: _builtins.str
+    size: _builtins.int
+    received_bytes: _builtins.int
+    """Where the next chunk of this blob starts; equal to size when the blob is whole."""
+    stored: _builtins.bool
+    """The registry already holds the blob: nothing of it needs sending."""
+    def __init__(
+        self,
+        *,
+        digest: _builtins.str = ...,
+        size: _builtins.int = ...,
+        received_bytes: _builtins.int = ...,
+        stored: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["digest", b"digest", "received_bytes", b"received_bytes", "size", b"size", "stored", b"stored"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ImageBlobStatus: _TypeAlias = ImageBlobStatus  # noqa: Y015
+
+@_typing.final
+class GetImageUploadStatusResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    BLOBS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def blobs(self) -> _containers.RepeatedCompositeFieldContainer[Global___ImageBlobStatus]:
+        """One per distinct blob of the header, config first."""
+
+    def __init__(
+        self,
+        *,
+        blobs: _abc.Iterable[Global___ImageBlobStatus] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["blobs", b"blobs"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetImageUploadStatusResponse: _TypeAlias = GetImageUploadStatusResponse  # noqa: Y015

@@ -155,6 +155,16 @@ class ServiceControlStub:
                 request_serializer=servicecontrol_dot_v1_dot_service__control__pb2.WatchEventsRequest.SerializeToString,
                 response_deserializer=servicecontrol_dot_v1_dot_service__control__pb2.WatchEventsResponse.FromString,
                 _registered_method=True)
+        self.PushImage = channel.stream_unary(
+                '/servicecontrol.v1.ServiceControl/PushImage',
+                request_serializer=servicecontrol_dot_v1_dot_service__control__pb2.PushImageRequest.SerializeToString,
+                response_deserializer=servicecontrol_dot_v1_dot_service__control__pb2.PushImageResponse.FromString,
+                _registered_method=True)
+        self.GetImageUploadStatus = channel.unary_unary(
+                '/servicecontrol.v1.ServiceControl/GetImageUploadStatus',
+                request_serializer=servicecontrol_dot_v1_dot_service__control__pb2.GetImageUploadStatusRequest.SerializeToString,
+                response_deserializer=servicecontrol_dot_v1_dot_service__control__pb2.GetImageUploadStatusResponse.FromString,
+                _registered_method=True)
 
 
 class ServiceControlServicer:
@@ -335,6 +345,27 @@ class ServiceControlServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def PushImage(self, request_iterator, context):
+        """Pushes an image into the source registry through the server. The first message is
+        the image's header (its identifier and the sha256 digest and size of its config and
+        layers), every later one a chunk of one blob at an offset. Resumable: a push that
+        broke off keeps what the server received, GetImageUploadStatus tells how much of
+        each blob that is, and the next PushImage sends only the rest. Every blob is checked
+        against its digest before the image's manifest is written, so an image becomes
+        visible only whole and intact. Blobs the registry already holds are not sent again.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetImageUploadStatus(self, request, context):
+        """How much of each blob of an image the server already holds: where a PushImage
+        resumes.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ServiceControlServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -447,6 +478,16 @@ def add_ServiceControlServicer_to_server(servicer, server):
                     servicer.WatchEvents,
                     request_deserializer=servicecontrol_dot_v1_dot_service__control__pb2.WatchEventsRequest.FromString,
                     response_serializer=servicecontrol_dot_v1_dot_service__control__pb2.WatchEventsResponse.SerializeToString,
+            ),
+            'PushImage': grpc.stream_unary_rpc_method_handler(
+                    servicer.PushImage,
+                    request_deserializer=servicecontrol_dot_v1_dot_service__control__pb2.PushImageRequest.FromString,
+                    response_serializer=servicecontrol_dot_v1_dot_service__control__pb2.PushImageResponse.SerializeToString,
+            ),
+            'GetImageUploadStatus': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetImageUploadStatus,
+                    request_deserializer=servicecontrol_dot_v1_dot_service__control__pb2.GetImageUploadStatusRequest.FromString,
+                    response_serializer=servicecontrol_dot_v1_dot_service__control__pb2.GetImageUploadStatusResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -1054,6 +1095,60 @@ class ServiceControl:
             '/servicecontrol.v1.ServiceControl/WatchEvents',
             servicecontrol_dot_v1_dot_service__control__pb2.WatchEventsRequest.SerializeToString,
             servicecontrol_dot_v1_dot_service__control__pb2.WatchEventsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PushImage(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_unary(
+            request_iterator,
+            target,
+            '/servicecontrol.v1.ServiceControl/PushImage',
+            servicecontrol_dot_v1_dot_service__control__pb2.PushImageRequest.SerializeToString,
+            servicecontrol_dot_v1_dot_service__control__pb2.PushImageResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetImageUploadStatus(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/servicecontrol.v1.ServiceControl/GetImageUploadStatus',
+            servicecontrol_dot_v1_dot_service__control__pb2.GetImageUploadStatusRequest.SerializeToString,
+            servicecontrol_dot_v1_dot_service__control__pb2.GetImageUploadStatusResponse.FromString,
             options,
             channel_credentials,
             insecure,

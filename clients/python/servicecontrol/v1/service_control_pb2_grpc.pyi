@@ -104,6 +104,19 @@ class ServiceControlStub:
     """Streams the account's events from a cursor: first those already recorded, then new
     ones as they happen. Resuming from the last cursor seen loses nothing.
     """
+    PushImage: _grpc.StreamUnaryMultiCallable[_service_control_pb2.PushImageRequest, _service_control_pb2.PushImageResponse]
+    """Pushes an image into the source registry through the server. The first message is
+    the image's header (its identifier and the sha256 digest and size of its config and
+    layers), every later one a chunk of one blob at an offset. Resumable: a push that
+    broke off keeps what the server received, GetImageUploadStatus tells how much of
+    each blob that is, and the next PushImage sends only the rest. Every blob is checked
+    against its digest before the image's manifest is written, so an image becomes
+    visible only whole and intact. Blobs the registry already holds are not sent again.
+    """
+    GetImageUploadStatus: _grpc.UnaryUnaryMultiCallable[_service_control_pb2.GetImageUploadStatusRequest, _service_control_pb2.GetImageUploadStatusResponse]
+    """How much of each blob of an image the server already holds: where a PushImage
+    resumes.
+    """
 
 @_typing.type_check_only
 class ServiceControlAsyncStub(ServiceControlStub):
@@ -180,6 +193,19 @@ class ServiceControlAsyncStub(ServiceControlStub):
     WatchEvents: _aio.UnaryStreamMultiCallable[_service_control_pb2.WatchEventsRequest, _service_control_pb2.WatchEventsResponse]  # type: ignore[assignment]
     """Streams the account's events from a cursor: first those already recorded, then new
     ones as they happen. Resuming from the last cursor seen loses nothing.
+    """
+    PushImage: _aio.StreamUnaryMultiCallable[_service_control_pb2.PushImageRequest, _service_control_pb2.PushImageResponse]  # type: ignore[assignment]
+    """Pushes an image into the source registry through the server. The first message is
+    the image's header (its identifier and the sha256 digest and size of its config and
+    layers), every later one a chunk of one blob at an offset. Resumable: a push that
+    broke off keeps what the server received, GetImageUploadStatus tells how much of
+    each blob that is, and the next PushImage sends only the rest. Every blob is checked
+    against its digest before the image's manifest is written, so an image becomes
+    visible only whole and intact. Blobs the registry already holds are not sent again.
+    """
+    GetImageUploadStatus: _aio.UnaryUnaryMultiCallable[_service_control_pb2.GetImageUploadStatusRequest, _service_control_pb2.GetImageUploadStatusResponse]  # type: ignore[assignment]
+    """How much of each blob of an image the server already holds: where a PushImage
+    resumes.
     """
 
 class ServiceControlServicer(metaclass=_abc_1.ABCMeta):
@@ -386,6 +412,31 @@ class ServiceControlServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_abc.Iterator[_service_control_pb2.WatchEventsResponse], _abc.AsyncIterator[_service_control_pb2.WatchEventsResponse]]:
         """Streams the account's events from a cursor: first those already recorded, then new
         ones as they happen. Resuming from the last cursor seen loses nothing.
+        """
+
+    @_abc_1.abstractmethod
+    def PushImage(
+        self,
+        request_iterator: _MaybeAsyncIterator[_service_control_pb2.PushImageRequest],
+        context: _ServicerContext,
+    ) -> _typing.Union[_service_control_pb2.PushImageResponse, _abc.Awaitable[_service_control_pb2.PushImageResponse]]:
+        """Pushes an image into the source registry through the server. The first message is
+        the image's header (its identifier and the sha256 digest and size of its config and
+        layers), every later one a chunk of one blob at an offset. Resumable: a push that
+        broke off keeps what the server received, GetImageUploadStatus tells how much of
+        each blob that is, and the next PushImage sends only the rest. Every blob is checked
+        against its digest before the image's manifest is written, so an image becomes
+        visible only whole and intact. Blobs the registry already holds are not sent again.
+        """
+
+    @_abc_1.abstractmethod
+    def GetImageUploadStatus(
+        self,
+        request: _service_control_pb2.GetImageUploadStatusRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_service_control_pb2.GetImageUploadStatusResponse, _abc.Awaitable[_service_control_pb2.GetImageUploadStatusResponse]]:
+        """How much of each blob of an image the server already holds: where a PushImage
+        resumes.
         """
 
 def add_ServiceControlServicer_to_server(servicer: ServiceControlServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -13,7 +13,7 @@ import os
 import shutil
 import stat
 import uuid
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import BinaryIO
 
@@ -122,6 +122,22 @@ class LocalDirectoryObjectStore:
                 raise ObjectNotFound(f"{src_bucket}/{src_key}") from exc
         with source:
             self._write(dst_bucket, dst_key, lambda out: shutil.copyfileobj(source, out, _CHUNK))
+
+    def compose_object(self, bucket: str, key: str, sources: Sequence[str]) -> None:
+        if not sources:
+            raise ValueError("compose_object needs at least one source")
+        paths = [self._path(bucket, source) for source in sources]
+
+        def concatenate(out: BinaryIO) -> None:
+            for source, path in zip(sources, paths, strict=True):
+                try:
+                    part = path.open("rb")
+                except (FileNotFoundError, NotADirectoryError, IsADirectoryError) as exc:
+                    raise ObjectNotFound(f"{bucket}/{source}") from exc
+                with part:
+                    shutil.copyfileobj(part, out, _CHUNK)
+
+        self._write(bucket, key, concatenate)
 
     def list_objects(self, bucket: str, prefix: str) -> Iterator[ObjectInfo]:
         root = self._bucket(bucket)

@@ -6,14 +6,14 @@ import http.client
 import io
 import itertools
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import BinaryIO
 
 import certifi
 import urllib3
 from minio import Minio
-from minio.commonconfig import CopySource
+from minio.commonconfig import ComposeSource, CopySource
 from minio.deleteobjects import DeleteObject
 from minio.error import InvalidResponseError, MinioException, S3Error, ServerError
 
@@ -173,6 +173,19 @@ class MinioObjectStore:
             # deployment fault, and must not read as a missing image upstream.
             if _s3_code(exc) in _MISSING_OBJECT:
                 raise ObjectNotFound(f"{src_bucket}/{src_key}") from exc.__cause__
+            raise
+
+    def compose_object(self, bucket: str, key: str, sources: Sequence[str]) -> None:
+        if not sources:
+            raise ValueError("compose_object needs at least one source")
+        try:
+            with _calling(f"compose {bucket}/{key} from {len(sources)} objects"):
+                self._client.compose_object(
+                    bucket, key, [ComposeSource(bucket, source) for source in sources]
+                )
+        except ObjectStoreError as exc:
+            if _s3_code(exc) in _MISSING_OBJECT:
+                raise ObjectNotFound(f"{bucket}: a source of {key}") from exc.__cause__
             raise
 
     def list_objects(self, bucket: str, prefix: str) -> Iterator[ObjectInfo]:

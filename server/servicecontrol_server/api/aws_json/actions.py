@@ -36,6 +36,7 @@ Handler = Callable[[Context, Body], Awaitable[Body]]
 
 @dataclass(frozen=True)
 class Action:
+    name: str
     handler: Handler
     # The errors App Runner's model declares for the action.
     errors: frozenset[str]
@@ -46,7 +47,7 @@ ACTIONS: dict[str, Action] = {}
 
 def action(name: str, *errors: str) -> Callable[[Handler], Handler]:
     def register(fn: Handler) -> Handler:
-        ACTIONS[name] = Action(fn, frozenset((INVALID_REQUEST, INTERNAL, *errors)))
+        ACTIONS[name] = Action(name, fn, frozenset((INVALID_REQUEST, INTERNAL, *errors)))
         return fn
 
     return register

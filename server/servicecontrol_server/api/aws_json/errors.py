@@ -25,6 +25,8 @@ SERIALIZATION = "SerializationException"
 MISSING_TOKEN = "MissingAuthenticationTokenException"
 INCOMPLETE_SIGNATURE = "IncompleteSignatureException"
 INVALID_SIGNATURE = "InvalidSignatureException"
+# What every AWS service answers when a caller exceeds its request rate; the SDKs retry it.
+THROTTLING = "ThrottlingException"
 # A backend (the database, the object store) is unreachable: HTTP 503, which botocore
 # (legacy and standard retry modes) and the other AWS SDKs retry with backoff.
 SERVICE_UNAVAILABLE = "ServiceUnavailableException"
@@ -41,6 +43,7 @@ HTTP_STATUS = {
     MISSING_TOKEN: 403,
     INCOMPLETE_SIGNATURE: 403,
     INVALID_SIGNATURE: 403,
+    THROTTLING: 400,
     SERVICE_UNAVAILABLE: 503,
 }
 # The model's ErrorMessage shape holds at most 600 characters.
@@ -99,6 +102,8 @@ def from_domain(exc: errors.DomainError, declared: Collection[str]) -> AwsError:
     """The App Runner error for a domain refusal. An action answers only the errors its
     model declares: a client error it does not declare becomes InvalidRequestException,
     which every App Runner action declares."""
+    if isinstance(exc, errors.RateLimited):
+        return AwsError(THROTTLING, "Rate exceeded")
     error_type = _error_type(exc)
     if error_type == INTERNAL:
         return internal(exc)

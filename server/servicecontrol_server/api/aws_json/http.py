@@ -12,6 +12,8 @@ from typing import Any
 from aiohttp import web
 
 from ...domain.errors import DomainError
+from ...domain.text import text_violations
+from ..tls import http_ssl_context, tls_enabled
 from ..use_cases import UseCases
 from .actions import ACTIONS, Action, Context
 from .auth import AcceptAnySignature, RequestAuthenticator
@@ -28,21 +30,22 @@ log = logging.getLogger(__name__)
 
 CONTENT_TYPE = "application/x-amz-json-1.0"
 TARGET_PREFIX = "AppRunner."
-MAX_BODY_BYTES = 1024 * 1024
 
 
 class AwsJsonEndpoint:
     def __init__(self, use_cases: UseCases, authenticator: RequestAuthenticator) -> None:
         self.use_cases = use_cases
         self.authenticator = authenticator
+        self.max_body_bytes = use_cases.settings.max_request_bytes
 
     async def handle(self, request: web.Request) -> web.Response:
         request_id = str(uuid.uuid4())
         try:
             action = _action(request)
             account_id = await self.authenticator.authenticate(request)
-            body = await _body(request)
+            body = await _body(request, self.max_body_bytes)
             try:
+                self.use_cases.rate_limiter.check(account_id, action.name)
                 result = await action.handler(Context(self.use_cases, account_id), body)
             except DomainError as exc:
                 raise from_domain(exc, action.errors) from exc
@@ -66,11 +69,13 @@ def _action(request: web.Request) -> Action:
     return found
 
 
-async def _body(request: web.Request) -> dict[str, Any]:
+async def _body(request: web.Request, limit: int) -> dict[str, Any]:
+    if (request.content_length or 0) > limit:
+        raise invalid_request(f"The request body exceeds {limit} bytes.")
     try:
         raw = await request.read()
     except web.HTTPRequestEntityTooLarge as exc:
-        raise invalid_request(f"The request body exceeds {MAX_BODY_BYTES} bytes.") from exc
+        raise invalid_request(f"The request body exceeds {limit} bytes.") from exc
     if not raw.strip():
         return {}
     try:
@@ -79,6 +84,15 @@ async def _body(request: web.Request) -> dict[str, Any]:
         raise serialization(f"The request body is not valid JSON: {exc}") from exc
     if not isinstance(body, dict):
         raise serialization("The request body must be a JSON object.")
+    violations = text_violations(body)
+    if violations:
+        raise invalid_request(
+            f"{len(violations)} validation error{'s' if len(violations) > 1 else ''} detected: "
+            + "; ".join(
+                f"Value at '{v.field}' failed to satisfy constraint: Member {v.description}"
+                for v in violations
+            )
+        )
     return body
 
 
@@ -110,7 +124,7 @@ def create_app(
         use_cases,
         authenticator or AcceptAnySignature(settings.default_account, settings.region),
     )
-    web_app = web.Application(client_max_size=MAX_BODY_BYTES)
+    web_app = web.Application(client_max_size=settings.max_request_bytes)
     # Every method and path reaches the endpoint, which answers anything but
     # `POST /` as an unknown operation, in App Runner's error format.
     web_app.router.add_route("*", "/{tail:.*}", endpoint.handle)
@@ -135,7 +149,9 @@ async def start_aws_http(
     )
     await runner.setup()
     try:
-        site = web.TCPSite(runner, host, port)
+        settings = use_cases.settings
+        ssl_context = http_ssl_context(settings) if tls_enabled(settings) else None
+        site = web.TCPSite(runner, host, port, ssl_context=ssl_context)
         await site.start()
     except BaseException:
         await runner.cleanup()

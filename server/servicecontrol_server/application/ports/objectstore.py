@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import BinaryIO, Protocol
 
@@ -48,6 +48,13 @@ class ObjectStore(Protocol):
 
     def copy_object(self, src_bucket: str, src_key: str, dst_bucket: str, dst_key: str) -> None:
         """Server-side copy; the data does not pass through this process."""
+        ...
+
+    def compose_object(self, bucket: str, key: str, sources: Sequence[str]) -> None:
+        """Writes key as the concatenation of the sources (keys in the same bucket, in
+        order), server-side: the data does not pass through this process. Every source
+        but the last must be at least 5 MiB, as S3 requires of a multipart upload's parts.
+        Readers see the whole new object or none of it."""
         ...
 
     def list_objects(self, bucket: str, prefix: str) -> Iterator[ObjectInfo]:
