@@ -365,6 +365,10 @@ def valid_requests(seeds: Seeds) -> dict[str, dict[str, Any]]:
         "DescribeCustomDomains": {"service_arn": arn, "page_size": 1},
         "ListCertificates": {"domain_name": "www.example.com", "page_size": 1},
         "WatchEvents": {"resource_arn": arn, "cursor": "0"},
+        "StartDeployment": {"service_arn": arn, "validate_only": True},
+        "TagResource": {"resource_arn": arn, "tags": {"team": "web"}},
+        "UntagResource": {"resource_arn": arn, "tag_keys": ["team"]},
+        "ListTagsForResource": {"resource_arn": arn},
     }
 
 
