@@ -42,6 +42,7 @@ from .application.ports import ObjectStore, UnitOfWorkFactory
 from .application.rate_limit import MutationRateLimiter
 from .application.reaper import Reaper
 from .application.service_commands import ServiceCommands
+from .application.tag_commands import TagCommands
 from .engine.worker import Worker
 from .metrics import TimedObjectStore, observe_job, observe_reaped, set_backlog
 from .settings import Settings
@@ -216,6 +217,7 @@ async def build(settings: Settings, url: str, *, migrate: bool | None = None) ->
         commands=ServiceCommands(uow, settings, store, listener),
         connections=resources.connections,
         domains=resources.domains,
+        tags=TagCommands(uow, settings),
         events=EventQueries(
             EventLog(engine, listener=listener, poll_seconds=settings.job_poll_seconds)
         ),

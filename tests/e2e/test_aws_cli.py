@@ -3,60 +3,32 @@ the source document's "Delete your service using the App Runner API or AWS CLI".
 
 from __future__ import annotations
 
-import asyncio
 import json
-import os
-import sys
-from pathlib import Path
 from typing import Any
 
 from servicecontrol.v1 import resources_pb2 as pb
-from tests.support.aws import REGION, service_model, shape_problems
+from tests.support.aws import aws_cli as run_aws_cli
+from tests.support.aws import service_model, shape_problems
 from tests.support.server import ACCOUNT, Harness
 
-AWS = Path(sys.executable).parent / "aws"
 SOURCE = '{"ImageRepository": {"ImageIdentifier": "hello-web:1.0", "ImageRepositoryType": "ECR"}}'
 
 
 async def aws_cli(h: Harness, operation: str, *args: str) -> tuple[int, Any, str]:
     """Runs `aws apprunner <operation> ...` and returns its exit code, its JSON output held
-    to the operation's output shape, and its stderr. The server runs on this event loop,
-    so the process is awaited, never waited for."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
-    access_key, secret_key = h.aws_credentials()
-    env.update(
-        AWS_ACCESS_KEY_ID=access_key,
-        AWS_SECRET_ACCESS_KEY=secret_key,
-        AWS_DEFAULT_REGION=REGION,
-        AWS_CONFIG_FILE="/dev/null",
-        AWS_SHARED_CREDENTIALS_FILE="/dev/null",
+    to the operation's output shape, and its stderr."""
+    code, out, err = await run_aws_cli(
+        h.aws_port, h.aws_credentials(), "apprunner", operation, *args
     )
-    proc = await asyncio.create_subprocess_exec(
-        str(AWS),
-        "apprunner",
-        operation,
-        *args,
-        "--endpoint-url",
-        f"http://127.0.0.1:{h.aws_port}",
-        "--region",
-        REGION,
-        "--output",
-        "json",
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-        env=env,
-    )
-    out, err = await asyncio.wait_for(proc.communicate(), 60)
-    assert proc.returncode is not None
-    if proc.returncode != 0:
-        return proc.returncode, None, err.decode()
+    if code != 0:
+        return code, None, err
     output = json.loads(out)
     # The CLI prints the answer as it came (timestamps as epoch numbers): hold it to the model.
     name = "".join(part.title() for part in operation.split("-"))
     shape = service_model().operation_model(name).output_shape
     assert shape is not None
     assert shape_problems(shape, output) == [], output
-    return proc.returncode, output, err.decode()
+    return code, output, err
 
 
 async def test_cli_create_describe_list_delete(harness: Harness) -> None:

@@ -195,6 +195,9 @@ async def test_configuration_round_trips_and_updates(
         ServiceArn=arn, InstanceConfiguration={"Cpu": "2 vCPU", "Memory": "4 GB"}
     )
     assert updated["Service"]["Status"] == "OPERATION_IN_PROGRESS"
+    # The answer shows the configuration being applied, not the one being replaced.
+    assert updated["Service"]["InstanceConfiguration"] == {"Cpu": "2 vCPU", "Memory": "4 GB"}
+    assert updated["Service"]["SourceConfiguration"] == source
     op = await harness.wait(updated["OperationId"])
     assert (op.type, op.status) == (pb.Operation.UPDATE_SERVICE, pb.Operation.SUCCEEDED)
     after = (await aws.describe_service(ServiceArn=arn))["Service"]
@@ -220,7 +223,11 @@ async def test_refusals_are_app_runners_modeled_errors(
     # Long enough for the client's own checks, not a valid name for the service.
     with pytest.raises(aws.exceptions.InvalidRequestException) as bad_name:
         await aws.create_service(ServiceName="bad name!", SourceConfiguration=IMAGE_SOURCE)
-    assert "service_name" in error_of(bad_name.value)[2]
+    # In AWS's wording, with App Runner's member names.
+    assert error_of(bad_name.value)[2] == (
+        "1 validation error detected: Value at 'serviceName' failed to satisfy constraint: "
+        "4-40 characters: letters, digits, - and _, starting with a letter or digit"
+    )
 
     await aws.create_service(ServiceName="taken", SourceConfiguration=IMAGE_SOURCE)
     with pytest.raises(aws.exceptions.InvalidRequestException) as taken:
@@ -230,7 +237,6 @@ async def test_refusals_are_app_runners_modeled_errors(
     # What App Runner models but this server cannot do is refused, not ignored.
     refused_requests: list[dict[str, Any]] = [
         {"EncryptionConfiguration": {"KmsKey": "arn:aws:kms:us-east-1:111111111111:key/k"}},
-        {"Tags": [{"Key": "team", "Value": "web"}]},
         {"NetworkConfiguration": {"EgressConfiguration": {"EgressType": "VPC"}}},
         {
             "SourceConfiguration": {
@@ -308,7 +314,7 @@ async def test_protocol_level_answers(harness: Harness, recorder: Recorder) -> N
     # Actions App Runner has and this product does not, and non-App Runner targets.
     for target in (
         "AppRunner.ListVpcConnectors",
-        "AppRunner.StartDeployment",
+        "AppRunner.UpdateVpcIngressConnection",
         "DynamoDB_20120810.ListTables",
         "AppRunner",
         "",
@@ -334,7 +340,10 @@ async def test_protocol_level_answers(harness: Harness, recorder: Recorder) -> N
     # What the SDK checks on the client, the server checks too.
     status, body = await call("AppRunner.DescribeService", {})
     assert (status, body["__type"]) == (400, "InvalidRequestException")
-    assert "ServiceArn" in body["Message"]
+    assert body["Message"] == (
+        "1 validation error detected: Value null at 'serviceArn' failed to satisfy "
+        "constraint: Member must not be null"
+    )
     status, body = await call("AppRunner.ListServices", {"MaxResults": 21})
     assert (status, body["__type"]) == (400, "InvalidRequestException")
     status, body = await call(
@@ -345,7 +354,7 @@ async def test_protocol_level_answers(harness: Harness, recorder: Recorder) -> N
         },
     )
     assert (status, body["__type"]) == (400, "InvalidRequestException")
-    assert "SourceConfiguration.ImageRepository.ImageRepositoryType" in body["Message"]
+    assert "'sourceConfiguration.imageRepository.imageRepositoryType'" in body["Message"]
     status, body = await call(
         "AppRunner.CreateService",
         {
@@ -645,7 +654,7 @@ async def test_custom_domains(harness: Harness, aws: AppRunnerClient) -> None:
     assert (domain["DomainName"], domain["EnableWWWSubdomain"], domain["Status"]) == (
         "shop.example.com",
         True,
-        "PENDING_CERTIFICATE_DNS_VALIDATION",
+        "pending_certificate_dns_validation",
     )
     records = domain["CertificateValidationRecords"]
     assert len(records) == 2  # the domain and its www subdomain
@@ -673,7 +682,7 @@ async def test_custom_domains(harness: Harness, aws: AppRunnerClient) -> None:
     ]
 
     unlinked = await aws.disassociate_custom_domain(ServiceArn=arn, DomainName="api.example.com")
-    assert unlinked["CustomDomain"]["Status"] == "DELETING"
+    assert unlinked["CustomDomain"]["Status"] == "deleting"
     with pytest.raises(aws.exceptions.ResourceNotFoundException):
         await aws.disassociate_custom_domain(ServiceArn=arn, DomainName="api.example.com")
 

@@ -17,8 +17,8 @@ from sqlalchemy import BigInteger, Column, Index, MetaData, Text, text
 from servicecontrol_server.adapters.postgres import migrate, schema
 from servicecontrol_server.adapters.postgres.database import libpq_url, with_database
 
-# The identity revision (0002) was numbered before 0005 and released after it.
-HEAD = "0002"
+# The chain: 0001, 0005 (indexes), 0002 (identity), 0004 (resource tags).
+HEAD = "0004"
 
 
 @pytest.fixture

@@ -688,6 +688,33 @@ async def test_request_ids_claim_replays_the_first_call(backend: Backend) -> Non
         assert await uow.request_ids.claim(ACCOUNT, "r2", "fp", "k", "2") is None
 
 
+# ----- tags -----
+
+
+async def test_tags_put_replace_remove_and_delete_all(backend: Backend) -> None:
+    arn = f"arn:aws:apprunner:{REGION}:{ACCOUNT}:service/web/{'a' * 32}"
+    other = f"arn:aws:apprunner:{REGION}:{ACCOUNT}:service/api/{'b' * 32}"
+    async with backend.uow() as uow:
+        await uow.tags.put(ACCOUNT, arn, {"team": "web", "env": "prod"})
+        await uow.tags.put(ACCOUNT, other, {"team": "api"})
+        await uow.tags.put(ACCOUNT, arn, {"team": "platform"})
+        await uow.commit()
+    async with backend.uow() as uow:
+        # By key, whatever the order they were written in.
+        assert await uow.tags.for_resource(arn) == {"env": "prod", "team": "platform"}
+        assert list(await uow.tags.for_resource(arn)) == ["env", "team"]
+        assert await uow.tags.remove(arn, ["env", "absent"]) == ["env"]
+        assert await uow.tags.for_resource(arn) == {"team": "platform"}
+    # Rolled back: the removal did not happen.
+    async with backend.uow() as uow:
+        assert await uow.tags.for_resource(arn) == {"env": "prod", "team": "platform"}
+        assert await uow.tags.delete_all(arn) == 2
+        await uow.commit()
+    async with backend.uow() as uow:
+        assert await uow.tags.for_resource(arn) == {}
+        assert await uow.tags.for_resource(other) == {"team": "api"}
+
+
 # ----- connections -----
 
 

@@ -181,7 +181,7 @@ def test_every_rpc_of_the_contract_has_a_method() -> None:
         if not callable(getattr(ServiceControlClient, snake(m.name), None))
     ]
     assert not missing, f"ServiceControlClient lacks {missing}"
-    assert len(SERVICE.methods) == 20
+    assert len(SERVICE.methods) == 24
 
 
 SAMPLE = sample_image("hello-web:1.0")
@@ -219,6 +219,16 @@ CALLS: dict[str, tuple[Callable[[ServiceControlClient], Any], dict[str, Any]]] =
     "DeleteService": (lambda c: c.delete_service(ARN, etag='"e"'), {"service_arn": ARN}),
     "PauseService": (lambda c: c.pause_service(ARN), {"service_arn": ARN}),
     "ResumeService": (lambda c: c.resume_service(ARN), {"service_arn": ARN}),
+    "StartDeployment": (lambda c: c.start_deployment(ARN), {"service_arn": ARN}),
+    "TagResource": (
+        lambda c: c.tag_resource(ARN, tags={"team": "web"}),
+        {"resource_arn": ARN, "tags": {"team": "web"}},
+    ),
+    "UntagResource": (
+        lambda c: c.untag_resource(ARN, tag_keys=["team"]),
+        {"resource_arn": ARN, "tag_keys": ["team"]},
+    ),
+    "ListTagsForResource": (lambda c: c.list_tags_for_resource(ARN), {"resource_arn": ARN}),
     "ListOperations": (lambda c: c.list_operations(ARN, page_size=2), {"service_arn": ARN}),
     "DescribeOperation": (lambda c: c.describe_operation("op-1"), {"operation_id": "op-1"}),
     "WaitOperation": (lambda c: c.wait_operation("op-1", timeout=1.5), {"operation_id": "op-1"}),

@@ -5,9 +5,13 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import shutil
+import sys
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -95,10 +99,20 @@ def _map(shape: Any, value: Any, path: str) -> list[str]:
     return problems
 
 
+# Enums App Runner itself answers in another spelling than its model lists: a custom
+# domain's status is lowercase on the wire (`pending_certificate_dns_validation`).
+WIRE_SPELLING: dict[str, Callable[[str], str]] = {"CustomDomainAssociationStatus": str.upper}
+
+
 def _string(shape: Any, value: Any, path: str) -> list[str]:
     if not isinstance(value, str):
         return [f"{path}: expected a string, got {type(value).__name__}"]
     problems = _bounds(shape, path, len(value), "length")
+    spelling = WIRE_SPELLING.get(shape.name)
+    if spelling is not None:
+        if value != value.lower():
+            problems.append(f"{path}: {value!r} is not in App Runner's lowercase spelling")
+        value = spelling(value)
     if shape.enum and value not in shape.enum:
         problems.append(f"{path}: {value!r} is not one of {shape.enum}")
     return problems
@@ -305,3 +319,120 @@ async def raw_call(
     if recorder is not None:
         recorder.record(answer)
     return answer
+
+
+# ----- the AWS CLI and Terraform: every credential they are given is set here -----
+
+AWS_CLI = Path(sys.executable).parent / "aws"
+TERRAFORM_PROVIDER = "registry.terraform.io/hashicorp/aws"
+TERRAFORM_PROVIDER_VERSION = "5.100.0"
+# Where a filesystem mirror of the hashicorp/aws provider may be installed.
+TERRAFORM_MIRROR_ROOTS = (
+    "/opt/tf-plugins",
+    "/usr/local/share/terraform/plugins",
+    "/usr/share/terraform/plugins",
+    "~/.terraform.d/plugins",
+    "~/.local/share/terraform/plugins",
+)
+
+
+def aws_cli_environment(credentials: tuple[str, str]) -> dict[str, str]:
+    """The environment of an `aws` process: an API key as the AWS credentials, the test
+    region, no profile."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    env.update(
+        AWS_ACCESS_KEY_ID=credentials[0],
+        AWS_SECRET_ACCESS_KEY=credentials[1],
+        AWS_DEFAULT_REGION=REGION,
+        AWS_CONFIG_FILE="/dev/null",
+        AWS_SHARED_CREDENTIALS_FILE="/dev/null",
+    )
+    return env
+
+
+async def aws_cli(
+    port: int, credentials: tuple[str, str], service: str, operation: str, *args: str
+) -> tuple[int, bytes, str]:
+    """Runs `aws <service> <operation> ...` against the endpoint, signed with
+    `credentials` (an API key's id and secret); (exit code, stdout, stderr).
+    The process is awaited, never waited for: the server may run on this event loop."""
+    proc = await asyncio.create_subprocess_exec(
+        str(AWS_CLI),
+        service,
+        operation,
+        *args,
+        "--endpoint-url",
+        f"http://127.0.0.1:{port}",
+        "--region",
+        REGION,
+        "--output",
+        "json",
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env=aws_cli_environment(credentials),
+    )
+    out, err = await asyncio.wait_for(proc.communicate(), 60)
+    assert proc.returncode is not None
+    return proc.returncode, out, err.decode()
+
+
+def terraform_binary() -> str | None:
+    return shutil.which("terraform") or (
+        "/usr/local/bin/terraform" if Path("/usr/local/bin/terraform").is_file() else None
+    )
+
+
+def terraform_mirror() -> Path | None:
+    """The first known root holding hashicorp/aws at the pinned version."""
+    for root in TERRAFORM_MIRROR_ROOTS:
+        path = Path(root).expanduser()
+        if (path / TERRAFORM_PROVIDER / TERRAFORM_PROVIDER_VERSION).is_dir():
+            return path
+    return None
+
+
+def terraform_provider_block(port: int, credentials: tuple[str, str]) -> str:
+    """The `terraform` and `provider "aws"` blocks that point App Runner at the endpoint."""
+    return f"""
+terraform {{
+  required_providers {{
+    aws = {{
+      source  = "hashicorp/aws"
+      version = "{TERRAFORM_PROVIDER_VERSION}"
+    }}
+  }}
+}}
+
+provider "aws" {{
+  region                      = "{REGION}"
+  access_key                  = "{credentials[0]}"
+  secret_key                  = "{credentials[1]}"
+  skip_credentials_validation = true
+  skip_requesting_account_id  = true
+  skip_metadata_api_check     = true
+  skip_region_validation      = true
+  endpoints {{
+    apprunner = "http://127.0.0.1:{port}"
+  }}
+}}
+"""
+
+
+def terraform_environment(workdir: Path, mirror: Path) -> dict[str, str]:
+    """A CLI config that installs providers only from `mirror`, and an environment that
+    names it; no credentials or profile leak in from the machine."""
+    config = workdir / "terraform.rc"
+    config.write_text(
+        f'provider_installation {{\n  filesystem_mirror {{\n    path = "{mirror}"\n  }}\n}}\n'
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "TF_"))}
+    env.update(
+        TF_CLI_CONFIG_FILE=str(config),
+        TF_IN_AUTOMATION="1",
+        TF_INPUT="0",
+        CHECKPOINT_DISABLE="1",
+        AWS_CONFIG_FILE="/dev/null",
+        AWS_SHARED_CREDENTIALS_FILE="/dev/null",
+        AWS_EC2_METADATA_DISABLED="true",
+    )
+    return env

@@ -384,6 +384,10 @@ def valid_requests(seeds: Seeds) -> dict[str, dict[str, Any]]:
         "WatchEvents": {"resource_arn": arn, "cursor": "0"},
         "GetImageUploadStatus": {"header": upload},
         "PushImage": {"header": upload},
+        "StartDeployment": {"service_arn": arn, "validate_only": True},
+        "TagResource": {"resource_arn": arn, "tags": {"team": "web"}},
+        "UntagResource": {"resource_arn": arn, "tag_keys": ["team"]},
+        "ListTagsForResource": {"resource_arn": arn},
     }
 
 

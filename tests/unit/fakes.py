@@ -137,6 +137,8 @@ class Tables:
     custom_domains: dict[tuple[str, str], CustomDomain] = field(default_factory=dict)
     jobs: dict[int, JobRow] = field(default_factory=dict)
     outbox: dict[str, OutboxRow] = field(default_factory=dict)
+    # (resource ARN, key) -> (account id, value)
+    resource_tags: dict[tuple[str, str], tuple[str, str]] = field(default_factory=dict)
 
 
 TABLE_NAMES = tuple(Tables.__dataclass_fields__)
@@ -557,6 +559,30 @@ class FakeRequestIdRepository(_Repository):
             return (row.fingerprint, row.result_kind, row.result_id)
         self.t.request_ids[key] = RequestIdRow(fingerprint, result_kind, result_id, self.now())
         return None
+
+
+class FakeTagRepository(_Repository):
+    async def for_resource(self, resource_arn: str) -> dict[str, str]:
+        return {
+            key: value
+            for (arn, key), (_, value) in sorted(self.t.resource_tags.items())
+            if arn == resource_arn
+        }
+
+    async def put(self, account_id: str, resource_arn: str, tags: dict[str, str]) -> None:
+        for key, value in tags.items():
+            self.t.resource_tags[(resource_arn, key)] = (account_id, value)
+
+    async def remove(self, resource_arn: str, keys: list[str]) -> list[str]:
+        return [
+            key for key in keys if self.t.resource_tags.pop((resource_arn, key), None) is not None
+        ]
+
+    async def delete_all(self, resource_arn: str) -> int:
+        doomed = [k for k in self.t.resource_tags if k[0] == resource_arn]
+        for key in doomed:
+            del self.t.resource_tags[key]
+        return len(doomed)
 
 
 class FakeConnectionRepository(_Repository):
@@ -1027,6 +1053,7 @@ class FakeUnitOfWork:
         self._certificates = FakeCertificateRepository(self)
         self._jobs = FakeJobRepository(self)
         self._retention = FakeRetentionRepository(self)
+        self._tags = FakeTagRepository(self)
 
     @property
     def tables(self) -> Tables:
@@ -1071,6 +1098,10 @@ class FakeUnitOfWork:
     @property
     def retention(self) -> FakeRetentionRepository:
         return self._retention
+
+    @property
+    def tags(self) -> FakeTagRepository:
+        return self._tags
 
     def _begin(self) -> None:
         # Copy on write: the transaction's tables share the committed rows until it

@@ -90,6 +90,7 @@ def use_cases(make: Callable[[], Exception]) -> tuple[UseCases, Failing]:
             commands=failing,  # type: ignore[arg-type]
             connections=failing,  # type: ignore[arg-type]
             domains=failing,  # type: ignore[arg-type]
+            tags=failing,  # type: ignore[arg-type]
             events=failing,  # type: ignore[arg-type]
             identity=Admitting(),  # type: ignore[arg-type]
             settings=settings,
@@ -206,6 +207,9 @@ SAMPLE_MEMBERS: dict[str, Any] = {
     "ProviderType": "GITHUB",
     "ConnectionArn": CONNECTION_ARN,
     "DomainName": "www.example.com",
+    "ResourceArn": ARN,
+    "Tags": [{"Key": "team", "Value": "web"}],
+    "TagKeys": ["team"],
 }
 
 

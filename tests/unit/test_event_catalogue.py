@@ -68,6 +68,7 @@ def every_event() -> list[events.Event]:
         OperationType.PAUSE_SERVICE,
         OperationType.RESUME_SERVICE,
         OperationType.DELETE_SERVICE,
+        OperationType.START_DEPLOYMENT,
     ):
         made += [
             events.service_operation_requested(SERVICE, "op", op),
@@ -96,6 +97,7 @@ def every_event() -> list[events.Event]:
             CERT, CertificateStatus.VALIDATION_FAILED, SERVICE.service_arn
         ),
         events.certificate_purged(ACCOUNT, CERT.certificate_arn, "example.com", "expired"),
+        events.tags_changed(ACCOUNT, SERVICE.service_arn, {"team": "web"}, ["old"]),
     ]
     return made
 

@@ -34,6 +34,7 @@ def _static_conformance(db: fakes.FakeDatabase, job: ports.ClaimedJob) -> None:
     domains: ports.CustomDomainRepository = uow.custom_domains
     jobs: ports.JobRepository = uow.jobs
     retention: ports.RetentionRepository = uow.retention
+    tags: ports.TagRepository = uow.tags
     context: ports.JobContext = fakes.FakeJobContext(db, job)
     store: ports.ObjectStore = fakes.FakeObjectStore()
     compute: ports.ComputeDriver = fakes.FakeCompute(db)
@@ -41,7 +42,7 @@ def _static_conformance(db: fakes.FakeDatabase, job: ports.ClaimedJob) -> None:
     feed: ports.EventFeed = fakes.FakeEventFeed(db)
     waiter: ports.OperationWaiter = fakes.FakeOperationWaiter(db)
     del uow, factory, accounts, services, operations, request_ids, connections
-    del certificates, domains, jobs, retention, context, store, compute, dns, feed, waiter
+    del certificates, domains, jobs, retention, tags, context, store, compute, dns, feed, waiter
 
 
 PAIRS: list[tuple[Any, type]] = [
@@ -54,6 +55,7 @@ PAIRS: list[tuple[Any, type]] = [
     (repository_ports.CustomDomainRepository, fakes.FakeCustomDomainRepository),
     (repository_ports.JobRepository, fakes.FakeJobRepository),
     (repository_ports.RetentionRepository, fakes.FakeRetentionRepository),
+    (repository_ports.TagRepository, fakes.FakeTagRepository),
     (ports.UnitOfWork, fakes.FakeUnitOfWork),
     (job_ports.JobContext, fakes.FakeJobContext),
     (ports.ObjectStore, fakes.FakeObjectStore),

@@ -424,6 +424,7 @@ def test_every_job_kind_has_a_handler() -> None:
         "pause_service",
         "resume_service",
         "delete_service",
+        "start_deployment",
     }
 
 

@@ -69,6 +69,8 @@ LANDINGS: dict[tuple[OperationType, ServiceStatus, str], tuple[ServiceStatus, Op
     (O.DELETE_SERVICE, S.CREATE_FAILED, "fails"): (S.DELETE_FAILED, OperationStatus.FAILED),
     (O.DELETE_SERVICE, S.DELETE_FAILED, "succeeds"): (S.DELETED, OperationStatus.SUCCEEDED),
     (O.DELETE_SERVICE, S.DELETE_FAILED, "fails"): (S.DELETE_FAILED, OperationStatus.FAILED),
+    (O.START_DEPLOYMENT, S.RUNNING, "succeeds"): (S.RUNNING, OperationStatus.SUCCEEDED),
+    (O.START_DEPLOYMENT, S.RUNNING, "fails"): (S.RUNNING, OperationStatus.FAILED),
 }
 VERB = {
     O.CREATE_SERVICE: "create",
@@ -76,13 +78,17 @@ VERB = {
     O.RESUME_SERVICE: "resume",
     O.UPDATE_SERVICE: "update",
     O.DELETE_SERVICE: "delete",
+    O.START_DEPLOYMENT: "deployment",
 }
+# The use case of each operation, where it is not `<verb>_service`.
+METHOD = {O.START_DEPLOYMENT: "start_deployment"}
 SUCCEEDED_EVENT = {
     O.CREATE_SERVICE: "service.created",
     O.PAUSE_SERVICE: "service.paused",
     O.RESUME_SERVICE: "service.resumed",
     O.UPDATE_SERVICE: "service.updated",
     O.DELETE_SERVICE: "service.deleted",
+    O.START_DEPLOYMENT: "service.deployed",
 }
 
 
@@ -150,7 +156,7 @@ async def test_operation(op_type: OperationType, start: ServiceStatus, outcome: 
             ACCOUNT, svc.service_arn, image_source(IMAGE_V2), etag=svc.etag
         )
     else:
-        call = getattr(unit.services, f"{verb}_service")
+        call = getattr(unit.services, METHOD.get(op_type, f"{verb}_service"))
         result = await call(ACCOUNT, svc.service_arn, etag=svc.etag)
     accepted = unit.db.service(svc.service_id)
     assert accepted.status is S.OPERATION_IN_PROGRESS
@@ -200,7 +206,8 @@ async def test_refused_operation(op_type: OperationType, start: ServiceStatus) -
         if op_type is O.UPDATE_SERVICE:
             await unit.services.update_service(ACCOUNT, svc.service_arn, image_source(IMAGE_V2))
         else:
-            await getattr(unit.services, f"{VERB[op_type]}_service")(ACCOUNT, svc.service_arn)
+            method = METHOD.get(op_type, f"{VERB[op_type]}_service")
+            await getattr(unit.services, method)(ACCOUNT, svc.service_arn)
     assert unit.db.service(svc.service_id) == svc
     assert unit.db.tables.jobs == jobs
 

@@ -296,6 +296,24 @@ class ServiceControlClient:
         )
         return self._mutation(self._stub.PauseService, request, call_timeout)
 
+    def start_deployment(
+        self,
+        service_arn: str,
+        *,
+        etag: str = "",
+        request_id: str | None = None,
+        validate_only: bool = False,
+        call_timeout: float | None = None,
+    ) -> api.StartDeploymentResponse:
+        """Deploys the image the service's tag names now."""
+        request = api.StartDeploymentRequest(
+            service_arn=service_arn,
+            etag=etag,
+            request_id=self._request_id(request_id, validate_only),
+            validate_only=validate_only,
+        )
+        return self._mutation(self._stub.StartDeployment, request, call_timeout)
+
     def resume_service(
         self,
         service_arn: str,
@@ -478,6 +496,33 @@ class ServiceControlClient:
         )
         return self._unary(
             self._stub.ListCertificates, request, retryable=True, call_timeout=call_timeout
+        )
+
+    # ----- tags -----
+
+    def tag_resource(
+        self, resource_arn: str, *, tags: dict[str, str], call_timeout: float | None = None
+    ) -> api.TagResourceResponse:
+        request = api.TagResourceRequest(resource_arn=resource_arn, tags=tags)
+        # Setting the same tags again is the same outcome: safe to retry.
+        return self._unary(
+            self._stub.TagResource, request, retryable=True, call_timeout=call_timeout
+        )
+
+    def untag_resource(
+        self, resource_arn: str, *, tag_keys: list[str], call_timeout: float | None = None
+    ) -> api.UntagResourceResponse:
+        request = api.UntagResourceRequest(resource_arn=resource_arn, tag_keys=tag_keys)
+        return self._unary(
+            self._stub.UntagResource, request, retryable=True, call_timeout=call_timeout
+        )
+
+    def list_tags_for_resource(
+        self, resource_arn: str, *, call_timeout: float | None = None
+    ) -> api.ListTagsForResourceResponse:
+        request = api.ListTagsForResourceRequest(resource_arn=resource_arn)
+        return self._unary(
+            self._stub.ListTagsForResource, request, retryable=True, call_timeout=call_timeout
         )
 
     # ----- events -----

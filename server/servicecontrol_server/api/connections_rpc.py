@@ -37,6 +37,7 @@ class ConnectionsRpc:
             enum_name(pb.Connection.ProviderType, request.provider_type),
             request.request_id,
             request.validate_only,
+            tags=sorted(request.tags.items()),
         )
         return api.CreateConnectionResponse(connection=convert.connection(connection))
 

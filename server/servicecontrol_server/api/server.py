@@ -35,6 +35,7 @@ async def start_grpc(
         connections=use_cases.connections,
         domains=use_cases.domains,
         presence=use_cases.presence,
+        tags=use_cases.tags,
     )
     guard = RequestGuard(
         deadline_seconds=s.rpc_deadline_seconds,

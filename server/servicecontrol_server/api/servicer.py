@@ -19,6 +19,7 @@ from ..application.domain_commands import DomainCommands
 from ..application.events import EventQueries
 from ..application.results import Configs, MutationResult
 from ..application.service_commands import ServiceCommands
+from ..application.tag_commands import TagCommands
 from ..application.workers import WorkerPresence, waiting_reason
 from ..domain.errors import FieldViolation, InvalidRequest
 from ..domain.model import Operation
@@ -27,10 +28,11 @@ from .connections_rpc import ConnectionsRpc
 from .domains_rpc import DomainsRpc
 from .errors import translated, translated_stream
 from .images_rpc import ImagesRpc
+from .tags_rpc import TagsRpc
 
 
 class ServiceControlServicer(
-    ConnectionsRpc, DomainsRpc, ImagesRpc, api_grpc.ServiceControlServicer
+    ConnectionsRpc, DomainsRpc, ImagesRpc, TagsRpc, api_grpc.ServiceControlServicer
 ):
     def __init__(
         self,
@@ -39,6 +41,7 @@ class ServiceControlServicer(
         *,
         connections: ConnectionCommands,
         domains: DomainCommands,
+        tags: TagCommands,
         presence: WorkerPresence | None = None,
     ) -> None:
         self.commands = commands
@@ -46,6 +49,7 @@ class ServiceControlServicer(
         self.events = events
         self.connections = connections
         self.domains = domains
+        self.tags = tags
 
     async def _operation(self, op: Operation) -> pb.Operation:
         return convert.operation(op, await waiting_reason(op, self.presence))
@@ -66,7 +70,12 @@ class ServiceControlServicer(
         account = self.account(context)
         configs = _configs(request)
         result = await self.commands.create_service(
-            account, request.service_name, configs, request.request_id, request.validate_only
+            account,
+            request.service_name,
+            configs,
+            request.request_id,
+            request.validate_only,
+            tags=sorted(request.tags.items()),
         )
         return api.CreateServiceResponse(
             service=convert.service(result.service), operation_id=result.operation_id
@@ -133,6 +142,19 @@ class ServiceControlServicer(
             request.validate_only,
         )
         return api.PauseServiceResponse(**_mutation(result))
+
+    @translated
+    async def StartDeployment(
+        self, request: api.StartDeploymentRequest, context: grpc.aio.ServicerContext
+    ) -> api.StartDeploymentResponse:
+        result = await self.commands.start_deployment(
+            self.account(context),
+            request.service_arn,
+            request.etag,
+            request.request_id,
+            request.validate_only,
+        )
+        return api.StartDeploymentResponse(**_mutation(result))
 
     @translated
     async def ResumeService(

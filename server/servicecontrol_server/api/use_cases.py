@@ -12,6 +12,7 @@ from ..application.identity import Identity
 from ..application.image_upload import ImageUploads
 from ..application.rate_limit import MutationRateLimiter
 from ..application.service_commands import ServiceCommands
+from ..application.tag_commands import TagCommands
 from ..application.workers import WorkerPresence
 from ..settings import Settings
 
@@ -21,6 +22,7 @@ class UseCases:
     commands: ServiceCommands
     connections: ConnectionCommands
     domains: DomainCommands
+    tags: TagCommands
     events: EventQueries
     identity: Identity
     settings: Settings

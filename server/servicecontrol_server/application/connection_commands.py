@@ -4,9 +4,10 @@ provider handshake. Each mutation is one transaction with its outbox event."""
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from ..domain import events, names
+from ..domain import tags as tag_rules
 from ..domain.errors import (
     ConnectionInUse,
     ConnectionNameTaken,
@@ -51,6 +52,7 @@ class ConnectionCommands:
         provider_type: str,
         request_id: str = "",
         validate_only: bool = False,
+        tags: Sequence[tuple[str, str]] = (),
     ) -> Connection:
         violations: list[FieldViolation] = []
         if not name:
@@ -60,10 +62,11 @@ class ConnectionCommands:
         if provider_type not in ProviderType.__members__:
             violations.append(FieldViolation("provider_type", "required: one of GITHUB, BITBUCKET"))
         violations += request_id_violations(request_id)
+        violations += tag_rules.tag_violations(tags) + tag_rules.check_count({}, dict(tags))
         if violations:
             raise InvalidRequest(violations)
 
-        fingerprint = request_fingerprint("CreateConnection", name, provider_type)
+        fingerprint = request_fingerprint("CreateConnection", name, provider_type, *tags)
         connection_id = names.new_resource_id()
         region = self.settings.region
         async with self.uow() as uow:
@@ -100,6 +103,7 @@ class ConnectionCommands:
             if validate_only:
                 return connection
             await uow.connections.add(connection)
+            await uow.tags.put(account_id, connection.connection_arn, dict(tags))
             uow.record(events.connection_created(connection))
             await uow.commit()
         return connection
@@ -157,6 +161,7 @@ class ConnectionCommands:
             await uow.connections.mark_deleted(
                 connection, self.settings.connection_tombstone_retention_seconds
             )
+            await uow.tags.delete_all(connection_arn)
             uow.record(events.connection_deleted(connection))
             await uow.commit()
         return connection

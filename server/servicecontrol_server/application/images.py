@@ -171,6 +171,24 @@ def copy_image(
     )
 
 
+def prune_image_copy(
+    store: ObjectStore, bucket: str, prefix: str, *, batch_size: int = MAX_DELETE_BATCH
+) -> Inventory:
+    """Deletes what is under prefix beside the image its manifest names now (the blobs of
+    the image it replaced), and returns what was deleted. Idempotent."""
+    _check_prefix(prefix)
+    manifest = copy_manifest_key(prefix)
+    blobs = _manifest_blobs(store.get_bytes(bucket, manifest), prefix)
+    keep = {manifest, *(copy_blob_key(prefix, blob.digest) for blob in blobs)}
+    objects = size = 0
+    stale = (i for i in _within(store.list_objects(bucket, prefix), prefix) if i.key not in keep)
+    while batch := list(itertools.islice(stale, batch_size)):
+        store.delete_objects(bucket, [info.key for info in batch])
+        objects += len(batch)
+        size += sum(info.size for info in batch)
+    return Inventory(objects=objects, bytes=size)
+
+
 def inventory(store: ObjectStore, bucket: str, prefix: str) -> Inventory:
     """What is stored under prefix, counted from a streamed listing."""
     objects = size = 0

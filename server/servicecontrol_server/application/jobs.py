@@ -23,7 +23,7 @@ from ..domain.model import (
     failure_status,
 )
 from ..settings import Settings
-from .images import ImageNotFound, copy_image, delete_image_copy, inventory
+from .images import ImageNotFound, copy_image, delete_image_copy, inventory, prune_image_copy
 from .ports import (
     ComputeDriver,
     ComputeError,
@@ -46,6 +46,7 @@ JOB_KIND = {
     OperationType.PAUSE_SERVICE: "pause_service",
     OperationType.RESUME_SERVICE: "resume_service",
     OperationType.UPDATE_SERVICE: "update_service",
+    OperationType.START_DEPLOYMENT: "start_deployment",
 }
 
 
@@ -271,6 +272,42 @@ class UpdateServiceJob(ServiceJob):
         await self._finish(ctx, mutate)
 
 
+class StartDeploymentJob(ServiceJob):
+    """Fetches the image the service's tag names now from the source registry into the
+    service's copy, deploys it, then deletes the blobs of the image it replaced: the
+    service runs the old image until the new one is complete, and nothing old is left."""
+
+    op_type = OperationType.START_DEPLOYMENT
+
+    async def _steps(self, ctx: JobContext, service: Service) -> None:
+        config = service.configuration
+        assert config is not None
+        if config.image_identifier is None or not (config.image_bucket and config.image_prefix):
+            raise PermanentJobError(
+                "SOURCE_BUILD_UNSUPPORTED",
+                "This deployment cannot build code repositories; use an image source.",
+                {},
+            )
+        await self._step(ctx, "copy_image")
+        await self._objects(
+            copy_image,
+            self.store,
+            self.settings.source_bucket,
+            config.image_identifier,
+            config.image_bucket,
+            config.image_prefix,
+        )
+        await self._step(ctx, "deploy")
+        await self._compute(self.compute.start(service.service_id, config.image_prefix))
+        await self._step(ctx, "prune_image_copy")
+        await self._objects(prune_image_copy, self.store, config.image_bucket, config.image_prefix)
+
+        async def mutate(uow: UnitOfWork, svc: Service) -> None:
+            await self._settle(uow, svc, SUCCESS_STATUS[self.op_type])
+
+        await self._finish(ctx, mutate)
+
+
 class PauseServiceJob(ServiceJob):
     op_type = OperationType.PAUSE_SERVICE
 
@@ -334,6 +371,7 @@ class DeleteServiceJob(ServiceJob):
                 self.settings.certificate_retention_seconds,
             )
             connection = svc.connection_arn
+            await uow.tags.delete_all(svc.service_arn)
             await uow.services.mark_deleted(svc, self.settings.service_tombstone_retention_seconds)
             return {
                 "image_objects": int(ctx.progress.get("image_objects", 0)),
@@ -385,6 +423,7 @@ def job_handlers(
             PauseServiceJob,
             ResumeServiceJob,
             DeleteServiceJob,
+            StartDeploymentJob,
         )
     ]
     return {JOB_KIND[job.op_type]: job for job in jobs}

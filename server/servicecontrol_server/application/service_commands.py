@@ -5,13 +5,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
 from ..domain import configuration as config_rules
 from ..domain import events, names
+from ..domain import tags as tag_rules
 from ..domain.errors import (
     ConnectionNotAvailable,
     ConnectionNotFound,
@@ -159,6 +161,7 @@ class ServiceCommands:
         configs: Configs,
         request_id: str = "",
         validate_only: bool = False,
+        tags: Sequence[tuple[str, str]] = (),
     ) -> MutationResult:
         source = configs.source or {}
         violations: list[FieldViolation] = []
@@ -178,10 +181,11 @@ class ServiceCommands:
         violations += config_rules.validate_instance(configs.instance or {})
         violations += config_rules.validate_health_check(configs.health_check or {})
         violations += request_id_violations(request_id)
+        violations += tag_rules.tag_violations(tags) + tag_rules.check_count({}, dict(tags))
         if violations:
             raise InvalidRequest(violations)
 
-        fingerprint = request_fingerprint("CreateService", service_name, configs)
+        fingerprint = request_fingerprint("CreateService", service_name, configs, *tags)
         service_id = names.new_resource_id()
         operation_id = str(uuid.uuid4())
         region = self.settings.region
@@ -239,6 +243,7 @@ class ServiceCommands:
             if validate_only:
                 return MutationResult(service, "")
             await uow.services.add(service)
+            await uow.tags.put(account_id, service.service_arn, dict(tags))
             await self._start_operation(uow, service, OperationType.CREATE_SERVICE, operation_id)
             await uow.commit()
         return MutationResult(service, operation_id)
@@ -252,20 +257,7 @@ class ServiceCommands:
         request_id: str = "",
         validate_only: bool = False,
     ) -> MutationResult:
-        violations = request_id_violations(request_id)
-        if configs.source is None and configs.instance is None and configs.health_check is None:
-            raise InvalidRequest(
-                [FieldViolation("service_arn", "no configuration given")],
-                "No configurations provided in the UpdateService request.",
-            )
-        if configs.source is not None:
-            violations += config_rules.validate_source(configs.source)
-        if configs.instance is not None:
-            violations += config_rules.validate_instance(configs.instance)
-        if configs.health_check is not None:
-            violations += config_rules.validate_health_check(configs.health_check)
-        if violations:
-            raise InvalidRequest(violations)
+        _check_update(configs, request_id)
 
         async def prepare(uow: UnitOfWork, service: Service) -> dict[str, Any]:
             current = service.configuration
@@ -294,7 +286,13 @@ class ServiceCommands:
                 else current.health_check,
             }
 
-        return await self._mutate(
+        applying: dict[str, Any] = {}
+
+        async def prepared(uow: UnitOfWork, service: Service) -> dict[str, Any]:
+            applying.update(await prepare(uow, service))
+            return applying
+
+        result = await self._mutate(
             account_id,
             service_arn,
             OperationType.UPDATE_SERVICE,
@@ -302,8 +300,9 @@ class ServiceCommands:
             request_id,
             validate_only,
             request_fingerprint("UpdateService", service_arn, configs, etag),
-            prepare,
+            prepared,
         )
+        return _showing(result, applying)
 
     async def delete_service(
         self,
@@ -343,6 +342,20 @@ class ServiceCommands:
     ) -> MutationResult:
         return await self._simple(
             account_id, service_arn, OperationType.PAUSE_SERVICE, etag, request_id, validate_only
+        )
+
+    async def start_deployment(
+        self,
+        account_id: str,
+        service_arn: str,
+        etag: str = "",
+        request_id: str = "",
+        validate_only: bool = False,
+    ) -> MutationResult:
+        """Deploys the image the service's tag names now (it may have moved); the service
+        stays RUNNING meanwhile."""
+        return await self._simple(
+            account_id, service_arn, OperationType.START_DEPLOYMENT, etag, request_id, validate_only
         )
 
     async def resume_service(
@@ -520,6 +533,36 @@ class ServiceCommands:
             region=self.settings.region,
             not_found=_not_found,
         )
+
+
+def _check_update(configs: Configs, request_id: str) -> None:
+    violations = request_id_violations(request_id)
+    if configs.source is None and configs.instance is None and configs.health_check is None:
+        raise InvalidRequest(
+            [FieldViolation("service_arn", "no configuration given")],
+            "No configurations provided in the UpdateService request.",
+        )
+    if configs.source is not None:
+        violations += config_rules.validate_source(configs.source)
+    if configs.instance is not None:
+        violations += config_rules.validate_instance(configs.instance)
+    if configs.health_check is not None:
+        violations += config_rules.validate_health_check(configs.health_check)
+    if violations:
+        raise InvalidRequest(violations)
+
+
+def _showing(result: MutationResult, applying: dict[str, Any]) -> MutationResult:
+    """The update's answer shows the configuration being applied, as App Runner's does."""
+    current = result.service.configuration
+    if applying and current is not None:
+        result.service.configuration = dataclasses.replace(
+            current,
+            source=applying["source"],
+            instance=applying["instance"],
+            health_check=applying["health_check"],
+        )
+    return result
 
 
 def _not_found(service_arn: str) -> ServiceNotFound:

@@ -9,7 +9,7 @@ import re
 from typing import Any
 
 from .errors import FieldViolation
-from .names import parse_arn, parse_image_identifier
+from .names import image_registry_type, parse_arn, parse_image_identifier
 
 CPU_RE = re.compile(r"256|512|1024|2048|4096|(0\.25|0\.5|1|2|4) vCPU")
 MEMORY_RE = re.compile(r"512|1024|2048|3072|4096|6144|8192|10240|12288|(0\.5|1|2|3|4|6|8|10|12) GB")
@@ -41,15 +41,7 @@ def validate_source(
             FieldViolation(prefix, "exactly one of image_repository or code_repository is required")
         ]
     if image is not None:
-        ident = image.get("image_identifier", "")
-        field = f"{prefix}.image_repository.image_identifier"
-        if not ident:
-            violations.append(FieldViolation(field, "required"))
-        else:
-            try:
-                parse_image_identifier(ident)
-            except ValueError as exc:
-                violations.append(FieldViolation(field, str(exc)))
+        violations += _validate_image_repository(image, f"{prefix}.image_repository")
         config = image.get("image_configuration") or {}
         violations += _validate_image_configuration(
             config, f"{prefix}.image_repository.image_configuration"
@@ -75,6 +67,27 @@ def validate_source(
         elif parse_arn(connection, "connection") is None:
             violations.append(FieldViolation(field, "not a connection ARN"))
     return violations
+
+
+def _validate_image_repository(image: dict[str, Any], prefix: str) -> list[FieldViolation]:
+    ident = image.get("image_identifier", "")
+    field = f"{prefix}.image_identifier"
+    if not ident:
+        return [FieldViolation(field, "required")]
+    try:
+        parse_image_identifier(ident)
+    except ValueError as exc:
+        return [FieldViolation(field, str(exc))]
+    declared = image.get("image_repository_type") or ""
+    needed = image_registry_type(ident)
+    if declared and declared != needed:
+        return [
+            FieldViolation(
+                f"{prefix}.image_repository_type",
+                f"{declared} does not match the image identifier, which needs {needed}",
+            )
+        ]
+    return []
 
 
 def _validate_image_configuration(config: dict[str, Any], prefix: str) -> list[FieldViolation]:

@@ -29,18 +29,21 @@ class EventType(StrEnum):
     SERVICE_PAUSE_REQUESTED = "service.pause_requested"
     SERVICE_RESUME_REQUESTED = "service.resume_requested"
     SERVICE_DELETE_REQUESTED = "service.delete_requested"
+    SERVICE_DEPLOYMENT_REQUESTED = "service.deployment_requested"
     # A service operation succeeded.
     SERVICE_CREATED = "service.created"
     SERVICE_UPDATED = "service.updated"
     SERVICE_PAUSED = "service.paused"
     SERVICE_RESUMED = "service.resumed"
     SERVICE_DELETED = "service.deleted"
+    SERVICE_DEPLOYED = "service.deployed"
     # A service operation gave up; the payload says where the service landed and why.
     SERVICE_CREATE_FAILED = "service.create_failed"
     SERVICE_UPDATE_FAILED = "service.update_failed"
     SERVICE_PAUSE_FAILED = "service.pause_failed"
     SERVICE_RESUME_FAILED = "service.resume_failed"
     SERVICE_DELETE_FAILED = "service.delete_failed"
+    SERVICE_DEPLOYMENT_FAILED = "service.deployment_failed"
     # A deleted service's tombstone was purged by the reaper.
     SERVICE_PURGED = "service.purged"
     CONNECTION_CREATED = "connection.created"
@@ -53,6 +56,8 @@ class EventType(StrEnum):
     CERTIFICATE_ISSUED = "certificate.issued"
     CERTIFICATE_VALIDATION_FAILED = "certificate.validation_failed"
     CERTIFICATE_PURGED = "certificate.purged"
+    # TagResource / UntagResource changed a resource's tags.
+    TAGS_CHANGED = "tags.changed"
 
 
 _VERB = {
@@ -61,6 +66,7 @@ _VERB = {
     OperationType.PAUSE_SERVICE: "pause",
     OperationType.RESUME_SERVICE: "resume",
     OperationType.DELETE_SERVICE: "delete",
+    OperationType.START_DEPLOYMENT: "deployment",
 }
 _SUCCEEDED = {
     OperationType.CREATE_SERVICE: EventType.SERVICE_CREATED,
@@ -68,6 +74,7 @@ _SUCCEEDED = {
     OperationType.PAUSE_SERVICE: EventType.SERVICE_PAUSED,
     OperationType.RESUME_SERVICE: EventType.SERVICE_RESUMED,
     OperationType.DELETE_SERVICE: EventType.SERVICE_DELETED,
+    OperationType.START_DEPLOYMENT: EventType.SERVICE_DEPLOYED,
 }
 
 
@@ -247,4 +254,15 @@ def certificate_purged(
         certificate_arn,
         EventType.CERTIFICATE_PURGED,
         {"domainName": domain_name, "reason": reason},
+    )
+
+
+def tags_changed(
+    account_id: str, resource_arn: str, added: dict[str, str], removed: list[str]
+) -> Event:
+    return _event(
+        account_id,
+        resource_arn,
+        EventType.TAGS_CHANGED,
+        {"added": dict(added), "removed": sorted(removed)},
     )

@@ -84,6 +84,8 @@ ALLOWED_FROM: dict[OperationType, frozenset[ServiceStatus]] = {
     OperationType.RESUME_SERVICE: frozenset({ServiceStatus.PAUSED}),
     # A CREATE_FAILED service is rebuilt by an update, as App Runner allows since 2023.
     OperationType.UPDATE_SERVICE: frozenset({ServiceStatus.RUNNING, ServiceStatus.CREATE_FAILED}),
+    # Deploys the image its tag names now to a running service.
+    OperationType.START_DEPLOYMENT: frozenset({ServiceStatus.RUNNING}),
 }
 # Where the service lands when the operation succeeds, and when it fails for good.
 SUCCESS_STATUS: dict[OperationType, ServiceStatus] = {
@@ -92,6 +94,7 @@ SUCCESS_STATUS: dict[OperationType, ServiceStatus] = {
     OperationType.PAUSE_SERVICE: ServiceStatus.PAUSED,
     OperationType.RESUME_SERVICE: ServiceStatus.RUNNING,
     OperationType.UPDATE_SERVICE: ServiceStatus.RUNNING,
+    OperationType.START_DEPLOYMENT: ServiceStatus.RUNNING,
 }
 
 

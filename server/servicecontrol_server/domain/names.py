@@ -103,8 +103,43 @@ _REPOSITORY = re.compile(r"[a-z0-9]+(?:[._/-][a-z0-9]+)*")
 _TAG = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")
 
 
+# The registry hosts of App Runner's image identifiers: a private ECR registry
+# (`<account>.dkr.ecr.<region>.amazonaws.com/`) or ECR Public (`public.ecr.aws/`). Both
+# name a repository of the source registry, which stands in for them.
+_ECR_HOST = re.compile(r"[0-9]{12}\.dkr\.ecr\.[a-z]{2}(-[a-z]+)+-[0-9]\.amazonaws\.com/")
+ECR_PUBLIC_HOST = "public.ecr.aws/"
+
+
+def image_registry_type(identifier: str) -> str:
+    """The ImageRepositoryType an identifier's form calls for: ECR_PUBLIC for
+    `public.ecr.aws/...`, ECR otherwise."""
+    return "ECR_PUBLIC" if identifier.startswith(ECR_PUBLIC_HOST) else "ECR"
+
+
+def source_image_name(identifier: str) -> str:
+    """The identifier without its registry host: the name in the source registry."""
+    if identifier.startswith(ECR_PUBLIC_HOST):
+        return identifier[len(ECR_PUBLIC_HOST) :]
+    host = _ECR_HOST.match(identifier)
+    return identifier[host.end() :] if host else identifier
+
+
 def parse_image_identifier(identifier: str) -> tuple[str, str]:
-    """`<repository>[:<tag>]` -> (repository, tag); a missing tag means `latest`."""
+    """`[<registry host>/]<repository>[:<tag>]` -> (repository, tag); a missing tag means
+    `latest`. The registry host, if any, is App Runner's (see source_image_name)."""
+    if identifier.startswith(ECR_PUBLIC_HOST) and "/" not in source_image_name(identifier):
+        raise ValueError(
+            f"invalid image identifier {identifier!r}: an ECR Public image is "
+            "public.ecr.aws/<registry alias>/<repository>[:<tag>]"
+        )
+    identifier = source_image_name(identifier)
+    first, slash, _ = identifier.partition("/")
+    if slash and "." in first:
+        # As in Docker, a first component with a dot is a registry host.
+        raise ValueError(
+            f"invalid image identifier {identifier!r}: the registry {first!r} is not "
+            "<account>.dkr.ecr.<region>.amazonaws.com or public.ecr.aws"
+        )
     if "@" in identifier:
         raise ValueError(
             f"invalid image identifier {identifier!r}: digest references are not "

@@ -208,7 +208,10 @@ class ImageRepository(_message.Message):
     IMAGE_CONFIGURATION_FIELD_NUMBER: _builtins.int
     IMAGE_REPOSITORY_TYPE_FIELD_NUMBER: _builtins.int
     image_identifier: _builtins.str
-    """`<repository>:<tag>` in the source registry, e.g. `hello-web:1.0`."""
+    """`<repository>:<tag>` in the source registry, e.g. `hello-web:1.0`, or the same name
+    under App Runner's registry hosts: `<account>.dkr.ecr.<region>.amazonaws.com/hello-web:1.0`
+    (type ECR) or `public.ecr.aws/<alias>/<repository>:<tag>` (type ECR_PUBLIC).
+    """
     image_repository_type: Global___ImageRepository.ImageRepositoryType.ValueType
     @_builtins.property
     def image_configuration(self) -> Global___ImageConfiguration: ...

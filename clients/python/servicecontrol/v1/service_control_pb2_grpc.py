@@ -81,6 +81,11 @@ class ServiceControlStub:
                 request_serializer=servicecontrol_dot_v1_dot_service__control__pb2.ResumeServiceRequest.SerializeToString,
                 response_deserializer=servicecontrol_dot_v1_dot_service__control__pb2.ResumeServiceResponse.FromString,
                 _registered_method=True)
+        self.StartDeployment = channel.unary_unary(
+                '/servicecontrol.v1.ServiceControl/StartDeployment',
+                request_serializer=servicecontrol_dot_v1_dot_service__control__pb2.StartDeploymentRequest.SerializeToString,
+                response_deserializer=servicecontrol_dot_v1_dot_service__control__pb2.StartDeploymentResponse.FromString,
+                _registered_method=True)
         self.ListOperations = channel.unary_unary(
                 '/servicecontrol.v1.ServiceControl/ListOperations',
                 request_serializer=servicecontrol_dot_v1_dot_service__control__pb2.ListOperationsRequest.SerializeToString,
@@ -130,6 +135,21 @@ class ServiceControlStub:
                 '/servicecontrol.v1.ServiceControl/ListCertificates',
                 request_serializer=servicecontrol_dot_v1_dot_service__control__pb2.ListCertificatesRequest.SerializeToString,
                 response_deserializer=servicecontrol_dot_v1_dot_service__control__pb2.ListCertificatesResponse.FromString,
+                _registered_method=True)
+        self.TagResource = channel.unary_unary(
+                '/servicecontrol.v1.ServiceControl/TagResource',
+                request_serializer=servicecontrol_dot_v1_dot_service__control__pb2.TagResourceRequest.SerializeToString,
+                response_deserializer=servicecontrol_dot_v1_dot_service__control__pb2.TagResourceResponse.FromString,
+                _registered_method=True)
+        self.UntagResource = channel.unary_unary(
+                '/servicecontrol.v1.ServiceControl/UntagResource',
+                request_serializer=servicecontrol_dot_v1_dot_service__control__pb2.UntagResourceRequest.SerializeToString,
+                response_deserializer=servicecontrol_dot_v1_dot_service__control__pb2.UntagResourceResponse.FromString,
+                _registered_method=True)
+        self.ListTagsForResource = channel.unary_unary(
+                '/servicecontrol.v1.ServiceControl/ListTagsForResource',
+                request_serializer=servicecontrol_dot_v1_dot_service__control__pb2.ListTagsForResourceRequest.SerializeToString,
+                response_deserializer=servicecontrol_dot_v1_dot_service__control__pb2.ListTagsForResourceResponse.FromString,
                 _registered_method=True)
         self.WatchEvents = channel.unary_stream(
                 '/servicecontrol.v1.ServiceControl/WatchEvents',
@@ -218,6 +238,15 @@ class ServiceControlServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def StartDeployment(self, request, context):
+        """Starts a START_DEPLOYMENT operation on a RUNNING service: the image its tag names now
+        is copied from the source registry, deployed, and the replaced image's objects are
+        deleted. Returns at once.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def ListOperations(self, request, context):
         """Lists a service's operations, newest first.
         """
@@ -284,6 +313,27 @@ class ServiceControlServicer:
 
     def ListCertificates(self, request, context):
         """Lists the account's certificate records, linked and retained.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def TagResource(self, request, context):
+        """Adds tags to a service or connection, replacing the values of keys it already has.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UntagResource(self, request, context):
+        """Removes tags from a service or connection; keys it lacks are ignored.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListTagsForResource(self, request, context):
+        """Lists a service's or connection's tags.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -356,6 +406,11 @@ def add_ServiceControlServicer_to_server(servicer, server):
                     request_deserializer=servicecontrol_dot_v1_dot_service__control__pb2.ResumeServiceRequest.FromString,
                     response_serializer=servicecontrol_dot_v1_dot_service__control__pb2.ResumeServiceResponse.SerializeToString,
             ),
+            'StartDeployment': grpc.unary_unary_rpc_method_handler(
+                    servicer.StartDeployment,
+                    request_deserializer=servicecontrol_dot_v1_dot_service__control__pb2.StartDeploymentRequest.FromString,
+                    response_serializer=servicecontrol_dot_v1_dot_service__control__pb2.StartDeploymentResponse.SerializeToString,
+            ),
             'ListOperations': grpc.unary_unary_rpc_method_handler(
                     servicer.ListOperations,
                     request_deserializer=servicecontrol_dot_v1_dot_service__control__pb2.ListOperationsRequest.FromString,
@@ -405,6 +460,21 @@ def add_ServiceControlServicer_to_server(servicer, server):
                     servicer.ListCertificates,
                     request_deserializer=servicecontrol_dot_v1_dot_service__control__pb2.ListCertificatesRequest.FromString,
                     response_serializer=servicecontrol_dot_v1_dot_service__control__pb2.ListCertificatesResponse.SerializeToString,
+            ),
+            'TagResource': grpc.unary_unary_rpc_method_handler(
+                    servicer.TagResource,
+                    request_deserializer=servicecontrol_dot_v1_dot_service__control__pb2.TagResourceRequest.FromString,
+                    response_serializer=servicecontrol_dot_v1_dot_service__control__pb2.TagResourceResponse.SerializeToString,
+            ),
+            'UntagResource': grpc.unary_unary_rpc_method_handler(
+                    servicer.UntagResource,
+                    request_deserializer=servicecontrol_dot_v1_dot_service__control__pb2.UntagResourceRequest.FromString,
+                    response_serializer=servicecontrol_dot_v1_dot_service__control__pb2.UntagResourceResponse.SerializeToString,
+            ),
+            'ListTagsForResource': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListTagsForResource,
+                    request_deserializer=servicecontrol_dot_v1_dot_service__control__pb2.ListTagsForResourceRequest.FromString,
+                    response_serializer=servicecontrol_dot_v1_dot_service__control__pb2.ListTagsForResourceResponse.SerializeToString,
             ),
             'WatchEvents': grpc.unary_stream_rpc_method_handler(
                     servicer.WatchEvents,
@@ -623,6 +693,33 @@ class ServiceControl:
             '/servicecontrol.v1.ServiceControl/ResumeService',
             servicecontrol_dot_v1_dot_service__control__pb2.ResumeServiceRequest.SerializeToString,
             servicecontrol_dot_v1_dot_service__control__pb2.ResumeServiceResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def StartDeployment(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/servicecontrol.v1.ServiceControl/StartDeployment',
+            servicecontrol_dot_v1_dot_service__control__pb2.StartDeploymentRequest.SerializeToString,
+            servicecontrol_dot_v1_dot_service__control__pb2.StartDeploymentResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -893,6 +990,87 @@ class ServiceControl:
             '/servicecontrol.v1.ServiceControl/ListCertificates',
             servicecontrol_dot_v1_dot_service__control__pb2.ListCertificatesRequest.SerializeToString,
             servicecontrol_dot_v1_dot_service__control__pb2.ListCertificatesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def TagResource(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/servicecontrol.v1.ServiceControl/TagResource',
+            servicecontrol_dot_v1_dot_service__control__pb2.TagResourceRequest.SerializeToString,
+            servicecontrol_dot_v1_dot_service__control__pb2.TagResourceResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UntagResource(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/servicecontrol.v1.ServiceControl/UntagResource',
+            servicecontrol_dot_v1_dot_service__control__pb2.UntagResourceRequest.SerializeToString,
+            servicecontrol_dot_v1_dot_service__control__pb2.UntagResourceResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListTagsForResource(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/servicecontrol.v1.ServiceControl/ListTagsForResource',
+            servicecontrol_dot_v1_dot_service__control__pb2.ListTagsForResourceRequest.SerializeToString,
+            servicecontrol_dot_v1_dot_service__control__pb2.ListTagsForResourceResponse.FromString,
             options,
             channel_credentials,
             insecure,

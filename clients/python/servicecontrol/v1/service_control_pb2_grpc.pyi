@@ -68,6 +68,11 @@ class ServiceControlStub:
     """Pauses a RUNNING service: compute stops; image, configuration and URL stay."""
     ResumeService: _grpc.UnaryUnaryMultiCallable[_service_control_pb2.ResumeServiceRequest, _service_control_pb2.ResumeServiceResponse]
     """Resumes a PAUSED service on the same URL."""
+    StartDeployment: _grpc.UnaryUnaryMultiCallable[_service_control_pb2.StartDeploymentRequest, _service_control_pb2.StartDeploymentResponse]
+    """Starts a START_DEPLOYMENT operation on a RUNNING service: the image its tag names now
+    is copied from the source registry, deployed, and the replaced image's objects are
+    deleted. Returns at once.
+    """
     ListOperations: _grpc.UnaryUnaryMultiCallable[_service_control_pb2.ListOperationsRequest, _service_control_pb2.ListOperationsResponse]
     """Lists a service's operations, newest first."""
     DescribeOperation: _grpc.UnaryUnaryMultiCallable[_service_control_pb2.DescribeOperationRequest, _service_control_pb2.DescribeOperationResponse]
@@ -90,6 +95,12 @@ class ServiceControlStub:
     """Lists a service's custom domains."""
     ListCertificates: _grpc.UnaryUnaryMultiCallable[_service_control_pb2.ListCertificatesRequest, _service_control_pb2.ListCertificatesResponse]
     """Lists the account's certificate records, linked and retained."""
+    TagResource: _grpc.UnaryUnaryMultiCallable[_service_control_pb2.TagResourceRequest, _service_control_pb2.TagResourceResponse]
+    """Adds tags to a service or connection, replacing the values of keys it already has."""
+    UntagResource: _grpc.UnaryUnaryMultiCallable[_service_control_pb2.UntagResourceRequest, _service_control_pb2.UntagResourceResponse]
+    """Removes tags from a service or connection; keys it lacks are ignored."""
+    ListTagsForResource: _grpc.UnaryUnaryMultiCallable[_service_control_pb2.ListTagsForResourceRequest, _service_control_pb2.ListTagsForResourceResponse]
+    """Lists a service's or connection's tags."""
     WatchEvents: _grpc.UnaryStreamMultiCallable[_service_control_pb2.WatchEventsRequest, _service_control_pb2.WatchEventsResponse]
     """Streams the account's events from a cursor: first those already recorded, then new
     ones as they happen. Resuming from the last cursor seen loses nothing.
@@ -148,6 +159,11 @@ class ServiceControlAsyncStub(ServiceControlStub):
     """Pauses a RUNNING service: compute stops; image, configuration and URL stay."""
     ResumeService: _aio.UnaryUnaryMultiCallable[_service_control_pb2.ResumeServiceRequest, _service_control_pb2.ResumeServiceResponse]  # type: ignore[assignment]
     """Resumes a PAUSED service on the same URL."""
+    StartDeployment: _aio.UnaryUnaryMultiCallable[_service_control_pb2.StartDeploymentRequest, _service_control_pb2.StartDeploymentResponse]  # type: ignore[assignment]
+    """Starts a START_DEPLOYMENT operation on a RUNNING service: the image its tag names now
+    is copied from the source registry, deployed, and the replaced image's objects are
+    deleted. Returns at once.
+    """
     ListOperations: _aio.UnaryUnaryMultiCallable[_service_control_pb2.ListOperationsRequest, _service_control_pb2.ListOperationsResponse]  # type: ignore[assignment]
     """Lists a service's operations, newest first."""
     DescribeOperation: _aio.UnaryUnaryMultiCallable[_service_control_pb2.DescribeOperationRequest, _service_control_pb2.DescribeOperationResponse]  # type: ignore[assignment]
@@ -170,6 +186,12 @@ class ServiceControlAsyncStub(ServiceControlStub):
     """Lists a service's custom domains."""
     ListCertificates: _aio.UnaryUnaryMultiCallable[_service_control_pb2.ListCertificatesRequest, _service_control_pb2.ListCertificatesResponse]  # type: ignore[assignment]
     """Lists the account's certificate records, linked and retained."""
+    TagResource: _aio.UnaryUnaryMultiCallable[_service_control_pb2.TagResourceRequest, _service_control_pb2.TagResourceResponse]  # type: ignore[assignment]
+    """Adds tags to a service or connection, replacing the values of keys it already has."""
+    UntagResource: _aio.UnaryUnaryMultiCallable[_service_control_pb2.UntagResourceRequest, _service_control_pb2.UntagResourceResponse]  # type: ignore[assignment]
+    """Removes tags from a service or connection; keys it lacks are ignored."""
+    ListTagsForResource: _aio.UnaryUnaryMultiCallable[_service_control_pb2.ListTagsForResourceRequest, _service_control_pb2.ListTagsForResourceResponse]  # type: ignore[assignment]
+    """Lists a service's or connection's tags."""
     WatchEvents: _aio.UnaryStreamMultiCallable[_service_control_pb2.WatchEventsRequest, _service_control_pb2.WatchEventsResponse]  # type: ignore[assignment]
     """Streams the account's events from a cursor: first those already recorded, then new
     ones as they happen. Resuming from the last cursor seen loses nothing.
@@ -269,6 +291,17 @@ class ServiceControlServicer(metaclass=_abc_1.ABCMeta):
         """Resumes a PAUSED service on the same URL."""
 
     @_abc_1.abstractmethod
+    def StartDeployment(
+        self,
+        request: _service_control_pb2.StartDeploymentRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_service_control_pb2.StartDeploymentResponse, _abc.Awaitable[_service_control_pb2.StartDeploymentResponse]]:
+        """Starts a START_DEPLOYMENT operation on a RUNNING service: the image its tag names now
+        is copied from the source registry, deployed, and the replaced image's objects are
+        deleted. Returns at once.
+        """
+
+    @_abc_1.abstractmethod
     def ListOperations(
         self,
         request: _service_control_pb2.ListOperationsRequest,
@@ -349,6 +382,30 @@ class ServiceControlServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_service_control_pb2.ListCertificatesResponse, _abc.Awaitable[_service_control_pb2.ListCertificatesResponse]]:
         """Lists the account's certificate records, linked and retained."""
+
+    @_abc_1.abstractmethod
+    def TagResource(
+        self,
+        request: _service_control_pb2.TagResourceRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_service_control_pb2.TagResourceResponse, _abc.Awaitable[_service_control_pb2.TagResourceResponse]]:
+        """Adds tags to a service or connection, replacing the values of keys it already has."""
+
+    @_abc_1.abstractmethod
+    def UntagResource(
+        self,
+        request: _service_control_pb2.UntagResourceRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_service_control_pb2.UntagResourceResponse, _abc.Awaitable[_service_control_pb2.UntagResourceResponse]]:
+        """Removes tags from a service or connection; keys it lacks are ignored."""
+
+    @_abc_1.abstractmethod
+    def ListTagsForResource(
+        self,
+        request: _service_control_pb2.ListTagsForResourceRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_service_control_pb2.ListTagsForResourceResponse, _abc.Awaitable[_service_control_pb2.ListTagsForResourceResponse]]:
+        """Lists a service's or connection's tags."""
 
     @_abc_1.abstractmethod
     def WatchEvents(

@@ -345,3 +345,14 @@ audit_log = Table(
     Column("source", Text, nullable=False, server_default=""),
     Index("ix_audit_log_account_id_occurred_at", "account_id", "occurred_at"),
 )
+
+# Tags of any App Runner resource, by its ARN; deleted with the resource.
+resource_tags = Table(
+    "resource_tags",
+    metadata,
+    Column("resource_arn", Text, nullable=False),
+    Column("tag_key", Text, nullable=False),
+    Column("account_id", Text, nullable=False),
+    Column("tag_value", Text, nullable=False),
+    PrimaryKeyConstraint("resource_arn", "tag_key"),
+)

@@ -22,6 +22,7 @@ from .repositories import (
     RequestIdRepository,
     RetentionRepository,
     ServiceRepository,
+    TagRepository,
 )
 
 
@@ -53,6 +54,7 @@ class PostgresUnitOfWork:
         self.certificates = CertificateRepository(conn)
         self.jobs = JobRepository(conn)
         self.retention = RetentionRepository(conn)
+        self.tags = TagRepository(conn)
 
     async def __aenter__(self) -> PostgresUnitOfWork:
         self._events = []

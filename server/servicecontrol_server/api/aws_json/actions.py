@@ -112,9 +112,9 @@ async def create_service(ctx: Context, body: Body) -> Body:
         instance=shapes.optional_struct(body, shapes.INSTANCE_CONFIGURATION),
         health_check=shapes.optional_struct(body, shapes.HEALTH_CHECK_CONFIGURATION),
     )
-    shapes.refuse_tags(body)
+    tags = shapes.tags(body)
     shapes.refuse_changed_fixed_settings(body, ctx.region, ctx.account_id)
-    result = await ctx.app.commands.create_service(ctx.account_id, name, configs)
+    result = await ctx.app.commands.create_service(ctx.account_id, name, configs, tags=tags)
     return _mutation(result)
 
 
@@ -170,6 +170,12 @@ async def resume_service(ctx: Context, body: Body) -> Body:
     return _mutation(result)
 
 
+@action("StartDeployment", RESOURCE_NOT_FOUND)
+async def start_deployment(ctx: Context, body: Body) -> Body:
+    result = await ctx.app.commands.start_deployment(ctx.account_id, _service_arn(body))
+    return {"OperationId": result.operation_id}
+
+
 @action("ListOperations", RESOURCE_NOT_FOUND)
 async def list_operations(ctx: Context, body: Body) -> Body:
     arn = _service_arn(body)
@@ -197,8 +203,8 @@ def _connection_name(body: Body, required: bool = False) -> str:
 async def create_connection(ctx: Context, body: Body) -> Body:
     name = _connection_name(body, required=True)
     provider = shapes.string(body, "ProviderType", required=True, enum=("GITHUB", "BITBUCKET"))
-    shapes.refuse_tags(body)
-    conn = await ctx.app.connections.create_connection(ctx.account_id, name, provider)
+    tags = shapes.tags(body)
+    conn = await ctx.app.connections.create_connection(ctx.account_id, name, provider, tags=tags)
     return {"Connection": shapes.connection(conn)}
 
 
@@ -282,3 +288,30 @@ async def describe_custom_domains(ctx: Context, body: Body) -> Body:
         },
         page.next_page_token,
     )
+
+
+# ----- tags -----
+
+
+def _resource_arn(body: Body) -> str:
+    return shapes.string(body, "ResourceArn", required=True, min_len=1, max_len=ARN_MAX)
+
+
+@action("TagResource", RESOURCE_NOT_FOUND, INVALID_STATE)
+async def tag_resource(ctx: Context, body: Body) -> Body:
+    arn = _resource_arn(body)
+    await ctx.app.tags.tag_resource(ctx.account_id, arn, shapes.tags(body, required=True))
+    return {}
+
+
+@action("UntagResource", RESOURCE_NOT_FOUND, INVALID_STATE)
+async def untag_resource(ctx: Context, body: Body) -> Body:
+    arn = _resource_arn(body)
+    await ctx.app.tags.untag_resource(ctx.account_id, arn, shapes.tag_keys(body))
+    return {}
+
+
+@action("ListTagsForResource", RESOURCE_NOT_FOUND, INVALID_STATE)
+async def list_tags_for_resource(ctx: Context, body: Body) -> Body:
+    tags = await ctx.app.tags.list_tags(ctx.account_id, _resource_arn(body))
+    return {"Tags": shapes.tag_list(tags)}

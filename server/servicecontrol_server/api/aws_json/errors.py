@@ -6,8 +6,9 @@ Runner's model gives the type (AWS JSON 1.0 error serialization)."""
 from __future__ import annotations
 
 import logging
+import re
 import uuid
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 
 from ...domain import errors
 
@@ -116,7 +117,22 @@ def from_domain(exc: errors.DomainError, declared: Collection[str]) -> AwsError:
         return AwsError(error_type, exc.message)
     if error_type not in declared:
         error_type = INVALID_REQUEST
+    if (
+        isinstance(exc, errors.InvalidRequest)
+        and exc.violations
+        and exc.message == "; ".join(f"{v.field}: {v.description}" for v in exc.violations)
+    ):
+        return AwsError(error_type, validation_message(exc.violations))
     return AwsError(error_type, exc.message)
+
+
+def validation_message(violations: Sequence[errors.FieldViolation]) -> str:
+    """Field violations in AWS's wording, with App Runner's member paths."""
+    count = len(violations)
+    return f"{count} validation error{'s' if count > 1 else ''} detected: " + "; ".join(
+        f"Value at '{member_path(v.field)}' failed to satisfy constraint: {v.description}"
+        for v in violations
+    )
 
 
 def internal(exc: BaseException) -> AwsError:
@@ -126,3 +142,18 @@ def internal(exc: BaseException) -> AwsError:
     return AwsError(
         INTERNAL, f"An unexpected service exception occurred. Correlation id {correlation}."
     )
+
+
+def member_path(path: str) -> str:
+    """A member's path as AWS validation messages print it: each member camelCased
+    (`sourceConfiguration.imageRepository.imageIdentifier`), list items as
+    `tags.1.member.key` (1-based)."""
+    path = re.sub(r"\[(\d+)\]", lambda m: f".{int(m[1]) + 1}.member", path)
+    return ".".join(_camel(part) for part in path.split("."))
+
+
+def _camel(part: str) -> str:
+    if "_" in part:
+        head, *rest = part.split("_")
+        return head + "".join(word[:1].upper() + word[1:] for word in rest)
+    return part[:1].lower() + part[1:]

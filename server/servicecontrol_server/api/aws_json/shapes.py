@@ -15,8 +15,9 @@ from datetime import UTC, datetime
 from typing import Any, Literal
 
 from ...domain import configuration as config_rules
+from ...domain import tags as tag_rules
 from ...domain.model import Connection, CustomDomain, Operation, Service
-from .errors import AwsError, invalid_request, serialization
+from .errors import AwsError, invalid_request, member_path, serialization
 
 Scalar = Literal["string", "integer", "boolean", "string_map", "object", "list"]
 
@@ -144,8 +145,8 @@ def _path(parent: str, name: str) -> str:
 
 def _missing(path: str) -> AwsError:
     return invalid_request(
-        f"1 validation error detected: Value null at '{path}' failed to satisfy constraint: "
-        "Member must not be null"
+        f"1 validation error detected: Value null at '{member_path(path)}' failed to satisfy "
+        "constraint: Member must not be null"
     )
 
 
@@ -171,8 +172,9 @@ def _check_type(kind: Scalar | Struct, value: Any, path: str) -> None:
 def _check_enum(member: Member, value: Any, path: str) -> None:
     if member.enum and value not in member.enum:
         raise invalid_request(
-            f"1 validation error detected: Value '{str(value)[:100]}' at '{path}' failed to "
-            f"satisfy constraint: Member must satisfy enum value set: [{', '.join(member.enum)}]"
+            f"1 validation error detected: Value '{str(value)[:100]}' at '{member_path(path)}' "
+            "failed to satisfy constraint: Member must satisfy enum value set: "
+            f"[{', '.join(member.enum)}]"
         )
 
 
@@ -242,8 +244,8 @@ def string(
             else f"less than or equal to {max_len}"
         )
         raise invalid_request(
-            f"1 validation error detected: Value at '{name}' failed to satisfy constraint: "
-            f"Member must have length {bound}"
+            f"1 validation error detected: Value at '{member_path(name)}' failed to satisfy "
+            f"constraint: Member must have length {bound}"
         )
     _check_enum(Member(name, name, "string", enum=enum), value, name)
     return str(value)
@@ -256,8 +258,8 @@ def integer(body: Mapping[str, Any], name: str, low: int, high: int) -> int | No
     _check_type("integer", value, name)
     if not low <= value <= high:
         raise invalid_request(
-            f"1 validation error detected: Value '{value}' at '{name}' failed to satisfy "
-            f"constraint: Member must have value between {low} and {high}"
+            f"1 validation error detected: Value '{value}' at '{member_path(name)}' failed to "
+            f"satisfy constraint: Member must have value between {low} and {high}"
         )
     return int(value)
 
@@ -270,13 +272,66 @@ def boolean(body: Mapping[str, Any], name: str) -> bool | None:
     return bool(value)
 
 
-def refuse_tags(body: Mapping[str, Any]) -> None:
-    tags = body.get("Tags")
-    if tags is None:
-        return
-    _check_type("list", tags, "Tags")
-    if tags:
-        raise invalid_request("Tags are not supported by this server.")
+def _constraint(value: Any, path: str, constraint: str) -> AwsError:
+    shown = "null" if value is None else f"'{str(value)[:100]}'"
+    return invalid_request(
+        f"1 validation error detected: Value {shown} at '{member_path(path)}' failed to satisfy "
+        f"constraint: {constraint}"
+    )
+
+
+def _tag_key(value: Any, path: str) -> str:
+    if value is None:
+        raise _missing(path)
+    _check_type("string", value, path)
+    if not 1 <= len(value) <= tag_rules.MAX_KEY_LENGTH:
+        raise _constraint(
+            value, path, f"Member must have length between 1 and {tag_rules.MAX_KEY_LENGTH}"
+        )
+    if value.startswith(tag_rules.RESERVED_PREFIX):
+        raise _constraint(
+            value, path, "Member must satisfy regular expression pattern: ^(?!aws:).+"
+        )
+    return str(value)
+
+
+def tags(body: Mapping[str, Any], *, required: bool = False) -> list[tuple[str, str]]:
+    """`Tags`, a list of {Key, Value}, as (key, value) pairs in the order sent."""
+    value = body.get("Tags")
+    if value is None:
+        if required:
+            raise _missing("tags")
+        return []
+    _check_type("list", value, "Tags")
+    out: list[tuple[str, str]] = []
+    for i, tag in enumerate(value, start=1):
+        path = f"tags.{i}.member"
+        _check_type("object", tag, path)
+        key = _tag_key(tag.get("Key"), f"{path}.key")
+        item = tag.get("Value")
+        if item is None:
+            raise _missing(f"{path}.value")
+        _check_type("string", item, f"{path}.value")
+        if len(item) > tag_rules.MAX_VALUE_LENGTH:
+            raise _constraint(
+                item,
+                f"{path}.value",
+                f"Member must have length less than or equal to {tag_rules.MAX_VALUE_LENGTH}",
+            )
+        out.append((key, str(item)))
+    return out
+
+
+def tag_keys(body: Mapping[str, Any]) -> list[str]:
+    value = body.get("TagKeys")
+    if value is None:
+        raise _missing("tagKeys")
+    _check_type("list", value, "TagKeys")
+    return [_tag_key(key, f"tagKeys.{i}.member") for i, key in enumerate(value, start=1)]
+
+
+def tag_list(values: Mapping[str, str]) -> list[dict[str, str]]:
+    return [{"Key": key, "Value": value} for key, value in values.items()]
 
 
 def refuse_changed_fixed_settings(body: Mapping[str, Any], region: str, account_id: str) -> None:
@@ -383,7 +438,8 @@ def service(svc: Service) -> dict[str, Any]:
         out["HealthCheckConfiguration"] = to_wire(HEALTH_CHECK_CONFIGURATION, config.health_check)
     out["AutoScalingConfigurationSummary"] = auto_scaling_summary(svc.region, svc.account_id)
     out["NetworkConfiguration"] = DEFAULT_NETWORK_CONFIGURATION
-    out["ObservabilityConfiguration"] = {"ObservabilityEnabled": False}
+    # No ObservabilityConfiguration: App Runner leaves it out of a service that has none,
+    # and Terraform reads its presence as a configuration block.
     return out
 
 
@@ -457,5 +513,8 @@ def custom_domain(domain: CustomDomain) -> dict[str, Any]:
         "DomainName": domain.domain_name,
         "EnableWWWSubdomain": domain.enable_www_subdomain,
         "CertificateValidationRecords": [_validation_record(r) for r in domain.validation_records],
-        "Status": domain.status.value,
+        # App Runner itself answers these in lowercase (`pending_certificate_dns_validation`),
+        # though its model lists them in uppercase; clients such as Terraform wait on the
+        # lowercase values.
+        "Status": domain.status.value.lower(),
     }

@@ -36,6 +36,7 @@ from .repositories import (
     RequestIdRepository,
     RetentionRepository,
     ServiceRepository,
+    TagRepository,
 )
 from .unit_of_work import UnitOfWork, UnitOfWorkFactory
 
@@ -73,6 +74,7 @@ __all__ = [
     "RetentionRepository",
     "RetryableJobError",
     "ServiceRepository",
+    "TagRepository",
     "UnitOfWork",
     "UnitOfWorkFactory",
 ]

@@ -307,3 +307,19 @@ class RetentionRepository(Protocol):
     async def purge_orphaned_failed_jobs(self, batch: int) -> int: ...
 
     async def prune_delivered_events(self, older_than_seconds: float, batch: int) -> int: ...
+
+
+class TagRepository(Protocol):
+    """The tags of resources, by ARN."""
+
+    async def for_resource(self, resource_arn: str) -> dict[str, str]: ...
+
+    async def put(self, account_id: str, resource_arn: str, tags: dict[str, str]) -> None:
+        """Adds the tags, replacing the value of keys the resource already has."""
+        ...
+
+    async def remove(self, resource_arn: str, keys: list[str]) -> list[str]:
+        """Removes the keys the resource has; returns those it had."""
+        ...
+
+    async def delete_all(self, resource_arn: str) -> int: ...

@@ -19,6 +19,7 @@ from .repositories import (
     RequestIdRepository,
     RetentionRepository,
     ServiceRepository,
+    TagRepository,
 )
 
 
@@ -54,6 +55,9 @@ class UnitOfWork(Protocol):
 
     @property
     def retention(self) -> RetentionRepository: ...
+
+    @property
+    def tags(self) -> TagRepository: ...
 
     async def __aenter__(self) -> UnitOfWork: ...
 

@@ -16,6 +16,7 @@ from .operations import OPERATIONS_CHANNEL, OperationRepository
 from .request_ids import RequestIdRepository
 from .retention import RetentionRepository
 from .services import ServiceRepository
+from .tags import TagRepository
 
 __all__ = [
     "OPERATIONS_CHANNEL",
@@ -28,4 +29,5 @@ __all__ = [
     "RequestIdRepository",
     "RetentionRepository",
     "ServiceRepository",
+    "TagRepository",
 ]

@@ -1,0 +1,106 @@
+"""Tags on App Runner resources (services and connections): TagResource, UntagResource,
+ListTagsForResource. A change is one transaction with its outbox event; a resource's
+tags are deleted with it (the service delete's outcome, DeleteConnection)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+from ..domain import events, names
+from ..domain import tags as tag_rules
+from ..domain.errors import (
+    ConnectionNotFound,
+    DomainError,
+    FieldViolation,
+    InvalidRequest,
+    ServiceNotFound,
+)
+from ..domain.model import ConnectionStatus, ServiceStatus
+from ..settings import Settings
+from .ports import UnitOfWork
+
+RESOURCE_FIELD = "resource_arn"
+# The kinds of resource that carry tags, with the error that says one is missing.
+_TAGGABLE: dict[str, Callable[[str], DomainError]] = {
+    "service": lambda arn: ServiceNotFound(f"Service {arn} not found.", {"serviceArn": arn}),
+    "connection": lambda arn: ConnectionNotFound(
+        f"Connection {arn} not found.", {"connectionArn": arn}
+    ),
+}
+
+
+class TagCommands:
+    def __init__(self, uow_factory: Callable[[], UnitOfWork], settings: Settings) -> None:
+        self.uow = uow_factory
+        self.settings = settings
+
+    async def list_tags(self, account_id: str, resource_arn: str) -> dict[str, str]:
+        async with self.uow() as uow:
+            await self._live(uow, account_id, resource_arn)
+            return await uow.tags.for_resource(resource_arn)
+
+    async def tag_resource(
+        self, account_id: str, resource_arn: str, tags: Sequence[tuple[str, str]]
+    ) -> None:
+        violations = tag_rules.tag_violations(tags)
+        if not tags:
+            violations.append(FieldViolation("tags", "at least one tag is required"))
+        if violations:
+            raise InvalidRequest(violations)
+        added = dict(tags)
+        async with self.uow() as uow:
+            await self._live(uow, account_id, resource_arn, lock=True)
+            existing = await uow.tags.for_resource(resource_arn)
+            violations = tag_rules.check_count(existing, added)
+            if violations:
+                raise InvalidRequest(violations)
+            await uow.tags.put(account_id, resource_arn, added)
+            uow.record(events.tags_changed(account_id, resource_arn, added, []))
+            await uow.commit()
+
+    async def untag_resource(self, account_id: str, resource_arn: str, keys: Sequence[str]) -> None:
+        violations: list[FieldViolation] = []
+        for i, key in enumerate(keys):
+            violations += tag_rules.key_violations(key, f"tag_keys[{i}]")
+        if violations:
+            raise InvalidRequest(violations)
+        async with self.uow() as uow:
+            await self._live(uow, account_id, resource_arn, lock=True)
+            removed = await uow.tags.remove(resource_arn, list(dict.fromkeys(keys)))
+            if removed:
+                uow.record(events.tags_changed(account_id, resource_arn, {}, removed))
+            await uow.commit()
+
+    async def _live(
+        self, uow: UnitOfWork, account_id: str, resource_arn: str, *, lock: bool = False
+    ) -> None:
+        """Raises unless `resource_arn` names a live resource of the caller's; `lock`
+        holds its row until commit, so a delete and a tag change take turns."""
+        kind, arn = _parse(resource_arn)
+        not_found = _TAGGABLE[kind]
+        if arn.account_id != account_id or arn.region != self.settings.region:
+            raise not_found(resource_arn)
+        if kind == "service":
+            service = await uow.services.get(account_id, arn.resource_id, for_update=lock)
+            if (
+                service is None
+                or service.service_arn != resource_arn
+                or service.status is ServiceStatus.DELETED
+            ):
+                raise not_found(resource_arn)
+            return
+        connection = await uow.connections.get_by_arn(account_id, resource_arn, for_update=lock)
+        if connection is None or connection.status is ConnectionStatus.DELETED:
+            raise not_found(resource_arn)
+
+
+def _parse(resource_arn: str) -> tuple[str, names.Arn]:
+    if not resource_arn:
+        raise InvalidRequest([FieldViolation(RESOURCE_FIELD, "required")])
+    for kind in _TAGGABLE:
+        arn = names.parse_arn(resource_arn, kind)
+        if arn is not None:
+            return kind, arn
+    raise InvalidRequest(
+        [FieldViolation(RESOURCE_FIELD, f"not the ARN of a {' or '.join(_TAGGABLE)}")]
+    )

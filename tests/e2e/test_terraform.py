@@ -1,0 +1,220 @@
+"""Terraform's hashicorp/aws provider, unchanged, against the App Runner endpoint: apply,
+a plan that shows no changes, an import of a service the AWS CLI made that re-plans clean,
+and a destroy that leaves every resource deleted (services DELETED, image copies gone)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import text
+
+from tests.support.aws import (
+    TERRAFORM_PROVIDER,
+    TERRAFORM_PROVIDER_VERSION,
+    AppRunnerClient,
+    Recorder,
+    aws_cli,
+    terraform_binary,
+    terraform_environment,
+    terraform_mirror,
+    terraform_provider_block,
+)
+from tests.support.server import ACCOUNT, Harness
+
+TERRAFORM = terraform_binary()
+MIRROR = terraform_mirror()
+pytestmark = [
+    pytest.mark.slow,
+    # Each terraform command loads the provider (a large binary) anew.
+    pytest.mark.timeout(600),
+    pytest.mark.skipif(TERRAFORM is None, reason="the terraform CLI is not installed"),
+    pytest.mark.skipif(
+        MIRROR is None,
+        reason=f"no filesystem mirror of {TERRAFORM_PROVIDER} {TERRAFORM_PROVIDER_VERSION}",
+    ),
+]
+
+ECR_IMAGE = f"{ACCOUNT}.dkr.ecr.us-east-1.amazonaws.com/hello-web:1.0"
+
+RESOURCES = f"""
+resource "aws_apprunner_connection" "github" {{
+  connection_name = "tf-github"
+  provider_type   = "GITHUB"
+  tags = {{
+    team = "platform"
+  }}
+}}
+
+resource "aws_apprunner_service" "web" {{
+  service_name = "tf-web"
+  source_configuration {{
+    auto_deployments_enabled = false
+    image_repository {{
+      image_identifier      = "{ECR_IMAGE}"
+      image_repository_type = "ECR"
+      image_configuration {{
+        port = "8080"
+        runtime_environment_variables = {{
+          GREETING = "hello"
+        }}
+      }}
+    }}
+  }}
+  instance_configuration {{
+    cpu    = "1024"
+    memory = "2048"
+  }}
+  health_check_configuration {{
+    protocol = "HTTP"
+    path     = "/health"
+  }}
+  tags = {{
+    team = "web"
+    env  = "test"
+  }}
+}}
+
+resource "aws_apprunner_custom_domain_association" "www" {{
+  service_arn          = aws_apprunner_service.web.arn
+  domain_name          = "tf.example.com"
+  enable_www_subdomain = true
+}}
+"""
+
+IMPORTED = f"""
+resource "aws_apprunner_service" "imported" {{
+  service_name = "cli-made"
+  source_configuration {{
+    auto_deployments_enabled = false
+    image_repository {{
+      image_identifier      = "{ECR_IMAGE}"
+      image_repository_type = "ECR"
+    }}
+  }}
+  tags = {{
+    origin = "cli"
+  }}
+}}
+"""
+
+
+class Terraform:
+    def __init__(self, workdir: Path, port: int, credentials: tuple[str, str]) -> None:
+        assert TERRAFORM is not None and MIRROR is not None
+        self.workdir = workdir
+        self.port = port
+        self.credentials = credentials
+        self.env = terraform_environment(workdir, MIRROR)
+
+    def configure(self, resources: str) -> None:
+        (self.workdir / "main.tf").write_text(
+            terraform_provider_block(self.port, self.credentials) + resources
+        )
+
+    async def run(self, *args: str, ok: tuple[int, ...] = (0,)) -> tuple[int, str]:
+        assert TERRAFORM is not None
+        proc = await asyncio.create_subprocess_exec(
+            TERRAFORM,
+            *args,
+            cwd=self.workdir,
+            env=self.env,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
+        )
+        out, _ = await asyncio.wait_for(proc.communicate(), 240)
+        text_out = out.decode()
+        assert proc.returncode in ok, (
+            f"terraform {' '.join(args)} exited {proc.returncode}:\n{text_out}"
+        )
+        assert proc.returncode is not None
+        return proc.returncode, text_out
+
+    def state(self) -> dict[str, Any]:
+        """The state file's resources by address (read directly: `terraform show` would
+        load the provider once more)."""
+        path = self.workdir / "terraform.tfstate"
+        resources = json.loads(path.read_text()).get("resources", []) if path.exists() else []
+        return {
+            f"{r['type']}.{r['name']}": r["instances"][0]["attributes"]
+            for r in resources
+            if r["mode"] == "managed" and r["instances"]
+        }
+
+
+async def scalar(h: Harness, sql: str) -> Any:
+    async with h.app.engine.connect() as conn:
+        return (await conn.execute(text(sql))).scalar_one()
+
+
+async def image_objects(h: Harness, service_id: str) -> int:
+    listing = h.app.store.list_objects(h.settings.image_bucket, f"services/{service_id}/")
+    return await asyncio.to_thread(lambda: len(list(listing)))
+
+
+async def test_apply_plan_import_destroy(harness: Harness, tmp_path: Path) -> None:
+    recorder = Recorder()
+    aws = AppRunnerClient(harness.aws_port, recorder)
+    tf = Terraform(tmp_path, harness.aws_port, harness.aws_credentials())
+    tf.configure(RESOURCES)
+    await tf.run("init", "-no-color")
+    await tf.run("apply", "-auto-approve", "-no-color")
+
+    state = tf.state()
+    web = state["aws_apprunner_service.web"]
+    assert web["status"] == "RUNNING"
+    assert web["tags"] == {"team": "web", "env": "test"}
+    described = (await aws.describe_service(ServiceArn=web["arn"]))["Service"]
+    assert described["InstanceConfiguration"]["Cpu"] == "1024"
+    tags = await aws.list_tags_for_resource(ResourceArn=web["arn"])
+    assert {t["Key"]: t["Value"] for t in tags["Tags"]} == {"team": "web", "env": "test"}
+    www = state["aws_apprunner_custom_domain_association.www"]
+    assert www["status"] == "pending_certificate_dns_validation"
+    assert www["dns_target"] == described["ServiceUrl"]
+    assert state["aws_apprunner_connection.github"]["status"] == "PENDING_HANDSHAKE"
+
+    code, out = await tf.run("plan", "-detailed-exitcode", "-no-color", ok=(0, 2))
+    assert code == 0, f"the plan after apply shows changes:\n{out}"
+
+    # A service the AWS CLI made, imported, re-plans clean.
+    source = json.dumps(
+        {
+            "ImageRepository": {"ImageIdentifier": ECR_IMAGE, "ImageRepositoryType": "ECR"},
+            "AutoDeploymentsEnabled": False,
+        }
+    )
+    code, made, err = await aws_cli(
+        harness.aws_port,
+        harness.aws_credentials(),
+        "apprunner",
+        "create-service",
+        "--service-name",
+        "cli-made",
+        "--source-configuration",
+        source,
+        "--tags",
+        "Key=origin,Value=cli",
+    )
+    assert code == 0, err
+    imported = json.loads(made)["Service"]
+    await harness.wait(json.loads(made)["OperationId"])
+    tf.configure(RESOURCES + IMPORTED)
+    await tf.run("import", "-no-color", "aws_apprunner_service.imported", imported["ServiceArn"])
+    code, out = await tf.run("plan", "-detailed-exitcode", "-no-color", ok=(0, 2))
+    assert code == 0, f"the plan after import shows changes:\n{out}"
+
+    service_ids = [web["service_id"], imported["ServiceId"]]
+    assert all([await image_objects(harness, sid) for sid in service_ids])
+    await tf.run("destroy", "-auto-approve", "-no-color")
+    assert tf.state() == {}
+    for arn in (web["arn"], imported["ServiceArn"]):
+        assert (await aws.describe_service(ServiceArn=arn))["Service"]["Status"] == "DELETED"
+    for sid in service_ids:
+        assert await image_objects(harness, sid) == 0
+    assert await scalar(harness, "select count(*) from resource_tags") == 0
+    assert await scalar(harness, "select count(*) from custom_domains") == 0
+    assert await scalar(harness, "select count(*) from connections where status <> 'DELETED'") == 0
+    assert recorder.problems() == []
