@@ -157,7 +157,7 @@ async def image_objects(h: Harness, service_id: str) -> int:
 
 async def test_apply_plan_import_destroy(harness: Harness, tmp_path: Path) -> None:
     recorder = Recorder()
-    aws = AppRunnerClient(harness.aws_port, recorder)
+    aws = AppRunnerClient(harness.aws_port, recorder, harness.aws_credentials())
     tf = Terraform(tmp_path, harness.aws_port, harness.aws_credentials())
     tf.configure(RESOURCES)
     await tf.run("init", "-no-color")

@@ -30,7 +30,7 @@ def recorder() -> Iterator[Recorder]:
 
 @pytest.fixture
 def aws(harness: Harness, recorder: Recorder) -> AppRunnerClient:
-    return AppRunnerClient(harness.aws_port, recorder)
+    return AppRunnerClient(harness.aws_port, recorder, harness.aws_credentials())
 
 
 def tag_map(answer: dict[str, Any]) -> dict[str, str]:

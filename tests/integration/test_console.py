@@ -20,6 +20,7 @@ import aiohttp
 import pytest
 
 from servicecontrol.v1 import resources_pb2 as pb
+from servicecontrol.v1 import service_control_pb2 as api
 from servicecontrol_server.api.console import start_console
 from servicecontrol_server.domain.errors import DomainError
 from servicecontrol_server.domain.identity import Role
@@ -40,6 +41,7 @@ PAGES = [
 ]
 MUTATIONS = [
     "/service/pause",
+    "/service/deploy",
     "/service/resume",
     "/service/delete",
     "/connections/create",
@@ -276,6 +278,26 @@ async def test_refusals_are_shown_in_the_apis_own_words(console: Console) -> Non
         assert expected.message in html.replace("&#39;", "'").replace("&#34;", '"')
         assert expected.reason in html
         assert "Traceback" not in html
+    finally:
+        await client.close()
+
+
+async def test_deploy_starts_a_deployment_of_a_running_service(console: Console) -> None:
+    h = console.harness
+    svc = await h.running_service("deployed-web")
+    client = await console.client(token(h))
+    try:
+        page = await client.get(f"/service?arn={svc.service_arn}")
+        assert 'action="/service/deploy"' in await page.text()
+        answer = await client.post("/service/deploy", {"arn": svc.service_arn})
+        assert answer.status == 200
+        assert "Deploying deployed-web" in await answer.text()
+        operations = await h.stub.ListOperations(
+            api.ListOperationsRequest(service_arn=svc.service_arn), metadata=h.meta()
+        )
+        assert operations.operations[0].type == pb.Operation.START_DEPLOYMENT
+        done = await h.wait(operations.operations[0].id)
+        assert done.status == pb.Operation.SUCCEEDED
     finally:
         await client.close()
 

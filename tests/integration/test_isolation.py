@@ -115,6 +115,14 @@ GRPC_NOT_FOUND: dict[str, Request] = {
         service_arn=_svc(r, f), domain_name=DOMAIN
     ),
     "DescribeCustomDomains": lambda r, f: api.DescribeCustomDomainsRequest(service_arn=_svc(r, f)),
+    "StartDeployment": lambda r, f: api.StartDeploymentRequest(service_arn=_svc(r, f)),
+    "TagResource": lambda r, f: api.TagResourceRequest(
+        resource_arn=_svc(r, f), tags={"team": "other"}
+    ),
+    "UntagResource": lambda r, f: api.UntagResourceRequest(
+        resource_arn=_svc(r, f), tag_keys=["team"]
+    ),
+    "ListTagsForResource": lambda r, f: api.ListTagsForResourceRequest(resource_arn=_svc(r, f)),
 }
 # Listings and creations: nothing of the first account shows, and its names are free.
 GRPC_EMPTY_LISTS: dict[str, Callable[[Resources], Any]] = {
@@ -252,6 +260,19 @@ AWS_NOT_FOUND: dict[str, AwsCall] = {
         "describe_custom_domains",
         {"ServiceArn": _svc(r, f)},
     ),
+    "StartDeployment": lambda r, f: ("start_deployment", {"ServiceArn": _svc(r, f)}),
+    "TagResource": lambda r, f: (
+        "tag_resource",
+        {"ResourceArn": _svc(r, f), "Tags": [{"Key": "team", "Value": "other"}]},
+    ),
+    "UntagResource": lambda r, f: (
+        "untag_resource",
+        {"ResourceArn": _svc(r, f), "TagKeys": ["team"]},
+    ),
+    "ListTagsForResource": lambda r, f: (
+        "list_tags_for_resource",
+        {"ResourceArn": _svc(r, f)},
+    ),
 }
 AWS_LISTS: dict[str, tuple[str, dict[str, Any]]] = {
     "ListServices": ("list_services", {}),
@@ -265,7 +286,7 @@ AWS_CREATES: dict[str, Callable[[Resources], tuple[str, dict[str, Any]]]] = {
             "SourceConfiguration": {
                 "ImageRepository": {
                     "ImageIdentifier": "hello-web:1.0",
-                    "ImageRepositoryType": "ECR_PUBLIC",
+                    "ImageRepositoryType": "ECR",
                 }
             },
         },

@@ -69,7 +69,7 @@ async def test_a_botocore_signed_request_is_accepted(harness: Harness, recorder:
         SourceConfiguration={
             "ImageRepository": {
                 "ImageIdentifier": "hello-web:1.0",
-                "ImageRepositoryType": "ECR_PUBLIC",
+                "ImageRepositoryType": "ECR",
             }
         },
     )

@@ -51,7 +51,7 @@ def blobs_of(manifest: bytes) -> set[str]:
 async def test_start_deployment_replaces_the_image_copy(
     harness: Harness, recorder: Recorder
 ) -> None:
-    aws = AppRunnerClient(harness.aws_port, recorder)
+    aws = AppRunnerClient(harness.aws_port, recorder, harness.aws_credentials())
     created = await aws.create_service(ServiceName="deployed", SourceConfiguration=SOURCE)
     service = created["Service"]
     await harness.wait(created["OperationId"])

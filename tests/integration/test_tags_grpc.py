@@ -7,7 +7,7 @@ import grpc
 from servicecontrol.v1 import resources_pb2 as pb
 from servicecontrol.v1 import service_control_pb2 as api
 from tests.support.rpc import expect_error
-from tests.support.server import ACCOUNT, Harness
+from tests.support.server import ACCOUNT, OTHER_ACCOUNT, Harness
 
 
 async def test_tags_over_grpc(harness: Harness) -> None:
@@ -62,7 +62,7 @@ async def test_tags_over_grpc(harness: Harness) -> None:
     await expect_error(
         harness.stub.ListTagsForResource(
             api.ListTagsForResourceRequest(resource_arn=arn),
-            metadata=harness.meta("999999999999"),
+            metadata=harness.meta(OTHER_ACCOUNT),
         ),
         grpc.StatusCode.NOT_FOUND,
     )

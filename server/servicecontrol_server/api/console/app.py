@@ -514,13 +514,20 @@ async def resume(request: web.Request) -> web.StreamResponse:
     return await _simple(request, "ResumeService")
 
 
+async def deploy(request: web.Request) -> web.StreamResponse:
+    return await _simple(request, "StartDeployment")
+
+
 async def _simple(request: web.Request, action: str) -> web.StreamResponse:
     visitor, form = await _writer_form(request, action)
     arn = _arn(request, form)
     commands = _use_cases(request).commands
-    call = commands.pause_service if action == "PauseService" else commands.resume_service
+    call, verb = {
+        "PauseService": (commands.pause_service, "Pausing"),
+        "ResumeService": (commands.resume_service, "Resuming"),
+        "StartDeployment": (commands.start_deployment, "Deploying"),
+    }[action]
     result = await _act(request, visitor, action, arn, lambda: call(visitor.account, arn))
-    verb = "Pausing" if action == "PauseService" else "Resuming"
     visitor.session.flash(
         "ok", f"{verb} {result.service.service_name}: operation {result.operation_id} started."
     )
@@ -742,6 +749,7 @@ def create_app(use_cases: UseCases) -> web.Application:
     app.router.add_get("/service", service_page)
     app.router.add_get("/service/delete", delete_page)
     app.router.add_post("/service/pause", pause)
+    app.router.add_post("/service/deploy", deploy)
     app.router.add_post("/service/resume", resume)
     app.router.add_post("/service/delete", delete)
     app.router.add_get("/events", events)
