@@ -33,6 +33,7 @@ from .errors import (
     ServiceControlError,
     ServiceQuotaExceededException,
     ServiceUnavailableException,
+    ThrottlingException,
 )
 
 __version__ = "0.1.0"
@@ -57,6 +58,7 @@ __all__ = [
     "ServiceControlClient",
     "ServiceControlError",
     "ServiceQuotaExceededException",
+    "ThrottlingException",
     "ServiceUnavailableException",
     "__version__",
 ]

@@ -8,6 +8,7 @@ Every failed call raises a `ServiceControlError` subclass chosen by the gRPC sta
 | NOT_FOUND                               | ResourceNotFoundException        |
 | FAILED_PRECONDITION                     | InvalidStateException            |
 | RESOURCE_EXHAUSTED                      | ServiceQuotaExceededException    |
+| RESOURCE_EXHAUSTED, reason RATE_LIMITED | ThrottlingException              |
 | ALREADY_EXISTS                          | ConflictException                |
 | ABORTED (an etag that no longer holds)  | PreconditionFailedException      |
 | UNAVAILABLE                             | ServiceUnavailableException      |
@@ -125,6 +126,22 @@ class ServiceQuotaExceededException(ServiceControlError):
     """RESOURCE_EXHAUSTED: see `quota_violations` and metadata `limit` / `usage`."""
 
 
+class ThrottlingException(ServiceControlError):
+    """RESOURCE_EXHAUSTED because the account's mutation rate was exceeded: not a quota.
+    `retry_after` is the server's RetryInfo delay in seconds (None when it sent none)."""
+
+    @property
+    def retry_after(self) -> float | None:
+        if self.status is None:
+            return None
+        for detail in self.status.details:
+            if detail.Is(error_details_pb2.RetryInfo.DESCRIPTOR):
+                info = error_details_pb2.RetryInfo()
+                detail.Unpack(info)
+                return info.retry_delay.ToTimedelta().total_seconds()
+        return None
+
+
 class ConflictException(ServiceControlError):
     """ALREADY_EXISTS: the name is taken, or the domain is already associated."""
 
@@ -175,6 +192,9 @@ class OperationFailedError(ServiceControlError):
         )
         self.operation = operation
 
+
+# The ErrorInfo reason of a refusal by the per-account mutation rate limit.
+RATE_LIMITED = "RATE_LIMITED"
 
 _BY_CODE: dict[grpc.StatusCode, type[ServiceControlError]] = {
     grpc.StatusCode.INVALID_ARGUMENT: InvalidRequestException,
@@ -237,7 +257,11 @@ def from_status(
                     PreconditionViolation(v.type, v.subject, v.description)
                     for v in failure.violations
                 ]
-    return exception_class(code)(
+    reason = info.reason if info else ""
+    cls = exception_class(code)
+    if code == grpc.StatusCode.RESOURCE_EXHAUSTED and reason == RATE_LIMITED:
+        cls = ThrottlingException
+    return cls(
         message,
         code=code,
         reason=info.reason if info else "",
@@ -283,6 +307,7 @@ __all__ = [
     "ServiceControlError",
     "ServiceQuotaExceededException",
     "ServiceUnavailableException",
+    "ThrottlingException",
     "exception_class",
     "from_rpc_error",
     "from_status",
