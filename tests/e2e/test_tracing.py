@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import json
 import signal
+import socket
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -23,7 +24,9 @@ from servicecontrol.v1 import service_control_pb2 as api
 from servicecontrol.v1 import service_control_pb2_grpc as api_grpc
 from servicecontrol_server.application.images import push_docker_archive
 from servicecontrol_server.bootstrap import build
+from servicecontrol_server.domain.identity import NewKey
 from servicecontrol_server.settings import Settings
+from tests.support.aws import AppRunnerClient, Recorder
 from tests.support.images import build_docker_archive
 from tests.support.processes import SERVICECONTROL, environment
 from tests.support.server import ACCOUNT, bearer, create_test_keys, harness_settings
@@ -89,11 +92,13 @@ async def serve(settings: Settings, log: Path, **env: str) -> AsyncIterator[int]
             "serve",
             env=environment(
                 settings,
-                SERVICECONTROL_GRPC_LISTEN="127.0.0.1:0",
-                SERVICECONTROL_AWS_LISTEN="",
-                SERVICECONTROL_CONSOLE_LISTEN="",
-                SERVICECONTROL_METRICS_LISTEN="",
-                **env,
+                **{
+                    "SERVICECONTROL_GRPC_LISTEN": "127.0.0.1:0",
+                    "SERVICECONTROL_AWS_LISTEN": "",
+                    "SERVICECONTROL_CONSOLE_LISTEN": "",
+                    "SERVICECONTROL_METRICS_LISTEN": "",
+                    **env,
+                },
             ),
             stdout=asyncio.subprocess.PIPE,
             stderr=sink,
@@ -114,7 +119,7 @@ async def serve(settings: Settings, log: Path, **env: str) -> AsyncIterator[int]
     assert proc.returncode == 0, log.read_text()
 
 
-async def _prepare(settings: Settings, tmp: Path) -> str:
+async def _prepare(settings: Settings, tmp: Path) -> NewKey:
     """Keys and a pushed image, written by an in-process application (untraced)."""
     app = await build(settings, settings.database_url, migrate=False)
     try:
@@ -125,7 +130,7 @@ async def _prepare(settings: Settings, tmp: Path) -> str:
         push_docker_archive(app.store, settings.source_bucket, archive, "traced-web:1.0")
     finally:
         await app.close()
-    return keys[ACCOUNT].token
+    return keys[ACCOUNT]
 
 
 async def _create_and_delete(port: int, token: str, name: str) -> tuple[str, str]:
@@ -177,23 +182,50 @@ async def test_one_operation_is_one_trace_from_call_to_job_and_object_store(
     database_url: str, s3_server: Any, tmp_path: Path
 ) -> None:
     settings = harness_settings(database_url, s3_server, tmp_path)
-    token = await _prepare(settings, tmp_path)
+    key = await _prepare(settings, tmp_path)
+    aws_port = _free_port()
     async with receiver() as (spans, otlp_port):
         async with serve(
             settings,
             tmp_path / "serve.log",
             SERVICECONTROL_OTLP_ENDPOINT=f"http://127.0.0.1:{otlp_port}",
+            SERVICECONTROL_AWS_LISTEN=f"127.0.0.1:{aws_port}",
             # The exporter's batch goes out every 100 ms instead of every 5 s.
             OTEL_BSP_SCHEDULE_DELAY="100",
         ) as port:
-            created_id, deleted_id = await _create_and_delete(port, token, "traced-web")
-            await wait_until(
-                lambda: (
+            created_id, deleted_id = await _create_and_delete(port, key.token, "traced-web")
+            aws = AppRunnerClient(aws_port, Recorder(), (key.key.key_id, key.secret))
+            aws_created = await aws.create_service(
+                ServiceName="traced-aws",
+                SourceConfiguration={
+                    "ImageRepository": {
+                        "ImageIdentifier": "traced-web:1.0",
+                        "ImageRepositoryType": "ECR",
+                    }
+                },
+            )
+            aws_id = aws_created["OperationId"]
+
+            def all_exported() -> bool:
+                return (
                     _has_operation_spans(spans, deleted_id, "DeleteService")
                     and _has_operation_spans(spans, created_id, "CreateService")
-                ),
-                timeout=30,
-            )
+                    and any(
+                        s["name"].startswith("job ")
+                        and "servicecontrol.job.outcome" in s["attributes"]
+                        for s in spans.of_operation(aws_id)
+                    )
+                )
+
+            await wait_until(all_exported, timeout=30)
+
+        # The App Runner endpoint's call, and the job it enqueued, in one trace.
+        mine = spans.of_operation(aws_id)
+        (aws_call,) = [s for s in mine if s["name"] == "AppRunner/CreateService"]
+        assert aws_call["attributes"]["http.response.status_code"] == 200
+        assert aws_call["attributes"]["servicecontrol.account_id"] == ACCOUNT
+        aws_attempts = [s for s in mine if s["name"].startswith("job ")]
+        assert aws_attempts and all(a["parent"] == aws_call["span_id"] for a in aws_attempts)
 
         for operation_id, rpc in ((created_id, "CreateService"), (deleted_id, "DeleteService")):
             mine = spans.of_operation(operation_id)
@@ -243,7 +275,7 @@ async def test_without_an_endpoint_nothing_is_traced_and_no_exporter_runs(
     database_url: str, s3_server: Any, tmp_path: Path
 ) -> None:
     settings = harness_settings(database_url, s3_server, tmp_path)
-    token = await _prepare(settings, tmp_path)
+    token = (await _prepare(settings, tmp_path)).token
     log = tmp_path / "serve.log"
     async with (
         receiver() as (spans, _),
@@ -252,6 +284,12 @@ async def test_without_an_endpoint_nothing_is_traced_and_no_exporter_runs(
         await _create_and_delete(port, token, "untraced-web")
     assert not [r for r in _records(log) if r["message"] == "tracing on"]
     assert spans.spans == []
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
 
 
 def _records(log: Path) -> list[dict[str, Any]]:
