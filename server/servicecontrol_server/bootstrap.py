@@ -19,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from .adapters.compute.recorded import RecordedComputeDriver
 from .adapters.crypto.aesgcm import AesGcmSecretBox, decode_kek, load_or_create_kek
 from .adapters.dns.zone_file import ZoneFileValidator
+from .adapters.objectstore.bounded import BoundedObjectStore
 from .adapters.postgres import stats
 from .adapters.postgres.database import create_engine, libpq_url, sqlalchemy_url
 from .adapters.postgres.embedded import EmbeddedPostgres, EmbeddedPostgresError
@@ -101,6 +102,8 @@ def object_store(settings: Settings) -> ObjectStore:
             settings.s3_secret_key,
             secure=settings.s3_secure,
             region=settings.s3_region,
+            # A stuck read gives its thread back after the per-call bound.
+            read_timeout=settings.object_store_call_timeout_seconds,
         )
     else:
         from .adapters.objectstore.local_store import LocalDirectoryObjectStore
@@ -114,6 +117,21 @@ def object_store(settings: Settings) -> ObjectStore:
         store.ensure_bucket(bucket)
     # Every call's latency goes to the metrics.
     return cast(ObjectStore, TimedObjectStore(store))
+
+
+def bounded_store(store: ObjectStore, settings: Settings, lane: str) -> BoundedObjectStore:
+    """`store` with every call bounded in time, on a pool of threads for `lane` alone."""
+    threads = (
+        settings.object_store_job_threads
+        if lane == "jobs"
+        else settings.object_store_request_threads
+    )
+    return BoundedObjectStore(
+        store,
+        lane=lane,
+        call_timeout=settings.object_store_call_timeout_seconds,
+        threads=threads,
+    )
 
 
 KEK_FILE = "kek"
@@ -162,10 +180,14 @@ class Application:
     dns_validation: DnsValidation
     identity: Identity
     presence: AdvisoryLockPresence
+    # The bounded object-store lanes, whose idle threads stop on close.
+    lanes: tuple[BoundedObjectStore, ...] = ()
 
     async def close(self) -> None:
         await self.listener.close()
         await self.engine.dispose()
+        for lane in self.lanes:
+            lane.close()
 
     def background_tasks(
         self, stop: asyncio.Event, *, workers: int, role: str
@@ -206,7 +228,11 @@ async def build(settings: Settings, url: str, *, migrate: bool | None = None) ->
     if settings.migrate_on_start if migrate is None else migrate:
         upgrade_to_head(url)
     engine = create_engine(url)
-    store = object_store(settings)
+    raw_store = object_store(settings)
+    # The request path and the job workers never share threads: a hung store delays
+    # neither the other's calls nor requests that do not touch it.
+    store = bounded_store(raw_store, settings, "request")
+    job_store = bounded_store(raw_store, settings, "jobs")
     uow = unit_of_work_factory(engine)
     # One LISTEN connection per process, shared by every WaitOperation and WatchEvents call.
     listener = PgListener(url, [OPERATIONS_CHANNEL, EVENTS_CHANNEL])
@@ -229,7 +255,7 @@ async def build(settings: Settings, url: str, *, migrate: bool | None = None) ->
         presence=presence,
         images=ImageUploads(store, settings.source_bucket),
     )
-    handlers = job_handlers(uow, settings, store, RecordedComputeDriver(engine))
+    handlers = job_handlers(uow, settings, job_store, RecordedComputeDriver(engine))
     return Application(
         settings,
         url,
@@ -242,6 +268,7 @@ async def build(settings: Settings, url: str, *, migrate: bool | None = None) ->
         resources.dns_validation,
         resources.identity,
         presence,
+        (store, job_store),
     )
 
 

@@ -132,9 +132,19 @@ class RequestGuard(grpc.aio.ServerInterceptor):
 
         async def guarded(request: Any, context: grpc.aio.ServicerContext) -> Any:
             await self._admit(request, context, name)
+            # Work stops when the caller stops waiting: nobody reads the answer after
+            # the caller's own deadline, and the work may hold scarce threads.
+            remaining = context.time_remaining()
+            bound = deadline if remaining is None else min(deadline, max(remaining, 0.0))
             try:
-                return await asyncio.wait_for(run(request, context), deadline)
+                return await asyncio.wait_for(run(request, context), bound)
             except TimeoutError:
+                if bound < deadline:
+                    # The caller has its DEADLINE_EXCEEDED already: say the same.
+                    log.info("caller's deadline passed; work stopped", extra={"rpc": name})
+                    await context.abort(
+                        grpc.StatusCode.DEADLINE_EXCEEDED, "The caller's deadline passed."
+                    )
                 log.warning("call ran past the server deadline", extra={"rpc": name})
                 await abort(
                     context,

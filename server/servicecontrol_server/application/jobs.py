@@ -7,7 +7,6 @@ the job's fenced completion, so it happens exactly once."""
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -24,6 +23,7 @@ from ..domain.model import (
 )
 from ..settings import Settings
 from .images import ImageNotFound, copy_image, delete_image_copy, inventory, prune_image_copy
+from .offload import off_loop
 from .ports import (
     ComputeDriver,
     ComputeError,
@@ -91,7 +91,7 @@ class ServiceJob:
     async def _objects(self, fn: Callable[..., Any], *args: Any) -> Any:
         """Runs a blocking object-store call off the event loop, outside any transaction."""
         try:
-            return await asyncio.to_thread(fn, *args)
+            return await off_loop(self.store, fn, *args)
         except ImageNotFound as exc:
             raise PermanentJobError(
                 "IMAGE_NOT_FOUND",

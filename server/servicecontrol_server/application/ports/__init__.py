@@ -20,6 +20,7 @@ from .objectstore import (
     ObjectStore,
     ObjectStoreError,
     ObjectStoreUnavailable,
+    RunsBlocking,
 )
 from .repositories import (
     AccountRepository,
@@ -73,6 +74,7 @@ __all__ = [
     "RequestIdRepository",
     "RetentionRepository",
     "RetryableJobError",
+    "RunsBlocking",
     "ServiceRepository",
     "TagRepository",
     "UnitOfWork",
