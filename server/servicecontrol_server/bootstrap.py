@@ -213,6 +213,7 @@ class Application:
                 poll_seconds=s.job_poll_seconds,
                 backoff_base=s.job_backoff_base_seconds,
                 backoff_max=s.job_backoff_max_seconds,
+                retry_window=s.job_retry_window_seconds,
                 shutdown_grace=s.grpc_grace_seconds,
                 on_outcome=observe_job,
             )

@@ -13,6 +13,7 @@ from typing import Any
 
 from .. import faults
 from ..domain import events
+from ..domain.errors import BackendUnavailable
 from ..domain.model import (
     SUCCESS_STATUS,
     OperationStatus,
@@ -68,8 +69,15 @@ class ServiceJob:
         self.compute = compute
 
     async def run(self, ctx: JobContext) -> None:
-        service = await self._load(ctx)
-        await self._steps(ctx, service)
+        try:
+            service = await self._load(ctx)
+            await self._steps(ctx, service)
+        except BackendUnavailable as exc:
+            # A database outage is transient: retried within the job's retry window.
+            log.warning("database call failed", extra={"error": str(exc)})
+            raise RetryableJobError(
+                "BACKEND_UNAVAILABLE", "The database is unavailable.", {}
+            ) from exc
 
     async def _steps(self, ctx: JobContext, service: Service) -> None:
         raise NotImplementedError
@@ -159,6 +167,7 @@ class ServiceJob:
                 f"{failure.reason}: {failure.message}",
                 ctx.job.attempts,
                 delay_seconds,
+                failure.window_left_seconds,
             )
             await uow.commit()
 
