@@ -32,6 +32,7 @@ from .adapters.postgres.presence import AdvisoryLockPresence, announce_worker
 from .adapters.postgres.repositories import OPERATIONS_CHANNEL
 from .adapters.postgres.unit_of_work import PostgresUnitOfWork
 from .api.use_cases import UseCases
+from .application.backpressure import BacklogGate
 from .application.connection_commands import ConnectionCommands
 from .application.dns import DnsValidation
 from .application.domain_commands import DomainCommands
@@ -255,6 +256,12 @@ async def build(settings: Settings, url: str, *, migrate: bool | None = None) ->
         ),
         presence=presence,
         images=ImageUploads(store, settings.source_bucket),
+        backlog_gate=BacklogGate(
+            stats.PostgresJobBacklog(engine),
+            max_ready=settings.max_ready_jobs,
+            check_seconds=settings.backlog_check_seconds,
+            retry_seconds=settings.backlog_retry_seconds,
+        ),
     )
     handlers = job_handlers(uow, settings, job_store, RecordedComputeDriver(engine))
     return Application(

@@ -17,6 +17,7 @@ from google.protobuf.descriptor import FieldDescriptor
 from google.protobuf.message import Message
 from google.rpc import status_pb2
 
+from ..application.backpressure import BacklogGate
 from ..application.rate_limit import MutationRateLimiter
 from ..application.service_commands import MAX_WAIT_SECONDS
 from ..domain.errors import DomainError, FieldViolation, InvalidRequest, RequestTimedOut
@@ -86,9 +87,11 @@ class RequestGuard(grpc.aio.ServerInterceptor):
         deadline_seconds: float,
         limiter: MutationRateLimiter,
         account_of: Callable[[grpc.aio.ServicerContext], str],
+        gate: BacklogGate | None = None,
     ) -> None:
         self.deadline_seconds = deadline_seconds
         self.limiter = limiter
+        self.gate = gate
         self.account_of = account_of
 
     async def intercept_service(
@@ -117,6 +120,9 @@ class RequestGuard(grpc.aio.ServerInterceptor):
             await abort(context, request.status)
         if name:
             try:
+                # The backlog first: a refused call must not use up a rate-limit token.
+                if self.gate is not None:
+                    await self.gate.check(name)
                 self.limiter.check(self.account_of(context), name)
             except DomainError as exc:
                 await abort(context, to_status(exc))

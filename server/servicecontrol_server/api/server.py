@@ -41,6 +41,7 @@ async def start_grpc(
         deadline_seconds=s.rpc_deadline_seconds,
         limiter=use_cases.rate_limiter,
         account_of=servicer.account,
+        gate=use_cases.backlog_gate,
     )
     server = grpc.aio.server(
         # The access log sees every call; authentication comes before the guard, whose

@@ -79,6 +79,8 @@ class AwsJsonEndpoint:
             body = _parse(raw)
             with acting_as(caller):
                 try:
+                    if self.use_cases.backlog_gate is not None:
+                        await self.use_cases.backlog_gate.check(name)
                     self.use_cases.rate_limiter.check(key.account_id, name)
                     result = await action.handler(Context(self.use_cases, key.account_id), body)
                 except DomainError as exc:
