@@ -380,12 +380,15 @@ async def serve(
         )
     tasks = app.background_tasks(stop, workers=s.workers_in_server, role="serve")
     await stop.wait()
-    log.info("shutting down")
+    log.info("shutting down", extra={"grace_seconds": s.grpc_grace_seconds})
     health_servicer.enter_graceful_shutdown()
-    await server.stop(s.grpc_grace_seconds)
-    for runner in runners:
-        await runner.cleanup()
+    # Both APIs drain at once, each within the grace, while the workers (which saw `stop`
+    # too) finish their jobs or hand them back.
+    await asyncio.gather(
+        server.stop(s.grpc_grace_seconds), *(runner.cleanup() for runner in runners)
+    )
     await _finish(tasks)
+    log.info("stopped")
 
 
 async def work(app: Application, stop: asyncio.Event, workers: int) -> None:

@@ -222,8 +222,12 @@ async def start_aws_http(
     """Serves the endpoint on `listen` (port 0: a free one). Returns the runner, for
     `await runner.cleanup()` at shutdown, and the bound port."""
     host, port = _host_port(listen)
+    # At shutdown, requests in flight get the same grace as gRPC calls, then are cut.
     runner = web.AppRunner(
-        create_app(use_cases, authenticator), access_log=None, handle_signals=False
+        create_app(use_cases, authenticator),
+        access_log=None,
+        handle_signals=False,
+        shutdown_timeout=use_cases.settings.grpc_grace_seconds,
     )
     await runner.setup()
     try:
