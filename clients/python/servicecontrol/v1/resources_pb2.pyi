@@ -571,8 +571,9 @@ class Operation(_message.Message):
 
     @_builtins.property
     def retry_until(self) -> _timestamp_pb2.Timestamp:
-        """While the job retries transient failures (object store or database unreachable):
-        when it stops retrying and the operation fails. Unset otherwise.
+        """Once the job has had a transient failure (object store, compute or database
+        unreachable): when it stops retrying them and the operation fails. Unset before the
+        first such failure and once the operation has ended.
         """
 
     def __init__(
