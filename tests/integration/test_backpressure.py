@@ -15,9 +15,11 @@ from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 
 from servicecontrol.v1 import service_control_pb2 as api
+from servicecontrol_server.api.console import start_console
 from tests.support.aws import raw_call
+from tests.support.console import ConsoleClient
 from tests.support.rpc import expect_error
-from tests.support.server import Harness, harness_settings, running_harness
+from tests.support.server import ACCOUNT, Harness, harness_settings, running_harness
 from tests.support.waiting import wait_until
 
 MAX_READY = 3
@@ -149,3 +151,26 @@ async def test_app_runner_mutations_are_throttled_past_the_backlog_and_reads_are
             return answer.json().get("__type") != "ThrottlingException"
 
         await wait_until(admitted, timeout=30, interval=0.1)
+
+
+async def test_console_mutations_are_refused_past_the_backlog_and_pages_are_served(
+    queued: Harness,
+) -> None:
+    h = queued
+    arns = await fill_the_backlog(h)
+    runner, port = await start_console(h.app.use_cases, "127.0.0.1:0")
+    client = ConsoleClient(f"http://127.0.0.1:{port}")
+    try:
+        assert (await client.sign_in(h.keys[ACCOUNT].token)).status == 200
+
+        async def refused() -> bool:
+            answer = await client.post("/service/pause", {"arn": arns[0]})
+            return answer.status == 429
+
+        await wait_until(refused, timeout=10)
+        answer = await client.post("/service/pause", {"arn": arns[0]})
+        assert "BACKLOG_FULL" in await answer.text()
+        assert (await client.get("/services")).status == 200
+    finally:
+        await client.close()
+        await runner.cleanup()
