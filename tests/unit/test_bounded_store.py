@@ -55,7 +55,7 @@ def test_a_call_that_gets_no_answer_fails_as_unavailable_after_the_timeout() -> 
         store.close()
 
 
-async def test_a_pool_whose_threads_are_stuck_refuses_at_once_and_recovers() -> None:
+async def test_a_pool_whose_threads_are_stuck_refuses_within_the_bound_and_recovers() -> None:
     inner = GatedStore()
     inner.ensure_bucket(BUCKET)
     inner.put_bytes(BUCKET, "k", b"v")
@@ -64,8 +64,8 @@ async def test_a_pool_whose_threads_are_stuck_refuses_at_once_and_recovers() -> 
     try:
         with pytest.raises(ObjectStoreUnavailable, match="no answer"):
             store.get_bytes(BUCKET, "k")
-        # The one thread is still stuck in the store: the next call does not queue
-        # behind it, and never reaches the store.
+        # The one thread is still stuck in the store: the next call waits no longer than
+        # the bound for it, and never reaches the store.
         entered = inner.entered
         with pytest.raises(ObjectStoreUnavailable, match="test pool busy: 1 calls outstanding"):
             store.get_bytes(BUCKET, "k")
@@ -83,10 +83,12 @@ async def test_a_pool_whose_threads_are_stuck_refuses_at_once_and_recovers() -> 
     store.close()
 
 
-async def test_blocking_work_runs_on_the_lanes_own_threads_and_refuses_when_they_are_busy() -> None:
+async def test_blocking_work_runs_on_the_lanes_own_threads_and_refuses_when_they_stay_busy() -> (
+    None
+):
     inner = GatedStore()
     inner.ensure_bucket(BUCKET)
-    store = bounded(inner, timeout=5, threads=1)
+    store = bounded(inner, timeout=0.2, threads=1)
     names: list[str] = []
 
     def work() -> str:
@@ -171,3 +173,18 @@ async def test_a_copy_without_a_manifest_is_counted_up_to_the_cap() -> None:
     assert plan is not None
     assert plan["image_objects"] == 3
     assert plan["estimated"] is True
+
+
+async def test_a_call_waits_for_a_thread_that_a_healthy_store_frees() -> None:
+    store = bounded(FakeObjectStore(), timeout=30, threads=1)
+    release = threading.Event()
+    first = asyncio.ensure_future(store.run_blocking(release.wait))
+    await wait_until(lambda: not store._run_slots._value)  # noqa: SLF001 - the slot is taken
+    second = asyncio.ensure_future(store.run_blocking(lambda: "second"))
+    for _ in range(3):
+        await asyncio.sleep(0)  # let it run to where it would have been refused
+    assert not second.done()  # waiting for the thread, not refused
+    release.set()
+    assert await first is True
+    assert await second == "second"
+    store.close()

@@ -6,7 +6,9 @@ not take anything else down with it. Two things make sure of that:
 - Every call of the port runs on this wrapper's own bounded thread pool and is waited for
   at most `call_timeout` seconds; past that the caller gets ObjectStoreUnavailable at once
   (the thread is left to finish or fail on the client's own socket timeout). When every
-  thread of the pool is stuck, a new call fails at once instead of queueing behind them.
+  thread of the pool is busy, a new call waits for one at most `call_timeout` too (a
+  healthy store frees one in milliseconds), then fails instead of queueing without end
+  behind threads stuck in a hung store.
 - `run_blocking` runs a sequence of store calls (an inventory, an image copy) off the event
   loop on a second bounded pool of this wrapper's, never on the loop's default executor,
   which the database driver needs for name resolution and everything else uses too.
@@ -34,6 +36,8 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 _END = object()
+# How often a call waiting for a free thread looks again.
+_SLOT_POLL_SECONDS = 0.01
 
 
 class BoundedObjectStore:
@@ -109,14 +113,11 @@ class BoundedObjectStore:
 
     async def run_blocking(self, fn: Callable[..., T], *args: Any) -> T:
         """Runs `fn(*args)` (blocking object-store work) on this lane's own pool. When
-        every thread of the pool is busy the store is, for this caller, unavailable: the
-        call fails at once rather than waiting behind work that may be hung. Cancelling
-        the awaiting task (the caller's deadline passed) stops waiting at once; the
-        thread finishes within the per-call bound."""
-        if not self._run_slots.acquire(blocking=False):
-            raise ObjectStoreUnavailable(
-                f"object store {self.lane} pool busy: {self.threads} calls outstanding"
-            )
+        every thread of the pool stays busy for `call_timeout`, the store is, for this
+        caller, unavailable: the call fails rather than waiting behind work that may be
+        hung. Cancelling the awaiting task (the caller's deadline passed) stops waiting
+        at once; the thread finishes within the per-call bound."""
+        await self._run_slot()
         try:
             future = self._runs.submit(fn, *args)
         except BaseException:
@@ -133,8 +134,20 @@ class BoundedObjectStore:
 
     # -- internals -----------------------------------------------------------------
 
+    async def _run_slot(self) -> None:
+        """Takes a slot of the run pool, waiting without blocking the event loop."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.call_timeout
+        while not self._run_slots.acquire(blocking=False):
+            if loop.time() >= deadline:
+                raise ObjectStoreUnavailable(
+                    f"object store {self.lane} pool busy: {self.threads} calls outstanding"
+                )
+            await asyncio.sleep(_SLOT_POLL_SECONDS)
+
     def _call(self, what: str, fn: Callable[..., T], *args: Any) -> T:
-        if not self._call_slots.acquire(blocking=False):
+        # Called on a thread of the run pool (or a caller's own), never on the loop.
+        if not self._call_slots.acquire(timeout=self.call_timeout):
             raise ObjectStoreUnavailable(
                 f"{what}: object store {self.lane} pool busy: {self.threads} calls outstanding"
             )
