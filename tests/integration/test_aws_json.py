@@ -223,10 +223,10 @@ async def test_refusals_are_app_runners_modeled_errors(
     # Long enough for the client's own checks, not a valid name for the service.
     with pytest.raises(aws.exceptions.InvalidRequestException) as bad_name:
         await aws.create_service(ServiceName="bad name!", SourceConfiguration=IMAGE_SOURCE)
-    # In AWS's wording, with App Runner's member names.
+    # In AWS's wording, with App Runner's member names, the constraint from the model.
     assert error_of(bad_name.value)[2] == (
-        "1 validation error detected: Value at 'serviceName' failed to satisfy constraint: "
-        "4-40 characters: letters, digits, - and _, starting with a letter or digit"
+        "1 validation error detected: Value 'bad name!' at 'serviceName' failed to satisfy "
+        "constraint: Member must satisfy regular expression pattern: [A-Za-z0-9][A-Za-z0-9-_]{3,39}"
     )
 
     await aws.create_service(ServiceName="taken", SourceConfiguration=IMAGE_SOURCE)
@@ -236,7 +236,11 @@ async def test_refusals_are_app_runners_modeled_errors(
 
     # What App Runner models but this server cannot do is refused, not ignored.
     refused_requests: list[dict[str, Any]] = [
-        {"EncryptionConfiguration": {"KmsKey": "arn:aws:kms:us-east-1:111111111111:key/k"}},
+        {
+            "EncryptionConfiguration": {
+                "KmsKey": f"arn:aws:kms:us-east-1:{ACCOUNT}:key/{uuid.uuid4()}",
+            }
+        },
         {"NetworkConfiguration": {"EgressConfiguration": {"EgressType": "VPC"}}},
         {
             "SourceConfiguration": {

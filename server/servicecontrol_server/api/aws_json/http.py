@@ -19,6 +19,7 @@ from ...domain.text import text_violations
 from ..access_log import ACCOUNT_KEY, ACTION_KEY, aws_access_log
 from ..tls import http_ssl_context, tls_enabled
 from ..use_cases import UseCases
+from . import model
 from .actions import ACTIONS, READ_ONLY_ACTIONS, Action, Context
 from .auth import RequestAuthenticator, SigV4Verifier, parse_authorization
 from .errors import (
@@ -80,9 +81,11 @@ class AwsJsonEndpoint:
             with acting_as(caller):
                 try:
                     self.use_cases.rate_limiter.check(key.account_id, name)
+                    model.validate_request(name, body)
                     result = await action.handler(Context(self.use_cases, key.account_id), body)
                 except DomainError as exc:
                     raise from_domain(exc, action.errors) from exc
+            result = model.serialize_response(name, result)
         except AwsError as exc:
             await self._audit(caller, body, exc.error_type)
             return _error(exc, request_id)
