@@ -655,14 +655,19 @@ async def test_custom_domains(harness: Harness, aws: AppRunnerClient) -> None:
     assert linked["DNSTarget"] == created["Service"]["ServiceUrl"]
     assert (linked["ServiceArn"], linked["VpcDNSTargets"]) == (arn, [])
     domain = linked["CustomDomain"]
+    # Where App Runner starts, and Terraform waits for it to leave.
     assert (domain["DomainName"], domain["EnableWWWSubdomain"], domain["Status"]) == (
         "shop.example.com",
         True,
-        "pending_certificate_dns_validation",
+        "creating",
     )
     records = domain["CertificateValidationRecords"]
     assert len(records) == 2  # the domain and its www subdomain
     assert {(r["Type"], r["Status"]) for r in records} == {("CNAME", "PENDING_VALIDATION")}
+    # Record names as App Runner prints them: no final dot.
+    assert all(r["Name"].endswith(".shop.example.com") for r in records), records
+    described = await aws.describe_custom_domains(ServiceArn=arn)
+    assert described["CustomDomains"][0]["Status"] == "pending_certificate_dns_validation"
     await aws.associate_custom_domain(
         ServiceArn=arn, DomainName="api.example.com", EnableWWWSubdomain=False
     )

@@ -371,7 +371,8 @@ def _validation_record(record: Mapping[str, Any]) -> dict[str, Any]:
     ):
         value = pick(*keys)
         if value is not None:
-            out[wire] = str(value)
+            # App Runner prints record names without the final dot of a full name.
+            out[wire] = str(value).rstrip(".") if wire == "Name" else str(value)
     status = pick("status", "Status")
     if status is not None:
         out["Status"] = _RECORD_STATUS.get(str(status), "PENDING_VALIDATION")
