@@ -172,7 +172,10 @@ async def test_associate_returns_pending_with_validation_records(harness: Harnes
         "api.example.com",
         "shop.example.com",
     ]
-    assert described.custom_domains[2] == domain
+    stored = pb.CustomDomain()
+    stored.CopyFrom(domain)
+    stored.status = PENDING
+    assert described.custom_domains[2] == stored
 
 
 @pytest.mark.parametrize(
@@ -357,7 +360,7 @@ async def test_dns_validation_issues_fails_or_waits(harness: Harness, zone: Zone
     zone.publish(bad, wrong={"www.bad.example.com"})
     zone.publish(half, only={"half.example.com"})
     assert await zone.validate(OTHER_ACCOUNT) == ValidationSummary(0, 0, 0)
-    assert await zone.validate() == ValidationSummary(issued=1, failed=1, pending=2)
+    assert await zone.validate() == ValidationSummary(issued=1, failed=1, pending=2, bound=1)
 
     domains = {d.domain_name: d for d in (await describe(harness, svc.service_arn)).custom_domains}
     assert domains["good.example.com"].status == pb.CustomDomain.ACTIVE
@@ -401,7 +404,7 @@ async def test_one_pass_walks_the_whole_backlog_in_batches(harness: Harness, zon
         if i != 2:
             zone.publish(domain.custom_domain)
     zone.validation.batch = 2
-    assert await zone.validate() == ValidationSummary(issued=4, failed=0, pending=1)
+    assert await zone.validate() == ValidationSummary(issued=4, failed=0, pending=1, bound=4)
 
 
 async def test_cli_validate_runs_one_pass(harness: Harness, zone: Zone) -> None:

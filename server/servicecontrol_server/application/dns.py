@@ -66,12 +66,17 @@ class DnsValidation:
                 break
             last = waiting[-1][0]
             after = (last.created_at, last.service_id, last.domain_name)
-        async with self.uow() as uow:
-            binding = await uow.custom_domains.binding(account_id, self.batch)
-        for association, cert in binding:
-            if await self._bind(association, cert):
-                summary.bound += 1
-        return summary
+        while True:
+            async with self.uow() as uow:
+                binding = await uow.custom_domains.binding(account_id, self.batch)
+            bound = 0
+            for association, cert in binding:
+                if await self._bind(association, cert):
+                    bound += 1
+            summary.bound += bound
+            # A batch none of which could be bound (changed meanwhile) ends the pass.
+            if len(binding) < self.batch or bound == 0:
+                return summary
 
     async def _validate(
         self, association: CustomDomain, cert: Certificate, summary: ValidationSummary
