@@ -303,7 +303,8 @@ class DomainCommands:
                 f"Domain {domain} is no longer associated.",
                 {"serviceArn": service.service_arn if service else "", "domainName": domain},
             )
-        return DomainResult(service.service_url, service.service_arn, _shown(association))
+        # The same answer as the first time.
+        return DomainResult(service.service_url, service.service_arn, _creating(association))
 
     async def _replayed_disassociation(
         self, uow: UnitOfWork, account_id: str, service_id: str, domain: str
