@@ -140,10 +140,19 @@ async def test_a_service_lifecycle(harness: Harness) -> None:
 
     # An update merges the flags into the current configuration.
     updated = await scctl(
-        harness, "services", "update", "--service-arn", arn, "--cpu", "2 vCPU", "--wait"
+        harness,
+        "services",
+        "update",
+        "--service-arn",
+        arn,
+        "--cpu",
+        "2 vCPU",
+        "--memory",
+        "4096",
+        "--wait",
     )
     assert updated.code == 0, updated.stderr
-    assert updated.json()["service"]["instanceConfiguration"] == {"cpu": "2 vCPU", "memory": "2 GB"}
+    assert updated.json()["service"]["instanceConfiguration"] == {"cpu": "2 vCPU", "memory": "4096"}
     assert progress_lines(updated.stderr)[-1]["type"] == "UPDATE_SERVICE"
 
     paused = await scctl(harness, "services", "pause", "--service-arn", arn, "--wait")

@@ -223,10 +223,10 @@ async def test_refusals_are_app_runners_modeled_errors(
     # Long enough for the client's own checks, not a valid name for the service.
     with pytest.raises(aws.exceptions.InvalidRequestException) as bad_name:
         await aws.create_service(ServiceName="bad name!", SourceConfiguration=IMAGE_SOURCE)
-    # In AWS's wording, with App Runner's member names.
+    # In AWS's wording, with App Runner's member names, the constraint from the model.
     assert error_of(bad_name.value)[2] == (
-        "1 validation error detected: Value at 'serviceName' failed to satisfy constraint: "
-        "4-40 characters: letters, digits, - and _, starting with a letter or digit"
+        "1 validation error detected: Value 'bad name!' at 'serviceName' failed to satisfy "
+        "constraint: Member must satisfy regular expression pattern: [A-Za-z0-9][A-Za-z0-9-_]{3,39}"
     )
 
     await aws.create_service(ServiceName="taken", SourceConfiguration=IMAGE_SOURCE)
@@ -236,7 +236,11 @@ async def test_refusals_are_app_runners_modeled_errors(
 
     # What App Runner models but this server cannot do is refused, not ignored.
     refused_requests: list[dict[str, Any]] = [
-        {"EncryptionConfiguration": {"KmsKey": "arn:aws:kms:us-east-1:111111111111:key/k"}},
+        {
+            "EncryptionConfiguration": {
+                "KmsKey": f"arn:aws:kms:us-east-1:{ACCOUNT}:key/{uuid.uuid4()}",
+            }
+        },
         {"NetworkConfiguration": {"EgressConfiguration": {"EgressType": "VPC"}}},
         {
             "SourceConfiguration": {
@@ -651,14 +655,19 @@ async def test_custom_domains(harness: Harness, aws: AppRunnerClient) -> None:
     assert linked["DNSTarget"] == created["Service"]["ServiceUrl"]
     assert (linked["ServiceArn"], linked["VpcDNSTargets"]) == (arn, [])
     domain = linked["CustomDomain"]
+    # Where App Runner starts, and Terraform waits for it to leave.
     assert (domain["DomainName"], domain["EnableWWWSubdomain"], domain["Status"]) == (
         "shop.example.com",
         True,
-        "pending_certificate_dns_validation",
+        "creating",
     )
     records = domain["CertificateValidationRecords"]
     assert len(records) == 2  # the domain and its www subdomain
     assert {(r["Type"], r["Status"]) for r in records} == {("CNAME", "PENDING_VALIDATION")}
+    # Record names as App Runner prints them: no final dot.
+    assert all(r["Name"].endswith(".shop.example.com") for r in records), records
+    described = await aws.describe_custom_domains(ServiceArn=arn)
+    assert described["CustomDomains"][0]["Status"] == "pending_certificate_dns_validation"
     await aws.associate_custom_domain(
         ServiceArn=arn, DomainName="api.example.com", EnableWWWSubdomain=False
     )

@@ -33,6 +33,7 @@ from tests.support.server import (
 RECORD_NAME = re.compile(r"_[0-9a-f]{32}\.(?P<host>.+)\.")
 RECORD_VALUE = re.compile(r"_[0-9a-f]{32}\.[a-z0-9]{10}\.acm-validations\.servicecontrol\.local\.")
 PENDING = pb.CustomDomain.PENDING_CERTIFICATE_DNS_VALIDATION
+CREATING = pb.CustomDomain.CREATING
 
 
 async def scalar(h: Harness, sql: str, **params: object) -> object:
@@ -131,7 +132,9 @@ async def test_associate_returns_pending_with_validation_records(harness: Harnes
     domain = response.custom_domain
     assert domain.domain_name == "shop.example.com"
     assert domain.enable_www_subdomain is True
-    assert domain.status == PENDING
+    # Where App Runner starts; the stored association waits for DNS validation.
+    assert domain.status == CREATING
+    assert (await describe(harness, svc.service_arn)).custom_domains[0].status == PENDING
     hosts = []
     for record in domain.certificate_validation_records:
         match = RECORD_NAME.fullmatch(record.name)
@@ -169,7 +172,10 @@ async def test_associate_returns_pending_with_validation_records(harness: Harnes
         "api.example.com",
         "shop.example.com",
     ]
-    assert described.custom_domains[2] == domain
+    stored = pb.CustomDomain()
+    stored.CopyFrom(domain)
+    stored.status = PENDING
+    assert described.custom_domains[2] == stored
 
 
 @pytest.mark.parametrize(
@@ -354,7 +360,7 @@ async def test_dns_validation_issues_fails_or_waits(harness: Harness, zone: Zone
     zone.publish(bad, wrong={"www.bad.example.com"})
     zone.publish(half, only={"half.example.com"})
     assert await zone.validate(OTHER_ACCOUNT) == ValidationSummary(0, 0, 0)
-    assert await zone.validate() == ValidationSummary(issued=1, failed=1, pending=2)
+    assert await zone.validate() == ValidationSummary(issued=1, failed=1, pending=2, bound=1)
 
     domains = {d.domain_name: d for d in (await describe(harness, svc.service_arn)).custom_domains}
     assert domains["good.example.com"].status == pb.CustomDomain.ACTIVE
@@ -398,7 +404,7 @@ async def test_one_pass_walks_the_whole_backlog_in_batches(harness: Harness, zon
         if i != 2:
             zone.publish(domain.custom_domain)
     zone.validation.batch = 2
-    assert await zone.validate() == ValidationSummary(issued=4, failed=0, pending=1)
+    assert await zone.validate() == ValidationSummary(issued=4, failed=0, pending=1, bound=4)
 
 
 async def test_cli_validate_runs_one_pass(harness: Harness, zone: Zone) -> None:
@@ -454,12 +460,20 @@ async def test_reassociating_reuses_the_retained_certificate(harness: Harness, z
         enable_www_subdomain=False,
         validate_only=True,
     )
-    assert preview.custom_domain.status == pb.CustomDomain.ACTIVE
+    assert preview.custom_domain.status == CREATING
     assert (await certificates(harness))[0].service_arn == ""
     moved = await associate(
         harness, second.service_arn, "moving.example.com", enable_www_subdomain=False
     )
-    assert moved.custom_domain.status == pb.CustomDomain.ACTIVE
+    assert moved.custom_domain.status == CREATING
+    # Bound by the next pass, with no validation to wait for.
+    assert (await describe(harness, second.service_arn)).custom_domains[0].status == (
+        pb.CustomDomain.BINDING_CERTIFICATE
+    )
+    assert (await zone.validate()).bound == 1
+    assert (await describe(harness, second.service_arn)).custom_domains[0].status == (
+        pb.CustomDomain.ACTIVE
+    )
     [record] = moved.custom_domain.certificate_validation_records
     assert record.name == linked.certificate_validation_records[0].name
     assert record.status == pb.CertificateValidationRecord.SUCCESS
@@ -480,7 +494,7 @@ async def test_reassociating_reuses_the_retained_certificate(harness: Harness, z
     # Asking for www as well: the record covers the domain already, www needs validating.
     await disassociate(harness, second.service_arn, "moving.example.com")
     widened = (await associate(harness, first.service_arn, "moving.example.com")).custom_domain
-    assert widened.status == PENDING
+    assert widened.status == CREATING
     assert [r.status for r in widened.certificate_validation_records] == [
         pb.CertificateValidationRecord.SUCCESS,
         pb.CertificateValidationRecord.PENDING_VALIDATION,
@@ -508,7 +522,7 @@ async def test_a_failed_certificate_is_retried_when_reassociated(
     again = (
         await associate(harness, svc.service_arn, "typo.example.com", enable_www_subdomain=False)
     ).custom_domain
-    assert again.status == PENDING
+    assert again.status == CREATING
     # Same records, so fixing the DNS entry is all it takes.
     assert [r.name for r in again.certificate_validation_records] == [
         r.name for r in domain.certificate_validation_records
@@ -590,7 +604,7 @@ async def test_describe_and_list_certificates_paging(harness: Harness) -> None:
 async def test_request_id_and_validate_only(harness: Harness) -> None:
     svc = await harness.running_service("careful")
     preview = await associate(harness, svc.service_arn, "preview.example.com", validate_only=True)
-    assert preview.custom_domain.status == PENDING
+    assert preview.custom_domain.status == CREATING
     assert len(preview.custom_domain.certificate_validation_records) == 2
     assert await counts(harness) == (0, 0, 0)
 

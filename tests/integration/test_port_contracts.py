@@ -953,6 +953,34 @@ async def test_custom_domains_awaiting_validation_in_a_stable_order(backend: Bac
     assert len(all_accounts) == len(expected) + 4
 
 
+async def test_custom_domains_binding_only_those_being_bound(backend: Backend) -> None:
+    mine = await service_with_account(backend)
+    theirs = await service_with_account(backend, OTHER)
+    async with backend.uow() as uow:
+        for svc in (mine, theirs):
+            for n, status in (
+                ("bind", CustomDomainStatus.BINDING_CERTIFICATE),
+                ("wait", CustomDomainStatus.PENDING_CERTIFICATE_DNS_VALIDATION),
+                ("done", CustomDomainStatus.ACTIVE),
+            ):
+                cert = new_certificate(f"{n}.{svc.service_id[:6]}.example.com", svc)
+                cert.account_id = svc.account_id
+                cert.certificate_arn = names.certificate_arn(
+                    REGION, svc.account_id, cert.certificate_id
+                )
+                await uow.certificates.insert_if_absent(cert)
+                await uow.custom_domains.add(new_domain(svc, cert, status))
+        await uow.commit()
+    async with backend.uow() as uow:
+        found = await uow.custom_domains.binding(ACCOUNT, 100)
+        everyone = await uow.custom_domains.binding(None, 100)
+        one = await uow.custom_domains.binding(None, 1)
+    assert [(d.service_id, d.domain_name[:4]) for d, _ in found] == [(mine.service_id, "bind")]
+    assert all(d.certificate_id == c.certificate_id for d, c in found)
+    assert sorted(d.service_id for d, _ in everyone) == sorted([mine.service_id, theirs.service_id])
+    assert len(one) == 1
+
+
 # ----- jobs -----
 
 

@@ -267,7 +267,7 @@ async def test_update(harness: Harness) -> None:
             api.UpdateServiceRequest(
                 service_arn=svc.service_arn,
                 etag='"stale"',
-                instance_configuration=pb.InstanceConfiguration(cpu="2 vCPU"),
+                instance_configuration=pb.InstanceConfiguration(cpu="2 vCPU", memory="4 GB"),
             ),
             metadata=harness.meta(),
         ),

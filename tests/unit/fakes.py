@@ -861,6 +861,26 @@ class FakeCustomDomainRepository(_Repository):
             for d in ordered[:limit]
         ]
 
+    async def binding(
+        self, account_id: str | None, limit: int
+    ) -> list[tuple[CustomDomain, Certificate]]:
+        found = sorted(
+            (
+                d
+                for d in self.t.custom_domains.values()
+                if d.status is CustomDomainStatus.BINDING_CERTIFICATE
+                and (
+                    account_id is None
+                    or self.t.certificates[d.certificate_id].account_id == account_id
+                )
+            ),
+            key=lambda d: (d.created_at, d.service_id, d.domain_name),
+        )
+        return [
+            (self._joined(d), copy.deepcopy(self.t.certificates[d.certificate_id]))
+            for d in found[:limit]
+        ]
+
 
 class FakeJobRepository(_Repository):
     async def enqueue(

@@ -4,6 +4,7 @@ validation pass (application/dns.py) on the fakes."""
 from __future__ import annotations
 
 import uuid
+from typing import Any
 
 import pytest
 
@@ -48,7 +49,10 @@ async def test_associate_creates_a_certificate_waiting_for_dns_validation() -> N
     domain = result.custom_domain
     assert domain.domain_name == DOMAIN
     assert domain.enable_www_subdomain is True
-    assert domain.status is CustomDomainStatus.PENDING_CERTIFICATE_DNS_VALIDATION
+    # The answer starts where App Runner's does; the association then waits for DNS.
+    assert domain.status is CustomDomainStatus.CREATING
+    stored = unit.db.tables.custom_domains[(svc.service_id, DOMAIN)]
+    assert stored.status is CustomDomainStatus.PENDING_CERTIFICATE_DNS_VALIDATION
     assert (result.dns_target, result.service_arn) == (svc.service_url, svc.service_arn)
     cert = cert_for(unit, DOMAIN)
     assert cert.service_id == svc.service_id
@@ -94,7 +98,7 @@ async def test_associate_validate_only_writes_nothing() -> None:
     result = await unit.domains.associate(
         ACCOUNT, svc.service_arn, DOMAIN, False, validate_only=True
     )
-    assert result.custom_domain.status is CustomDomainStatus.PENDING_CERTIFICATE_DNS_VALIDATION
+    assert result.custom_domain.status is CustomDomainStatus.CREATING
     assert [r["domain"] for r in result.custom_domain.validation_records] == [DOMAIN]
     assert unit.db.commits == commits
     assert not unit.db.tables.certificates and not unit.db.tables.custom_domains
@@ -163,13 +167,21 @@ async def test_disassociate_retains_the_certificate_and_reassociating_reuses_it(
         await unit.domains.disassociate(ACCOUNT, svc.service_arn, DOMAIN)
 
     again = await unit.domains.associate(ACCOUNT, svc.service_arn, DOMAIN, None)
-    # An issued certificate that covers every name binds at once.
-    assert again.custom_domain.status is CustomDomainStatus.ACTIVE
+    # An issued certificate that covers every name needs no validation: the association
+    # starts CREATING, is bound by the next pass (BINDING_CERTIFICATE), then ACTIVE.
+    assert again.custom_domain.status is CustomDomainStatus.CREATING
+    stored = unit.db.tables.custom_domains[(svc.service_id, DOMAIN)]
+    assert stored.status is CustomDomainStatus.BINDING_CERTIFICATE
+    summary = await DnsValidation(unit.uow, unit.dns).run_once()
+    assert (summary.issued, summary.bound) == (0, 1)
+    bound = unit.db.tables.custom_domains[(svc.service_id, DOMAIN)]
+    assert bound.status is CustomDomainStatus.ACTIVE
     assert again.custom_domain.certificate_id == issued.certificate_id
     relinked = cert_for(unit, DOMAIN)
     assert relinked.service_id == svc.service_id
     assert relinked.expires_at is None and relinked.unlinked_at is None
-    assert unit.db.events[-1].payload["certificateReused"] is True
+    associated = [e for e in unit.db.events if e.type == "custom_domain.associated"][-1]
+    assert associated.payload["certificateReused"] is True
 
 
 async def test_an_expired_retained_certificate_is_replaced() -> None:
@@ -217,7 +229,7 @@ async def test_dns_validation_issues_fails_or_waits() -> None:
 
     summary = await DnsValidation(unit.uow, unit.dns, batch=1).run_once()
 
-    assert (summary.issued, summary.failed, summary.pending) == (1, 1, 1)
+    assert (summary.issued, summary.failed, summary.pending, summary.bound) == (1, 1, 1, 1)
     status = {k[1]: d.status for k, d in unit.db.tables.custom_domains.items()}
     assert status == {
         "ok.example.com": CustomDomainStatus.ACTIVE,
@@ -247,3 +259,37 @@ async def test_a_failed_lookup_only_means_not_yet() -> None:
     unit.dns.failing = False
     await validate(unit)
     assert cert_for(unit, DOMAIN).status is CertificateStatus.ISSUED
+
+
+class ValidatingOnly(DnsValidation):
+    """A pass interrupted between validating a certificate and binding it."""
+
+    async def _bind(self, association: Any, cert: Any) -> bool:
+        return False
+
+
+async def test_an_association_goes_creating_pending_binding_active() -> None:
+    unit = Unit()
+    svc = await unit.running_service()
+    answer = await unit.domains.associate(ACCOUNT, svc.service_arn, DOMAIN, False)
+    key = (svc.service_id, DOMAIN)
+    seen = [answer.custom_domain.status, unit.db.tables.custom_domains[key].status]
+    for record in cert_for(unit, DOMAIN).validation_records:
+        unit.dns.records[record["name"]] = record["value"]
+    # Validated and bound in separate transactions: a pass that stops between the two
+    # leaves the association BINDING_CERTIFICATE, and the next pass binds it.
+    assert (await ValidatingOnly(unit.uow, unit.dns).run_once()).issued == 1
+    seen.append(unit.db.tables.custom_domains[key].status)
+    assert (await DnsValidation(unit.uow, unit.dns).run_once()).bound == 1
+    seen.append(unit.db.tables.custom_domains[key].status)
+    assert seen == [
+        CustomDomainStatus.CREATING,
+        CustomDomainStatus.PENDING_CERTIFICATE_DNS_VALIDATION,
+        CustomDomainStatus.BINDING_CERTIFICATE,
+        CustomDomainStatus.ACTIVE,
+    ]
+    assert [e.type for e in unit.db.events[-2:]] == [
+        "certificate.issued",
+        "custom_domain.validated",
+    ]
+    assert unit.db.events[-1].payload["status"] == "ACTIVE"

@@ -98,7 +98,9 @@ async def test_create_refuses_bad_input_and_writes_nothing(
 async def test_create_writes_service_operation_job_and_event_in_one_commit() -> None:
     unit = Unit()
     result = await unit.services.create_service(
-        ACCOUNT, "web-app", Configs(source=image_source().source, instance={"cpu": "2 vCPU"})
+        ACCOUNT,
+        "web-app",
+        Configs(source=image_source().source, instance={"cpu": "2 vCPU", "memory": "4 GB"}),
     )
     svc, op_id = result.service, result.operation_id
     assert [uow.committed for uow in unit.uow.made] == [True]
@@ -117,7 +119,7 @@ async def test_create_writes_service_operation_job_and_event_in_one_commit() -> 
     assert config.image_identifier == IMAGE
     assert config.image_bucket == unit.settings.image_bucket
     assert config.image_prefix == f"services/{svc.service_id}/"
-    assert config.instance == {**config_rules.DEFAULT_INSTANCE, "cpu": "2 vCPU"}
+    assert config.instance == {**config_rules.DEFAULT_INSTANCE, "cpu": "2 vCPU", "memory": "4 GB"}
     assert config.health_check == config_rules.DEFAULT_HEALTH_CHECK
 
     op = unit.db.operation(op_id)

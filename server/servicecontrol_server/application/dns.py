@@ -29,14 +29,20 @@ class ValidationSummary:
     issued: int = 0
     failed: int = 0
     pending: int = 0
+    # Associations whose issued certificate was bound (now ACTIVE).
+    bound: int = 0
 
 
 class DnsValidation:
     """One pass: every association waiting for DNS validation whose records all resolve
-    as asked becomes ACTIVE with its certificate ISSUED; one with a record pointing
-    elsewhere becomes CREATE_FAILED with its certificate VALIDATION_FAILED; the rest
-    wait for the next pass. Associations are read `batch` at a time, in a stable order,
-    so that a long backlog is walked through rather than its head checked again."""
+    as asked has its certificate ISSUED and goes on to BINDING_CERTIFICATE; one with a
+    record pointing elsewhere becomes CREATE_FAILED with its certificate
+    VALIDATION_FAILED; the rest wait for the next pass. Then every association in
+    BINDING_CERTIFICATE (just validated, or associated with a certificate that was
+    issued already) has its certificate bound and becomes ACTIVE, each step in its own
+    transaction, as App Runner's own associations go. Associations are read `batch` at a
+    time, in a stable order, so that a long backlog is walked through rather than its
+    head checked again."""
 
     def __init__(
         self, uow_factory: Callable[[], UnitOfWork], validator: DnsValidator, batch: int = 500
@@ -57,9 +63,20 @@ class DnsValidation:
             for association, cert in waiting:
                 await self._validate(association, cert, summary)
             if len(waiting) < self.batch:
-                return summary
+                break
             last = waiting[-1][0]
             after = (last.created_at, last.service_id, last.domain_name)
+        while True:
+            async with self.uow() as uow:
+                binding = await uow.custom_domains.binding(account_id, self.batch)
+            bound = 0
+            for association, cert in binding:
+                if await self._bind(association, cert):
+                    bound += 1
+            summary.bound += bound
+            # A batch none of which could be bound (changed meanwhile) ends the pass.
+            if len(binding) < self.batch or bound == 0:
+                return summary
 
     async def _validate(
         self, association: CustomDomain, cert: Certificate, summary: ValidationSummary
@@ -128,7 +145,7 @@ class DnsValidation:
                 for record in records:
                     if record.get("domain") in wanted:
                         record["status"] = "SUCCESS"
-                domain_status = CustomDomainStatus.ACTIVE
+                domain_status = CustomDomainStatus.BINDING_CERTIFICATE
             else:
                 for record in records:
                     if record["name"] in wrong:
@@ -139,9 +156,35 @@ class DnsValidation:
                 association.service_id, association.domain_name, domain_status
             )
             uow.record(events.certificate_validated(cert, outcome, service.service_arn))
+            if domain_status is CustomDomainStatus.CREATE_FAILED:
+                uow.record(
+                    events.custom_domain_validated(
+                        service, association.domain_name, domain_status, cert
+                    )
+                )
+            await uow.commit()
+        return True
+
+    async def _bind(self, association: CustomDomain, cert: Certificate) -> bool:
+        """BINDING_CERTIFICATE → ACTIVE, unless the association changed since it was read."""
+        async with self.uow() as uow:
+            service = await uow.services.get(
+                cert.account_id, association.service_id, for_update=True
+            )
+            current = await uow.custom_domains.get(association.service_id, association.domain_name)
+            if (
+                service is None
+                or current is None
+                or current.certificate_id != cert.certificate_id
+                or current.status is not CustomDomainStatus.BINDING_CERTIFICATE
+            ):
+                return False
+            await uow.custom_domains.set_status(
+                association.service_id, association.domain_name, CustomDomainStatus.ACTIVE
+            )
             uow.record(
                 events.custom_domain_validated(
-                    service, association.domain_name, domain_status, cert
+                    service, association.domain_name, CustomDomainStatus.ACTIVE, cert
                 )
             )
             await uow.commit()

@@ -8,6 +8,7 @@ certificate makes the new association ACTIVE at once, without DNS validation."""
 
 from __future__ import annotations
 
+import dataclasses
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -174,7 +175,7 @@ class DomainCommands:
                 events.custom_domain_associated(service, domain, enable_www, status, cert, reused)
             )
             await uow.commit()
-        return DomainResult(service.service_url, service.service_arn, _shown(association))
+        return DomainResult(service.service_url, service.service_arn, _creating(association))
 
     async def disassociate(
         self,
@@ -238,7 +239,7 @@ class DomainCommands:
             created_at=now,
             validation_records=records,
         )
-        return DomainResult(service.service_url, service.service_arn, _shown(association))
+        return DomainResult(service.service_url, service.service_arn, _creating(association))
 
     async def _locked_service(
         self, uow: UnitOfWork, account_id: str, service_id: str, service_arn: str
@@ -302,7 +303,8 @@ class DomainCommands:
                 f"Domain {domain} is no longer associated.",
                 {"serviceArn": service.service_arn if service else "", "domainName": domain},
             )
-        return DomainResult(service.service_url, service.service_arn, _shown(association))
+        # The same answer as the first time.
+        return DomainResult(service.service_url, service.service_arn, _creating(association))
 
     async def _replayed_disassociation(
         self, uow: UnitOfWork, account_id: str, service_id: str, domain: str
@@ -427,10 +429,17 @@ def _revalidated(
 
 
 def _association_status(cert_status: CertificateStatus) -> CustomDomainStatus:
-    """An issued certificate binds at once; any other waits for DNS validation."""
+    """An issued certificate goes on to be bound (by the next validation pass); any
+    other waits for DNS validation."""
     if cert_status is CertificateStatus.ISSUED:
-        return CustomDomainStatus.ACTIVE
+        return CustomDomainStatus.BINDING_CERTIFICATE
     return CustomDomainStatus.PENDING_CERTIFICATE_DNS_VALIDATION
+
+
+def _creating(association: CustomDomain) -> CustomDomain:
+    """What associating answers: the new association CREATING, where App Runner's start
+    (clients such as Terraform wait for it to leave that state)."""
+    return dataclasses.replace(_shown(association), status=CustomDomainStatus.CREATING)
 
 
 def _shown(association: CustomDomain) -> CustomDomain:

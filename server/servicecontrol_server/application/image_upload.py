@@ -25,7 +25,7 @@ from ..domain.errors import (
     FieldViolation,
     InvalidRequest,
 )
-from ..domain.names import parse_image_identifier
+from ..domain.names import is_digest, parse_image_identifier
 from .images import (
     CONFIG_MEDIA_TYPE,
     LAYER_MEDIA_TYPE,
@@ -34,7 +34,7 @@ from .images import (
     _manifest_body,
     _sha256,
     blob_key,
-    manifest_key,
+    store_manifest,
 )
 from .offload import off_loop
 from .ports import ObjectStore, ObjectStoreUnavailable
@@ -285,7 +285,7 @@ class UploadSession:
         body = _manifest_body(_Blob(config.digest, config.size, CONFIG_MEDIA_TYPE), layers)
         _repository, tag = parse_image_identifier(self.header.image_identifier)
         store = self.uploads.store
-        store.put_bytes(self.uploads.bucket, manifest_key(self.repository, tag), body)
+        store_manifest(store, self.uploads.bucket, self.repository, tag, body)
         sizes = {entry.blob.digest: entry.blob.size for entry in self.staged.values()}
         return PushedImage(
             repository=self.repository,
@@ -296,14 +296,24 @@ class UploadSession:
         )
 
 
+def _pushed_repository(identifier: str) -> tuple[str, str]:
+    """The repository a push names, and what is wrong with its identifier ("" if nothing)."""
+    try:
+        repository, tag = parse_image_identifier(identifier)
+    except ValueError as exc:
+        return "", str(exc)
+    if is_digest(tag):
+        return repository, "push by tag: the digest is what the pushed manifest hashes to"
+    return repository, ""
+
+
 def _validated(header: UploadHeader) -> tuple[str, list[UploadBlob]]:
     """The repository and the distinct blobs (config first) of a well-formed header."""
     violations: list[FieldViolation] = []
     repository = ""
-    try:
-        repository, _tag = parse_image_identifier(header.image_identifier)
-    except ValueError as exc:
-        violations.append(FieldViolation("header.image_identifier", str(exc)))
+    repository, problem = _pushed_repository(header.image_identifier)
+    if problem:
+        violations.append(FieldViolation("header.image_identifier", problem))
     if header.config is None:
         violations.append(FieldViolation("header.config", "required"))
     else:

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO, cast
 
-from ..domain.names import parse_image_identifier
+from ..domain.names import is_digest, parse_image_identifier
 from .ports import ObjectInfo, ObjectNotFound, ObjectStore, ObjectStoreError
 
 MANIFEST_MEDIA_TYPE = "application/vnd.oci.image.manifest.v1+json"
@@ -92,6 +92,34 @@ def manifest_key(repository: str, tag: str) -> str:
     return f"{repository}/manifests/{tag}"
 
 
+def store_manifest(store: ObjectStore, bucket: str, repository: str, tag: str, body: bytes) -> None:
+    """Writes a pushed image's manifest under its digest (content-addressed, so an
+    identifier `<repository>@sha256:<digest>` resolves to it) and then under its tag."""
+    store.put_bytes(bucket, manifest_key(repository, _sha256(body)), body)
+    store.put_bytes(bucket, manifest_key(repository, tag), body)
+
+
+def _manifest(
+    store: ObjectStore, bucket: str, repository: str, reference: str, identifier: str
+) -> bytes:
+    """The manifest a tag or a digest names. A digest is looked up under its own key,
+    then among the repository's tags (images pushed before manifests were also kept by
+    digest); what is found must hash to the digest."""
+    try:
+        body = store.get_bytes(bucket, manifest_key(repository, reference))
+    except ObjectNotFound:
+        body = None
+    if body is None and is_digest(reference):
+        for info in store.list_objects(bucket, manifest_key(repository, "")):
+            candidate = store.get_bytes(bucket, info.key)
+            if _sha256(candidate) == reference:
+                body = candidate
+                break
+    if body is None or (is_digest(reference) and _sha256(body) != reference):
+        raise ImageNotFound(identifier)
+    return body
+
+
 def copy_blob_key(prefix: str, digest: str) -> str:
     return f"{prefix}blobs/{digest}"
 
@@ -108,6 +136,8 @@ def push_docker_archive(
     changes nothing; blobs the registry already holds with the same size are not
     uploaded again, so pushing the same archive twice transfers only the manifest."""
     repository, tag = parse_image_identifier(identifier)
+    if is_digest(tag):
+        raise ValueError(f"push {identifier!r} by tag: its digest is what the push computes")
     try:
         with tarfile.open(archive, "r:*") as tar:
             members = {member.name.removeprefix("./"): member for member in tar.getmembers()}
@@ -127,7 +157,7 @@ def push_docker_archive(
     except tarfile.TarError as exc:
         raise ValueError(f"{archive} is not a readable docker save archive: {exc}") from exc
     body = _manifest_body(config, layers)
-    store.put_bytes(bucket, manifest_key(repository, tag), body)
+    store_manifest(store, bucket, repository, tag, body)
     return PushedImage(
         repository=repository,
         tag=tag,
@@ -147,11 +177,8 @@ def copy_image(
     """Copies an image from the source registry into dest_prefix, server-side.
     Idempotent: a retry after a crash copies only the blobs that are still missing."""
     _check_prefix(dest_prefix)
-    repository, tag = parse_image_identifier(identifier)
-    try:
-        body = store.get_bytes(source_bucket, manifest_key(repository, tag))
-    except ObjectNotFound as exc:
-        raise ImageNotFound(identifier) from exc
+    repository, reference = parse_image_identifier(identifier)
+    body = _manifest(store, source_bucket, repository, reference, identifier)
     blobs = _manifest_blobs(body, identifier)
     wanted = {blob.digest for blob in blobs}
     present = _present_sizes(store, dest_bucket, copy_blob_key(dest_prefix, ""), wanted)

@@ -18,6 +18,35 @@ ENV_NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,127}")
 PORT_RE = re.compile(r"[0-9]{1,5}")
 MAX_START_COMMAND = 51200
 MAX_ENV_VARS = 100
+# App Runner's RoleArn pattern (an IAM role of any partition).
+ROLE_ARN_RE = re.compile(
+    r"arn:(aws|aws-us-gov|aws-cn|aws-iso|aws-iso-b):iam::[0-9]{12}:(role|role/service-role)/"
+    r"[\w+=,.@\-/]{1,1000}",
+    re.ASCII,
+)
+MAX_ROLE_ARN = 1024
+
+# Both spellings App Runner accepts, in vCPU and in GB.
+CPU_VCPU = {"256": 0.25, "512": 0.5, "1024": 1, "2048": 2, "4096": 4}
+MEMORY_GB = {
+    "512": 0.5,
+    "1024": 1,
+    "2048": 2,
+    "3072": 3,
+    "4096": 4,
+    "6144": 6,
+    "8192": 8,
+    "10240": 10,
+    "12288": 12,
+}
+# The memory sizes App Runner offers with each CPU size.
+ALLOWED_MEMORY_GB: dict[float, tuple[float, ...]] = {
+    0.25: (0.5, 1),
+    0.5: (1,),
+    1: (2, 3, 4),
+    2: (4, 6),
+    4: (8, 10, 12),
+}
 
 DEFAULT_INSTANCE = {"cpu": "1 vCPU", "memory": "2 GB", "instance_role_arn": ""}
 DEFAULT_HEALTH_CHECK = {
@@ -46,6 +75,10 @@ def validate_source(
         violations += _validate_image_configuration(
             config, f"{prefix}.image_repository.image_configuration"
         )
+    violations += role_arn_violations(
+        (source.get("authentication_configuration") or {}).get("access_role_arn") or "",
+        f"{prefix}.authentication_configuration.access_role_arn",
+    )
     if code is not None:
         url = code.get("repository_url", "")
         if not REPOSITORY_URL_RE.fullmatch(url or ""):
@@ -105,6 +138,9 @@ def _validate_image_configuration(config: dict[str, Any], prefix: str) -> list[F
                     "names are letters, digits and _, not starting with a digit or AWSAPPRUNNER",
                 )
             )
+    command = config.get("start_command") or ""
+    if "\n" in command or "\r" in command:
+        violations.append(FieldViolation(f"{prefix}.start_command", "must be a single line"))
     port = config.get("port") or ""
     if port and (not PORT_RE.fullmatch(port) or not 1 <= int(port) <= 65535):
         violations.append(FieldViolation(f"{prefix}.port", "must be a port number 1-65535"))
@@ -127,7 +163,50 @@ def validate_instance(
     memory = instance.get("memory") or ""
     if memory and not MEMORY_RE.fullmatch(memory):
         violations.append(FieldViolation(f"{prefix}.memory", "one of 512..12288 or 0.5..12 GB"))
+    if not violations:
+        violations += _pair_violations(
+            cpu or DEFAULT_INSTANCE["cpu"], memory or DEFAULT_INSTANCE["memory"], prefix
+        )
+    violations += role_arn_violations(
+        instance.get("instance_role_arn") or "", f"{prefix}.instance_role_arn"
+    )
     return violations
+
+
+def vcpus(cpu: str) -> float:
+    """`1024` or `1 vCPU` → 1."""
+    return CPU_VCPU[cpu] if cpu in CPU_VCPU else float(cpu.removesuffix(" vCPU"))
+
+
+def gigabytes(memory: str) -> float:
+    """`2048` or `2 GB` → 2."""
+    return MEMORY_GB[memory] if memory in MEMORY_GB else float(memory.removesuffix(" GB"))
+
+
+def _size(value: float) -> str:
+    return f"{value:g}"
+
+
+def _pair_violations(cpu: str, memory: str, prefix: str) -> list[FieldViolation]:
+    """Only the CPU and memory combinations App Runner offers (either spelling of each)."""
+    offered = ALLOWED_MEMORY_GB[vcpus(cpu)]
+    if gigabytes(memory) in offered:
+        return []
+    sizes = [f"{_size(gb)} GB" for gb in offered]
+    takes = sizes[0] if len(sizes) == 1 else f"{', '.join(sizes[:-1])} or {sizes[-1]}"
+    return [
+        FieldViolation(
+            f"{prefix}.memory",
+            f"{_size(gigabytes(memory))} GB is not offered with {_size(vcpus(cpu))} vCPU, "
+            f"which takes {takes}",
+        )
+    ]
+
+
+def role_arn_violations(value: str, field: str) -> list[FieldViolation]:
+    if value and (len(value) > MAX_ROLE_ARN or not ROLE_ARN_RE.fullmatch(value)):
+        return [FieldViolation(field, "must be the ARN of an IAM role")]
+    return []
 
 
 def validate_health_check(

@@ -101,6 +101,8 @@ def certificate_arn(region: str, account_id: str, certificate_id: str) -> str:
 MAX_REPOSITORY_LENGTH = 255
 _REPOSITORY = re.compile(r"[a-z0-9]+(?:[._/-][a-z0-9]+)*")
 _TAG = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")
+# A manifest digest, as the registry names an image by its content.
+DIGEST_RE = re.compile(r"sha256:[0-9a-f]{64}")
 
 
 # The registry hosts of App Runner's image identifiers: a private ECR registry
@@ -124,9 +126,16 @@ def source_image_name(identifier: str) -> str:
     return identifier[host.end() :] if host else identifier
 
 
+def is_digest(reference: str) -> bool:
+    """Whether an image reference (what parse_image_identifier returns beside the
+    repository) is a manifest digest rather than a tag."""
+    return DIGEST_RE.fullmatch(reference) is not None
+
+
 def parse_image_identifier(identifier: str) -> tuple[str, str]:
-    """`[<registry host>/]<repository>[:<tag>]` -> (repository, tag); a missing tag means
-    `latest`. The registry host, if any, is App Runner's (see source_image_name)."""
+    """`[<registry host>/]<repository>[:<tag>|@sha256:<digest>]` -> (repository, tag or
+    digest); a missing tag means `latest`. The registry host, if any, is App Runner's
+    (see source_image_name)."""
     if identifier.startswith(ECR_PUBLIC_HOST) and "/" not in source_image_name(identifier):
         raise ValueError(
             f"invalid image identifier {identifier!r}: an ECR Public image is "
@@ -141,13 +150,16 @@ def parse_image_identifier(identifier: str) -> tuple[str, str]:
             "<account>.dkr.ecr.<region>.amazonaws.com or public.ecr.aws"
         )
     if "@" in identifier:
-        raise ValueError(
-            f"invalid image identifier {identifier!r}: digest references are not "
-            "supported, use <repository>:<tag>"
-        )
-    repository, colon, tag = identifier.rpartition(":")
-    if not colon:
-        repository, tag = identifier, "latest"
+        repository, _, tag = identifier.partition("@")
+        if not DIGEST_RE.fullmatch(tag):
+            raise ValueError(
+                f"invalid image identifier {identifier!r}: a digest is sha256:<64 lowercase "
+                "hex digits>"
+            )
+    else:
+        repository, colon, tag = identifier.rpartition(":")
+        if not colon:
+            repository, tag = identifier, "latest"
     if not repository:
         raise ValueError(f"invalid image identifier {identifier!r}: the repository is empty")
     if len(repository) > MAX_REPOSITORY_LENGTH:
@@ -160,7 +172,7 @@ def parse_image_identifier(identifier: str) -> tuple[str, str]:
             f"invalid image identifier {identifier!r}: the repository {repository!r} must be "
             "lowercase letters and digits, separated by single '.', '_', '-' or '/'"
         )
-    if not _TAG.fullmatch(tag):
+    if not is_digest(tag) and not _TAG.fullmatch(tag):
         raise ValueError(
             f"invalid image identifier {identifier!r}: the tag {tag!r} must be 1-128 "
             "letters, digits, '_', '.' or '-', not starting with '.' or '-'"

@@ -9,7 +9,7 @@ from typing import Any
 
 from ...application.results import Configs, MutationResult, Page
 from ..use_cases import UseCases
-from . import shapes
+from . import model, shapes
 from .errors import (
     INTERNAL,
     INVALID_REQUEST,
@@ -55,24 +55,26 @@ READ_ONLY_ACTIONS = frozenset(
 )
 
 
-def action(name: str, *errors: str) -> Callable[[Handler], Handler]:
+def action(name: str, *_listed_errors: str) -> Callable[[Handler], Handler]:
+    """Registers the handler of an App Runner action. The errors it may answer are those
+    App Runner's model declares for it (errors listed at a call site are the model's
+    already); any other client error is InvalidRequestException, which every action
+    declares."""
+
     def register(fn: Handler) -> Handler:
-        ACTIONS[name] = Action(name, fn, frozenset((INVALID_REQUEST, INTERNAL, *errors)))
+        errors = model.declared_errors(name) | {INVALID_REQUEST, INTERNAL}
+        ACTIONS[name] = Action(name, fn, frozenset(errors))
         return fn
 
     return register
 
 
-ARN_MAX = 1011
-NEXT_TOKEN_MAX = 51200
-
-
 def _service_arn(body: Body) -> str:
-    return shapes.string(body, "ServiceArn", required=True, min_len=1, max_len=ARN_MAX)
+    return shapes.string(body, "ServiceArn")
 
 
-def _next_token(body: Body, min_len: int = 0, max_len: int = NEXT_TOKEN_MAX) -> str:
-    return shapes.string(body, "NextToken", min_len=min_len, max_len=max_len)
+def _next_token(body: Body) -> str:
+    return shapes.string(body, "NextToken")
 
 
 async def _page(
@@ -106,7 +108,7 @@ def _mutation(result: MutationResult) -> Body:
 
 @action("CreateService", QUOTA_EXCEEDED)
 async def create_service(ctx: Context, body: Body) -> Body:
-    name = shapes.string(body, "ServiceName", required=True, min_len=4, max_len=40)
+    name = shapes.string(body, "ServiceName")
     configs = Configs(
         source=shapes.optional_struct(body, shapes.SOURCE_CONFIGURATION, required=True),
         instance=shapes.optional_struct(body, shapes.INSTANCE_CONFIGURATION),
@@ -126,7 +128,7 @@ async def describe_service(ctx: Context, body: Body) -> Body:
 
 @action("ListServices")
 async def list_services(ctx: Context, body: Body) -> Body:
-    max_results = shapes.integer(body, "MaxResults", 1, 20)
+    max_results = shapes.integer(body, "MaxResults")
     token = _next_token(body)
 
     async def fetch(size: int, page_token: str) -> Page:
@@ -179,7 +181,7 @@ async def start_deployment(ctx: Context, body: Body) -> Body:
 @action("ListOperations", RESOURCE_NOT_FOUND)
 async def list_operations(ctx: Context, body: Body) -> Body:
     arn = _service_arn(body)
-    max_results = shapes.integer(body, "MaxResults", 1, 20)
+    max_results = shapes.integer(body, "MaxResults")
     token = _next_token(body)
 
     async def fetch(size: int, page_token: str) -> Page:
@@ -195,14 +197,14 @@ async def list_operations(ctx: Context, body: Body) -> Body:
 # ----- connections -----
 
 
-def _connection_name(body: Body, required: bool = False) -> str:
-    return shapes.string(body, "ConnectionName", required=required, min_len=4, max_len=32)
+def _connection_name(body: Body) -> str:
+    return shapes.string(body, "ConnectionName")
 
 
 @action("CreateConnection", QUOTA_EXCEEDED)
 async def create_connection(ctx: Context, body: Body) -> Body:
-    name = _connection_name(body, required=True)
-    provider = shapes.string(body, "ProviderType", required=True, enum=("GITHUB", "BITBUCKET"))
+    name = _connection_name(body)
+    provider = shapes.string(body, "ProviderType")
     tags = shapes.tags(body)
     conn = await ctx.app.connections.create_connection(ctx.account_id, name, provider, tags=tags)
     return {"Connection": shapes.connection(conn)}
@@ -211,8 +213,8 @@ async def create_connection(ctx: Context, body: Body) -> Body:
 @action("ListConnections")
 async def list_connections(ctx: Context, body: Body) -> Body:
     name = _connection_name(body)
-    max_results = shapes.integer(body, "MaxResults", 1, 100)
-    token = _next_token(body, min_len=1, max_len=1024)
+    max_results = shapes.integer(body, "MaxResults")
+    token = _next_token(body)
 
     async def fetch(size: int, page_token: str) -> Page:
         return await ctx.app.connections.list_connections(ctx.account_id, name, size, page_token)
@@ -226,7 +228,7 @@ async def list_connections(ctx: Context, body: Body) -> Body:
 
 @action("DeleteConnection", RESOURCE_NOT_FOUND)
 async def delete_connection(ctx: Context, body: Body) -> Body:
-    arn = shapes.string(body, "ConnectionArn", required=True, min_len=1, max_len=ARN_MAX)
+    arn = shapes.string(body, "ConnectionArn")
     conn = await ctx.app.connections.delete_connection(ctx.account_id, arn)
     return {"Connection": shapes.connection(conn)}
 
@@ -235,7 +237,7 @@ async def delete_connection(ctx: Context, body: Body) -> Body:
 
 
 def _domain_name(body: Body) -> str:
-    return shapes.string(body, "DomainName", required=True, min_len=1, max_len=255)
+    return shapes.string(body, "DomainName")
 
 
 def _domain_result(result: Any) -> Body:
@@ -268,7 +270,7 @@ async def disassociate_custom_domain(ctx: Context, body: Body) -> Body:
 @action("DescribeCustomDomains", RESOURCE_NOT_FOUND)
 async def describe_custom_domains(ctx: Context, body: Body) -> Body:
     arn = _service_arn(body)
-    max_results = shapes.integer(body, "MaxResults", 1, 5)
+    max_results = shapes.integer(body, "MaxResults")
     token = _next_token(body)
     target: list[Any] = []
 
@@ -294,13 +296,13 @@ async def describe_custom_domains(ctx: Context, body: Body) -> Body:
 
 
 def _resource_arn(body: Body) -> str:
-    return shapes.string(body, "ResourceArn", required=True, min_len=1, max_len=ARN_MAX)
+    return shapes.string(body, "ResourceArn")
 
 
 @action("TagResource", RESOURCE_NOT_FOUND, INVALID_STATE)
 async def tag_resource(ctx: Context, body: Body) -> Body:
     arn = _resource_arn(body)
-    await ctx.app.tags.tag_resource(ctx.account_id, arn, shapes.tags(body, required=True))
+    await ctx.app.tags.tag_resource(ctx.account_id, arn, shapes.tags(body))
     return {}
 
 

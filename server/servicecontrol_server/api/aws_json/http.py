@@ -21,6 +21,7 @@ from ..access_log import ACCOUNT_KEY, ACTION_KEY, aws_access_log
 from ..tls import http_ssl_context, tls_enabled
 from ..tracing import aws_tracing
 from ..use_cases import UseCases
+from . import model
 from .actions import ACTIONS, READ_ONLY_ACTIONS, Action, Context
 from .auth import RequestAuthenticator, SigV4Verifier, parse_authorization
 from .errors import (
@@ -84,9 +85,11 @@ class AwsJsonEndpoint:
                     if self.use_cases.backlog_gate is not None:
                         await self.use_cases.backlog_gate.check(name)
                     self.use_cases.rate_limiter.check(key.account_id, name)
+                    model.validate_request(name, body)
                     result = await action.handler(Context(self.use_cases, key.account_id), body)
                 except DomainError as exc:
                     raise from_domain(exc, action.errors) from exc
+            result = model.serialize_response(name, result)
         except AwsError as exc:
             await self._audit(caller, body, exc.error_type)
             return _error(exc, request_id)

@@ -15,9 +15,8 @@ from datetime import UTC, datetime
 from typing import Any, Literal
 
 from ...domain import configuration as config_rules
-from ...domain import tags as tag_rules
 from ...domain.model import Connection, CustomDomain, Operation, Service
-from .errors import AwsError, invalid_request, member_path, serialization
+from .errors import invalid_request
 
 Scalar = Literal["string", "integer", "boolean", "string_map", "object", "list"]
 
@@ -28,8 +27,6 @@ class Member:
     # The domain's key; empty for a member App Runner has and this product does not.
     field: str
     kind: Scalar | Struct
-    required: bool = False
-    enum: tuple[str, ...] = ()
     # What a response says when the domain holds nothing, for members the model requires.
     default: Any = None
 
@@ -56,31 +53,24 @@ IMAGE_CONFIGURATION = Struct(
 IMAGE_REPOSITORY = Struct(
     "ImageRepository",
     (
-        Member("ImageIdentifier", "image_identifier", "string", required=True),
+        Member("ImageIdentifier", "image_identifier", "string"),
         Member("ImageConfiguration", "image_configuration", IMAGE_CONFIGURATION),
         # The source registry plays the part of a private ECR repository.
-        Member(
-            "ImageRepositoryType",
-            "image_repository_type",
-            "string",
-            required=True,
-            enum=("ECR", "ECR_PUBLIC"),
-            default="ECR",
-        ),
+        Member("ImageRepositoryType", "image_repository_type", "string", default="ECR"),
     ),
 )
 SOURCE_CODE_VERSION = Struct(
     "SourceCodeVersion",
     (
-        Member("Type", "type", "string", required=True, enum=("BRANCH",), default="BRANCH"),
-        Member("Value", "value", "string", required=True),
+        Member("Type", "type", "string", default="BRANCH"),
+        Member("Value", "value", "string"),
     ),
 )
 CODE_REPOSITORY = Struct(
     "CodeRepository",
     (
-        Member("RepositoryUrl", "repository_url", "string", required=True),
-        Member("SourceCodeVersion", "source_code_version", SOURCE_CODE_VERSION, required=True),
+        Member("RepositoryUrl", "repository_url", "string"),
+        Member("SourceCodeVersion", "source_code_version", SOURCE_CODE_VERSION),
         # No builder exists, so build settings have nothing to configure.
         Member("CodeConfiguration", UNSUPPORTED, "object"),
         Member("SourceDirectory", "source_directory", "string"),
@@ -118,7 +108,7 @@ INSTANCE_CONFIGURATION = Struct(
 HEALTH_CHECK_CONFIGURATION = Struct(
     "HealthCheckConfiguration",
     (
-        Member("Protocol", "protocol", "string", enum=("TCP", "HTTP")),
+        Member("Protocol", "protocol", "string"),
         Member("Path", "path", "string"),
         Member("Interval", "interval", "integer"),
         Member("Timeout", "timeout", "integer"),
@@ -137,45 +127,14 @@ DEFAULT_NETWORK_CONFIGURATION: dict[str, Any] = {
 
 
 # ----- reading requests -----
+#
+# The endpoint has validated the body against the action's input shape before a handler
+# runs (model.validate_request): presence of required members, JSON types, lengths,
+# ranges, enums and patterns are the model's and are not checked again here.
 
 
 def _path(parent: str, name: str) -> str:
     return f"{parent}.{name}" if parent else name
-
-
-def _missing(path: str) -> AwsError:
-    return invalid_request(
-        f"1 validation error detected: Value null at '{member_path(path)}' failed to satisfy "
-        "constraint: Member must not be null"
-    )
-
-
-def _check_type(kind: Scalar | Struct, value: Any, path: str) -> None:
-    ok: bool
-    if isinstance(kind, Struct) or kind in ("object", "string_map"):
-        ok = isinstance(value, dict)
-        if ok and kind == "string_map":
-            ok = all(isinstance(v, str) for v in value.values())
-    elif kind == "string":
-        ok = isinstance(value, str)
-    elif kind == "integer":
-        ok = isinstance(value, int) and not isinstance(value, bool)
-    elif kind == "boolean":
-        ok = isinstance(value, bool)
-    else:
-        ok = isinstance(value, list)
-    if not ok:
-        expected = kind.name if isinstance(kind, Struct) else kind
-        raise serialization(f"Cannot read {type(value).__name__} at '{path}' as {expected}.")
-
-
-def _check_enum(member: Member, value: Any, path: str) -> None:
-    if member.enum and value not in member.enum:
-        raise invalid_request(
-            f"1 validation error detected: Value '{str(value)[:100]}' at '{member_path(path)}' "
-            "failed to satisfy constraint: Member must satisfy enum value set: "
-            f"[{', '.join(member.enum)}]"
-        )
 
 
 def _is_unset(value: Any) -> bool:
@@ -184,22 +143,19 @@ def _is_unset(value: Any) -> bool:
     return value is None or value == "" or value is False or value == 0 or value == {}
 
 
-def to_domain(struct: Struct, value: Any, path: str) -> dict[str, Any]:
-    """An App Runner structure from a request → the domain's snake_case dict."""
-    _check_type(struct, value, path)
+def to_domain(struct: Struct, value: Mapping[str, Any], path: str) -> dict[str, Any]:
+    """An App Runner structure from a (model-validated) request → the domain's snake_case
+    dict, with the rules the model does not express: at most one member of a union, and
+    no member this server does not implement."""
     chosen = [name for name in struct.exclusive if value.get(name) is not None]
     if len(chosen) > 1:
         raise invalid_request(f"{path}: set {' or '.join(struct.exclusive)}, not both.")
     out: dict[str, Any] = {}
     for member in struct.members:
         item = value.get(member.wire)
-        where = _path(path, member.wire)
         if item is None:
-            if member.required:
-                raise _missing(where)
             continue
-        _check_type(member.kind, item, where)
-        _check_enum(member, item, where)
+        where = _path(path, member.wire)
         if not member.field:
             if item in ({}, [], ""):
                 continue
@@ -213,121 +169,40 @@ def to_domain(struct: Struct, value: Any, path: str) -> dict[str, Any]:
 def optional_struct(
     body: Mapping[str, Any], struct: Struct, *, required: bool = False
 ) -> dict[str, Any] | None:
-    """The member named after `struct` converted, or None when the request leaves it out."""
+    """The member named after `struct` converted, or None when the request leaves it out
+    (`required` is the model's to enforce)."""
     value = body.get(struct.name)
     if value is None:
-        if required:
-            raise _missing(struct.name)
         return None
     return to_domain(struct, value, struct.name)
 
 
-def string(
-    body: Mapping[str, Any],
-    name: str,
-    *,
-    required: bool = False,
-    min_len: int = 0,
-    max_len: int = 51200,
-    enum: tuple[str, ...] = (),
-) -> str:
+def string(body: Mapping[str, Any], name: str, **_model_bounds: Any) -> str:
+    """A string member, "" when absent. Bounds and enums that call sites pass are the
+    model's, already held by the endpoint."""
     value = body.get(name)
-    if value is None:
-        if required:
-            raise _missing(name)
-        return ""
-    _check_type("string", value, name)
-    if not min_len <= len(value) <= max_len:
-        bound = (
-            f"greater than or equal to {min_len}"
-            if len(value) < min_len
-            else f"less than or equal to {max_len}"
-        )
-        raise invalid_request(
-            f"1 validation error detected: Value at '{member_path(name)}' failed to satisfy "
-            f"constraint: Member must have length {bound}"
-        )
-    _check_enum(Member(name, name, "string", enum=enum), value, name)
-    return str(value)
+    return "" if value is None else str(value)
 
 
-def integer(body: Mapping[str, Any], name: str, low: int, high: int) -> int | None:
+def integer(body: Mapping[str, Any], name: str, *_model_range: int) -> int | None:
+    """An integer member, None when absent (its range is the model's)."""
     value = body.get(name)
-    if value is None:
-        return None
-    _check_type("integer", value, name)
-    if not low <= value <= high:
-        raise invalid_request(
-            f"1 validation error detected: Value '{value}' at '{member_path(name)}' failed to "
-            f"satisfy constraint: Member must have value between {low} and {high}"
-        )
-    return int(value)
+    return None if value is None else int(value)
 
 
 def boolean(body: Mapping[str, Any], name: str) -> bool | None:
     value = body.get(name)
-    if value is None:
-        return None
-    _check_type("boolean", value, name)
-    return bool(value)
+    return None if value is None else bool(value)
 
 
-def _constraint(value: Any, path: str, constraint: str) -> AwsError:
-    shown = "null" if value is None else f"'{str(value)[:100]}'"
-    return invalid_request(
-        f"1 validation error detected: Value {shown} at '{member_path(path)}' failed to satisfy "
-        f"constraint: {constraint}"
-    )
-
-
-def _tag_key(value: Any, path: str) -> str:
-    if value is None:
-        raise _missing(path)
-    _check_type("string", value, path)
-    if not 1 <= len(value) <= tag_rules.MAX_KEY_LENGTH:
-        raise _constraint(
-            value, path, f"Member must have length between 1 and {tag_rules.MAX_KEY_LENGTH}"
-        )
-    if value.startswith(tag_rules.RESERVED_PREFIX):
-        raise _constraint(
-            value, path, "Member must satisfy regular expression pattern: ^(?!aws:).+"
-        )
-    return str(value)
-
-
-def tags(body: Mapping[str, Any], *, required: bool = False) -> list[tuple[str, str]]:
-    """`Tags`, a list of {Key, Value}, as (key, value) pairs in the order sent."""
-    value = body.get("Tags")
-    if value is None:
-        if required:
-            raise _missing("tags")
-        return []
-    _check_type("list", value, "Tags")
-    out: list[tuple[str, str]] = []
-    for i, tag in enumerate(value, start=1):
-        path = f"tags.{i}.member"
-        _check_type("object", tag, path)
-        key = _tag_key(tag.get("Key"), f"{path}.key")
-        item = tag.get("Value")
-        if item is None:
-            raise _missing(f"{path}.value")
-        _check_type("string", item, f"{path}.value")
-        if len(item) > tag_rules.MAX_VALUE_LENGTH:
-            raise _constraint(
-                item,
-                f"{path}.value",
-                f"Member must have length less than or equal to {tag_rules.MAX_VALUE_LENGTH}",
-            )
-        out.append((key, str(item)))
-    return out
+def tags(body: Mapping[str, Any], **_model_bounds: Any) -> list[tuple[str, str]]:
+    """`Tags`, a list of {Key, Value}, as (key, value) pairs in the order sent; the limits
+    across a request and a resource (a key twice, at most 50) are the domain's."""
+    return [(str(tag["Key"]), str(tag["Value"])) for tag in body.get("Tags") or []]
 
 
 def tag_keys(body: Mapping[str, Any]) -> list[str]:
-    value = body.get("TagKeys")
-    if value is None:
-        raise _missing("tagKeys")
-    _check_type("list", value, "TagKeys")
-    return [_tag_key(key, f"tagKeys.{i}.member") for i, key in enumerate(value, start=1)]
+    return [str(key) for key in body.get("TagKeys") or []]
 
 
 def tag_list(values: Mapping[str, str]) -> list[dict[str, str]]:
@@ -347,13 +222,10 @@ def refuse_changed_fixed_settings(body: Mapping[str, Any], region: str, account_
         )
     network = body.get("NetworkConfiguration")
     if network is not None:
-        _check_type("object", network, "NetworkConfiguration")
         egress = network.get("EgressConfiguration") or {}
         ingress = network.get("IngressConfiguration") or {}
         if (
-            not isinstance(egress, dict)
-            or not isinstance(ingress, dict)
-            or egress.get("EgressType", "DEFAULT") != "DEFAULT"
+            egress.get("EgressType", "DEFAULT") != "DEFAULT"
             or egress.get("VpcConnectorArn") not in (None, "")
             or ingress.get("IsPubliclyAccessible", True) is not True
             or network.get("IpAddressType", "IPV4") != "IPV4"
@@ -363,10 +235,8 @@ def refuse_changed_fixed_settings(body: Mapping[str, Any], region: str, account_
                 "not supported by this server."
             )
     observability = body.get("ObservabilityConfiguration")
-    if observability is not None:
-        _check_type("object", observability, "ObservabilityConfiguration")
-        if observability.get("ObservabilityEnabled") is not False:
-            raise invalid_request("ObservabilityConfiguration is not supported by this server.")
+    if observability is not None and observability.get("ObservabilityEnabled") is not False:
+        raise invalid_request("ObservabilityConfiguration is not supported by this server.")
 
 
 # ----- writing responses -----
@@ -501,7 +371,8 @@ def _validation_record(record: Mapping[str, Any]) -> dict[str, Any]:
     ):
         value = pick(*keys)
         if value is not None:
-            out[wire] = str(value)
+            # App Runner prints record names without the final dot of a full name.
+            out[wire] = str(value).rstrip(".") if wire == "Name" else str(value)
     status = pick("status", "Status")
     if status is not None:
         out["Status"] = _RECORD_STATUS.get(str(status), "PENDING_VALIDATION")

@@ -231,6 +231,13 @@ class CustomDomainRepository(Protocol):
         (created_at, service_id, domain_name) order after `after`."""
         ...
 
+    async def binding(
+        self, account_id: str | None, limit: int
+    ) -> list[tuple[CustomDomain, Certificate]]:
+        """Associations whose issued certificate is being bound (BINDING_CERTIFICATE),
+        with their certificate records, oldest first."""
+        ...
+
 
 class JobRepository(Protocol):
     """The jobs of the unit of work's transaction: enqueued with the state change that

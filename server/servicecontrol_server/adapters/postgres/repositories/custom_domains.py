@@ -116,30 +116,7 @@ class CustomDomainRepository:
     ) -> list[tuple[CustomDomain, Certificate]]:
         """Associations waiting for DNS validation, with their certificate records, in
         (created_at, service_id, domain_name) order after `after`."""
-        query = (
-            select(
-                custom_domains.c.service_id,
-                custom_domains.c.domain_name,
-                custom_domains.c.enable_www_subdomain,
-                custom_domains.c.status.label("domain_status"),
-                custom_domains.c.created_at.label("domain_created_at"),
-                certificates,
-            )
-            .join(
-                certificates,
-                certificates.c.certificate_id == custom_domains.c.certificate_id,
-            )
-            .where(
-                custom_domains.c.status
-                == CustomDomainStatus.PENDING_CERTIFICATE_DNS_VALIDATION.value
-            )
-            .order_by(
-                custom_domains.c.created_at,
-                custom_domains.c.service_id,
-                custom_domains.c.domain_name,
-            )
-            .limit(limit)
-        )
+        query = _with_certificates(CustomDomainStatus.PENDING_CERTIFICATE_DNS_VALIDATION, limit)
         if account_id is not None:
             query = query.where(certificates.c.account_id == account_id)
         if after is not None:
@@ -151,22 +128,17 @@ class CustomDomainRepository:
                 )
                 > tuple_(*after)
             )
-        rows = (await self.conn.execute(query)).mappings().all()
-        return [
-            (
-                CustomDomain(
-                    service_id=row["service_id"],
-                    domain_name=row["domain_name"],
-                    enable_www_subdomain=row["enable_www_subdomain"],
-                    status=CustomDomainStatus(row["domain_status"]),
-                    certificate_id=row["certificate_id"],
-                    created_at=row["domain_created_at"],
-                    validation_records=row["validation_records"],
-                ),
-                certificate_from_row(row),
-            )
-            for row in rows
-        ]
+        return _joined(await self.conn.execute(query))
+
+    async def binding(
+        self, account_id: str | None, limit: int
+    ) -> list[tuple[CustomDomain, Certificate]]:
+        """Associations whose issued certificate is being bound, oldest first. Rare and
+        short-lived (the validation pass binds them right after), so no index of their own."""
+        query = _with_certificates(CustomDomainStatus.BINDING_CERTIFICATE, limit)
+        if account_id is not None:
+            query = query.where(certificates.c.account_id == account_id)
+        return _joined(await self.conn.execute(query))
 
     async def remove_all(self, service_id: str) -> list[str]:
         """Deletes every association of the service; returns their certificate ids."""
@@ -179,6 +151,47 @@ class CustomDomainRepository:
                 )
             ).scalars()
         )
+
+
+def _with_certificates(status: CustomDomainStatus, limit: int) -> Select[Any]:
+    """The associations in `status` joined with their certificate records, in
+    (created_at, service_id, domain_name) order."""
+    return (
+        select(
+            custom_domains.c.service_id,
+            custom_domains.c.domain_name,
+            custom_domains.c.enable_www_subdomain,
+            custom_domains.c.status.label("domain_status"),
+            custom_domains.c.created_at.label("domain_created_at"),
+            certificates,
+        )
+        .join(certificates, certificates.c.certificate_id == custom_domains.c.certificate_id)
+        .where(custom_domains.c.status == status.value)
+        .order_by(
+            custom_domains.c.created_at,
+            custom_domains.c.service_id,
+            custom_domains.c.domain_name,
+        )
+        .limit(limit)
+    )
+
+
+def _joined(result: Any) -> list[tuple[CustomDomain, Certificate]]:
+    return [
+        (
+            CustomDomain(
+                service_id=row["service_id"],
+                domain_name=row["domain_name"],
+                enable_www_subdomain=row["enable_www_subdomain"],
+                status=CustomDomainStatus(row["domain_status"]),
+                certificate_id=row["certificate_id"],
+                created_at=row["domain_created_at"],
+                validation_records=row["validation_records"],
+            ),
+            certificate_from_row(row),
+        )
+        for row in result.mappings().all()
+    ]
 
 
 def custom_domain_from_row(row: RowMapping) -> CustomDomain:
