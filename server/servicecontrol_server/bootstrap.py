@@ -31,6 +31,7 @@ from .adapters.postgres.presence import AdvisoryLockPresence, announce_worker
 from .adapters.postgres.repositories import OPERATIONS_CHANNEL
 from .adapters.postgres.unit_of_work import PostgresUnitOfWork
 from .api.use_cases import UseCases
+from .application.config_commands import ConfigCommands
 from .application.connection_commands import ConnectionCommands
 from .application.dns import DnsValidation
 from .application.domain_commands import DomainCommands
@@ -218,6 +219,7 @@ async def build(settings: Settings, url: str, *, migrate: bool | None = None) ->
         connections=resources.connections,
         domains=resources.domains,
         tags=TagCommands(uow, settings),
+        configs=ConfigCommands(uow, settings),
         events=EventQueries(
             EventLog(engine, listener=listener, poll_seconds=settings.job_poll_seconds)
         ),

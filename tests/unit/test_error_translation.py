@@ -91,6 +91,7 @@ def use_cases(make: Callable[[], Exception]) -> tuple[UseCases, Failing]:
             connections=failing,  # type: ignore[arg-type]
             domains=failing,  # type: ignore[arg-type]
             tags=failing,  # type: ignore[arg-type]
+            configs=failing,  # type: ignore[arg-type]
             events=failing,  # type: ignore[arg-type]
             identity=Admitting(),  # type: ignore[arg-type]
             settings=settings,

@@ -24,6 +24,8 @@ from .objectstore import (
 from .repositories import (
     AccountRepository,
     CertificateRepository,
+    ConfigPosition,
+    ConfigResourceRepository,
     ConnectionRepository,
     Cursor,
     CustomDomainRepository,
@@ -46,6 +48,8 @@ __all__ = [
     "ClaimedJob",
     "ComputeDriver",
     "ComputeError",
+    "ConfigPosition",
+    "ConfigResourceRepository",
     "ConnectionRepository",
     "Cursor",
     "CustomDomainRepository",

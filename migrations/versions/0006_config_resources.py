@@ -1,0 +1,92 @@
+"""Auto scaling and observability configurations, and the services' references to them.
+
+Revision ID: 0006
+Revises: 0004
+Create Date: 2026-12-02
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import sqlalchemy as sa
+from alembic import op
+from sqlalchemy.dialects import postgresql
+
+revision: str = "0006"
+down_revision: str | None = "0004"
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+
+def upgrade() -> None:
+    op.create_table(
+        "config_resources",
+        sa.Column("config_id", sa.Text(), nullable=False),
+        sa.Column("account_id", sa.Text(), nullable=False),
+        sa.Column("kind", sa.Text(), nullable=False),
+        sa.Column("name", sa.Text(), nullable=False),
+        sa.Column("revision", sa.Integer(), nullable=False),
+        sa.Column("arn", sa.Text(), nullable=False),
+        sa.Column("status", sa.Text(), nullable=False),
+        sa.Column(
+            "settings",
+            postgresql.JSONB(astext_type=sa.Text()),
+            server_default=sa.text("'{}'::jsonb"),
+            nullable=False,
+        ),
+        sa.Column("is_default", sa.Boolean(), server_default=sa.text("false"), nullable=False),
+        sa.Column(
+            "created_at",
+            postgresql.TIMESTAMP(timezone=True),
+            server_default=sa.text("now()"),
+            nullable=False,
+        ),
+        sa.Column("deleted_at", postgresql.TIMESTAMP(timezone=True), nullable=True),
+        sa.PrimaryKeyConstraint("config_id", name="pk_config_resources"),
+        sa.UniqueConstraint("arn", name="uq_config_resources_arn"),
+    )
+    op.create_index(
+        "ix_config_resources_active_revision",
+        "config_resources",
+        ["account_id", "kind", "name", "revision"],
+        unique=True,
+        postgresql_where=sa.text("status = 'ACTIVE'"),
+    )
+    op.create_index(
+        "ix_config_resources_default",
+        "config_resources",
+        ["account_id", "kind"],
+        unique=True,
+        postgresql_where=sa.text("is_default"),
+    )
+    op.add_column(
+        "service_configurations",
+        sa.Column("auto_scaling_configuration_arn", sa.Text(), nullable=True),
+    )
+    op.add_column(
+        "service_configurations",
+        sa.Column("observability_configuration_arn", sa.Text(), nullable=True),
+    )
+    op.create_index(
+        "ix_service_configurations_auto_scaling",
+        "service_configurations",
+        ["auto_scaling_configuration_arn"],
+        postgresql_where=sa.text("auto_scaling_configuration_arn IS NOT NULL"),
+    )
+    op.create_index(
+        "ix_service_configurations_observability",
+        "service_configurations",
+        ["observability_configuration_arn"],
+        postgresql_where=sa.text("observability_configuration_arn IS NOT NULL"),
+    )
+
+
+def downgrade() -> None:
+    op.drop_index("ix_service_configurations_observability", table_name="service_configurations")
+    op.drop_index("ix_service_configurations_auto_scaling", table_name="service_configurations")
+    op.drop_column("service_configurations", "observability_configuration_arn")
+    op.drop_column("service_configurations", "auto_scaling_configuration_arn")
+    op.drop_index("ix_config_resources_default", table_name="config_resources")
+    op.drop_index("ix_config_resources_active_revision", table_name="config_resources")
+    op.drop_table("config_resources")
