@@ -211,6 +211,15 @@ SAMPLE_MEMBERS: dict[str, Any] = {
     "ResourceArn": ARN,
     "Tags": [{"Key": "team", "Value": "web"}],
     "TagKeys": ["team"],
+    # Auto scaling and observability configurations.
+    "AutoScalingConfigurationName": "high-availability",
+    "AutoScalingConfigurationArn": (
+        f"arn:aws:apprunner:us-east-1:{ACCOUNT}:autoscalingconfiguration/high-availability"
+    ),
+    "ObservabilityConfigurationName": "tracing",
+    "ObservabilityConfigurationArn": (
+        f"arn:aws:apprunner:us-east-1:{ACCOUNT}:observabilityconfiguration/tracing"
+    ),
 }
 
 
