@@ -58,7 +58,7 @@ async def test_revisions_describe_list_and_pages(aws: AppRunnerClient) -> None:
     assert (first["MaxConcurrency"], first["MinSize"], first["MaxSize"]) == (100, 1, 25)
     assert (second["MaxConcurrency"], second["MinSize"], second["MaxSize"]) == (50, 2, 10)
     assert first["AutoScalingConfigurationArn"].startswith(f"{PREFIX}/high-avail/1/")
-    assert first["Status"].upper() == "ACTIVE" and second["Latest"]
+    assert first["Status"] == "active" and second["Latest"]
     assert (second["IsDefault"], second["HasAssociatedService"]) == (False, False)
     assert "DeletedAt" not in second
 
@@ -134,11 +134,11 @@ async def test_delete_one_revision_or_all_and_the_default(aws: AppRunnerClient) 
     deleted = (await aws.delete_auto_scaling_configuration(AutoScalingConfigurationArn=arn))[
         "AutoScalingConfiguration"
     ]
-    assert deleted["Status"].upper() == "INACTIVE" and "DeletedAt" in deleted
+    assert deleted["Status"] == "inactive" and "DeletedAt" in deleted
     again = (await aws.describe_auto_scaling_configuration(AutoScalingConfigurationArn=arn))[
         "AutoScalingConfiguration"
     ]
-    assert again["Status"].upper() == "INACTIVE"
+    assert again["Status"] == "inactive"
     with pytest.raises(ClientError) as refused:
         await aws.list_tags_for_resource(ResourceArn=arn)
     assert error_of(refused)[0] == "ResourceNotFoundException"

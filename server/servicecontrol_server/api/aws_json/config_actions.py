@@ -18,6 +18,11 @@ NAME_MIN, NAME_MAX = 4, 32
 
 
 def wire_status(config: ConfigResource) -> str:
+    """App Runner answers an auto scaling configuration's status in lowercase (`active`,
+    `inactive`), though its model lists the values in uppercase; Terraform waits on the
+    lowercase values. An observability configuration's status is uppercase, as modelled."""
+    if config.kind is ConfigKind.AUTO_SCALING:
+        return config.status.value.lower()
     return config.status.value
 
 
