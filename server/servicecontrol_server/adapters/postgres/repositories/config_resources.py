@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import text
+from sqlalchemy import select, text
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.engine import RowMapping
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -129,11 +129,21 @@ class ConfigResourceRepository:
         return list((await self.conn.execute(query, params)).mappings().all())
 
     async def ensure_default(self, default: ConfigResource) -> None:
-        await self.conn.execute(
-            pg_insert(config_resources)
-            .values(_values(default))
-            .on_conflict_do_nothing(index_elements=["config_id"])
-        )
+        # Runs on reads too: when the row exists (nearly always) nothing is written, not
+        # even a speculative insert, so a read stays a read.
+        exists = (
+            await self.conn.execute(
+                select(config_resources.c.config_id).where(
+                    config_resources.c.config_id == default.config_id
+                )
+            )
+        ).first()
+        if exists is None:
+            await self.conn.execute(
+                pg_insert(config_resources)
+                .values(_values(default))
+                .on_conflict_do_nothing(index_elements=["config_id"])
+            )
 
     async def get(
         self, account_id: str, kind: ConfigKind, config_id: str, *, for_update: bool = False
