@@ -4,12 +4,14 @@ services that use them. Every answer is held to botocore's model."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from botocore.exceptions import ClientError
 
+from servicecontrol_server.domain.identity import Role
 from tests.support.aws import AppRunnerClient, Recorder
 from tests.support.server import ACCOUNT, OTHER_ACCOUNT, Harness
 
@@ -334,3 +336,62 @@ async def test_another_account_sees_nothing(harness: Harness, recorder: Recorder
             AutoScalingConfigurationArn=arn,
         )
     assert error_of(refused)[0] == "InvalidRequestException"
+
+
+async def test_a_reader_key_reads_configurations_and_may_not_change_them(
+    harness: Harness, recorder: Recorder
+) -> None:
+    reader = await harness.new_key(role=Role.READER)
+    aws = AppRunnerClient(harness.aws_port, recorder, (reader.key.key_id, reader.secret))
+    listed = await aws.list_auto_scaling_configurations()
+    assert len(listed["AutoScalingConfigurationSummaryList"]) == 1
+    await aws.list_observability_configurations()
+    for call in (
+        aws.create_auto_scaling_configuration(AutoScalingConfigurationName="by-reader"),
+        aws.create_observability_configuration(ObservabilityConfigurationName="by-reader"),
+        aws.update_default_auto_scaling_configuration(
+            AutoScalingConfigurationArn=f"{PREFIX}/x-y-z"
+        ),
+        aws.delete_auto_scaling_configuration(AutoScalingConfigurationArn=f"{PREFIX}/x-y-z"),
+        aws.delete_observability_configuration(ObservabilityConfigurationArn=f"{OBS_PREFIX}/x-y-z"),
+    ):
+        with pytest.raises(ClientError) as refused:
+            await call
+        assert error_of(refused)[0] == "AccessDeniedException"
+
+
+async def test_concurrent_creates_of_one_name_make_distinct_revisions(
+    harness: Harness, aws: AppRunnerClient
+) -> None:
+    made = await asyncio.gather(
+        *(
+            aws.create_auto_scaling_configuration(AutoScalingConfigurationName="raced")
+            for _ in range(5)
+        )
+    )
+    revisions = sorted(
+        m["AutoScalingConfiguration"]["AutoScalingConfigurationRevision"] for m in made
+    )
+    assert revisions == [1, 2, 3, 4, 5]
+    with pytest.raises(ClientError) as refused:
+        await aws.create_auto_scaling_configuration(AutoScalingConfigurationName="raced")
+    assert error_of(refused)[0] == "ServiceQuotaExceededException"
+
+
+async def test_service_references_are_checked_on_the_wire(aws: AppRunnerClient) -> None:
+    with pytest.raises(ClientError) as refused:
+        await aws.create_service(
+            ServiceName="traced-web",
+            SourceConfiguration=IMAGE_SOURCE,
+            ObservabilityConfiguration={"ObservabilityEnabled": True},
+        )
+    code, message = error_of(refused)
+    assert code == "InvalidRequestException" and "observabilityConfigurationArn" in message
+    with pytest.raises(ClientError) as refused:
+        await aws.create_service(
+            ServiceName="scaled-web",
+            SourceConfiguration=IMAGE_SOURCE,
+            AutoScalingConfigurationArn=f"{PREFIX}/never-made",
+        )
+    assert error_of(refused)[0] == "InvalidRequestException"
+    assert (await aws.list_services())["ServiceSummaryList"] == []
