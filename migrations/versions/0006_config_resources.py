@@ -1,5 +1,9 @@
 """Auto scaling and observability configurations, and the services' references to them.
 
+Services that exist already were shown the account's built-in DefaultConfiguration
+revision 1 (under the same ARN, derived from the region and account); they are recorded as
+using it, and that revision is created for their accounts.
+
 Revision ID: 0006
 Revises: 0004
 Create Date: 2026-12-02
@@ -80,6 +84,40 @@ def upgrade() -> None:
         ["observability_configuration_arn"],
         postgresql_where=sa.text("observability_configuration_arn IS NOT NULL"),
     )
+    op.execute(BACKFILL_DEFAULTS)
+    op.execute(BACKFILL_REFERENCES)
+
+
+# The built-in DefaultConfiguration of every (account, region) that has services, with the
+# id domain/config_resources.default_config_id derives, and App Runner's default values.
+# (The escaped colons keep SQLAlchemy's text() from reading them as bind parameters.)
+BACKFILL_DEFAULTS = """
+INSERT INTO config_resources
+    (config_id, account_id, kind, name, revision, arn, status, settings, is_default)
+SELECT d.config_id, d.account_id, 'autoscalingconfiguration', 'DefaultConfiguration', 1,
+       'arn:aws:apprunner:' || d.region || ':' || d.account_id
+           || '\\:autoscalingconfiguration/DefaultConfiguration/1/' || d.config_id,
+       'ACTIVE', '{"max_concurrency": 100, "min_size": 1, "max_size": 25}'::jsonb, true
+FROM (
+    SELECT DISTINCT account_id, region,
+        left(encode(sha256(convert_to(region || ':' || account_id || '\\:autoscaling', 'UTF8')),
+                    'hex'), 32) AS config_id
+    FROM services
+) d
+ON CONFLICT DO NOTHING
+"""
+
+# Every service with a configuration uses its account's DefaultConfiguration revision 1.
+BACKFILL_REFERENCES = """
+UPDATE service_configurations c
+SET auto_scaling_configuration_arn =
+    'arn:aws:apprunner:' || s.region || ':' || s.account_id
+    || '\\:autoscalingconfiguration/DefaultConfiguration/1/'
+    || left(encode(sha256(convert_to(s.region || ':' || s.account_id || '\\:autoscaling',
+                                     'UTF8')), 'hex'), 32)
+FROM services s
+WHERE s.service_id = c.service_id AND c.auto_scaling_configuration_arn IS NULL
+"""
 
 
 def downgrade() -> None:
