@@ -17,9 +17,9 @@ from sqlalchemy import BigInteger, Column, Index, MetaData, Text, text
 from servicecontrol_server.adapters.postgres import migrate, schema
 from servicecontrol_server.adapters.postgres.database import libpq_url, with_database
 
-# The chain: 0001, 0005 (indexes), 0002 (identity), 0004 (resource tags), 0006
-# (auto scaling and observability configurations).
-HEAD = "0006"
+# The chain: 0001, 0005 (indexes), 0002 (identity), 0004 (resource tags), 0006 (retry window),
+# 0008 (auto scaling and observability configurations).
+HEAD = "0008"
 
 
 @pytest.fixture
@@ -237,14 +237,14 @@ def test_migrations_dir_is_the_repository_one_unless_overridden(
 def test_existing_services_come_to_use_their_accounts_built_in_default(
     empty_database_url: str,
 ) -> None:
-    """0006 records the built-in DefaultConfiguration (the ARN services were shown before)
+    """0008 records the built-in DefaultConfiguration (the ARN services were shown before)
     as what every existing service uses, and creates that revision for its account."""
     from alembic import command
 
     from servicecontrol_server.domain.config_resources import default_auto_scaling
 
     with migrate._migration_lock(empty_database_url) as conn:
-        command.upgrade(migrate.alembic_config(empty_database_url, conn), "0004")
+        command.upgrade(migrate.alembic_config(empty_database_url, conn), "0006")
         conn.commit()
     account, region = "123456789012", "eu-west-1"
     with psycopg.connect(libpq_url(empty_database_url)) as conn:

@@ -4,8 +4,8 @@ Services that exist already were shown the account's built-in DefaultConfigurati
 revision 1 (under the same ARN, derived from the region and account); they are recorded as
 using it, and that revision is created for their accounts.
 
-Revision ID: 0006
-Revises: 0004
+Revision ID: 0008
+Revises: 0006
 Create Date: 2026-12-02
 """
 
@@ -17,8 +17,8 @@ import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects import postgresql
 
-revision: str = "0006"
-down_revision: str | None = "0004"
+revision: str = "0008"
+down_revision: str | None = "0006"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
