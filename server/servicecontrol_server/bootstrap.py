@@ -35,6 +35,7 @@ from .adapters.postgres.traced import TracedPostgresUnitOfWork
 from .adapters.postgres.unit_of_work import PostgresUnitOfWork
 from .api.use_cases import UseCases
 from .application.backpressure import BacklogGate
+from .application.config_commands import ConfigCommands
 from .application.connection_commands import ConnectionCommands
 from .application.dns import DnsValidation
 from .application.domain_commands import DomainCommands
@@ -261,6 +262,7 @@ async def build(settings: Settings, url: str, *, migrate: bool | None = None) ->
         connections=resources.connections,
         domains=resources.domains,
         tags=TagCommands(uow, settings),
+        configs=ConfigCommands(uow, settings),
         events=EventQueries(
             EventLog(engine, listener=listener, poll_seconds=settings.job_poll_seconds)
         ),

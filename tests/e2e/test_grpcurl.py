@@ -62,6 +62,25 @@ EXPECTED: dict[str, tuple[int, list[str]]] = {
     "TagResource": (0, []),
     "ListTagsForResource": (0, ['"team": "web"', '"env": "test"']),
     "UntagResource": (0, []),
+    # Auto scaling and observability configurations.
+    "CreateAutoScalingConfiguration": (
+        0,
+        [
+            f":{DOC_ACCOUNT}:autoscalingconfiguration/high-availability/1/",
+            '"min_size": 2',
+            '"max_concurrency": 100',
+        ],
+    ),
+    "DescribeAutoScalingConfiguration": (0, ['"status": "ACTIVE"', '"latest": true']),
+    "ListAutoScalingConfigurations": (0, ["DefaultConfiguration", "high-availability"]),
+    "UpdateDefaultAutoScalingConfiguration": (0, ['"is_default": true', "DefaultConfiguration"]),
+    # The service made above uses the account's default.
+    "ListServicesForAutoScalingConfiguration": (0, [f":{DOC_ACCOUNT}:service/hello-web/"]),
+    "DeleteAutoScalingConfiguration": (0, ['"status": "INACTIVE"', '"deleted_at"']),
+    "CreateObservabilityConfiguration": (0, ['"trace_vendor": "AWSXRAY"', "/tracing/1/"]),
+    "DescribeObservabilityConfiguration": (0, ['"status": "ACTIVE"']),
+    "ListObservabilityConfigurations": (0, ['"observability_configuration_name": "tracing"']),
+    "DeleteObservabilityConfiguration": (0, ['"status": "INACTIVE"']),
     "AssociateCustomDomain": (0, ['"domain_name": "app.example.com"', '"dns_target"']),
     "DescribeCustomDomains": (0, ['"domain_name": "app.example.com"']),
     "DisassociateCustomDomain": (0, ['"domain_name": "app.example.com"']),

@@ -21,7 +21,8 @@ from botocore.exceptions import ClientError
 from sqlalchemy import text
 
 from servicecontrol.v1 import resources_pb2 as pb
-from servicecontrol_server.api.aws_json import shapes
+from servicecontrol_server.api.aws_json import config_actions, shapes
+from servicecontrol_server.domain.config_resources import default_auto_scaling
 from servicecontrol_server.domain.errors import BackendUnavailable
 from servicecontrol_server.domain.model import Service, ServiceConfiguration, ServiceStatus
 from tests.support.aws import (
@@ -509,6 +510,13 @@ def _domain_service(status: ServiceStatus, configured: bool) -> Service:
     )
 
 
+def _service_shape(svc: Service) -> dict[str, Any]:
+    summary = config_actions.auto_scaling_summary(
+        default_auto_scaling("us-east-1", ACCOUNT, svc.created_at)
+    )
+    return shapes.service(svc, summary)
+
+
 def test_shape_checker_has_teeth() -> None:
     output = service_model().operation_model("DescribeService").output_shape
     assert output is not None
@@ -516,11 +524,11 @@ def test_shape_checker_has_teeth() -> None:
         _domain_service(ServiceStatus.RUNNING, True),
         _domain_service(ServiceStatus.DELETED, False),
     ):
-        valid = json.loads(json.dumps({"Service": shapes.service(svc)}))
+        valid = json.loads(json.dumps({"Service": _service_shape(svc)}))
         assert shape_problems(output, valid) == []
 
     good = json.loads(
-        json.dumps({"Service": shapes.service(_domain_service(ServiceStatus.RUNNING, True))})
+        json.dumps({"Service": _service_shape(_domain_service(ServiceStatus.RUNNING, True))})
     )
     drifts: dict[str, tuple[Any, str]] = {
         "unknown member": (("Service", "Etag", '"abc"'), "not a member of Service"),

@@ -15,6 +15,7 @@ import grpc
 import pytest
 from botocore.exceptions import ClientError
 
+from servicecontrol.v1 import config_resources_pb2 as cpb
 from servicecontrol.v1 import resources_pb2 as pb
 from servicecontrol.v1 import service_control_pb2 as api
 from servicecontrol_server.api.aws_json.actions import ACTIONS
@@ -28,6 +29,7 @@ IMAGE = pb.SourceConfiguration(
 )
 DOMAIN = "shop.example.com"
 CONNECTION = "first-conn"
+SCALING = "first-scaling"
 
 
 @dataclass
@@ -41,6 +43,11 @@ class Resources:
     missing_service_arn: str
     missing_operation_id: str
     missing_connection_arn: str
+    # Auto scaling and observability configuration revisions.
+    scaling_arn: str = ""
+    missing_scaling_arn: str = ""
+    observability_arn: str = ""
+    missing_observability_arn: str = ""
 
 
 def _missing(arn: str) -> str:
@@ -66,7 +73,21 @@ async def first(harness: Harness) -> Resources:
         api.CreateConnectionRequest(connection_name=CONNECTION, provider_type=pb.Connection.GITHUB),
         metadata=harness.meta(),
     )
+    scaling = await harness.stub.CreateAutoScalingConfiguration(
+        cpb.CreateAutoScalingConfigurationRequest(auto_scaling_configuration_name=SCALING),
+        metadata=harness.meta(),
+    )
+    tracing = await harness.stub.CreateObservabilityConfiguration(
+        cpb.CreateObservabilityConfigurationRequest(observability_configuration_name=SCALING),
+        metadata=harness.meta(),
+    )
+    scaling_arn = scaling.auto_scaling_configuration.auto_scaling_configuration_arn
+    tracing_arn = tracing.observability_configuration.observability_configuration_arn
     return Resources(
+        scaling_arn=scaling_arn,
+        missing_scaling_arn=_missing(scaling_arn),
+        observability_arn=tracing_arn,
+        missing_observability_arn=_missing(tracing_arn),
         service_arn=svc.service_arn,
         service_name=svc.service_name,
         operation_id=paused.operation_id,
@@ -123,6 +144,31 @@ GRPC_NOT_FOUND: dict[str, Request] = {
         resource_arn=_svc(r, f), tag_keys=["team"]
     ),
     "ListTagsForResource": lambda r, f: api.ListTagsForResourceRequest(resource_arn=_svc(r, f)),
+    # Auto scaling and observability configurations.
+    "DescribeAutoScalingConfiguration": lambda r, f: cpb.DescribeAutoScalingConfigurationRequest(
+        auto_scaling_configuration_arn=_scaling(r, f)
+    ),
+    "DeleteAutoScalingConfiguration": lambda r, f: cpb.DeleteAutoScalingConfigurationRequest(
+        auto_scaling_configuration_arn=_scaling(r, f)
+    ),
+    "UpdateDefaultAutoScalingConfiguration": lambda r, f: (
+        cpb.UpdateDefaultAutoScalingConfigurationRequest(
+            auto_scaling_configuration_arn=_scaling(r, f)
+        )
+    ),
+    "ListServicesForAutoScalingConfiguration": lambda r, f: (
+        cpb.ListServicesForAutoScalingConfigurationRequest(
+            auto_scaling_configuration_arn=_scaling(r, f)
+        )
+    ),
+    "DescribeObservabilityConfiguration": lambda r, f: (
+        cpb.DescribeObservabilityConfigurationRequest(
+            observability_configuration_arn=_tracing(r, f)
+        )
+    ),
+    "DeleteObservabilityConfiguration": lambda r, f: cpb.DeleteObservabilityConfigurationRequest(
+        observability_configuration_arn=_tracing(r, f)
+    ),
 }
 # Listings and creations: nothing of the first account shows, and its names are free.
 GRPC_EMPTY_LISTS: dict[str, Callable[[Resources], Any]] = {
@@ -130,6 +176,12 @@ GRPC_EMPTY_LISTS: dict[str, Callable[[Resources], Any]] = {
     "ListConnections": lambda r: api.ListConnectionsRequest(connection_name=CONNECTION),
     "ListCertificates": lambda r: api.ListCertificatesRequest(domain_name=DOMAIN),
     "WatchEvents": lambda r: api.WatchEventsRequest(cursor="0"),
+    "ListAutoScalingConfigurations": lambda r: cpb.ListAutoScalingConfigurationsRequest(
+        latest_only=False
+    ),
+    "ListObservabilityConfigurations": lambda r: cpb.ListObservabilityConfigurationsRequest(
+        latest_only=False
+    ),
 }
 GRPC_CREATES: dict[str, Callable[[Resources], Any]] = {
     "CreateService": lambda r: api.CreateServiceRequest(
@@ -137,6 +189,13 @@ GRPC_CREATES: dict[str, Callable[[Resources], Any]] = {
     ),
     "CreateConnection": lambda r: api.CreateConnectionRequest(
         connection_name=CONNECTION, provider_type=pb.Connection.GITHUB, validate_only=True
+    ),
+    # A revision of the same name in the second account is its own revision 1.
+    "CreateAutoScalingConfiguration": lambda r: cpb.CreateAutoScalingConfigurationRequest(
+        auto_scaling_configuration_name=SCALING
+    ),
+    "CreateObservabilityConfiguration": lambda r: cpb.CreateObservabilityConfigurationRequest(
+        observability_configuration_name=SCALING
     ),
 }
 
@@ -154,6 +213,14 @@ def _svc(r: Resources, foreign: bool) -> str:
 
 def _op(r: Resources, foreign: bool) -> str:
     return r.operation_id if foreign else r.missing_operation_id
+
+
+def _scaling(r: Resources, foreign: bool) -> str:
+    return r.scaling_arn if foreign else r.missing_scaling_arn
+
+
+def _tracing(r: Resources, foreign: bool) -> str:
+    return r.observability_arn if foreign else r.missing_observability_arn
 
 
 async def _error(call: Awaitable[Any]) -> RichError | None:
@@ -179,6 +246,10 @@ async def test_every_rpc_treats_another_accounts_resources_as_missing(
         first.missing_operation_id,
         first.connection_arn,
         first.missing_connection_arn,
+        first.scaling_arn,
+        first.missing_scaling_arn,
+        first.observability_arn,
+        first.missing_observability_arn,
     )
     leaks: list[str] = []
     for name, make in GRPC_NOT_FOUND.items():
@@ -229,6 +300,14 @@ async def _unchanged(harness: Harness, first: Resources) -> None:
         api.ListConnectionsRequest(), metadata=harness.meta()
     )
     assert [c.connection_arn for c in conns.connections] == [first.connection_arn]
+    scaling = await harness.stub.DescribeAutoScalingConfiguration(
+        cpb.DescribeAutoScalingConfigurationRequest(
+            auto_scaling_configuration_arn=first.scaling_arn
+        ),
+        metadata=harness.meta(),
+    )
+    assert scaling.auto_scaling_configuration.status == cpb.AutoScalingConfiguration.ACTIVE
+    assert not scaling.auto_scaling_configuration.is_default
 
 
 # ----- App Runner actions -----
@@ -273,10 +352,37 @@ AWS_NOT_FOUND: dict[str, AwsCall] = {
         "list_tags_for_resource",
         {"ResourceArn": _svc(r, f)},
     ),
+    # Auto scaling and observability configurations.
+    "DescribeAutoScalingConfiguration": lambda r, f: (
+        "describe_auto_scaling_configuration",
+        {"AutoScalingConfigurationArn": _scaling(r, f)},
+    ),
+    "DeleteAutoScalingConfiguration": lambda r, f: (
+        "delete_auto_scaling_configuration",
+        {"AutoScalingConfigurationArn": _scaling(r, f)},
+    ),
+    "UpdateDefaultAutoScalingConfiguration": lambda r, f: (
+        "update_default_auto_scaling_configuration",
+        {"AutoScalingConfigurationArn": _scaling(r, f)},
+    ),
+    "ListServicesForAutoScalingConfiguration": lambda r, f: (
+        "list_services_for_auto_scaling_configuration",
+        {"AutoScalingConfigurationArn": _scaling(r, f)},
+    ),
+    "DescribeObservabilityConfiguration": lambda r, f: (
+        "describe_observability_configuration",
+        {"ObservabilityConfigurationArn": _tracing(r, f)},
+    ),
+    "DeleteObservabilityConfiguration": lambda r, f: (
+        "delete_observability_configuration",
+        {"ObservabilityConfigurationArn": _tracing(r, f)},
+    ),
 }
 AWS_LISTS: dict[str, tuple[str, dict[str, Any]]] = {
     "ListServices": ("list_services", {}),
     "ListConnections": ("list_connections", {"ConnectionName": CONNECTION}),
+    "ListAutoScalingConfigurations": ("list_auto_scaling_configurations", {"LatestOnly": False}),
+    "ListObservabilityConfigurations": ("list_observability_configurations", {"LatestOnly": False}),
 }
 AWS_CREATES: dict[str, Callable[[Resources], tuple[str, dict[str, Any]]]] = {
     "CreateService": lambda r: (
@@ -294,6 +400,14 @@ AWS_CREATES: dict[str, Callable[[Resources], tuple[str, dict[str, Any]]]] = {
     "CreateConnection": lambda r: (
         "create_connection",
         {"ConnectionName": CONNECTION, "ProviderType": "GITHUB"},
+    ),
+    "CreateAutoScalingConfiguration": lambda r: (
+        "create_auto_scaling_configuration",
+        {"AutoScalingConfigurationName": SCALING},
+    ),
+    "CreateObservabilityConfiguration": lambda r: (
+        "create_observability_configuration",
+        {"ObservabilityConfigurationName": SCALING},
     ),
 }
 
@@ -319,6 +433,10 @@ async def test_every_action_treats_another_accounts_resources_as_missing(
         first.missing_service_arn,
         first.connection_arn,
         first.missing_connection_arn,
+        first.scaling_arn,
+        first.missing_scaling_arn,
+        first.observability_arn,
+        first.missing_observability_arn,
     )
 
     def scrub(text: str) -> str:

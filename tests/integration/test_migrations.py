@@ -17,8 +17,9 @@ from sqlalchemy import BigInteger, Column, Index, MetaData, Text, text
 from servicecontrol_server.adapters.postgres import migrate, schema
 from servicecontrol_server.adapters.postgres.database import libpq_url, with_database
 
-# The chain: 0001, 0005 (indexes), 0002 (identity), 0004 (resource tags), 0006 (retry window).
-HEAD = "0006"
+# The chain: 0001, 0005 (indexes), 0002 (identity), 0004 (resource tags), 0006 (retry window),
+# 0008 (auto scaling and observability configurations).
+HEAD = "0008"
 
 
 @pytest.fixture
@@ -231,3 +232,53 @@ def test_migrations_dir_is_the_repository_one_unless_overridden(
 
     monkeypatch.setenv(migrate.MIGRATIONS_DIR_ENV, str(tmp_path))
     assert migrate.migrations_dir() == tmp_path.resolve()
+
+
+def test_existing_services_come_to_use_their_accounts_built_in_default(
+    empty_database_url: str,
+) -> None:
+    """0008 records the built-in DefaultConfiguration (the ARN services were shown before)
+    as what every existing service uses, and creates that revision for its account."""
+    from alembic import command
+
+    from servicecontrol_server.domain.config_resources import default_auto_scaling
+
+    with migrate._migration_lock(empty_database_url) as conn:
+        command.upgrade(migrate.alembic_config(empty_database_url, conn), "0006")
+        conn.commit()
+    account, region = "123456789012", "eu-west-1"
+    with psycopg.connect(libpq_url(empty_database_url)) as conn:
+        conn.execute("INSERT INTO accounts (account_id) VALUES (%s)", (account,))
+        for i in range(2):
+            conn.execute(
+                "INSERT INTO services (service_id, account_id, region, service_name,"
+                " service_arn, service_url, status) VALUES (%s, %s, %s, %s, %s, %s, 'RUNNING')",
+                (f"{i}" * 32, account, region, f"web-{i}", f"arn:{i}", f"u{i}.example"),
+            )
+            conn.execute(
+                "INSERT INTO service_configurations (service_id, source_configuration,"
+                " instance_configuration, health_check_configuration)"
+                " VALUES (%s, '{}', '{}', '{}')",
+                (f"{i}" * 32,),
+            )
+
+    migrate.upgrade_to_head(empty_database_url)
+
+    expected = default_auto_scaling(region, account, datetime_now())
+    with psycopg.connect(libpq_url(empty_database_url)) as conn:
+        rows = conn.execute(
+            "SELECT config_id, arn, status, is_default, settings FROM config_resources"
+        ).fetchall()
+        used = conn.execute(
+            "SELECT DISTINCT auto_scaling_configuration_arn FROM service_configurations"
+        ).fetchall()
+    assert rows == [
+        (expected.config_id, expected.arn, "ACTIVE", True, expected.settings),
+    ]
+    assert used == [(expected.arn,)]
+
+
+def datetime_now() -> Any:
+    from datetime import UTC, datetime
+
+    return datetime.now(UTC)

@@ -39,6 +39,13 @@ from servicecontrol_server.application.ports import (
     UnitOfWork,
 )
 from servicecontrol_server.domain import names
+from servicecontrol_server.domain.config_resources import (
+    ConfigKind,
+    ConfigResource,
+    ConfigStatus,
+    config_arn,
+    default_auto_scaling,
+)
 from servicecontrol_server.domain.model import (
     Certificate,
     CertificateStatus,
@@ -1216,6 +1223,146 @@ async def test_event_feed_follows_an_accounts_relayed_events(backend: Backend) -
         await asyncio.wait_for(anext(stream), 10)
     # A stream asked for with its stop already set yields nothing.
     assert [r async for r in backend.feed.follow(ACCOUNT, 0, None, stop)] == []
+
+
+# ----- auto scaling and observability configurations -----
+
+
+def new_config(
+    name: str,
+    revision: int,
+    kind: ConfigKind = ConfigKind.AUTO_SCALING,
+    account: str = ACCOUNT,
+    settings: dict[str, Any] | None = None,
+) -> ConfigResource:
+    config_id = names.new_resource_id()
+    return ConfigResource(
+        config_id=config_id,
+        account_id=account,
+        kind=kind,
+        name=name,
+        revision=revision,
+        arn=config_arn(REGION, account, kind, name, revision, config_id),
+        status=ConfigStatus.ACTIVE,
+        created_at=PLACEHOLDER,
+        settings=settings or {"max_concurrency": 100, "min_size": 1, "max_size": 25},
+    )
+
+
+async def test_config_resources_revisions_latest_default_and_listing(backend: Backend) -> None:
+    default = default_auto_scaling(REGION, ACCOUNT, PLACEHOLDER)
+    one, two, beta = new_config("alpha", 1), new_config("alpha", 2), new_config("beta", 1)
+    tracing = new_config("alpha", 1, ConfigKind.OBSERVABILITY, settings={"trace_vendor": "AWSXRAY"})
+    async with backend.uow() as uow:
+        await uow.config_resources.ensure_default(default)
+        await uow.config_resources.ensure_default(default)
+        for config in (one, two, beta, tracing, new_config("alpha", 1, account=OTHER)):
+            await uow.config_resources.add(config)
+        now = await uow.now()
+        await uow.commit()
+    assert one.created_at == now
+    repo_kind = ConfigKind.AUTO_SCALING
+    async with backend.uow() as uow:
+        repo = uow.config_resources
+        got = await repo.get(ACCOUNT, repo_kind, one.config_id)
+        assert got is not None and (got.latest, got.has_associated_service) == (False, False)
+        assert got.settings == one.settings and got.created_at == now
+        assert await repo.get(OTHER, repo_kind, one.config_id) is None
+        assert await repo.get(ACCOUNT, ConfigKind.OBSERVABILITY, one.config_id) is None
+        assert [c.revision for c in await repo.active_revisions(ACCOUNT, repo_kind, "alpha")] == [
+            1,
+            2,
+        ]
+        assert await repo.count_active_names(ACCOUNT, repo_kind) == 3
+        assert await repo.count_active_names(ACCOUNT, ConfigKind.OBSERVABILITY) == 1
+        found = await repo.get_default(ACCOUNT, repo_kind)
+        assert found is not None and found.arn == default.arn and found.is_default
+        latest = await repo.list_page(ACCOUNT, repo_kind, None, True, None, 10)
+        assert [(c.name, c.revision) for c in latest] == [
+            ("DefaultConfiguration", 1),
+            ("alpha", 2),
+            ("beta", 1),
+        ]
+        every = await repo.list_page(ACCOUNT, repo_kind, None, False, ("alpha", 1), 2)
+        assert [(c.name, c.revision, c.latest) for c in every] == [
+            ("alpha", 2, True),
+            ("beta", 1, True),
+        ]
+        named = await repo.list_page(ACCOUNT, repo_kind, "alpha", False, None, 10)
+        assert [c.revision for c in named] == [1, 2]
+        [traced] = await repo.list_page(ACCOUNT, ConfigKind.OBSERVABILITY, None, True, None, 10)
+        assert traced.settings == {"trace_vendor": "AWSXRAY"}
+        # Deleting the latest moves `latest` back; the default moves.
+        await repo.mark_inactive(two)
+        assert two.status is ConfigStatus.INACTIVE and two.deleted_at is not None
+        await repo.set_default(ACCOUNT, repo_kind, one)
+        await uow.commit()
+    async with backend.uow() as uow:
+        repo = uow.config_resources
+        again = await repo.get(ACCOUNT, repo_kind, two.config_id)
+        assert again is not None and again.status is ConfigStatus.INACTIVE
+        assert not again.latest and again.deleted_at == two.deleted_at
+        first = await repo.get(ACCOUNT, repo_kind, one.config_id)
+        assert first is not None and first.latest and first.is_default
+        moved = await repo.get_default(ACCOUNT, repo_kind)
+        assert moved is not None and moved.config_id == one.config_id
+        assert not (await repo.get(ACCOUNT, repo_kind, default.config_id)).is_default  # type: ignore[union-attr]
+        # A deleted default is not made again.
+        await repo.mark_inactive(default)
+        await repo.ensure_default(default_auto_scaling(REGION, ACCOUNT, PLACEHOLDER))
+        back = await repo.get(ACCOUNT, repo_kind, default.config_id)
+        assert back is not None and back.status is ConfigStatus.INACTIVE
+
+
+async def test_config_resources_one_active_revision_per_number(backend: Backend) -> None:
+    async with backend.uow() as uow:
+        await uow.config_resources.add(new_config("alpha", 1))
+        await uow.commit()
+    with pytest.raises(backend.integrity_errors):
+        async with backend.uow() as uow:
+            await uow.config_resources.add(new_config("alpha", 1))
+            await uow.commit()
+
+
+async def test_config_resources_services_using_them(backend: Backend) -> None:
+    scaling = new_config("alpha", 1)
+    tracing = new_config("tracing", 1, ConfigKind.OBSERVABILITY, settings={})
+    unused = new_config("beta", 1)
+    async with backend.uow() as uow:
+        for config in (scaling, tracing, unused):
+            await uow.config_resources.add(config)
+        await uow.commit()
+    first, second, gone = new_service(), new_service(), new_service()
+    for svc in (first, second, gone):
+        assert svc.configuration is not None
+        svc.configuration.auto_scaling_configuration_arn = scaling.arn
+    assert first.configuration is not None
+    first.configuration.observability_configuration_arn = tracing.arn
+    await add_services(backend, first, second, gone)
+    async with backend.uow() as uow:
+        await uow.services.mark_deleted(gone, 60)
+        await uow.commit()
+    async with backend.uow() as uow:
+        repo = uow.config_resources
+        assert await repo.in_use([scaling.arn]) and await repo.in_use([tracing.arn])
+        assert not await repo.in_use([unused.arn])
+        using = await repo.services_using(ACCOUNT, scaling.arn, None, 10)
+        assert using == sorted([first.service_arn, second.service_arn])
+        assert await repo.services_using(ACCOUNT, scaling.arn, using[0], 10) == using[1:]
+        assert await repo.services_using(OTHER, scaling.arn, None, 10) == []
+        got = await repo.get(ACCOUNT, ConfigKind.AUTO_SCALING, scaling.config_id)
+        assert got is not None and got.has_associated_service
+        got = await repo.get(ACCOUNT, ConfigKind.AUTO_SCALING, unused.config_id)
+        assert got is not None and not got.has_associated_service
+        # An update waiting to be applied counts as a use.
+        await uow.jobs.enqueue(
+            kind="update_service",
+            payload={"auto_scaling_configuration_arn": unused.arn},
+            max_attempts=3,
+            service_id=second.service_id,
+            account_id=ACCOUNT,
+        )
+        assert await repo.in_use([unused.arn])
 
 
 # ----- the object store: the adapters' contract, run against the fake -----

@@ -23,6 +23,7 @@ from google.protobuf.message import Message
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
+from servicecontrol.v1 import config_resources_pb2 as cpb
 from servicecontrol.v1 import resources_pb2 as pb
 from servicecontrol.v1 import service_control_pb2 as api
 from servicecontrol_client import (
@@ -48,6 +49,11 @@ from tests.support.server import ACCOUNT, Harness, harness_settings, running_har
 SERVICE = api.DESCRIPTOR.services_by_name["ServiceControl"]
 ARN = f"arn:aws:apprunner:us-east-1:{ACCOUNT}:service/hello-web/{'a' * 32}"
 UUID4 = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}")
+
+
+def _message_class(name: str) -> Any:
+    """A request or response type of the contract, from whichever file declares it."""
+    return getattr(api, name, None) or getattr(cpb, name)
 
 
 def snake(name: str) -> str:
@@ -87,8 +93,8 @@ class FakeServer:
                 method = SERVICE.methods_by_name.get(name)
                 if method is None:
                     return None
-                request_type = getattr(api, method.input_type.name)
-                response_type = getattr(api, method.output_type.name)
+                request_type = _message_class(method.input_type.name)
+                response_type = _message_class(method.output_type.name)
 
                 async def unary(request: Message, context: grpc.aio.ServicerContext) -> Any:
                     fake.calls.append(Call(name, request, dict(context.invocation_metadata())))
@@ -181,7 +187,7 @@ def test_every_rpc_of_the_contract_has_a_method() -> None:
         if not callable(getattr(ServiceControlClient, snake(m.name), None))
     ]
     assert not missing, f"ServiceControlClient lacks {missing}"
-    assert len(SERVICE.methods) == 24
+    assert len(SERVICE.methods) == 34
 
 
 SAMPLE = sample_image("hello-web:1.0")
@@ -265,6 +271,51 @@ CALLS: dict[str, tuple[Callable[[ServiceControlClient], Any], dict[str, Any]]] =
         {"header": SAMPLE_HEADER},
     ),
     "PushImage": (lambda c: c.push_image("hello-web:1.0", SAMPLE), {"header": SAMPLE_HEADER}),
+    # Auto scaling and observability configurations.
+    "CreateAutoScalingConfiguration": (
+        lambda c: c.create_auto_scaling_configuration(
+            auto_scaling_configuration_name="scaling", min_size=2, tags={"team": "web"}
+        ),
+        {"auto_scaling_configuration_name": "scaling", "min_size": 2, "tags": {"team": "web"}},
+    ),
+    "DescribeAutoScalingConfiguration": (
+        lambda c: c.describe_auto_scaling_configuration("arn:a"),
+        {"auto_scaling_configuration_arn": "arn:a"},
+    ),
+    "ListAutoScalingConfigurations": (
+        lambda c: c.list_auto_scaling_configurations(latest_only=False, page_size=2),
+        {"latest_only": False, "page_size": 2},
+    ),
+    "DeleteAutoScalingConfiguration": (
+        lambda c: c.delete_auto_scaling_configuration("arn:a", delete_all_revisions=True),
+        {"auto_scaling_configuration_arn": "arn:a", "delete_all_revisions": True},
+    ),
+    "UpdateDefaultAutoScalingConfiguration": (
+        lambda c: c.update_default_auto_scaling_configuration("arn:a"),
+        {"auto_scaling_configuration_arn": "arn:a"},
+    ),
+    "ListServicesForAutoScalingConfiguration": (
+        lambda c: c.list_services_for_auto_scaling_configuration("arn:a", page_size=3),
+        {"auto_scaling_configuration_arn": "arn:a", "page_size": 3},
+    ),
+    "CreateObservabilityConfiguration": (
+        lambda c: c.create_observability_configuration(
+            observability_configuration_name="tracing", trace_vendor="AWSXRAY"
+        ),
+        {"observability_configuration_name": "tracing", "trace_vendor": "AWSXRAY"},
+    ),
+    "DescribeObservabilityConfiguration": (
+        lambda c: c.describe_observability_configuration("arn:o"),
+        {"observability_configuration_arn": "arn:o"},
+    ),
+    "ListObservabilityConfigurations": (
+        lambda c: c.list_observability_configurations(observability_configuration_name="t-x1"),
+        {"observability_configuration_name": "t-x1"},
+    ),
+    "DeleteObservabilityConfiguration": (
+        lambda c: c.delete_observability_configuration("arn:o"),
+        {"observability_configuration_arn": "arn:o"},
+    ),
 }
 # Calls a method makes before its own RPC: a push first asks what the server holds.
 PRECEDED_BY = {"PushImage": ["GetImageUploadStatus"]}

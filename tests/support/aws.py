@@ -100,8 +100,12 @@ def _map(shape: Any, value: Any, path: str) -> list[str]:
 
 
 # Enums App Runner itself answers in another spelling than its model lists: a custom
-# domain's status is lowercase on the wire (`pending_certificate_dns_validation`).
-WIRE_SPELLING: dict[str, Callable[[str], str]] = {"CustomDomainAssociationStatus": str.upper}
+# domain's status is lowercase on the wire (`pending_certificate_dns_validation`), and so is
+# an auto scaling configuration's (`active`, `inactive`; Terraform waits on those).
+WIRE_SPELLING: dict[str, Callable[[str], str]] = {
+    "CustomDomainAssociationStatus": str.upper,
+    "AutoScalingConfigurationStatus": str.upper,
+}
 
 
 def _string(shape: Any, value: Any, path: str) -> list[str]:

@@ -339,6 +339,9 @@ def valid_requests(seeds: Seeds) -> dict[str, dict[str, Any]]:
     """A request each RPC would accept, in proto field names: the base that mutations
     spoil a field or three at a time, so that a bad value gets past every other check."""
     arn, op, conn = seeds.service_arns[0], seeds.operation_ids[0], seeds.connection_arns[0]
+    scope = arn.split(":service/")[0]
+    scaling = f"{scope}:autoscalingconfiguration/DefaultConfiguration"
+    tracing = f"{scope}:observabilityconfiguration/fuzzed-tracing"
     image = {
         "image_identifier": "hello-web:1.0",
         "image_configuration": {
@@ -388,6 +391,30 @@ def valid_requests(seeds: Seeds) -> dict[str, dict[str, Any]]:
         "TagResource": {"resource_arn": arn, "tags": {"team": "web"}},
         "UntagResource": {"resource_arn": arn, "tag_keys": ["team"]},
         "ListTagsForResource": {"resource_arn": arn},
+        # Auto scaling and observability configurations: partial ARNs of the seed
+        # service's account (the built-in DefaultConfiguration exists in every account).
+        "CreateAutoScalingConfiguration": {
+            "auto_scaling_configuration_name": "fuzzed-scaling",
+            "max_concurrency": 50,
+            "min_size": 1,
+            "max_size": 5,
+            "tags": {"team": "web"},
+        },
+        "DescribeAutoScalingConfiguration": {"auto_scaling_configuration_arn": scaling},
+        "ListAutoScalingConfigurations": {"latest_only": False, "page_size": 1},
+        "DeleteAutoScalingConfiguration": {"auto_scaling_configuration_arn": f"{scaling}x"},
+        "UpdateDefaultAutoScalingConfiguration": {"auto_scaling_configuration_arn": scaling},
+        "ListServicesForAutoScalingConfiguration": {
+            "auto_scaling_configuration_arn": scaling,
+            "page_size": 1,
+        },
+        "CreateObservabilityConfiguration": {
+            "observability_configuration_name": "fuzzed-tracing",
+            "trace_vendor": "AWSXRAY",
+        },
+        "DescribeObservabilityConfiguration": {"observability_configuration_arn": tracing},
+        "ListObservabilityConfigurations": {"page_size": 1},
+        "DeleteObservabilityConfiguration": {"observability_configuration_arn": tracing},
     }
 
 

@@ -35,6 +35,7 @@ from typing import Any, BinaryIO
 from servicecontrol_server.application.ports import (
     ClaimedJob,
     ComputeError,
+    ConfigPosition,
     Cursor,
     EventRecord,
     LeaseLost,
@@ -48,6 +49,7 @@ from servicecontrol_server.application.ports import (
     PurgedServices,
     UnitOfWork,
 )
+from servicecontrol_server.domain.config_resources import ConfigKind, ConfigResource, ConfigStatus
 from servicecontrol_server.domain.errors import BackendUnavailable
 from servicecontrol_server.domain.model import (
     Certificate,
@@ -139,6 +141,8 @@ class Tables:
     outbox: dict[str, OutboxRow] = field(default_factory=dict)
     # (resource ARN, key) -> (account id, value)
     resource_tags: dict[tuple[str, str], tuple[str, str]] = field(default_factory=dict)
+    # Auto scaling and observability configuration revisions, by config id.
+    config_resources: dict[str, ConfigResource] = field(default_factory=dict)
 
 
 TABLE_NAMES = tuple(Tables.__dataclass_fields__)
@@ -1054,6 +1058,174 @@ class FakeRetentionRepository(_Repository):
         return len(doomed)
 
 
+class FakeConfigResourceRepository(_Repository):
+    """Rows are stored without their derived fields; every read derives `latest` and
+    `has_associated_service` as the Postgres adapter's SQL does."""
+
+    def _live_references(self) -> list[ServiceConfiguration]:
+        return [
+            config
+            for service_id, config in self.t.configurations.items()
+            if service_id in self.t.services
+            and self.t.services[service_id].status is not ServiceStatus.DELETED
+        ]
+
+    def _read(self, stored: ConfigResource) -> ConfigResource:
+        config = copy.deepcopy(stored)
+        active = [
+            c.revision
+            for c in self.t.config_resources.values()
+            if (c.account_id, c.kind, c.name) == (stored.account_id, stored.kind, stored.name)
+            and c.status is ConfigStatus.ACTIVE
+        ]
+        config.latest = stored.status is ConfigStatus.ACTIVE and stored.revision == max(active)
+        config.has_associated_service = any(
+            stored.arn in (c.auto_scaling_configuration_arn, c.observability_configuration_arn)
+            for c in self._live_references()
+        )
+        return config
+
+    def _of(self, account_id: str, kind: ConfigKind) -> list[ConfigResource]:
+        return [
+            c
+            for c in self.t.config_resources.values()
+            if c.account_id == account_id and c.kind is kind
+        ]
+
+    async def ensure_default(self, default: ConfigResource) -> None:
+        if default.config_id not in self.t.config_resources:
+            await self.add(copy.deepcopy(default))
+
+    async def get(
+        self, account_id: str, kind: ConfigKind, config_id: str, *, for_update: bool = False
+    ) -> ConfigResource | None:
+        found = self.t.config_resources.get(config_id)
+        if found is None or found.account_id != account_id or found.kind is not kind:
+            return None
+        if for_update:
+            self._lock("config_resources", config_id)
+        return self._read(found)
+
+    async def active_revisions(
+        self, account_id: str, kind: ConfigKind, name: str, *, for_update: bool = False
+    ) -> list[ConfigResource]:
+        found = sorted(
+            (
+                c
+                for c in self._of(account_id, kind)
+                if c.name == name and c.status is ConfigStatus.ACTIVE
+            ),
+            key=lambda c: c.revision,
+        )
+        for c in found if for_update else []:
+            self._lock("config_resources", c.config_id)
+        return [self._read(c) for c in found]
+
+    async def count_active_names(self, account_id: str, kind: ConfigKind) -> int:
+        return len({c.name for c in self._of(account_id, kind) if c.status is ConfigStatus.ACTIVE})
+
+    async def get_default(
+        self, account_id: str, kind: ConfigKind, *, for_update: bool = False
+    ) -> ConfigResource | None:
+        found = next((c for c in self._of(account_id, kind) if c.is_default), None)
+        if found is None:
+            return None
+        if for_update:
+            self._lock("config_resources", found.config_id)
+        return self._read(found)
+
+    async def add(self, config: ConfigResource) -> ConfigResource:
+        if config.config_id in self.t.config_resources or any(
+            c.arn == config.arn for c in self.t.config_resources.values()
+        ):
+            raise FakeIntegrityError(f"duplicate configuration {config.arn}")
+        mine = self._of(config.account_id, config.kind)
+        if config.status is ConfigStatus.ACTIVE and any(
+            c.name == config.name
+            and c.revision == config.revision
+            and c.status is ConfigStatus.ACTIVE
+            for c in mine
+        ):
+            raise FakeIntegrityError(f"duplicate active revision {config.name}/{config.revision}")
+        if config.is_default and any(c.is_default for c in mine):
+            raise FakeIntegrityError(f"a second default for account {config.account_id}")
+        stored = copy.deepcopy(config)
+        stored.created_at = self.now()
+        stored.latest = stored.has_associated_service = False
+        stored.deleted_at = None
+        self.t.config_resources[config.config_id] = stored
+        config.created_at = stored.created_at
+        return config
+
+    async def mark_inactive(self, config: ConfigResource) -> None:
+        stored = self._write("config_resources", config.config_id)
+        if stored is None:
+            raise FakeIntegrityError(f"no configuration {config.config_id}")
+        stored.status = ConfigStatus.INACTIVE
+        stored.is_default = False
+        stored.deleted_at = self.now()
+        config.status, config.is_default, config.latest = ConfigStatus.INACTIVE, False, False
+        config.deleted_at = stored.deleted_at
+
+    async def set_default(self, account_id: str, kind: ConfigKind, config: ConfigResource) -> None:
+        for other in self._of(account_id, kind):
+            if other.is_default:
+                self._write("config_resources", other.config_id).is_default = False
+        self._write("config_resources", config.config_id).is_default = True
+        config.is_default = True
+
+    async def list_page(
+        self,
+        account_id: str,
+        kind: ConfigKind,
+        name: str | None,
+        latest_only: bool,
+        after: ConfigPosition | None,
+        limit: int,
+    ) -> list[ConfigResource]:
+        rows = [
+            self._read(c)
+            for c in self._of(account_id, kind)
+            if c.status is ConfigStatus.ACTIVE
+            and (not name or c.name == name)
+            and (after is None or (c.name, c.revision) > after)
+        ]
+        rows = [c for c in rows if c.latest or not latest_only]
+        return sorted(rows, key=lambda c: (c.name, c.revision))[:limit]
+
+    async def services_using(
+        self, account_id: str, arn: str, after: str | None, limit: int
+    ) -> list[str]:
+        arns = sorted(
+            self.t.services[service_id].service_arn
+            for service_id, config in self.t.configurations.items()
+            if service_id in self.t.services
+            and self.t.services[service_id].account_id == account_id
+            and self.t.services[service_id].status is not ServiceStatus.DELETED
+            and arn
+            in (config.auto_scaling_configuration_arn, config.observability_configuration_arn)
+        )
+        return [a for a in arns if after is None or a > after][:limit]
+
+    async def in_use(self, arns: list[str]) -> bool:
+        wanted = set(arns)
+        if any(
+            {c.auto_scaling_configuration_arn, c.observability_configuration_arn} & wanted
+            for c in self._live_references()
+        ):
+            return True
+        return any(
+            j.kind == "update_service"
+            and j.state in ("queued", "running")
+            and {
+                j.payload.get("auto_scaling_configuration_arn"),
+                j.payload.get("observability_configuration_arn"),
+            }
+            & wanted
+            for j in self.t.jobs.values()
+        )
+
+
 class FakeUnitOfWork:
     """`async with uow: ...; await uow.commit()`. Works on a copy of the committed tables;
     commit writes back the rows it changed (and its events, and delivers its
@@ -1084,6 +1256,7 @@ class FakeUnitOfWork:
         self._jobs = FakeJobRepository(self)
         self._retention = FakeRetentionRepository(self)
         self._tags = FakeTagRepository(self)
+        self._config_resources = FakeConfigResourceRepository(self)
 
     @property
     def tables(self) -> Tables:
@@ -1132,6 +1305,10 @@ class FakeUnitOfWork:
     @property
     def tags(self) -> FakeTagRepository:
         return self._tags
+
+    @property
+    def config_resources(self) -> FakeConfigResourceRepository:
+        return self._config_resources
 
     def _begin(self) -> None:
         # Copy on write: the transaction's tables share the committed rows until it

@@ -10,6 +10,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
+from servicecontrol_server.application.config_commands import ConfigCommands
 from servicecontrol_server.application.connection_commands import ConnectionCommands
 from servicecontrol_server.application.domain_commands import DomainCommands
 from servicecontrol_server.application.images import blob_key, manifest_key
@@ -110,6 +111,7 @@ class Unit:
         self.services = ServiceCommands(self.uow, self.settings, self.store, self.waiter)
         self.connections = ConnectionCommands(self.uow, self.settings)
         self.domains = DomainCommands(self.uow, self.settings)
+        self.configs = ConfigCommands(self.uow, self.settings)
         self.handlers: dict[str, ServiceJob] = job_handlers(
             self.uow, self.settings, self.store, self.compute
         )

@@ -91,6 +91,7 @@ def use_cases(make: Callable[[], Exception]) -> tuple[UseCases, Failing]:
             connections=failing,  # type: ignore[arg-type]
             domains=failing,  # type: ignore[arg-type]
             tags=failing,  # type: ignore[arg-type]
+            configs=failing,  # type: ignore[arg-type]
             events=failing,  # type: ignore[arg-type]
             identity=Admitting(),  # type: ignore[arg-type]
             settings=settings,
@@ -210,6 +211,15 @@ SAMPLE_MEMBERS: dict[str, Any] = {
     "ResourceArn": ARN,
     "Tags": [{"Key": "team", "Value": "web"}],
     "TagKeys": ["team"],
+    # Auto scaling and observability configurations.
+    "AutoScalingConfigurationName": "high-availability",
+    "AutoScalingConfigurationArn": (
+        f"arn:aws:apprunner:us-east-1:{ACCOUNT}:autoscalingconfiguration/high-availability"
+    ),
+    "ObservabilityConfigurationName": "tracing",
+    "ObservabilityConfigurationArn": (
+        f"arn:aws:apprunner:us-east-1:{ACCOUNT}:observabilityconfiguration/tracing"
+    ),
 }
 
 

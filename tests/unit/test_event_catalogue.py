@@ -8,6 +8,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from servicecontrol_server.domain import events
+from servicecontrol_server.domain.config_resources import (
+    ConfigKind,
+    ConfigResource,
+    ConfigStatus,
+    default_auto_scaling,
+)
 from servicecontrol_server.domain.events import EventType
 from servicecontrol_server.domain.model import (
     Certificate,
@@ -99,6 +105,24 @@ def every_event() -> list[events.Event]:
         events.certificate_purged(ACCOUNT, CERT.certificate_arn, "example.com", "expired"),
         events.tags_changed(ACCOUNT, SERVICE.service_arn, {"team": "web"}, ["old"]),
     ]
+    scaling = default_auto_scaling("us-east-1", ACCOUNT, NOW)
+    observability = ConfigResource(
+        config_id="o" * 32,
+        account_id=ACCOUNT,
+        kind=ConfigKind.OBSERVABILITY,
+        name="tracing",
+        revision=1,
+        arn=(
+            f"arn:aws:apprunner:us-east-1:{ACCOUNT}:observabilityconfiguration/tracing/1/"
+            + "o" * 32
+        ),
+        status=ConfigStatus.ACTIVE,
+        created_at=NOW,
+        settings={"trace_vendor": "AWSXRAY"},
+    )
+    for config in (scaling, observability):
+        made += [events.configuration_created(config), events.configuration_deleted(config)]
+    made.append(events.auto_scaling_default_changed(scaling, "arn:previous"))
     return made
 
 

@@ -308,6 +308,9 @@ async def test_mutation_starts_an_operation_with_its_job_and_event(verb: str) ->
             "source": {"image_repository": {"image_identifier": IMAGE_V2}},
             "instance": svc.configuration.instance,
             "health_check": svc.configuration.health_check,
+            # The references it keeps: the account's default, no observability.
+            "auto_scaling_configuration_arn": svc.configuration.auto_scaling_configuration_arn,
+            "observability_configuration_arn": None,
         }
     else:
         assert job.payload == {}

@@ -21,6 +21,7 @@ from typing import IO, Any, TypeVar
 import grpc
 from google.protobuf import duration_pb2
 
+from servicecontrol.v1 import config_resources_pb2 as cpb
 from servicecontrol.v1 import resources_pb2 as pb
 from servicecontrol.v1 import service_control_pb2 as api
 from servicecontrol.v1 import service_control_pb2_grpc as api_grpc
@@ -523,6 +524,188 @@ class ServiceControlClient:
         request = api.ListTagsForResourceRequest(resource_arn=resource_arn)
         return self._unary(
             self._stub.ListTagsForResource, request, retryable=True, call_timeout=call_timeout
+        )
+
+    # ----- auto scaling and observability configurations -----
+
+    def create_auto_scaling_configuration(
+        self,
+        *,
+        auto_scaling_configuration_name: str,
+        max_concurrency: int | None = None,
+        min_size: int | None = None,
+        max_size: int | None = None,
+        tags: Mapping[str, str] | None = None,
+        call_timeout: float | None = None,
+    ) -> cpb.CreateAutoScalingConfigurationResponse:
+        request = cpb.CreateAutoScalingConfigurationRequest(
+            auto_scaling_configuration_name=auto_scaling_configuration_name,
+            max_concurrency=max_concurrency,
+            min_size=min_size,
+            max_size=max_size,
+            tags=dict(tags or {}),
+        )
+        # Each call makes a new revision: not retried.
+        return self._unary(
+            self._stub.CreateAutoScalingConfiguration,
+            request,
+            retryable=False,
+            call_timeout=call_timeout,
+        )
+
+    def describe_auto_scaling_configuration(
+        self, auto_scaling_configuration_arn: str, *, call_timeout: float | None = None
+    ) -> cpb.DescribeAutoScalingConfigurationResponse:
+        request = cpb.DescribeAutoScalingConfigurationRequest(
+            auto_scaling_configuration_arn=auto_scaling_configuration_arn
+        )
+        return self._unary(
+            self._stub.DescribeAutoScalingConfiguration,
+            request,
+            retryable=True,
+            call_timeout=call_timeout,
+        )
+
+    def list_auto_scaling_configurations(
+        self,
+        *,
+        auto_scaling_configuration_name: str = "",
+        latest_only: bool | None = None,
+        page_size: int = 0,
+        page_token: str = "",
+        call_timeout: float | None = None,
+    ) -> cpb.ListAutoScalingConfigurationsResponse:
+        request = cpb.ListAutoScalingConfigurationsRequest(
+            auto_scaling_configuration_name=auto_scaling_configuration_name,
+            latest_only=latest_only,
+            page_size=page_size,
+            page_token=page_token,
+        )
+        return self._unary(
+            self._stub.ListAutoScalingConfigurations,
+            request,
+            retryable=True,
+            call_timeout=call_timeout,
+        )
+
+    def delete_auto_scaling_configuration(
+        self,
+        auto_scaling_configuration_arn: str,
+        *,
+        delete_all_revisions: bool = False,
+        call_timeout: float | None = None,
+    ) -> cpb.DeleteAutoScalingConfigurationResponse:
+        request = cpb.DeleteAutoScalingConfigurationRequest(
+            auto_scaling_configuration_arn=auto_scaling_configuration_arn,
+            delete_all_revisions=delete_all_revisions,
+        )
+        return self._unary(
+            self._stub.DeleteAutoScalingConfiguration,
+            request,
+            retryable=False,
+            call_timeout=call_timeout,
+        )
+
+    def update_default_auto_scaling_configuration(
+        self, auto_scaling_configuration_arn: str, *, call_timeout: float | None = None
+    ) -> cpb.UpdateDefaultAutoScalingConfigurationResponse:
+        request = cpb.UpdateDefaultAutoScalingConfigurationRequest(
+            auto_scaling_configuration_arn=auto_scaling_configuration_arn
+        )
+        # Making the default the default again is the same outcome: safe to retry.
+        return self._unary(
+            self._stub.UpdateDefaultAutoScalingConfiguration,
+            request,
+            retryable=True,
+            call_timeout=call_timeout,
+        )
+
+    def list_services_for_auto_scaling_configuration(
+        self,
+        auto_scaling_configuration_arn: str,
+        *,
+        page_size: int = 0,
+        page_token: str = "",
+        call_timeout: float | None = None,
+    ) -> cpb.ListServicesForAutoScalingConfigurationResponse:
+        request = cpb.ListServicesForAutoScalingConfigurationRequest(
+            auto_scaling_configuration_arn=auto_scaling_configuration_arn,
+            page_size=page_size,
+            page_token=page_token,
+        )
+        return self._unary(
+            self._stub.ListServicesForAutoScalingConfiguration,
+            request,
+            retryable=True,
+            call_timeout=call_timeout,
+        )
+
+    def create_observability_configuration(
+        self,
+        *,
+        observability_configuration_name: str,
+        trace_vendor: str = "",
+        tags: Mapping[str, str] | None = None,
+        call_timeout: float | None = None,
+    ) -> cpb.CreateObservabilityConfigurationResponse:
+        request = cpb.CreateObservabilityConfigurationRequest(
+            observability_configuration_name=observability_configuration_name,
+            trace_vendor=trace_vendor,
+            tags=dict(tags or {}),
+        )
+        return self._unary(
+            self._stub.CreateObservabilityConfiguration,
+            request,
+            retryable=False,
+            call_timeout=call_timeout,
+        )
+
+    def describe_observability_configuration(
+        self, observability_configuration_arn: str, *, call_timeout: float | None = None
+    ) -> cpb.DescribeObservabilityConfigurationResponse:
+        request = cpb.DescribeObservabilityConfigurationRequest(
+            observability_configuration_arn=observability_configuration_arn
+        )
+        return self._unary(
+            self._stub.DescribeObservabilityConfiguration,
+            request,
+            retryable=True,
+            call_timeout=call_timeout,
+        )
+
+    def list_observability_configurations(
+        self,
+        *,
+        observability_configuration_name: str = "",
+        latest_only: bool | None = None,
+        page_size: int = 0,
+        page_token: str = "",
+        call_timeout: float | None = None,
+    ) -> cpb.ListObservabilityConfigurationsResponse:
+        request = cpb.ListObservabilityConfigurationsRequest(
+            observability_configuration_name=observability_configuration_name,
+            latest_only=latest_only,
+            page_size=page_size,
+            page_token=page_token,
+        )
+        return self._unary(
+            self._stub.ListObservabilityConfigurations,
+            request,
+            retryable=True,
+            call_timeout=call_timeout,
+        )
+
+    def delete_observability_configuration(
+        self, observability_configuration_arn: str, *, call_timeout: float | None = None
+    ) -> cpb.DeleteObservabilityConfigurationResponse:
+        request = cpb.DeleteObservabilityConfigurationRequest(
+            observability_configuration_arn=observability_configuration_arn
+        )
+        return self._unary(
+            self._stub.DeleteObservabilityConfiguration,
+            request,
+            retryable=False,
+            call_timeout=call_timeout,
         )
 
     # ----- events -----

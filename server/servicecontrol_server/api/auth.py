@@ -46,6 +46,12 @@ READ_ONLY_RPCS = frozenset(
         "DescribeCustomDomains",
         "ListCertificates",
         "GetImageUploadStatus",
+        # Auto scaling and observability configurations.
+        "DescribeAutoScalingConfiguration",
+        "ListAutoScalingConfigurations",
+        "ListServicesForAutoScalingConfiguration",
+        "DescribeObservabilityConfiguration",
+        "ListObservabilityConfigurations",
     }
 )
 AUTHORIZATION = "authorization"

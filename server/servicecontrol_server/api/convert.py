@@ -75,6 +75,8 @@ def service(svc: Service) -> pb.Service:
         from_dict(config.source, out.source_configuration)
         from_dict(config.instance, out.instance_configuration)
         from_dict(config.health_check, out.health_check_configuration)
+        out.auto_scaling_configuration_arn = config.auto_scaling_configuration_arn or ""
+        out.observability_configuration_arn = config.observability_configuration_arn or ""
     return out
 
 

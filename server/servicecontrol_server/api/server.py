@@ -38,6 +38,7 @@ async def start_grpc(
         domains=use_cases.domains,
         presence=use_cases.presence,
         tags=use_cases.tags,
+        configs=use_cases.configs,
     )
     guard = RequestGuard(
         deadline_seconds=s.rpc_deadline_seconds,

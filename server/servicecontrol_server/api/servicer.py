@@ -14,6 +14,7 @@ from servicecontrol.v1 import service_control_pb2 as api
 from servicecontrol.v1 import service_control_pb2_grpc as api_grpc
 
 from ..application.caller import current_caller
+from ..application.config_commands import ConfigCommands
 from ..application.connection_commands import ConnectionCommands
 from ..application.domain_commands import DomainCommands
 from ..application.events import EventQueries
@@ -24,6 +25,7 @@ from ..application.workers import WorkerPresence, waiting_reason
 from ..domain.errors import FieldViolation, InvalidRequest
 from ..domain.model import Operation
 from . import convert
+from .config_resources_rpc import ConfigResourcesRpc
 from .connections_rpc import ConnectionsRpc
 from .domains_rpc import DomainsRpc
 from .errors import translated, translated_stream
@@ -32,7 +34,12 @@ from .tags_rpc import TagsRpc
 
 
 class ServiceControlServicer(
-    ConnectionsRpc, DomainsRpc, ImagesRpc, TagsRpc, api_grpc.ServiceControlServicer
+    ConnectionsRpc,
+    DomainsRpc,
+    ImagesRpc,
+    TagsRpc,
+    ConfigResourcesRpc,
+    api_grpc.ServiceControlServicer,
 ):
     def __init__(
         self,
@@ -42,6 +49,7 @@ class ServiceControlServicer(
         connections: ConnectionCommands,
         domains: DomainCommands,
         tags: TagCommands,
+        configs: ConfigCommands,
         presence: WorkerPresence | None = None,
     ) -> None:
         self.commands = commands
@@ -50,6 +58,7 @@ class ServiceControlServicer(
         self.connections = connections
         self.domains = domains
         self.tags = tags
+        self.configs = configs
 
     async def _operation(self, op: Operation) -> pb.Operation:
         return convert.operation(op, await waiting_reason(op, self.presence))
@@ -255,6 +264,14 @@ def _configs(request: Any) -> Configs:
         configs.instance = convert.to_dict(request.instance_configuration)
     if request.HasField("health_check_configuration"):
         configs.health_check = convert.to_dict(request.health_check_configuration)
+    configs.auto_scaling_configuration_arn = request.auto_scaling_configuration_arn or None
+    if request.HasField("observability_configuration"):
+        configs.observability = {
+            "observability_enabled": request.observability_configuration.observability_enabled,
+            "observability_configuration_arn": (
+                request.observability_configuration.observability_configuration_arn
+            ),
+        }
     return configs
 
 

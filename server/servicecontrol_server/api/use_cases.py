@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..application.backpressure import BacklogGate
+from ..application.config_commands import ConfigCommands
 from ..application.connection_commands import ConnectionCommands
 from ..application.domain_commands import DomainCommands
 from ..application.events import EventQueries
@@ -24,6 +25,8 @@ class UseCases:
     connections: ConnectionCommands
     domains: DomainCommands
     tags: TagCommands
+    # Auto scaling and observability configurations.
+    configs: ConfigCommands
     events: EventQueries
     identity: Identity
     settings: Settings

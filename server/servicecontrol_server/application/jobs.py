@@ -273,6 +273,13 @@ class UpdateServiceJob(ServiceJob):
                     image_identifier=ident,
                     image_bucket=bucket if ident else None,
                     image_prefix=prefix if ident else None,
+                    # An update accepted before these references existed keeps the service's.
+                    auto_scaling_configuration_arn=new.get(
+                        "auto_scaling_configuration_arn", config.auto_scaling_configuration_arn
+                    ),
+                    observability_configuration_arn=new.get(
+                        "observability_configuration_arn", config.observability_configuration_arn
+                    ),
                 ),
             )
             svc.connection_arn = connection_arn(new["source"])

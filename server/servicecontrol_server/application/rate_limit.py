@@ -24,6 +24,12 @@ MUTATIONS = frozenset(
         "DeleteConnection",
         "AssociateCustomDomain",
         "DisassociateCustomDomain",
+        # Auto scaling and observability configurations.
+        "CreateAutoScalingConfiguration",
+        "DeleteAutoScalingConfiguration",
+        "UpdateDefaultAutoScalingConfiguration",
+        "CreateObservabilityConfiguration",
+        "DeleteObservabilityConfiguration",
     }
 )
 # Buckets refilled to the brim are forgotten once this many accounts are tracked.

@@ -34,3 +34,7 @@ class Configs:
     source: dict[str, Any] | None = None
     instance: dict[str, Any] | None = None
     health_check: dict[str, Any] | None = None
+    # An auto scaling configuration ARN (full or partial); None where the request has none.
+    auto_scaling_configuration_arn: str | None = None
+    # {observability_enabled, observability_configuration_arn}; None where not given.
+    observability: dict[str, Any] | None = None

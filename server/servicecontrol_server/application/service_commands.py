@@ -36,6 +36,7 @@ from ..domain.model import (
 )
 from ..settings import Settings
 from .arns import owned_resource_id
+from .config_commands import observability_violations, service_references
 from .deletion_plan import deletion_plan
 from .idempotency import fingerprint as request_fingerprint
 from .idempotency import first_result, request_id_violations
@@ -180,6 +181,7 @@ class ServiceCommands:
             violations += config_rules.validate_source(source)
         violations += config_rules.validate_instance(configs.instance or {})
         violations += config_rules.validate_health_check(configs.health_check or {})
+        violations += observability_violations(configs.observability)
         violations += request_id_violations(request_id)
         violations += tag_rules.tag_violations(tags) + tag_rules.check_count({}, dict(tags))
         if violations:
@@ -212,6 +214,14 @@ class ServiceCommands:
             connection_arn = config_rules.connection_arn(source)
             if connection_arn:
                 await self._check_connection(uow, account_id, connection_arn)
+            scaling_arn, observability_arn = await service_references(
+                uow,
+                region,
+                account_id,
+                configs.auto_scaling_configuration_arn,
+                configs.observability,
+                None,
+            )
             ident = config_rules.image_identifier(source)
             now = datetime.now(UTC)
             service = Service(
@@ -238,6 +248,8 @@ class ServiceCommands:
                     image_identifier=ident,
                     image_bucket=self.settings.image_bucket if ident else None,
                     image_prefix=f"services/{service_id}/" if ident else None,
+                    auto_scaling_configuration_arn=scaling_arn,
+                    observability_configuration_arn=observability_arn,
                 ),
             )
             if validate_only:
@@ -276,7 +288,17 @@ class ServiceCommands:
                 connection_arn = config_rules.connection_arn(configs.source)
                 if connection_arn:
                     await self._check_connection(uow, account_id, connection_arn)
+            scaling_arn, observability_arn = await service_references(
+                uow,
+                self.settings.region,
+                account_id,
+                configs.auto_scaling_configuration_arn,
+                configs.observability,
+                current,
+            )
             return {
+                "auto_scaling_configuration_arn": scaling_arn,
+                "observability_configuration_arn": observability_arn,
                 "source": configs.source or current.source,
                 "instance": config_rules.with_instance_defaults(configs.instance)
                 if configs.instance is not None
@@ -537,7 +559,13 @@ class ServiceCommands:
 
 def _check_update(configs: Configs, request_id: str) -> None:
     violations = request_id_violations(request_id)
-    if configs.source is None and configs.instance is None and configs.health_check is None:
+    if (
+        configs.source is None
+        and configs.instance is None
+        and configs.health_check is None
+        and configs.auto_scaling_configuration_arn is None
+        and configs.observability is None
+    ):
         raise InvalidRequest(
             [FieldViolation("service_arn", "no configuration given")],
             "No configurations provided in the UpdateService request.",
@@ -548,6 +576,7 @@ def _check_update(configs: Configs, request_id: str) -> None:
         violations += config_rules.validate_instance(configs.instance)
     if configs.health_check is not None:
         violations += config_rules.validate_health_check(configs.health_check)
+    violations += observability_violations(configs.observability)
     if violations:
         raise InvalidRequest(violations)
 
@@ -561,6 +590,8 @@ def _showing(result: MutationResult, applying: dict[str, Any]) -> MutationResult
             source=applying["source"],
             instance=applying["instance"],
             health_check=applying["health_check"],
+            auto_scaling_configuration_arn=applying["auto_scaling_configuration_arn"],
+            observability_configuration_arn=applying["observability_configuration_arn"],
         )
     return result
 

@@ -1,4 +1,5 @@
-"""Tags on App Runner resources (services and connections): TagResource, UntagResource,
+"""Tags on App Runner resources (services, connections, auto scaling and observability
+configuration revisions): TagResource, UntagResource,
 ListTagsForResource. A change is one transaction with its outbox event; a resource's
 tags are deleted with it (the service delete's outcome, DeleteConnection)."""
 
@@ -6,8 +7,10 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
+from ..domain import config_resources as config_rules
 from ..domain import events, names
 from ..domain import tags as tag_rules
+from ..domain.config_resources import ConfigKind, ConfigStatus
 from ..domain.errors import (
     ConnectionNotFound,
     DomainError,
@@ -25,6 +28,11 @@ _TAGGABLE: dict[str, Callable[[str], DomainError]] = {
     "service": lambda arn: ServiceNotFound(f"Service {arn} not found.", {"serviceArn": arn}),
     "connection": lambda arn: ConnectionNotFound(
         f"Connection {arn} not found.", {"connectionArn": arn}
+    ),
+    # Auto scaling and observability configurations (full ARNs: one revision each).
+    ConfigKind.AUTO_SCALING.value: lambda arn: config_rules.not_found(ConfigKind.AUTO_SCALING, arn),
+    ConfigKind.OBSERVABILITY.value: lambda arn: config_rules.not_found(
+        ConfigKind.OBSERVABILITY, arn
     ),
 }
 
@@ -80,6 +88,17 @@ class TagCommands:
         not_found = _TAGGABLE[kind]
         if arn.account_id != account_id or arn.region != self.settings.region:
             raise not_found(resource_arn)
+        if kind in (ConfigKind.AUTO_SCALING.value, ConfigKind.OBSERVABILITY.value):
+            config = await uow.config_resources.get(
+                account_id, ConfigKind(kind), arn.resource_id, for_update=lock
+            )
+            if (
+                config is None
+                or config.arn != resource_arn
+                or config.status is not (ConfigStatus.ACTIVE)
+            ):
+                raise not_found(resource_arn)
+            return
         if kind == "service":
             service = await uow.services.get(account_id, arn.resource_id, for_update=lock)
             if (
@@ -97,10 +116,22 @@ class TagCommands:
 def _parse(resource_arn: str) -> tuple[str, names.Arn]:
     if not resource_arn:
         raise InvalidRequest([FieldViolation(RESOURCE_FIELD, "required")])
+    for config_kind in ConfigKind:
+        parsed = config_rules.parse_config_arn(resource_arn, config_kind)
+        if parsed is not None and parsed.config_id is not None:
+            return config_kind.value, names.Arn(
+                parsed.region, parsed.account_id, config_kind.value, parsed.name, parsed.config_id
+            )
     for kind in _TAGGABLE:
         arn = names.parse_arn(resource_arn, kind)
         if arn is not None:
             return kind, arn
     raise InvalidRequest(
-        [FieldViolation(RESOURCE_FIELD, f"not the ARN of a {' or '.join(_TAGGABLE)}")]
+        [
+            FieldViolation(
+                RESOURCE_FIELD,
+                "not the ARN of a service, connection, or a revision of an auto scaling or "
+                "observability configuration",
+            )
+        ]
     )

@@ -10,6 +10,7 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Any
 
+from .config_resources import ConfigKind, ConfigResource
 from .model import (
     Certificate,
     CertificateStatus,
@@ -58,6 +59,12 @@ class EventType(StrEnum):
     CERTIFICATE_PURGED = "certificate.purged"
     # TagResource / UntagResource changed a resource's tags.
     TAGS_CHANGED = "tags.changed"
+    # Auto scaling and observability configurations (revisions per name).
+    AUTO_SCALING_CONFIGURATION_CREATED = "auto_scaling_configuration.created"
+    AUTO_SCALING_CONFIGURATION_DELETED = "auto_scaling_configuration.deleted"
+    AUTO_SCALING_CONFIGURATION_DEFAULT_CHANGED = "auto_scaling_configuration.default_changed"
+    OBSERVABILITY_CONFIGURATION_CREATED = "observability_configuration.created"
+    OBSERVABILITY_CONFIGURATION_DELETED = "observability_configuration.deleted"
 
 
 _VERB = {
@@ -265,4 +272,48 @@ def tags_changed(
         resource_arn,
         EventType.TAGS_CHANGED,
         {"added": dict(added), "removed": sorted(removed)},
+    )
+
+
+_CONFIG_EVENTS: dict[tuple[ConfigKind, str], EventType] = {
+    (ConfigKind.AUTO_SCALING, "created"): EventType.AUTO_SCALING_CONFIGURATION_CREATED,
+    (ConfigKind.AUTO_SCALING, "deleted"): EventType.AUTO_SCALING_CONFIGURATION_DELETED,
+    (ConfigKind.OBSERVABILITY, "created"): EventType.OBSERVABILITY_CONFIGURATION_CREATED,
+    (ConfigKind.OBSERVABILITY, "deleted"): EventType.OBSERVABILITY_CONFIGURATION_DELETED,
+}
+
+
+def _config_payload(config: ConfigResource) -> dict[str, Any]:
+    return {
+        "name": config.name,
+        "revision": config.revision,
+        "status": config.status.value,
+        "settings": dict(config.settings),
+    }
+
+
+def configuration_created(config: ConfigResource) -> Event:
+    return _event(
+        config.account_id,
+        config.arn,
+        _CONFIG_EVENTS[(config.kind, "created")],
+        _config_payload(config),
+    )
+
+
+def configuration_deleted(config: ConfigResource) -> Event:
+    return _event(
+        config.account_id,
+        config.arn,
+        _CONFIG_EVENTS[(config.kind, "deleted")],
+        _config_payload(config),
+    )
+
+
+def auto_scaling_default_changed(config: ConfigResource, previous_arn: str) -> Event:
+    return _event(
+        config.account_id,
+        config.arn,
+        EventType.AUTO_SCALING_CONFIGURATION_DEFAULT_CHANGED,
+        {"name": config.name, "revision": config.revision, "previousDefaultArn": previous_arn},
     )

@@ -178,6 +178,11 @@ class ServiceConfiguration:
     # Where the service's private image copy lives: bucket and key prefix.
     image_bucket: str | None = None
     image_prefix: str | None = None
+    # The auto scaling and observability configuration revisions the service uses (full
+    # ARNs). No auto scaling ARN means the account's built-in DefaultConfiguration; no
+    # observability ARN means observability is off.
+    auto_scaling_configuration_arn: str | None = None
+    observability_configuration_arn: str | None = None
 
 
 @dataclass

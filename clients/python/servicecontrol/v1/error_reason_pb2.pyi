@@ -121,6 +121,24 @@ class _ErrorReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ErrorReas
     """FAILED_PRECONDITION. A chunk does not start where the server's copy of its blob
     ends. Metadata: digest, expectedOffset.
     """
+    AUTO_SCALING_CONFIGURATION_NOT_FOUND: _ErrorReason.ValueType  # 100
+    """Auto scaling and observability configurations.
+    NOT_FOUND. Metadata: autoScalingConfigurationArn.
+    """
+    OBSERVABILITY_CONFIGURATION_NOT_FOUND: _ErrorReason.ValueType  # 101
+    """NOT_FOUND. Metadata: observabilityConfigurationArn."""
+    CONFIGURATION_IN_USE: _ErrorReason.ValueType  # 102
+    """FAILED_PRECONDITION. A service uses the revision, or it is the account's default.
+    Metadata: autoScalingConfigurationArn or observabilityConfigurationArn (isDefault).
+    """
+    CONFIGURATION_INACTIVE: _ErrorReason.ValueType  # 103
+    """FAILED_PRECONDITION. The revision was deleted (INACTIVE). Metadata: the ARN, as above."""
+    AUTO_SCALING_CONFIGURATION_QUOTA_EXCEEDED: _ErrorReason.ValueType  # 104
+    """RESOURCE_EXHAUSTED, with a google.rpc.QuotaFailure detail: names per account or
+    revisions per name. Metadata: limit, usage.
+    """
+    OBSERVABILITY_CONFIGURATION_QUOTA_EXCEEDED: _ErrorReason.ValueType  # 105
+    """RESOURCE_EXHAUSTED, as above."""
 
 class ErrorReason(_ErrorReason, metaclass=_ErrorReasonEnumTypeWrapper):
     """ErrorReason lists every `google.rpc.ErrorInfo.reason` this API returns. The reason
@@ -227,4 +245,22 @@ IMAGE_UPLOAD_OFFSET_MISMATCH: ErrorReason.ValueType  # 92
 """FAILED_PRECONDITION. A chunk does not start where the server's copy of its blob
 ends. Metadata: digest, expectedOffset.
 """
+AUTO_SCALING_CONFIGURATION_NOT_FOUND: ErrorReason.ValueType  # 100
+"""Auto scaling and observability configurations.
+NOT_FOUND. Metadata: autoScalingConfigurationArn.
+"""
+OBSERVABILITY_CONFIGURATION_NOT_FOUND: ErrorReason.ValueType  # 101
+"""NOT_FOUND. Metadata: observabilityConfigurationArn."""
+CONFIGURATION_IN_USE: ErrorReason.ValueType  # 102
+"""FAILED_PRECONDITION. A service uses the revision, or it is the account's default.
+Metadata: autoScalingConfigurationArn or observabilityConfigurationArn (isDefault).
+"""
+CONFIGURATION_INACTIVE: ErrorReason.ValueType  # 103
+"""FAILED_PRECONDITION. The revision was deleted (INACTIVE). Metadata: the ARN, as above."""
+AUTO_SCALING_CONFIGURATION_QUOTA_EXCEEDED: ErrorReason.ValueType  # 104
+"""RESOURCE_EXHAUSTED, with a google.rpc.QuotaFailure detail: names per account or
+revisions per name. Metadata: limit, usage.
+"""
+OBSERVABILITY_CONFIGURATION_QUOTA_EXCEEDED: ErrorReason.ValueType  # 105
+"""RESOURCE_EXHAUSTED, as above."""
 Global___ErrorReason: _TypeAlias = ErrorReason  # noqa: Y015

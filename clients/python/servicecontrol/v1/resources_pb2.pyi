@@ -82,6 +82,8 @@ class Service(_message.Message):
     CURRENT_OPERATION_ID_FIELD_NUMBER: _builtins.int
     STATUS_MESSAGE_FIELD_NUMBER: _builtins.int
     PURGE_AT_FIELD_NUMBER: _builtins.int
+    AUTO_SCALING_CONFIGURATION_ARN_FIELD_NUMBER: _builtins.int
+    OBSERVABILITY_CONFIGURATION_ARN_FIELD_NUMBER: _builtins.int
     service_name: _builtins.str
     """4-40 characters, `[A-Za-z0-9][A-Za-z0-9-_]{3,39}`, unique among the account's
     non-deleted services.
@@ -101,6 +103,10 @@ class Service(_message.Message):
     """The operation running on the service, if any."""
     status_message: _builtins.str
     """Why the service is CREATE_FAILED or DELETE_FAILED."""
+    auto_scaling_configuration_arn: _builtins.str
+    """The auto scaling configuration revision the service uses."""
+    observability_configuration_arn: _builtins.str
+    """The observability configuration revision the service uses; empty when off."""
     @_builtins.property
     def created_at(self) -> _timestamp_pb2.Timestamp: ...
     @_builtins.property
@@ -137,10 +143,12 @@ class Service(_message.Message):
         current_operation_id: _builtins.str = ...,
         status_message: _builtins.str = ...,
         purge_at: _timestamp_pb2.Timestamp | None = ...,
+        auto_scaling_configuration_arn: _builtins.str = ...,
+        observability_configuration_arn: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "deleted_at", b"deleted_at", "health_check_configuration", b"health_check_configuration", "instance_configuration", b"instance_configuration", "purge_at", b"purge_at", "source_configuration", b"source_configuration", "updated_at", b"updated_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "current_operation_id", b"current_operation_id", "deleted_at", b"deleted_at", "etag", b"etag", "health_check_configuration", b"health_check_configuration", "instance_configuration", b"instance_configuration", "purge_at", b"purge_at", "service_arn", b"service_arn", "service_id", b"service_id", "service_name", b"service_name", "service_url", b"service_url", "source_configuration", b"source_configuration", "status", b"status", "status_message", b"status_message", "updated_at", b"updated_at"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["auto_scaling_configuration_arn", b"auto_scaling_configuration_arn", "created_at", b"created_at", "current_operation_id", b"current_operation_id", "deleted_at", b"deleted_at", "etag", b"etag", "health_check_configuration", b"health_check_configuration", "instance_configuration", b"instance_configuration", "observability_configuration_arn", b"observability_configuration_arn", "purge_at", b"purge_at", "service_arn", b"service_arn", "service_id", b"service_id", "service_name", b"service_name", "service_url", b"service_url", "source_configuration", b"source_configuration", "status", b"status", "status_message", b"status_message", "updated_at", b"updated_at"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -8,6 +8,7 @@ from google.protobuf import descriptor as _descriptor
 from google.protobuf import duration_pb2 as _duration_pb2
 from google.protobuf import message as _message
 from google.protobuf.internal import containers as _containers
+from servicecontrol.v1 import config_resources_pb2 as _config_resources_pb2
 from servicecontrol.v1 import resources_pb2 as _resources_pb2
 import builtins as _builtins
 import sys
@@ -53,10 +54,16 @@ class CreateServiceRequest(_message.Message):
     REQUEST_ID_FIELD_NUMBER: _builtins.int
     VALIDATE_ONLY_FIELD_NUMBER: _builtins.int
     TAGS_FIELD_NUMBER: _builtins.int
+    AUTO_SCALING_CONFIGURATION_ARN_FIELD_NUMBER: _builtins.int
+    OBSERVABILITY_CONFIGURATION_FIELD_NUMBER: _builtins.int
     service_name: _builtins.str
     request_id: _builtins.str
     """Optional idempotency key (a UUID)."""
     validate_only: _builtins.bool
+    auto_scaling_configuration_arn: _builtins.str
+    """The auto scaling configuration revision to use (a full ARN, or a partial one naming
+    the latest active revision of a name); the account's default when empty.
+    """
     @_builtins.property
     def source_configuration(self) -> _resources_pb2.SourceConfiguration: ...
     @_builtins.property
@@ -69,6 +76,10 @@ class CreateServiceRequest(_message.Message):
         "aws:"; values at most 256 characters.
         """
 
+    @_builtins.property
+    def observability_configuration(self) -> _config_resources_pb2.ServiceObservabilityConfiguration:
+        """Observability (tracing); off when not given."""
+
     def __init__(
         self,
         *,
@@ -79,10 +90,12 @@ class CreateServiceRequest(_message.Message):
         request_id: _builtins.str = ...,
         validate_only: _builtins.bool = ...,
         tags: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
+        auto_scaling_configuration_arn: _builtins.str = ...,
+        observability_configuration: _config_resources_pb2.ServiceObservabilityConfiguration | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["health_check_configuration", b"health_check_configuration", "instance_configuration", b"instance_configuration", "source_configuration", b"source_configuration"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["health_check_configuration", b"health_check_configuration", "instance_configuration", b"instance_configuration", "observability_configuration", b"observability_configuration", "source_configuration", b"source_configuration"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["health_check_configuration", b"health_check_configuration", "instance_configuration", b"instance_configuration", "request_id", b"request_id", "service_name", b"service_name", "source_configuration", b"source_configuration", "tags", b"tags", "validate_only", b"validate_only"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["auto_scaling_configuration_arn", b"auto_scaling_configuration_arn", "health_check_configuration", b"health_check_configuration", "instance_configuration", b"instance_configuration", "observability_configuration", b"observability_configuration", "request_id", b"request_id", "service_name", b"service_name", "source_configuration", b"source_configuration", "tags", b"tags", "validate_only", b"validate_only"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -223,16 +236,26 @@ class UpdateServiceRequest(_message.Message):
     ETAG_FIELD_NUMBER: _builtins.int
     REQUEST_ID_FIELD_NUMBER: _builtins.int
     VALIDATE_ONLY_FIELD_NUMBER: _builtins.int
+    AUTO_SCALING_CONFIGURATION_ARN_FIELD_NUMBER: _builtins.int
+    OBSERVABILITY_CONFIGURATION_FIELD_NUMBER: _builtins.int
     service_arn: _builtins.str
     etag: _builtins.str
     request_id: _builtins.str
     validate_only: _builtins.bool
+    auto_scaling_configuration_arn: _builtins.str
+    """Another auto scaling configuration revision; unchanged when empty."""
     @_builtins.property
     def source_configuration(self) -> _resources_pb2.SourceConfiguration: ...
     @_builtins.property
     def instance_configuration(self) -> _resources_pb2.InstanceConfiguration: ...
     @_builtins.property
     def health_check_configuration(self) -> _resources_pb2.HealthCheckConfiguration: ...
+    @_builtins.property
+    def observability_configuration(self) -> _config_resources_pb2.ServiceObservabilityConfiguration:
+        """Turns observability on (with a configuration revision) or off; unchanged when not
+        given.
+        """
+
     def __init__(
         self,
         *,
@@ -243,10 +266,12 @@ class UpdateServiceRequest(_message.Message):
         etag: _builtins.str = ...,
         request_id: _builtins.str = ...,
         validate_only: _builtins.bool = ...,
+        auto_scaling_configuration_arn: _builtins.str = ...,
+        observability_configuration: _config_resources_pb2.ServiceObservabilityConfiguration | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["health_check_configuration", b"health_check_configuration", "instance_configuration", b"instance_configuration", "source_configuration", b"source_configuration"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["health_check_configuration", b"health_check_configuration", "instance_configuration", b"instance_configuration", "observability_configuration", b"observability_configuration", "source_configuration", b"source_configuration"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["etag", b"etag", "health_check_configuration", b"health_check_configuration", "instance_configuration", b"instance_configuration", "request_id", b"request_id", "service_arn", b"service_arn", "source_configuration", b"source_configuration", "validate_only", b"validate_only"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["auto_scaling_configuration_arn", b"auto_scaling_configuration_arn", "etag", b"etag", "health_check_configuration", b"health_check_configuration", "instance_configuration", b"instance_configuration", "observability_configuration", b"observability_configuration", "request_id", b"request_id", "service_arn", b"service_arn", "source_configuration", b"source_configuration", "validate_only", b"validate_only"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1094,7 +1119,9 @@ class TagResourceRequest(_message.Message):
     RESOURCE_ARN_FIELD_NUMBER: _builtins.int
     TAGS_FIELD_NUMBER: _builtins.int
     resource_arn: _builtins.str
-    """The ARN of a service or connection."""
+    """The ARN of a service, a connection, or a revision of an auto scaling or
+    observability configuration.
+    """
     @_builtins.property
     def tags(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]:
         """At least one; the resource holds at most 50 tags afterwards."""

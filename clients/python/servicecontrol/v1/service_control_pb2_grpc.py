@@ -3,6 +3,7 @@
 import grpc
 import warnings
 
+from servicecontrol.v1 import config_resources_pb2 as servicecontrol_dot_v1_dot_config__resources__pb2
 from servicecontrol.v1 import service_control_pb2 as servicecontrol_dot_v1_dot_service__control__pb2
 
 GRPC_GENERATED_VERSION = '1.85.1'
@@ -150,6 +151,56 @@ class ServiceControlStub:
                 '/servicecontrol.v1.ServiceControl/ListTagsForResource',
                 request_serializer=servicecontrol_dot_v1_dot_service__control__pb2.ListTagsForResourceRequest.SerializeToString,
                 response_deserializer=servicecontrol_dot_v1_dot_service__control__pb2.ListTagsForResourceResponse.FromString,
+                _registered_method=True)
+        self.CreateAutoScalingConfiguration = channel.unary_unary(
+                '/servicecontrol.v1.ServiceControl/CreateAutoScalingConfiguration',
+                request_serializer=servicecontrol_dot_v1_dot_config__resources__pb2.CreateAutoScalingConfigurationRequest.SerializeToString,
+                response_deserializer=servicecontrol_dot_v1_dot_config__resources__pb2.CreateAutoScalingConfigurationResponse.FromString,
+                _registered_method=True)
+        self.DescribeAutoScalingConfiguration = channel.unary_unary(
+                '/servicecontrol.v1.ServiceControl/DescribeAutoScalingConfiguration',
+                request_serializer=servicecontrol_dot_v1_dot_config__resources__pb2.DescribeAutoScalingConfigurationRequest.SerializeToString,
+                response_deserializer=servicecontrol_dot_v1_dot_config__resources__pb2.DescribeAutoScalingConfigurationResponse.FromString,
+                _registered_method=True)
+        self.ListAutoScalingConfigurations = channel.unary_unary(
+                '/servicecontrol.v1.ServiceControl/ListAutoScalingConfigurations',
+                request_serializer=servicecontrol_dot_v1_dot_config__resources__pb2.ListAutoScalingConfigurationsRequest.SerializeToString,
+                response_deserializer=servicecontrol_dot_v1_dot_config__resources__pb2.ListAutoScalingConfigurationsResponse.FromString,
+                _registered_method=True)
+        self.DeleteAutoScalingConfiguration = channel.unary_unary(
+                '/servicecontrol.v1.ServiceControl/DeleteAutoScalingConfiguration',
+                request_serializer=servicecontrol_dot_v1_dot_config__resources__pb2.DeleteAutoScalingConfigurationRequest.SerializeToString,
+                response_deserializer=servicecontrol_dot_v1_dot_config__resources__pb2.DeleteAutoScalingConfigurationResponse.FromString,
+                _registered_method=True)
+        self.UpdateDefaultAutoScalingConfiguration = channel.unary_unary(
+                '/servicecontrol.v1.ServiceControl/UpdateDefaultAutoScalingConfiguration',
+                request_serializer=servicecontrol_dot_v1_dot_config__resources__pb2.UpdateDefaultAutoScalingConfigurationRequest.SerializeToString,
+                response_deserializer=servicecontrol_dot_v1_dot_config__resources__pb2.UpdateDefaultAutoScalingConfigurationResponse.FromString,
+                _registered_method=True)
+        self.ListServicesForAutoScalingConfiguration = channel.unary_unary(
+                '/servicecontrol.v1.ServiceControl/ListServicesForAutoScalingConfiguration',
+                request_serializer=servicecontrol_dot_v1_dot_config__resources__pb2.ListServicesForAutoScalingConfigurationRequest.SerializeToString,
+                response_deserializer=servicecontrol_dot_v1_dot_config__resources__pb2.ListServicesForAutoScalingConfigurationResponse.FromString,
+                _registered_method=True)
+        self.CreateObservabilityConfiguration = channel.unary_unary(
+                '/servicecontrol.v1.ServiceControl/CreateObservabilityConfiguration',
+                request_serializer=servicecontrol_dot_v1_dot_config__resources__pb2.CreateObservabilityConfigurationRequest.SerializeToString,
+                response_deserializer=servicecontrol_dot_v1_dot_config__resources__pb2.CreateObservabilityConfigurationResponse.FromString,
+                _registered_method=True)
+        self.DescribeObservabilityConfiguration = channel.unary_unary(
+                '/servicecontrol.v1.ServiceControl/DescribeObservabilityConfiguration',
+                request_serializer=servicecontrol_dot_v1_dot_config__resources__pb2.DescribeObservabilityConfigurationRequest.SerializeToString,
+                response_deserializer=servicecontrol_dot_v1_dot_config__resources__pb2.DescribeObservabilityConfigurationResponse.FromString,
+                _registered_method=True)
+        self.ListObservabilityConfigurations = channel.unary_unary(
+                '/servicecontrol.v1.ServiceControl/ListObservabilityConfigurations',
+                request_serializer=servicecontrol_dot_v1_dot_config__resources__pb2.ListObservabilityConfigurationsRequest.SerializeToString,
+                response_deserializer=servicecontrol_dot_v1_dot_config__resources__pb2.ListObservabilityConfigurationsResponse.FromString,
+                _registered_method=True)
+        self.DeleteObservabilityConfiguration = channel.unary_unary(
+                '/servicecontrol.v1.ServiceControl/DeleteObservabilityConfiguration',
+                request_serializer=servicecontrol_dot_v1_dot_config__resources__pb2.DeleteObservabilityConfigurationRequest.SerializeToString,
+                response_deserializer=servicecontrol_dot_v1_dot_config__resources__pb2.DeleteObservabilityConfigurationResponse.FromString,
                 _registered_method=True)
         self.WatchEvents = channel.unary_stream(
                 '/servicecontrol.v1.ServiceControl/WatchEvents',
@@ -339,6 +390,79 @@ class ServiceControlServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def CreateAutoScalingConfiguration(self, request, context):
+        """Creates the next revision of an auto scaling configuration name (revision 1 of a new
+        name): at most 10 names per account and 5 active revisions per name.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DescribeAutoScalingConfiguration(self, request, context):
+        """Describes an auto scaling configuration revision.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListAutoScalingConfigurations(self, request, context):
+        """Lists the account's active auto scaling configuration revisions.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteAutoScalingConfiguration(self, request, context):
+        """Deletes (makes INACTIVE) a revision or every revision of a name; not the default, nor
+        one a service uses.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UpdateDefaultAutoScalingConfiguration(self, request, context):
+        """Makes a revision the account's default auto scaling configuration.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListServicesForAutoScalingConfiguration(self, request, context):
+        """Lists the services that use an auto scaling configuration revision.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CreateObservabilityConfiguration(self, request, context):
+        """Creates the next revision of an observability configuration name: at most 10 names
+        per account and 10 active revisions per name.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DescribeObservabilityConfiguration(self, request, context):
+        """Describes an observability configuration revision.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListObservabilityConfigurations(self, request, context):
+        """Lists the account's active observability configuration revisions.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteObservabilityConfiguration(self, request, context):
+        """Deletes (makes INACTIVE) an observability configuration revision no service uses.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def WatchEvents(self, request, context):
         """Streams the account's events from a cursor: first those already recorded, then new
         ones as they happen. Resuming from the last cursor seen loses nothing.
@@ -475,6 +599,56 @@ def add_ServiceControlServicer_to_server(servicer, server):
                     servicer.ListTagsForResource,
                     request_deserializer=servicecontrol_dot_v1_dot_service__control__pb2.ListTagsForResourceRequest.FromString,
                     response_serializer=servicecontrol_dot_v1_dot_service__control__pb2.ListTagsForResourceResponse.SerializeToString,
+            ),
+            'CreateAutoScalingConfiguration': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateAutoScalingConfiguration,
+                    request_deserializer=servicecontrol_dot_v1_dot_config__resources__pb2.CreateAutoScalingConfigurationRequest.FromString,
+                    response_serializer=servicecontrol_dot_v1_dot_config__resources__pb2.CreateAutoScalingConfigurationResponse.SerializeToString,
+            ),
+            'DescribeAutoScalingConfiguration': grpc.unary_unary_rpc_method_handler(
+                    servicer.DescribeAutoScalingConfiguration,
+                    request_deserializer=servicecontrol_dot_v1_dot_config__resources__pb2.DescribeAutoScalingConfigurationRequest.FromString,
+                    response_serializer=servicecontrol_dot_v1_dot_config__resources__pb2.DescribeAutoScalingConfigurationResponse.SerializeToString,
+            ),
+            'ListAutoScalingConfigurations': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListAutoScalingConfigurations,
+                    request_deserializer=servicecontrol_dot_v1_dot_config__resources__pb2.ListAutoScalingConfigurationsRequest.FromString,
+                    response_serializer=servicecontrol_dot_v1_dot_config__resources__pb2.ListAutoScalingConfigurationsResponse.SerializeToString,
+            ),
+            'DeleteAutoScalingConfiguration': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteAutoScalingConfiguration,
+                    request_deserializer=servicecontrol_dot_v1_dot_config__resources__pb2.DeleteAutoScalingConfigurationRequest.FromString,
+                    response_serializer=servicecontrol_dot_v1_dot_config__resources__pb2.DeleteAutoScalingConfigurationResponse.SerializeToString,
+            ),
+            'UpdateDefaultAutoScalingConfiguration': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpdateDefaultAutoScalingConfiguration,
+                    request_deserializer=servicecontrol_dot_v1_dot_config__resources__pb2.UpdateDefaultAutoScalingConfigurationRequest.FromString,
+                    response_serializer=servicecontrol_dot_v1_dot_config__resources__pb2.UpdateDefaultAutoScalingConfigurationResponse.SerializeToString,
+            ),
+            'ListServicesForAutoScalingConfiguration': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListServicesForAutoScalingConfiguration,
+                    request_deserializer=servicecontrol_dot_v1_dot_config__resources__pb2.ListServicesForAutoScalingConfigurationRequest.FromString,
+                    response_serializer=servicecontrol_dot_v1_dot_config__resources__pb2.ListServicesForAutoScalingConfigurationResponse.SerializeToString,
+            ),
+            'CreateObservabilityConfiguration': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateObservabilityConfiguration,
+                    request_deserializer=servicecontrol_dot_v1_dot_config__resources__pb2.CreateObservabilityConfigurationRequest.FromString,
+                    response_serializer=servicecontrol_dot_v1_dot_config__resources__pb2.CreateObservabilityConfigurationResponse.SerializeToString,
+            ),
+            'DescribeObservabilityConfiguration': grpc.unary_unary_rpc_method_handler(
+                    servicer.DescribeObservabilityConfiguration,
+                    request_deserializer=servicecontrol_dot_v1_dot_config__resources__pb2.DescribeObservabilityConfigurationRequest.FromString,
+                    response_serializer=servicecontrol_dot_v1_dot_config__resources__pb2.DescribeObservabilityConfigurationResponse.SerializeToString,
+            ),
+            'ListObservabilityConfigurations': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListObservabilityConfigurations,
+                    request_deserializer=servicecontrol_dot_v1_dot_config__resources__pb2.ListObservabilityConfigurationsRequest.FromString,
+                    response_serializer=servicecontrol_dot_v1_dot_config__resources__pb2.ListObservabilityConfigurationsResponse.SerializeToString,
+            ),
+            'DeleteObservabilityConfiguration': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteObservabilityConfiguration,
+                    request_deserializer=servicecontrol_dot_v1_dot_config__resources__pb2.DeleteObservabilityConfigurationRequest.FromString,
+                    response_serializer=servicecontrol_dot_v1_dot_config__resources__pb2.DeleteObservabilityConfigurationResponse.SerializeToString,
             ),
             'WatchEvents': grpc.unary_stream_rpc_method_handler(
                     servicer.WatchEvents,
@@ -1071,6 +1245,276 @@ class ServiceControl:
             '/servicecontrol.v1.ServiceControl/ListTagsForResource',
             servicecontrol_dot_v1_dot_service__control__pb2.ListTagsForResourceRequest.SerializeToString,
             servicecontrol_dot_v1_dot_service__control__pb2.ListTagsForResourceResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateAutoScalingConfiguration(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/servicecontrol.v1.ServiceControl/CreateAutoScalingConfiguration',
+            servicecontrol_dot_v1_dot_config__resources__pb2.CreateAutoScalingConfigurationRequest.SerializeToString,
+            servicecontrol_dot_v1_dot_config__resources__pb2.CreateAutoScalingConfigurationResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DescribeAutoScalingConfiguration(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/servicecontrol.v1.ServiceControl/DescribeAutoScalingConfiguration',
+            servicecontrol_dot_v1_dot_config__resources__pb2.DescribeAutoScalingConfigurationRequest.SerializeToString,
+            servicecontrol_dot_v1_dot_config__resources__pb2.DescribeAutoScalingConfigurationResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListAutoScalingConfigurations(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/servicecontrol.v1.ServiceControl/ListAutoScalingConfigurations',
+            servicecontrol_dot_v1_dot_config__resources__pb2.ListAutoScalingConfigurationsRequest.SerializeToString,
+            servicecontrol_dot_v1_dot_config__resources__pb2.ListAutoScalingConfigurationsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteAutoScalingConfiguration(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/servicecontrol.v1.ServiceControl/DeleteAutoScalingConfiguration',
+            servicecontrol_dot_v1_dot_config__resources__pb2.DeleteAutoScalingConfigurationRequest.SerializeToString,
+            servicecontrol_dot_v1_dot_config__resources__pb2.DeleteAutoScalingConfigurationResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UpdateDefaultAutoScalingConfiguration(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/servicecontrol.v1.ServiceControl/UpdateDefaultAutoScalingConfiguration',
+            servicecontrol_dot_v1_dot_config__resources__pb2.UpdateDefaultAutoScalingConfigurationRequest.SerializeToString,
+            servicecontrol_dot_v1_dot_config__resources__pb2.UpdateDefaultAutoScalingConfigurationResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListServicesForAutoScalingConfiguration(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/servicecontrol.v1.ServiceControl/ListServicesForAutoScalingConfiguration',
+            servicecontrol_dot_v1_dot_config__resources__pb2.ListServicesForAutoScalingConfigurationRequest.SerializeToString,
+            servicecontrol_dot_v1_dot_config__resources__pb2.ListServicesForAutoScalingConfigurationResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateObservabilityConfiguration(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/servicecontrol.v1.ServiceControl/CreateObservabilityConfiguration',
+            servicecontrol_dot_v1_dot_config__resources__pb2.CreateObservabilityConfigurationRequest.SerializeToString,
+            servicecontrol_dot_v1_dot_config__resources__pb2.CreateObservabilityConfigurationResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DescribeObservabilityConfiguration(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/servicecontrol.v1.ServiceControl/DescribeObservabilityConfiguration',
+            servicecontrol_dot_v1_dot_config__resources__pb2.DescribeObservabilityConfigurationRequest.SerializeToString,
+            servicecontrol_dot_v1_dot_config__resources__pb2.DescribeObservabilityConfigurationResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListObservabilityConfigurations(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/servicecontrol.v1.ServiceControl/ListObservabilityConfigurations',
+            servicecontrol_dot_v1_dot_config__resources__pb2.ListObservabilityConfigurationsRequest.SerializeToString,
+            servicecontrol_dot_v1_dot_config__resources__pb2.ListObservabilityConfigurationsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteObservabilityConfiguration(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/servicecontrol.v1.ServiceControl/DeleteObservabilityConfiguration',
+            servicecontrol_dot_v1_dot_config__resources__pb2.DeleteObservabilityConfigurationRequest.SerializeToString,
+            servicecontrol_dot_v1_dot_config__resources__pb2.DeleteObservabilityConfigurationResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -5,6 +5,7 @@ isort:skip_file
 
 from collections import abc as _abc
 from grpc import aio as _aio
+from servicecontrol.v1 import config_resources_pb2 as _config_resources_pb2
 from servicecontrol.v1 import service_control_pb2 as _service_control_pb2
 import abc as _abc_1
 import grpc as _grpc
@@ -101,6 +102,32 @@ class ServiceControlStub:
     """Removes tags from a service or connection; keys it lacks are ignored."""
     ListTagsForResource: _grpc.UnaryUnaryMultiCallable[_service_control_pb2.ListTagsForResourceRequest, _service_control_pb2.ListTagsForResourceResponse]
     """Lists a service's or connection's tags."""
+    CreateAutoScalingConfiguration: _grpc.UnaryUnaryMultiCallable[_config_resources_pb2.CreateAutoScalingConfigurationRequest, _config_resources_pb2.CreateAutoScalingConfigurationResponse]
+    """Creates the next revision of an auto scaling configuration name (revision 1 of a new
+    name): at most 10 names per account and 5 active revisions per name.
+    """
+    DescribeAutoScalingConfiguration: _grpc.UnaryUnaryMultiCallable[_config_resources_pb2.DescribeAutoScalingConfigurationRequest, _config_resources_pb2.DescribeAutoScalingConfigurationResponse]
+    """Describes an auto scaling configuration revision."""
+    ListAutoScalingConfigurations: _grpc.UnaryUnaryMultiCallable[_config_resources_pb2.ListAutoScalingConfigurationsRequest, _config_resources_pb2.ListAutoScalingConfigurationsResponse]
+    """Lists the account's active auto scaling configuration revisions."""
+    DeleteAutoScalingConfiguration: _grpc.UnaryUnaryMultiCallable[_config_resources_pb2.DeleteAutoScalingConfigurationRequest, _config_resources_pb2.DeleteAutoScalingConfigurationResponse]
+    """Deletes (makes INACTIVE) a revision or every revision of a name; not the default, nor
+    one a service uses.
+    """
+    UpdateDefaultAutoScalingConfiguration: _grpc.UnaryUnaryMultiCallable[_config_resources_pb2.UpdateDefaultAutoScalingConfigurationRequest, _config_resources_pb2.UpdateDefaultAutoScalingConfigurationResponse]
+    """Makes a revision the account's default auto scaling configuration."""
+    ListServicesForAutoScalingConfiguration: _grpc.UnaryUnaryMultiCallable[_config_resources_pb2.ListServicesForAutoScalingConfigurationRequest, _config_resources_pb2.ListServicesForAutoScalingConfigurationResponse]
+    """Lists the services that use an auto scaling configuration revision."""
+    CreateObservabilityConfiguration: _grpc.UnaryUnaryMultiCallable[_config_resources_pb2.CreateObservabilityConfigurationRequest, _config_resources_pb2.CreateObservabilityConfigurationResponse]
+    """Creates the next revision of an observability configuration name: at most 10 names
+    per account and 10 active revisions per name.
+    """
+    DescribeObservabilityConfiguration: _grpc.UnaryUnaryMultiCallable[_config_resources_pb2.DescribeObservabilityConfigurationRequest, _config_resources_pb2.DescribeObservabilityConfigurationResponse]
+    """Describes an observability configuration revision."""
+    ListObservabilityConfigurations: _grpc.UnaryUnaryMultiCallable[_config_resources_pb2.ListObservabilityConfigurationsRequest, _config_resources_pb2.ListObservabilityConfigurationsResponse]
+    """Lists the account's active observability configuration revisions."""
+    DeleteObservabilityConfiguration: _grpc.UnaryUnaryMultiCallable[_config_resources_pb2.DeleteObservabilityConfigurationRequest, _config_resources_pb2.DeleteObservabilityConfigurationResponse]
+    """Deletes (makes INACTIVE) an observability configuration revision no service uses."""
     WatchEvents: _grpc.UnaryStreamMultiCallable[_service_control_pb2.WatchEventsRequest, _service_control_pb2.WatchEventsResponse]
     """Streams the account's events from a cursor: first those already recorded, then new
     ones as they happen. Resuming from the last cursor seen loses nothing.
@@ -192,6 +219,32 @@ class ServiceControlAsyncStub(ServiceControlStub):
     """Removes tags from a service or connection; keys it lacks are ignored."""
     ListTagsForResource: _aio.UnaryUnaryMultiCallable[_service_control_pb2.ListTagsForResourceRequest, _service_control_pb2.ListTagsForResourceResponse]  # type: ignore[assignment]
     """Lists a service's or connection's tags."""
+    CreateAutoScalingConfiguration: _aio.UnaryUnaryMultiCallable[_config_resources_pb2.CreateAutoScalingConfigurationRequest, _config_resources_pb2.CreateAutoScalingConfigurationResponse]  # type: ignore[assignment]
+    """Creates the next revision of an auto scaling configuration name (revision 1 of a new
+    name): at most 10 names per account and 5 active revisions per name.
+    """
+    DescribeAutoScalingConfiguration: _aio.UnaryUnaryMultiCallable[_config_resources_pb2.DescribeAutoScalingConfigurationRequest, _config_resources_pb2.DescribeAutoScalingConfigurationResponse]  # type: ignore[assignment]
+    """Describes an auto scaling configuration revision."""
+    ListAutoScalingConfigurations: _aio.UnaryUnaryMultiCallable[_config_resources_pb2.ListAutoScalingConfigurationsRequest, _config_resources_pb2.ListAutoScalingConfigurationsResponse]  # type: ignore[assignment]
+    """Lists the account's active auto scaling configuration revisions."""
+    DeleteAutoScalingConfiguration: _aio.UnaryUnaryMultiCallable[_config_resources_pb2.DeleteAutoScalingConfigurationRequest, _config_resources_pb2.DeleteAutoScalingConfigurationResponse]  # type: ignore[assignment]
+    """Deletes (makes INACTIVE) a revision or every revision of a name; not the default, nor
+    one a service uses.
+    """
+    UpdateDefaultAutoScalingConfiguration: _aio.UnaryUnaryMultiCallable[_config_resources_pb2.UpdateDefaultAutoScalingConfigurationRequest, _config_resources_pb2.UpdateDefaultAutoScalingConfigurationResponse]  # type: ignore[assignment]
+    """Makes a revision the account's default auto scaling configuration."""
+    ListServicesForAutoScalingConfiguration: _aio.UnaryUnaryMultiCallable[_config_resources_pb2.ListServicesForAutoScalingConfigurationRequest, _config_resources_pb2.ListServicesForAutoScalingConfigurationResponse]  # type: ignore[assignment]
+    """Lists the services that use an auto scaling configuration revision."""
+    CreateObservabilityConfiguration: _aio.UnaryUnaryMultiCallable[_config_resources_pb2.CreateObservabilityConfigurationRequest, _config_resources_pb2.CreateObservabilityConfigurationResponse]  # type: ignore[assignment]
+    """Creates the next revision of an observability configuration name: at most 10 names
+    per account and 10 active revisions per name.
+    """
+    DescribeObservabilityConfiguration: _aio.UnaryUnaryMultiCallable[_config_resources_pb2.DescribeObservabilityConfigurationRequest, _config_resources_pb2.DescribeObservabilityConfigurationResponse]  # type: ignore[assignment]
+    """Describes an observability configuration revision."""
+    ListObservabilityConfigurations: _aio.UnaryUnaryMultiCallable[_config_resources_pb2.ListObservabilityConfigurationsRequest, _config_resources_pb2.ListObservabilityConfigurationsResponse]  # type: ignore[assignment]
+    """Lists the account's active observability configuration revisions."""
+    DeleteObservabilityConfiguration: _aio.UnaryUnaryMultiCallable[_config_resources_pb2.DeleteObservabilityConfigurationRequest, _config_resources_pb2.DeleteObservabilityConfigurationResponse]  # type: ignore[assignment]
+    """Deletes (makes INACTIVE) an observability configuration revision no service uses."""
     WatchEvents: _aio.UnaryStreamMultiCallable[_service_control_pb2.WatchEventsRequest, _service_control_pb2.WatchEventsResponse]  # type: ignore[assignment]
     """Streams the account's events from a cursor: first those already recorded, then new
     ones as they happen. Resuming from the last cursor seen loses nothing.
@@ -406,6 +459,92 @@ class ServiceControlServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_service_control_pb2.ListTagsForResourceResponse, _abc.Awaitable[_service_control_pb2.ListTagsForResourceResponse]]:
         """Lists a service's or connection's tags."""
+
+    @_abc_1.abstractmethod
+    def CreateAutoScalingConfiguration(
+        self,
+        request: _config_resources_pb2.CreateAutoScalingConfigurationRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_config_resources_pb2.CreateAutoScalingConfigurationResponse, _abc.Awaitable[_config_resources_pb2.CreateAutoScalingConfigurationResponse]]:
+        """Creates the next revision of an auto scaling configuration name (revision 1 of a new
+        name): at most 10 names per account and 5 active revisions per name.
+        """
+
+    @_abc_1.abstractmethod
+    def DescribeAutoScalingConfiguration(
+        self,
+        request: _config_resources_pb2.DescribeAutoScalingConfigurationRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_config_resources_pb2.DescribeAutoScalingConfigurationResponse, _abc.Awaitable[_config_resources_pb2.DescribeAutoScalingConfigurationResponse]]:
+        """Describes an auto scaling configuration revision."""
+
+    @_abc_1.abstractmethod
+    def ListAutoScalingConfigurations(
+        self,
+        request: _config_resources_pb2.ListAutoScalingConfigurationsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_config_resources_pb2.ListAutoScalingConfigurationsResponse, _abc.Awaitable[_config_resources_pb2.ListAutoScalingConfigurationsResponse]]:
+        """Lists the account's active auto scaling configuration revisions."""
+
+    @_abc_1.abstractmethod
+    def DeleteAutoScalingConfiguration(
+        self,
+        request: _config_resources_pb2.DeleteAutoScalingConfigurationRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_config_resources_pb2.DeleteAutoScalingConfigurationResponse, _abc.Awaitable[_config_resources_pb2.DeleteAutoScalingConfigurationResponse]]:
+        """Deletes (makes INACTIVE) a revision or every revision of a name; not the default, nor
+        one a service uses.
+        """
+
+    @_abc_1.abstractmethod
+    def UpdateDefaultAutoScalingConfiguration(
+        self,
+        request: _config_resources_pb2.UpdateDefaultAutoScalingConfigurationRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_config_resources_pb2.UpdateDefaultAutoScalingConfigurationResponse, _abc.Awaitable[_config_resources_pb2.UpdateDefaultAutoScalingConfigurationResponse]]:
+        """Makes a revision the account's default auto scaling configuration."""
+
+    @_abc_1.abstractmethod
+    def ListServicesForAutoScalingConfiguration(
+        self,
+        request: _config_resources_pb2.ListServicesForAutoScalingConfigurationRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_config_resources_pb2.ListServicesForAutoScalingConfigurationResponse, _abc.Awaitable[_config_resources_pb2.ListServicesForAutoScalingConfigurationResponse]]:
+        """Lists the services that use an auto scaling configuration revision."""
+
+    @_abc_1.abstractmethod
+    def CreateObservabilityConfiguration(
+        self,
+        request: _config_resources_pb2.CreateObservabilityConfigurationRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_config_resources_pb2.CreateObservabilityConfigurationResponse, _abc.Awaitable[_config_resources_pb2.CreateObservabilityConfigurationResponse]]:
+        """Creates the next revision of an observability configuration name: at most 10 names
+        per account and 10 active revisions per name.
+        """
+
+    @_abc_1.abstractmethod
+    def DescribeObservabilityConfiguration(
+        self,
+        request: _config_resources_pb2.DescribeObservabilityConfigurationRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_config_resources_pb2.DescribeObservabilityConfigurationResponse, _abc.Awaitable[_config_resources_pb2.DescribeObservabilityConfigurationResponse]]:
+        """Describes an observability configuration revision."""
+
+    @_abc_1.abstractmethod
+    def ListObservabilityConfigurations(
+        self,
+        request: _config_resources_pb2.ListObservabilityConfigurationsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_config_resources_pb2.ListObservabilityConfigurationsResponse, _abc.Awaitable[_config_resources_pb2.ListObservabilityConfigurationsResponse]]:
+        """Lists the account's active observability configuration revisions."""
+
+    @_abc_1.abstractmethod
+    def DeleteObservabilityConfiguration(
+        self,
+        request: _config_resources_pb2.DeleteObservabilityConfigurationRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_config_resources_pb2.DeleteObservabilityConfigurationResponse, _abc.Awaitable[_config_resources_pb2.DeleteObservabilityConfigurationResponse]]:
+        """Deletes (makes INACTIVE) an observability configuration revision no service uses."""
 
     @_abc_1.abstractmethod
     def WatchEvents(

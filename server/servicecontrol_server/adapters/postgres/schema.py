@@ -107,6 +107,20 @@ service_configurations = Table(
     Column("image_bucket", Text, nullable=True),
     Column("image_prefix", Text, nullable=True),
     _ts("updated_at", default_now=True),
+    # The auto scaling and observability configuration revisions the service uses (full
+    # ARNs); NULL auto scaling means the account's built-in DefaultConfiguration.
+    Column("auto_scaling_configuration_arn", Text, nullable=True),
+    Column("observability_configuration_arn", Text, nullable=True),
+    Index(
+        "ix_service_configurations_auto_scaling",
+        "auto_scaling_configuration_arn",
+        postgresql_where=text("auto_scaling_configuration_arn IS NOT NULL"),
+    ),
+    Index(
+        "ix_service_configurations_observability",
+        "observability_configuration_arn",
+        postgresql_where=text("observability_configuration_arn IS NOT NULL"),
+    ),
 )
 
 # What the stand-in compute driver records: one row per service that has compute.
@@ -359,4 +373,42 @@ resource_tags = Table(
     Column("account_id", Text, nullable=False),
     Column("tag_value", Text, nullable=False),
     PrimaryKeyConstraint("resource_arn", "tag_key"),
+)
+
+# Auto scaling and observability configurations: one row per revision. A deleted revision
+# stays as INACTIVE (App Runner describes it so), which also keeps the built-in
+# DefaultConfiguration from coming back once deleted.
+config_resources = Table(
+    "config_resources",
+    metadata,
+    Column("config_id", Text, primary_key=True),
+    Column("account_id", Text, nullable=False),
+    # autoscalingconfiguration | observabilityconfiguration (the ARN's resource type).
+    Column("kind", Text, nullable=False),
+    Column("name", Text, nullable=False),
+    Column("revision", Integer, nullable=False),
+    Column("arn", Text, nullable=False, unique=True),
+    Column("status", Text, nullable=False),
+    Column("settings", JSONB, nullable=False, server_default=text("'{}'::jsonb")),
+    Column("is_default", Boolean, nullable=False, server_default=text("false")),
+    _ts("created_at", default_now=True),
+    _ts("deleted_at", nullable=True),
+    # Revision numbers are unique among a name's active revisions; listings walk them.
+    Index(
+        "ix_config_resources_active_revision",
+        "account_id",
+        "kind",
+        "name",
+        "revision",
+        unique=True,
+        postgresql_where=text("status = 'ACTIVE'"),
+    ),
+    # At most one default per account and kind.
+    Index(
+        "ix_config_resources_default",
+        "account_id",
+        "kind",
+        unique=True,
+        postgresql_where=text("is_default"),
+    ),
 )

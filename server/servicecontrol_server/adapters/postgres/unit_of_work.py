@@ -15,6 +15,7 @@ from .database import is_outage, unavailable
 from .repositories import (
     AccountRepository,
     CertificateRepository,
+    ConfigResourceRepository,
     ConnectionRepository,
     CustomDomainRepository,
     JobRepository,
@@ -55,6 +56,7 @@ class PostgresUnitOfWork:
         self.jobs = JobRepository(conn)
         self.retention = RetentionRepository(conn)
         self.tags = TagRepository(conn)
+        self.config_resources = ConfigResourceRepository(conn)
 
     async def __aenter__(self) -> PostgresUnitOfWork:
         self._events = []

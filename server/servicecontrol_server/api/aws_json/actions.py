@@ -9,7 +9,7 @@ from typing import Any
 
 from ...application.results import Configs, MutationResult, Page
 from ..use_cases import UseCases
-from . import model, shapes
+from . import config_actions, model, shapes
 from .errors import (
     INTERNAL,
     INVALID_REQUEST,
@@ -52,6 +52,7 @@ READ_ONLY_ACTIONS = frozenset(
         "ListConnections",
         "DescribeCustomDomains",
     }
+    | config_actions.READ_ONLY
 )
 
 
@@ -99,8 +100,25 @@ def _with_token(out: Body, token: str) -> Body:
     return out
 
 
-def _mutation(result: MutationResult) -> Body:
-    return {"Service": shapes.service(result.service), "OperationId": result.operation_id}
+async def _service(ctx: Context, svc: Any) -> Body:
+    """The service with the auto scaling configuration it uses, as App Runner shows it."""
+    config = svc.configuration
+    scaling = await ctx.app.configs.summary_for_service(
+        ctx.account_id, config.auto_scaling_configuration_arn if config else None
+    )
+    return shapes.service(svc, config_actions.auto_scaling_summary(scaling))
+
+
+async def _mutation(ctx: Context, result: MutationResult) -> Body:
+    return {"Service": await _service(ctx, result.service), "OperationId": result.operation_id}
+
+
+def _references(body: Body, configs: Configs) -> Configs:
+    """The auto scaling and observability configurations a create or update names."""
+    arn = shapes.string(body, "AutoScalingConfigurationArn", min_len=1, max_len=ARN_MAX)
+    configs.auto_scaling_configuration_arn = arn or None
+    configs.observability = shapes.observability(body)
+    return configs
 
 
 # ----- services -----
@@ -116,14 +134,15 @@ async def create_service(ctx: Context, body: Body) -> Body:
     )
     tags = shapes.tags(body)
     shapes.refuse_changed_fixed_settings(body, ctx.region, ctx.account_id)
+    _references(body, configs)
     result = await ctx.app.commands.create_service(ctx.account_id, name, configs, tags=tags)
-    return _mutation(result)
+    return await _mutation(ctx, result)
 
 
 @action("DescribeService", RESOURCE_NOT_FOUND)
 async def describe_service(ctx: Context, body: Body) -> Body:
     svc = await ctx.app.commands.describe_service(ctx.account_id, _service_arn(body))
-    return {"Service": shapes.service(svc)}
+    return {"Service": await _service(ctx, svc)}
 
 
 @action("ListServices")
@@ -150,26 +169,27 @@ async def update_service(ctx: Context, body: Body) -> Body:
         health_check=shapes.optional_struct(body, shapes.HEALTH_CHECK_CONFIGURATION),
     )
     shapes.refuse_changed_fixed_settings(body, ctx.region, ctx.account_id)
+    _references(body, configs)
     result = await ctx.app.commands.update_service(ctx.account_id, arn, configs)
-    return _mutation(result)
+    return await _mutation(ctx, result)
 
 
 @action("DeleteService", RESOURCE_NOT_FOUND, INVALID_STATE)
 async def delete_service(ctx: Context, body: Body) -> Body:
     result = await ctx.app.commands.delete_service(ctx.account_id, _service_arn(body))
-    return _mutation(result)
+    return await _mutation(ctx, result)
 
 
 @action("PauseService", RESOURCE_NOT_FOUND, INVALID_STATE)
 async def pause_service(ctx: Context, body: Body) -> Body:
     result = await ctx.app.commands.pause_service(ctx.account_id, _service_arn(body))
-    return _mutation(result)
+    return await _mutation(ctx, result)
 
 
 @action("ResumeService", RESOURCE_NOT_FOUND, INVALID_STATE)
 async def resume_service(ctx: Context, body: Body) -> Body:
     result = await ctx.app.commands.resume_service(ctx.account_id, _service_arn(body))
-    return _mutation(result)
+    return await _mutation(ctx, result)
 
 
 @action("StartDeployment", RESOURCE_NOT_FOUND)
@@ -317,3 +337,9 @@ async def untag_resource(ctx: Context, body: Body) -> Body:
 async def list_tags_for_resource(ctx: Context, body: Body) -> Body:
     tags = await ctx.app.tags.list_tags(ctx.account_id, _resource_arn(body))
     return {"Tags": shapes.tag_list(tags)}
+
+
+# ----- auto scaling and observability configurations -----
+
+for _name, (_handler, _errors) in config_actions.HANDLERS.items():
+    action(_name, *_errors)(_handler)

@@ -10,7 +10,7 @@ import re
 import uuid
 from collections.abc import Collection, Sequence
 
-from ...domain import errors
+from ...domain import config_resources, errors
 
 log = logging.getLogger(__name__)
 
@@ -96,7 +96,9 @@ def _error_type(exc: errors.DomainError) -> str:
         # App Runner refuses a resource in use, or one not ready to be used, as a bad
         # request (e.g. deleting a VPC connector that services still use).
         | errors.ConnectionInUse
-        | errors.ConnectionNotAvailable,
+        | errors.ConnectionNotAvailable
+        | config_resources.ConfigurationInUse
+        | config_resources.ConfigurationInactive,
     ):
         return INVALID_REQUEST
     if isinstance(exc, errors.FailedPrecondition):

@@ -55,7 +55,12 @@ EXTRA_PATTERNS: dict[str, str] = {
 # - CustomDomainAssociationStatus: App Runner answers it in lowercase
 #   (`pending_certificate_dns_validation`) though its model lists the values in uppercase,
 #   and clients (Terraform) wait on the lowercase values.
-WIRE_SPELLINGS: dict[str, Callable[[str], str]] = {"CustomDomainAssociationStatus": str.upper}
+# - AutoScalingConfigurationStatus: the same (`active`, `inactive`); Terraform's auto
+#   scaling configuration resource waits on `active`.
+WIRE_SPELLINGS: dict[str, Callable[[str], str]] = {
+    "CustomDomainAssociationStatus": str.upper,
+    "AutoScalingConfigurationStatus": str.upper,
+}
 
 
 @cache

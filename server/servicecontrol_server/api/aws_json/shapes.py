@@ -8,7 +8,6 @@ know are ignored, as AWS JSON services do."""
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -118,7 +117,6 @@ HEALTH_CHECK_CONFIGURATION = Struct(
 )
 
 # The fixed settings every service has; requests may restate them but not change them.
-DEFAULT_AUTO_SCALING_NAME = "DefaultConfiguration"
 DEFAULT_NETWORK_CONFIGURATION: dict[str, Any] = {
     "EgressConfiguration": {"EgressType": "DEFAULT"},
     "IngressConfiguration": {"IsPubliclyAccessible": True},
@@ -210,16 +208,10 @@ def tag_list(values: Mapping[str, str]) -> list[dict[str, str]]:
 
 
 def refuse_changed_fixed_settings(body: Mapping[str, Any], region: str, account_id: str) -> None:
-    """Encryption, auto scaling, networking and observability are fixed here: a request
-    may restate the fixed values (tools often send them) but not ask for others."""
+    """Encryption and networking are fixed here: a request may restate the fixed values
+    (tools often send them) but not ask for others."""
     if body.get("EncryptionConfiguration") not in (None, {}):
         raise invalid_request("EncryptionConfiguration is not supported by this server.")
-    arn = body.get("AutoScalingConfigurationArn")
-    if arn is not None and arn != default_auto_scaling_arn(region, account_id):
-        raise invalid_request(
-            "AutoScalingConfigurationArn other than the default "
-            f"{default_auto_scaling_arn(region, account_id)} is not supported by this server."
-        )
     network = body.get("NetworkConfiguration")
     if network is not None:
         egress = network.get("EgressConfiguration") or {}
@@ -234,9 +226,15 @@ def refuse_changed_fixed_settings(body: Mapping[str, Any], region: str, account_
                 "NetworkConfiguration other than public ingress, default egress and IPV4 is "
                 "not supported by this server."
             )
-    observability = body.get("ObservabilityConfiguration")
-    if observability is not None and observability.get("ObservabilityEnabled") is not False:
-        raise invalid_request("ObservabilityConfiguration is not supported by this server.")
+def observability(body: Mapping[str, Any]) -> dict[str, Any] | None:
+    """`ObservabilityConfiguration` {ObservabilityEnabled, ObservabilityConfigurationArn}
+    as the domain's dict; None when the request leaves it out. The model has checked the
+    members' types and that ObservabilityEnabled is there."""
+    value = body.get("ObservabilityConfiguration")
+    if value is None:
+        return None
+    arn = value.get("ObservabilityConfigurationArn")
+    return {"observability_enabled": value["ObservabilityEnabled"], "observability_configuration_arn": arn or ""}
 
 
 # ----- writing responses -----
@@ -263,27 +261,9 @@ def to_wire(struct: Struct, data: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
-def default_auto_scaling_arn(region: str, account_id: str) -> str:
-    # Stable per account and region, as the default configuration's id is in App Runner.
-    digest = hashlib.sha256(f"{region}:{account_id}:autoscaling".encode()).hexdigest()[:32]
-    return (
-        f"arn:aws:apprunner:{region}:{account_id}:autoscalingconfiguration/"
-        f"{DEFAULT_AUTO_SCALING_NAME}/1/{digest}"
-    )
-
-
-def auto_scaling_summary(region: str, account_id: str) -> dict[str, Any]:
-    return {
-        "AutoScalingConfigurationArn": default_auto_scaling_arn(region, account_id),
-        "AutoScalingConfigurationName": DEFAULT_AUTO_SCALING_NAME,
-        "AutoScalingConfigurationRevision": 1,
-        "Status": "ACTIVE",
-        "HasAssociatedService": True,
-        "IsDefault": True,
-    }
-
-
-def service(svc: Service) -> dict[str, Any]:
+def service(svc: Service, auto_scaling_summary: dict[str, Any]) -> dict[str, Any]:
+    """The service; `auto_scaling_summary` is the configuration it uses, as App Runner
+    summarises it."""
     out: dict[str, Any] = {
         "ServiceName": svc.service_name,
         "ServiceId": svc.service_id,
@@ -306,10 +286,15 @@ def service(svc: Service) -> dict[str, Any]:
         out["SourceConfiguration"] = to_wire(SOURCE_CONFIGURATION, config.source)
         out["InstanceConfiguration"] = to_wire(INSTANCE_CONFIGURATION, config.instance)
         out["HealthCheckConfiguration"] = to_wire(HEALTH_CHECK_CONFIGURATION, config.health_check)
-    out["AutoScalingConfigurationSummary"] = auto_scaling_summary(svc.region, svc.account_id)
+    out["AutoScalingConfigurationSummary"] = auto_scaling_summary
     out["NetworkConfiguration"] = DEFAULT_NETWORK_CONFIGURATION
-    # No ObservabilityConfiguration: App Runner leaves it out of a service that has none,
-    # and Terraform reads its presence as a configuration block.
+    # ObservabilityConfiguration only when it is on: App Runner leaves it out of a service
+    # that has none, and Terraform reads its presence as a configuration block.
+    if config is not None and config.observability_configuration_arn:
+        out["ObservabilityConfiguration"] = {
+            "ObservabilityEnabled": True,
+            "ObservabilityConfigurationArn": config.observability_configuration_arn,
+        }
     return out
 
 

@@ -26,6 +26,8 @@ from .objectstore import (
 from .repositories import (
     AccountRepository,
     CertificateRepository,
+    ConfigPosition,
+    ConfigResourceRepository,
     ConnectionRepository,
     Cursor,
     CustomDomainRepository,
@@ -48,6 +50,8 @@ __all__ = [
     "ClaimedJob",
     "ComputeDriver",
     "ComputeError",
+    "ConfigPosition",
+    "ConfigResourceRepository",
     "ConnectionRepository",
     "Cursor",
     "CustomDomainRepository",

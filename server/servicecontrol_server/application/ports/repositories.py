@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
 
+from ...domain.config_resources import ConfigKind, ConfigResource
 from ...domain.model import (
     Certificate,
     CertificateStatus,
@@ -336,3 +337,72 @@ class TagRepository(Protocol):
         ...
 
     async def delete_all(self, resource_arn: str) -> int: ...
+
+
+# A position in a configuration listing: (name, revision) of the last item shown.
+ConfigPosition = tuple[str, int]
+
+
+class ConfigResourceRepository(Protocol):
+    """Auto scaling and observability configuration revisions. Every read fills in the
+    derived `latest` (the highest ACTIVE revision of its name) and
+    `has_associated_service` (a live service uses it)."""
+
+    async def ensure_default(self, default: ConfigResource) -> None:
+        """Inserts the account's built-in configuration unless its row exists (in any
+        status: a deleted one does not come back)."""
+        ...
+
+    async def get(
+        self, account_id: str, kind: ConfigKind, config_id: str, *, for_update: bool = False
+    ) -> ConfigResource | None:
+        """The revision with that id, ACTIVE or INACTIVE."""
+        ...
+
+    async def active_revisions(
+        self, account_id: str, kind: ConfigKind, name: str, *, for_update: bool = False
+    ) -> list[ConfigResource]:
+        """The name's ACTIVE revisions, lowest revision first."""
+        ...
+
+    async def count_active_names(self, account_id: str, kind: ConfigKind) -> int: ...
+
+    async def get_default(
+        self, account_id: str, kind: ConfigKind, *, for_update: bool = False
+    ) -> ConfigResource | None: ...
+
+    async def add(self, config: ConfigResource) -> ConfigResource:
+        """Inserts the revision; sets created_at from the database clock."""
+        ...
+
+    async def mark_inactive(self, config: ConfigResource) -> None:
+        """INACTIVE, not the default, deleted_at from the database clock."""
+        ...
+
+    async def set_default(self, account_id: str, kind: ConfigKind, config: ConfigResource) -> None:
+        """Makes `config` the account's only default of its kind."""
+        ...
+
+    async def list_page(
+        self,
+        account_id: str,
+        kind: ConfigKind,
+        name: str | None,
+        latest_only: bool,
+        after: ConfigPosition | None,
+        limit: int,
+    ) -> list[ConfigResource]:
+        """ACTIVE revisions by (name, revision), after the position; only each name's
+        highest when `latest_only`."""
+        ...
+
+    async def services_using(
+        self, account_id: str, arn: str, after: str | None, limit: int
+    ) -> list[str]:
+        """The ARNs of the live services whose configuration uses the revision, by ARN."""
+        ...
+
+    async def in_use(self, arns: list[str]) -> bool:
+        """Whether a live service uses one of the revisions, or a service update waiting
+        to be applied will."""
+        ...

@@ -12,6 +12,7 @@ from ...domain.model import Event
 from .repositories import (
     AccountRepository,
     CertificateRepository,
+    ConfigResourceRepository,
     ConnectionRepository,
     CustomDomainRepository,
     JobRepository,
@@ -58,6 +59,9 @@ class UnitOfWork(Protocol):
 
     @property
     def tags(self) -> TagRepository: ...
+
+    @property
+    def config_resources(self) -> ConfigResourceRepository: ...
 
     async def __aenter__(self) -> UnitOfWork: ...
 

@@ -9,6 +9,7 @@ constants in jobqueue.py, outbox.py and ttl.py."""
 
 from .accounts import AccountRepository
 from .certificates import CertificateRepository
+from .config_resources import ConfigResourceRepository
 from .connections import ConnectionRepository
 from .custom_domains import CustomDomainRepository
 from .jobs import JobRepository
@@ -22,6 +23,7 @@ __all__ = [
     "OPERATIONS_CHANNEL",
     "AccountRepository",
     "CertificateRepository",
+    "ConfigResourceRepository",
     "ConnectionRepository",
     "CustomDomainRepository",
     "JobRepository",

@@ -20,7 +20,8 @@ _SERVICE_COLUMNS = """
     s.status, s.status_message, s.version, s.current_operation_id::text AS current_operation_id,
     s.status_before_operation, s.connection_arn, s.created_at, s.updated_at, s.deleted_at,
     s.purge_at, c.source_configuration, c.instance_configuration,
-    c.health_check_configuration, c.image_identifier, c.image_bucket, c.image_prefix
+    c.health_check_configuration, c.image_identifier, c.image_bucket, c.image_prefix,
+    c.auto_scaling_configuration_arn, c.observability_configuration_arn
 """
 GET_SERVICE = text(
     f"""
@@ -197,6 +198,8 @@ class ServiceRepository:
             "image_identifier": config.image_identifier,
             "image_bucket": config.image_bucket,
             "image_prefix": config.image_prefix,
+            "auto_scaling_configuration_arn": config.auto_scaling_configuration_arn,
+            "observability_configuration_arn": config.observability_configuration_arn,
             "updated_at": func.now(),
         }
         await self.conn.execute(
@@ -250,6 +253,8 @@ def service_from_row(row: RowMapping) -> Service:
             image_identifier=row["image_identifier"],
             image_bucket=row["image_bucket"],
             image_prefix=row["image_prefix"],
+            auto_scaling_configuration_arn=row["auto_scaling_configuration_arn"],
+            observability_configuration_arn=row["observability_configuration_arn"],
         )
     before = row["status_before_operation"]
     return Service(
