@@ -17,6 +17,7 @@ from botocore.exceptions import ClientError
 
 from servicecontrol.v1 import resources_pb2 as pb
 from servicecontrol.v1 import service_control_pb2 as api
+from servicecontrol.v1 import vpc_pb2
 from servicecontrol_server.api.aws_json.actions import ACTIONS
 from tests.support import identity
 from tests.support.aws import AppRunnerClient, Recorder
@@ -28,6 +29,8 @@ IMAGE = pb.SourceConfiguration(
 )
 DOMAIN = "shop.example.com"
 CONNECTION = "first-conn"
+VPC_CONNECTOR = "first-vpc"
+VPC_INGRESS = "first-ingress"
 
 
 @dataclass
@@ -41,6 +44,19 @@ class Resources:
     missing_service_arn: str
     missing_operation_id: str
     missing_connection_arn: str
+    vpc_connector_arn: str = ""
+    missing_vpc_connector_arn: str = ""
+    vpc_ingress_arn: str = ""
+    missing_vpc_ingress_arn: str = ""
+
+    @property
+    def ids(self) -> tuple[str, ...]:
+        return (
+            self.vpc_connector_arn,
+            self.missing_vpc_connector_arn,
+            self.vpc_ingress_arn,
+            self.missing_vpc_ingress_arn,
+        )
 
 
 def _missing(arn: str) -> str:
@@ -66,6 +82,28 @@ async def first(harness: Harness) -> Resources:
         api.CreateConnectionRequest(connection_name=CONNECTION, provider_type=pb.Connection.GITHUB),
         metadata=harness.meta(),
     )
+    # VPC connectors and ingress connections (an ingress connection needs a private
+    # service).
+    connector = await harness.stub.CreateVpcConnector(
+        vpc_pb2.CreateVpcConnectorRequest(vpc_connector_name=VPC_CONNECTOR, subnets=["s-1"]),
+        metadata=harness.meta(),
+    )
+    private = await harness.running_service(
+        "first-private",
+        network_configuration=vpc_pb2.NetworkConfiguration(
+            ingress_configuration={"is_publicly_accessible": False}
+        ),
+    )
+    ingress = await harness.stub.CreateVpcIngressConnection(
+        vpc_pb2.CreateVpcIngressConnectionRequest(
+            service_arn=private.service_arn,
+            vpc_ingress_connection_name=VPC_INGRESS,
+            ingress_vpc_configuration={"vpc_id": "vpc-1", "vpc_endpoint_id": "vpce-1"},
+        ),
+        metadata=harness.meta(),
+    )
+    connector_arn = connector.vpc_connector.vpc_connector_arn
+    ingress_arn = ingress.vpc_ingress_connection.vpc_ingress_connection_arn
     return Resources(
         service_arn=svc.service_arn,
         service_name=svc.service_name,
@@ -74,6 +112,10 @@ async def first(harness: Harness) -> Resources:
         missing_service_arn=_missing(svc.service_arn),
         missing_operation_id=str(uuid.uuid4()),
         missing_connection_arn=_missing(conn.connection.connection_arn),
+        vpc_connector_arn=connector_arn,
+        missing_vpc_connector_arn=_missing(connector_arn),
+        vpc_ingress_arn=ingress_arn,
+        missing_vpc_ingress_arn=_missing(ingress_arn),
     )
 
 
@@ -123,6 +165,28 @@ GRPC_NOT_FOUND: dict[str, Request] = {
         resource_arn=_svc(r, f), tag_keys=["team"]
     ),
     "ListTagsForResource": lambda r, f: api.ListTagsForResourceRequest(resource_arn=_svc(r, f)),
+    # VPC connectors and ingress connections
+    "DescribeVpcConnector": lambda r, f: vpc_pb2.DescribeVpcConnectorRequest(
+        vpc_connector_arn=_connector(r, f)
+    ),
+    "DeleteVpcConnector": lambda r, f: vpc_pb2.DeleteVpcConnectorRequest(
+        vpc_connector_arn=_connector(r, f)
+    ),
+    "CreateVpcIngressConnection": lambda r, f: vpc_pb2.CreateVpcIngressConnectionRequest(
+        service_arn=_svc(r, f),
+        vpc_ingress_connection_name="other-ingress",
+        ingress_vpc_configuration={"vpc_id": "vpc-2", "vpc_endpoint_id": "vpce-2"},
+    ),
+    "DescribeVpcIngressConnection": lambda r, f: vpc_pb2.DescribeVpcIngressConnectionRequest(
+        vpc_ingress_connection_arn=_ingress(r, f)
+    ),
+    "UpdateVpcIngressConnection": lambda r, f: vpc_pb2.UpdateVpcIngressConnectionRequest(
+        vpc_ingress_connection_arn=_ingress(r, f),
+        ingress_vpc_configuration={"vpc_id": "vpc-2", "vpc_endpoint_id": "vpce-2"},
+    ),
+    "DeleteVpcIngressConnection": lambda r, f: vpc_pb2.DeleteVpcIngressConnectionRequest(
+        vpc_ingress_connection_arn=_ingress(r, f)
+    ),
 }
 # Listings and creations: nothing of the first account shows, and its names are free.
 GRPC_EMPTY_LISTS: dict[str, Callable[[Resources], Any]] = {
@@ -130,6 +194,8 @@ GRPC_EMPTY_LISTS: dict[str, Callable[[Resources], Any]] = {
     "ListConnections": lambda r: api.ListConnectionsRequest(connection_name=CONNECTION),
     "ListCertificates": lambda r: api.ListCertificatesRequest(domain_name=DOMAIN),
     "WatchEvents": lambda r: api.WatchEventsRequest(cursor="0"),
+    "ListVpcConnectors": lambda r: vpc_pb2.ListVpcConnectorsRequest(),
+    "ListVpcIngressConnections": lambda r: vpc_pb2.ListVpcIngressConnectionsRequest(),
 }
 GRPC_CREATES: dict[str, Callable[[Resources], Any]] = {
     "CreateService": lambda r: api.CreateServiceRequest(
@@ -137,6 +203,9 @@ GRPC_CREATES: dict[str, Callable[[Resources], Any]] = {
     ),
     "CreateConnection": lambda r: api.CreateConnectionRequest(
         connection_name=CONNECTION, provider_type=pb.Connection.GITHUB, validate_only=True
+    ),
+    "CreateVpcConnector": lambda r: vpc_pb2.CreateVpcConnectorRequest(
+        vpc_connector_name=VPC_CONNECTOR, subnets=["s-1"], validate_only=True
     ),
 }
 
@@ -154,6 +223,14 @@ def _svc(r: Resources, foreign: bool) -> str:
 
 def _op(r: Resources, foreign: bool) -> str:
     return r.operation_id if foreign else r.missing_operation_id
+
+
+def _connector(r: Resources, foreign: bool) -> str:
+    return r.vpc_connector_arn if foreign else r.missing_vpc_connector_arn
+
+
+def _ingress(r: Resources, foreign: bool) -> str:
+    return r.vpc_ingress_arn if foreign else r.missing_vpc_ingress_arn
 
 
 async def _error(call: Awaitable[Any]) -> RichError | None:
@@ -179,6 +256,7 @@ async def test_every_rpc_treats_another_accounts_resources_as_missing(
         first.missing_operation_id,
         first.connection_arn,
         first.missing_connection_arn,
+        *first.ids,
     )
     leaks: list[str] = []
     for name, make in GRPC_NOT_FOUND.items():
@@ -198,7 +276,7 @@ async def test_every_rpc_treats_another_accounts_resources_as_missing(
             harness.channel, rpcs[name], make_list(first), other, timeout=1.5
         )
         seen = " ".join(str(a) for a in answers)
-        if ACCOUNT in seen or DOMAIN in seen or CONNECTION in seen:
+        if ACCOUNT in seen or DOMAIN in seen or CONNECTION in seen or VPC_INGRESS in seen:
             leaks.append(f"{name}: answered {seen[:300]}")
     for name, make_create in GRPC_CREATES.items():
         answers = await identity.call(harness.channel, rpcs[name], make_create(first), other)
@@ -229,6 +307,19 @@ async def _unchanged(harness: Harness, first: Resources) -> None:
         api.ListConnectionsRequest(), metadata=harness.meta()
     )
     assert [c.connection_arn for c in conns.connections] == [first.connection_arn]
+    connector = await harness.stub.DescribeVpcConnector(
+        vpc_pb2.DescribeVpcConnectorRequest(vpc_connector_arn=first.vpc_connector_arn),
+        metadata=harness.meta(),
+    )
+    assert connector.vpc_connector.status == vpc_pb2.VpcConnector.ACTIVE
+    ingress = await harness.stub.DescribeVpcIngressConnection(
+        vpc_pb2.DescribeVpcIngressConnectionRequest(
+            vpc_ingress_connection_arn=first.vpc_ingress_arn
+        ),
+        metadata=harness.meta(),
+    )
+    assert ingress.vpc_ingress_connection.status == vpc_pb2.VpcIngressConnection.AVAILABLE
+    assert ingress.vpc_ingress_connection.ingress_vpc_configuration.vpc_id == "vpc-1"
 
 
 # ----- App Runner actions -----
@@ -273,10 +364,44 @@ AWS_NOT_FOUND: dict[str, AwsCall] = {
         "list_tags_for_resource",
         {"ResourceArn": _svc(r, f)},
     ),
+    # VPC connectors and ingress connections
+    "DescribeVpcConnector": lambda r, f: (
+        "describe_vpc_connector",
+        {"VpcConnectorArn": _connector(r, f)},
+    ),
+    "DeleteVpcConnector": lambda r, f: (
+        "delete_vpc_connector",
+        {"VpcConnectorArn": _connector(r, f)},
+    ),
+    "CreateVpcIngressConnection": lambda r, f: (
+        "create_vpc_ingress_connection",
+        {
+            "ServiceArn": _svc(r, f),
+            "VpcIngressConnectionName": "other-ingress",
+            "IngressVpcConfiguration": {"VpcId": "vpc-2", "VpcEndpointId": "vpce-2"},
+        },
+    ),
+    "DescribeVpcIngressConnection": lambda r, f: (
+        "describe_vpc_ingress_connection",
+        {"VpcIngressConnectionArn": _ingress(r, f)},
+    ),
+    "UpdateVpcIngressConnection": lambda r, f: (
+        "update_vpc_ingress_connection",
+        {
+            "VpcIngressConnectionArn": _ingress(r, f),
+            "IngressVpcConfiguration": {"VpcId": "vpc-2", "VpcEndpointId": "vpce-2"},
+        },
+    ),
+    "DeleteVpcIngressConnection": lambda r, f: (
+        "delete_vpc_ingress_connection",
+        {"VpcIngressConnectionArn": _ingress(r, f)},
+    ),
 }
 AWS_LISTS: dict[str, tuple[str, dict[str, Any]]] = {
     "ListServices": ("list_services", {}),
     "ListConnections": ("list_connections", {"ConnectionName": CONNECTION}),
+    "ListVpcConnectors": ("list_vpc_connectors", {}),
+    "ListVpcIngressConnections": ("list_vpc_ingress_connections", {}),
 }
 AWS_CREATES: dict[str, Callable[[Resources], tuple[str, dict[str, Any]]]] = {
     "CreateService": lambda r: (
@@ -294,6 +419,10 @@ AWS_CREATES: dict[str, Callable[[Resources], tuple[str, dict[str, Any]]]] = {
     "CreateConnection": lambda r: (
         "create_connection",
         {"ConnectionName": CONNECTION, "ProviderType": "GITHUB"},
+    ),
+    "CreateVpcConnector": lambda r: (
+        "create_vpc_connector",
+        {"VpcConnectorName": VPC_CONNECTOR, "Subnets": ["s-1"]},
     ),
 }
 
@@ -319,6 +448,7 @@ async def test_every_action_treats_another_accounts_resources_as_missing(
         first.missing_service_arn,
         first.connection_arn,
         first.missing_connection_arn,
+        *first.ids,
     )
 
     def scrub(text: str) -> str:
@@ -338,7 +468,7 @@ async def test_every_action_treats_another_accounts_resources_as_missing(
             leaks.append(f"{name}: {foreign} differs from {missing}")
     for name, (method, args) in AWS_LISTS.items():
         answer = await getattr(aws, method)(**args)
-        if ACCOUNT in str(answer) or CONNECTION in str(answer):
+        if ACCOUNT in str(answer) or CONNECTION in str(answer) or VPC_INGRESS in str(answer):
             leaks.append(f"{name}: answered {answer}")
     for name, make_create in AWS_CREATES.items():
         method, args = make_create(first)

@@ -91,6 +91,7 @@ def use_cases(make: Callable[[], Exception]) -> tuple[UseCases, Failing]:
             connections=failing,  # type: ignore[arg-type]
             domains=failing,  # type: ignore[arg-type]
             tags=failing,  # type: ignore[arg-type]
+            vpc=failing,  # type: ignore[arg-type]
             events=failing,  # type: ignore[arg-type]
             identity=Admitting(),  # type: ignore[arg-type]
             settings=settings,
@@ -210,6 +211,15 @@ SAMPLE_MEMBERS: dict[str, Any] = {
     "ResourceArn": ARN,
     "Tags": [{"Key": "team", "Value": "web"}],
     "TagKeys": ["team"],
+    # VPC connectors and ingress connections
+    "VpcConnectorName": "my-egress",
+    "Subnets": ["subnet-1"],
+    "VpcConnectorArn": f"arn:aws:apprunner:us-east-1:{ACCOUNT}:vpcconnector/my-egress/1/{'a' * 32}",
+    "VpcIngressConnectionName": "my-ingress",
+    "IngressVpcConfiguration": {"VpcId": "vpc-1", "VpcEndpointId": "vpce-1"},
+    "VpcIngressConnectionArn": (
+        f"arn:aws:apprunner:us-east-1:{ACCOUNT}:vpcingressconnection/my-ingress/{'b' * 32}"
+    ),
 }
 
 

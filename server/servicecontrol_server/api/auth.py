@@ -46,6 +46,11 @@ READ_ONLY_RPCS = frozenset(
         "DescribeCustomDomains",
         "ListCertificates",
         "GetImageUploadStatus",
+        # VPC connectors and ingress connections
+        "DescribeVpcConnector",
+        "ListVpcConnectors",
+        "DescribeVpcIngressConnection",
+        "ListVpcIngressConnections",
     }
 )
 AUTHORIZATION = "authorization"

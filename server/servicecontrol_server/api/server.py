@@ -36,6 +36,7 @@ async def start_grpc(
         domains=use_cases.domains,
         presence=use_cases.presence,
         tags=use_cases.tags,
+        vpc=use_cases.vpc,
     )
     guard = RequestGuard(
         deadline_seconds=s.rpc_deadline_seconds,

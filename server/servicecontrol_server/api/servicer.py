@@ -20,6 +20,7 @@ from ..application.events import EventQueries
 from ..application.results import Configs, MutationResult
 from ..application.service_commands import ServiceCommands
 from ..application.tag_commands import TagCommands
+from ..application.vpc_commands import VpcCommands
 from ..application.workers import WorkerPresence, waiting_reason
 from ..domain.errors import FieldViolation, InvalidRequest
 from ..domain.model import Operation
@@ -29,10 +30,11 @@ from .domains_rpc import DomainsRpc
 from .errors import translated, translated_stream
 from .images_rpc import ImagesRpc
 from .tags_rpc import TagsRpc
+from .vpc_rpc import VpcRpc, network_from_request
 
 
 class ServiceControlServicer(
-    ConnectionsRpc, DomainsRpc, ImagesRpc, TagsRpc, api_grpc.ServiceControlServicer
+    ConnectionsRpc, DomainsRpc, ImagesRpc, TagsRpc, VpcRpc, api_grpc.ServiceControlServicer
 ):
     def __init__(
         self,
@@ -42,6 +44,7 @@ class ServiceControlServicer(
         connections: ConnectionCommands,
         domains: DomainCommands,
         tags: TagCommands,
+        vpc: VpcCommands,
         presence: WorkerPresence | None = None,
     ) -> None:
         self.commands = commands
@@ -50,6 +53,7 @@ class ServiceControlServicer(
         self.connections = connections
         self.domains = domains
         self.tags = tags
+        self.vpc = vpc
 
     async def _operation(self, op: Operation) -> pb.Operation:
         return convert.operation(op, await waiting_reason(op, self.presence))
@@ -255,6 +259,7 @@ def _configs(request: Any) -> Configs:
         configs.instance = convert.to_dict(request.instance_configuration)
     if request.HasField("health_check_configuration"):
         configs.health_check = convert.to_dict(request.health_check_configuration)
+    configs.network = network_from_request(request)
     return configs
 
 

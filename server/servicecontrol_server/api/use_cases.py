@@ -13,6 +13,7 @@ from ..application.image_upload import ImageUploads
 from ..application.rate_limit import MutationRateLimiter
 from ..application.service_commands import ServiceCommands
 from ..application.tag_commands import TagCommands
+from ..application.vpc_commands import VpcCommands
 from ..application.workers import WorkerPresence
 from ..settings import Settings
 
@@ -23,6 +24,7 @@ class UseCases:
     connections: ConnectionCommands
     domains: DomainCommands
     tags: TagCommands
+    vpc: VpcCommands
     events: EventQueries
     identity: Identity
     settings: Settings

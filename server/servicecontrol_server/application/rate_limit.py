@@ -24,6 +24,12 @@ MUTATIONS = frozenset(
         "DeleteConnection",
         "AssociateCustomDomain",
         "DisassociateCustomDomain",
+        # VPC connectors and ingress connections
+        "CreateVpcConnector",
+        "DeleteVpcConnector",
+        "CreateVpcIngressConnection",
+        "UpdateVpcIngressConnection",
+        "DeleteVpcIngressConnection",
     }
 )
 # Buckets refilled to the brim are forgotten once this many accounts are tracked.

@@ -34,3 +34,5 @@ class Configs:
     source: dict[str, Any] | None = None
     instance: dict[str, Any] | None = None
     health_check: dict[str, Any] | None = None
+    # The network configuration (domain/vpc.py), applied when the request is accepted.
+    network: dict[str, Any] | None = None

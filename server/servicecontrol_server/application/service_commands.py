@@ -43,6 +43,12 @@ from .jobs import JOB_KIND
 from .pagination import PageTokens, page_size, parse_time_position, time_position
 from .ports import ObjectStore, OperationWaiter, UnitOfWork
 from .results import Configs, MutationResult, Page
+from .vpc_commands import (
+    check_deletable,
+    network_request_violations,
+    record_network,
+    take_up_network,
+)
 
 MAX_SERVICES_PAGE = 20
 MAX_OPERATIONS_PAGE = 20
@@ -180,6 +186,7 @@ class ServiceCommands:
             violations += config_rules.validate_source(source)
         violations += config_rules.validate_instance(configs.instance or {})
         violations += config_rules.validate_health_check(configs.health_check or {})
+        violations += network_request_violations(configs.network)
         violations += request_id_violations(request_id)
         violations += tag_rules.tag_violations(tags) + tag_rules.check_count({}, dict(tags))
         if violations:
@@ -240,9 +247,14 @@ class ServiceCommands:
                     image_prefix=f"services/{service_id}/" if ident else None,
                 ),
             )
+            assert service.configuration is not None
+            service.configuration.network = await take_up_network(
+                uow, self.settings, service, configs.network
+            )
             if validate_only:
                 return MutationResult(service, "")
             await uow.services.add(service)
+            await record_network(uow, service)
             await uow.tags.put(account_id, service.service_arn, dict(tags))
             await self._start_operation(uow, service, OperationType.CREATE_SERVICE, operation_id)
             await uow.commit()
@@ -276,6 +288,12 @@ class ServiceCommands:
                 connection_arn = config_rules.connection_arn(configs.source)
                 if connection_arn:
                     await self._check_connection(uow, account_id, connection_arn)
+            if configs.network is not None:
+                # Recorded as the request is accepted: there is nothing to provision.
+                current.network = await take_up_network(
+                    uow, self.settings, service, configs.network
+                )
+                await record_network(uow, service)
             return {
                 "source": configs.source or current.source,
                 "instance": config_rules.with_instance_defaults(configs.instance)
@@ -319,6 +337,7 @@ class ServiceCommands:
             return await self._deletion_plan(account_id, service_arn, etag)
 
         async def prepare(uow: UnitOfWork, service: Service) -> dict[str, Any]:
+            await check_deletable(uow, service)
             return {}
 
         return await self._mutate(
@@ -519,6 +538,7 @@ class ServiceCommands:
                 raise _not_found(service_arn)
             _check_etag(service, etag)
             service.check_can_start(OperationType.DELETE_SERVICE)
+            await check_deletable(uow, service)
             domains = await uow.custom_domains.for_service(service_id)
             now = await uow.now()
         plan = await deletion_plan(self.store, self.settings, service, domains, now)
@@ -537,7 +557,12 @@ class ServiceCommands:
 
 def _check_update(configs: Configs, request_id: str) -> None:
     violations = request_id_violations(request_id)
-    if configs.source is None and configs.instance is None and configs.health_check is None:
+    if (
+        configs.source is None
+        and configs.instance is None
+        and configs.health_check is None
+        and configs.network is None
+    ):
         raise InvalidRequest(
             [FieldViolation("service_arn", "no configuration given")],
             "No configurations provided in the UpdateService request.",
@@ -548,6 +573,7 @@ def _check_update(configs: Configs, request_id: str) -> None:
         violations += config_rules.validate_instance(configs.instance)
     if configs.health_check is not None:
         violations += config_rules.validate_health_check(configs.health_check)
+    violations += network_request_violations(configs.network)
     if violations:
         raise InvalidRequest(violations)
 

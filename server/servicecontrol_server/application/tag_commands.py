@@ -1,4 +1,5 @@
-"""Tags on App Runner resources (services and connections): TagResource, UntagResource,
+"""Tags on App Runner resources (services, connections, VPC connectors and VPC ingress
+connections): TagResource, UntagResource,
 ListTagsForResource. A change is one transaction with its outbox event; a resource's
 tags are deleted with it (the service delete's outcome, DeleteConnection)."""
 
@@ -6,7 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
-from ..domain import events, names
+from ..domain import events, names, vpc
 from ..domain import tags as tag_rules
 from ..domain.errors import (
     ConnectionNotFound,
@@ -16,8 +17,10 @@ from ..domain.errors import (
     ServiceNotFound,
 )
 from ..domain.model import ConnectionStatus, ServiceStatus
+from ..domain.vpc import VpcConnectorStatus, VpcIngressConnectionStatus
 from ..settings import Settings
 from .ports import UnitOfWork
+from .vpc_commands import connector_not_found, ingress_not_found
 
 RESOURCE_FIELD = "resource_arn"
 # The kinds of resource that carry tags, with the error that says one is missing.
@@ -26,6 +29,8 @@ _TAGGABLE: dict[str, Callable[[str], DomainError]] = {
     "connection": lambda arn: ConnectionNotFound(
         f"Connection {arn} not found.", {"connectionArn": arn}
     ),
+    "vpcconnector": connector_not_found,
+    "vpcingressconnection": ingress_not_found,
 }
 
 
@@ -89,6 +94,16 @@ class TagCommands:
             ):
                 raise not_found(resource_arn)
             return
+        if kind == "vpcconnector":
+            connector = await uow.vpc.connector_by_arn(account_id, resource_arn, for_update=lock)
+            if connector is None or connector.status is not VpcConnectorStatus.ACTIVE:
+                raise not_found(resource_arn)
+            return
+        if kind == "vpcingressconnection":
+            ingress = await uow.vpc.ingress_by_arn(account_id, resource_arn, for_update=lock)
+            if ingress is None or ingress.status is VpcIngressConnectionStatus.DELETED:
+                raise not_found(resource_arn)
+            return
         connection = await uow.connections.get_by_arn(account_id, resource_arn, for_update=lock)
         if connection is None or connection.status is ConnectionStatus.DELETED:
             raise not_found(resource_arn)
@@ -97,10 +112,16 @@ class TagCommands:
 def _parse(resource_arn: str) -> tuple[str, names.Arn]:
     if not resource_arn:
         raise InvalidRequest([FieldViolation(RESOURCE_FIELD, "required")])
-    for kind in _TAGGABLE:
+    for kind in ("service", "connection"):
         arn = names.parse_arn(resource_arn, kind)
         if arn is not None:
             return kind, arn
+    for kind in ("vpcconnector", "vpcingressconnection"):
+        found = vpc.parse_arn(resource_arn, kind)
+        if found is not None:
+            return kind, names.Arn(
+                found.region, found.account_id, kind, found.name, found.resource_id
+            )
     raise InvalidRequest(
         [FieldViolation(RESOURCE_FIELD, f"not the ARN of a {' or '.join(_TAGGABLE)}")]
     )

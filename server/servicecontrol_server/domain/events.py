@@ -20,6 +20,7 @@ from .model import (
     Service,
     ServiceStatus,
 )
+from .vpc import VpcConnector, VpcIngressConnection
 
 
 class EventType(StrEnum):
@@ -58,6 +59,12 @@ class EventType(StrEnum):
     CERTIFICATE_PURGED = "certificate.purged"
     # TagResource / UntagResource changed a resource's tags.
     TAGS_CHANGED = "tags.changed"
+    # VPC connectors and VPC ingress connections (recorded, not provisioned).
+    VPC_CONNECTOR_CREATED = "vpc_connector.created"
+    VPC_CONNECTOR_DELETED = "vpc_connector.deleted"
+    VPC_INGRESS_CONNECTION_CREATED = "vpc_ingress_connection.created"
+    VPC_INGRESS_CONNECTION_UPDATED = "vpc_ingress_connection.updated"
+    VPC_INGRESS_CONNECTION_DELETED = "vpc_ingress_connection.deleted"
 
 
 _VERB = {
@@ -265,4 +272,72 @@ def tags_changed(
         resource_arn,
         EventType.TAGS_CHANGED,
         {"added": dict(added), "removed": sorted(removed)},
+    )
+
+
+def _connector_payload(connector: VpcConnector) -> dict[str, Any]:
+    return {
+        "vpcConnectorName": connector.name,
+        "vpcConnectorRevision": connector.revision,
+        "status": connector.status.value,
+    }
+
+
+def vpc_connector_created(connector: VpcConnector) -> Event:
+    return _event(
+        connector.account_id,
+        connector.arn,
+        EventType.VPC_CONNECTOR_CREATED,
+        {
+            **_connector_payload(connector),
+            "subnets": list(connector.subnets),
+            "securityGroups": list(connector.security_groups),
+        },
+    )
+
+
+def vpc_connector_deleted(connector: VpcConnector) -> Event:
+    return _event(
+        connector.account_id,
+        connector.arn,
+        EventType.VPC_CONNECTOR_DELETED,
+        _connector_payload(connector),
+    )
+
+
+def _ingress_payload(connection: VpcIngressConnection) -> dict[str, Any]:
+    return {
+        "vpcIngressConnectionName": connection.name,
+        "serviceArn": connection.service_arn,
+        "vpcId": connection.vpc_id,
+        "vpcEndpointId": connection.vpc_endpoint_id,
+        "status": connection.status.value,
+    }
+
+
+def vpc_ingress_connection_created(connection: VpcIngressConnection) -> Event:
+    return _event(
+        connection.account_id,
+        connection.arn,
+        EventType.VPC_INGRESS_CONNECTION_CREATED,
+        {**_ingress_payload(connection), "domainName": connection.domain_name},
+    )
+
+
+def vpc_ingress_connection_updated(connection: VpcIngressConnection) -> Event:
+    return _event(
+        connection.account_id,
+        connection.arn,
+        EventType.VPC_INGRESS_CONNECTION_UPDATED,
+        _ingress_payload(connection),
+    )
+
+
+def vpc_ingress_connection_deleted(connection: VpcIngressConnection, reason: str) -> Event:
+    """`reason`: "requested" (DeleteVpcIngressConnection) or "service_deleted"."""
+    return _event(
+        connection.account_id,
+        connection.arn,
+        EventType.VPC_INGRESS_CONNECTION_DELETED,
+        {**_ingress_payload(connection), "reason": reason},
     )

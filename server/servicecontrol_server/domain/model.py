@@ -178,6 +178,8 @@ class ServiceConfiguration:
     # Where the service's private image copy lives: bucket and key prefix.
     image_bucket: str | None = None
     image_prefix: str | None = None
+    # The network configuration (domain/vpc.py); None: App Runner's defaults.
+    network: dict[str, Any] | None = None
 
 
 @dataclass

@@ -9,6 +9,7 @@ from google.protobuf import duration_pb2 as _duration_pb2
 from google.protobuf import message as _message
 from google.protobuf.internal import containers as _containers
 from servicecontrol.v1 import resources_pb2 as _resources_pb2
+from servicecontrol.v1 import vpc_pb2 as _vpc_pb2
 import builtins as _builtins
 import sys
 import typing as _typing
@@ -53,6 +54,7 @@ class CreateServiceRequest(_message.Message):
     REQUEST_ID_FIELD_NUMBER: _builtins.int
     VALIDATE_ONLY_FIELD_NUMBER: _builtins.int
     TAGS_FIELD_NUMBER: _builtins.int
+    NETWORK_CONFIGURATION_FIELD_NUMBER: _builtins.int
     service_name: _builtins.str
     request_id: _builtins.str
     """Optional idempotency key (a UUID)."""
@@ -69,6 +71,10 @@ class CreateServiceRequest(_message.Message):
         "aws:"; values at most 256 characters.
         """
 
+    @_builtins.property
+    def network_configuration(self) -> _vpc_pb2.NetworkConfiguration:
+        """Egress, ingress and IP address type; unset: App Runner's defaults."""
+
     def __init__(
         self,
         *,
@@ -79,10 +85,11 @@ class CreateServiceRequest(_message.Message):
         request_id: _builtins.str = ...,
         validate_only: _builtins.bool = ...,
         tags: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
+        network_configuration: _vpc_pb2.NetworkConfiguration | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["health_check_configuration", b"health_check_configuration", "instance_configuration", b"instance_configuration", "source_configuration", b"source_configuration"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["health_check_configuration", b"health_check_configuration", "instance_configuration", b"instance_configuration", "network_configuration", b"network_configuration", "source_configuration", b"source_configuration"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["health_check_configuration", b"health_check_configuration", "instance_configuration", b"instance_configuration", "request_id", b"request_id", "service_name", b"service_name", "source_configuration", b"source_configuration", "tags", b"tags", "validate_only", b"validate_only"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["health_check_configuration", b"health_check_configuration", "instance_configuration", b"instance_configuration", "network_configuration", b"network_configuration", "request_id", b"request_id", "service_name", b"service_name", "source_configuration", b"source_configuration", "tags", b"tags", "validate_only", b"validate_only"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -223,6 +230,7 @@ class UpdateServiceRequest(_message.Message):
     ETAG_FIELD_NUMBER: _builtins.int
     REQUEST_ID_FIELD_NUMBER: _builtins.int
     VALIDATE_ONLY_FIELD_NUMBER: _builtins.int
+    NETWORK_CONFIGURATION_FIELD_NUMBER: _builtins.int
     service_arn: _builtins.str
     etag: _builtins.str
     request_id: _builtins.str
@@ -233,6 +241,10 @@ class UpdateServiceRequest(_message.Message):
     def instance_configuration(self) -> _resources_pb2.InstanceConfiguration: ...
     @_builtins.property
     def health_check_configuration(self) -> _resources_pb2.HealthCheckConfiguration: ...
+    @_builtins.property
+    def network_configuration(self) -> _vpc_pb2.NetworkConfiguration:
+        """Replaces the network configuration whole, recorded as the request is accepted."""
+
     def __init__(
         self,
         *,
@@ -243,10 +255,11 @@ class UpdateServiceRequest(_message.Message):
         etag: _builtins.str = ...,
         request_id: _builtins.str = ...,
         validate_only: _builtins.bool = ...,
+        network_configuration: _vpc_pb2.NetworkConfiguration | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["health_check_configuration", b"health_check_configuration", "instance_configuration", b"instance_configuration", "source_configuration", b"source_configuration"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["health_check_configuration", b"health_check_configuration", "instance_configuration", b"instance_configuration", "network_configuration", b"network_configuration", "source_configuration", b"source_configuration"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["etag", b"etag", "health_check_configuration", b"health_check_configuration", "instance_configuration", b"instance_configuration", "request_id", b"request_id", "service_arn", b"service_arn", "source_configuration", b"source_configuration", "validate_only", b"validate_only"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["etag", b"etag", "health_check_configuration", b"health_check_configuration", "instance_configuration", b"instance_configuration", "network_configuration", b"network_configuration", "request_id", b"request_id", "service_arn", b"service_arn", "source_configuration", b"source_configuration", "validate_only", b"validate_only"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1094,7 +1107,7 @@ class TagResourceRequest(_message.Message):
     RESOURCE_ARN_FIELD_NUMBER: _builtins.int
     TAGS_FIELD_NUMBER: _builtins.int
     resource_arn: _builtins.str
-    """The ARN of a service or connection."""
+    """The ARN of a service, connection, VPC connector or VPC ingress connection."""
     @_builtins.property
     def tags(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]:
         """At least one; the resource holds at most 50 tags afterwards."""

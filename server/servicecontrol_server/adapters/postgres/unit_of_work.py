@@ -23,6 +23,7 @@ from .repositories import (
     RetentionRepository,
     ServiceRepository,
     TagRepository,
+    VpcRepository,
 )
 
 
@@ -55,6 +56,7 @@ class PostgresUnitOfWork:
         self.jobs = JobRepository(conn)
         self.retention = RetentionRepository(conn)
         self.tags = TagRepository(conn)
+        self.vpc = VpcRepository(conn)
 
     async def __aenter__(self) -> PostgresUnitOfWork:
         self._events = []

@@ -51,6 +51,11 @@ READ_ONLY_ACTIONS = frozenset(
         "ListOperations",
         "ListConnections",
         "DescribeCustomDomains",
+        # VPC connectors and ingress connections
+        "DescribeVpcConnector",
+        "ListVpcConnectors",
+        "DescribeVpcIngressConnection",
+        "ListVpcIngressConnections",
     }
 )
 
@@ -111,6 +116,7 @@ async def create_service(ctx: Context, body: Body) -> Body:
         source=shapes.optional_struct(body, shapes.SOURCE_CONFIGURATION, required=True),
         instance=shapes.optional_struct(body, shapes.INSTANCE_CONFIGURATION),
         health_check=shapes.optional_struct(body, shapes.HEALTH_CHECK_CONFIGURATION),
+        network=shapes.network_configuration(body),
     )
     tags = shapes.tags(body)
     shapes.refuse_changed_fixed_settings(body, ctx.region, ctx.account_id)
@@ -146,6 +152,7 @@ async def update_service(ctx: Context, body: Body) -> Body:
         source=shapes.optional_struct(body, shapes.SOURCE_CONFIGURATION),
         instance=shapes.optional_struct(body, shapes.INSTANCE_CONFIGURATION),
         health_check=shapes.optional_struct(body, shapes.HEALTH_CHECK_CONFIGURATION),
+        network=shapes.network_configuration(body),
     )
     shapes.refuse_changed_fixed_settings(body, ctx.region, ctx.account_id)
     result = await ctx.app.commands.update_service(ctx.account_id, arn, configs)

@@ -129,11 +129,6 @@ HEALTH_CHECK_CONFIGURATION = Struct(
 
 # The fixed settings every service has; requests may restate them but not change them.
 DEFAULT_AUTO_SCALING_NAME = "DefaultConfiguration"
-DEFAULT_NETWORK_CONFIGURATION: dict[str, Any] = {
-    "EgressConfiguration": {"EgressType": "DEFAULT"},
-    "IngressConfiguration": {"IsPubliclyAccessible": True},
-    "IpAddressType": "IPV4",
-}
 
 
 # ----- reading requests -----
@@ -335,8 +330,8 @@ def tag_list(values: Mapping[str, str]) -> list[dict[str, str]]:
 
 
 def refuse_changed_fixed_settings(body: Mapping[str, Any], region: str, account_id: str) -> None:
-    """Encryption, auto scaling, networking and observability are fixed here: a request
-    may restate the fixed values (tools often send them) but not ask for others."""
+    """Encryption, auto scaling and observability are fixed here: a request may restate
+    the fixed values (tools often send them) but not ask for others."""
     if body.get("EncryptionConfiguration") not in (None, {}):
         raise invalid_request("EncryptionConfiguration is not supported by this server.")
     arn = body.get("AutoScalingConfigurationArn")
@@ -345,23 +340,6 @@ def refuse_changed_fixed_settings(body: Mapping[str, Any], region: str, account_
             "AutoScalingConfigurationArn other than the default "
             f"{default_auto_scaling_arn(region, account_id)} is not supported by this server."
         )
-    network = body.get("NetworkConfiguration")
-    if network is not None:
-        _check_type("object", network, "NetworkConfiguration")
-        egress = network.get("EgressConfiguration") or {}
-        ingress = network.get("IngressConfiguration") or {}
-        if (
-            not isinstance(egress, dict)
-            or not isinstance(ingress, dict)
-            or egress.get("EgressType", "DEFAULT") != "DEFAULT"
-            or egress.get("VpcConnectorArn") not in (None, "")
-            or ingress.get("IsPubliclyAccessible", True) is not True
-            or network.get("IpAddressType", "IPV4") != "IPV4"
-        ):
-            raise invalid_request(
-                "NetworkConfiguration other than public ingress, default egress and IPV4 is "
-                "not supported by this server."
-            )
     observability = body.get("ObservabilityConfiguration")
     if observability is not None:
         _check_type("object", observability, "ObservabilityConfiguration")
@@ -369,7 +347,50 @@ def refuse_changed_fixed_settings(body: Mapping[str, Any], region: str, account_
             raise invalid_request("ObservabilityConfiguration is not supported by this server.")
 
 
+def network_configuration(body: Mapping[str, Any]) -> dict[str, Any] | None:
+    """`NetworkConfiguration` → the domain's dict (domain/vpc.py), or None when absent.
+    Written out rather than through a Struct: `IsPubliclyAccessible: false` is a value
+    here, not an unset member."""
+    value = body.get("NetworkConfiguration")
+    if value is None:
+        return None
+    path = "NetworkConfiguration"
+    _check_type("object", value, path)
+    out: dict[str, Any] = {}
+    egress = value.get("EgressConfiguration")
+    if egress is not None:
+        where = f"{path}.EgressConfiguration"
+        _check_type("object", egress, where)
+        out["egress_configuration"] = {
+            "egress_type": string(egress, "EgressType", enum=("DEFAULT", "VPC")),
+            "vpc_connector_arn": string(egress, "VpcConnectorArn", min_len=1, max_len=1011),
+        }
+    ingress = value.get("IngressConfiguration")
+    if ingress is not None:
+        _check_type("object", ingress, f"{path}.IngressConfiguration")
+        public = boolean(ingress, "IsPubliclyAccessible")
+        out["ingress_configuration"] = {} if public is None else {"is_publicly_accessible": public}
+    out["ip_address_type"] = string(value, "IpAddressType", enum=("IPV4", "DUAL_STACK"))
+    return out
+
+
 # ----- writing responses -----
+
+
+def network_to_wire(network: Mapping[str, Any] | None) -> dict[str, Any]:
+    """A service's network configuration, App Runner's defaults where none was set."""
+    egress = (network or {}).get("egress_configuration") or {}
+    ingress = (network or {}).get("ingress_configuration") or {}
+    wire_egress: dict[str, Any] = {"EgressType": egress.get("egress_type") or "DEFAULT"}
+    if egress.get("vpc_connector_arn"):
+        wire_egress["VpcConnectorArn"] = egress["vpc_connector_arn"]
+    return {
+        "EgressConfiguration": wire_egress,
+        "IngressConfiguration": {
+            "IsPubliclyAccessible": bool(ingress.get("is_publicly_accessible", True))
+        },
+        "IpAddressType": (network or {}).get("ip_address_type") or "IPV4",
+    }
 
 
 def timestamp(value: datetime) -> float:
@@ -437,7 +458,7 @@ def service(svc: Service) -> dict[str, Any]:
         out["InstanceConfiguration"] = to_wire(INSTANCE_CONFIGURATION, config.instance)
         out["HealthCheckConfiguration"] = to_wire(HEALTH_CHECK_CONFIGURATION, config.health_check)
     out["AutoScalingConfigurationSummary"] = auto_scaling_summary(svc.region, svc.account_id)
-    out["NetworkConfiguration"] = DEFAULT_NETWORK_CONFIGURATION
+    out["NetworkConfiguration"] = network_to_wire(config.network if config else None)
     # No ObservabilityConfiguration: App Runner leaves it out of a service that has none,
     # and Terraform reads its presence as a configuration block.
     return out

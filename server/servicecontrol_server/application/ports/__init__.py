@@ -37,6 +37,7 @@ from .repositories import (
     RetentionRepository,
     ServiceRepository,
     TagRepository,
+    VpcRepository,
 )
 from .unit_of_work import UnitOfWork, UnitOfWorkFactory
 
@@ -77,4 +78,5 @@ __all__ = [
     "TagRepository",
     "UnitOfWork",
     "UnitOfWorkFactory",
+    "VpcRepository",
 ]

@@ -20,6 +20,7 @@ from .repositories import (
     RetentionRepository,
     ServiceRepository,
     TagRepository,
+    VpcRepository,
 )
 
 
@@ -58,6 +59,9 @@ class UnitOfWork(Protocol):
 
     @property
     def tags(self) -> TagRepository: ...
+
+    @property
+    def vpc(self) -> VpcRepository: ...
 
     async def __aenter__(self) -> UnitOfWork: ...
 

@@ -20,7 +20,8 @@ _SERVICE_COLUMNS = """
     s.status, s.status_message, s.version, s.current_operation_id::text AS current_operation_id,
     s.status_before_operation, s.connection_arn, s.created_at, s.updated_at, s.deleted_at,
     s.purge_at, c.source_configuration, c.instance_configuration,
-    c.health_check_configuration, c.image_identifier, c.image_bucket, c.image_prefix
+    c.health_check_configuration, c.image_identifier, c.image_bucket, c.image_prefix,
+    c.network_configuration
 """
 GET_SERVICE = text(
     f"""
@@ -250,6 +251,7 @@ def service_from_row(row: RowMapping) -> Service:
             image_identifier=row["image_identifier"],
             image_bucket=row["image_bucket"],
             image_prefix=row["image_prefix"],
+            network=row["network_configuration"],
         )
     before = row["status_before_operation"]
     return Service(
