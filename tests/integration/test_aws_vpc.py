@@ -105,12 +105,10 @@ async def test_vpc_connector_revisions_tags_listing_and_delete(
         await aws.delete_vpc_connector(VpcConnectorArn=arn)
     assert code_of(missing)[0] == "ResourceNotFoundException"
     with pytest.raises(ClientError) as bad:
-        await aws.create_vpc_connector(VpcConnectorName="abc", Subnets=["subnet-1"])
-    assert code_of(bad) == (
-        "InvalidRequestException",
-        "1 validation error detected: Value at 'vpcConnectorName' failed to satisfy "
-        "constraint: Member must have length greater than or equal to 4",
-    )
+        await aws.create_vpc_connector(VpcConnectorName="-bad-name", Subnets=["subnet-1"])
+    code, message = code_of(bad)
+    assert code == "InvalidRequestException"
+    assert "vpcConnectorName" in message, message
 
 
 async def test_a_service_with_vpc_egress_holds_its_connector_until_deleted(

@@ -250,7 +250,7 @@ async def test_egress_needs_an_active_connector_of_the_callers() -> None:
     theirs = await vpc.create_vpc_connector(OTHER_ACCOUNT, "egress", SUBNETS)
     mine = await vpc.create_vpc_connector(ACCOUNT, "egress", SUBNETS)
     await vpc.delete_vpc_connector(ACCOUNT, mine.arn)
-    for arn, error in ((theirs.arn, VpcConnectorNotFound), (mine.arn, VpcConnectorNotActive)):
+    for arn, error in ((theirs.arn, InvalidRequest), (mine.arn, VpcConnectorNotActive)):
         configs = image_source(IMAGE)
         configs.network = egress(arn)
         with pytest.raises(error):

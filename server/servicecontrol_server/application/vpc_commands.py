@@ -489,16 +489,20 @@ async def take_up_network(
     network = vpc.normalized_network(requested)
     arn = vpc.egress_connector(network)
     if arn:
-        owned_vpc_resource_id(
-            arn,
-            "vpcconnector",
-            f"{vpc.PREFIX}.egress_configuration.vpc_connector_arn",
-            service.account_id,
-            settings.region,
+        field = f"{vpc.PREFIX}.egress_configuration.vpc_connector_arn"
+        # A connector the request names but the caller does not have is a bad request
+        # (App Runner's answer), not a missing service.
+        missing = InvalidRequest(
+            [FieldViolation(field, "no such VPC connector in this account and region")],
+            f"VPC connector {arn} not found.",
         )
+        try:
+            owned_vpc_resource_id(arn, "vpcconnector", field, service.account_id, settings.region)
+        except VpcConnectorNotFound:
+            raise missing from None
         connector = await uow.vpc.connector_by_arn(service.account_id, arn, for_update=True)
         if connector is None:
-            raise connector_not_found(arn)
+            raise missing
         if connector.status is not VpcConnectorStatus.ACTIVE:
             raise VpcConnectorNotActive(
                 f"VPC connector {arn} is {connector.status.value}; egress needs an ACTIVE one.",
