@@ -237,7 +237,6 @@ async def test_refusals_are_app_runners_modeled_errors(
     # What App Runner models but this server cannot do is refused, not ignored.
     refused_requests: list[dict[str, Any]] = [
         {"EncryptionConfiguration": {"KmsKey": "arn:aws:kms:us-east-1:111111111111:key/k"}},
-        {"NetworkConfiguration": {"EgressConfiguration": {"EgressType": "VPC"}}},
         {
             "SourceConfiguration": {
                 "ImageRepository": {
@@ -311,10 +310,11 @@ async def test_protocol_level_answers(harness: Harness, recorder: Recorder) -> N
         answer = await raw_call(port, target, body, recorder=recorder, **kw)
         return answer.status, answer.json()
 
-    # Actions App Runner has and this product does not, and non-App Runner targets.
+    # Actions App Runner does not have, and non-App Runner targets (the actions of App
+    # Runner's model that are not served: tests/unit/test_apprunner_coverage.py).
     for target in (
-        "AppRunner.ListVpcConnectors",
-        "AppRunner.UpdateVpcIngressConnection",
+        "AppRunner.ListVpcConnector",
+        "AppRunner.DescribeVpc",
         "DynamoDB_20120810.ListTables",
         "AppRunner",
         "",
