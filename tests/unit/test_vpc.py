@@ -405,3 +405,23 @@ async def test_tags_work_on_connectors_and_ingress_connections_until_they_are_de
     with pytest.raises(VpcIngressConnectionNotFound):
         await tags.list_tags(ACCOUNT, ingress.arn)
     assert unit.db.tables.resource_tags == {}
+
+
+async def test_an_update_keeps_the_members_it_leaves_out_and_a_bare_ingress_is_private() -> None:
+    unit = Unit()
+    service = await unit.running_service()
+    await unit.services.update_service(
+        ACCOUNT, service.service_arn, Configs(network={"ip_address_type": "DUAL_STACK"})
+    )
+    await unit.run_jobs()
+    # App Runner's SDKs leave a false IsPubliclyAccessible out: an ingress configuration
+    # without it is private.
+    updated = await unit.services.update_service(
+        ACCOUNT, service.service_arn, Configs(network={"ingress_configuration": {}})
+    )
+    assert updated.service.configuration is not None
+    assert updated.service.configuration.network == {
+        "egress_configuration": {"egress_type": "DEFAULT", "vpc_connector_arn": ""},
+        "ingress_configuration": {"is_publicly_accessible": False},
+        "ip_address_type": "DUAL_STACK",
+    }

@@ -480,13 +480,15 @@ async def take_up_network(
     requested: dict[str, Any] | None,
 ) -> dict[str, Any] | None:
     """Checks a service's new network configuration against the records, inside the
-    service mutation's transaction, and returns it normalized (None for none). Egress
+    service mutation's transaction, and returns it normalized over the current one
+    (None when the request has none). Egress
     through a VPC needs an ACTIVE connector of the caller's (locked until commit, as its
     delete locks it); a service with a VPC ingress connection stays private until that
     connection is deleted."""
     if requested is None:
         return None
-    network = vpc.normalized_network(requested)
+    current = service.configuration.network if service.configuration else None
+    network = vpc.normalized_network(requested, current)
     arn = vpc.egress_connector(network)
     if arn:
         field = f"{vpc.PREFIX}.egress_configuration.vpc_connector_arn"

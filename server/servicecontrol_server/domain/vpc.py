@@ -5,6 +5,7 @@ recorded."""
 
 from __future__ import annotations
 
+import copy
 import re
 from dataclasses import dataclass
 from datetime import datetime
@@ -201,22 +202,29 @@ def default_network() -> dict[str, Any]:
     }
 
 
-def normalized_network(network: dict[str, Any] | None) -> dict[str, Any]:
-    """The configuration with App Runner's defaults where the request left a member out."""
-    out = default_network()
+def normalized_network(
+    network: dict[str, Any] | None, base: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """`network` over `base` (App Runner's defaults when None): a member the request
+    leaves out keeps its value. Within a given ingress configuration an unset
+    `is_publicly_accessible` is false, App Runner's model default for the member (its
+    SDKs leave a false value out)."""
+    out = copy.deepcopy(base) if base else default_network()
     if not network:
         return out
-    egress = network.get("egress_configuration") or {}
-    ingress = network.get("ingress_configuration")
-    out["egress_configuration"] = {
-        "egress_type": egress.get("egress_type") or EgressType.DEFAULT.value,
-        "vpc_connector_arn": egress.get("vpc_connector_arn") or "",
-    }
-    if ingress is not None and "is_publicly_accessible" in ingress:
-        out["ingress_configuration"] = {
-            "is_publicly_accessible": bool(ingress["is_publicly_accessible"])
+    egress = network.get("egress_configuration")
+    if egress is not None:
+        out["egress_configuration"] = {
+            "egress_type": egress.get("egress_type") or EgressType.DEFAULT.value,
+            "vpc_connector_arn": egress.get("vpc_connector_arn") or "",
         }
-    out["ip_address_type"] = network.get("ip_address_type") or IpAddressType.IPV4.value
+    ingress = network.get("ingress_configuration")
+    if ingress is not None:
+        out["ingress_configuration"] = {
+            "is_publicly_accessible": bool(ingress.get("is_publicly_accessible", False))
+        }
+    if network.get("ip_address_type"):
+        out["ip_address_type"] = network["ip_address_type"]
     return out
 
 

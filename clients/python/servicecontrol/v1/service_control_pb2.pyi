@@ -243,7 +243,7 @@ class UpdateServiceRequest(_message.Message):
     def health_check_configuration(self) -> _resources_pb2.HealthCheckConfiguration: ...
     @_builtins.property
     def network_configuration(self) -> _vpc_pb2.NetworkConfiguration:
-        """Replaces the network configuration whole, recorded as the request is accepted."""
+        """The members given replace the current ones; recorded as the request is accepted."""
 
     def __init__(
         self,

@@ -27,8 +27,9 @@ class NetworkConfiguration(_message.Message):
     anything, so a connector is ACTIVE and an ingress connection AVAILABLE as soon as it
     is recorded.
 
-    How a service's traffic leaves and reaches it. Unset members take App Runner's
-    defaults: DEFAULT egress, publicly accessible, IPV4.
+    How a service's traffic leaves and reaches it. On create, unset members take App
+    Runner's defaults (DEFAULT egress, publicly accessible, IPV4); on update, they keep
+    their current values.
     """
 
     DESCRIPTOR: _descriptor.Descriptor
@@ -96,13 +97,17 @@ class NetworkConfiguration(_message.Message):
 
     @_typing.final
     class IngressConfiguration(_message.Message):
-        """Inbound traffic."""
+        """Inbound traffic. Without an ingress_configuration a new service is publicly
+        accessible.
+        """
 
         DESCRIPTOR: _descriptor.Descriptor
 
         IS_PUBLICLY_ACCESSIBLE_FIELD_NUMBER: _builtins.int
         is_publicly_accessible: _builtins.bool
-        """Unset: true. A service with a VPC ingress connection must stay false."""
+        """Unset within a given ingress_configuration: false (App Runner's default for the
+        member). A service with a VPC ingress connection must stay false.
+        """
         def __init__(
             self,
             *,
