@@ -34,6 +34,7 @@ from .errors import (
     from_rpc_error,
 )
 from .images import CHUNK_SIZE, LocalBlob, LocalImage
+from .vpc import VpcMethods
 
 DEFAULT_ENDPOINT = "127.0.0.1:50051"
 API_KEY_ENV = "SERVICECONTROL_API_KEY"
@@ -86,7 +87,7 @@ def default_api_key(
     return None
 
 
-class ServiceControlClient:
+class ServiceControlClient(VpcMethods):
     """A client of one ServiceControl endpoint, acting as one API key's account.
 
     `api_key` (`<key id>.<secret>`) is sent as `authorization: Bearer <key>`; when None,
@@ -209,6 +210,7 @@ class ServiceControlClient:
         source_configuration: MessageArg = None,
         instance_configuration: MessageArg = None,
         health_check_configuration: MessageArg = None,
+        network_configuration: MessageArg = None,
         request_id: str | None = None,
         validate_only: bool = False,
         call_timeout: float | None = None,
@@ -218,6 +220,7 @@ class ServiceControlClient:
             source_configuration=source_configuration,
             instance_configuration=instance_configuration,
             health_check_configuration=health_check_configuration,
+            network_configuration=network_configuration,
             request_id=self._request_id(request_id, validate_only),
             validate_only=validate_only,
         )
@@ -246,6 +249,7 @@ class ServiceControlClient:
         source_configuration: MessageArg = None,
         instance_configuration: MessageArg = None,
         health_check_configuration: MessageArg = None,
+        network_configuration: MessageArg = None,
         etag: str = "",
         request_id: str | None = None,
         validate_only: bool = False,
@@ -256,6 +260,7 @@ class ServiceControlClient:
             source_configuration=source_configuration,
             instance_configuration=instance_configuration,
             health_check_configuration=health_check_configuration,
+            network_configuration=network_configuration,
             etag=etag,
             request_id=self._request_id(request_id, validate_only),
             validate_only=validate_only,
