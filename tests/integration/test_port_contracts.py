@@ -1424,3 +1424,35 @@ async def test_vpc_ingress_connections(backend: Backend) -> None:
         listed = await uow.vpc.list_ingress(ACCOUNT, svc.service_arn, None, None, 10)
         await uow.commit()
     assert {c.connection_id for c in listed} == {first.connection_id, third.connection_id}
+
+
+async def test_vpc_tombstones_are_purged_once_due_in_batches(backend: Backend) -> None:
+    svc = new_service()
+    await add_services(backend, svc)
+    async with backend.uow() as uow:
+        connectors = [
+            await uow.vpc.add_connector(new_connector(name=f"egress-{i}")) for i in range(3)
+        ]
+        live = await uow.vpc.add_connector(new_connector(name="live"))
+        ingress = await uow.vpc.add_ingress(new_ingress(svc))
+        for connector in connectors:
+            await uow.vpc.deactivate_connector(connector, 60)
+        await uow.vpc.mark_ingress_deleted(ingress, 60)
+        await uow.commit()
+    async with backend.uow() as uow:
+        assert await uow.vpc.purge_connector_tombstones(10) == []
+        assert await uow.vpc.purge_ingress_tombstones(10) == []
+    await backend.travel(61)
+    async with backend.uow() as uow:
+        first = await uow.vpc.purge_connector_tombstones(2)
+        second = await uow.vpc.purge_connector_tombstones(2)
+        purged_ingress = await uow.vpc.purge_ingress_tombstones(2)
+        await uow.commit()
+    assert len(first) == 2 and len(second) == 1
+    assert {c.connector_id for c in first + second} == {c.connector_id for c in connectors}
+    assert [c.connection_id for c in purged_ingress] == [ingress.connection_id]
+    async with backend.uow() as uow:
+        assert [c.connector_id for c in await uow.vpc.list_connectors(ACCOUNT, None, 10)] == [
+            live.connector_id
+        ]
+        assert await uow.vpc.ingress(ACCOUNT, ingress.connection_id) is None

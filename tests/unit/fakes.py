@@ -886,6 +886,38 @@ class FakeVpcRepository(_Repository):
         connection.status = VpcIngressConnectionStatus.DELETED
         connection.deleted_at, connection.purge_at = stored.deleted_at, stored.purge_at
 
+    # ----- retention (the reaper) -----
+
+    async def purge_connector_tombstones(self, batch: int) -> list[VpcConnector]:
+        due = sorted(
+            (
+                c
+                for c in self.t.vpc_connectors.values()
+                if c.status is VpcConnectorStatus.INACTIVE
+                and c.purge_at is not None
+                and c.purge_at <= self.now()
+            ),
+            key=lambda c: c.purge_at or self.now(),
+        )[:batch]
+        for c in due:
+            del self.t.vpc_connectors[c.connector_id]
+        return copy.deepcopy(due)
+
+    async def purge_ingress_tombstones(self, batch: int) -> list[VpcIngressConnection]:
+        due = sorted(
+            (
+                c
+                for c in self.t.vpc_ingress_connections.values()
+                if c.status is VpcIngressConnectionStatus.DELETED
+                and c.purge_at is not None
+                and c.purge_at <= self.now()
+            ),
+            key=lambda c: c.purge_at or self.now(),
+        )[:batch]
+        for c in due:
+            del self.t.vpc_ingress_connections[c.connection_id]
+        return copy.deepcopy(due)
+
 
 class FakeCertificateRepository(_Repository):
     async def get(self, certificate_id: str) -> Certificate | None:
@@ -1182,6 +1214,10 @@ class FakeRetentionRepository(_Repository):
             self.t.compute_instances.pop(service_id, None)
             for key in [k for k in self.t.custom_domains if k[0] == service_id]:
                 del self.t.custom_domains[key]
+            for ingress_id in [
+                k for k, c in self.t.vpc_ingress_connections.items() if c.service_id == service_id
+            ]:
+                del self.t.vpc_ingress_connections[ingress_id]
         operations = [o for o, op in self.t.operations.items() if op.service_id in ids]
         for operation_id in operations:
             del self.t.operations[operation_id]

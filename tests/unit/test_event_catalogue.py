@@ -133,6 +133,8 @@ def every_event() -> list[events.Event]:
         events.vpc_ingress_connection_created(INGRESS),
         events.vpc_ingress_connection_updated(INGRESS),
         events.vpc_ingress_connection_deleted(INGRESS, "requested"),
+        events.vpc_connector_purged(CONNECTOR),
+        events.vpc_ingress_connection_purged(INGRESS),
     ]
     return made
 

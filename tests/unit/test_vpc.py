@@ -425,3 +425,32 @@ async def test_an_update_keeps_the_members_it_leaves_out_and_a_bare_ingress_is_p
         "ingress_configuration": {"is_publicly_accessible": False},
         "ip_address_type": "DUAL_STACK",
     }
+
+
+async def test_the_reaper_purges_vpc_tombstones_once_due() -> None:
+    from servicecontrol_server.application.reaper import Reaper
+
+    unit = Unit(settings=unit_settings(connection_tombstone_retention_seconds=60))
+    vpc = vpc_of(unit)
+    connector = await vpc.create_vpc_connector(ACCOUNT, "egress", SUBNETS)
+    kept = await vpc.create_vpc_connector(ACCOUNT, "kept", SUBNETS)
+    service = await private_service(unit)
+    ingress = await vpc.create_vpc_ingress_connection(
+        ACCOUNT, service.service_arn, "in-1", "vpc-1", "vpce-1"
+    )
+    await vpc.delete_vpc_connector(ACCOUNT, connector.arn)
+    await vpc.delete_vpc_ingress_connection(ACCOUNT, ingress.arn)
+    reaper = Reaper(unit.uow, unit.settings)
+    counts = await reaper.reap_once()
+    assert (counts["vpc_connectors"], counts["vpc_ingress_connections"]) == (0, 0)
+    unit.clock.advance(61)
+    counts = await reaper.reap_once()
+    assert (counts["vpc_connectors"], counts["vpc_ingress_connections"]) == (1, 1)
+    assert set(unit.db.tables.vpc_connectors) == {kept.connector_id}
+    assert unit.db.tables.vpc_ingress_connections == {}
+    assert [e.type for e in unit.db.events[-2:]] == [
+        "vpc_connector.purged",
+        "vpc_ingress_connection.purged",
+    ]
+    with pytest.raises(VpcConnectorNotFound):
+        await vpc.describe_vpc_connector(ACCOUNT, connector.arn)

@@ -65,6 +65,9 @@ class EventType(StrEnum):
     VPC_INGRESS_CONNECTION_CREATED = "vpc_ingress_connection.created"
     VPC_INGRESS_CONNECTION_UPDATED = "vpc_ingress_connection.updated"
     VPC_INGRESS_CONNECTION_DELETED = "vpc_ingress_connection.deleted"
+    # The reaper purged a tombstone.
+    VPC_CONNECTOR_PURGED = "vpc_connector.purged"
+    VPC_INGRESS_CONNECTION_PURGED = "vpc_ingress_connection.purged"
 
 
 _VERB = {
@@ -340,4 +343,22 @@ def vpc_ingress_connection_deleted(connection: VpcIngressConnection, reason: str
         connection.arn,
         EventType.VPC_INGRESS_CONNECTION_DELETED,
         {**_ingress_payload(connection), "reason": reason},
+    )
+
+
+def vpc_connector_purged(connector: VpcConnector) -> Event:
+    return _event(
+        connector.account_id,
+        connector.arn,
+        EventType.VPC_CONNECTOR_PURGED,
+        {"vpcConnectorName": connector.name, "vpcConnectorRevision": connector.revision},
+    )
+
+
+def vpc_ingress_connection_purged(connection: VpcIngressConnection) -> Event:
+    return _event(
+        connection.account_id,
+        connection.arn,
+        EventType.VPC_INGRESS_CONNECTION_PURGED,
+        {"vpcIngressConnectionName": connection.name, "serviceArn": connection.service_arn},
     )

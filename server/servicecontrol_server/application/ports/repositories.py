@@ -409,3 +409,14 @@ class VpcRepository(Protocol):
     async def mark_ingress_deleted(
         self, connection: VpcIngressConnection, tombstone_seconds: int
     ) -> None: ...
+
+    # ----- retention (the reaper) -----
+
+    async def purge_connector_tombstones(self, batch: int) -> list[VpcConnector]:
+        """Deletes at most `batch` INACTIVE connectors past their purge time (database
+        clock), skipping rows another reaper holds; returns them."""
+        ...
+
+    async def purge_ingress_tombstones(self, batch: int) -> list[VpcIngressConnection]:
+        """The same, for DELETED ingress connections."""
+        ...

@@ -35,6 +35,41 @@ SERVICES_USING_CONNECTOR = text(
 
 _DELETED = VpcIngressConnectionStatus.DELETED.value
 
+# The reaper's purges of tombstones past purge_at (served by the purge_at indexes), in
+# batches that skip rows another reaper holds.
+PURGE_CONNECTOR_TOMBSTONES = text(
+    """
+    WITH doomed AS MATERIALIZED (
+        SELECT connector_id
+        FROM vpc_connectors
+        WHERE status = 'INACTIVE' AND purge_at <= now()
+        ORDER BY purge_at
+        LIMIT :batch
+        FOR UPDATE SKIP LOCKED
+    )
+    DELETE FROM vpc_connectors AS v
+    USING doomed
+    WHERE v.connector_id = doomed.connector_id
+    RETURNING v.*
+    """
+)
+PURGE_INGRESS_TOMBSTONES = text(
+    """
+    WITH doomed AS MATERIALIZED (
+        SELECT connection_id
+        FROM vpc_ingress_connections
+        WHERE status = 'DELETED' AND purge_at <= now()
+        ORDER BY purge_at
+        LIMIT :batch
+        FOR UPDATE SKIP LOCKED
+    )
+    DELETE FROM vpc_ingress_connections AS v
+    USING doomed
+    WHERE v.connection_id = doomed.connection_id
+    RETURNING v.*
+    """
+)
+
 
 def _tombstone(seconds: int) -> Any:
     return func.now() + text(f"interval '{int(seconds)} seconds'")
@@ -297,6 +332,16 @@ class VpcRepository:
         ).one()
         connection.status = VpcIngressConnectionStatus.DELETED
         connection.deleted_at, connection.purge_at = row.deleted_at, row.purge_at
+
+    # ----- retention (the reaper) -----
+
+    async def purge_connector_tombstones(self, batch: int) -> list[VpcConnector]:
+        rows = (await self.conn.execute(PURGE_CONNECTOR_TOMBSTONES, {"batch": batch})).mappings()
+        return [connector_from_row(row) for row in rows]
+
+    async def purge_ingress_tombstones(self, batch: int) -> list[VpcIngressConnection]:
+        rows = (await self.conn.execute(PURGE_INGRESS_TOMBSTONES, {"batch": batch})).mappings()
+        return [ingress_from_row(row) for row in rows]
 
 
 def connector_from_row(row: RowMapping) -> VpcConnector:
