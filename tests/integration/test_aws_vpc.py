@@ -202,6 +202,17 @@ async def test_vpc_ingress_connection_lifecycle_and_its_rules(
         {"Key": "team", "Value": "web"}
     ]
 
+    # A custom domain of the service points at the ingress connection from inside the VPC.
+    associated = await aws.associate_custom_domain(
+        ServiceArn=service["ServiceArn"], DomainName="private.example.com"
+    )
+    target = {"VpcIngressConnectionArn": arn, "VpcId": "vpc-1", "DomainName": created["DomainName"]}
+    assert associated["VpcDNSTargets"] == [target]
+    described = await aws.describe_custom_domains(ServiceArn=service["ServiceArn"])
+    assert described["VpcDNSTargets"] == [target]
+    await aws.disassociate_custom_domain(
+        ServiceArn=service["ServiceArn"], DomainName="private.example.com"
+    )
     with pytest.raises(ClientError) as second:
         await aws.create_vpc_ingress_connection(
             ServiceArn=service["ServiceArn"],
