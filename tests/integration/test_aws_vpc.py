@@ -11,6 +11,7 @@ import pytest
 from botocore.exceptions import ClientError
 from sqlalchemy import text
 
+from servicecontrol_server.domain.identity import Role
 from tests.support.aws import AppRunnerClient, Recorder
 from tests.support.server import ACCOUNT, OTHER_ACCOUNT, Harness
 
@@ -282,3 +283,43 @@ async def test_another_accounts_vpc_resources_are_not_found(
             ResourceArn=connector["VpcConnectorArn"], Tags=[{"Key": "k", "Value": "v"}]
         )
     assert code_of(untagged)[0] == "ResourceNotFoundException"
+
+
+async def test_a_reader_key_reads_vpc_resources_and_may_not_change_them(
+    harness: Harness, aws: AppRunnerClient, recorder: Recorder
+) -> None:
+    connector = (await aws.create_vpc_connector(VpcConnectorName="readable", Subnets=["s-1"]))[
+        "VpcConnector"
+    ]
+    key = await harness.new_key(role=Role.READER)
+    reader = AppRunnerClient(harness.aws_port, recorder, (key.key.key_id, key.secret))
+    arn = connector["VpcConnectorArn"]
+    assert (await reader.describe_vpc_connector(VpcConnectorArn=arn))["VpcConnector"] == connector
+    assert [
+        c["VpcConnectorArn"] for c in (await reader.list_vpc_connectors())["VpcConnectors"]
+    ] == [arn]
+    assert (await reader.list_vpc_ingress_connections())["VpcIngressConnectionSummaryList"] == []
+    ingress_arn = f"arn:aws:apprunner:us-east-1:{ACCOUNT}:vpcingressconnection/x-in/{'c' * 32}"
+    endpoint = {"VpcId": "vpc-1", "VpcEndpointId": "vpce-1"}
+    mutations: list[tuple[str, dict[str, Any]]] = [
+        ("create_vpc_connector", {"VpcConnectorName": "nope", "Subnets": ["s-1"]}),
+        ("delete_vpc_connector", {"VpcConnectorArn": arn}),
+        (
+            "create_vpc_ingress_connection",
+            {
+                "ServiceArn": f"arn:aws:apprunner:us-east-1:{ACCOUNT}:service/x/{'d' * 32}",
+                "VpcIngressConnectionName": "x-in",
+                "IngressVpcConfiguration": endpoint,
+            },
+        ),
+        (
+            "update_vpc_ingress_connection",
+            {"VpcIngressConnectionArn": ingress_arn, "IngressVpcConfiguration": endpoint},
+        ),
+        ("delete_vpc_ingress_connection", {"VpcIngressConnectionArn": ingress_arn}),
+    ]
+    for method, args in mutations:
+        with pytest.raises(ClientError) as denied:
+            await getattr(reader, method)(**args)
+        assert code_of(denied)[0] == "AccessDeniedException", method
+    assert (await aws.describe_vpc_connector(VpcConnectorArn=arn))["VpcConnector"] == connector
