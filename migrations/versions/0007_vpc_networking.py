@@ -33,6 +33,12 @@ def upgrade() -> None:
         "service_configurations",
         sa.Column("network_configuration", postgresql.JSONB(), nullable=True),
     )
+    op.create_index(
+        "ix_service_configurations_vpc_connector",
+        "service_configurations",
+        [sa.text("(network_configuration #>> '{egress_configuration,vpc_connector_arn}')")],
+        postgresql_where=sa.text("network_configuration IS NOT NULL"),
+    )
 
     op.create_table(
         "vpc_connectors",
@@ -139,4 +145,5 @@ def upgrade() -> None:
 def downgrade() -> None:
     op.drop_table("vpc_ingress_connections")
     op.drop_table("vpc_connectors")
+    op.drop_index("ix_service_configurations_vpc_connector", "service_configurations")
     op.drop_column("service_configurations", "network_configuration")

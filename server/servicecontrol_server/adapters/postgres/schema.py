@@ -109,6 +109,12 @@ service_configurations = Table(
     _ts("updated_at", default_now=True),
     # The network configuration (egress, ingress, IP address type); NULL: the defaults.
     Column("network_configuration", JSONB, nullable=True),
+    # Which services send egress through a VPC connector (DeleteVpcConnector's check).
+    Index(
+        "ix_service_configurations_vpc_connector",
+        text("(network_configuration #>> '{egress_configuration,vpc_connector_arn}')"),
+        postgresql_where=text("network_configuration IS NOT NULL"),
+    ),
 )
 
 # What the stand-in compute driver records: one row per service that has compute.
