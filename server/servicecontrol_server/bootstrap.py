@@ -48,6 +48,7 @@ from .application.rate_limit import MutationRateLimiter
 from .application.reaper import Reaper
 from .application.service_commands import ServiceCommands
 from .application.tag_commands import TagCommands
+from .application.vpc_commands import VpcCommands
 from .engine.worker import Worker
 from .metrics import TimedObjectStore, observe_job, observe_reaped, set_backlog
 from .settings import Settings
@@ -263,6 +264,7 @@ async def build(settings: Settings, url: str, *, migrate: bool | None = None) ->
         domains=resources.domains,
         tags=TagCommands(uow, settings),
         configs=ConfigCommands(uow, settings),
+        vpc=VpcCommands(uow, settings),
         events=EventQueries(
             EventLog(engine, listener=listener, poll_seconds=settings.job_poll_seconds)
         ),

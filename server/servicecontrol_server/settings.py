@@ -62,6 +62,8 @@ class Settings(BaseSettings):
     service_domain: str = "us-east-1.servicecontrol.local"
     service_quota: int = Field(default=30, ge=0)
     connection_quota: int = Field(default=10, ge=0)
+    # App Runner's default quota of VPC connectors per account and region.
+    vpc_connector_quota: int = Field(default=10, ge=0)
     custom_domains_per_service: int = Field(default=5, ge=0)
     # Certificate DNS validation looks records up in this zone file (`name CNAME value`
     # lines) kept by the operator, not in public DNS; unset, no record is ever found.

@@ -88,6 +88,18 @@ EXPECTED: dict[str, tuple[int, list[str]]] = {
     "CreateConnection": (0, ['"connection_name": "my-github"', "PENDING_HANDSHAKE"]),
     "ListConnections": (0, ['"connection_name": "my-github"']),
     "DeleteConnection": (0, ['"status": "DELETED"']),
+    "CreateVpcConnector": (0, ['"status": "ACTIVE"', '"vpc_connector_revision": 1']),
+    "DescribeVpcConnector": (0, ['"vpc_connector_name": "my-egress"']),
+    "ListVpcConnectors": (0, ['"vpc_connector_name": "my-egress"']),
+    "CreateVpcIngressConnection": (0, ['"status": "AVAILABLE"', '"domain_name"']),
+    "DescribeVpcIngressConnection": (0, ['"vpc_ingress_connection_name": "my-ingress"']),
+    "ListVpcIngressConnections": (0, ['"vpc_endpoint_id": "vpce-0a1b2c"']),
+    "UpdateVpcIngressConnection": (0, ['"vpc_endpoint_id": "vpce-0new"']),
+    "DeleteVpcIngressConnection": (0, ['"status": "DELETED"']),
+    "DeleteVpcConnector": (
+        0,
+        ["VPC_CONNECTOR_IN_USE", "refused while in use", '"status": "INACTIVE"'],
+    ),
     "WatchEvents": (0, ['"type": "service.create_requested"', "DeadlineExceeded"]),
     "DeleteService": (0, ['"plan"', "DELETE_SERVICE", '"status": "DELETED"']),
     "Error: not found": (

@@ -1,6 +1,7 @@
 """Terraform's hashicorp/aws provider, unchanged, against the App Runner endpoint: apply,
 a plan that shows no changes, an import of a service the AWS CLI made that re-plans clean,
-and a destroy that leaves every resource deleted (services DELETED, image copies gone)."""
+and a destroy that leaves every resource deleted (services DELETED, image copies gone, VPC
+connectors INACTIVE, ingress connections DELETED)."""
 
 from __future__ import annotations
 
@@ -82,6 +83,47 @@ resource "aws_apprunner_custom_domain_association" "www" {{
   service_arn          = aws_apprunner_service.web.arn
   domain_name          = "tf.example.com"
   enable_www_subdomain = true
+}}
+
+resource "aws_apprunner_vpc_connector" "egress" {{
+  vpc_connector_name = "tf-egress"
+  subnets            = ["subnet-0a1b2c3d", "subnet-1a2b3c4d"]
+  security_groups    = ["sg-0a1b2c3d"]
+  tags = {{
+    team = "net"
+  }}
+}}
+
+resource "aws_apprunner_service" "private" {{
+  service_name = "tf-private"
+  source_configuration {{
+    auto_deployments_enabled = false
+    image_repository {{
+      image_identifier      = "{ECR_IMAGE}"
+      image_repository_type = "ECR"
+    }}
+  }}
+  network_configuration {{
+    egress_configuration {{
+      egress_type       = "VPC"
+      vpc_connector_arn = aws_apprunner_vpc_connector.egress.arn
+    }}
+    ingress_configuration {{
+      is_publicly_accessible = false
+    }}
+  }}
+}}
+
+resource "aws_apprunner_vpc_ingress_connection" "private" {{
+  name        = "tf-private-in"
+  service_arn = aws_apprunner_service.private.arn
+  ingress_vpc_configuration {{
+    vpc_id          = "vpc-0a1b2c3d"
+    vpc_endpoint_id = "vpce-0a1b2c3d"
+  }}
+  tags = {{
+    team = "net"
+  }}
 }}
 """
 
@@ -175,6 +217,15 @@ async def test_apply_plan_import_destroy(harness: Harness, tmp_path: Path) -> No
     assert www["status"] == "pending_certificate_dns_validation"
     assert www["dns_target"] == described["ServiceUrl"]
     assert state["aws_apprunner_connection.github"]["status"] == "PENDING_HANDSHAKE"
+    connector = state["aws_apprunner_vpc_connector.egress"]
+    assert (connector["status"], connector["vpc_connector_revision"]) == ("ACTIVE", 1)
+    private = state["aws_apprunner_service.private"]
+    [network] = private["network_configuration"]
+    assert network["egress_configuration"][0]["vpc_connector_arn"] == connector["arn"]
+    assert network["ingress_configuration"][0]["is_publicly_accessible"] is False
+    ingress = state["aws_apprunner_vpc_ingress_connection.private"]
+    assert (ingress["status"], ingress["service_arn"]) == ("AVAILABLE", private["arn"])
+    assert ingress["domain_name"]
 
     code, out = await tf.run("plan", "-detailed-exitcode", "-no-color", ok=(0, 2))
     assert code == 0, f"the plan after apply shows changes:\n{out}"
@@ -206,17 +257,20 @@ async def test_apply_plan_import_destroy(harness: Harness, tmp_path: Path) -> No
     code, out = await tf.run("plan", "-detailed-exitcode", "-no-color", ok=(0, 2))
     assert code == 0, f"the plan after import shows changes:\n{out}"
 
-    service_ids = [web["service_id"], imported["ServiceId"]]
+    service_ids = [web["service_id"], private["service_id"], imported["ServiceId"]]
     assert all([await image_objects(harness, sid) for sid in service_ids])
     await tf.run("destroy", "-auto-approve", "-no-color")
     assert tf.state() == {}
-    for arn in (web["arn"], imported["ServiceArn"]):
+    for arn in (web["arn"], private["arn"], imported["ServiceArn"]):
         assert (await aws.describe_service(ServiceArn=arn))["Service"]["Status"] == "DELETED"
     for sid in service_ids:
         assert await image_objects(harness, sid) == 0
     assert await scalar(harness, "select count(*) from resource_tags") == 0
     assert await scalar(harness, "select count(*) from custom_domains") == 0
     assert await scalar(harness, "select count(*) from connections where status <> 'DELETED'") == 0
+    assert await scalar(harness, "select count(*) from vpc_connectors where status = 'ACTIVE'") == 0
+    live_ingress = "select count(*) from vpc_ingress_connections where status <> 'DELETED'"
+    assert await scalar(harness, live_ingress) == 0
     assert recorder.problems() == []
 
 

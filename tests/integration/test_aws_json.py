@@ -242,7 +242,6 @@ async def test_refusals_are_app_runners_modeled_errors(
                 "KmsKey": f"arn:aws:kms:us-east-1:{ACCOUNT}:key/{uuid.uuid4()}",
             }
         },
-        {"NetworkConfiguration": {"EgressConfiguration": {"EgressType": "VPC"}}},
         {
             "SourceConfiguration": {
                 "ImageRepository": {
@@ -316,10 +315,11 @@ async def test_protocol_level_answers(harness: Harness, recorder: Recorder) -> N
         answer = await raw_call(port, target, body, recorder=recorder, **kw)
         return answer.status, answer.json()
 
-    # Actions App Runner has and this product does not, and non-App Runner targets.
+    # Actions App Runner does not have, and non-App Runner targets (the actions of App
+    # Runner's model that are not served: tests/unit/test_apprunner_coverage.py).
     for target in (
-        "AppRunner.ListVpcConnectors",
-        "AppRunner.UpdateVpcIngressConnection",
+        "AppRunner.ListVpcConnector",
+        "AppRunner.DescribeVpc",
         "DynamoDB_20120810.ListTables",
         "AppRunner",
         "",

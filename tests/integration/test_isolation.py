@@ -18,6 +18,7 @@ from botocore.exceptions import ClientError
 from servicecontrol.v1 import config_resources_pb2 as cpb
 from servicecontrol.v1 import resources_pb2 as pb
 from servicecontrol.v1 import service_control_pb2 as api
+from servicecontrol.v1 import vpc_pb2
 from servicecontrol_server.api.aws_json.actions import ACTIONS
 from tests.support import identity
 from tests.support.aws import AppRunnerClient, Recorder
@@ -30,6 +31,8 @@ IMAGE = pb.SourceConfiguration(
 DOMAIN = "shop.example.com"
 CONNECTION = "first-conn"
 SCALING = "first-scaling"
+VPC_CONNECTOR = "first-vpc"
+VPC_INGRESS = "first-ingress"
 
 
 @dataclass
@@ -48,6 +51,19 @@ class Resources:
     missing_scaling_arn: str = ""
     observability_arn: str = ""
     missing_observability_arn: str = ""
+    vpc_connector_arn: str = ""
+    missing_vpc_connector_arn: str = ""
+    vpc_ingress_arn: str = ""
+    missing_vpc_ingress_arn: str = ""
+
+    @property
+    def ids(self) -> tuple[str, ...]:
+        return (
+            self.vpc_connector_arn,
+            self.missing_vpc_connector_arn,
+            self.vpc_ingress_arn,
+            self.missing_vpc_ingress_arn,
+        )
 
 
 def _missing(arn: str) -> str:
@@ -83,6 +99,28 @@ async def first(harness: Harness) -> Resources:
     )
     scaling_arn = scaling.auto_scaling_configuration.auto_scaling_configuration_arn
     tracing_arn = tracing.observability_configuration.observability_configuration_arn
+    # VPC connectors and ingress connections (an ingress connection needs a private
+    # service).
+    connector = await harness.stub.CreateVpcConnector(
+        vpc_pb2.CreateVpcConnectorRequest(vpc_connector_name=VPC_CONNECTOR, subnets=["s-1"]),
+        metadata=harness.meta(),
+    )
+    private = await harness.running_service(
+        "first-private",
+        network_configuration=vpc_pb2.NetworkConfiguration(
+            ingress_configuration={"is_publicly_accessible": False}
+        ),
+    )
+    ingress = await harness.stub.CreateVpcIngressConnection(
+        vpc_pb2.CreateVpcIngressConnectionRequest(
+            service_arn=private.service_arn,
+            vpc_ingress_connection_name=VPC_INGRESS,
+            ingress_vpc_configuration={"vpc_id": "vpc-1", "vpc_endpoint_id": "vpce-1"},
+        ),
+        metadata=harness.meta(),
+    )
+    connector_arn = connector.vpc_connector.vpc_connector_arn
+    ingress_arn = ingress.vpc_ingress_connection.vpc_ingress_connection_arn
     return Resources(
         scaling_arn=scaling_arn,
         missing_scaling_arn=_missing(scaling_arn),
@@ -95,6 +133,10 @@ async def first(harness: Harness) -> Resources:
         missing_service_arn=_missing(svc.service_arn),
         missing_operation_id=str(uuid.uuid4()),
         missing_connection_arn=_missing(conn.connection.connection_arn),
+        vpc_connector_arn=connector_arn,
+        missing_vpc_connector_arn=_missing(connector_arn),
+        vpc_ingress_arn=ingress_arn,
+        missing_vpc_ingress_arn=_missing(ingress_arn),
     )
 
 
@@ -169,6 +211,28 @@ GRPC_NOT_FOUND: dict[str, Request] = {
     "DeleteObservabilityConfiguration": lambda r, f: cpb.DeleteObservabilityConfigurationRequest(
         observability_configuration_arn=_tracing(r, f)
     ),
+    # VPC connectors and ingress connections
+    "DescribeVpcConnector": lambda r, f: vpc_pb2.DescribeVpcConnectorRequest(
+        vpc_connector_arn=_connector(r, f)
+    ),
+    "DeleteVpcConnector": lambda r, f: vpc_pb2.DeleteVpcConnectorRequest(
+        vpc_connector_arn=_connector(r, f)
+    ),
+    "CreateVpcIngressConnection": lambda r, f: vpc_pb2.CreateVpcIngressConnectionRequest(
+        service_arn=_svc(r, f),
+        vpc_ingress_connection_name="other-ingress",
+        ingress_vpc_configuration={"vpc_id": "vpc-2", "vpc_endpoint_id": "vpce-2"},
+    ),
+    "DescribeVpcIngressConnection": lambda r, f: vpc_pb2.DescribeVpcIngressConnectionRequest(
+        vpc_ingress_connection_arn=_ingress(r, f)
+    ),
+    "UpdateVpcIngressConnection": lambda r, f: vpc_pb2.UpdateVpcIngressConnectionRequest(
+        vpc_ingress_connection_arn=_ingress(r, f),
+        ingress_vpc_configuration={"vpc_id": "vpc-2", "vpc_endpoint_id": "vpce-2"},
+    ),
+    "DeleteVpcIngressConnection": lambda r, f: vpc_pb2.DeleteVpcIngressConnectionRequest(
+        vpc_ingress_connection_arn=_ingress(r, f)
+    ),
 }
 # Listings and creations: nothing of the first account shows, and its names are free.
 GRPC_EMPTY_LISTS: dict[str, Callable[[Resources], Any]] = {
@@ -182,6 +246,8 @@ GRPC_EMPTY_LISTS: dict[str, Callable[[Resources], Any]] = {
     "ListObservabilityConfigurations": lambda r: cpb.ListObservabilityConfigurationsRequest(
         latest_only=False
     ),
+    "ListVpcConnectors": lambda r: vpc_pb2.ListVpcConnectorsRequest(),
+    "ListVpcIngressConnections": lambda r: vpc_pb2.ListVpcIngressConnectionsRequest(),
 }
 GRPC_CREATES: dict[str, Callable[[Resources], Any]] = {
     "CreateService": lambda r: api.CreateServiceRequest(
@@ -196,6 +262,9 @@ GRPC_CREATES: dict[str, Callable[[Resources], Any]] = {
     ),
     "CreateObservabilityConfiguration": lambda r: cpb.CreateObservabilityConfigurationRequest(
         observability_configuration_name=SCALING
+    ),
+    "CreateVpcConnector": lambda r: vpc_pb2.CreateVpcConnectorRequest(
+        vpc_connector_name=VPC_CONNECTOR, subnets=["s-1"], validate_only=True
     ),
 }
 
@@ -221,6 +290,14 @@ def _scaling(r: Resources, foreign: bool) -> str:
 
 def _tracing(r: Resources, foreign: bool) -> str:
     return r.observability_arn if foreign else r.missing_observability_arn
+
+
+def _connector(r: Resources, foreign: bool) -> str:
+    return r.vpc_connector_arn if foreign else r.missing_vpc_connector_arn
+
+
+def _ingress(r: Resources, foreign: bool) -> str:
+    return r.vpc_ingress_arn if foreign else r.missing_vpc_ingress_arn
 
 
 async def _error(call: Awaitable[Any]) -> RichError | None:
@@ -250,6 +327,7 @@ async def test_every_rpc_treats_another_accounts_resources_as_missing(
         first.missing_scaling_arn,
         first.observability_arn,
         first.missing_observability_arn,
+        *first.ids,
     )
     leaks: list[str] = []
     for name, make in GRPC_NOT_FOUND.items():
@@ -269,7 +347,7 @@ async def test_every_rpc_treats_another_accounts_resources_as_missing(
             harness.channel, rpcs[name], make_list(first), other, timeout=1.5
         )
         seen = " ".join(str(a) for a in answers)
-        if ACCOUNT in seen or DOMAIN in seen or CONNECTION in seen:
+        if ACCOUNT in seen or DOMAIN in seen or CONNECTION in seen or VPC_INGRESS in seen:
             leaks.append(f"{name}: answered {seen[:300]}")
     for name, make_create in GRPC_CREATES.items():
         answers = await identity.call(harness.channel, rpcs[name], make_create(first), other)
@@ -308,6 +386,19 @@ async def _unchanged(harness: Harness, first: Resources) -> None:
     )
     assert scaling.auto_scaling_configuration.status == cpb.AutoScalingConfiguration.ACTIVE
     assert not scaling.auto_scaling_configuration.is_default
+    connector = await harness.stub.DescribeVpcConnector(
+        vpc_pb2.DescribeVpcConnectorRequest(vpc_connector_arn=first.vpc_connector_arn),
+        metadata=harness.meta(),
+    )
+    assert connector.vpc_connector.status == vpc_pb2.VpcConnector.ACTIVE
+    ingress = await harness.stub.DescribeVpcIngressConnection(
+        vpc_pb2.DescribeVpcIngressConnectionRequest(
+            vpc_ingress_connection_arn=first.vpc_ingress_arn
+        ),
+        metadata=harness.meta(),
+    )
+    assert ingress.vpc_ingress_connection.status == vpc_pb2.VpcIngressConnection.AVAILABLE
+    assert ingress.vpc_ingress_connection.ingress_vpc_configuration.vpc_id == "vpc-1"
 
 
 # ----- App Runner actions -----
@@ -377,12 +468,46 @@ AWS_NOT_FOUND: dict[str, AwsCall] = {
         "delete_observability_configuration",
         {"ObservabilityConfigurationArn": _tracing(r, f)},
     ),
+    # VPC connectors and ingress connections
+    "DescribeVpcConnector": lambda r, f: (
+        "describe_vpc_connector",
+        {"VpcConnectorArn": _connector(r, f)},
+    ),
+    "DeleteVpcConnector": lambda r, f: (
+        "delete_vpc_connector",
+        {"VpcConnectorArn": _connector(r, f)},
+    ),
+    "CreateVpcIngressConnection": lambda r, f: (
+        "create_vpc_ingress_connection",
+        {
+            "ServiceArn": _svc(r, f),
+            "VpcIngressConnectionName": "other-ingress",
+            "IngressVpcConfiguration": {"VpcId": "vpc-2", "VpcEndpointId": "vpce-2"},
+        },
+    ),
+    "DescribeVpcIngressConnection": lambda r, f: (
+        "describe_vpc_ingress_connection",
+        {"VpcIngressConnectionArn": _ingress(r, f)},
+    ),
+    "UpdateVpcIngressConnection": lambda r, f: (
+        "update_vpc_ingress_connection",
+        {
+            "VpcIngressConnectionArn": _ingress(r, f),
+            "IngressVpcConfiguration": {"VpcId": "vpc-2", "VpcEndpointId": "vpce-2"},
+        },
+    ),
+    "DeleteVpcIngressConnection": lambda r, f: (
+        "delete_vpc_ingress_connection",
+        {"VpcIngressConnectionArn": _ingress(r, f)},
+    ),
 }
 AWS_LISTS: dict[str, tuple[str, dict[str, Any]]] = {
     "ListServices": ("list_services", {}),
     "ListConnections": ("list_connections", {"ConnectionName": CONNECTION}),
     "ListAutoScalingConfigurations": ("list_auto_scaling_configurations", {"LatestOnly": False}),
     "ListObservabilityConfigurations": ("list_observability_configurations", {"LatestOnly": False}),
+    "ListVpcConnectors": ("list_vpc_connectors", {}),
+    "ListVpcIngressConnections": ("list_vpc_ingress_connections", {}),
 }
 AWS_CREATES: dict[str, Callable[[Resources], tuple[str, dict[str, Any]]]] = {
     "CreateService": lambda r: (
@@ -408,6 +533,10 @@ AWS_CREATES: dict[str, Callable[[Resources], tuple[str, dict[str, Any]]]] = {
     "CreateObservabilityConfiguration": lambda r: (
         "create_observability_configuration",
         {"ObservabilityConfigurationName": SCALING},
+    ),
+    "CreateVpcConnector": lambda r: (
+        "create_vpc_connector",
+        {"VpcConnectorName": VPC_CONNECTOR, "Subnets": ["s-1"]},
     ),
 }
 
@@ -437,6 +566,7 @@ async def test_every_action_treats_another_accounts_resources_as_missing(
         first.missing_scaling_arn,
         first.observability_arn,
         first.missing_observability_arn,
+        *first.ids,
     )
 
     def scrub(text: str) -> str:
@@ -456,7 +586,7 @@ async def test_every_action_treats_another_accounts_resources_as_missing(
             leaks.append(f"{name}: {foreign} differs from {missing}")
     for name, (method, args) in AWS_LISTS.items():
         answer = await getattr(aws, method)(**args)
-        if ACCOUNT in str(answer) or CONNECTION in str(answer):
+        if ACCOUNT in str(answer) or CONNECTION in str(answer) or VPC_INGRESS in str(answer):
             leaks.append(f"{name}: answered {answer}")
     for name, make_create in AWS_CREATES.items():
         method, args = make_create(first)

@@ -38,7 +38,7 @@ from servicecontrol_server.application.ports import (
     OperationWaiter,
     UnitOfWork,
 )
-from servicecontrol_server.domain import names
+from servicecontrol_server.domain import names, vpc
 from servicecontrol_server.domain.config_resources import (
     ConfigKind,
     ConfigResource,
@@ -61,6 +61,12 @@ from servicecontrol_server.domain.model import (
     Service,
     ServiceConfiguration,
     ServiceStatus,
+)
+from servicecontrol_server.domain.vpc import (
+    VpcConnector,
+    VpcConnectorStatus,
+    VpcIngressConnection,
+    VpcIngressConnectionStatus,
 )
 from tests.integration import test_objectstore_contract as store_contract
 from tests.support.s3 import StoreUnderTest
@@ -1392,3 +1398,236 @@ test_fake_store_abort_partial = (
     store_contract.test_abort_incomplete_uploads_with_a_partial_name_prefix
 )
 test_fake_store_ensure_bucket = store_contract.test_ensure_bucket_is_idempotent
+
+
+# ----- VPC connectors, ingress connections and services' network configuration -----
+
+
+def new_connector(account: str = ACCOUNT, name: str = "egress", revision: int = 1) -> VpcConnector:
+    connector_id = names.new_resource_id()
+    return VpcConnector(
+        connector_id=connector_id,
+        account_id=account,
+        name=name,
+        revision=revision,
+        arn=vpc.connector_arn(REGION, account, name, revision, connector_id),
+        subnets=["subnet-1", "subnet-2"],
+        security_groups=["sg-1"],
+        status=VpcConnectorStatus.ACTIVE,
+        created_at=PLACEHOLDER,
+    )
+
+
+def new_ingress(service: Service, name: str = "ingress") -> VpcIngressConnection:
+    connection_id = names.new_resource_id()
+    return VpcIngressConnection(
+        connection_id=connection_id,
+        account_id=service.account_id,
+        name=name,
+        arn=vpc.ingress_connection_arn(REGION, service.account_id, name, connection_id),
+        service_arn=service.service_arn,
+        service_id=service.service_id,
+        vpc_id="vpc-1",
+        vpc_endpoint_id="vpce-1",
+        domain_name="abc.example",
+        status=VpcIngressConnectionStatus.AVAILABLE,
+        created_at=PLACEHOLDER,
+    )
+
+
+async def test_vpc_connectors(backend: Backend) -> None:
+    async with backend.uow() as uow:
+        await uow.accounts.lock(ACCOUNT)
+        await uow.accounts.lock(OTHER)
+        first = await uow.vpc.add_connector(new_connector())
+        now = await uow.now()
+        await uow.vpc.add_connector(new_connector(OTHER))
+        await uow.commit()
+    assert first.created_at == now
+    async with backend.uow() as uow:
+        assert await uow.vpc.connector_by_arn(ACCOUNT, first.arn) == first
+        assert await uow.vpc.connector_by_arn(OTHER, first.arn) is None
+        assert await uow.vpc.connector(ACCOUNT, first.connector_id) == first
+        assert await uow.vpc.connector(OTHER, first.connector_id) is None
+        assert await uow.vpc.active_connector_arn_with_name(ACCOUNT, "egress") == first.arn
+        assert await uow.vpc.count_active_connectors(ACCOUNT) == 1
+        assert await uow.vpc.last_connector_revision(ACCOUNT, "egress") == 1
+        assert await uow.vpc.last_connector_revision(ACCOUNT, "other") == 0
+    # One ACTIVE revision per name.
+    with pytest.raises(backend.integrity_errors):
+        async with backend.uow() as uow:
+            await uow.vpc.add_connector(new_connector(revision=2))
+    await backend.travel(1)
+    async with backend.uow() as uow:
+        locked = await uow.vpc.connector_by_arn(ACCOUNT, first.arn, for_update=True)
+        assert locked is not None
+        await uow.vpc.deactivate_connector(locked, 60)
+        deleted_at = await uow.now()
+        second = await uow.vpc.add_connector(new_connector(revision=2))
+        await uow.commit()
+    assert locked.status is VpcConnectorStatus.INACTIVE
+    assert (locked.deleted_at, locked.purge_at) == (deleted_at, deleted_at + timedelta(seconds=60))
+    async with backend.uow() as uow:
+        assert await uow.vpc.active_connector_arn_with_name(ACCOUNT, "egress") == second.arn
+        assert await uow.vpc.last_connector_revision(ACCOUNT, "egress") == 2
+        assert await uow.vpc.count_active_connectors(ACCOUNT) == 1
+        listed = await uow.vpc.list_connectors(ACCOUNT, None, 10)
+        page = await uow.vpc.list_connectors(ACCOUNT, None, 1)
+        rest = await uow.vpc.list_connectors(
+            ACCOUNT, (page[-1].created_at, page[-1].connector_id), 5
+        )
+        assert await uow.vpc.connector(ACCOUNT, first.connector_id) == locked
+    # Newest first, INACTIVE ones included.
+    assert [c.connector_id for c in listed] == [second.connector_id, first.connector_id]
+    assert [c.connector_id for c in page + rest] == [c.connector_id for c in listed]
+
+
+async def test_vpc_network_configuration_and_the_services_using_a_connector(
+    backend: Backend,
+) -> None:
+    user, other, gone = new_service(), new_service(), new_service()
+    await add_services(backend, user, other, gone)
+    connector = new_connector()
+    network = {
+        "egress_configuration": {"egress_type": "VPC", "vpc_connector_arn": connector.arn},
+        "ingress_configuration": {"is_publicly_accessible": False},
+        "ip_address_type": "IPV4",
+    }
+    async with backend.uow() as uow:
+        await uow.vpc.add_connector(connector)
+        await uow.vpc.save_network(user.service_id, network)
+        await uow.vpc.save_network(gone.service_id, network)
+        # Not VPC egress: does not use the connector, whatever ARN it holds.
+        await uow.vpc.save_network(
+            other.service_id,
+            {
+                **network,
+                "egress_configuration": {"egress_type": "DEFAULT", "vpc_connector_arn": ""},
+            },
+        )
+        await uow.commit()
+    async with backend.uow() as uow:
+        read = await uow.services.get(ACCOUNT, user.service_id)
+        assert read is not None and read.configuration is not None
+        assert read.configuration.network == network
+        listed = await uow.services.list_live(ACCOUNT, None, 10)
+        assert {s.service_id: s.configuration.network for s in listed if s.configuration}[
+            user.service_id
+        ] == network
+        assert await uow.vpc.services_using_connector(connector.arn) == sorted(
+            [user.service_arn, gone.service_arn]
+        )
+        # The configuration written by an update job keeps the network configuration.
+        assert read.configuration is not None
+        await uow.services.save_configuration(
+            user.service_id,
+            ServiceConfiguration(
+                source=read.configuration.source,
+                instance={"cpu": "2 vCPU"},
+                health_check=read.configuration.health_check,
+            ),
+        )
+        doomed = await uow.services.get(ACCOUNT, gone.service_id, for_update=True)
+        assert doomed is not None
+        await uow.services.delete_configuration(gone.service_id)
+        await uow.services.mark_deleted(doomed, 60)
+        await uow.commit()
+    async with backend.uow() as uow:
+        again = await uow.services.get(ACCOUNT, user.service_id)
+        assert again is not None and again.configuration is not None
+        assert again.configuration.network == network
+        assert await uow.vpc.services_using_connector(connector.arn) == [user.service_arn]
+    with pytest.raises(LookupError):
+        async with backend.uow() as uow:
+            await uow.vpc.save_network(gone.service_id, network)
+
+
+async def test_vpc_ingress_connections(backend: Backend) -> None:
+    svc, other_svc = new_service(), new_service()
+    await add_services(backend, svc, other_svc)
+    async with backend.uow() as uow:
+        first = await uow.vpc.add_ingress(new_ingress(svc, "in-1"))
+        now = await uow.now()
+        await uow.commit()
+    assert first.created_at == now
+    # One live connection per service, and one live connection per name.
+    for duplicate in (new_ingress(svc, "in-2"), new_ingress(other_svc, "in-1")):
+        with pytest.raises(backend.integrity_errors):
+            async with backend.uow() as uow:
+                await uow.vpc.add_ingress(duplicate)
+    async with backend.uow() as uow:
+        assert await uow.vpc.ingress_by_arn(ACCOUNT, first.arn) == first
+        assert await uow.vpc.ingress_by_arn(OTHER, first.arn) is None
+        assert await uow.vpc.ingress(ACCOUNT, first.connection_id) == first
+        assert await uow.vpc.live_ingress_arn_with_name(ACCOUNT, "in-1") == first.arn
+        assert await uow.vpc.live_ingress_for_service(svc.service_id) == [first]
+    await backend.travel(1)
+    async with backend.uow() as uow:
+        second = await uow.vpc.add_ingress(new_ingress(other_svc, "in-2"))
+        locked = await uow.vpc.ingress_by_arn(ACCOUNT, first.arn, for_update=True)
+        assert locked is not None
+        locked.vpc_id, locked.vpc_endpoint_id = "vpc-2", "vpce-2"
+        await uow.vpc.update_ingress(locked)
+        await uow.commit()
+    async with backend.uow() as uow:
+        everything = await uow.vpc.list_ingress(ACCOUNT, None, None, None, 10)
+        page = await uow.vpc.list_ingress(ACCOUNT, None, None, None, 1)
+        rest = await uow.vpc.list_ingress(
+            ACCOUNT, None, None, (page[-1].created_at, page[-1].connection_id), 5
+        )
+        by_service = await uow.vpc.list_ingress(ACCOUNT, svc.service_arn, None, None, 10)
+        by_endpoint = await uow.vpc.list_ingress(ACCOUNT, None, "vpce-2", None, 10)
+        both = await uow.vpc.list_ingress(ACCOUNT, other_svc.service_arn, "vpce-2", None, 10)
+    assert [c.connection_id for c in everything] == [second.connection_id, first.connection_id]
+    assert [c.connection_id for c in page + rest] == [c.connection_id for c in everything]
+    assert [(c.connection_id, c.vpc_id) for c in by_service] == [(first.connection_id, "vpc-2")]
+    assert [c.connection_id for c in by_endpoint] == [first.connection_id]
+    assert both == []
+    async with backend.uow() as uow:
+        locked = await uow.vpc.ingress_by_arn(ACCOUNT, first.arn, for_update=True)
+        assert locked is not None
+        await uow.vpc.mark_ingress_deleted(locked, 60)
+        deleted_at = await uow.now()
+        await uow.commit()
+    assert locked.status is VpcIngressConnectionStatus.DELETED
+    assert (locked.deleted_at, locked.purge_at) == (deleted_at, deleted_at + timedelta(seconds=60))
+    async with backend.uow() as uow:
+        assert await uow.vpc.live_ingress_for_service(svc.service_id) == []
+        assert await uow.vpc.live_ingress_arn_with_name(ACCOUNT, "in-1") is None
+        # The name and the service's slot are free again; the tombstone stays listed.
+        third = await uow.vpc.add_ingress(new_ingress(svc, "in-1"))
+        listed = await uow.vpc.list_ingress(ACCOUNT, svc.service_arn, None, None, 10)
+        await uow.commit()
+    assert {c.connection_id for c in listed} == {first.connection_id, third.connection_id}
+
+
+async def test_vpc_tombstones_are_purged_once_due_in_batches(backend: Backend) -> None:
+    svc = new_service()
+    await add_services(backend, svc)
+    async with backend.uow() as uow:
+        connectors = [
+            await uow.vpc.add_connector(new_connector(name=f"egress-{i}")) for i in range(3)
+        ]
+        live = await uow.vpc.add_connector(new_connector(name="live"))
+        ingress = await uow.vpc.add_ingress(new_ingress(svc))
+        for connector in connectors:
+            await uow.vpc.deactivate_connector(connector, 60)
+        await uow.vpc.mark_ingress_deleted(ingress, 60)
+        await uow.commit()
+    async with backend.uow() as uow:
+        assert await uow.vpc.purge_connector_tombstones(10) == []
+        assert await uow.vpc.purge_ingress_tombstones(10) == []
+    await backend.travel(61)
+    async with backend.uow() as uow:
+        first = await uow.vpc.purge_connector_tombstones(2)
+        second = await uow.vpc.purge_connector_tombstones(2)
+        purged_ingress = await uow.vpc.purge_ingress_tombstones(2)
+        await uow.commit()
+    assert len(first) == 2 and len(second) == 1
+    assert {c.connector_id for c in first + second} == {c.connector_id for c in connectors}
+    assert [c.connection_id for c in purged_ingress] == [ingress.connection_id]
+    async with backend.uow() as uow:
+        assert [c.connector_id for c in await uow.vpc.list_connectors(ACCOUNT, None, 10)] == [
+            live.connector_id
+        ]
+        assert await uow.vpc.ingress(ACCOUNT, ingress.connection_id) is None

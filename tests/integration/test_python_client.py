@@ -187,7 +187,7 @@ def test_every_rpc_of_the_contract_has_a_method() -> None:
         if not callable(getattr(ServiceControlClient, snake(m.name), None))
     ]
     assert not missing, f"ServiceControlClient lacks {missing}"
-    assert len(SERVICE.methods) == 34
+    assert len(SERVICE.methods) == 43
 
 
 SAMPLE = sample_image("hello-web:1.0")
@@ -315,6 +315,44 @@ CALLS: dict[str, tuple[Callable[[ServiceControlClient], Any], dict[str, Any]]] =
     "DeleteObservabilityConfiguration": (
         lambda c: c.delete_observability_configuration("arn:o"),
         {"observability_configuration_arn": "arn:o"},
+    ),
+    # VPC connectors and ingress connections
+    "CreateVpcConnector": (
+        lambda c: c.create_vpc_connector(
+            vpc_connector_name="egress", subnets=["s-1"], tags={"team": "net"}
+        ),
+        {"vpc_connector_name": "egress", "subnets": ["s-1"], "tags": {"team": "net"}},
+    ),
+    "DescribeVpcConnector": (
+        lambda c: c.describe_vpc_connector("arn:v"),
+        {"vpc_connector_arn": "arn:v"},
+    ),
+    "ListVpcConnectors": (lambda c: c.list_vpc_connectors(page_size=2), {"page_size": 2}),
+    "DeleteVpcConnector": (
+        lambda c: c.delete_vpc_connector("arn:v"),
+        {"vpc_connector_arn": "arn:v"},
+    ),
+    "CreateVpcIngressConnection": (
+        lambda c: c.create_vpc_ingress_connection(
+            ARN, vpc_ingress_connection_name="in", vpc_id="vpc-1", vpc_endpoint_id="vpce-1"
+        ),
+        {"service_arn": ARN, "vpc_ingress_connection_name": "in"},
+    ),
+    "DescribeVpcIngressConnection": (
+        lambda c: c.describe_vpc_ingress_connection("arn:i"),
+        {"vpc_ingress_connection_arn": "arn:i"},
+    ),
+    "ListVpcIngressConnections": (
+        lambda c: c.list_vpc_ingress_connections(service_arn=ARN, vpc_endpoint_id="vpce-1"),
+        {"service_arn": ARN, "vpc_endpoint_id": "vpce-1"},
+    ),
+    "UpdateVpcIngressConnection": (
+        lambda c: c.update_vpc_ingress_connection("arn:i", vpc_id="vpc-2", vpc_endpoint_id="e"),
+        {"vpc_ingress_connection_arn": "arn:i"},
+    ),
+    "DeleteVpcIngressConnection": (
+        lambda c: c.delete_vpc_ingress_connection("arn:i"),
+        {"vpc_ingress_connection_arn": "arn:i"},
     ),
 }
 # Calls a method makes before its own RPC: a push first asks what the server holds.
@@ -664,3 +702,36 @@ def test_the_api_key_comes_from_the_environment_or_the_credentials_file(
     elsewhere.mkdir()
     (elsewhere / "credentials").write_text("SERVICECONTROL_API_KEY=SCKC.d\n")
     assert default_api_key({"SERVICECONTROL_DATA_DIR": str(elsewhere)}, tmp_path) == "SCKC.d"
+
+
+async def test_vpc_iterators_walk_every_page(harness: Harness) -> None:
+    with client_for(harness.port, api_key=harness.keys[ACCOUNT].token) as client:
+        names = [f"vpc-{uuid.uuid4().hex[:6]}" for _ in range(3)]
+        for name in names:
+            await asyncio.to_thread(
+                client.create_vpc_connector, vpc_connector_name=name, subnets=["subnet-1"]
+            )
+        connectors = await asyncio.to_thread(lambda: list(client.iter_vpc_connectors(page_size=1)))
+        assert sorted(c.vpc_connector_name for c in connectors) == sorted(names)
+
+        arns = []
+        for name in ("private-one", "private-two"):
+            created = await asyncio.to_thread(
+                client.create_service,
+                service_name=name,
+                source_configuration={"image_repository": {"image_identifier": "hello-web:1.0"}},
+                network_configuration={"ingress_configuration": {"is_publicly_accessible": False}},
+            )
+            await asyncio.to_thread(client.wait_for_operation, created.operation_id, timeout=30)
+            await asyncio.to_thread(
+                client.create_vpc_ingress_connection,
+                created.service.service_arn,
+                vpc_ingress_connection_name=f"in-{name}",
+                vpc_id="vpc-1",
+                vpc_endpoint_id="vpce-1",
+            )
+            arns.append(created.service.service_arn)
+        ingress = await asyncio.to_thread(
+            lambda: list(client.iter_vpc_ingress_connections(vpc_endpoint_id="vpce-1", page_size=1))
+        )
+        assert sorted(c.service_arn for c in ingress) == sorted(arns)

@@ -224,6 +224,10 @@ async def _exercise(engine: AsyncEngine, captured: Captured) -> None:
         await uow.retention.purge_orphaned_failed_jobs(100)
         await uow.retention.prune_delivered_events(3600.0, 100)
         await uow.certificates.set_validation("nope", CertificateStatus.ISSUED, [])
+        # DeleteVpcConnector's check, on the grown configurations.
+        await uow.vpc.services_using_connector(
+            f"arn:aws:apprunner:us-east-1:{live}:vpcconnector/egress/1/{'0' * 32}"
+        )
     queue = JobQueue(engine)
     await queue.claim("plans", 4, 30)
     await queue.heartbeat(1, str(uuid.uuid4()), 30)

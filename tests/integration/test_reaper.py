@@ -40,6 +40,8 @@ TABLES = (
 NOTHING = {
     "certificates": 0,
     "connections": 0,
+    "vpc_connectors": 0,
+    "vpc_ingress_connections": 0,
     "services": 0,
     "operations": 0,
     "events": 0,

@@ -324,7 +324,7 @@ async def test_every_rpc_of_the_contract_is_served(harness: Harness) -> None:
         if getattr(ServiceControlServicer, m.name) is getattr(generated, m.name)
     ]
     assert missing == []
-    assert len(methods) == 34
+    assert len(methods) == 43
 
 
 async def test_oversize_fields_are_refused_and_write_nothing(harness: Harness) -> None:

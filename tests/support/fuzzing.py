@@ -22,6 +22,7 @@ from hypothesis import strategies as st
 from servicecontrol.v1 import resources_pb2 as pb
 from servicecontrol.v1 import service_control_pb2 as api
 from servicecontrol.v1 import service_control_pb2_grpc as api_grpc
+from servicecontrol.v1 import vpc_pb2
 from servicecontrol_server.adapters.postgres.database import libpq_url
 from servicecontrol_server.api.aws_json import start_aws_http
 from servicecontrol_server.api.server import start_grpc
@@ -41,6 +42,8 @@ class Seeds:
     operation_ids: list[str] = field(default_factory=list)
     page_tokens: list[str] = field(default_factory=list)
     connection_arns: list[str] = field(default_factory=list)
+    vpc_connector_arns: list[str] = field(default_factory=list)
+    vpc_ingress_arns: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -144,6 +147,32 @@ async def _seed(port: int, token: str) -> Seeds:
             metadata=meta,
         )
         seeds.connection_arns.append(connection.connection.connection_arn)
+        connector = await stub.CreateVpcConnector(
+            vpc_pb2.CreateVpcConnectorRequest(vpc_connector_name="seed-vpc", subnets=["s-1"]),
+            metadata=meta,
+        )
+        seeds.vpc_connector_arns.append(connector.vpc_connector.vpc_connector_arn)
+        private = await stub.CreateService(
+            api.CreateServiceRequest(
+                service_name="seed-private",
+                source_configuration=pb.SourceConfiguration(
+                    image_repository=pb.ImageRepository(image_identifier="hello-web:1.0")
+                ),
+                network_configuration=vpc_pb2.NetworkConfiguration(
+                    ingress_configuration={"is_publicly_accessible": False}
+                ),
+            ),
+            metadata=meta,
+        )
+        ingress = await stub.CreateVpcIngressConnection(
+            vpc_pb2.CreateVpcIngressConnectionRequest(
+                service_arn=private.service.service_arn,
+                vpc_ingress_connection_name="seed-ingress",
+                ingress_vpc_configuration={"vpc_id": "vpc-1", "vpc_endpoint_id": "vpce-1"},
+            ),
+            metadata=meta,
+        )
+        seeds.vpc_ingress_arns.append(ingress.vpc_ingress_connection.vpc_ingress_connection_arn)
     return seeds
 
 
@@ -203,6 +232,8 @@ def nasty_strings(seeds: Seeds) -> st.SearchStrategy[str]:
         "arn:aws:apprunner:us-east-1:",
         "arn:aws:apprunner:us-east-1:abc:service//",
         *seeds.service_arns,
+        *seeds.vpc_connector_arns,
+        *seeds.vpc_ingress_arns,
         *seeds.operation_ids,
         *seeds.page_tokens,
         *other,
@@ -342,6 +373,8 @@ def valid_requests(seeds: Seeds) -> dict[str, dict[str, Any]]:
     scope = arn.split(":service/")[0]
     scaling = f"{scope}:autoscalingconfiguration/DefaultConfiguration"
     tracing = f"{scope}:observabilityconfiguration/fuzzed-tracing"
+    connector, ingress = seeds.vpc_connector_arns[0], seeds.vpc_ingress_arns[0]
+    endpoint = {"vpc_id": "vpc-1", "vpc_endpoint_id": "vpce-1"}
     image = {
         "image_identifier": "hello-web:1.0",
         "image_configuration": {
@@ -415,6 +448,33 @@ def valid_requests(seeds: Seeds) -> dict[str, dict[str, Any]]:
         "DescribeObservabilityConfiguration": {"observability_configuration_arn": tracing},
         "ListObservabilityConfigurations": {"page_size": 1},
         "DeleteObservabilityConfiguration": {"observability_configuration_arn": tracing},
+        # VPC connectors and ingress connections
+        "CreateVpcConnector": {
+            "vpc_connector_name": "fuzzed-vpc",
+            "subnets": ["subnet-1"],
+            "security_groups": ["sg-1"],
+            "tags": {"team": "net"},
+        },
+        "DescribeVpcConnector": {"vpc_connector_arn": connector},
+        "ListVpcConnectors": {"page_size": 1},
+        "DeleteVpcConnector": {"vpc_connector_arn": connector, "validate_only": True},
+        "CreateVpcIngressConnection": {
+            "service_arn": arn,
+            "vpc_ingress_connection_name": "fuzzed-ingress",
+            "ingress_vpc_configuration": endpoint,
+            "validate_only": True,
+        },
+        "DescribeVpcIngressConnection": {"vpc_ingress_connection_arn": ingress},
+        "ListVpcIngressConnections": {"vpc_endpoint_id": "vpce-1", "page_size": 1},
+        "UpdateVpcIngressConnection": {
+            "vpc_ingress_connection_arn": ingress,
+            "ingress_vpc_configuration": endpoint,
+            "validate_only": True,
+        },
+        "DeleteVpcIngressConnection": {
+            "vpc_ingress_connection_arn": ingress,
+            "validate_only": True,
+        },
     }
 
 

@@ -65,6 +65,12 @@ from servicecontrol_server.domain.model import (
     ServiceConfiguration,
     ServiceStatus,
 )
+from servicecontrol_server.domain.vpc import (
+    VpcConnector,
+    VpcConnectorStatus,
+    VpcIngressConnection,
+    VpcIngressConnectionStatus,
+)
 
 EPOCH = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -143,6 +149,8 @@ class Tables:
     resource_tags: dict[tuple[str, str], tuple[str, str]] = field(default_factory=dict)
     # Auto scaling and observability configuration revisions, by config id.
     config_resources: dict[str, ConfigResource] = field(default_factory=dict)
+    vpc_connectors: dict[str, VpcConnector] = field(default_factory=dict)
+    vpc_ingress_connections: dict[str, VpcIngressConnection] = field(default_factory=dict)
 
 
 TABLE_NAMES = tuple(Tables.__dataclass_fields__)
@@ -433,7 +441,12 @@ class FakeServiceRepository(_Repository):
     async def save_configuration(self, service_id: str, config: ServiceConfiguration) -> None:
         if service_id not in self.t.services:
             raise FakeIntegrityError(f"no service {service_id} to configure")
-        self.t.configurations[service_id] = copy.deepcopy(config)
+        stored = copy.deepcopy(config)
+        # As the upsert's column list: the network configuration is kept (VpcRepository
+        # writes it).
+        previous = self.t.configurations.get(service_id)
+        stored.network = copy.deepcopy(previous.network) if previous is not None else None
+        self.t.configurations[service_id] = stored
 
     async def delete_configuration(self, service_id: str) -> list[str]:
         removed: list[str] = []
@@ -680,6 +693,244 @@ class FakeConnectionRepository(_Repository):
         stored.purge_at = self.now() + timedelta(seconds=int(tombstone_seconds))
         connection.status = ConnectionStatus.DELETED
         connection.deleted_at, connection.purge_at = stored.deleted_at, stored.purge_at
+
+
+class FakeVpcRepository(_Repository):
+    # ----- connectors -----
+
+    def _connector_where(self, match: Callable[[VpcConnector], bool]) -> VpcConnector | None:
+        return next((c for c in self.t.vpc_connectors.values() if match(c)), None)
+
+    async def connector_by_arn(
+        self, account_id: str, arn: str, *, for_update: bool = False
+    ) -> VpcConnector | None:
+        found = self._connector_where(lambda c: c.account_id == account_id and c.arn == arn)
+        if found is None:
+            return None
+        if for_update:
+            self._lock("vpc_connectors", found.connector_id)
+        return copy.deepcopy(found)
+
+    async def connector(self, account_id: str, connector_id: str) -> VpcConnector | None:
+        found = self.t.vpc_connectors.get(connector_id)
+        if found is None or found.account_id != account_id:
+            return None
+        return copy.deepcopy(found)
+
+    def _active(self, account_id: str) -> list[VpcConnector]:
+        return [
+            c
+            for c in self.t.vpc_connectors.values()
+            if c.account_id == account_id and c.status is VpcConnectorStatus.ACTIVE
+        ]
+
+    async def active_connector_arn_with_name(self, account_id: str, name: str) -> str | None:
+        return next((c.arn for c in self._active(account_id) if c.name == name), None)
+
+    async def last_connector_revision(self, account_id: str, name: str) -> int:
+        return max(
+            (
+                c.revision
+                for c in self.t.vpc_connectors.values()
+                if c.account_id == account_id and c.name == name
+            ),
+            default=0,
+        )
+
+    async def count_active_connectors(self, account_id: str) -> int:
+        return len(self._active(account_id))
+
+    async def add_connector(self, connector: VpcConnector) -> VpcConnector:
+        if connector.account_id not in self.t.accounts:
+            raise FakeIntegrityError(f"no account {connector.account_id}")
+        if connector.connector_id in self.t.vpc_connectors or any(
+            c.arn == connector.arn
+            or (c.account_id, c.name, c.revision)
+            == (connector.account_id, connector.name, connector.revision)
+            for c in self.t.vpc_connectors.values()
+        ):
+            raise FakeIntegrityError(f"duplicate VPC connector {connector.arn}")
+        if await self.active_connector_arn_with_name(connector.account_id, connector.name):
+            raise FakeIntegrityError(f"duplicate active VPC connector {connector.name}")
+        stored = copy.deepcopy(connector)
+        stored.created_at = self.now()
+        stored.deleted_at = stored.purge_at = None
+        self.t.vpc_connectors[connector.connector_id] = stored
+        connector.created_at = stored.created_at
+        return connector
+
+    async def list_connectors(
+        self, account_id: str, after: Cursor | None, limit: int
+    ) -> list[VpcConnector]:
+        mine = [c for c in self.t.vpc_connectors.values() if c.account_id == account_id]
+        page = _newest_first(mine, lambda c: c.created_at, lambda c: c.connector_id, after, limit)
+        return copy.deepcopy(page)
+
+    async def deactivate_connector(self, connector: VpcConnector, tombstone_seconds: int) -> None:
+        stored = self._write("vpc_connectors", connector.connector_id)
+        if stored is None:
+            raise FakeIntegrityError(f"no VPC connector {connector.connector_id} to delete")
+        stored.status = VpcConnectorStatus.INACTIVE
+        stored.deleted_at = self.now()
+        stored.purge_at = self.now() + timedelta(seconds=int(tombstone_seconds))
+        connector.status = VpcConnectorStatus.INACTIVE
+        connector.deleted_at, connector.purge_at = stored.deleted_at, stored.purge_at
+
+    async def services_using_connector(self, connector_arn: str) -> list[str]:
+        users = []
+        for service_id, config in self.t.configurations.items():
+            egress = (config.network or {}).get("egress_configuration") or {}
+            service = self.t.services.get(service_id)
+            if (
+                service is not None
+                and service.status is not ServiceStatus.DELETED
+                and egress.get("egress_type") == "VPC"
+                and egress.get("vpc_connector_arn") == connector_arn
+            ):
+                users.append(service.service_arn)
+        return sorted(users)
+
+    # ----- a service's network configuration -----
+
+    async def save_network(self, service_id: str, network: dict[str, Any]) -> None:
+        stored = self._write("configurations", service_id)
+        if stored is None:
+            raise LookupError(f"service {service_id} has no configuration to hold its network")
+        stored.network = copy.deepcopy(network)
+
+    # ----- ingress connections -----
+
+    def _ingress_where(
+        self, match: Callable[[VpcIngressConnection], bool]
+    ) -> VpcIngressConnection | None:
+        return next((c for c in self.t.vpc_ingress_connections.values() if match(c)), None)
+
+    async def ingress_by_arn(
+        self, account_id: str, arn: str, *, for_update: bool = False
+    ) -> VpcIngressConnection | None:
+        found = self._ingress_where(lambda c: c.account_id == account_id and c.arn == arn)
+        if found is None:
+            return None
+        if for_update:
+            self._lock("vpc_ingress_connections", found.connection_id)
+        return copy.deepcopy(found)
+
+    async def ingress(self, account_id: str, connection_id: str) -> VpcIngressConnection | None:
+        found = self.t.vpc_ingress_connections.get(connection_id)
+        if found is None or found.account_id != account_id:
+            return None
+        return copy.deepcopy(found)
+
+    def _live_ingress(self) -> list[VpcIngressConnection]:
+        return [
+            c
+            for c in self.t.vpc_ingress_connections.values()
+            if c.status is not VpcIngressConnectionStatus.DELETED
+        ]
+
+    async def live_ingress_arn_with_name(self, account_id: str, name: str) -> str | None:
+        return next(
+            (c.arn for c in self._live_ingress() if c.account_id == account_id and c.name == name),
+            None,
+        )
+
+    async def live_ingress_for_service(self, service_id: str) -> list[VpcIngressConnection]:
+        return copy.deepcopy(
+            sorted(
+                (c for c in self._live_ingress() if c.service_id == service_id),
+                key=lambda c: c.connection_id,
+            )
+        )
+
+    async def add_ingress(self, connection: VpcIngressConnection) -> VpcIngressConnection:
+        if connection.account_id not in self.t.accounts:
+            raise FakeIntegrityError(f"no account {connection.account_id}")
+        if connection.service_id not in self.t.services:
+            raise FakeIntegrityError(f"no service {connection.service_id}")
+        if connection.connection_id in self.t.vpc_ingress_connections or any(
+            c.arn == connection.arn for c in self.t.vpc_ingress_connections.values()
+        ):
+            raise FakeIntegrityError(f"duplicate VPC ingress connection {connection.arn}")
+        if await self.live_ingress_arn_with_name(connection.account_id, connection.name):
+            raise FakeIntegrityError(f"duplicate live VPC ingress connection {connection.name}")
+        if await self.live_ingress_for_service(connection.service_id):
+            raise FakeIntegrityError(f"service {connection.service_id} has an ingress connection")
+        stored = copy.deepcopy(connection)
+        stored.created_at = self.now()
+        stored.deleted_at = stored.purge_at = None
+        self.t.vpc_ingress_connections[connection.connection_id] = stored
+        connection.created_at = stored.created_at
+        return connection
+
+    async def list_ingress(
+        self,
+        account_id: str,
+        service_arn: str | None,
+        vpc_endpoint_id: str | None,
+        after: Cursor | None,
+        limit: int,
+    ) -> list[VpcIngressConnection]:
+        mine = [
+            c
+            for c in self.t.vpc_ingress_connections.values()
+            if c.account_id == account_id
+            and (not service_arn or c.service_arn == service_arn)
+            and (not vpc_endpoint_id or c.vpc_endpoint_id == vpc_endpoint_id)
+        ]
+        page = _newest_first(mine, lambda c: c.created_at, lambda c: c.connection_id, after, limit)
+        return copy.deepcopy(page)
+
+    async def update_ingress(self, connection: VpcIngressConnection) -> None:
+        stored = self._write("vpc_ingress_connections", connection.connection_id)
+        if stored is None:
+            raise FakeIntegrityError(f"no VPC ingress connection {connection.connection_id}")
+        stored.vpc_id = connection.vpc_id
+        stored.vpc_endpoint_id = connection.vpc_endpoint_id
+        stored.status = connection.status
+
+    async def mark_ingress_deleted(
+        self, connection: VpcIngressConnection, tombstone_seconds: int
+    ) -> None:
+        stored = self._write("vpc_ingress_connections", connection.connection_id)
+        if stored is None:
+            raise FakeIntegrityError(f"no VPC ingress connection {connection.connection_id}")
+        stored.status = VpcIngressConnectionStatus.DELETED
+        stored.deleted_at = self.now()
+        stored.purge_at = self.now() + timedelta(seconds=int(tombstone_seconds))
+        connection.status = VpcIngressConnectionStatus.DELETED
+        connection.deleted_at, connection.purge_at = stored.deleted_at, stored.purge_at
+
+    # ----- retention (the reaper) -----
+
+    async def purge_connector_tombstones(self, batch: int) -> list[VpcConnector]:
+        due = sorted(
+            (
+                c
+                for c in self.t.vpc_connectors.values()
+                if c.status is VpcConnectorStatus.INACTIVE
+                and c.purge_at is not None
+                and c.purge_at <= self.now()
+            ),
+            key=lambda c: c.purge_at or self.now(),
+        )[:batch]
+        for c in due:
+            del self.t.vpc_connectors[c.connector_id]
+        return copy.deepcopy(due)
+
+    async def purge_ingress_tombstones(self, batch: int) -> list[VpcIngressConnection]:
+        due = sorted(
+            (
+                c
+                for c in self.t.vpc_ingress_connections.values()
+                if c.status is VpcIngressConnectionStatus.DELETED
+                and c.purge_at is not None
+                and c.purge_at <= self.now()
+            ),
+            key=lambda c: c.purge_at or self.now(),
+        )[:batch]
+        for c in due:
+            del self.t.vpc_ingress_connections[c.connection_id]
+        return copy.deepcopy(due)
 
 
 class FakeCertificateRepository(_Repository):
@@ -997,6 +1248,10 @@ class FakeRetentionRepository(_Repository):
             self.t.compute_instances.pop(service_id, None)
             for key in [k for k in self.t.custom_domains if k[0] == service_id]:
                 del self.t.custom_domains[key]
+            for ingress_id in [
+                k for k, c in self.t.vpc_ingress_connections.items() if c.service_id == service_id
+            ]:
+                del self.t.vpc_ingress_connections[ingress_id]
         operations = [o for o, op in self.t.operations.items() if op.service_id in ids]
         for operation_id in operations:
             del self.t.operations[operation_id]
@@ -1257,6 +1512,7 @@ class FakeUnitOfWork:
         self._retention = FakeRetentionRepository(self)
         self._tags = FakeTagRepository(self)
         self._config_resources = FakeConfigResourceRepository(self)
+        self._vpc = FakeVpcRepository(self)
 
     @property
     def tables(self) -> Tables:
@@ -1309,6 +1565,10 @@ class FakeUnitOfWork:
     @property
     def config_resources(self) -> FakeConfigResourceRepository:
         return self._config_resources
+
+    @property
+    def vpc(self) -> FakeVpcRepository:
+        return self._vpc
 
     def _begin(self) -> None:
         # Copy on write: the transaction's tables share the committed rows until it

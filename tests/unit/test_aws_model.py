@@ -20,9 +20,10 @@ from servicecontrol_server.api.aws_json.http import create_app
 from servicecontrol_server.api.use_cases import UseCases
 from servicecontrol_server.application.rate_limit import MutationRateLimiter
 from servicecontrol_server.application.tag_commands import TagCommands
+from servicecontrol_server.application.vpc_commands import VpcCommands
 from servicecontrol_server.domain.identity import ApiKey
 
-from .harness import Unit
+from .harness import Unit, unit_settings
 from .test_error_translation import KEY, Admitting
 
 IMAGE = {"ImageIdentifier": "shop/web:v1", "ImageRepositoryType": "ECR"}
@@ -258,12 +259,15 @@ def unit_use_cases(unit: Unit) -> UseCases:
         identity=Admitting(),  # type: ignore[arg-type]
         settings=unit.settings,
         rate_limiter=MutationRateLimiter(0, 1),
+        configs=unit.configs,
+        vpc=VpcCommands(unit.uow, unit.settings),
     )
 
 
 @pytest.fixture
 async def endpoint() -> AsyncIterator[tuple[Unit, TestClient[web.Request, web.Application]]]:
-    unit = Unit()
+    # Room for the walk's services (a public one, two private ones, CreateService's own).
+    unit = Unit(settings=unit_settings(service_quota=10))
     app = create_app(unit_use_cases(unit), authenticator=Authenticated())
     async with TestClient(TestServer(app)) as client:
         yield unit, client
@@ -320,12 +324,49 @@ def _members(arns: dict[str, str]) -> dict[str, Any]:
         "ResourceArn": arns["service"],
         "Tags": [{"Key": "team", "Value": "web"}],
         "TagKeys": ["team"],
+        "AutoScalingConfigurationName": "scaling",
+        "AutoScalingConfigurationArn": arns["scaling"],
+        "ObservabilityConfigurationName": "tracing",
+        "ObservabilityConfigurationArn": arns["tracing"],
+        "VpcConnectorName": "egress",
+        "Subnets": ["subnet-1"],
+        "VpcConnectorArn": arns["connector"],
+        "VpcIngressConnectionName": "ingress",
+        "IngressVpcConfiguration": {"VpcId": "vpc-1", "VpcEndpointId": "vpce-1"},
+        "VpcIngressConnectionArn": arns["ingress"],
+    }
+
+
+# Members an action needs of its own: another resource than the walk's shared one.
+def _overrides(arns: dict[str, str]) -> dict[str, dict[str, Any]]:
+    return {
+        "UpdateService": {"InstanceConfiguration": {"Cpu": "2 vCPU", "Memory": "4 GB"}},
+        # The walk's revision is deleted later; a default cannot be.
+        "UpdateDefaultAutoScalingConfiguration": {"AutoScalingConfigurationArn": arns["default"]},
+        # One ingress connection per service, to a service that is not public.
+        "CreateVpcIngressConnection": {"ServiceArn": arns["private"]},
     }
 
 
 # The order the actions are walked in: alphabetical (AssociateCustomDomain links the
 # domain the others find), deletions last, so every other action still has its resource.
-LAST = ("DisassociateCustomDomain", "DeleteConnection", "DeleteService")
+LAST = (
+    "DisassociateCustomDomain",
+    "DeleteVpcIngressConnection",
+    "DeleteVpcConnector",
+    "DeleteObservabilityConfiguration",
+    "DeleteAutoScalingConfiguration",
+    "DeleteConnection",
+    "DeleteService",
+)
+
+
+async def _created(
+    client: TestClient[web.Request, web.Application], action: str, body: dict[str, Any]
+) -> dict[str, Any]:
+    status, answer = await call(client, action, body)
+    assert status == 200, (action, answer)
+    return answer
 
 
 async def test_every_served_action_answers_within_the_model(
@@ -344,12 +385,58 @@ async def test_every_served_action_answers_within_the_model(
         client, "CreateConnection", {"ConnectionName": "my-github", "ProviderType": "GITHUB"}
     )
     assert status == 200, connection
-    members = _members(
+    private = await _created(
+        client,
+        "CreateService",
         {
-            "service": created["Service"]["ServiceArn"],
-            "connection": connection["Connection"]["ConnectionArn"],
-        }
+            "ServiceName": "private-app",
+            "SourceConfiguration": {"ImageRepository": IMAGE},
+            "NetworkConfiguration": {"IngressConfiguration": {"IsPubliclyAccessible": False}},
+        },
     )
+    other_private = await _created(
+        client,
+        "CreateService",
+        {
+            "ServiceName": "private-two",
+            "SourceConfiguration": {"ImageRepository": IMAGE},
+            "NetworkConfiguration": {"IngressConfiguration": {"IsPubliclyAccessible": False}},
+        },
+    )
+    await unit.run_jobs()
+    scaling = await _created(
+        client, "CreateAutoScalingConfiguration", {"AutoScalingConfigurationName": "walked"}
+    )
+    default = await _created(
+        client, "CreateAutoScalingConfiguration", {"AutoScalingConfigurationName": "default"}
+    )
+    tracing = await _created(
+        client, "CreateObservabilityConfiguration", {"ObservabilityConfigurationName": "walked"}
+    )
+    connector = await _created(
+        client, "CreateVpcConnector", {"VpcConnectorName": "walked", "Subnets": ["subnet-1"]}
+    )
+    ingress = await _created(
+        client,
+        "CreateVpcIngressConnection",
+        {
+            "ServiceArn": private["Service"]["ServiceArn"],
+            "VpcIngressConnectionName": "walked",
+            "IngressVpcConfiguration": {"VpcId": "vpc-1", "VpcEndpointId": "vpce-1"},
+        },
+    )
+    arns = {
+        "service": created["Service"]["ServiceArn"],
+        "connection": connection["Connection"]["ConnectionArn"],
+        "scaling": scaling["AutoScalingConfiguration"]["AutoScalingConfigurationArn"],
+        "default": default["AutoScalingConfiguration"]["AutoScalingConfigurationArn"],
+        "tracing": tracing["ObservabilityConfiguration"]["ObservabilityConfigurationArn"],
+        "connector": connector["VpcConnector"]["VpcConnectorArn"],
+        "ingress": ingress["VpcIngressConnection"]["VpcIngressConnectionArn"],
+        "private": other_private["Service"]["ServiceArn"],
+    }
+    members = _members(arns)
+    overrides = _overrides(arns)
     service = model.service_model()
     ordered = sorted(
         actions.ACTIONS,
@@ -361,9 +448,7 @@ async def test_every_served_action_answers_within_the_model(
         required = list(shape.required_members) if shape is not None else []
         missing = [m for m in required if m not in members]
         assert missing == [], f"{action}: add sample values for required members {missing}"
-        body = {m: members[m] for m in required}
-        if action == "UpdateService":
-            body["InstanceConfiguration"] = {"Cpu": "2 vCPU", "Memory": "4 GB"}
+        body = {m: members[m] for m in required} | overrides.get(action, {})
         await unit.run_jobs()
         if action == "ResumeService":
             await call(client, "PauseService", {"ServiceArn": members["ServiceArn"]})

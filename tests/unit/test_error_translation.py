@@ -92,6 +92,7 @@ def use_cases(make: Callable[[], Exception]) -> tuple[UseCases, Failing]:
             domains=failing,  # type: ignore[arg-type]
             tags=failing,  # type: ignore[arg-type]
             configs=failing,  # type: ignore[arg-type]
+            vpc=failing,  # type: ignore[arg-type]
             events=failing,  # type: ignore[arg-type]
             identity=Admitting(),  # type: ignore[arg-type]
             settings=settings,
@@ -219,6 +220,15 @@ SAMPLE_MEMBERS: dict[str, Any] = {
     "ObservabilityConfigurationName": "tracing",
     "ObservabilityConfigurationArn": (
         f"arn:aws:apprunner:us-east-1:{ACCOUNT}:observabilityconfiguration/tracing"
+    ),
+    # VPC connectors and ingress connections
+    "VpcConnectorName": "my-egress",
+    "Subnets": ["subnet-1"],
+    "VpcConnectorArn": f"arn:aws:apprunner:us-east-1:{ACCOUNT}:vpcconnector/my-egress/1/{'a' * 32}",
+    "VpcIngressConnectionName": "my-ingress",
+    "IngressVpcConfiguration": {"VpcId": "vpc-1", "VpcEndpointId": "vpce-1"},
+    "VpcIngressConnectionArn": (
+        f"arn:aws:apprunner:us-east-1:{ACCOUNT}:vpcingressconnection/my-ingress/{'b' * 32}"
     ),
 }
 

@@ -26,6 +26,12 @@ from servicecontrol_server.domain.model import (
     Service,
     ServiceStatus,
 )
+from servicecontrol_server.domain.vpc import (
+    VpcConnector,
+    VpcConnectorStatus,
+    VpcIngressConnection,
+    VpcIngressConnectionStatus,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 SERVER = ROOT / "server" / "servicecontrol_server"
@@ -62,6 +68,30 @@ CERT = Certificate(
     validation_records=[],
     created_at=NOW,
     expires_at=NOW,
+)
+CONNECTOR = VpcConnector(
+    connector_id="v" * 32,
+    account_id=ACCOUNT,
+    name="egress",
+    revision=1,
+    arn=f"arn:aws:apprunner:us-east-1:{ACCOUNT}:vpcconnector/egress/1/{'v' * 32}",
+    subnets=["subnet-1"],
+    security_groups=[],
+    status=VpcConnectorStatus.ACTIVE,
+    created_at=NOW,
+)
+INGRESS = VpcIngressConnection(
+    connection_id="i" * 32,
+    account_id=ACCOUNT,
+    name="ingress",
+    arn=f"arn:aws:apprunner:us-east-1:{ACCOUNT}:vpcingressconnection/ingress/{'i' * 32}",
+    service_arn=SERVICE.service_arn,
+    service_id=SERVICE.service_id,
+    vpc_id="vpc-1",
+    vpc_endpoint_id="vpce-1",
+    domain_name="abc.example",
+    status=VpcIngressConnectionStatus.AVAILABLE,
+    created_at=NOW,
 )
 
 
@@ -104,6 +134,13 @@ def every_event() -> list[events.Event]:
         ),
         events.certificate_purged(ACCOUNT, CERT.certificate_arn, "example.com", "expired"),
         events.tags_changed(ACCOUNT, SERVICE.service_arn, {"team": "web"}, ["old"]),
+        events.vpc_connector_created(CONNECTOR),
+        events.vpc_connector_deleted(CONNECTOR),
+        events.vpc_ingress_connection_created(INGRESS),
+        events.vpc_ingress_connection_updated(INGRESS),
+        events.vpc_ingress_connection_deleted(INGRESS, "requested"),
+        events.vpc_connector_purged(CONNECTOR),
+        events.vpc_ingress_connection_purged(INGRESS),
     ]
     scaling = default_auto_scaling("us-east-1", ACCOUNT, NOW)
     observability = ConfigResource(

@@ -22,6 +22,8 @@ from .harness import ACCOUNT, OTHER_ACCOUNT, Unit, unit_settings
 ZERO = {
     "certificates": 0,
     "connections": 0,
+    "vpc_connectors": 0,
+    "vpc_ingress_connections": 0,
     "services": 0,
     "operations": 0,
     "events": 0,
@@ -111,7 +113,7 @@ async def test_reaper_works_in_batches_until_a_short_one() -> None:
     counts = await Reaper(unit.uow, unit.settings).reap_once()
     assert counts["connections"] == 5
     # Batches of 2, 2 and 1 for connections; one empty batch for every other purge.
-    assert unit.db.commits - commits == 3 + 6
+    assert unit.db.commits - commits == 3 + 8
     purged = [e for e in unit.db.events if e.type == "connection.purged"]
     assert len(purged) == 5
 

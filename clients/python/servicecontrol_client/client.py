@@ -35,6 +35,7 @@ from .errors import (
     from_rpc_error,
 )
 from .images import CHUNK_SIZE, LocalBlob, LocalImage
+from .vpc import VpcMethods
 
 DEFAULT_ENDPOINT = "127.0.0.1:50051"
 API_KEY_ENV = "SERVICECONTROL_API_KEY"
@@ -87,7 +88,7 @@ def default_api_key(
     return None
 
 
-class ServiceControlClient:
+class ServiceControlClient(VpcMethods):
     """A client of one ServiceControl endpoint, acting as one API key's account.
 
     `api_key` (`<key id>.<secret>`) is sent as `authorization: Bearer <key>`; when None,
@@ -210,6 +211,7 @@ class ServiceControlClient:
         source_configuration: MessageArg = None,
         instance_configuration: MessageArg = None,
         health_check_configuration: MessageArg = None,
+        network_configuration: MessageArg = None,
         request_id: str | None = None,
         validate_only: bool = False,
         call_timeout: float | None = None,
@@ -219,6 +221,7 @@ class ServiceControlClient:
             source_configuration=source_configuration,
             instance_configuration=instance_configuration,
             health_check_configuration=health_check_configuration,
+            network_configuration=network_configuration,
             request_id=self._request_id(request_id, validate_only),
             validate_only=validate_only,
         )
@@ -247,6 +250,7 @@ class ServiceControlClient:
         source_configuration: MessageArg = None,
         instance_configuration: MessageArg = None,
         health_check_configuration: MessageArg = None,
+        network_configuration: MessageArg = None,
         etag: str = "",
         request_id: str | None = None,
         validate_only: bool = False,
@@ -257,6 +261,7 @@ class ServiceControlClient:
             source_configuration=source_configuration,
             instance_configuration=instance_configuration,
             health_check_configuration=health_check_configuration,
+            network_configuration=network_configuration,
             etag=etag,
             request_id=self._request_id(request_id, validate_only),
             validate_only=validate_only,

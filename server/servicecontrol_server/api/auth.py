@@ -52,6 +52,11 @@ READ_ONLY_RPCS = frozenset(
         "ListServicesForAutoScalingConfiguration",
         "DescribeObservabilityConfiguration",
         "ListObservabilityConfigurations",
+        # VPC connectors and ingress connections
+        "DescribeVpcConnector",
+        "ListVpcConnectors",
+        "DescribeVpcIngressConnection",
+        "ListVpcIngressConnections",
     }
 )
 AUTHORIZATION = "authorization"

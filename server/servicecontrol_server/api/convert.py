@@ -11,9 +11,11 @@ from google.protobuf.message import Message
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 
 from servicecontrol.v1 import resources_pb2 as pb
+from servicecontrol.v1 import vpc_pb2
 
 from ..domain.errors import FieldViolation
 from ..domain.model import Certificate, Connection, CustomDomain, Operation, Service
+from ..domain.vpc import default_network, normalized_network
 
 
 def ts(value: datetime | None) -> timestamp_pb2.Timestamp | None:
@@ -77,6 +79,16 @@ def service(svc: Service) -> pb.Service:
         from_dict(config.health_check, out.health_check_configuration)
         out.auto_scaling_configuration_arn = config.auto_scaling_configuration_arn or ""
         out.observability_configuration_arn = config.observability_configuration_arn or ""
+    out.network_configuration.CopyFrom(
+        network_configuration(config.network if config is not None else None)
+    )
+    return out
+
+
+def network_configuration(network: dict[str, Any] | None) -> vpc_pb2.NetworkConfiguration:
+    """A service's network configuration, App Runner's defaults where none was set."""
+    out = vpc_pb2.NetworkConfiguration()
+    from_dict(normalized_network(network) if network else default_network(), out)
     return out
 
 

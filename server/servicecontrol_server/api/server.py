@@ -39,6 +39,7 @@ async def start_grpc(
         presence=use_cases.presence,
         tags=use_cases.tags,
         configs=use_cases.configs,
+        vpc=use_cases.vpc,
     )
     guard = RequestGuard(
         deadline_seconds=s.rpc_deadline_seconds,

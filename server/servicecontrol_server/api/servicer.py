@@ -21,6 +21,7 @@ from ..application.events import EventQueries
 from ..application.results import Configs, MutationResult
 from ..application.service_commands import ServiceCommands
 from ..application.tag_commands import TagCommands
+from ..application.vpc_commands import VpcCommands
 from ..application.workers import WorkerPresence, waiting_reason
 from ..domain.errors import FieldViolation, InvalidRequest
 from ..domain.model import Operation
@@ -31,6 +32,7 @@ from .domains_rpc import DomainsRpc
 from .errors import translated, translated_stream
 from .images_rpc import ImagesRpc
 from .tags_rpc import TagsRpc
+from .vpc_rpc import VpcRpc, network_from_request
 
 
 class ServiceControlServicer(
@@ -39,6 +41,7 @@ class ServiceControlServicer(
     ImagesRpc,
     TagsRpc,
     ConfigResourcesRpc,
+    VpcRpc,
     api_grpc.ServiceControlServicer,
 ):
     def __init__(
@@ -50,6 +53,7 @@ class ServiceControlServicer(
         domains: DomainCommands,
         tags: TagCommands,
         configs: ConfigCommands,
+        vpc: VpcCommands,
         presence: WorkerPresence | None = None,
     ) -> None:
         self.commands = commands
@@ -59,6 +63,7 @@ class ServiceControlServicer(
         self.domains = domains
         self.tags = tags
         self.configs = configs
+        self.vpc = vpc
 
     async def _operation(self, op: Operation) -> pb.Operation:
         return convert.operation(op, await waiting_reason(op, self.presence))
@@ -272,6 +277,7 @@ def _configs(request: Any) -> Configs:
                 request.observability_configuration.observability_configuration_arn
             ),
         }
+    configs.network = network_from_request(request)
     return configs
 
 

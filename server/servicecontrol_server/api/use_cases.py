@@ -15,6 +15,7 @@ from ..application.image_upload import ImageUploads
 from ..application.rate_limit import MutationRateLimiter
 from ..application.service_commands import ServiceCommands
 from ..application.tag_commands import TagCommands
+from ..application.vpc_commands import VpcCommands
 from ..application.workers import WorkerPresence
 from ..settings import Settings
 
@@ -27,6 +28,7 @@ class UseCases:
     tags: TagCommands
     # Auto scaling and observability configurations.
     configs: ConfigCommands
+    vpc: VpcCommands
     events: EventQueries
     identity: Identity
     settings: Settings

@@ -37,6 +37,7 @@ from .ports import (
     UnitOfWork,
     UnitOfWorkFactory,
 )
+from .vpc_commands import delete_ingress
 
 log = logging.getLogger(__name__)
 
@@ -387,6 +388,10 @@ class DeleteServiceJob(ServiceJob):
                 self.settings.certificate_retention_seconds,
             )
             connection = svc.connection_arn
+            # Only ingress connections that are not AVAILABLE can be left (the delete
+            # refuses an AVAILABLE one); they go with their service.
+            for ingress in await uow.vpc.live_ingress_for_service(svc.service_id):
+                await delete_ingress(uow, self.settings, ingress, "service_deleted")
             await uow.tags.delete_all(svc.service_arn)
             await uow.services.mark_deleted(svc, self.settings.service_tombstone_retention_seconds)
             return {

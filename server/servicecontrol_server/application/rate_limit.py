@@ -30,6 +30,12 @@ MUTATIONS = frozenset(
         "UpdateDefaultAutoScalingConfiguration",
         "CreateObservabilityConfiguration",
         "DeleteObservabilityConfiguration",
+        # VPC connectors and ingress connections
+        "CreateVpcConnector",
+        "DeleteVpcConnector",
+        "CreateVpcIngressConnection",
+        "UpdateVpcIngressConnection",
+        "DeleteVpcIngressConnection",
     }
 )
 # Buckets refilled to the brim are forgotten once this many accounts are tracked.

@@ -1,8 +1,8 @@
 """The TTL reaper: one mechanism purging everything kept for a retention window.
 
 - certificate records unlinked from their domain, once `expires_at` has passed;
-- deleted connections and deleted services, once their tombstone's `purge_at` has passed
-  (a service's operations and failed jobs go with it);
+- deleted connections, VPC connectors, VPC ingress connections and services, once their
+  tombstone's `purge_at` has passed (a service's operations and failed jobs go with it);
 - ended operations, delivered outbox events and request ids older than their retention;
 - failed jobs whose service is gone.
 
@@ -59,6 +59,13 @@ class Reaper:
                 ),
             ),
         }
+        counts["vpc_connectors"] = await self._purge(
+            lambda uow: uow.vpc.purge_connector_tombstones(batch), events.vpc_connector_purged
+        )
+        counts["vpc_ingress_connections"] = await self._purge(
+            lambda uow: uow.vpc.purge_ingress_tombstones(batch),
+            events.vpc_ingress_connection_purged,
+        )
         services, operations, jobs = await self._purge_services()
         counts["services"] = services
         counts["operations"] = operations + await self._count(

@@ -38,3 +38,5 @@ class Configs:
     auto_scaling_configuration_arn: str | None = None
     # {observability_enabled, observability_configuration_arn}; None where not given.
     observability: dict[str, Any] | None = None
+    # The network configuration (domain/vpc.py), applied when the request is accepted.
+    network: dict[str, Any] | None = None

@@ -44,6 +44,12 @@ from .jobs import JOB_KIND
 from .pagination import PageTokens, page_size, parse_time_position, time_position
 from .ports import ObjectStore, OperationWaiter, UnitOfWork
 from .results import Configs, MutationResult, Page
+from .vpc_commands import (
+    check_deletable,
+    network_request_violations,
+    record_network,
+    take_up_network,
+)
 
 MAX_SERVICES_PAGE = 20
 MAX_OPERATIONS_PAGE = 20
@@ -182,6 +188,7 @@ class ServiceCommands:
         violations += config_rules.validate_instance(configs.instance or {})
         violations += config_rules.validate_health_check(configs.health_check or {})
         violations += observability_violations(configs.observability)
+        violations += network_request_violations(configs.network)
         violations += request_id_violations(request_id)
         violations += tag_rules.tag_violations(tags) + tag_rules.check_count({}, dict(tags))
         if violations:
@@ -252,9 +259,14 @@ class ServiceCommands:
                     observability_configuration_arn=observability_arn,
                 ),
             )
+            assert service.configuration is not None
+            service.configuration.network = await take_up_network(
+                uow, self.settings, service, configs.network
+            )
             if validate_only:
                 return MutationResult(service, "")
             await uow.services.add(service)
+            await record_network(uow, service)
             await uow.tags.put(account_id, service.service_arn, dict(tags))
             await self._start_operation(uow, service, OperationType.CREATE_SERVICE, operation_id)
             await uow.commit()
@@ -296,6 +308,12 @@ class ServiceCommands:
                 configs.observability,
                 current,
             )
+            if configs.network is not None:
+                # Recorded as the request is accepted: there is nothing to provision.
+                current.network = await take_up_network(
+                    uow, self.settings, service, configs.network
+                )
+                await record_network(uow, service)
             return {
                 "auto_scaling_configuration_arn": scaling_arn,
                 "observability_configuration_arn": observability_arn,
@@ -341,6 +359,7 @@ class ServiceCommands:
             return await self._deletion_plan(account_id, service_arn, etag)
 
         async def prepare(uow: UnitOfWork, service: Service) -> dict[str, Any]:
+            await check_deletable(uow, service)
             return {}
 
         return await self._mutate(
@@ -541,6 +560,7 @@ class ServiceCommands:
                 raise _not_found(service_arn)
             _check_etag(service, etag)
             service.check_can_start(OperationType.DELETE_SERVICE)
+            await check_deletable(uow, service)
             domains = await uow.custom_domains.for_service(service_id)
             now = await uow.now()
         plan = await deletion_plan(self.store, self.settings, service, domains, now)
@@ -565,6 +585,7 @@ def _check_update(configs: Configs, request_id: str) -> None:
         and configs.health_check is None
         and configs.auto_scaling_configuration_arn is None
         and configs.observability is None
+        and configs.network is None
     ):
         raise InvalidRequest(
             [FieldViolation("service_arn", "no configuration given")],
@@ -577,6 +598,7 @@ def _check_update(configs: Configs, request_id: str) -> None:
     if configs.health_check is not None:
         violations += config_rules.validate_health_check(configs.health_check)
     violations += observability_violations(configs.observability)
+    violations += network_request_violations(configs.network)
     if violations:
         raise InvalidRequest(violations)
 

@@ -1,5 +1,5 @@
 """Tags on App Runner resources (services, connections, auto scaling and observability
-configuration revisions): TagResource, UntagResource,
+configuration revisions, VPC connectors and VPC ingress connections): TagResource, UntagResource,
 ListTagsForResource. A change is one transaction with its outbox event; a resource's
 tags are deleted with it (the service delete's outcome, DeleteConnection)."""
 
@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 from ..domain import config_resources as config_rules
-from ..domain import events, names
+from ..domain import events, names, vpc
 from ..domain import tags as tag_rules
 from ..domain.config_resources import ConfigKind, ConfigStatus
 from ..domain.errors import (
@@ -19,8 +19,10 @@ from ..domain.errors import (
     ServiceNotFound,
 )
 from ..domain.model import ConnectionStatus, ServiceStatus
+from ..domain.vpc import VpcConnectorStatus, VpcIngressConnectionStatus
 from ..settings import Settings
 from .ports import UnitOfWork
+from .vpc_commands import connector_not_found, ingress_not_found
 
 RESOURCE_FIELD = "resource_arn"
 # The kinds of resource that carry tags, with the error that says one is missing.
@@ -34,6 +36,8 @@ _TAGGABLE: dict[str, Callable[[str], DomainError]] = {
     ConfigKind.OBSERVABILITY.value: lambda arn: config_rules.not_found(
         ConfigKind.OBSERVABILITY, arn
     ),
+    "vpcconnector": connector_not_found,
+    "vpcingressconnection": ingress_not_found,
 }
 
 
@@ -85,32 +89,42 @@ class TagCommands:
         """Raises unless `resource_arn` names a live resource of the caller's; `lock`
         holds its row until commit, so a delete and a tag change take turns."""
         kind, arn = _parse(resource_arn)
-        not_found = _TAGGABLE[kind]
-        if arn.account_id != account_id or arn.region != self.settings.region:
-            raise not_found(resource_arn)
-        if kind in (ConfigKind.AUTO_SCALING.value, ConfigKind.OBSERVABILITY.value):
-            config = await uow.config_resources.get(
-                account_id, ConfigKind(kind), arn.resource_id, for_update=lock
-            )
-            if (
-                config is None
-                or config.arn != resource_arn
-                or config.status is not (ConfigStatus.ACTIVE)
-            ):
-                raise not_found(resource_arn)
-            return
-        if kind == "service":
-            service = await uow.services.get(account_id, arn.resource_id, for_update=lock)
-            if (
-                service is None
-                or service.service_arn != resource_arn
-                or service.status is ServiceStatus.DELETED
-            ):
-                raise not_found(resource_arn)
-            return
-        connection = await uow.connections.get_by_arn(account_id, resource_arn, for_update=lock)
-        if connection is None or connection.status is ConnectionStatus.DELETED:
-            raise not_found(resource_arn)
+        if (
+            arn.account_id != account_id
+            or arn.region != self.settings.region
+            or not await _exists(uow, kind, account_id, resource_arn, arn, lock)
+        ):
+            raise _TAGGABLE[kind](resource_arn)
+
+
+async def _exists(
+    uow: UnitOfWork, kind: str, account_id: str, resource_arn: str, arn: names.Arn, lock: bool
+) -> bool:
+    """Whether the resource of that kind is live (not deleted, not inactive)."""
+    if kind in (ConfigKind.AUTO_SCALING.value, ConfigKind.OBSERVABILITY.value):
+        config = await uow.config_resources.get(
+            account_id, ConfigKind(kind), arn.resource_id, for_update=lock
+        )
+        return (
+            config is not None
+            and config.arn == resource_arn
+            and config.status is ConfigStatus.ACTIVE
+        )
+    if kind == "service":
+        service = await uow.services.get(account_id, arn.resource_id, for_update=lock)
+        return (
+            service is not None
+            and service.service_arn == resource_arn
+            and service.status is not ServiceStatus.DELETED
+        )
+    if kind == "vpcconnector":
+        connector = await uow.vpc.connector_by_arn(account_id, resource_arn, for_update=lock)
+        return connector is not None and connector.status is VpcConnectorStatus.ACTIVE
+    if kind == "vpcingressconnection":
+        ingress = await uow.vpc.ingress_by_arn(account_id, resource_arn, for_update=lock)
+        return ingress is not None and ingress.status is not VpcIngressConnectionStatus.DELETED
+    connection = await uow.connections.get_by_arn(account_id, resource_arn, for_update=lock)
+    return connection is not None and connection.status is not ConnectionStatus.DELETED
 
 
 def _parse(resource_arn: str) -> tuple[str, names.Arn]:
@@ -122,15 +136,22 @@ def _parse(resource_arn: str) -> tuple[str, names.Arn]:
             return config_kind.value, names.Arn(
                 parsed.region, parsed.account_id, config_kind.value, parsed.name, parsed.config_id
             )
-    for kind in _TAGGABLE:
+    for kind in ("service", "connection"):
         arn = names.parse_arn(resource_arn, kind)
         if arn is not None:
             return kind, arn
+    for kind in ("vpcconnector", "vpcingressconnection"):
+        found = vpc.parse_arn(resource_arn, kind)
+        if found is not None:
+            return kind, names.Arn(
+                found.region, found.account_id, kind, found.name, found.resource_id
+            )
     raise InvalidRequest(
         [
             FieldViolation(
                 RESOURCE_FIELD,
-                "not the ARN of a service, connection, or a revision of an auto scaling or "
+                "not the ARN of a service, connection, VPC connector, VPC ingress connection, or a "
+                "revision of an auto scaling or "
                 "observability configuration",
             )
         ]

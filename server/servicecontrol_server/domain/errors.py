@@ -158,3 +158,34 @@ class RequestTimedOut(DomainError):
     """The server's own deadline for one call passed before it finished."""
 
     reason = "REQUEST_TIMED_OUT"
+
+
+# ----- VPC connectors and VPC ingress connections -----
+
+
+class VpcConnectorNotFound(NotFound):
+    reason = "VPC_CONNECTOR_NOT_FOUND"
+
+
+class VpcIngressConnectionNotFound(NotFound):
+    reason = "VPC_INGRESS_CONNECTION_NOT_FOUND"
+
+
+class VpcConnectorInUse(ConnectionInUse):
+    """Services still send egress through the connector (App Runner: a bad request)."""
+
+    reason = "VPC_CONNECTOR_IN_USE"
+
+
+class VpcConnectorNotActive(ConnectionNotAvailable):
+    """The connector was deleted (INACTIVE): no service may use it."""
+
+    reason = "VPC_CONNECTOR_NOT_ACTIVE"
+
+
+class VpcConnectorNameTaken(AlreadyExists):
+    reason = "VPC_CONNECTOR_NAME_TAKEN"
+
+
+class VpcIngressConnectionNameTaken(AlreadyExists):
+    reason = "VPC_INGRESS_CONNECTION_NAME_TAKEN"

@@ -21,6 +21,7 @@ from .model import (
     Service,
     ServiceStatus,
 )
+from .vpc import VpcConnector, VpcIngressConnection
 
 
 class EventType(StrEnum):
@@ -65,6 +66,15 @@ class EventType(StrEnum):
     AUTO_SCALING_CONFIGURATION_DEFAULT_CHANGED = "auto_scaling_configuration.default_changed"
     OBSERVABILITY_CONFIGURATION_CREATED = "observability_configuration.created"
     OBSERVABILITY_CONFIGURATION_DELETED = "observability_configuration.deleted"
+    # VPC connectors and VPC ingress connections (recorded, not provisioned).
+    VPC_CONNECTOR_CREATED = "vpc_connector.created"
+    VPC_CONNECTOR_DELETED = "vpc_connector.deleted"
+    VPC_INGRESS_CONNECTION_CREATED = "vpc_ingress_connection.created"
+    VPC_INGRESS_CONNECTION_UPDATED = "vpc_ingress_connection.updated"
+    VPC_INGRESS_CONNECTION_DELETED = "vpc_ingress_connection.deleted"
+    # The reaper purged a tombstone.
+    VPC_CONNECTOR_PURGED = "vpc_connector.purged"
+    VPC_INGRESS_CONNECTION_PURGED = "vpc_ingress_connection.purged"
 
 
 _VERB = {
@@ -316,4 +326,90 @@ def auto_scaling_default_changed(config: ConfigResource, previous_arn: str) -> E
         config.arn,
         EventType.AUTO_SCALING_CONFIGURATION_DEFAULT_CHANGED,
         {"name": config.name, "revision": config.revision, "previousDefaultArn": previous_arn},
+    )
+
+
+def _connector_payload(connector: VpcConnector) -> dict[str, Any]:
+    return {
+        "vpcConnectorName": connector.name,
+        "vpcConnectorRevision": connector.revision,
+        "status": connector.status.value,
+    }
+
+
+def vpc_connector_created(connector: VpcConnector) -> Event:
+    return _event(
+        connector.account_id,
+        connector.arn,
+        EventType.VPC_CONNECTOR_CREATED,
+        {
+            **_connector_payload(connector),
+            "subnets": list(connector.subnets),
+            "securityGroups": list(connector.security_groups),
+        },
+    )
+
+
+def vpc_connector_deleted(connector: VpcConnector) -> Event:
+    return _event(
+        connector.account_id,
+        connector.arn,
+        EventType.VPC_CONNECTOR_DELETED,
+        _connector_payload(connector),
+    )
+
+
+def _ingress_payload(connection: VpcIngressConnection) -> dict[str, Any]:
+    return {
+        "vpcIngressConnectionName": connection.name,
+        "serviceArn": connection.service_arn,
+        "vpcId": connection.vpc_id,
+        "vpcEndpointId": connection.vpc_endpoint_id,
+        "status": connection.status.value,
+    }
+
+
+def vpc_ingress_connection_created(connection: VpcIngressConnection) -> Event:
+    return _event(
+        connection.account_id,
+        connection.arn,
+        EventType.VPC_INGRESS_CONNECTION_CREATED,
+        {**_ingress_payload(connection), "domainName": connection.domain_name},
+    )
+
+
+def vpc_ingress_connection_updated(connection: VpcIngressConnection) -> Event:
+    return _event(
+        connection.account_id,
+        connection.arn,
+        EventType.VPC_INGRESS_CONNECTION_UPDATED,
+        _ingress_payload(connection),
+    )
+
+
+def vpc_ingress_connection_deleted(connection: VpcIngressConnection, reason: str) -> Event:
+    """`reason`: "requested" (DeleteVpcIngressConnection) or "service_deleted"."""
+    return _event(
+        connection.account_id,
+        connection.arn,
+        EventType.VPC_INGRESS_CONNECTION_DELETED,
+        {**_ingress_payload(connection), "reason": reason},
+    )
+
+
+def vpc_connector_purged(connector: VpcConnector) -> Event:
+    return _event(
+        connector.account_id,
+        connector.arn,
+        EventType.VPC_CONNECTOR_PURGED,
+        {"vpcConnectorName": connector.name, "vpcConnectorRevision": connector.revision},
+    )
+
+
+def vpc_ingress_connection_purged(connection: VpcIngressConnection) -> Event:
+    return _event(
+        connection.account_id,
+        connection.arn,
+        EventType.VPC_INGRESS_CONNECTION_PURGED,
+        {"vpcIngressConnectionName": connection.name, "serviceArn": connection.service_arn},
     )

@@ -183,6 +183,8 @@ class ServiceConfiguration:
     # observability ARN means observability is off.
     auto_scaling_configuration_arn: str | None = None
     observability_configuration_arn: str | None = None
+    # The network configuration (domain/vpc.py); None: App Runner's defaults.
+    network: dict[str, Any] | None = None
 
 
 @dataclass

@@ -139,6 +139,34 @@ class _ErrorReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ErrorReas
     """
     OBSERVABILITY_CONFIGURATION_QUOTA_EXCEEDED: _ErrorReason.ValueType  # 105
     """RESOURCE_EXHAUSTED, as above."""
+    VPC_CONNECTOR_NOT_FOUND: _ErrorReason.ValueType  # 110
+    """VPC connectors and VPC ingress connections.
+    NOT_FOUND. No such VPC connector in the caller's account. Metadata: vpcConnectorArn.
+    """
+    VPC_INGRESS_CONNECTION_NOT_FOUND: _ErrorReason.ValueType  # 111
+    """NOT_FOUND. No such VPC ingress connection in the caller's account. Metadata:
+    vpcIngressConnectionArn.
+    """
+    VPC_CONNECTOR_IN_USE: _ErrorReason.ValueType  # 112
+    """FAILED_PRECONDITION. Non-deleted services send egress through the connector; delete
+    them or move their egress first. Metadata: vpcConnectorArn, serviceArns.
+    """
+    VPC_CONNECTOR_NOT_ACTIVE: _ErrorReason.ValueType  # 113
+    """FAILED_PRECONDITION. The connector was deleted (INACTIVE) and cannot be used.
+    Metadata: vpcConnectorArn, status.
+    """
+    VPC_CONNECTOR_NAME_TAKEN: _ErrorReason.ValueType  # 114
+    """ALREADY_EXISTS. An ACTIVE connector has this name. Metadata: vpcConnectorName,
+    vpcConnectorArn.
+    """
+    VPC_INGRESS_CONNECTION_NAME_TAKEN: _ErrorReason.ValueType  # 115
+    """ALREADY_EXISTS. A non-deleted ingress connection has this name. Metadata:
+    vpcIngressConnectionName, vpcIngressConnectionArn.
+    """
+    VPC_CONNECTOR_QUOTA_EXCEEDED: _ErrorReason.ValueType  # 116
+    """RESOURCE_EXHAUSTED. The account's VPC connector quota is reached."""
+    VPC_INGRESS_CONNECTION_QUOTA_EXCEEDED: _ErrorReason.ValueType  # 117
+    """RESOURCE_EXHAUSTED. The service already has its one VPC ingress connection."""
 
 class ErrorReason(_ErrorReason, metaclass=_ErrorReasonEnumTypeWrapper):
     """ErrorReason lists every `google.rpc.ErrorInfo.reason` this API returns. The reason
@@ -263,4 +291,32 @@ revisions per name. Metadata: limit, usage.
 """
 OBSERVABILITY_CONFIGURATION_QUOTA_EXCEEDED: ErrorReason.ValueType  # 105
 """RESOURCE_EXHAUSTED, as above."""
+VPC_CONNECTOR_NOT_FOUND: ErrorReason.ValueType  # 110
+"""VPC connectors and VPC ingress connections.
+NOT_FOUND. No such VPC connector in the caller's account. Metadata: vpcConnectorArn.
+"""
+VPC_INGRESS_CONNECTION_NOT_FOUND: ErrorReason.ValueType  # 111
+"""NOT_FOUND. No such VPC ingress connection in the caller's account. Metadata:
+vpcIngressConnectionArn.
+"""
+VPC_CONNECTOR_IN_USE: ErrorReason.ValueType  # 112
+"""FAILED_PRECONDITION. Non-deleted services send egress through the connector; delete
+them or move their egress first. Metadata: vpcConnectorArn, serviceArns.
+"""
+VPC_CONNECTOR_NOT_ACTIVE: ErrorReason.ValueType  # 113
+"""FAILED_PRECONDITION. The connector was deleted (INACTIVE) and cannot be used.
+Metadata: vpcConnectorArn, status.
+"""
+VPC_CONNECTOR_NAME_TAKEN: ErrorReason.ValueType  # 114
+"""ALREADY_EXISTS. An ACTIVE connector has this name. Metadata: vpcConnectorName,
+vpcConnectorArn.
+"""
+VPC_INGRESS_CONNECTION_NAME_TAKEN: ErrorReason.ValueType  # 115
+"""ALREADY_EXISTS. A non-deleted ingress connection has this name. Metadata:
+vpcIngressConnectionName, vpcIngressConnectionArn.
+"""
+VPC_CONNECTOR_QUOTA_EXCEEDED: ErrorReason.ValueType  # 116
+"""RESOURCE_EXHAUSTED. The account's VPC connector quota is reached."""
+VPC_INGRESS_CONNECTION_QUOTA_EXCEEDED: ErrorReason.ValueType  # 117
+"""RESOURCE_EXHAUSTED. The service already has its one VPC ingress connection."""
 Global___ErrorReason: _TypeAlias = ErrorReason  # noqa: Y015

@@ -11,6 +11,7 @@ from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from google.rpc import status_pb2 as _status_pb2
+from servicecontrol.v1 import vpc_pb2 as _vpc_pb2
 import builtins as _builtins
 import sys
 import typing as _typing
@@ -84,6 +85,7 @@ class Service(_message.Message):
     PURGE_AT_FIELD_NUMBER: _builtins.int
     AUTO_SCALING_CONFIGURATION_ARN_FIELD_NUMBER: _builtins.int
     OBSERVABILITY_CONFIGURATION_ARN_FIELD_NUMBER: _builtins.int
+    NETWORK_CONFIGURATION_FIELD_NUMBER: _builtins.int
     service_name: _builtins.str
     """4-40 characters, `[A-Za-z0-9][A-Za-z0-9-_]{3,39}`, unique among the account's
     non-deleted services.
@@ -125,6 +127,10 @@ class Service(_message.Message):
     def purge_at(self) -> _timestamp_pb2.Timestamp:
         """For a deleted service, when its tombstone is purged."""
 
+    @_builtins.property
+    def network_configuration(self) -> _vpc_pb2.NetworkConfiguration:
+        """Egress, ingress and IP address type, App Runner's defaults where none was set."""
+
     def __init__(
         self,
         *,
@@ -145,10 +151,11 @@ class Service(_message.Message):
         purge_at: _timestamp_pb2.Timestamp | None = ...,
         auto_scaling_configuration_arn: _builtins.str = ...,
         observability_configuration_arn: _builtins.str = ...,
+        network_configuration: _vpc_pb2.NetworkConfiguration | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "deleted_at", b"deleted_at", "health_check_configuration", b"health_check_configuration", "instance_configuration", b"instance_configuration", "purge_at", b"purge_at", "source_configuration", b"source_configuration", "updated_at", b"updated_at"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "deleted_at", b"deleted_at", "health_check_configuration", b"health_check_configuration", "instance_configuration", b"instance_configuration", "network_configuration", b"network_configuration", "purge_at", b"purge_at", "source_configuration", b"source_configuration", "updated_at", b"updated_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["auto_scaling_configuration_arn", b"auto_scaling_configuration_arn", "created_at", b"created_at", "current_operation_id", b"current_operation_id", "deleted_at", b"deleted_at", "etag", b"etag", "health_check_configuration", b"health_check_configuration", "instance_configuration", b"instance_configuration", "observability_configuration_arn", b"observability_configuration_arn", "purge_at", b"purge_at", "service_arn", b"service_arn", "service_id", b"service_id", "service_name", b"service_name", "service_url", b"service_url", "source_configuration", b"source_configuration", "status", b"status", "status_message", b"status_message", "updated_at", b"updated_at"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["auto_scaling_configuration_arn", b"auto_scaling_configuration_arn", "created_at", b"created_at", "current_operation_id", b"current_operation_id", "deleted_at", b"deleted_at", "etag", b"etag", "health_check_configuration", b"health_check_configuration", "instance_configuration", b"instance_configuration", "network_configuration", b"network_configuration", "observability_configuration_arn", b"observability_configuration_arn", "purge_at", b"purge_at", "service_arn", b"service_arn", "service_id", b"service_id", "service_name", b"service_name", "service_url", b"service_url", "source_configuration", b"source_configuration", "status", b"status", "status_message", b"status_message", "updated_at", b"updated_at"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -10,6 +10,7 @@ from google.protobuf import message as _message
 from google.protobuf.internal import containers as _containers
 from servicecontrol.v1 import config_resources_pb2 as _config_resources_pb2
 from servicecontrol.v1 import resources_pb2 as _resources_pb2
+from servicecontrol.v1 import vpc_pb2 as _vpc_pb2
 import builtins as _builtins
 import sys
 import typing as _typing
@@ -56,6 +57,7 @@ class CreateServiceRequest(_message.Message):
     TAGS_FIELD_NUMBER: _builtins.int
     AUTO_SCALING_CONFIGURATION_ARN_FIELD_NUMBER: _builtins.int
     OBSERVABILITY_CONFIGURATION_FIELD_NUMBER: _builtins.int
+    NETWORK_CONFIGURATION_FIELD_NUMBER: _builtins.int
     service_name: _builtins.str
     request_id: _builtins.str
     """Optional idempotency key (a UUID)."""
@@ -80,6 +82,10 @@ class CreateServiceRequest(_message.Message):
     def observability_configuration(self) -> _config_resources_pb2.ServiceObservabilityConfiguration:
         """Observability (tracing); off when not given."""
 
+    @_builtins.property
+    def network_configuration(self) -> _vpc_pb2.NetworkConfiguration:
+        """Egress, ingress and IP address type; unset: App Runner's defaults."""
+
     def __init__(
         self,
         *,
@@ -92,10 +98,11 @@ class CreateServiceRequest(_message.Message):
         tags: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
         auto_scaling_configuration_arn: _builtins.str = ...,
         observability_configuration: _config_resources_pb2.ServiceObservabilityConfiguration | None = ...,
+        network_configuration: _vpc_pb2.NetworkConfiguration | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["health_check_configuration", b"health_check_configuration", "instance_configuration", b"instance_configuration", "observability_configuration", b"observability_configuration", "source_configuration", b"source_configuration"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["health_check_configuration", b"health_check_configuration", "instance_configuration", b"instance_configuration", "network_configuration", b"network_configuration", "observability_configuration", b"observability_configuration", "source_configuration", b"source_configuration"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["auto_scaling_configuration_arn", b"auto_scaling_configuration_arn", "health_check_configuration", b"health_check_configuration", "instance_configuration", b"instance_configuration", "observability_configuration", b"observability_configuration", "request_id", b"request_id", "service_name", b"service_name", "source_configuration", b"source_configuration", "tags", b"tags", "validate_only", b"validate_only"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["auto_scaling_configuration_arn", b"auto_scaling_configuration_arn", "health_check_configuration", b"health_check_configuration", "instance_configuration", b"instance_configuration", "network_configuration", b"network_configuration", "observability_configuration", b"observability_configuration", "request_id", b"request_id", "service_name", b"service_name", "source_configuration", b"source_configuration", "tags", b"tags", "validate_only", b"validate_only"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -238,6 +245,7 @@ class UpdateServiceRequest(_message.Message):
     VALIDATE_ONLY_FIELD_NUMBER: _builtins.int
     AUTO_SCALING_CONFIGURATION_ARN_FIELD_NUMBER: _builtins.int
     OBSERVABILITY_CONFIGURATION_FIELD_NUMBER: _builtins.int
+    NETWORK_CONFIGURATION_FIELD_NUMBER: _builtins.int
     service_arn: _builtins.str
     etag: _builtins.str
     request_id: _builtins.str
@@ -256,6 +264,10 @@ class UpdateServiceRequest(_message.Message):
         given.
         """
 
+    @_builtins.property
+    def network_configuration(self) -> _vpc_pb2.NetworkConfiguration:
+        """The members given replace the current ones; recorded as the request is accepted."""
+
     def __init__(
         self,
         *,
@@ -268,10 +280,11 @@ class UpdateServiceRequest(_message.Message):
         validate_only: _builtins.bool = ...,
         auto_scaling_configuration_arn: _builtins.str = ...,
         observability_configuration: _config_resources_pb2.ServiceObservabilityConfiguration | None = ...,
+        network_configuration: _vpc_pb2.NetworkConfiguration | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["health_check_configuration", b"health_check_configuration", "instance_configuration", b"instance_configuration", "observability_configuration", b"observability_configuration", "source_configuration", b"source_configuration"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["health_check_configuration", b"health_check_configuration", "instance_configuration", b"instance_configuration", "network_configuration", b"network_configuration", "observability_configuration", b"observability_configuration", "source_configuration", b"source_configuration"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["auto_scaling_configuration_arn", b"auto_scaling_configuration_arn", "etag", b"etag", "health_check_configuration", b"health_check_configuration", "instance_configuration", b"instance_configuration", "observability_configuration", b"observability_configuration", "request_id", b"request_id", "service_arn", b"service_arn", "source_configuration", b"source_configuration", "validate_only", b"validate_only"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["auto_scaling_configuration_arn", b"auto_scaling_configuration_arn", "etag", b"etag", "health_check_configuration", b"health_check_configuration", "instance_configuration", b"instance_configuration", "network_configuration", b"network_configuration", "observability_configuration", b"observability_configuration", "request_id", b"request_id", "service_arn", b"service_arn", "source_configuration", b"source_configuration", "validate_only", b"validate_only"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1119,8 +1132,8 @@ class TagResourceRequest(_message.Message):
     RESOURCE_ARN_FIELD_NUMBER: _builtins.int
     TAGS_FIELD_NUMBER: _builtins.int
     resource_arn: _builtins.str
-    """The ARN of a service, a connection, or a revision of an auto scaling or
-    observability configuration.
+    """The ARN of a service, a connection, a VPC connector, a VPC ingress connection, or a
+    revision of an auto scaling or observability configuration.
     """
     @_builtins.property
     def tags(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]:

@@ -5,6 +5,7 @@ import warnings
 
 from servicecontrol.v1 import config_resources_pb2 as servicecontrol_dot_v1_dot_config__resources__pb2
 from servicecontrol.v1 import service_control_pb2 as servicecontrol_dot_v1_dot_service__control__pb2
+from servicecontrol.v1 import vpc_pb2 as servicecontrol_dot_v1_dot_vpc__pb2
 
 GRPC_GENERATED_VERSION = '1.85.1'
 GRPC_VERSION = grpc.__version__
@@ -201,6 +202,51 @@ class ServiceControlStub:
                 '/servicecontrol.v1.ServiceControl/DeleteObservabilityConfiguration',
                 request_serializer=servicecontrol_dot_v1_dot_config__resources__pb2.DeleteObservabilityConfigurationRequest.SerializeToString,
                 response_deserializer=servicecontrol_dot_v1_dot_config__resources__pb2.DeleteObservabilityConfigurationResponse.FromString,
+                _registered_method=True)
+        self.CreateVpcConnector = channel.unary_unary(
+                '/servicecontrol.v1.ServiceControl/CreateVpcConnector',
+                request_serializer=servicecontrol_dot_v1_dot_vpc__pb2.CreateVpcConnectorRequest.SerializeToString,
+                response_deserializer=servicecontrol_dot_v1_dot_vpc__pb2.CreateVpcConnectorResponse.FromString,
+                _registered_method=True)
+        self.DescribeVpcConnector = channel.unary_unary(
+                '/servicecontrol.v1.ServiceControl/DescribeVpcConnector',
+                request_serializer=servicecontrol_dot_v1_dot_vpc__pb2.DescribeVpcConnectorRequest.SerializeToString,
+                response_deserializer=servicecontrol_dot_v1_dot_vpc__pb2.DescribeVpcConnectorResponse.FromString,
+                _registered_method=True)
+        self.ListVpcConnectors = channel.unary_unary(
+                '/servicecontrol.v1.ServiceControl/ListVpcConnectors',
+                request_serializer=servicecontrol_dot_v1_dot_vpc__pb2.ListVpcConnectorsRequest.SerializeToString,
+                response_deserializer=servicecontrol_dot_v1_dot_vpc__pb2.ListVpcConnectorsResponse.FromString,
+                _registered_method=True)
+        self.DeleteVpcConnector = channel.unary_unary(
+                '/servicecontrol.v1.ServiceControl/DeleteVpcConnector',
+                request_serializer=servicecontrol_dot_v1_dot_vpc__pb2.DeleteVpcConnectorRequest.SerializeToString,
+                response_deserializer=servicecontrol_dot_v1_dot_vpc__pb2.DeleteVpcConnectorResponse.FromString,
+                _registered_method=True)
+        self.CreateVpcIngressConnection = channel.unary_unary(
+                '/servicecontrol.v1.ServiceControl/CreateVpcIngressConnection',
+                request_serializer=servicecontrol_dot_v1_dot_vpc__pb2.CreateVpcIngressConnectionRequest.SerializeToString,
+                response_deserializer=servicecontrol_dot_v1_dot_vpc__pb2.CreateVpcIngressConnectionResponse.FromString,
+                _registered_method=True)
+        self.DescribeVpcIngressConnection = channel.unary_unary(
+                '/servicecontrol.v1.ServiceControl/DescribeVpcIngressConnection',
+                request_serializer=servicecontrol_dot_v1_dot_vpc__pb2.DescribeVpcIngressConnectionRequest.SerializeToString,
+                response_deserializer=servicecontrol_dot_v1_dot_vpc__pb2.DescribeVpcIngressConnectionResponse.FromString,
+                _registered_method=True)
+        self.ListVpcIngressConnections = channel.unary_unary(
+                '/servicecontrol.v1.ServiceControl/ListVpcIngressConnections',
+                request_serializer=servicecontrol_dot_v1_dot_vpc__pb2.ListVpcIngressConnectionsRequest.SerializeToString,
+                response_deserializer=servicecontrol_dot_v1_dot_vpc__pb2.ListVpcIngressConnectionsResponse.FromString,
+                _registered_method=True)
+        self.UpdateVpcIngressConnection = channel.unary_unary(
+                '/servicecontrol.v1.ServiceControl/UpdateVpcIngressConnection',
+                request_serializer=servicecontrol_dot_v1_dot_vpc__pb2.UpdateVpcIngressConnectionRequest.SerializeToString,
+                response_deserializer=servicecontrol_dot_v1_dot_vpc__pb2.UpdateVpcIngressConnectionResponse.FromString,
+                _registered_method=True)
+        self.DeleteVpcIngressConnection = channel.unary_unary(
+                '/servicecontrol.v1.ServiceControl/DeleteVpcIngressConnection',
+                request_serializer=servicecontrol_dot_v1_dot_vpc__pb2.DeleteVpcIngressConnectionRequest.SerializeToString,
+                response_deserializer=servicecontrol_dot_v1_dot_vpc__pb2.DeleteVpcIngressConnectionResponse.FromString,
                 _registered_method=True)
         self.WatchEvents = channel.unary_stream(
                 '/servicecontrol.v1.ServiceControl/WatchEvents',
@@ -463,6 +509,69 @@ class ServiceControlServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def CreateVpcConnector(self, request, context):
+        """Records a VPC connector (ACTIVE), the next revision of its name.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DescribeVpcConnector(self, request, context):
+        """Describes a VPC connector revision, INACTIVE ones included.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListVpcConnectors(self, request, context):
+        """Lists the account's VPC connectors, newest first.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteVpcConnector(self, request, context):
+        """Deletes (deactivates) a VPC connector no non-deleted service sends egress through.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CreateVpcIngressConnection(self, request, context):
+        """Records a VPC ingress connection (AVAILABLE) to a privately accessible service.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DescribeVpcIngressConnection(self, request, context):
+        """Describes a VPC ingress connection, DELETED ones included.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListVpcIngressConnections(self, request, context):
+        """Lists the account's VPC ingress connections, by service or VPC endpoint.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UpdateVpcIngressConnection(self, request, context):
+        """Replaces a VPC ingress connection's VPC and endpoint.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteVpcIngressConnection(self, request, context):
+        """Deletes a VPC ingress connection.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def WatchEvents(self, request, context):
         """Streams the account's events from a cursor: first those already recorded, then new
         ones as they happen. Resuming from the last cursor seen loses nothing.
@@ -649,6 +758,51 @@ def add_ServiceControlServicer_to_server(servicer, server):
                     servicer.DeleteObservabilityConfiguration,
                     request_deserializer=servicecontrol_dot_v1_dot_config__resources__pb2.DeleteObservabilityConfigurationRequest.FromString,
                     response_serializer=servicecontrol_dot_v1_dot_config__resources__pb2.DeleteObservabilityConfigurationResponse.SerializeToString,
+            ),
+            'CreateVpcConnector': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateVpcConnector,
+                    request_deserializer=servicecontrol_dot_v1_dot_vpc__pb2.CreateVpcConnectorRequest.FromString,
+                    response_serializer=servicecontrol_dot_v1_dot_vpc__pb2.CreateVpcConnectorResponse.SerializeToString,
+            ),
+            'DescribeVpcConnector': grpc.unary_unary_rpc_method_handler(
+                    servicer.DescribeVpcConnector,
+                    request_deserializer=servicecontrol_dot_v1_dot_vpc__pb2.DescribeVpcConnectorRequest.FromString,
+                    response_serializer=servicecontrol_dot_v1_dot_vpc__pb2.DescribeVpcConnectorResponse.SerializeToString,
+            ),
+            'ListVpcConnectors': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListVpcConnectors,
+                    request_deserializer=servicecontrol_dot_v1_dot_vpc__pb2.ListVpcConnectorsRequest.FromString,
+                    response_serializer=servicecontrol_dot_v1_dot_vpc__pb2.ListVpcConnectorsResponse.SerializeToString,
+            ),
+            'DeleteVpcConnector': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteVpcConnector,
+                    request_deserializer=servicecontrol_dot_v1_dot_vpc__pb2.DeleteVpcConnectorRequest.FromString,
+                    response_serializer=servicecontrol_dot_v1_dot_vpc__pb2.DeleteVpcConnectorResponse.SerializeToString,
+            ),
+            'CreateVpcIngressConnection': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateVpcIngressConnection,
+                    request_deserializer=servicecontrol_dot_v1_dot_vpc__pb2.CreateVpcIngressConnectionRequest.FromString,
+                    response_serializer=servicecontrol_dot_v1_dot_vpc__pb2.CreateVpcIngressConnectionResponse.SerializeToString,
+            ),
+            'DescribeVpcIngressConnection': grpc.unary_unary_rpc_method_handler(
+                    servicer.DescribeVpcIngressConnection,
+                    request_deserializer=servicecontrol_dot_v1_dot_vpc__pb2.DescribeVpcIngressConnectionRequest.FromString,
+                    response_serializer=servicecontrol_dot_v1_dot_vpc__pb2.DescribeVpcIngressConnectionResponse.SerializeToString,
+            ),
+            'ListVpcIngressConnections': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListVpcIngressConnections,
+                    request_deserializer=servicecontrol_dot_v1_dot_vpc__pb2.ListVpcIngressConnectionsRequest.FromString,
+                    response_serializer=servicecontrol_dot_v1_dot_vpc__pb2.ListVpcIngressConnectionsResponse.SerializeToString,
+            ),
+            'UpdateVpcIngressConnection': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpdateVpcIngressConnection,
+                    request_deserializer=servicecontrol_dot_v1_dot_vpc__pb2.UpdateVpcIngressConnectionRequest.FromString,
+                    response_serializer=servicecontrol_dot_v1_dot_vpc__pb2.UpdateVpcIngressConnectionResponse.SerializeToString,
+            ),
+            'DeleteVpcIngressConnection': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteVpcIngressConnection,
+                    request_deserializer=servicecontrol_dot_v1_dot_vpc__pb2.DeleteVpcIngressConnectionRequest.FromString,
+                    response_serializer=servicecontrol_dot_v1_dot_vpc__pb2.DeleteVpcIngressConnectionResponse.SerializeToString,
             ),
             'WatchEvents': grpc.unary_stream_rpc_method_handler(
                     servicer.WatchEvents,
@@ -1515,6 +1669,249 @@ class ServiceControl:
             '/servicecontrol.v1.ServiceControl/DeleteObservabilityConfiguration',
             servicecontrol_dot_v1_dot_config__resources__pb2.DeleteObservabilityConfigurationRequest.SerializeToString,
             servicecontrol_dot_v1_dot_config__resources__pb2.DeleteObservabilityConfigurationResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateVpcConnector(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/servicecontrol.v1.ServiceControl/CreateVpcConnector',
+            servicecontrol_dot_v1_dot_vpc__pb2.CreateVpcConnectorRequest.SerializeToString,
+            servicecontrol_dot_v1_dot_vpc__pb2.CreateVpcConnectorResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DescribeVpcConnector(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/servicecontrol.v1.ServiceControl/DescribeVpcConnector',
+            servicecontrol_dot_v1_dot_vpc__pb2.DescribeVpcConnectorRequest.SerializeToString,
+            servicecontrol_dot_v1_dot_vpc__pb2.DescribeVpcConnectorResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListVpcConnectors(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/servicecontrol.v1.ServiceControl/ListVpcConnectors',
+            servicecontrol_dot_v1_dot_vpc__pb2.ListVpcConnectorsRequest.SerializeToString,
+            servicecontrol_dot_v1_dot_vpc__pb2.ListVpcConnectorsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteVpcConnector(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/servicecontrol.v1.ServiceControl/DeleteVpcConnector',
+            servicecontrol_dot_v1_dot_vpc__pb2.DeleteVpcConnectorRequest.SerializeToString,
+            servicecontrol_dot_v1_dot_vpc__pb2.DeleteVpcConnectorResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateVpcIngressConnection(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/servicecontrol.v1.ServiceControl/CreateVpcIngressConnection',
+            servicecontrol_dot_v1_dot_vpc__pb2.CreateVpcIngressConnectionRequest.SerializeToString,
+            servicecontrol_dot_v1_dot_vpc__pb2.CreateVpcIngressConnectionResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DescribeVpcIngressConnection(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/servicecontrol.v1.ServiceControl/DescribeVpcIngressConnection',
+            servicecontrol_dot_v1_dot_vpc__pb2.DescribeVpcIngressConnectionRequest.SerializeToString,
+            servicecontrol_dot_v1_dot_vpc__pb2.DescribeVpcIngressConnectionResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListVpcIngressConnections(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/servicecontrol.v1.ServiceControl/ListVpcIngressConnections',
+            servicecontrol_dot_v1_dot_vpc__pb2.ListVpcIngressConnectionsRequest.SerializeToString,
+            servicecontrol_dot_v1_dot_vpc__pb2.ListVpcIngressConnectionsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UpdateVpcIngressConnection(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/servicecontrol.v1.ServiceControl/UpdateVpcIngressConnection',
+            servicecontrol_dot_v1_dot_vpc__pb2.UpdateVpcIngressConnectionRequest.SerializeToString,
+            servicecontrol_dot_v1_dot_vpc__pb2.UpdateVpcIngressConnectionResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteVpcIngressConnection(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/servicecontrol.v1.ServiceControl/DeleteVpcIngressConnection',
+            servicecontrol_dot_v1_dot_vpc__pb2.DeleteVpcIngressConnectionRequest.SerializeToString,
+            servicecontrol_dot_v1_dot_vpc__pb2.DeleteVpcIngressConnectionResponse.FromString,
             options,
             channel_credentials,
             insecure,

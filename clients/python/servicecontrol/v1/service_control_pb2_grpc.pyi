@@ -7,6 +7,7 @@ from collections import abc as _abc
 from grpc import aio as _aio
 from servicecontrol.v1 import config_resources_pb2 as _config_resources_pb2
 from servicecontrol.v1 import service_control_pb2 as _service_control_pb2
+from servicecontrol.v1 import vpc_pb2 as _vpc_pb2
 import abc as _abc_1
 import grpc as _grpc
 import sys
@@ -128,6 +129,24 @@ class ServiceControlStub:
     """Lists the account's active observability configuration revisions."""
     DeleteObservabilityConfiguration: _grpc.UnaryUnaryMultiCallable[_config_resources_pb2.DeleteObservabilityConfigurationRequest, _config_resources_pb2.DeleteObservabilityConfigurationResponse]
     """Deletes (makes INACTIVE) an observability configuration revision no service uses."""
+    CreateVpcConnector: _grpc.UnaryUnaryMultiCallable[_vpc_pb2.CreateVpcConnectorRequest, _vpc_pb2.CreateVpcConnectorResponse]
+    """Records a VPC connector (ACTIVE), the next revision of its name."""
+    DescribeVpcConnector: _grpc.UnaryUnaryMultiCallable[_vpc_pb2.DescribeVpcConnectorRequest, _vpc_pb2.DescribeVpcConnectorResponse]
+    """Describes a VPC connector revision, INACTIVE ones included."""
+    ListVpcConnectors: _grpc.UnaryUnaryMultiCallable[_vpc_pb2.ListVpcConnectorsRequest, _vpc_pb2.ListVpcConnectorsResponse]
+    """Lists the account's VPC connectors, newest first."""
+    DeleteVpcConnector: _grpc.UnaryUnaryMultiCallable[_vpc_pb2.DeleteVpcConnectorRequest, _vpc_pb2.DeleteVpcConnectorResponse]
+    """Deletes (deactivates) a VPC connector no non-deleted service sends egress through."""
+    CreateVpcIngressConnection: _grpc.UnaryUnaryMultiCallable[_vpc_pb2.CreateVpcIngressConnectionRequest, _vpc_pb2.CreateVpcIngressConnectionResponse]
+    """Records a VPC ingress connection (AVAILABLE) to a privately accessible service."""
+    DescribeVpcIngressConnection: _grpc.UnaryUnaryMultiCallable[_vpc_pb2.DescribeVpcIngressConnectionRequest, _vpc_pb2.DescribeVpcIngressConnectionResponse]
+    """Describes a VPC ingress connection, DELETED ones included."""
+    ListVpcIngressConnections: _grpc.UnaryUnaryMultiCallable[_vpc_pb2.ListVpcIngressConnectionsRequest, _vpc_pb2.ListVpcIngressConnectionsResponse]
+    """Lists the account's VPC ingress connections, by service or VPC endpoint."""
+    UpdateVpcIngressConnection: _grpc.UnaryUnaryMultiCallable[_vpc_pb2.UpdateVpcIngressConnectionRequest, _vpc_pb2.UpdateVpcIngressConnectionResponse]
+    """Replaces a VPC ingress connection's VPC and endpoint."""
+    DeleteVpcIngressConnection: _grpc.UnaryUnaryMultiCallable[_vpc_pb2.DeleteVpcIngressConnectionRequest, _vpc_pb2.DeleteVpcIngressConnectionResponse]
+    """Deletes a VPC ingress connection."""
     WatchEvents: _grpc.UnaryStreamMultiCallable[_service_control_pb2.WatchEventsRequest, _service_control_pb2.WatchEventsResponse]
     """Streams the account's events from a cursor: first those already recorded, then new
     ones as they happen. Resuming from the last cursor seen loses nothing.
@@ -245,6 +264,24 @@ class ServiceControlAsyncStub(ServiceControlStub):
     """Lists the account's active observability configuration revisions."""
     DeleteObservabilityConfiguration: _aio.UnaryUnaryMultiCallable[_config_resources_pb2.DeleteObservabilityConfigurationRequest, _config_resources_pb2.DeleteObservabilityConfigurationResponse]  # type: ignore[assignment]
     """Deletes (makes INACTIVE) an observability configuration revision no service uses."""
+    CreateVpcConnector: _aio.UnaryUnaryMultiCallable[_vpc_pb2.CreateVpcConnectorRequest, _vpc_pb2.CreateVpcConnectorResponse]  # type: ignore[assignment]
+    """Records a VPC connector (ACTIVE), the next revision of its name."""
+    DescribeVpcConnector: _aio.UnaryUnaryMultiCallable[_vpc_pb2.DescribeVpcConnectorRequest, _vpc_pb2.DescribeVpcConnectorResponse]  # type: ignore[assignment]
+    """Describes a VPC connector revision, INACTIVE ones included."""
+    ListVpcConnectors: _aio.UnaryUnaryMultiCallable[_vpc_pb2.ListVpcConnectorsRequest, _vpc_pb2.ListVpcConnectorsResponse]  # type: ignore[assignment]
+    """Lists the account's VPC connectors, newest first."""
+    DeleteVpcConnector: _aio.UnaryUnaryMultiCallable[_vpc_pb2.DeleteVpcConnectorRequest, _vpc_pb2.DeleteVpcConnectorResponse]  # type: ignore[assignment]
+    """Deletes (deactivates) a VPC connector no non-deleted service sends egress through."""
+    CreateVpcIngressConnection: _aio.UnaryUnaryMultiCallable[_vpc_pb2.CreateVpcIngressConnectionRequest, _vpc_pb2.CreateVpcIngressConnectionResponse]  # type: ignore[assignment]
+    """Records a VPC ingress connection (AVAILABLE) to a privately accessible service."""
+    DescribeVpcIngressConnection: _aio.UnaryUnaryMultiCallable[_vpc_pb2.DescribeVpcIngressConnectionRequest, _vpc_pb2.DescribeVpcIngressConnectionResponse]  # type: ignore[assignment]
+    """Describes a VPC ingress connection, DELETED ones included."""
+    ListVpcIngressConnections: _aio.UnaryUnaryMultiCallable[_vpc_pb2.ListVpcIngressConnectionsRequest, _vpc_pb2.ListVpcIngressConnectionsResponse]  # type: ignore[assignment]
+    """Lists the account's VPC ingress connections, by service or VPC endpoint."""
+    UpdateVpcIngressConnection: _aio.UnaryUnaryMultiCallable[_vpc_pb2.UpdateVpcIngressConnectionRequest, _vpc_pb2.UpdateVpcIngressConnectionResponse]  # type: ignore[assignment]
+    """Replaces a VPC ingress connection's VPC and endpoint."""
+    DeleteVpcIngressConnection: _aio.UnaryUnaryMultiCallable[_vpc_pb2.DeleteVpcIngressConnectionRequest, _vpc_pb2.DeleteVpcIngressConnectionResponse]  # type: ignore[assignment]
+    """Deletes a VPC ingress connection."""
     WatchEvents: _aio.UnaryStreamMultiCallable[_service_control_pb2.WatchEventsRequest, _service_control_pb2.WatchEventsResponse]  # type: ignore[assignment]
     """Streams the account's events from a cursor: first those already recorded, then new
     ones as they happen. Resuming from the last cursor seen loses nothing.
@@ -545,6 +582,78 @@ class ServiceControlServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_config_resources_pb2.DeleteObservabilityConfigurationResponse, _abc.Awaitable[_config_resources_pb2.DeleteObservabilityConfigurationResponse]]:
         """Deletes (makes INACTIVE) an observability configuration revision no service uses."""
+
+    @_abc_1.abstractmethod
+    def CreateVpcConnector(
+        self,
+        request: _vpc_pb2.CreateVpcConnectorRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_vpc_pb2.CreateVpcConnectorResponse, _abc.Awaitable[_vpc_pb2.CreateVpcConnectorResponse]]:
+        """Records a VPC connector (ACTIVE), the next revision of its name."""
+
+    @_abc_1.abstractmethod
+    def DescribeVpcConnector(
+        self,
+        request: _vpc_pb2.DescribeVpcConnectorRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_vpc_pb2.DescribeVpcConnectorResponse, _abc.Awaitable[_vpc_pb2.DescribeVpcConnectorResponse]]:
+        """Describes a VPC connector revision, INACTIVE ones included."""
+
+    @_abc_1.abstractmethod
+    def ListVpcConnectors(
+        self,
+        request: _vpc_pb2.ListVpcConnectorsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_vpc_pb2.ListVpcConnectorsResponse, _abc.Awaitable[_vpc_pb2.ListVpcConnectorsResponse]]:
+        """Lists the account's VPC connectors, newest first."""
+
+    @_abc_1.abstractmethod
+    def DeleteVpcConnector(
+        self,
+        request: _vpc_pb2.DeleteVpcConnectorRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_vpc_pb2.DeleteVpcConnectorResponse, _abc.Awaitable[_vpc_pb2.DeleteVpcConnectorResponse]]:
+        """Deletes (deactivates) a VPC connector no non-deleted service sends egress through."""
+
+    @_abc_1.abstractmethod
+    def CreateVpcIngressConnection(
+        self,
+        request: _vpc_pb2.CreateVpcIngressConnectionRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_vpc_pb2.CreateVpcIngressConnectionResponse, _abc.Awaitable[_vpc_pb2.CreateVpcIngressConnectionResponse]]:
+        """Records a VPC ingress connection (AVAILABLE) to a privately accessible service."""
+
+    @_abc_1.abstractmethod
+    def DescribeVpcIngressConnection(
+        self,
+        request: _vpc_pb2.DescribeVpcIngressConnectionRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_vpc_pb2.DescribeVpcIngressConnectionResponse, _abc.Awaitable[_vpc_pb2.DescribeVpcIngressConnectionResponse]]:
+        """Describes a VPC ingress connection, DELETED ones included."""
+
+    @_abc_1.abstractmethod
+    def ListVpcIngressConnections(
+        self,
+        request: _vpc_pb2.ListVpcIngressConnectionsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_vpc_pb2.ListVpcIngressConnectionsResponse, _abc.Awaitable[_vpc_pb2.ListVpcIngressConnectionsResponse]]:
+        """Lists the account's VPC ingress connections, by service or VPC endpoint."""
+
+    @_abc_1.abstractmethod
+    def UpdateVpcIngressConnection(
+        self,
+        request: _vpc_pb2.UpdateVpcIngressConnectionRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_vpc_pb2.UpdateVpcIngressConnectionResponse, _abc.Awaitable[_vpc_pb2.UpdateVpcIngressConnectionResponse]]:
+        """Replaces a VPC ingress connection's VPC and endpoint."""
+
+    @_abc_1.abstractmethod
+    def DeleteVpcIngressConnection(
+        self,
+        request: _vpc_pb2.DeleteVpcIngressConnectionRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_vpc_pb2.DeleteVpcIngressConnectionResponse, _abc.Awaitable[_vpc_pb2.DeleteVpcIngressConnectionResponse]]:
+        """Deletes a VPC ingress connection."""
 
     @_abc_1.abstractmethod
     def WatchEvents(

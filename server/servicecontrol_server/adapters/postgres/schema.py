@@ -121,6 +121,14 @@ service_configurations = Table(
         "observability_configuration_arn",
         postgresql_where=text("observability_configuration_arn IS NOT NULL"),
     ),
+    # The network configuration (egress, ingress, IP address type); NULL: the defaults.
+    Column("network_configuration", JSONB, nullable=True),
+    # Which services send egress through a VPC connector (DeleteVpcConnector's check).
+    Index(
+        "ix_service_configurations_vpc_connector",
+        text("(network_configuration #>> '{egress_configuration,vpc_connector_arn}')"),
+        postgresql_where=text("network_configuration IS NOT NULL"),
+    ),
 )
 
 # What the stand-in compute driver records: one row per service that has compute.
@@ -410,5 +418,89 @@ config_resources = Table(
         "kind",
         unique=True,
         postgresql_where=text("is_default"),
+    ),
+)
+
+
+# VPC connectors: one ACTIVE revision per name; a deleted one is INACTIVE until purged.
+# Recorded, not provisioned.
+vpc_connectors = Table(
+    "vpc_connectors",
+    metadata,
+    Column("connector_id", Text, primary_key=True),
+    Column("account_id", Text, ForeignKey("accounts.account_id"), nullable=False),
+    Column("connector_name", Text, nullable=False),
+    Column("revision", Integer, nullable=False),
+    Column("connector_arn", Text, nullable=False, unique=True),
+    Column("subnets", JSONB, nullable=False),
+    Column("security_groups", JSONB, nullable=False),
+    Column("status", Text, nullable=False),
+    _ts("created_at", default_now=True),
+    _ts("updated_at", default_now=True),
+    _ts("deleted_at", nullable=True),
+    _ts("purge_at", nullable=True),
+    UniqueConstraint("account_id", "connector_name", "revision"),
+    Index(
+        "ix_vpc_connectors_active_name",
+        "account_id",
+        "connector_name",
+        unique=True,
+        postgresql_where=text("status = 'ACTIVE'"),
+    ),
+    Index(
+        "ix_vpc_connectors_listing",
+        "account_id",
+        text("created_at DESC"),
+        text("connector_id DESC"),
+    ),
+    Index("ix_vpc_connectors_purge_at", "purge_at", postgresql_where=text("purge_at IS NOT NULL")),
+)
+
+# VPC ingress connections: at most one non-deleted per service (App Runner's quota).
+vpc_ingress_connections = Table(
+    "vpc_ingress_connections",
+    metadata,
+    Column("connection_id", Text, primary_key=True),
+    Column("account_id", Text, ForeignKey("accounts.account_id"), nullable=False),
+    Column("connection_name", Text, nullable=False),
+    Column("connection_arn", Text, nullable=False, unique=True),
+    Column(
+        "service_id",
+        Text,
+        ForeignKey("services.service_id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    Column("service_arn", Text, nullable=False),
+    Column("vpc_id", Text, nullable=False),
+    Column("vpc_endpoint_id", Text, nullable=False),
+    Column("domain_name", Text, nullable=False),
+    Column("status", Text, nullable=False),
+    _ts("created_at", default_now=True),
+    _ts("updated_at", default_now=True),
+    _ts("deleted_at", nullable=True),
+    _ts("purge_at", nullable=True),
+    Index(
+        "ix_vpc_ingress_connections_live_name",
+        "account_id",
+        "connection_name",
+        unique=True,
+        postgresql_where=text("status <> 'DELETED'"),
+    ),
+    Index(
+        "ix_vpc_ingress_connections_live_service",
+        "service_id",
+        unique=True,
+        postgresql_where=text("status <> 'DELETED'"),
+    ),
+    Index(
+        "ix_vpc_ingress_connections_listing",
+        "account_id",
+        text("created_at DESC"),
+        text("connection_id DESC"),
+    ),
+    Index(
+        "ix_vpc_ingress_connections_purge_at",
+        "purge_at",
+        postgresql_where=text("purge_at IS NOT NULL"),
     ),
 )

@@ -24,6 +24,7 @@ from .repositories import (
     RetentionRepository,
     ServiceRepository,
     TagRepository,
+    VpcRepository,
 )
 
 
@@ -57,6 +58,7 @@ class PostgresUnitOfWork:
         self.retention = RetentionRepository(conn)
         self.tags = TagRepository(conn)
         self.config_resources = ConfigResourceRepository(conn)
+        self.vpc = VpcRepository(conn)
 
     async def __aenter__(self) -> PostgresUnitOfWork:
         self._events = []

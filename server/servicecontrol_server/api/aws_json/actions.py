@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ...application.results import Configs, MutationResult, Page
+from ...domain.vpc import VpcIngressConnectionStatus
 from ..use_cases import UseCases
 from . import config_actions, model, shapes
 from .errors import (
@@ -19,6 +20,9 @@ from .errors import (
 )
 
 Body = dict[str, Any]
+
+# The longest ARN App Runner's model allows (its members' own bounds are the model's).
+ARN_MAX = 1011
 
 
 @dataclass(frozen=True)
@@ -51,6 +55,11 @@ READ_ONLY_ACTIONS = frozenset(
         "ListOperations",
         "ListConnections",
         "DescribeCustomDomains",
+        # VPC connectors and ingress connections
+        "DescribeVpcConnector",
+        "ListVpcConnectors",
+        "DescribeVpcIngressConnection",
+        "ListVpcIngressConnections",
     }
     | config_actions.READ_ONLY
 )
@@ -131,6 +140,7 @@ async def create_service(ctx: Context, body: Body) -> Body:
         source=shapes.optional_struct(body, shapes.SOURCE_CONFIGURATION, required=True),
         instance=shapes.optional_struct(body, shapes.INSTANCE_CONFIGURATION),
         health_check=shapes.optional_struct(body, shapes.HEALTH_CHECK_CONFIGURATION),
+        network=shapes.network_configuration(body),
     )
     tags = shapes.tags(body)
     shapes.refuse_changed_fixed_settings(body, ctx.region, ctx.account_id)
@@ -167,6 +177,7 @@ async def update_service(ctx: Context, body: Body) -> Body:
         source=shapes.optional_struct(body, shapes.SOURCE_CONFIGURATION),
         instance=shapes.optional_struct(body, shapes.INSTANCE_CONFIGURATION),
         health_check=shapes.optional_struct(body, shapes.HEALTH_CHECK_CONFIGURATION),
+        network=shapes.network_configuration(body),
     )
     shapes.refuse_changed_fixed_settings(body, ctx.region, ctx.account_id)
     _references(body, configs)
@@ -260,13 +271,23 @@ def _domain_name(body: Body) -> str:
     return shapes.string(body, "DomainName")
 
 
-def _domain_result(result: Any) -> Body:
+async def _vpc_dns_targets(ctx: Context, service_arn: str) -> list[Body]:
+    """The service's AVAILABLE VPC ingress connections, as the targets a custom domain's
+    DNS records point at from inside the VPC."""
+    page = await ctx.app.vpc.list_vpc_ingress_connections(ctx.account_id, service_arn, "", 0, "")
+    return [
+        {"VpcIngressConnectionArn": c.arn, "VpcId": c.vpc_id, "DomainName": c.domain_name}
+        for c in page.items
+        if c.status is VpcIngressConnectionStatus.AVAILABLE
+    ]
+
+
+async def _domain_result(ctx: Context, result: Any) -> Body:
     return {
         "DNSTarget": result.dns_target,
         "ServiceArn": result.service_arn,
         "CustomDomain": shapes.custom_domain(result.custom_domain),
-        # No VPC ingress connections exist here.
-        "VpcDNSTargets": [],
+        "VpcDNSTargets": await _vpc_dns_targets(ctx, result.service_arn),
     }
 
 
@@ -276,7 +297,7 @@ async def associate_custom_domain(ctx: Context, body: Body) -> Body:
     domain = _domain_name(body)
     enable_www = shapes.boolean(body, "EnableWWWSubdomain")
     result = await ctx.app.domains.associate(ctx.account_id, arn, domain, enable_www)
-    return _domain_result(result)
+    return await _domain_result(ctx, result)
 
 
 @action("DisassociateCustomDomain", RESOURCE_NOT_FOUND, INVALID_STATE)
@@ -284,7 +305,7 @@ async def disassociate_custom_domain(ctx: Context, body: Body) -> Body:
     arn = _service_arn(body)
     domain = _domain_name(body)
     result = await ctx.app.domains.disassociate(ctx.account_id, arn, domain)
-    return _domain_result(result)
+    return await _domain_result(ctx, result)
 
 
 @action("DescribeCustomDomains", RESOURCE_NOT_FOUND)
@@ -306,7 +327,7 @@ async def describe_custom_domains(ctx: Context, body: Body) -> Body:
             "DNSTarget": first.dns_target,
             "ServiceArn": first.service_arn,
             "CustomDomains": [shapes.custom_domain(d) for d in page.items],
-            "VpcDNSTargets": [],
+            "VpcDNSTargets": await _vpc_dns_targets(ctx, first.service_arn),
         },
         page.next_page_token,
     )

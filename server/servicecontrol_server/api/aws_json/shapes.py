@@ -117,11 +117,6 @@ HEALTH_CHECK_CONFIGURATION = Struct(
 )
 
 # The fixed settings every service has; requests may restate them but not change them.
-DEFAULT_NETWORK_CONFIGURATION: dict[str, Any] = {
-    "EgressConfiguration": {"EgressType": "DEFAULT"},
-    "IngressConfiguration": {"IsPubliclyAccessible": True},
-    "IpAddressType": "IPV4",
-}
 
 
 # ----- reading requests -----
@@ -208,24 +203,12 @@ def tag_list(values: Mapping[str, str]) -> list[dict[str, str]]:
 
 
 def refuse_changed_fixed_settings(body: Mapping[str, Any], region: str, account_id: str) -> None:
-    """Encryption and networking are fixed here: a request may restate the fixed values
-    (tools often send them) but not ask for others."""
+    """Encryption is fixed here: a request may restate the fixed value (tools often send
+    it) but not ask for another."""
     if body.get("EncryptionConfiguration") not in (None, {}):
         raise invalid_request("EncryptionConfiguration is not supported by this server.")
-    network = body.get("NetworkConfiguration")
-    if network is not None:
-        egress = network.get("EgressConfiguration") or {}
-        ingress = network.get("IngressConfiguration") or {}
-        if (
-            egress.get("EgressType", "DEFAULT") != "DEFAULT"
-            or egress.get("VpcConnectorArn") not in (None, "")
-            or ingress.get("IsPubliclyAccessible", True) is not True
-            or network.get("IpAddressType", "IPV4") != "IPV4"
-        ):
-            raise invalid_request(
-                "NetworkConfiguration other than public ingress, default egress and IPV4 is "
-                "not supported by this server."
-            )
+
+
 def observability(body: Mapping[str, Any]) -> dict[str, Any] | None:
     """`ObservabilityConfiguration` {ObservabilityEnabled, ObservabilityConfigurationArn}
     as the domain's dict; None when the request leaves it out. The model has checked the
@@ -234,10 +217,51 @@ def observability(body: Mapping[str, Any]) -> dict[str, Any] | None:
     if value is None:
         return None
     arn = value.get("ObservabilityConfigurationArn")
-    return {"observability_enabled": value["ObservabilityEnabled"], "observability_configuration_arn": arn or ""}
+    return {
+        "observability_enabled": value["ObservabilityEnabled"],
+        "observability_configuration_arn": arn or "",
+    }
+
+
+def network_configuration(body: Mapping[str, Any]) -> dict[str, Any] | None:
+    """`NetworkConfiguration` → the domain's dict (domain/vpc.py), or None when absent.
+    Written out rather than through a Struct: `IsPubliclyAccessible: false` is a value
+    here, not an unset member. The model has checked the members' types."""
+    value = body.get("NetworkConfiguration")
+    if value is None:
+        return None
+    out: dict[str, Any] = {}
+    egress = value.get("EgressConfiguration")
+    if egress is not None:
+        out["egress_configuration"] = {
+            "egress_type": string(egress, "EgressType", enum=("DEFAULT", "VPC")),
+            "vpc_connector_arn": string(egress, "VpcConnectorArn", min_len=1, max_len=1011),
+        }
+    ingress = value.get("IngressConfiguration")
+    if ingress is not None:
+        public = boolean(ingress, "IsPubliclyAccessible")
+        out["ingress_configuration"] = {} if public is None else {"is_publicly_accessible": public}
+    out["ip_address_type"] = string(value, "IpAddressType", enum=("IPV4", "DUAL_STACK"))
+    return out
 
 
 # ----- writing responses -----
+
+
+def network_to_wire(network: Mapping[str, Any] | None) -> dict[str, Any]:
+    """A service's network configuration, App Runner's defaults where none was set."""
+    egress = (network or {}).get("egress_configuration") or {}
+    ingress = (network or {}).get("ingress_configuration") or {}
+    wire_egress: dict[str, Any] = {"EgressType": egress.get("egress_type") or "DEFAULT"}
+    if egress.get("vpc_connector_arn"):
+        wire_egress["VpcConnectorArn"] = egress["vpc_connector_arn"]
+    return {
+        "EgressConfiguration": wire_egress,
+        "IngressConfiguration": {
+            "IsPubliclyAccessible": bool(ingress.get("is_publicly_accessible", True))
+        },
+        "IpAddressType": (network or {}).get("ip_address_type") or "IPV4",
+    }
 
 
 def timestamp(value: datetime) -> float:
@@ -287,7 +311,7 @@ def service(svc: Service, auto_scaling_summary: dict[str, Any]) -> dict[str, Any
         out["InstanceConfiguration"] = to_wire(INSTANCE_CONFIGURATION, config.instance)
         out["HealthCheckConfiguration"] = to_wire(HEALTH_CHECK_CONFIGURATION, config.health_check)
     out["AutoScalingConfigurationSummary"] = auto_scaling_summary
-    out["NetworkConfiguration"] = DEFAULT_NETWORK_CONFIGURATION
+    out["NetworkConfiguration"] = network_to_wire(config.network if config else None)
     # ObservabilityConfiguration only when it is on: App Runner leaves it out of a service
     # that has none, and Terraform reads its presence as a configuration block.
     if config is not None and config.observability_configuration_arn:

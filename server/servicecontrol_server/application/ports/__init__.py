@@ -41,6 +41,7 @@ from .repositories import (
     RetentionRepository,
     ServiceRepository,
     TagRepository,
+    VpcRepository,
 )
 from .unit_of_work import UnitOfWork, UnitOfWorkFactory
 
@@ -85,4 +86,5 @@ __all__ = [
     "TagRepository",
     "UnitOfWork",
     "UnitOfWorkFactory",
+    "VpcRepository",
 ]

@@ -23,6 +23,7 @@ from ...domain.model import (
     Service,
     ServiceConfiguration,
 )
+from ...domain.vpc import VpcConnector, VpcIngressConnection
 
 # A listing position: (created_at, id) of the last item of the previous page.
 Cursor = tuple[datetime, str]
@@ -405,4 +406,100 @@ class ConfigResourceRepository(Protocol):
     async def in_use(self, arns: list[str]) -> bool:
         """Whether a live service uses one of the revisions, or a service update waiting
         to be applied will."""
+        ...
+
+
+class VpcRepository(Protocol):
+    """VPC connectors, VPC ingress connections, and the network configuration of services
+    (kept with the service's configuration and deleted with it)."""
+
+    # ----- connectors -----
+
+    async def connector_by_arn(
+        self, account_id: str, arn: str, *, for_update: bool = False
+    ) -> VpcConnector | None:
+        """`for_update` locks the connector until commit: a service taking it up and
+        its delete take turns."""
+        ...
+
+    async def connector(self, account_id: str, connector_id: str) -> VpcConnector | None: ...
+
+    async def active_connector_arn_with_name(self, account_id: str, name: str) -> str | None: ...
+
+    async def last_connector_revision(self, account_id: str, name: str) -> int:
+        """The highest revision the name has had (0 for none), tombstones included."""
+        ...
+
+    async def count_active_connectors(self, account_id: str) -> int: ...
+
+    async def add_connector(self, connector: VpcConnector) -> VpcConnector:
+        """Inserts it; sets created_at from the database clock."""
+        ...
+
+    async def list_connectors(
+        self, account_id: str, after: Cursor | None, limit: int
+    ) -> list[VpcConnector]:
+        """Newest first, INACTIVE ones included until purged."""
+        ...
+
+    async def deactivate_connector(self, connector: VpcConnector, tombstone_seconds: int) -> None:
+        """INACTIVE, deleted now, purged `tombstone_seconds` from now."""
+        ...
+
+    async def services_using_connector(self, connector_arn: str) -> list[str]:
+        """The ARNs of non-deleted services whose egress goes through the connector."""
+        ...
+
+    # ----- a service's network configuration -----
+
+    async def save_network(self, service_id: str, network: dict[str, Any]) -> None:
+        """Records the network configuration with the service's configuration (which
+        must exist); the service's next read carries it."""
+        ...
+
+    # ----- ingress connections -----
+
+    async def ingress_by_arn(
+        self, account_id: str, arn: str, *, for_update: bool = False
+    ) -> VpcIngressConnection | None: ...
+
+    async def ingress(self, account_id: str, connection_id: str) -> VpcIngressConnection | None: ...
+
+    async def live_ingress_arn_with_name(self, account_id: str, name: str) -> str | None: ...
+
+    async def live_ingress_for_service(self, service_id: str) -> list[VpcIngressConnection]:
+        """The service's ingress connections that are not DELETED."""
+        ...
+
+    async def add_ingress(self, connection: VpcIngressConnection) -> VpcIngressConnection: ...
+
+    async def list_ingress(
+        self,
+        account_id: str,
+        service_arn: str | None,
+        vpc_endpoint_id: str | None,
+        after: Cursor | None,
+        limit: int,
+    ) -> list[VpcIngressConnection]:
+        """Newest first, DELETED ones included until purged, filtered by service and by
+        VPC endpoint when given."""
+        ...
+
+    async def update_ingress(self, connection: VpcIngressConnection) -> None:
+        """Writes its VPC configuration and status."""
+        ...
+
+    async def mark_ingress_deleted(
+        self, connection: VpcIngressConnection, tombstone_seconds: int
+    ) -> None: ...
+
+    # ----- retention (the reaper) -----
+
+    async def purge_connector_tombstones(self, batch: int) -> list[VpcConnector]:
+        """Deletes at most `batch` INACTIVE connectors past their purge time (database
+        clock), skipping rows another reaper holds; returns them."""
+        ...
+
+    async def purge_ingress_tombstones(self, batch: int) -> list[VpcIngressConnection]:
+        """The same, for DELETED ingress connections."""
         ...

@@ -21,6 +21,7 @@ from .repositories import (
     RetentionRepository,
     ServiceRepository,
     TagRepository,
+    VpcRepository,
 )
 
 
@@ -62,6 +63,9 @@ class UnitOfWork(Protocol):
 
     @property
     def config_resources(self) -> ConfigResourceRepository: ...
+
+    @property
+    def vpc(self) -> VpcRepository: ...
 
     async def __aenter__(self) -> UnitOfWork: ...
 

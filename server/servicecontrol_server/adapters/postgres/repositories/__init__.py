@@ -18,6 +18,7 @@ from .request_ids import RequestIdRepository
 from .retention import RetentionRepository
 from .services import ServiceRepository
 from .tags import TagRepository
+from .vpc import VpcRepository
 
 __all__ = [
     "OPERATIONS_CHANNEL",
@@ -32,4 +33,5 @@ __all__ = [
     "RetentionRepository",
     "ServiceRepository",
     "TagRepository",
+    "VpcRepository",
 ]

@@ -21,7 +21,8 @@ _SERVICE_COLUMNS = """
     s.status_before_operation, s.connection_arn, s.created_at, s.updated_at, s.deleted_at,
     s.purge_at, c.source_configuration, c.instance_configuration,
     c.health_check_configuration, c.image_identifier, c.image_bucket, c.image_prefix,
-    c.auto_scaling_configuration_arn, c.observability_configuration_arn
+    c.auto_scaling_configuration_arn, c.observability_configuration_arn,
+    c.network_configuration
 """
 GET_SERVICE = text(
     f"""
@@ -255,6 +256,7 @@ def service_from_row(row: RowMapping) -> Service:
             image_prefix=row["image_prefix"],
             auto_scaling_configuration_arn=row["auto_scaling_configuration_arn"],
             observability_configuration_arn=row["observability_configuration_arn"],
+            network=row["network_configuration"],
         )
     before = row["status_before_operation"]
     return Service(
