@@ -18,12 +18,11 @@ from unittest import mock
 
 import grpc
 import pytest
-from google.protobuf import any_pb2
+from google.protobuf import any_pb2, message_factory
 from google.protobuf.message import Message
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
-from servicecontrol.v1 import config_resources_pb2 as cpb
 from servicecontrol.v1 import resources_pb2 as pb
 from servicecontrol.v1 import service_control_pb2 as api
 from servicecontrol_client import (
@@ -49,11 +48,6 @@ from tests.support.server import ACCOUNT, Harness, harness_settings, running_har
 SERVICE = api.DESCRIPTOR.services_by_name["ServiceControl"]
 ARN = f"arn:aws:apprunner:us-east-1:{ACCOUNT}:service/hello-web/{'a' * 32}"
 UUID4 = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}")
-
-
-def _message_class(name: str) -> Any:
-    """A request or response type of the contract, from whichever file declares it."""
-    return getattr(api, name, None) or getattr(cpb, name)
 
 
 def snake(name: str) -> str:
@@ -93,8 +87,8 @@ class FakeServer:
                 method = SERVICE.methods_by_name.get(name)
                 if method is None:
                     return None
-                request_type = _message_class(method.input_type.name)
-                response_type = _message_class(method.output_type.name)
+                request_type = message_factory.GetMessageClass(method.input_type)
+                response_type = message_factory.GetMessageClass(method.output_type)
 
                 async def unary(request: Message, context: grpc.aio.ServicerContext) -> Any:
                     fake.calls.append(Call(name, request, dict(context.invocation_metadata())))

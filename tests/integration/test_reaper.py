@@ -384,6 +384,15 @@ async def test_batches_and_concurrent_reapers_never_double_count(
         assert len(purged) == len(set(purged)) == 20
 
 
+async def domain_status(h: Harness, service_arn: str, domain_name: str) -> int:
+    """The association's status as DescribeCustomDomains shows it."""
+    described = await h.stub.DescribeCustomDomains(
+        api.DescribeCustomDomainsRequest(service_arn=service_arn), metadata=h.meta()
+    )
+    [domain] = [d for d in described.custom_domains if d.domain_name == domain_name]
+    return int(domain.status)
+
+
 async def test_reassociating_a_domain_while_the_reaper_runs(h: Harness, tmp_path: Path) -> None:
     svc = await h.running_service("racing-reaper")
     arn = svc.service_arn
@@ -445,7 +454,9 @@ async def test_reassociating_a_domain_while_the_reaper_runs(h: Harness, tmp_path
         if expired:
             # Purged (by the reaper or by the association itself) and replaced.
             assert cert_arn != old and status == "PENDING_VALIDATION"
-            assert associated.custom_domain.status == (
+            # Answered as App Runner answers (creating); waiting for its DNS records.
+            assert associated.custom_domain.status == pb.CustomDomain.CREATING
+            assert await domain_status(h, arn, "race.example.com") == (
                 pb.CustomDomain.PENDING_CERTIFICATE_DNS_VALIDATION
             )
             assert purged_now[purged_before:] == [old]
@@ -456,7 +467,11 @@ async def test_reassociating_a_domain_while_the_reaper_runs(h: Harness, tmp_path
             assert (await validation.run_once()).issued == 1
         else:
             assert cert_arn == old and status == "ISSUED"
-            assert associated.custom_domain.status == pb.CustomDomain.ACTIVE
+            # The certificate is issued: the association waits only to be bound.
+            assert associated.custom_domain.status == pb.CustomDomain.CREATING
+            assert await domain_status(h, arn, "race.example.com") == (
+                pb.CustomDomain.BINDING_CERTIFICATE
+            )
             assert reaped == NOTHING and len(purged_now) == purged_before
 
 
@@ -470,7 +485,10 @@ async def test_an_expired_record_is_replaced_even_before_the_reaper_comes(h: Har
         ),
         metadata=h.meta(),
     )
-    assert response.custom_domain.status == pb.CustomDomain.PENDING_CERTIFICATE_DNS_VALIDATION
+    assert response.custom_domain.status == pb.CustomDomain.CREATING
+    assert await domain_status(h, svc.service_arn, "stale.example.com") == (
+        pb.CustomDomain.PENDING_CERTIFICATE_DNS_VALIDATION
+    )
     fresh = await column(h, "select certificate_id from certificates")
     assert len(fresh) == 1 and fresh[0] != old
     assert await column(
