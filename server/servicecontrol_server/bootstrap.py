@@ -22,11 +22,12 @@ from .adapters.dns.zone_file import ZoneFileValidator
 from .adapters.postgres import stats
 from .adapters.postgres.database import create_engine, libpq_url, sqlalchemy_url
 from .adapters.postgres.embedded import EmbeddedPostgres, EmbeddedPostgresError
+from .adapters.postgres.event_hub import EventHub
 from .adapters.postgres.identity import PostgresIdentityStore
 from .adapters.postgres.jobqueue import JOBS_CHANNEL, JobQueue
 from .adapters.postgres.listen import PgListener
 from .adapters.postgres.migrate import head_revision, upgrade_to_head
-from .adapters.postgres.outbox import EVENTS_CHANNEL, EventLog, OutboxRelay
+from .adapters.postgres.outbox import EVENTS_CHANNEL, OutboxRelay
 from .adapters.postgres.presence import AdvisoryLockPresence, announce_worker
 from .adapters.postgres.repositories import OPERATIONS_CHANNEL
 from .adapters.postgres.unit_of_work import PostgresUnitOfWork
@@ -162,8 +163,12 @@ class Application:
     dns_validation: DnsValidation
     identity: Identity
     presence: AdvisoryLockPresence
+    # The one reader of the event log that every WatchEvents stream of this process shares.
+    event_hub: EventHub | None = None
 
     async def close(self) -> None:
+        if self.event_hub is not None:
+            await self.event_hub.close()
         await self.listener.close()
         await self.engine.dispose()
 
@@ -211,6 +216,12 @@ async def build(settings: Settings, url: str, *, migrate: bool | None = None) ->
     # One LISTEN connection per process, shared by every WaitOperation and WatchEvents call.
     listener = PgListener(url, [OPERATIONS_CHANNEL, EVENTS_CHANNEL])
     listener.start()
+    event_hub = EventHub(
+        engine,
+        listener,
+        poll_seconds=settings.job_poll_seconds,
+        buffer_size=settings.watch_stream_buffer,
+    )
     resources = resource_commands(engine, settings)
     presence = AdvisoryLockPresence(engine)
     use_cases = UseCases(
@@ -219,7 +230,9 @@ async def build(settings: Settings, url: str, *, migrate: bool | None = None) ->
         domains=resources.domains,
         tags=TagCommands(uow, settings),
         events=EventQueries(
-            EventLog(engine, listener=listener, poll_seconds=settings.job_poll_seconds)
+            event_hub,
+            per_account=settings.watch_streams_per_account,
+            per_server=settings.watch_streams_per_server,
         ),
         identity=resources.identity,
         settings=settings,
@@ -242,6 +255,7 @@ async def build(settings: Settings, url: str, *, migrate: bool | None = None) ->
         resources.dns_validation,
         resources.identity,
         presence,
+        event_hub,
     )
 
 

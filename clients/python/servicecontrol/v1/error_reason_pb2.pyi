@@ -77,6 +77,10 @@ class _ErrorReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ErrorReas
     """RESOURCE_EXHAUSTED. The account sent mutations faster than the server's rate limit;
     a RetryInfo detail says when to retry. Metadata: retryAfterSeconds.
     """
+    WATCH_STREAM_LIMIT_EXCEEDED: _ErrorReason.ValueType  # 56
+    """RESOURCE_EXHAUSTED, with a google.rpc.QuotaFailure detail: a WatchEvents stream
+    beyond the open streams allowed per account or per server. Metadata: limit, usage.
+    """
     IMAGE_NOT_FOUND: _ErrorReason.ValueType  # 60
     """Operation errors (Operation.error), not call errors.
     The source image does not exist in the source registry. Metadata: imageIdentifier.
@@ -177,6 +181,10 @@ CUSTOM_DOMAIN_QUOTA_EXCEEDED: ErrorReason.ValueType  # 52
 RATE_LIMITED: ErrorReason.ValueType  # 53
 """RESOURCE_EXHAUSTED. The account sent mutations faster than the server's rate limit;
 a RetryInfo detail says when to retry. Metadata: retryAfterSeconds.
+"""
+WATCH_STREAM_LIMIT_EXCEEDED: ErrorReason.ValueType  # 56
+"""RESOURCE_EXHAUSTED, with a google.rpc.QuotaFailure detail: a WatchEvents stream
+beyond the open streams allowed per account or per server. Metadata: limit, usage.
 """
 IMAGE_NOT_FOUND: ErrorReason.ValueType  # 60
 """Operation errors (Operation.error), not call errors.
