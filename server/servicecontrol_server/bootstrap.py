@@ -9,6 +9,7 @@ import errno
 import logging
 import os
 import socket
+import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, cast
@@ -75,21 +76,64 @@ def database_url(settings: Settings) -> Iterator[str]:
         server.stop()
 
 
-def check_database(url: str, timeout: float = 5.0) -> None:
-    """Connects once, so an unreachable or refused database is one clear line."""
+# How long a start waits for a database that is starting, recovering or restarting.
+DATABASE_STARTING_WAIT_SECONDS = 60.0
+
+
+def check_database(
+    url: str, timeout: float = 5.0, starting_wait: float = DATABASE_STARTING_WAIT_SECONDS
+) -> None:
+    """Connects once, so an unreachable or refused database is one clear line. A server
+    that answers but is still starting up or recovering (after a crash or an immediate
+    restart) is waited for, up to `starting_wait` seconds, with one line saying so."""
     hint = f"check {setting_hint('database_url')}"
     try:
         sqlalchemy_url(url)
     except ValueError as exc:
         raise StartupError(f"database URL is not valid ({exc}): {hint}") from exc
+    deadline = time.monotonic() + starting_wait
+    said = False
+    while True:
+        try:
+            with psycopg.connect(libpq_url(url), connect_timeout=max(1, int(timeout))):
+                return
+        except (psycopg.Error, ValueError) as exc:
+            reason = " ".join(str(exc).split()) or type(exc).__name__
+            if database_starting(exc) and time.monotonic() < deadline:
+                if not said:
+                    log.warning("the database is starting or recovering; waiting: %s", reason)
+                    said = True
+                time.sleep(0.5)
+                continue
+            raise StartupError(
+                f"cannot reach the database at {redact(url)} ({reason}): {hint}"
+            ) from exc
+
+
+@contextlib.contextmanager
+def starting_on_database(url: str) -> Iterator[None]:
+    """Startup steps that query the database: losing it meanwhile (a restart, a failover)
+    is one clear line and exit status 2, so a supervisor starts the process again."""
+    from sqlalchemy.exc import DBAPIError
+
+    from .domain.errors import BackendUnavailable
+
     try:
-        with psycopg.connect(libpq_url(url), connect_timeout=max(1, int(timeout))):
-            pass
-    except (psycopg.Error, ValueError) as exc:
-        reason = " ".join(str(exc).split()) or type(exc).__name__
+        yield
+    except (DBAPIError, psycopg.Error, BackendUnavailable) as exc:
+        reason = " ".join(str(getattr(exc, "orig", None) or exc).split()) or type(exc).__name__
         raise StartupError(
-            f"cannot reach the database at {redact(url)} ({reason}): {hint}"
+            f"lost the database at {redact(url)} while starting ({reason}); "
+            "start again once it is back"
         ) from exc
+
+
+def database_starting(exc: BaseException) -> bool:
+    """Whether the server refused a connection only because it is starting, recovering
+    or shutting down (SQLSTATE 57P03), which passes by itself."""
+    if getattr(exc, "sqlstate", None) == "57P03":
+        return True
+    return "the database system is" in str(exc)
 
 
 def object_store(settings: Settings) -> ObjectStore:
