@@ -427,7 +427,9 @@ class Soak:
         return (("authorization", f"Bearer {self.tokens[account]}"),)
 
     def stub(self) -> api_grpc.ServiceControlStub:
-        return self.rng.choice(self.stubs)
+        """A live server's, as a load balancer with health checks would pick."""
+        live = [stub for stub, r in zip(self.stubs, self.servers, strict=True) if r.alive]
+        return self.rng.choice(live or self.stubs)
 
     def note(self, rpc: str, err: grpc.aio.AioRpcError | None) -> None:
         code = "OK" if err is None else err.code().name
@@ -673,11 +675,14 @@ class Soak:
         return False
 
     async def kills(self) -> None:
-        while not await self.sleep_or_stop(self.rng.uniform(2.0, 5.0)):
+        while not await self.sleep_or_stop(self.rng.uniform(3.0, 7.0)):
             replica = self.rng.choice(self.replicas)
-            if replica.alive:
+            role = replica.name.split("-")[0]
+            # One of each role stays up: a fleet that is all down measures nothing.
+            others = [r for r in self.replicas if r is not replica and r.name.startswith(role)]
+            if replica.alive and any(r.alive for r in others):
                 await replica.kill()
-                self.stats.faults[f"SIGKILL {replica.name.split('-')[0]}"] += 1
+                self.stats.faults[f"SIGKILL {role}"] += 1
 
     async def supervise(self) -> None:
         """Starts again whatever died, as a process supervisor would, until the end."""

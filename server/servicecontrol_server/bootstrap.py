@@ -40,7 +40,7 @@ from .application.events import EventQueries
 from .application.identity import Identity
 from .application.image_upload import ImageUploads
 from .application.jobs import ServiceJob, job_handlers
-from .application.ports import ObjectStore, UnitOfWorkFactory
+from .application.ports import ObjectStore, ObjectStoreUnavailable, UnitOfWorkFactory
 from .application.rate_limit import MutationRateLimiter
 from .application.reaper import Reaper
 from .application.service_commands import ServiceCommands
@@ -155,10 +155,38 @@ def object_store(settings: Settings) -> ObjectStore:
         objects.mkdir(mode=0o700, parents=True, exist_ok=True)
         objects.chmod(0o700)
         store = LocalDirectoryObjectStore(objects)
-    for bucket in (settings.source_bucket, settings.image_bucket):
-        store.ensure_bucket(bucket)
     # Every call's latency goes to the metrics.
     return cast(ObjectStore, TimedObjectStore(store))
+
+
+def ensure_buckets(store: ObjectStore, settings: Settings) -> bool:
+    """Creates the buckets if missing; False (and one line) when the object store cannot
+    be reached right now. A process still starts then: most calls need no object store,
+    and a replica restarted during an object-store outage must not stay down with it."""
+    try:
+        for bucket in (settings.source_bucket, settings.image_bucket):
+            store.ensure_bucket(bucket)
+    except ObjectStoreUnavailable as exc:
+        log.warning("object store unreachable at start; buckets checked once it is back: %s", exc)
+        return False
+    return True
+
+
+async def ensure_buckets_eventually(
+    store: ObjectStore, settings: Settings, *, first_delay: float = 0.5, max_delay: float = 10.0
+) -> None:
+    """Retries ensure_buckets, with capped backoff, until it succeeds."""
+    delay = first_delay
+    while True:
+        await asyncio.sleep(delay)
+        try:
+            for bucket in (settings.source_bucket, settings.image_bucket):
+                await asyncio.to_thread(store.ensure_bucket, bucket)
+        except ObjectStoreUnavailable:
+            delay = min(delay * 2, max_delay)
+            continue
+        log.info("object store reachable; buckets checked")
+        return
 
 
 KEK_FILE = "kek"
@@ -209,8 +237,14 @@ class Application:
     presence: AdvisoryLockPresence
     # The one reader of the event log that every WatchEvents stream of this process shares.
     event_hub: EventHub | None = None
+    # Checks the buckets once the object store is back, when it was not at start.
+    buckets_pending: asyncio.Task[None] | None = None
 
     async def close(self) -> None:
+        if self.buckets_pending is not None:
+            self.buckets_pending.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self.buckets_pending
         if self.event_hub is not None:
             await self.event_hub.close()
         await self.listener.close()
@@ -256,6 +290,11 @@ async def build(settings: Settings, url: str, *, migrate: bool | None = None) ->
         upgrade_to_head(url)
     engine = create_engine(url)
     store = object_store(settings)
+    buckets_pending = (
+        None
+        if ensure_buckets(store, settings)
+        else asyncio.create_task(ensure_buckets_eventually(store, settings), name="buckets")
+    )
     uow = unit_of_work_factory(engine)
     # One LISTEN connection per process, shared by every WaitOperation and WatchEvents call.
     listener = PgListener(url, [OPERATIONS_CHANNEL, EVENTS_CHANNEL])
@@ -300,6 +339,7 @@ async def build(settings: Settings, url: str, *, migrate: bool | None = None) ->
         resources.identity,
         presence,
         event_hub,
+        buckets_pending,
     )
 
 

@@ -349,9 +349,10 @@ def _migrate(settings: Settings, check: bool) -> int:
 def _push(settings: Settings, archive: Path | None, identifier: str) -> int:
     from .application.images import push_docker_archive
     from .application.sample_image import build_docker_archive
-    from .bootstrap import object_store
+    from .bootstrap import ensure_buckets, object_store
 
     store = object_store(settings)
+    ensure_buckets(store, settings)
     try:
         with tempfile.TemporaryDirectory() as scratch:
             if archive is None:
