@@ -29,7 +29,7 @@ FAULT_KINDS = (
 def test_a_short_soak_under_faults_breaks_no_invariant(tmp_path: Path) -> None:
     report_file = tmp_path / "soak.json"
     result = subprocess.run(
-        [sys.executable, "bench/soak.py", "--minutes", "1.5", "--seed", "7"]
+        [sys.executable, "bench/soak.py", "--minutes", "1", "--seed", "7"]
         + ["--json", str(report_file)],
         cwd=ROOT,
         capture_output=True,
