@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Any
 
 import pytest
@@ -35,7 +35,7 @@ async def test_a_stream_closed_in_another_context_logs_cancelled(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     call = _Call("/servicecontrol.v1.ServiceControl/WatchEvents", ())
-    stream = call.stream(endless)(None, Context())
+    stream: Any = call.stream(endless)(None, Context())
     assert await anext(stream) == 1
     with caplog.at_level(logging.INFO, logger="servicecontrol_server.access"):
         # As the finalizer does it: aclose() in a new task with a context of its own.
@@ -47,7 +47,7 @@ async def test_a_stream_closed_in_another_context_logs_cancelled(
 async def test_acting_as_around_a_stream_closed_in_another_context() -> None:
     caller = Caller("k", "111122223333", Role.WRITER, "WatchEvents", "r", "grpc", False)
 
-    async def stream() -> AsyncIterator[Caller | None]:
+    async def stream() -> AsyncGenerator[Caller | None, None]:
         with acting_as(caller):
             while True:
                 yield current_caller()
