@@ -17,9 +17,11 @@ from typing import Any, cast
 import psycopg
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from . import tracing
 from .adapters.compute.recorded import RecordedComputeDriver
 from .adapters.crypto.aesgcm import AesGcmSecretBox, decode_kek, load_or_create_kek
 from .adapters.dns.zone_file import ZoneFileValidator
+from .adapters.objectstore.bounded import BoundedObjectStore
 from .adapters.postgres import stats
 from .adapters.postgres.database import create_engine, libpq_url, sqlalchemy_url
 from .adapters.postgres.embedded import EmbeddedPostgres, EmbeddedPostgresError
@@ -31,8 +33,10 @@ from .adapters.postgres.migrate import head_revision, upgrade_to_head
 from .adapters.postgres.outbox import EVENTS_CHANNEL, OutboxRelay
 from .adapters.postgres.presence import AdvisoryLockPresence, announce_worker
 from .adapters.postgres.repositories import OPERATIONS_CHANNEL
+from .adapters.postgres.traced import TracedPostgresUnitOfWork
 from .adapters.postgres.unit_of_work import PostgresUnitOfWork
 from .api.use_cases import UseCases
+from .application.backpressure import BacklogGate
 from .application.connection_commands import ConnectionCommands
 from .application.dns import DnsValidation
 from .application.domain_commands import DomainCommands
@@ -146,6 +150,8 @@ def object_store(settings: Settings) -> ObjectStore:
             settings.s3_secret_key,
             secure=settings.s3_secure,
             region=settings.s3_region,
+            # A stuck read gives its thread back after the per-call bound.
+            read_timeout=settings.object_store_call_timeout_seconds,
         )
     else:
         from .adapters.objectstore.local_store import LocalDirectoryObjectStore
@@ -155,8 +161,28 @@ def object_store(settings: Settings) -> ObjectStore:
         objects.mkdir(mode=0o700, parents=True, exist_ok=True)
         objects.chmod(0o700)
         store = LocalDirectoryObjectStore(objects)
-    # Every call's latency goes to the metrics.
-    return cast(ObjectStore, TimedObjectStore(store))
+    # Every call's latency goes to the metrics, and, when tracing is on, a span.
+    timed = cast(ObjectStore, TimedObjectStore(store))
+    if tracing.enabled():
+        from .adapters.objectstore.traced import TracedObjectStore
+
+        return cast(ObjectStore, TracedObjectStore(timed))
+    return timed
+
+
+def bounded_store(store: ObjectStore, settings: Settings, lane: str) -> BoundedObjectStore:
+    """`store` with every call bounded in time, on a pool of threads for `lane` alone."""
+    threads = (
+        settings.object_store_job_threads
+        if lane == "jobs"
+        else settings.object_store_request_threads
+    )
+    return BoundedObjectStore(
+        store,
+        lane=lane,
+        call_timeout=settings.object_store_call_timeout_seconds,
+        threads=threads,
+    )
 
 
 def ensure_buckets(store: ObjectStore, settings: Settings) -> bool:
@@ -209,8 +235,11 @@ def identity(engine: AsyncEngine, settings: Settings) -> Identity:
 
 
 def unit_of_work_factory(engine: AsyncEngine) -> UnitOfWorkFactory:
+    # A span per transaction when tracing is on.
+    kind = TracedPostgresUnitOfWork if tracing.enabled() else PostgresUnitOfWork
+
     def uow() -> PostgresUnitOfWork:
-        return PostgresUnitOfWork(engine)
+        return kind(engine)
 
     return uow
 
@@ -235,6 +264,8 @@ class Application:
     dns_validation: DnsValidation
     identity: Identity
     presence: AdvisoryLockPresence
+    # The bounded object-store lanes, whose idle threads stop on close.
+    lanes: tuple[BoundedObjectStore, ...] = ()
     # The one reader of the event log that every WatchEvents stream of this process shares.
     event_hub: EventHub | None = None
     # Checks the buckets once the object store is back, when it was not at start.
@@ -249,6 +280,10 @@ class Application:
             await self.event_hub.close()
         await self.listener.close()
         await self.engine.dispose()
+        # What is still buffered is exported before the process ends.
+        await asyncio.to_thread(tracing.shutdown)
+        for lane in self.lanes:
+            lane.close()
 
     def background_tasks(
         self, stop: asyncio.Event, *, workers: int, role: str
@@ -274,8 +309,10 @@ class Application:
                 poll_seconds=s.job_poll_seconds,
                 backoff_base=s.job_backoff_base_seconds,
                 backoff_max=s.job_backoff_max_seconds,
+                retry_window=s.job_retry_window_seconds,
                 shutdown_grace=s.grpc_grace_seconds,
                 on_outcome=observe_job,
+                tracer=tracing.AttemptTracing() if tracing.enabled() else None,
             )
             tasks.append(asyncio.create_task(worker.run(stop), name="worker"))
         relay = OutboxRelay(self.engine)
@@ -288,13 +325,19 @@ class Application:
 async def build(settings: Settings, url: str, *, migrate: bool | None = None) -> Application:
     if settings.migrate_on_start if migrate is None else migrate:
         upgrade_to_head(url)
+    # Before anything traced is built: off unless an OTLP endpoint is configured.
+    tracing.configure(settings)
     engine = create_engine(url)
-    store = object_store(settings)
+    raw_store = object_store(settings)
     buckets_pending = (
         None
-        if ensure_buckets(store, settings)
-        else asyncio.create_task(ensure_buckets_eventually(store, settings), name="buckets")
+        if ensure_buckets(raw_store, settings)
+        else asyncio.create_task(ensure_buckets_eventually(raw_store, settings), name="buckets")
     )
+    # The request path and the job workers never share threads: a hung store delays
+    # neither the other's calls nor requests that do not touch it.
+    store = bounded_store(raw_store, settings, "request")
+    job_store = bounded_store(raw_store, settings, "jobs")
     uow = unit_of_work_factory(engine)
     # One LISTEN connection per process, shared by every WaitOperation and WatchEvents call.
     listener = PgListener(url, [OPERATIONS_CHANNEL, EVENTS_CHANNEL])
@@ -324,8 +367,14 @@ async def build(settings: Settings, url: str, *, migrate: bool | None = None) ->
         ),
         presence=presence,
         images=ImageUploads(store, settings.source_bucket),
+        backlog_gate=BacklogGate(
+            stats.PostgresJobBacklog(engine),
+            max_ready=settings.max_ready_jobs,
+            check_seconds=settings.backlog_check_seconds,
+            retry_seconds=settings.backlog_retry_seconds,
+        ),
     )
-    handlers = job_handlers(uow, settings, store, RecordedComputeDriver(engine))
+    handlers = job_handlers(uow, settings, job_store, RecordedComputeDriver(engine))
     return Application(
         settings,
         url,
@@ -338,6 +387,7 @@ async def build(settings: Settings, url: str, *, migrate: bool | None = None) ->
         resources.dns_validation,
         resources.identity,
         presence,
+        (store, job_store),
         event_hub,
         buckets_pending,
     )
@@ -443,12 +493,15 @@ async def serve(
         )
     tasks = app.background_tasks(stop, workers=s.workers_in_server, role="serve")
     await stop.wait()
-    log.info("shutting down")
+    log.info("shutting down", extra={"grace_seconds": s.grpc_grace_seconds})
     health_servicer.enter_graceful_shutdown()
-    await server.stop(s.grpc_grace_seconds)
-    for runner in runners:
-        await runner.cleanup()
+    # Both APIs drain at once, each within the grace, while the workers (which saw `stop`
+    # too) finish their jobs or hand them back.
+    await asyncio.gather(
+        server.stop(s.grpc_grace_seconds), *(runner.cleanup() for runner in runners)
+    )
     await _finish(tasks)
+    log.info("stopped")
 
 
 async def work(app: Application, stop: asyncio.Event, workers: int) -> None:

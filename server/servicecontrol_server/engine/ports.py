@@ -5,7 +5,7 @@ hands them in."""
 from __future__ import annotations
 
 import asyncio
-from contextlib import AbstractAsyncContextManager
+from contextlib import AbstractAsyncContextManager, AbstractContextManager
 from typing import Any, Protocol
 
 from ..application.ports import ClaimedJob
@@ -28,8 +28,18 @@ class JobQueue(Protocol):
         """Merges `progress` into the job's saved progress; raises LeaseLost."""
         ...
 
-    async def retry_later(self, job_id: int, token: str, delay_seconds: float, error: str) -> bool:
-        """Requeues the job `delay_seconds` from now, recording `error`."""
+    async def retry_later(
+        self,
+        job_id: int,
+        token: str,
+        delay_seconds: float,
+        error: str,
+        *,
+        transient: bool = False,
+    ) -> bool:
+        """Requeues the job `delay_seconds` from now, recording `error`. A transient
+        failure starts the job's retry window if it has none, and does not count against
+        its attempts."""
         ...
 
     async def release(self, job_id: int, token: str) -> bool:
@@ -54,3 +64,19 @@ class WakeUps(AbstractAsyncContextManager["WakeUps"], Protocol):
     def subscribe(self, latch: asyncio.Event | None = None) -> asyncio.Event: ...
 
     def unsubscribe(self, latch: asyncio.Event) -> None: ...
+
+
+class Attempt(Protocol):
+    """One job attempt as a tracer sees it."""
+
+    def ended(self, outcome: str) -> None:
+        """How the attempt ended: succeeded, retried, failed, lease_lost or interrupted."""
+        ...
+
+
+class AttemptTracer(Protocol):
+    """Wraps each job attempt (tracing, in bootstrap: the engine imports no tracing
+    library). Entered around the whole attempt, so that what the handler does runs
+    inside it."""
+
+    def attempt(self, job: ClaimedJob) -> AbstractContextManager[Attempt]: ...

@@ -77,6 +77,11 @@ class _ErrorReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ErrorReas
     """RESOURCE_EXHAUSTED. The account sent mutations faster than the server's rate limit;
     a RetryInfo detail says when to retry. Metadata: retryAfterSeconds.
     """
+    BACKLOG_FULL: _ErrorReason.ValueType  # 54
+    """RESOURCE_EXHAUSTED. Too many jobs are waiting for a worker on this server; new
+    mutations are refused until the backlog drains. A RetryInfo detail says when to retry.
+    Metadata: retryAfterSeconds.
+    """
     WATCH_STREAM_LIMIT_EXCEEDED: _ErrorReason.ValueType  # 56
     """RESOURCE_EXHAUSTED, with a google.rpc.QuotaFailure detail: a WatchEvents stream
     beyond the open streams allowed per account or per server. Metadata: limit, usage.
@@ -181,6 +186,11 @@ CUSTOM_DOMAIN_QUOTA_EXCEEDED: ErrorReason.ValueType  # 52
 RATE_LIMITED: ErrorReason.ValueType  # 53
 """RESOURCE_EXHAUSTED. The account sent mutations faster than the server's rate limit;
 a RetryInfo detail says when to retry. Metadata: retryAfterSeconds.
+"""
+BACKLOG_FULL: ErrorReason.ValueType  # 54
+"""RESOURCE_EXHAUSTED. Too many jobs are waiting for a worker on this server; new
+mutations are refused until the backlog drains. A RetryInfo detail says when to retry.
+Metadata: retryAfterSeconds.
 """
 WATCH_STREAM_LIMIT_EXCEEDED: ErrorReason.ValueType  # 56
 """RESOURCE_EXHAUSTED, with a google.rpc.QuotaFailure detail: a WatchEvents stream

@@ -11,6 +11,7 @@ from typing import Any
 
 from aiohttp import web
 
+from ... import tracing
 from ...application.caller import acting_as
 from ...application.identity import AuditEntry
 from ...domain.errors import DomainError
@@ -18,6 +19,7 @@ from ...domain.identity import Caller, Role, is_key_id
 from ...domain.text import text_violations
 from ..access_log import ACCOUNT_KEY, ACTION_KEY, aws_access_log
 from ..tls import http_ssl_context, tls_enabled
+from ..tracing import aws_tracing
 from ..use_cases import UseCases
 from .actions import ACTIONS, READ_ONLY_ACTIONS, Action, Context
 from .auth import RequestAuthenticator, SigV4Verifier, parse_authorization
@@ -79,6 +81,8 @@ class AwsJsonEndpoint:
             body = _parse(raw)
             with acting_as(caller):
                 try:
+                    if self.use_cases.backlog_gate is not None:
+                        await self.use_cases.backlog_gate.check(name)
                     self.use_cases.rate_limiter.check(key.account_id, name)
                     result = await action.handler(Context(self.use_cases, key.account_id), body)
                 except DomainError as exc:
@@ -198,9 +202,8 @@ def create_app(
         use_cases,
         authenticator or SigV4Verifier(use_cases.identity, settings.region),
     )
-    web_app = web.Application(
-        client_max_size=settings.max_request_bytes, middlewares=[aws_access_log]
-    )
+    middlewares = [aws_tracing, aws_access_log] if tracing.enabled() else [aws_access_log]
+    web_app = web.Application(client_max_size=settings.max_request_bytes, middlewares=middlewares)
     # Every method and path reaches the endpoint, which answers anything but
     # `POST /` as an unknown operation, in App Runner's error format.
     web_app.router.add_route("*", "/{tail:.*}", endpoint.handle)
@@ -220,8 +223,12 @@ async def start_aws_http(
     """Serves the endpoint on `listen` (port 0: a free one). Returns the runner, for
     `await runner.cleanup()` at shutdown, and the bound port."""
     host, port = _host_port(listen)
+    # At shutdown, requests in flight get the same grace as gRPC calls, then are cut.
     runner = web.AppRunner(
-        create_app(use_cases, authenticator), access_log=None, handle_signals=False
+        create_app(use_cases, authenticator),
+        access_log=None,
+        handle_signals=False,
+        shutdown_timeout=use_cases.settings.grpc_grace_seconds,
     )
     await runner.setup()
     try:
