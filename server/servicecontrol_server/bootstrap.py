@@ -9,6 +9,7 @@ import errno
 import logging
 import os
 import socket
+import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, cast
@@ -24,11 +25,12 @@ from .adapters.objectstore.bounded import BoundedObjectStore
 from .adapters.postgres import stats
 from .adapters.postgres.database import create_engine, libpq_url, sqlalchemy_url
 from .adapters.postgres.embedded import EmbeddedPostgres, EmbeddedPostgresError
+from .adapters.postgres.event_hub import EventHub
 from .adapters.postgres.identity import PostgresIdentityStore
 from .adapters.postgres.jobqueue import JOBS_CHANNEL, JobQueue
 from .adapters.postgres.listen import PgListener
 from .adapters.postgres.migrate import head_revision, upgrade_to_head
-from .adapters.postgres.outbox import EVENTS_CHANNEL, EventLog, OutboxRelay
+from .adapters.postgres.outbox import EVENTS_CHANNEL, OutboxRelay
 from .adapters.postgres.presence import AdvisoryLockPresence, announce_worker
 from .adapters.postgres.repositories import OPERATIONS_CHANNEL
 from .adapters.postgres.traced import TracedPostgresUnitOfWork
@@ -43,7 +45,7 @@ from .application.events import EventQueries
 from .application.identity import Identity
 from .application.image_upload import ImageUploads
 from .application.jobs import ServiceJob, job_handlers
-from .application.ports import ObjectStore, UnitOfWorkFactory
+from .application.ports import ObjectStore, ObjectStoreUnavailable, UnitOfWorkFactory
 from .application.rate_limit import MutationRateLimiter
 from .application.reaper import Reaper
 from .application.service_commands import ServiceCommands
@@ -80,21 +82,64 @@ def database_url(settings: Settings) -> Iterator[str]:
         server.stop()
 
 
-def check_database(url: str, timeout: float = 5.0) -> None:
-    """Connects once, so an unreachable or refused database is one clear line."""
+# How long a start waits for a database that is starting, recovering or restarting.
+DATABASE_STARTING_WAIT_SECONDS = 60.0
+
+
+def check_database(
+    url: str, timeout: float = 5.0, starting_wait: float = DATABASE_STARTING_WAIT_SECONDS
+) -> None:
+    """Connects once, so an unreachable or refused database is one clear line. A server
+    that answers but is still starting up or recovering (after a crash or an immediate
+    restart) is waited for, up to `starting_wait` seconds, with one line saying so."""
     hint = f"check {setting_hint('database_url')}"
     try:
         sqlalchemy_url(url)
     except ValueError as exc:
         raise StartupError(f"database URL is not valid ({exc}): {hint}") from exc
+    deadline = time.monotonic() + starting_wait
+    said = False
+    while True:
+        try:
+            with psycopg.connect(libpq_url(url), connect_timeout=max(1, int(timeout))):
+                return
+        except (psycopg.Error, ValueError) as exc:
+            reason = " ".join(str(exc).split()) or type(exc).__name__
+            if database_starting(exc) and time.monotonic() < deadline:
+                if not said:
+                    log.warning("the database is starting or recovering; waiting: %s", reason)
+                    said = True
+                time.sleep(0.5)
+                continue
+            raise StartupError(
+                f"cannot reach the database at {redact(url)} ({reason}): {hint}"
+            ) from exc
+
+
+@contextlib.contextmanager
+def starting_on_database(url: str) -> Iterator[None]:
+    """Startup steps that query the database: losing it meanwhile (a restart, a failover)
+    is one clear line and exit status 2, so a supervisor starts the process again."""
+    from sqlalchemy.exc import DBAPIError
+
+    from .domain.errors import BackendUnavailable
+
     try:
-        with psycopg.connect(libpq_url(url), connect_timeout=max(1, int(timeout))):
-            pass
-    except (psycopg.Error, ValueError) as exc:
-        reason = " ".join(str(exc).split()) or type(exc).__name__
+        yield
+    except (DBAPIError, psycopg.Error, BackendUnavailable) as exc:
+        reason = " ".join(str(getattr(exc, "orig", None) or exc).split()) or type(exc).__name__
         raise StartupError(
-            f"cannot reach the database at {redact(url)} ({reason}): {hint}"
+            f"lost the database at {redact(url)} while starting ({reason}); "
+            "start again once it is back"
         ) from exc
+
+
+def database_starting(exc: BaseException) -> bool:
+    """Whether the server refused a connection only because it is starting, recovering
+    or shutting down (SQLSTATE 57P03), which passes by itself."""
+    if getattr(exc, "sqlstate", None) == "57P03":
+        return True
+    return "the database system is" in str(exc)
 
 
 def object_store(settings: Settings) -> ObjectStore:
@@ -118,8 +163,6 @@ def object_store(settings: Settings) -> ObjectStore:
         objects.mkdir(mode=0o700, parents=True, exist_ok=True)
         objects.chmod(0o700)
         store = LocalDirectoryObjectStore(objects)
-    for bucket in (settings.source_bucket, settings.image_bucket):
-        store.ensure_bucket(bucket)
     # Every call's latency goes to the metrics, and, when tracing is on, a span.
     timed = cast(ObjectStore, TimedObjectStore(store))
     if tracing.enabled():
@@ -142,6 +185,36 @@ def bounded_store(store: ObjectStore, settings: Settings, lane: str) -> BoundedO
         call_timeout=settings.object_store_call_timeout_seconds,
         threads=threads,
     )
+
+
+def ensure_buckets(store: ObjectStore, settings: Settings) -> bool:
+    """Creates the buckets if missing; False (and one line) when the object store cannot
+    be reached right now. A process still starts then: most calls need no object store,
+    and a replica restarted during an object-store outage must not stay down with it."""
+    try:
+        for bucket in (settings.source_bucket, settings.image_bucket):
+            store.ensure_bucket(bucket)
+    except ObjectStoreUnavailable as exc:
+        log.warning("object store unreachable at start; buckets checked once it is back: %s", exc)
+        return False
+    return True
+
+
+async def ensure_buckets_eventually(
+    store: ObjectStore, settings: Settings, *, first_delay: float = 0.5, max_delay: float = 10.0
+) -> None:
+    """Retries ensure_buckets, with capped backoff, until it succeeds."""
+    delay = first_delay
+    while True:
+        await asyncio.sleep(delay)
+        try:
+            for bucket in (settings.source_bucket, settings.image_bucket):
+                await asyncio.to_thread(store.ensure_bucket, bucket)
+        except ObjectStoreUnavailable:
+            delay = min(delay * 2, max_delay)
+            continue
+        log.info("object store reachable; buckets checked")
+        return
 
 
 KEK_FILE = "kek"
@@ -195,8 +268,18 @@ class Application:
     presence: AdvisoryLockPresence
     # The bounded object-store lanes, whose idle threads stop on close.
     lanes: tuple[BoundedObjectStore, ...] = ()
+    # The one reader of the event log that every WatchEvents stream of this process shares.
+    event_hub: EventHub | None = None
+    # Checks the buckets once the object store is back, when it was not at start.
+    buckets_pending: asyncio.Task[None] | None = None
 
     async def close(self) -> None:
+        if self.buckets_pending is not None:
+            self.buckets_pending.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self.buckets_pending
+        if self.event_hub is not None:
+            await self.event_hub.close()
         await self.listener.close()
         await self.engine.dispose()
         # What is still buffered is exported before the process ends.
@@ -248,6 +331,11 @@ async def build(settings: Settings, url: str, *, migrate: bool | None = None) ->
     tracing.configure(settings)
     engine = create_engine(url)
     raw_store = object_store(settings)
+    buckets_pending = (
+        None
+        if ensure_buckets(raw_store, settings)
+        else asyncio.create_task(ensure_buckets_eventually(raw_store, settings), name="buckets")
+    )
     # The request path and the job workers never share threads: a hung store delays
     # neither the other's calls nor requests that do not touch it.
     store = bounded_store(raw_store, settings, "request")
@@ -256,6 +344,12 @@ async def build(settings: Settings, url: str, *, migrate: bool | None = None) ->
     # One LISTEN connection per process, shared by every WaitOperation and WatchEvents call.
     listener = PgListener(url, [OPERATIONS_CHANNEL, EVENTS_CHANNEL])
     listener.start()
+    event_hub = EventHub(
+        engine,
+        listener,
+        poll_seconds=settings.job_poll_seconds,
+        buffer_size=settings.watch_stream_buffer,
+    )
     resources = resource_commands(engine, settings)
     presence = AdvisoryLockPresence(engine)
     use_cases = UseCases(
@@ -266,7 +360,9 @@ async def build(settings: Settings, url: str, *, migrate: bool | None = None) ->
         configs=ConfigCommands(uow, settings),
         vpc=VpcCommands(uow, settings),
         events=EventQueries(
-            EventLog(engine, listener=listener, poll_seconds=settings.job_poll_seconds)
+            event_hub,
+            per_account=settings.watch_streams_per_account,
+            per_server=settings.watch_streams_per_server,
         ),
         identity=resources.identity,
         settings=settings,
@@ -296,6 +392,8 @@ async def build(settings: Settings, url: str, *, migrate: bool | None = None) ->
         resources.identity,
         presence,
         (store, job_store),
+        event_hub,
+        buckets_pending,
     )
 
 

@@ -249,14 +249,17 @@ def _settings(args: argparse.Namespace) -> Settings:
 
 async def _serve(settings: Settings) -> int:
     from .api.server import run_until_signalled
-    from .bootstrap import Bound, build, database_url, serve
+    from .bootstrap import Bound, build, database_url, serve, starting_on_database
     from .identity_cli import first_start_credentials
 
     with database_url(settings) as url:
-        app = await build(settings, url)
+        with starting_on_database(url):
+            app = await build(settings, url)
         try:
-            await first_start_credentials(app)
-            if settings.workers_in_server == 0 and await app.presence.live_workers() == 0:
+            with starting_on_database(url):
+                await first_start_credentials(app)
+                idle = settings.workers_in_server == 0 and await app.presence.live_workers() == 0
+            if idle:
                 log.warning(
                     "no job workers: this server runs none (--workers 0) and no "
                     "`servicecontrol worker` is running against its database; operations "
@@ -313,12 +316,13 @@ def _credentials_file(settings: Settings) -> Path | None:
 
 async def _worker(settings: Settings, concurrency: int) -> int:
     from .api.server import run_until_signalled
-    from .bootstrap import build, database_url, work
+    from .bootstrap import build, database_url, starting_on_database, work
 
     with database_url(settings) as url:
         # Migrating is safe from any number of processes at once (an advisory lock
         # serialises it), so a worker never starts against an unmigrated database.
-        app = await build(settings, url)
+        with starting_on_database(url):
+            app = await build(settings, url)
         try:
             print("SERVICECONTROL_READY worker", flush=True)
             await run_until_signalled(lambda stop: work(app, stop, concurrency))
@@ -345,9 +349,10 @@ def _migrate(settings: Settings, check: bool) -> int:
 def _push(settings: Settings, archive: Path | None, identifier: str) -> int:
     from .application.images import push_docker_archive
     from .application.sample_image import build_docker_archive
-    from .bootstrap import object_store
+    from .bootstrap import ensure_buckets, object_store
 
     store = object_store(settings)
+    ensure_buckets(store, settings)
     try:
         with tempfile.TemporaryDirectory() as scratch:
             if archive is None:

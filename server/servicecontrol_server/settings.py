@@ -89,6 +89,12 @@ class Settings(BaseSettings):
     # the number of attempts; then the operation fails (docs/reliability.md).
     job_retry_window_seconds: float = Field(default=15 * 60, ge=0)
     reaper_interval_seconds: float = 60.0
+    # WatchEvents: open streams allowed per account and per server process (beyond them a
+    # new stream is RESOURCE_EXHAUSTED), and how many events one stream may have waiting
+    # before it is caught up from the database instead (a slow consumer holds back no one).
+    watch_streams_per_account: int = Field(default=100, ge=0)
+    watch_streams_per_server: int = Field(default=2000, ge=0)
+    watch_stream_buffer: int = Field(default=1000, ge=1)
     reaper_batch_size: int = 500
 
     # Transport security on both endpoints (docs/security.md, "Transport"): a PEM

@@ -4,6 +4,7 @@ duration, request id), and the calls' Prometheus metrics, recorded at the edge."
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 import inspect
 import logging
@@ -72,6 +73,14 @@ _current: contextvars.ContextVar[_Call | None] = contextvars.ContextVar(
 )
 
 
+def _reset(token: contextvars.Token[_Call | None]) -> None:
+    # A stream whose client went away may be closed by the event loop's finalizer, in a
+    # task and context of its own, where the token does not apply and there is nothing
+    # to restore.
+    with contextlib.suppress(ValueError):
+        _current.reset(token)
+
+
 def note_account(account_id: str) -> None:
     """Called by authentication once it knows the caller: the call's line names it."""
     call = _current.get()
@@ -119,7 +128,7 @@ class _Call:
                 self._done(context, started, exc)
                 raise
             finally:
-                _current.reset(token)
+                _reset(token)
             self._done(context, started, None)
 
         return stream
@@ -158,7 +167,9 @@ def _code(context: grpc.aio.ServicerContext, exc: BaseException | None) -> str:
                 return str(status.name)
     if exc is None:
         return "OK"
-    return "CANCELLED" if isinstance(exc, asyncio.CancelledError) else "UNKNOWN"
+    # GeneratorExit: the stream was closed before its end, because its client went away.
+    cancelled = isinstance(exc, asyncio.CancelledError | GeneratorExit)
+    return "CANCELLED" if cancelled else "UNKNOWN"
 
 
 @web.middleware

@@ -22,4 +22,7 @@ def acting_as(caller: Caller) -> Iterator[Caller]:
     try:
         yield caller
     finally:
-        _CALLER.reset(token)
+        # Around a stream, the event loop's finalizer may close it in a context of its
+        # own (its client went away), where the token does not apply.
+        with contextlib.suppress(ValueError):
+            _CALLER.reset(token)

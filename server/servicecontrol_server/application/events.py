@@ -3,19 +3,67 @@ catalogue in domain/events.py."""
 
 from __future__ import annotations
 
+import contextlib
+from collections import Counter
 from collections.abc import AsyncGenerator
 
 from ..domain import names
-from ..domain.errors import FieldViolation, InvalidRequest
+from ..domain.errors import FieldViolation, InvalidRequest, QuotaExceeded
 from .ports import EventFeed, EventRecord
 
 # Positions are Postgres bigints.
 MAX_POSITION = 2**63 - 1
 
 
+# The ErrorInfo reason of a stream refused for the limits below.
+WATCH_STREAM_LIMIT = "WATCH_STREAM_LIMIT_EXCEEDED"
+
+
 class EventQueries:
-    def __init__(self, feed: EventFeed) -> None:
+    """`per_account` and `per_server` cap the streams open at once in this process (0 for
+    no limit); a stream beyond them is refused with QuotaExceeded before it reads."""
+
+    def __init__(self, feed: EventFeed, *, per_account: int = 0, per_server: int = 0) -> None:
         self.feed = feed
+        self.per_account = per_account
+        self.per_server = per_server
+        self._open: Counter[str] = Counter()
+
+    @property
+    def open_streams(self) -> int:
+        return sum(self._open.values())
+
+    def _admit(self, account_id: str) -> None:
+        total = self.open_streams
+        if self.per_server and total >= self.per_server:
+            raise QuotaExceeded(
+                WATCH_STREAM_LIMIT, "WatchEvents streams", self.per_server, total, "this server"
+            )
+        mine = self._open[account_id]
+        if self.per_account and mine >= self.per_account:
+            raise QuotaExceeded(
+                WATCH_STREAM_LIMIT,
+                "WatchEvents streams",
+                self.per_account,
+                mine,
+                f"account {account_id}",
+            )
+        self._open[account_id] += 1
+
+    async def _admitted(
+        self, account_id: str, stream: AsyncGenerator[EventRecord, None]
+    ) -> AsyncGenerator[EventRecord, None]:
+        # Admitted when first iterated, so that a slot is held only by a stream that will
+        # also be closed (its finally runs).
+        self._admit(account_id)
+        try:
+            async with contextlib.aclosing(stream) as records:
+                async for record in records:
+                    yield record
+        finally:
+            self._open[account_id] -= 1
+            if self._open[account_id] <= 0:
+                del self._open[account_id]
 
     async def head(self, account_id: str) -> str:
         """A cursor from which `watch` streams only what happens from now on: read it
@@ -34,7 +82,7 @@ class EventQueries:
             or len(resource_arn) > names.MAX_ARN_LENGTH
         ):
             raise InvalidRequest([FieldViolation("resource_arn", "not an ARN")])
-        return self.feed.follow(account_id, after, resource_arn or None)
+        return self._admitted(account_id, self.feed.follow(account_id, after, resource_arn or None))
 
 
 def parse_cursor(value: str) -> int:

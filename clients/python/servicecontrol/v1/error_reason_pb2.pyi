@@ -82,6 +82,10 @@ class _ErrorReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ErrorReas
     mutations are refused until the backlog drains. A RetryInfo detail says when to retry.
     Metadata: retryAfterSeconds.
     """
+    WATCH_STREAM_LIMIT_EXCEEDED: _ErrorReason.ValueType  # 56
+    """RESOURCE_EXHAUSTED, with a google.rpc.QuotaFailure detail: a WatchEvents stream
+    beyond the open streams allowed per account or per server. Metadata: limit, usage.
+    """
     IMAGE_NOT_FOUND: _ErrorReason.ValueType  # 60
     """Operation errors (Operation.error), not call errors.
     The source image does not exist in the source registry. Metadata: imageIdentifier.
@@ -233,6 +237,10 @@ BACKLOG_FULL: ErrorReason.ValueType  # 54
 """RESOURCE_EXHAUSTED. Too many jobs are waiting for a worker on this server; new
 mutations are refused until the backlog drains. A RetryInfo detail says when to retry.
 Metadata: retryAfterSeconds.
+"""
+WATCH_STREAM_LIMIT_EXCEEDED: ErrorReason.ValueType  # 56
+"""RESOURCE_EXHAUSTED, with a google.rpc.QuotaFailure detail: a WatchEvents stream
+beyond the open streams allowed per account or per server. Metadata: limit, usage.
 """
 IMAGE_NOT_FOUND: ErrorReason.ValueType  # 60
 """Operation errors (Operation.error), not call errors.
