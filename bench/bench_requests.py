@@ -328,13 +328,13 @@ def _profile(
     the server several times, so the profile's calls/s are not the benchmark's."""
     out_dir: Path = args.profile_out
     out_dir.mkdir(parents=True, exist_ok=True)
-    session = out_dir / f"{args.profile}.prof"
+    profile_file = out_dir / f"{args.profile}.prof"
     server = Server(
         env,
         tmp / "profiled.log",
         "--workers",
         "0",
-        launcher=(sys.executable, "-m", "cProfile", "-o", str(session)),
+        launcher=(sys.executable, "-m", "cProfile", "-o", str(profile_file)),
     )
     client = Client(f"127.0.0.1:{server.port}")
     try:
@@ -357,7 +357,7 @@ def _profile(
         client.close()
         server.stop()
     calls = len(result["latencies"])
-    return {"profile": str(session), "calls": calls, "calls_per_s": calls / result["elapsed"]}
+    return {"profile": str(profile_file), "calls": calls, "calls_per_s": calls / result["elapsed"]}
 
 
 def _one_run(
