@@ -23,7 +23,12 @@ from .adapters.crypto.aesgcm import AesGcmSecretBox, decode_kek, load_or_create_
 from .adapters.dns.zone_file import ZoneFileValidator
 from .adapters.objectstore.bounded import BoundedObjectStore
 from .adapters.postgres import stats
-from .adapters.postgres.database import create_engine, libpq_url, sqlalchemy_url
+from .adapters.postgres.database import (
+    create_engine,
+    libpq_url,
+    single_statement,
+    sqlalchemy_url,
+)
 from .adapters.postgres.embedded import EmbeddedPostgres, EmbeddedPostgresError
 from .adapters.postgres.event_hub import EventHub
 from .adapters.postgres.identity import PostgresIdentityStore
@@ -246,6 +251,17 @@ def unit_of_work_factory(engine: AsyncEngine) -> UnitOfWorkFactory:
     return uow
 
 
+def read_unit_of_work_factory(engine: AsyncEngine) -> UnitOfWorkFactory:
+    """Units of work for queries that read with one statement: no transaction around it."""
+    kind = TracedPostgresUnitOfWork if tracing.enabled() else PostgresUnitOfWork
+    autocommit = single_statement(engine)
+
+    def uow() -> PostgresUnitOfWork:
+        return kind(autocommit, read_only=True)
+
+    return uow
+
+
 def worker_owner(role: str) -> str:
     return f"{role}:{socket.gethostname()}:{os.getpid()}"
 
@@ -353,7 +369,9 @@ async def build(settings: Settings, url: str, *, migrate: bool | None = None) ->
     resources = resource_commands(engine, settings)
     presence = AdvisoryLockPresence(engine)
     use_cases = UseCases(
-        commands=ServiceCommands(uow, settings, store, listener),
+        commands=ServiceCommands(
+            uow, settings, store, listener, reader=read_unit_of_work_factory(engine)
+        ),
         connections=resources.connections,
         domains=resources.domains,
         tags=TagCommands(uow, settings),

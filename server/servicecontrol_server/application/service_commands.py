@@ -75,8 +75,13 @@ class ServiceCommands:
         settings: Settings,
         object_store: ObjectStore,
         waiter: OperationWaiter | None = None,
+        *,
+        reader: Callable[[], UnitOfWork] | None = None,
     ) -> None:
         self.uow = uow_factory
+        # For queries that read with one repository call: a unit of work that need not
+        # open a transaction (one statement is its own snapshot). Never written through.
+        self.reader = reader or uow_factory
         self.settings = settings
         self.store = object_store
         self.waiter: OperationWaiter = waiter or _Polling()
@@ -86,7 +91,7 @@ class ServiceCommands:
 
     async def describe_service(self, account_id: str, service_arn: str) -> Service:
         service_id = self._service_id(account_id, service_arn)
-        async with self.uow() as uow:
+        async with self.reader() as uow:
             service = await uow.services.get(account_id, service_id)
         if service is None or service.service_arn != service_arn:
             raise _not_found(service_arn)
@@ -96,7 +101,7 @@ class ServiceCommands:
         limit = page_size(size, MAX_SERVICES_PAGE)
         filters = {"account": account_id}
         after = parse_time_position(self.tokens.decode(token, "services", filters))
-        async with self.uow() as uow:
+        async with self.reader() as uow:
             items = await uow.services.list_live(account_id, after, limit + 1)
         next_token = ""
         if len(items) > limit:

@@ -15,7 +15,7 @@ from ...application.caller import current_caller
 from ...application.identity import AccountSummary, AuditEntry, StoredKey
 from ...domain.identity import ApiKey, Role
 from ...domain.model import Event
-from .database import outage_as_unavailable
+from .database import outage_as_unavailable, single_statement
 from .schema import accounts, api_keys, audit_log
 
 P = ParamSpec("P")
@@ -70,9 +70,22 @@ def _entry(row: Any) -> AuditEntry:
     )
 
 
+# Every authenticated call reads its key: one statement, written once (not built per
+# call), run outside a transaction (no BEGIN/ROLLBACK round trips), with the database
+# clock that expiry is judged by.
+GET_KEY = text(
+    """
+    SELECT key_id, account_id, role, created_at, expires_at, revoked_at,
+           secret_hash, secret_sealed, now() AS now
+    FROM api_keys WHERE key_id = :key_id
+    """
+)
+
+
 class PostgresIdentityStore:
     def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine
+        self._single = single_statement(engine)
 
     @_outage_unavailable
     async def create_account(self, account_id: str) -> bool:
@@ -145,17 +158,8 @@ class PostgresIdentityStore:
 
     @_outage_unavailable
     async def get_key(self, key_id: str) -> StoredKey | None:
-        async with self.engine.connect() as conn:
-            row = (
-                await conn.execute(
-                    select(
-                        *_KEY_COLUMNS,
-                        api_keys.c.secret_hash,
-                        api_keys.c.secret_sealed,
-                        func.now().label("now"),
-                    ).where(api_keys.c.key_id == key_id)
-                )
-            ).first()
+        async with self._single.connect() as conn:
+            row = (await conn.execute(GET_KEY, {"key_id": key_id})).first()
         if row is None:
             return None
         return StoredKey(_key(row), row.secret_hash, row.secret_sealed, row.now)

@@ -34,8 +34,11 @@ class PostgresUnitOfWork:
     A driver's outage error, raised on entry, inside the block or by commit, leaves as
     domain.errors.BackendUnavailable: the application and the API never see the driver."""
 
-    def __init__(self, engine: AsyncEngine) -> None:
+    def __init__(self, engine: AsyncEngine, *, read_only: bool = False) -> None:
+        # A read-only unit of work runs each statement on its own (`engine` is then a
+        # single_statement() engine): no BEGIN, no ROLLBACK, and nothing to commit.
         self._engine = engine
+        self._read_only = read_only
         self._conn: AsyncConnection | None = None
         self._events: list[Event] = []
 
@@ -65,7 +68,8 @@ class PostgresUnitOfWork:
         conn = None
         try:
             conn = await self._engine.connect()
-            await conn.begin()
+            if not self._read_only:
+                await conn.begin()
         except BaseException as exc:
             if conn is not None:
                 await conn.close()
@@ -110,6 +114,8 @@ class PostgresUnitOfWork:
             self._events = []
 
     async def commit(self) -> None:
+        if self._read_only:
+            raise RuntimeError("a read-only unit of work has nothing to commit")
         # A request's mutation is audited in the transaction that makes it.
         audited = await identity.audit_in_transaction(self.conn, self._events)
         await self.flush_events()

@@ -1,0 +1,56 @@
+"""Reads that are one statement run outside a transaction (no BEGIN/ROLLBACK round trips),
+and such a unit of work can write nothing; mutations keep their transaction."""
+
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from servicecontrol_server.adapters.postgres.database import single_statement
+from servicecontrol_server.adapters.postgres.identity import PostgresIdentityStore
+from servicecontrol_server.adapters.postgres.unit_of_work import PostgresUnitOfWork
+
+# now() is the start of the current transaction: equal across two statements in one
+# transaction, different when each statement is its own.
+TWO_CLOCKS = text("SELECT now()")
+PAUSE = text("SELECT pg_sleep(0.01)")
+
+
+async def test_a_read_only_unit_of_work_runs_each_statement_on_its_own(
+    engine: AsyncEngine,
+) -> None:
+    async with PostgresUnitOfWork(single_statement(engine), read_only=True) as uow:
+        first = (await uow.conn.execute(TWO_CLOCKS)).scalar_one()
+        await uow.conn.execute(PAUSE)
+        second = (await uow.conn.execute(TWO_CLOCKS)).scalar_one()
+    assert second > first
+
+
+async def test_a_unit_of_work_for_mutations_keeps_one_transaction(engine: AsyncEngine) -> None:
+    async with PostgresUnitOfWork(engine) as uow:
+        first = (await uow.conn.execute(TWO_CLOCKS)).scalar_one()
+        await uow.conn.execute(PAUSE)
+        second = (await uow.conn.execute(TWO_CLOCKS)).scalar_one()
+    assert second == first
+
+
+async def test_a_read_only_unit_of_work_refuses_to_commit(engine: AsyncEngine) -> None:
+    async with PostgresUnitOfWork(single_statement(engine), read_only=True) as uow:
+        with pytest.raises(RuntimeError, match="read-only"):
+            await uow.commit()
+
+
+async def test_the_pool_s_connections_return_to_transactions_after_a_single_statement_read(
+    engine: AsyncEngine,
+) -> None:
+    """The autocommit setting is per checkout: the next transaction on the same pool is
+    a transaction again."""
+    store = PostgresIdentityStore(engine)
+    for _ in range(3):
+        assert await store.get_key("sck_NOSUCHKEY0000000") is None
+    async with engine.connect() as conn:
+        first = (await conn.execute(TWO_CLOCKS)).scalar_one()
+        await conn.execute(PAUSE)
+        second = (await conn.execute(TWO_CLOCKS)).scalar_one()
+    assert second == first
