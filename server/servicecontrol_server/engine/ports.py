@@ -26,6 +26,17 @@ class JobQueue(Protocol):
         """Up to `limit` due jobs, each leased to `owner` for `lease_seconds`."""
         ...
 
+    async def complete_and_claim(
+        self,
+        leases: Sequence[tuple[int, str]],
+        owner: str,
+        limit: int,
+        lease_seconds: float,
+    ) -> tuple[set[int], list[ClaimedJob]]:
+        """complete_many(leases), then claim(owner, limit, lease_seconds), in one
+        transaction: (the jobs completed, the jobs claimed)."""
+        ...
+
     async def heartbeat(self, job_id: int, token: str, lease_seconds: float) -> bool:
         """Extends the lease; False means the lease is gone and the job is not ours."""
         ...

@@ -149,7 +149,7 @@ class Worker:
             loops = [
                 asyncio.create_task(self._rescue_loop(stop), name=f"rescuer-{self.owner}"),
                 asyncio.create_task(self._heartbeat_loop(), name=f"leases-{self.owner}"),
-                asyncio.create_task(self._completion_loop(), name=f"completions-{self.owner}"),
+                asyncio.create_task(self._completion_loop(stop), name=f"completions-{self.owner}"),
             ]
             try:
                 await self._claim_loop(stop)
@@ -171,22 +171,32 @@ class Worker:
             # Cleared before claiming: a wake-up during the claim re-arms it.
             self._wake.clear()
             timeout = self.poll_seconds
-            free = self.concurrency - len(self._running)
-            if free > 0:
+            # The jobs waiting for completion free their slots with this very statement.
+            batch, self._completions = self._completions, []
+            free = self.concurrency - len(self._running) + len(batch)
+            if free > 0 or batch:
                 try:
-                    jobs = await self.queue.claim(self.owner, free, self.lease_seconds)
+                    done, jobs = await self.queue.complete_and_claim(
+                        [(r.job.job_id, r.job.lease_token) for r, _ in batch],
+                        self.owner,
+                        max(free, 0),
+                        self.lease_seconds,
+                    )
                     failures = 0
-                except Exception:
+                except Exception as exc:
                     failures += 1
                     jobs = []
                     timeout = max(backoff_delay(failures, 0.1, self.poll_seconds), 0.05)
                     log.warning("claiming jobs failed", extra={"failures": failures}, exc_info=True)
+                    _resolve(batch, error=exc)
+                else:
+                    _resolve(batch, done=done)
                 if stop.is_set():
                     await self._release_unstarted(jobs)
                     return
                 for job in jobs:
                     self._start(job)
-                if not failures and not jobs:
+                if not failures and not jobs and free > 0:
                     timeout = await self._until_next_due(timeout)
             if self._wake.is_set() and not stop.is_set():
                 # Woken during the claim: claim again at once, after one turn of the loop
@@ -388,9 +398,12 @@ class Worker:
         await self._retry(running, handler, failure, error_text, cause=unexpected)
 
     async def _complete_for_handler(self, running: _Running) -> None:
-        """The handler wrote no outcome: the job joins the next batch of completions."""
+        """The handler wrote no outcome: the job joins the next batch of completions,
+        which the claim loop sends with its next claim (or, once the worker stops, the
+        completion loop sends alone)."""
         done: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
         self._completions.append((running, done))
+        self._wake.set()
         self._completing.set()
         if not await done:
             running.ctx.lease_lost.set()
@@ -401,32 +414,27 @@ class Worker:
         log.info("job completed", extra=running.extra)
         self._ended(running, "succeeded")
 
-    async def _completion_loop(self) -> None:
-        """Sends the waiting completions, all of them in one statement, then the ones that
-        arrived meanwhile: while one batch is in flight the next one gathers."""
+    async def _completion_loop(self, stop: asyncio.Event) -> None:
+        """Once the claim loop has ended (the worker is stopping), sends the completions
+        of the jobs still finishing, each batch in one statement."""
+        await stop.wait()
         while True:
-            await self._completing.wait()
-            self._completing.clear()
             batch, self._completions = self._completions, []
             if not batch:
+                self._completing.clear()
+                await self._completing.wait()
                 continue
             try:
                 done = await self.queue.complete_many(
                     [(r.job.job_id, r.job.lease_token) for r, _ in batch]
                 )
             except asyncio.CancelledError:
-                for _, future in batch:
-                    future.cancel()
+                _resolve(batch, error=asyncio.CancelledError())
                 raise
             except Exception as exc:
-                # Each job keeps its lease until it expires; a rescuer then requeues it.
-                for _, future in batch:
-                    if not future.done():
-                        future.set_exception(exc)
-                continue
-            for running, future in batch:
-                if not future.done():
-                    future.set_result(running.job.job_id in done)
+                _resolve(batch, error=exc)
+            else:
+                _resolve(batch, done=done)
 
     async def _retry(
         self,
@@ -566,6 +574,25 @@ class Worker:
         except Exception:
             log.warning("job queue write failed", exc_info=True)
             return None
+
+
+def _resolve(
+    batch: list[tuple[_Running, asyncio.Future[bool]]],
+    *,
+    done: set[int] | None = None,
+    error: BaseException | None = None,
+) -> None:
+    """Tells each job of a completion batch whether it was completed. On an error each
+    job keeps its lease until it expires; a rescuer then requeues it."""
+    for running, future in batch:
+        if future.done():
+            continue
+        if isinstance(error, asyncio.CancelledError):
+            future.cancel()
+        elif error is not None:
+            future.set_exception(error)
+        else:
+            future.set_result(done is not None and running.job.job_id in done)
 
 
 def _failure_of(exc: BaseException, attempts: int) -> JobFailure:

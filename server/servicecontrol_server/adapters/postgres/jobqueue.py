@@ -135,6 +135,46 @@ COMPLETE_MANY = """
     RETURNING j.job_id
 """
 
+# The claim loop's round trip: the completions gathered since the last claim and the next
+# claim, in one statement and one commit (COMPLETE_MANY, then CLAIM). The completions are
+# fenced as in COMPLETE_MANY; the deleted rows are running, so the claim never sees them.
+# The outer join keeps one row when nothing is claimed, to carry the completed ids.
+COMPLETE_AND_CLAIM = """
+    WITH done AS (
+        DELETE FROM jobs AS j
+        USING unnest(%(job_ids)s::bigint[], %(tokens)s::uuid[]) AS d(job_id, token)
+        WHERE j.job_id = d.job_id AND j.lease_token = d.token AND j.state = 'running'
+        RETURNING j.job_id
+    ),
+    ready AS MATERIALIZED (
+        SELECT job_id
+        FROM jobs
+        WHERE state = 'queued' AND run_at <= now()
+        ORDER BY run_at, job_id
+        LIMIT %(limit)s
+        FOR UPDATE SKIP LOCKED
+    ),
+    claimed AS (
+        UPDATE jobs AS j
+        SET state = 'running',
+            attempts = j.attempts + 1,
+            lease_token = gen_random_uuid(),
+            lease_owner = %(owner)s,
+            lease_expires_at = now() + make_interval(secs => %(lease_seconds)s),
+            updated_at = now()
+        FROM ready
+        WHERE j.job_id = ready.job_id
+        RETURNING j.job_id, j.kind, j.operation_id::text AS operation_id, j.service_id,
+                  j.account_id, j.payload, j.progress, j.attempts, j.max_attempts,
+                  j.lease_token::text AS lease_token, j.run_at
+    )
+    SELECT finished.completed, claimed.*, operations.target_arn AS service_arn
+    FROM (SELECT coalesce(array_agg(job_id), '{}') AS completed FROM done) AS finished
+    LEFT JOIN claimed ON true
+    LEFT JOIN operations ON operations.operation_id = claimed.operation_id::uuid
+    ORDER BY claimed.run_at, claimed.job_id
+"""
+
 # Failed jobs stay (state 'failed', no lease) for inspection and so that a later job can
 # resume from their progress; `attempts` keeps the count that exhausted them.
 MARK_FAILED = text(
@@ -354,6 +394,31 @@ class JobQueue:
             role="claim",
         )
         return [claimed_job(row) for row in rows]
+
+    async def complete_and_claim(
+        self,
+        leases: Sequence[tuple[int, str]],
+        owner: str,
+        limit: int,
+        lease_seconds: float,
+    ) -> tuple[set[int], list[ClaimedJob]]:
+        """Completes the (job_id, token) jobs still leased to the caller and claims up to
+        `limit` more, in one statement: (the jobs completed, the jobs claimed)."""
+        if not leases:
+            return set(), await self.claim(owner, limit, lease_seconds)
+        rows = await self._rows(
+            COMPLETE_AND_CLAIM,
+            {
+                "job_ids": [job_id for job_id, _ in leases],
+                "tokens": [t for _, t in leases],
+                "limit": max(limit, 0),
+                "owner": owner,
+                "lease_seconds": float(lease_seconds),
+            },
+            role="claim",
+        )
+        done = {int(job_id) for job_id in (rows[0]["completed"] if rows else [])}
+        return done, [claimed_job(row) for row in rows if row["job_id"] is not None]
 
     async def heartbeat(self, job_id: int, token: str, lease_seconds: float) -> bool:
         """Extends the lease; False means the lease is gone and the job is not ours."""
