@@ -22,6 +22,7 @@ import json
 import logging
 import time
 from collections.abc import Awaitable, Callable
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -164,13 +165,15 @@ def pgqueuer_available() -> bool:
 
 
 async def pgqueuer_rate(url: str, n: int, workers: int) -> float:
+    """pgqueuer at its fastest (its asyncpg driver when installed), timed like the
+    engine: from start until its queue table is empty."""
     from pgqueuer import QueueManager
-    from pgqueuer.db import PsycopgDriver
     from pgqueuer.queries import Queries
-    from pgqueuer.types import QueueExecutionMode
 
     conninfo = libpq_url(url)
     async with await psycopg.AsyncConnection.connect(conninfo, autocommit=True) as admin:
+        from pgqueuer.db import PsycopgDriver
+
         queries = Queries(PsycopgDriver(admin))
         if not await queries.schema_is_installed():
             await queries.install()
@@ -180,27 +183,57 @@ async def pgqueuer_rate(url: str, n: int, workers: int) -> float:
             await queries.enqueue(["noop"] * k, [None] * k, [0] * k)
         await admin.execute("VACUUM ANALYZE pgqueuer")
 
-    connections = [
-        await psycopg.AsyncConnection.connect(conninfo, autocommit=True) for _ in range(workers)
-    ]
+    connections: list[Any] = []
     try:
         managers = []
-        for conn in connections:
-            qm = QueueManager(Queries(PsycopgDriver(conn)))
+        for _ in range(workers):
+            driver = await _pgqueuer_driver(conninfo, connections)
+            qm = QueueManager(Queries(driver))
 
             @qm.entrypoint("noop")
             async def noop(job: Any) -> None:
                 return None
 
             managers.append(qm)
-        t = time.perf_counter()
-        await asyncio.gather(
-            *(qm.run(batch_size=ENGINE_BATCH, mode=QueueExecutionMode.drain) for qm in managers)
+
+        async def start() -> Callable[[], Awaitable[None]]:
+            tasks = [
+                asyncio.create_task(qm.run(batch_size=ENGINE_BATCH, dequeue_timeout=_SECOND))
+                for qm in managers
+            ]
+
+            async def finish() -> None:
+                for qm in managers:
+                    qm.shutdown.set()
+                await asyncio.gather(*tasks)
+
+            return finish
+
+        elapsed = await _drain_time(
+            url, start, "SELECT count(*) FROM pgqueuer WHERE status IN ('queued', 'picked')"
         )
-        return n / (time.perf_counter() - t)
+        return n / elapsed
     finally:
         for conn in connections:
             await conn.close()
+
+
+_SECOND = timedelta(seconds=1)
+
+
+async def _pgqueuer_driver(conninfo: str, connections: list[Any]) -> Any:
+    try:
+        import asyncpg
+        from pgqueuer.db import AsyncpgDriver
+    except ImportError:
+        from pgqueuer.db import PsycopgDriver
+
+        conn = await psycopg.AsyncConnection.connect(conninfo, autocommit=True)
+        connections.append(conn)
+        return PsycopgDriver(conn)
+    conn = await asyncpg.connect(conninfo)
+    connections.append(conn)
+    return AsyncpgDriver(conn)
 
 
 async def run(quick: bool) -> dict[str, Any]:

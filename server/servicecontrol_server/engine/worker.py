@@ -123,6 +123,7 @@ class Worker:
         # Completions waiting for the next batch, and what wakes the loop that sends them.
         self._completions: list[tuple[_Running, asyncio.Future[bool]]] = []
         self._completing = asyncio.Event()
+        self._claiming = False
 
     @property
     def listening(self) -> bool:
@@ -134,6 +135,11 @@ class Worker:
         """True while the worker runs no job and is blocked until a wake-up or its poll
         timer; a job enqueued now starts only through a notification (or that timer)."""
         return self._waiting and not self._running and not self._wake.is_set()
+
+    @property
+    def claiming(self) -> bool:
+        """True while the worker claims jobs (from start until a stop ends its loop)."""
+        return self._claiming
 
     @property
     def running_jobs(self) -> int:
@@ -152,8 +158,10 @@ class Worker:
                 asyncio.create_task(self._completion_loop(stop), name=f"completions-{self.owner}"),
             ]
             try:
+                self._claiming = True
                 await self._claim_loop(stop)
             finally:
+                self._claiming = False
                 loops[0].cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await loops[0]

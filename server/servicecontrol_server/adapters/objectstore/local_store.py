@@ -197,18 +197,20 @@ class LocalDirectoryObjectStore:
         """Unlinks each key, then removes the directories the call emptied: each
         distinct parent once, deepest first (not one rmdir attempt per key)."""
         root = self._bucket(bucket)
+        base = str(root)
         asked = 0
-        parents: set[Path] = set()
+        parents: set[str] = set()
         for key in keys:
             asked += 1
-            path = root.joinpath(*_parts(key))
+            # Plain strings, not Paths: this loop runs once per object of a copy.
+            path = os.path.join(base, *_parts(key))
             with _os_errors(f"delete {bucket}/{key}"):
                 try:
-                    path.unlink()
+                    os.unlink(path)
                 except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
                     # Missing, or only a "directory" of longer keys: nothing to delete.
                     continue
-                parents.add(path.parent)
+                parents.add(os.path.dirname(path))
             if len(parents) > _MAX_PENDING_PARENTS:
                 self._prune_all(parents, root)
         # A kill here leaves emptied directories behind; the next scan removes them.
@@ -217,9 +219,9 @@ class LocalDirectoryObjectStore:
         return asked
 
     @staticmethod
-    def _prune_all(parents: set[Path], root: Path) -> None:
-        for parent in sorted(parents, key=lambda p: len(p.parts), reverse=True):
-            _prune_empty(parent, root)
+    def _prune_all(parents: set[str], root: Path) -> None:
+        for parent in sorted(parents, key=lambda p: p.count(os.sep), reverse=True):
+            _prune_empty(Path(parent), root)
         parents.clear()
 
     def abort_incomplete_uploads(self, bucket: str, prefix: str) -> int:
