@@ -200,22 +200,27 @@ class LocalDirectoryObjectStore:
         base = str(root)
         asked = 0
         parents: set[str] = set()
-        for key in keys:
-            asked += 1
-            # Plain strings, not Paths: this loop runs once per object of a copy.
-            path = os.path.join(base, *_parts(key))
-            with _os_errors(f"delete {bucket}/{key}"):
+        key = ""
+        # Plain strings and one error handler for the whole loop: it runs once per object.
+        try:
+            for key in keys:
+                asked += 1
+                _parts(key)
+                path = f"{base}/{key}"
                 try:
                     os.unlink(path)
                 except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
                     # Missing, or only a "directory" of longer keys: nothing to delete.
                     continue
-                parents.add(os.path.dirname(path))
-            if len(parents) > _MAX_PENDING_PARENTS:
-                self._prune_all(parents, root)
+                parents.add(path.rpartition("/")[0])
+                if len(parents) > _MAX_PENDING_PARENTS:
+                    self._prune_all(parents, root)
+        except OSError as exc:
+            raise ObjectStoreUnavailable(f"delete {bucket}/{key}: {exc}") from exc
         # A kill here leaves emptied directories behind; the next scan removes them.
         faults.checkpoint("local_store:before_prune")
-        self._prune_all(parents, root)
+        with _os_errors(f"delete from {bucket}"):
+            self._prune_all(parents, root)
         return asked
 
     @staticmethod
