@@ -16,6 +16,7 @@ from typing import Any, cast
 import psycopg
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from . import tracing
 from .adapters.compute.recorded import RecordedComputeDriver
 from .adapters.crypto.aesgcm import AesGcmSecretBox, decode_kek, load_or_create_kek
 from .adapters.dns.zone_file import ZoneFileValidator
@@ -29,6 +30,7 @@ from .adapters.postgres.migrate import head_revision, upgrade_to_head
 from .adapters.postgres.outbox import EVENTS_CHANNEL, EventLog, OutboxRelay
 from .adapters.postgres.presence import AdvisoryLockPresence, announce_worker
 from .adapters.postgres.repositories import OPERATIONS_CHANNEL
+from .adapters.postgres.traced import TracedPostgresUnitOfWork
 from .adapters.postgres.unit_of_work import PostgresUnitOfWork
 from .api.use_cases import UseCases
 from .application.connection_commands import ConnectionCommands
@@ -112,8 +114,13 @@ def object_store(settings: Settings) -> ObjectStore:
         store = LocalDirectoryObjectStore(objects)
     for bucket in (settings.source_bucket, settings.image_bucket):
         store.ensure_bucket(bucket)
-    # Every call's latency goes to the metrics.
-    return cast(ObjectStore, TimedObjectStore(store))
+    # Every call's latency goes to the metrics, and, when tracing is on, a span.
+    timed = cast(ObjectStore, TimedObjectStore(store))
+    if tracing.enabled():
+        from .adapters.objectstore.traced import TracedObjectStore
+
+        return cast(ObjectStore, TracedObjectStore(timed))
+    return timed
 
 
 KEK_FILE = "kek"
@@ -136,8 +143,11 @@ def identity(engine: AsyncEngine, settings: Settings) -> Identity:
 
 
 def unit_of_work_factory(engine: AsyncEngine) -> UnitOfWorkFactory:
+    # A span per transaction when tracing is on.
+    kind = TracedPostgresUnitOfWork if tracing.enabled() else PostgresUnitOfWork
+
     def uow() -> PostgresUnitOfWork:
-        return PostgresUnitOfWork(engine)
+        return kind(engine)
 
     return uow
 
@@ -166,6 +176,8 @@ class Application:
     async def close(self) -> None:
         await self.listener.close()
         await self.engine.dispose()
+        # What is still buffered is exported before the process ends.
+        await asyncio.to_thread(tracing.shutdown)
 
     def background_tasks(
         self, stop: asyncio.Event, *, workers: int, role: str
@@ -193,6 +205,7 @@ class Application:
                 backoff_max=s.job_backoff_max_seconds,
                 shutdown_grace=s.grpc_grace_seconds,
                 on_outcome=observe_job,
+                tracer=tracing.AttemptTracing() if tracing.enabled() else None,
             )
             tasks.append(asyncio.create_task(worker.run(stop), name="worker"))
         relay = OutboxRelay(self.engine)
@@ -205,6 +218,8 @@ class Application:
 async def build(settings: Settings, url: str, *, migrate: bool | None = None) -> Application:
     if settings.migrate_on_start if migrate is None else migrate:
         upgrade_to_head(url)
+    # Before anything traced is built: off unless an OTLP endpoint is configured.
+    tracing.configure(settings)
     engine = create_engine(url)
     store = object_store(settings)
     uow = unit_of_work_factory(engine)

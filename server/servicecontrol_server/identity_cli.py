@@ -4,6 +4,7 @@ development credentials the embedded default creates on first start."""
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import re
 import sys
@@ -14,6 +15,7 @@ from .application.identity import Identity
 from .bootstrap import CREDENTIALS_FILE, Application, operator_commands
 from .domain.errors import DomainError
 from .domain.identity import NewKey, Role
+from .logs import use_json
 from .settings import Settings
 
 _DURATION_RE = re.compile(r"([0-9]{1,9})([smhd]?)")
@@ -78,6 +80,19 @@ async def first_start_credentials(app: Application) -> None:
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as out:
         out.write(credentials_text(app.settings, account, new))
+    if use_json(app.settings.log_format, sys.stderr):
+        # Off a terminal the stream is JSON lines: the block is one record of them.
+        logging.getLogger(__name__).info(
+            "development credentials created (shown once)",
+            extra={
+                "account": account,
+                "api_key": new.token,
+                "aws_access_key_id": new.key.key_id,
+                "aws_secret_access_key": new.secret,
+                "kept_in": str(path),
+            },
+        )
+        return
     print(
         "ServiceControl development credentials (shown once; kept in "
         f"{path}):\n"

@@ -105,6 +105,10 @@ class Settings(BaseSettings):
     # Signs page tokens so that they stay opaque; set the same value on every replica.
     page_token_key: str = "servicecontrol-page-token-key"
 
+    # OpenTelemetry traces go to this OTLP/gRPC endpoint (http://collector:4317); empty:
+    # OpenTelemetry's own OTEL_EXPORTER_OTLP_(TRACES_)ENDPOINT, and with neither, off.
+    otlp_endpoint: str = ""
+
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     # auto: human-readable lines on a terminal, JSON lines otherwise.
     log_format: Literal["auto", "json", "text"] = "auto"

@@ -17,6 +17,10 @@ FLAGS = {
     "grpc_listen": "--listen",
     "aws_listen": "--aws-listen",
     "metrics_listen": "--metrics-listen",
+    "console_listen": "--console",
+    "tls_cert": "--tls-cert",
+    "tls_key": "--tls-key",
+    "tls_client_ca": "--tls-client-ca",
     "workers_in_server": "--workers",
     "log_format": "--log-format",
 }

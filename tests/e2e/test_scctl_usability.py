@@ -240,6 +240,29 @@ async def test_delete_on_a_terminal_shows_the_plan_and_asks(harness: Harness) ->
     assert described.status in (described.OPERATION_IN_PROGRESS, described.DELETED)
 
 
+async def test_yes_deletes_on_a_terminal_without_asking(harness: Harness) -> None:
+    service = await harness.running_service("unasked-web")
+    leader, follower = pty.openpty()
+    try:
+        proc = await asyncio.create_subprocess_exec(
+            str(SCCTL),
+            *["services", "delete", "--service", "unasked-web", "--yes"],
+            env=scctl_env(harness),
+            stdin=follower,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=follower,
+        )
+        os.close(follower)
+        await asyncio.wait_for(proc.wait(), 60)
+        screen = read_all(leader)
+    finally:
+        os.close(leader)
+    assert proc.returncode == 0, screen
+    assert "[y/N]" not in screen and "will:" not in screen
+    described = await harness.describe(service.service_arn)
+    assert described.status in (described.OPERATION_IN_PROGRESS, described.DELETED)
+
+
 async def test_ctrl_c_during_a_wait_prints_the_command_that_resumes_it(
     database_url: str, s3_server: Any, tmp_path: Path
 ) -> None:

@@ -84,6 +84,21 @@ def test_a_busy_app_runner_port_fails_at_start(database_url: str, reusable_liste
     assert_one_clear_failure(result, "App Runner", "already in use", "--aws-listen")
 
 
+@pytest.mark.parametrize(
+    ("flag", "what"), [("--metrics-listen", "metrics"), ("--console", "console")]
+)
+def test_a_busy_metrics_or_console_port_fails_at_start(
+    database_url: str, reusable_listener: int, flag: str, what: str
+) -> None:
+    result = run(
+        "serve",
+        flag,
+        f"127.0.0.1:{reusable_listener}",
+        SERVICECONTROL_DATABASE_URL=database_url,
+    )
+    assert_one_clear_failure(result, what, "already in use", flag)
+
+
 def test_a_data_dir_that_is_a_file_is_refused(tmp_path: Path) -> None:
     file = tmp_path / "not-a-dir"
     file.write_text("")

@@ -33,7 +33,7 @@ def mermaid() -> str:
         if source in SHARED or target in SHARED:
             continue
         lines.append(f"  {source} --> {target}")
-    shared_users = sorted({s for s, t in layer_edges() if t in SHARED}, key=_rank)
+    shared_users = sorted({s for s, t in layer_edges() if t in SHARED}, key=lambda p: (_rank(p), p))
     lines.append(
         f"  %% shared modules ({', '.join(sorted(SHARED))}) are used by: " + ", ".join(shared_users)
     )

@@ -15,7 +15,7 @@ from typing import Any
 import grpc
 from aiohttp import web
 
-from .. import metrics
+from .. import metrics, tracing
 
 log = logging.getLogger("servicecontrol_server.access")
 
@@ -77,6 +77,7 @@ def note_account(account_id: str) -> None:
     call = _current.get()
     if call is not None:
         call.account = account_id
+    tracing.annotate(account_id=account_id)
 
 
 class _Call:

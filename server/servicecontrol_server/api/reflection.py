@@ -43,6 +43,23 @@ class CommentedReflectionServicer(_async.ReflectionServicer):
                 protos.extend(replaced)
             yield response
 
+    def _file_containing_symbol(
+        self, request: reflection_pb2.ServerReflectionRequest, fully_qualified_name: str
+    ) -> reflection_pb2.ServerReflectionResponse:
+        """Also a method's file (`grpcurl describe pkg.Service.Method`), which the
+        descriptor pool does not look up by the method's name."""
+        service, _, method = fully_qualified_name.rpartition(".")
+        try:
+            self._pool.FindFileContainingSymbol(fully_qualified_name)
+        except KeyError:
+            try:
+                found = self._pool.FindServiceByName(service)
+            except KeyError:
+                found = None
+            if found is not None and method in found.methods_by_name:
+                fully_qualified_name = service
+        return super()._file_containing_symbol(request, fully_qualified_name)
+
     def _commented(self, serialized: bytes) -> bytes:
         file = descriptor_pb2.FileDescriptorProto.FromString(serialized)
         info = self._info.get(file.name)

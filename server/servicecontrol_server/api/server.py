@@ -13,6 +13,7 @@ from grpc_reflection.v1alpha import reflection
 
 from servicecontrol.v1 import service_control_pb2, service_control_pb2_grpc
 
+from .. import tracing
 from ..startup import address_in_use
 from .access_log import AccessLogInterceptor
 from .auth import AuthInterceptor
@@ -20,6 +21,7 @@ from .guard import RequestGuard
 from .reflection import enable_reflection
 from .servicer import ServiceControlServicer
 from .tls import grpc_credentials, tls_enabled
+from .tracing import TracingInterceptor
 from .use_cases import UseCases
 
 SERVICE_NAME = service_control_pb2.DESCRIPTOR.services_by_name["ServiceControl"].full_name
@@ -42,10 +44,18 @@ async def start_grpc(
         limiter=use_cases.rate_limiter,
         account_of=servicer.account,
     )
+    interceptors: list[grpc.aio.ServerInterceptor] = [
+        AccessLogInterceptor(),
+        AuthInterceptor(use_cases.identity),
+        guard,
+    ]
+    if tracing.enabled():
+        # Outermost: the call's span covers the access log, authentication and the guard.
+        interceptors.insert(0, TracingInterceptor())
     server = grpc.aio.server(
         # The access log sees every call; authentication comes before the guard, whose
         # rate limit counts the caller's account.
-        interceptors=[AccessLogInterceptor(), AuthInterceptor(use_cases.identity), guard],
+        interceptors=interceptors,
         options=[
             # Port reuse off: a second server on a busy port must fail, not share the
             # port and split calls between two databases.

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
-from contextlib import AbstractAsyncContextManager
+from contextlib import AbstractAsyncContextManager, AbstractContextManager
 from typing import Any, Protocol
 
 from ..application.ports import ClaimedJob
@@ -82,3 +82,19 @@ class WakeUps(AbstractAsyncContextManager["WakeUps"], Protocol):
     def subscribe(self, latch: asyncio.Event | None = None) -> asyncio.Event: ...
 
     def unsubscribe(self, latch: asyncio.Event) -> None: ...
+
+
+class Attempt(Protocol):
+    """One job attempt as a tracer sees it."""
+
+    def ended(self, outcome: str) -> None:
+        """How the attempt ended: succeeded, retried, failed, lease_lost or interrupted."""
+        ...
+
+
+class AttemptTracer(Protocol):
+    """Wraps each job attempt (tracing, in bootstrap: the engine imports no tracing
+    library). Entered around the whole attempt, so that what the handler does runs
+    inside it."""
+
+    def attempt(self, job: ClaimedJob) -> AbstractContextManager[Attempt]: ...

@@ -23,7 +23,7 @@ from ..application.ports import (
 from ..latches import wait_any
 from .backoff import backoff_delay
 from .context import AttemptContext
-from .ports import JobQueue, WakeUps
+from .ports import Attempt, AttemptTracer, JobQueue, WakeUps
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +52,7 @@ class _Running:
     shutting_down: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
     started: float = 0.0
+    attempt: Attempt | None = None
     # When the lease was last known extended (loop time of the asking heartbeat).
     extended_at: float = 0.0
 
@@ -94,6 +95,7 @@ class Worker:
         shutdown_grace: float = 10,
         rng: Callable[[], float] = random.random,
         on_outcome: Callable[[str, str, float], None] | None = None,
+        tracer: AttemptTracer | None = None,
     ) -> None:
         if concurrency < 1:
             raise ValueError("concurrency must be at least 1")
@@ -116,6 +118,8 @@ class Worker:
         # Told (kind, outcome, seconds) as each attempt ends: succeeded, retried, failed,
         # lease_lost or interrupted.
         self.on_outcome = on_outcome
+        # Wraps each attempt (a trace span); none by default.
+        self.tracer = tracer
         self._running: dict[int, _Running] = {}
         self._wake = asyncio.Event()
         self._listener: WakeUps | None = None
@@ -277,13 +281,21 @@ class Worker:
                 await self.queue.release(job.job_id, job.lease_token)
 
     def _ended(self, running: _Running, outcome: str) -> None:
+        if running.attempt is not None:
+            running.attempt.ended(outcome)
         if self.on_outcome is not None:
             elapsed = asyncio.get_running_loop().time() - running.started
             self.on_outcome(running.job.kind, outcome, elapsed)
 
     async def _supervise(self, running: _Running) -> None:
+        attempt = (
+            contextlib.nullcontext(None)
+            if self.tracer is None
+            else self.tracer.attempt(running.job)
+        )
         try:
-            await self._execute(running)
+            with attempt as running.attempt:
+                await self._execute(running)
         except asyncio.CancelledError:
             raise
         except Exception:

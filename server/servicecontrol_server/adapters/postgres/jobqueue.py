@@ -257,19 +257,27 @@ SECONDS_UNTIL_NEXT = """
 """
 
 
+# Where a traced enqueue keeps the trace context of the call that made the job (W3C
+# headers); the handlers never see it in their payload.
+TRACE_CONTEXT_KEY = "_trace"
+
+
 def claimed_job(row: Mapping[str, Any]) -> ClaimedJob:
+    payload = dict(row["payload"] or {})
+    trace_context = payload.pop(TRACE_CONTEXT_KEY, None)
     return ClaimedJob(
         job_id=int(row["job_id"]),
         kind=row["kind"],
         operation_id=row["operation_id"],
         service_id=row["service_id"],
         account_id=row["account_id"],
-        payload=dict(row["payload"] or {}),
+        payload=payload,
         progress=dict(row["progress"] or {}),
         attempts=int(row["attempts"]),
         max_attempts=int(row["max_attempts"]),
         lease_token=row["lease_token"],
         service_arn=row.get("service_arn"),
+        trace_context=dict(trace_context) if isinstance(trace_context, dict) else {},
     )
 
 

@@ -11,6 +11,7 @@ from typing import Any
 
 from aiohttp import web
 
+from ... import tracing
 from ...application.caller import acting_as
 from ...application.identity import AuditEntry
 from ...domain.errors import DomainError
@@ -18,6 +19,7 @@ from ...domain.identity import Caller, Role, is_key_id
 from ...domain.text import text_violations
 from ..access_log import ACCOUNT_KEY, ACTION_KEY, aws_access_log
 from ..tls import http_ssl_context, tls_enabled
+from ..tracing import aws_tracing
 from ..use_cases import UseCases
 from .actions import ACTIONS, READ_ONLY_ACTIONS, Action, Context
 from .auth import RequestAuthenticator, SigV4Verifier, parse_authorization
@@ -198,9 +200,8 @@ def create_app(
         use_cases,
         authenticator or SigV4Verifier(use_cases.identity, settings.region),
     )
-    web_app = web.Application(
-        client_max_size=settings.max_request_bytes, middlewares=[aws_access_log]
-    )
+    middlewares = [aws_tracing, aws_access_log] if tracing.enabled() else [aws_access_log]
+    web_app = web.Application(client_max_size=settings.max_request_bytes, middlewares=middlewares)
     # Every method and path reaches the endpoint, which answers anything but
     # `POST /` as an unknown operation, in App Runner's error format.
     web_app.router.add_route("*", "/{tail:.*}", endpoint.handle)

@@ -30,6 +30,8 @@ class ClaimedJob:
     lease_token: str
     # The ARN of the service the job's operation changes (for logs), when it has one.
     service_arn: str | None = None
+    # The trace context of the call that enqueued the job (W3C headers), when traced.
+    trace_context: Mapping[str, str] = field(default_factory=dict)
 
 
 class LeaseLost(Exception):
