@@ -20,6 +20,7 @@ from . import tracing
 from .adapters.compute.recorded import RecordedComputeDriver
 from .adapters.crypto.aesgcm import AesGcmSecretBox, decode_kek, load_or_create_kek
 from .adapters.dns.zone_file import ZoneFileValidator
+from .adapters.objectstore.bounded import BoundedObjectStore
 from .adapters.postgres import stats
 from .adapters.postgres.database import create_engine, libpq_url, sqlalchemy_url
 from .adapters.postgres.embedded import EmbeddedPostgres, EmbeddedPostgresError
@@ -33,6 +34,7 @@ from .adapters.postgres.repositories import OPERATIONS_CHANNEL
 from .adapters.postgres.traced import TracedPostgresUnitOfWork
 from .adapters.postgres.unit_of_work import PostgresUnitOfWork
 from .api.use_cases import UseCases
+from .application.backpressure import BacklogGate
 from .application.connection_commands import ConnectionCommands
 from .application.dns import DnsValidation
 from .application.domain_commands import DomainCommands
@@ -103,6 +105,8 @@ def object_store(settings: Settings) -> ObjectStore:
             settings.s3_secret_key,
             secure=settings.s3_secure,
             region=settings.s3_region,
+            # A stuck read gives its thread back after the per-call bound.
+            read_timeout=settings.object_store_call_timeout_seconds,
         )
     else:
         from .adapters.objectstore.local_store import LocalDirectoryObjectStore
@@ -121,6 +125,21 @@ def object_store(settings: Settings) -> ObjectStore:
 
         return cast(ObjectStore, TracedObjectStore(timed))
     return timed
+
+
+def bounded_store(store: ObjectStore, settings: Settings, lane: str) -> BoundedObjectStore:
+    """`store` with every call bounded in time, on a pool of threads for `lane` alone."""
+    threads = (
+        settings.object_store_job_threads
+        if lane == "jobs"
+        else settings.object_store_request_threads
+    )
+    return BoundedObjectStore(
+        store,
+        lane=lane,
+        call_timeout=settings.object_store_call_timeout_seconds,
+        threads=threads,
+    )
 
 
 KEK_FILE = "kek"
@@ -172,12 +191,16 @@ class Application:
     dns_validation: DnsValidation
     identity: Identity
     presence: AdvisoryLockPresence
+    # The bounded object-store lanes, whose idle threads stop on close.
+    lanes: tuple[BoundedObjectStore, ...] = ()
 
     async def close(self) -> None:
         await self.listener.close()
         await self.engine.dispose()
         # What is still buffered is exported before the process ends.
         await asyncio.to_thread(tracing.shutdown)
+        for lane in self.lanes:
+            lane.close()
 
     def background_tasks(
         self, stop: asyncio.Event, *, workers: int, role: str
@@ -203,6 +226,7 @@ class Application:
                 poll_seconds=s.job_poll_seconds,
                 backoff_base=s.job_backoff_base_seconds,
                 backoff_max=s.job_backoff_max_seconds,
+                retry_window=s.job_retry_window_seconds,
                 shutdown_grace=s.grpc_grace_seconds,
                 on_outcome=observe_job,
                 tracer=tracing.AttemptTracing() if tracing.enabled() else None,
@@ -221,7 +245,11 @@ async def build(settings: Settings, url: str, *, migrate: bool | None = None) ->
     # Before anything traced is built: off unless an OTLP endpoint is configured.
     tracing.configure(settings)
     engine = create_engine(url)
-    store = object_store(settings)
+    raw_store = object_store(settings)
+    # The request path and the job workers never share threads: a hung store delays
+    # neither the other's calls nor requests that do not touch it.
+    store = bounded_store(raw_store, settings, "request")
+    job_store = bounded_store(raw_store, settings, "jobs")
     uow = unit_of_work_factory(engine)
     # One LISTEN connection per process, shared by every WaitOperation and WatchEvents call.
     listener = PgListener(url, [OPERATIONS_CHANNEL, EVENTS_CHANNEL])
@@ -243,8 +271,14 @@ async def build(settings: Settings, url: str, *, migrate: bool | None = None) ->
         ),
         presence=presence,
         images=ImageUploads(store, settings.source_bucket),
+        backlog_gate=BacklogGate(
+            stats.PostgresJobBacklog(engine),
+            max_ready=settings.max_ready_jobs,
+            check_seconds=settings.backlog_check_seconds,
+            retry_seconds=settings.backlog_retry_seconds,
+        ),
     )
-    handlers = job_handlers(uow, settings, store, RecordedComputeDriver(engine))
+    handlers = job_handlers(uow, settings, job_store, RecordedComputeDriver(engine))
     return Application(
         settings,
         url,
@@ -257,6 +291,7 @@ async def build(settings: Settings, url: str, *, migrate: bool | None = None) ->
         resources.dns_validation,
         resources.identity,
         presence,
+        (store, job_store),
     )
 
 
@@ -360,12 +395,15 @@ async def serve(
         )
     tasks = app.background_tasks(stop, workers=s.workers_in_server, role="serve")
     await stop.wait()
-    log.info("shutting down")
+    log.info("shutting down", extra={"grace_seconds": s.grpc_grace_seconds})
     health_servicer.enter_graceful_shutdown()
-    await server.stop(s.grpc_grace_seconds)
-    for runner in runners:
-        await runner.cleanup()
+    # Both APIs drain at once, each within the grace, while the workers (which saw `stop`
+    # too) finish their jobs or hand them back.
+    await asyncio.gather(
+        server.stop(s.grpc_grace_seconds), *(runner.cleanup() for runner in runners)
+    )
     await _finish(tasks)
+    log.info("stopped")
 
 
 async def work(app: Application, stop: asyncio.Event, workers: int) -> None:

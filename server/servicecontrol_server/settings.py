@@ -48,6 +48,15 @@ class Settings(BaseSettings):
     # The services' private image copies.
     image_bucket: str = "servicecontrol-images"
 
+    # Every object-store call is bounded by this timeout; the request path and the job
+    # workers each call it from a bounded pool of their own threads (docs/reliability.md).
+    object_store_call_timeout_seconds: float = Field(default=10.0, gt=0)
+    object_store_request_threads: int = Field(default=4, ge=1)
+    object_store_job_threads: int = Field(default=8, ge=1)
+    # A delete's plan (validate_only) reads the image copy's manifest; a copy without one
+    # is counted from a listing of at most this many objects.
+    deletion_plan_listing_cap: int = Field(default=1000, ge=1)
+
     region: str = "us-east-1"
     default_account: str = "000000000000"
     service_domain: str = "us-east-1.servicecontrol.local"
@@ -73,6 +82,10 @@ class Settings(BaseSettings):
     job_max_attempts: int = Field(default=8, ge=1)
     job_backoff_base_seconds: float = 0.5
     job_backoff_max_seconds: float = 60.0
+    # Transient failures (object store or database unreachable) are retried for this
+    # long after the first one, with capped exponential backoff and full jitter, whatever
+    # the number of attempts; then the operation fails (docs/reliability.md).
+    job_retry_window_seconds: float = Field(default=15 * 60, ge=0)
     reaper_interval_seconds: float = 60.0
     reaper_batch_size: int = 500
 
@@ -96,6 +109,13 @@ class Settings(BaseSettings):
     # (tokens a second; 0 turns the limit off) and the burst.
     mutation_rate_per_second: float = Field(default=20.0, ge=0)
     mutation_burst: int = Field(default=60, ge=1)
+    # Backpressure (docs/reliability.md): while more than this many jobs are ready to run
+    # and waiting for a worker, new mutations are refused with RESOURCE_EXHAUSTED and a
+    # retry delay (ThrottlingException on the App Runner endpoint); 0 turns it off. The
+    # backlog is read from the database at most once per backlog_check_seconds.
+    max_ready_jobs: int = Field(default=2000, ge=0)
+    backlog_check_seconds: float = Field(default=1.0, gt=0)
+    backlog_retry_seconds: float = Field(default=5.0, gt=0)
     # API key secrets are sealed (AES-GCM) under the key-encryption key: 32 bytes, base64,
     # given here or in key_encryption_key_file. With neither, data_dir/kek is used, created
     # (mode 0600) on first start. Every replica needs the same one.

@@ -77,7 +77,9 @@ async def test_delete_survives_a_postgres_restart(
     own_postgres: tuple[EmbeddedPostgres, str], s3_server: Any, tmp_path: Path
 ) -> None:
     server, url = own_postgres
-    settings = harness_settings(url, s3_server, tmp_path, job_max_attempts=50)
+    settings = harness_settings(
+        url, s3_server, tmp_path, job_max_attempts=50, job_retry_window_seconds=300
+    )
     async with running_harness(settings, tmp_path) as h:
         h.push_image()
         svc = await h.running_service("restarted")

@@ -343,7 +343,9 @@ async def test_object_store_down_retries_then_delete_failed_then_recovers(
         first = await delete(h, svc.service_arn)
         op = await h.wait(first.operation_id)
         assert op.status == pb.Operation.FAILED
-        assert op.attempt == 3
+        # Retried for the whole window (2 s in the harness), not for 3 attempts.
+        assert op.attempt > 3
+        assert not op.HasField("retry_until")
         failed = await h.describe(svc.service_arn)
         assert failed.status == pb.Service.DELETE_FAILED
         assert "unavailable" in failed.status_message.lower()

@@ -17,8 +17,8 @@ from sqlalchemy import BigInteger, Column, Index, MetaData, Text, text
 from servicecontrol_server.adapters.postgres import migrate, schema
 from servicecontrol_server.adapters.postgres.database import libpq_url, with_database
 
-# The chain: 0001, 0005 (indexes), 0002 (identity), 0004 (resource tags).
-HEAD = "0004"
+# The chain: 0001, 0005 (indexes), 0002 (identity), 0004 (resource tags), 0006 (retry window).
+HEAD = "0006"
 
 
 @pytest.fixture

@@ -224,6 +224,7 @@ async def test_retry_waits_for_its_backoff(engine: AsyncEngine) -> None:
         {"test": handler},
         backoff_base=3600,
         backoff_max=3600,
+        retry_window=7200,
         poll_seconds=0.05,
         rng=lambda: 1.0,
     )
@@ -280,7 +281,8 @@ async def test_exhaustion_records_the_failure_in_the_same_transaction(
             raise RuntimeError("the failure outcome could not be written")
 
     handler.exhaust_hook = exhaust_hook
-    worker = make_worker(engine, {"test": handler})
+    # A window that has ended by the second attempt: one retry, then the failure.
+    worker = make_worker(engine, {"test": handler}, retry_window=0.001)
     job_id = await add_job(engine, max_attempts=2)
     async with running(worker):
         await wait_until(lambda: _job_state(engine, job_id, "failed"), timeout=10)
@@ -513,3 +515,62 @@ async def test_the_rescuer_requeues_a_crashed_workers_job(engine: AsyncEngine) -
     assert crashed.attempts == 1
     # The rescue kept the crashed attempt on the count.
     assert handler.runs == [(job_id, 2)]
+
+
+# ----- transient failures: a time window, not a number of attempts -----
+
+
+async def test_transient_failures_outlast_the_attempt_count_within_the_window(
+    engine: AsyncEngine,
+) -> None:
+    async def down_five_times(ctx: JobContext) -> None:
+        if ctx.job.attempts <= 5:
+            raise RetryableJobError("OBJECT_STORE_UNAVAILABLE", "store down", {})
+
+    handler = Handler(down_five_times)
+    worker = make_worker(engine, {"test": handler}, retry_window=600)
+    # Two attempts: a count would have failed the job at the second failure.
+    job_id = await add_job(engine, max_attempts=2)
+    async with running(worker):
+        await wait_until(lambda: no_jobs(engine), timeout=20)
+
+    assert [attempt for _, attempt in handler.runs] == [1, 2, 3, 4, 5, 6]
+    assert handler.exhausted == []
+    lefts = [failure.window_left_seconds for _, failure, _ in handler.retries]
+    assert all(left is not None and 0 < left <= 600 for left in lefts)
+    # The window starts at the first failure and only shrinks.
+    assert lefts == sorted(lefts, reverse=True)
+    assert all(job == job_id for job, _, _ in handler.retries)
+
+
+async def test_the_window_starts_once_and_transient_retries_spare_the_attempts(
+    engine: AsyncEngine,
+) -> None:
+    handler = Handler(_always_retryable)
+    worker = make_worker(
+        engine, {"test": handler}, retry_window=600, backoff_base=3600, backoff_max=3600
+    )
+    job_id = await add_job(engine, max_attempts=1)
+    async with running(worker):
+        await wait_until(lambda: len(handler.retries) == 1, timeout=10)
+        await wait_until(lambda: _job_state(engine, job_id, "queued"), timeout=10)
+    row = await job_row(engine, job_id)
+    assert row is not None
+    assert row["retry_since"] is not None
+    # The transient failure did not use up the job's one attempt.
+    assert (row["attempts"], row["max_attempts"]) == (1, 2)
+    [(_, failure, delay)] = handler.retries
+    # The delay is capped by what is left of the window.
+    assert 0 < delay <= 600
+
+
+async def test_after_the_window_the_job_fails_and_says_which_window(engine: AsyncEngine) -> None:
+    handler = Handler(_always_retryable)
+    worker = make_worker(engine, {"test": handler}, retry_window=0.3)
+    job_id = await add_job(engine, max_attempts=1)
+    async with running(worker):
+        await wait_until(lambda: _job_state(engine, job_id, "failed"), timeout=10)
+    assert len(handler.runs) >= 2
+    [(_, failure)] = handler.exhausted
+    assert failure.reason == "COMPUTE_UNAVAILABLE"
+    assert failure.metadata == {"retry_window_seconds": "0.3"}

@@ -164,6 +164,8 @@ def harness_settings(database_url: str, s3: Any, tmp: Path, **overrides: Any) ->
         "job_poll_seconds": 0.5,
         "job_backoff_base_seconds": 0.05,
         "job_backoff_max_seconds": 0.2,
+        # Transient failures end an operation within seconds unless a test says otherwise.
+        "job_retry_window_seconds": 2.0,
         "job_lease_seconds": 5.0,
         "job_heartbeat_seconds": 1.0,
         "grpc_grace_seconds": 2.0,

@@ -513,13 +513,22 @@ class FakeOperationRepository(_Repository):
         )
 
     async def note_retry(
-        self, operation_id: str, last_error: str, attempt: int, retry_in_seconds: float
+        self,
+        operation_id: str,
+        last_error: str,
+        attempt: int,
+        retry_in_seconds: float,
+        window_left_seconds: float | None = None,
     ) -> None:
+        values: dict[str, Any] = {}
+        if window_left_seconds is not None:
+            values["retry_until"] = self.now() + timedelta(seconds=window_left_seconds)
         self._set(
             operation_id,
             last_error=last_error,
             attempt=attempt,
             next_attempt_at=self.now() + timedelta(seconds=retry_in_seconds),
+            **values,
         )
 
     async def finish(
@@ -538,6 +547,7 @@ class FakeOperationRepository(_Repository):
             "attempt": attempt,
             "ended_at": self.now(),
             "next_attempt_at": None,
+            "retry_until": None,
         }
         if status is OperationStatus.SUCCEEDED:
             values.update(current_step="done", last_error="")

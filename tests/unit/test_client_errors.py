@@ -46,3 +46,11 @@ def test_a_quota_stays_a_quota_and_throttling_without_retry_info_has_no_delay() 
     bare = from_status(grpc.StatusCode.RESOURCE_EXHAUSTED, "x", _status("RATE_LIMITED"))
     assert isinstance(bare, ThrottlingException) and bare.retry_after is None
     assert isinstance(bare, ServiceControlError)
+
+
+def test_a_full_backlog_is_throttling_with_the_servers_delay() -> None:
+    retry = error_details_pb2.RetryInfo(retry_delay=duration_pb2.Duration(seconds=5))
+    error = from_status(grpc.StatusCode.RESOURCE_EXHAUSTED, "x", _status("BACKLOG_FULL", retry))
+    assert isinstance(error, ThrottlingException)
+    assert error.retry_after == 5
+    assert error.reason == "BACKLOG_FULL"

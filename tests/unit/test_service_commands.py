@@ -483,6 +483,7 @@ async def test_deletion_plan_lists_what_goes_and_what_stays_and_changes_nothing(
     certs = {c.domain_name: c for c in unit.db.tables.certificates.values()}
     assert plan == {
         "image_objects": objects,
+        "estimated": True,
         "image_bytes": copy_bytes,
         "configuration_records": ["service_configuration", "compute_instance"],
         "retained_connection_arns": [],

@@ -441,8 +441,10 @@ async def test_a_database_outage_before_the_outcome_commits_nothing() -> None:
         unit.db.down = True
 
     unit.compute.stop = stop_then_lose_the_database  # type: ignore[method-assign]
-    with pytest.raises(BackendUnavailable):
+    # A database outage is transient for the engine: retried within the job's window.
+    with pytest.raises(RetryableJobError, match="BACKEND_UNAVAILABLE") as raised:
         await unit.handlers["pause_service"].run(ctx)
+    assert isinstance(raised.value.__cause__, BackendUnavailable)
     unit.db.down = False
     unit.compute.stop = original_stop  # type: ignore[method-assign]
     assert not ctx.completed

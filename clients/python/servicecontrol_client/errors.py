@@ -9,6 +9,7 @@ Every failed call raises a `ServiceControlError` subclass chosen by the gRPC sta
 | FAILED_PRECONDITION                     | InvalidStateException            |
 | RESOURCE_EXHAUSTED                      | ServiceQuotaExceededException    |
 | RESOURCE_EXHAUSTED, reason RATE_LIMITED | ThrottlingException              |
+| RESOURCE_EXHAUSTED, reason BACKLOG_FULL | ThrottlingException              |
 | ALREADY_EXISTS                          | ConflictException                |
 | ABORTED (an etag that no longer holds)  | PreconditionFailedException      |
 | UNAVAILABLE                             | ServiceUnavailableException      |
@@ -195,6 +196,8 @@ class OperationFailedError(ServiceControlError):
 
 # The ErrorInfo reason of a refusal by the per-account mutation rate limit.
 RATE_LIMITED = "RATE_LIMITED"
+# The reason of a refusal while too many jobs wait for a worker: also worth a retry.
+BACKLOG_FULL = "BACKLOG_FULL"
 
 _BY_CODE: dict[grpc.StatusCode, type[ServiceControlError]] = {
     grpc.StatusCode.INVALID_ARGUMENT: InvalidRequestException,
@@ -259,7 +262,7 @@ def from_status(
                 ]
     reason = info.reason if info else ""
     cls = exception_class(code)
-    if code == grpc.StatusCode.RESOURCE_EXHAUSTED and reason == RATE_LIMITED:
+    if code == grpc.StatusCode.RESOURCE_EXHAUSTED and reason in (RATE_LIMITED, BACKLOG_FULL):
         cls = ThrottlingException
     return cls(
         message,

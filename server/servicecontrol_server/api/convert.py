@@ -85,6 +85,7 @@ def deletion_summary(data: dict[str, Any]) -> pb.DeletionSummary:
         configuration_records=data.get("configuration_records", []),
         retained_connection_arns=data.get("retained_connection_arns", []),
         unlinked_domain_names=data.get("unlinked_domain_names", []),
+        estimated=bool(data.get("estimated", False)),
     )
     for cert in data.get("retained_certificates", []):
         item = out.retained_certificates.add(domain_name=cert.get("domain_name", ""))
@@ -106,7 +107,7 @@ def operation(op: Operation, status_message: str = "") -> pb.Operation:
         attempt=op.attempt,
         last_error=op.last_error,
     )
-    for name in ("started_at", "ended_at", "updated_at", "next_attempt_at"):
+    for name in ("started_at", "ended_at", "updated_at", "next_attempt_at", "retry_until"):
         value = ts(getattr(op, name))
         if value is not None:
             getattr(out, name).CopyFrom(value)

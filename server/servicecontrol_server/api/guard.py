@@ -17,6 +17,7 @@ from google.protobuf.descriptor import FieldDescriptor
 from google.protobuf.message import Message
 from google.rpc import status_pb2
 
+from ..application.backpressure import BacklogGate
 from ..application.rate_limit import MutationRateLimiter
 from ..application.service_commands import MAX_WAIT_SECONDS
 from ..domain.errors import DomainError, FieldViolation, InvalidRequest, RequestTimedOut
@@ -86,9 +87,11 @@ class RequestGuard(grpc.aio.ServerInterceptor):
         deadline_seconds: float,
         limiter: MutationRateLimiter,
         account_of: Callable[[grpc.aio.ServicerContext], str],
+        gate: BacklogGate | None = None,
     ) -> None:
         self.deadline_seconds = deadline_seconds
         self.limiter = limiter
+        self.gate = gate
         self.account_of = account_of
 
     async def intercept_service(
@@ -117,6 +120,9 @@ class RequestGuard(grpc.aio.ServerInterceptor):
             await abort(context, request.status)
         if name:
             try:
+                # The backlog first: a refused call must not use up a rate-limit token.
+                if self.gate is not None:
+                    await self.gate.check(name)
                 self.limiter.check(self.account_of(context), name)
             except DomainError as exc:
                 await abort(context, to_status(exc))
@@ -132,9 +138,19 @@ class RequestGuard(grpc.aio.ServerInterceptor):
 
         async def guarded(request: Any, context: grpc.aio.ServicerContext) -> Any:
             await self._admit(request, context, name)
+            # Work stops when the caller stops waiting: nobody reads the answer after
+            # the caller's own deadline, and the work may hold scarce threads.
+            remaining = context.time_remaining()
+            bound = deadline if remaining is None else min(deadline, max(remaining, 0.0))
             try:
-                return await asyncio.wait_for(run(request, context), deadline)
+                return await asyncio.wait_for(run(request, context), bound)
             except TimeoutError:
+                if bound < deadline:
+                    # The caller has its DEADLINE_EXCEEDED already: say the same.
+                    log.info("caller's deadline passed; work stopped", extra={"rpc": name})
+                    await context.abort(
+                        grpc.StatusCode.DEADLINE_EXCEEDED, "The caller's deadline passed."
+                    )
                 log.warning("call ran past the server deadline", extra={"rpc": name})
                 await abort(
                     context,

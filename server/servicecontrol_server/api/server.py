@@ -43,6 +43,7 @@ async def start_grpc(
         deadline_seconds=s.rpc_deadline_seconds,
         limiter=use_cases.rate_limiter,
         account_of=servicer.account,
+        gate=use_cases.backlog_gate,
     )
     interceptors: list[grpc.aio.ServerInterceptor] = [
         AccessLogInterceptor(),

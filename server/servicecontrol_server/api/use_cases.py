@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ..application.backpressure import BacklogGate
 from ..application.connection_commands import ConnectionCommands
 from ..application.domain_commands import DomainCommands
 from ..application.events import EventQueries
@@ -32,3 +33,5 @@ class UseCases:
     presence: WorkerPresence | None = None
     # Image pushes through the API (PushImage); None where a server does not take them.
     images: ImageUploads | None = None
+    # Refuses mutations while the job backlog is full; None: never.
+    backlog_gate: BacklogGate | None = None

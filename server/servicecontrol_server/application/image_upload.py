@@ -13,7 +13,6 @@ Repository names start with a letter or digit, so `_uploads/` is never a reposit
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import re
 from collections.abc import Callable
@@ -37,6 +36,7 @@ from .images import (
     blob_key,
     manifest_key,
 )
+from .offload import off_loop
 from .ports import ObjectStore, ObjectStoreUnavailable
 
 # S3 requires every part of a multipart object but the last to be at least 5 MiB.
@@ -103,11 +103,11 @@ class _Staged:
         return self.persisted + len(self.buffer)
 
 
-async def _in_thread(fn: Callable[..., T], *args: Any) -> T:
+async def _in_thread(store: ObjectStore, fn: Callable[..., T], *args: Any) -> T:
     """A blocking object-store call, off the event loop. An unreachable store is an
     outage the caller may retry (UNAVAILABLE), not a bug."""
     try:
-        return await asyncio.to_thread(fn, *args)
+        return await off_loop(store, fn, *args)
     except ObjectStoreUnavailable as exc:
         raise BackendUnavailable(f"the object store is unavailable; retry: {exc}") from exc
 
@@ -132,11 +132,11 @@ class ImageUploads:
 
     async def status(self, header: UploadHeader) -> list[BlobStatus]:
         repository, blobs = _validated(header)
-        return await _in_thread(self._status, repository, blobs)
+        return await _in_thread(self.store, self._status, repository, blobs)
 
     async def start(self, header: UploadHeader) -> UploadSession:
         repository, blobs = _validated(header)
-        statuses = await _in_thread(self._status, repository, blobs)
+        statuses = await _in_thread(self.store, self._status, repository, blobs)
         staged = {
             s.digest: _Staged(blob, s.received_bytes, s.stored)
             for s, blob in zip(statuses, blobs, strict=True)
@@ -256,7 +256,9 @@ class UploadSession:
     async def _flush(self, entry: _Staged, length: int) -> None:
         part = bytes(entry.buffer[:length])
         key = part_key(entry.blob.digest, entry.persisted)
-        await _in_thread(self.uploads.store.put_bytes, self.uploads.bucket, key, part)
+        await _in_thread(
+            self.uploads.store, self.uploads.store.put_bytes, self.uploads.bucket, key, part
+        )
         del entry.buffer[:length]
         entry.persisted += length
 
@@ -271,8 +273,10 @@ class UploadSession:
                     {"digest": entry.blob.digest, "receivedBytes": str(entry.persisted)},
                 )
             where = "header.config" if index == 0 else "header.layers"
-            await _in_thread(self.uploads._commit_blob, self.repository, entry.blob, where)
-        return await _in_thread(self._write_manifest)
+            await _in_thread(
+                self.uploads.store, self.uploads._commit_blob, self.repository, entry.blob, where
+            )
+        return await _in_thread(self.uploads.store, self._write_manifest)
 
     def _write_manifest(self) -> PushedImage:
         config = self.header.config

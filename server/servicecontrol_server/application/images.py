@@ -189,6 +189,12 @@ def prune_image_copy(
     return Inventory(objects=objects, bytes=size)
 
 
+def manifest_inventory(body: bytes, where: str) -> Inventory:
+    """What an image copy holds by its manifest: its distinct blobs and the manifest."""
+    blobs = _manifest_blobs(body, where)
+    return Inventory(objects=len(blobs) + 1, bytes=sum(b.size for b in blobs) + len(body))
+
+
 def inventory(store: ObjectStore, bucket: str, prefix: str) -> Inventory:
     """What is stored under prefix, counted from a streamed scan."""
     objects = size = 0

@@ -15,6 +15,7 @@ from typing import Any
 
 from .. import faults
 from ..domain import events
+from ..domain.errors import BackendUnavailable
 from ..domain.model import (
     SUCCESS_STATUS,
     OperationStatus,
@@ -31,6 +32,7 @@ from .images import (
     delete_image_copy,
     prune_image_copy,
 )
+from .offload import off_loop
 from .ports import (
     ComputeDriver,
     ComputeError,
@@ -75,8 +77,15 @@ class ServiceJob:
         self.compute = compute
 
     async def run(self, ctx: JobContext) -> None:
-        service = await self._load(ctx)
-        await self._steps(ctx, service)
+        try:
+            service = await self._load(ctx)
+            await self._steps(ctx, service)
+        except BackendUnavailable as exc:
+            # A database outage is transient: retried within the job's retry window.
+            log.warning("database call failed", extra={"error": str(exc)})
+            raise RetryableJobError(
+                "BACKEND_UNAVAILABLE", "The database is unavailable.", {}
+            ) from exc
 
     async def _steps(self, ctx: JobContext, service: Service) -> None:
         raise NotImplementedError
@@ -98,7 +107,7 @@ class ServiceJob:
     async def _objects(self, fn: Callable[..., Any], *args: Any) -> Any:
         """Runs a blocking object-store call off the event loop, outside any transaction."""
         try:
-            return await asyncio.to_thread(fn, *args)
+            return await off_loop(self.store, fn, *args)
         except ImageNotFound as exc:
             raise PermanentJobError(
                 "IMAGE_NOT_FOUND",
@@ -166,6 +175,7 @@ class ServiceJob:
                 f"{failure.reason}: {failure.message}",
                 ctx.job.attempts,
                 delay_seconds,
+                failure.window_left_seconds,
             )
             await uow.commit()
 

@@ -139,6 +139,21 @@ class RateLimited(DomainError):
         )
 
 
+class BacklogFull(RateLimited):
+    """Too many jobs wait for a worker: a mutation would only lengthen the queue; retry
+    after a pause. Answered as a rate limit (RetryInfo; ThrottlingException)."""
+
+    reason = "BACKLOG_FULL"
+
+    def __init__(self, retry_after_seconds: float) -> None:
+        DomainError.__init__(
+            self,
+            f"The server has too much work queued; retry in {retry_after_seconds:.0f}s.",
+            {"retryAfterSeconds": f"{retry_after_seconds:.3f}"},
+        )
+        self.retry_after_seconds = retry_after_seconds
+
+
 class RequestTimedOut(DomainError):
     """The server's own deadline for one call passed before it finished."""
 

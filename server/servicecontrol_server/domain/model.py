@@ -197,6 +197,8 @@ class Operation:
     deletion_report: dict[str, Any] | None = None
     next_attempt_at: datetime | None = None
     last_error: str = ""
+    # Once the job has had a transient failure: when it stops retrying them.
+    retry_until: datetime | None = None
 
 
 @dataclass

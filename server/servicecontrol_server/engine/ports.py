@@ -56,8 +56,18 @@ class JobQueue(Protocol):
         """Merges `progress` into the job's saved progress; raises LeaseLost."""
         ...
 
-    async def retry_later(self, job_id: int, token: str, delay_seconds: float, error: str) -> bool:
-        """Requeues the job `delay_seconds` from now, recording `error`."""
+    async def retry_later(
+        self,
+        job_id: int,
+        token: str,
+        delay_seconds: float,
+        error: str,
+        *,
+        transient: bool = False,
+    ) -> bool:
+        """Requeues the job `delay_seconds` from now, recording `error`. A transient
+        failure starts the job's retry window if it has none, and does not count against
+        its attempts."""
         ...
 
     async def release(self, job_id: int, token: str) -> bool:

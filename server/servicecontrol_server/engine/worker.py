@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import random
 from collections.abc import Callable, Mapping
@@ -18,12 +19,14 @@ from ..application.ports import (
     JobHandler,
     LeaseLost,
     PermanentJobError,
+    RetryableJobError,
     UnitOfWorkFactory,
 )
 from ..latches import wait_any
 from .backoff import backoff_delay
 from .context import AttemptContext
 from .ports import Attempt, AttemptTracer, JobQueue, WakeUps
+from .retry_policy import RetryPolicy
 
 log = logging.getLogger(__name__)
 
@@ -92,6 +95,7 @@ class Worker:
         poll_seconds: float = 1.0,
         backoff_base: float = 0.5,
         backoff_max: float = 60.0,
+        retry_window: float = 15 * 60,
         shutdown_grace: float = 10,
         rng: Callable[[], float] = random.random,
         on_outcome: Callable[[str, str, float], None] | None = None,
@@ -112,6 +116,7 @@ class Worker:
         self.poll_seconds = poll_seconds
         self.backoff_base = backoff_base
         self.backoff_max = backoff_max
+        self.policy = RetryPolicy(retry_window, backoff_base, backoff_max)
         self.shutdown_grace = shutdown_grace
         # The backoff's jitter source; injectable so that tests can pin delays.
         self.rng = rng
@@ -410,12 +415,58 @@ class Worker:
         if isinstance(exc, PermanentJobError):
             await self._exhaust(running, handler, failure, error_text, why="permanent error")
             return
-        if job.attempts >= job.max_attempts:
+        await self._retry_or_exhaust(running, handler, exc, failure, error_text, unexpected)
+
+    async def _retry_or_exhaust(
+        self,
+        running: _Running,
+        handler: JobHandler,
+        exc: BaseException,
+        failure: JobFailure,
+        error_text: str,
+        unexpected: BaseException | None,
+    ) -> None:
+        """What the retry policy says: another attempt later, or the failure outcome."""
+        job = running.job
+        transient = isinstance(exc, RetryableJobError)
+        decision = self.policy.decide(
+            attempts=job.attempts,
+            max_attempts=job.max_attempts,
+            transient=transient,
+            retrying_for=self._retrying_for(running),
+            rng=self.rng,
+        )
+        if not decision.retry:
+            if transient:
+                failure = dataclasses.replace(
+                    failure,
+                    metadata={
+                        **failure.metadata,
+                        "retry_window_seconds": f"{self.policy.window_seconds:g}",
+                    },
+                )
             await self._exhaust(
-                running, handler, failure, error_text, why="attempts exhausted", cause=unexpected
+                running, handler, failure, error_text, why=decision.why, cause=unexpected
             )
             return
-        await self._retry(running, handler, failure, error_text, cause=unexpected)
+        failure = dataclasses.replace(failure, window_left_seconds=decision.window_left)
+        await self._retry(
+            running,
+            handler,
+            failure,
+            error_text,
+            decision.delay,
+            transient=transient,
+            cause=unexpected,
+        )
+
+    def _retrying_for(self, running: _Running) -> float | None:
+        """Seconds since the job's first transient failure: the database's count at the
+        claim plus this attempt's run time. None before any transient failure."""
+        if running.job.retrying_seconds is None:
+            return None
+        elapsed = asyncio.get_running_loop().time() - running.started
+        return running.job.retrying_seconds + elapsed
 
     async def _complete_for_handler(self, running: _Running) -> None:
         """The handler wrote no outcome: the job joins the next batch of completions,
@@ -462,17 +513,21 @@ class Worker:
         handler: JobHandler,
         failure: JobFailure,
         error_text: str,
+        delay: float,
+        *,
+        transient: bool = False,
         cause: BaseException | None = None,
     ) -> None:
         job, ctx = running.job, running.ctx
-        delay = backoff_delay(job.attempts, self.backoff_base, self.backoff_max, self.rng)
         # Before requeueing, while the lease still keeps the next attempt from starting,
         # so this attempt's note cannot land after the next attempt's progress.
         try:
             await handler.on_retry(ctx, failure, delay)
         except Exception:
             log.warning("on_retry hook failed", extra=running.extra, exc_info=True)
-        if await self.queue.retry_later(job.job_id, job.lease_token, delay, error_text):
+        if await self.queue.retry_later(
+            job.job_id, job.lease_token, delay, error_text, transient=transient
+        ):
             log.log(
                 logging.INFO if cause is None else logging.ERROR,
                 "job will be retried",

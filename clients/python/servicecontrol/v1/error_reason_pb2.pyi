@@ -77,6 +77,11 @@ class _ErrorReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ErrorReas
     """RESOURCE_EXHAUSTED. The account sent mutations faster than the server's rate limit;
     a RetryInfo detail says when to retry. Metadata: retryAfterSeconds.
     """
+    BACKLOG_FULL: _ErrorReason.ValueType  # 54
+    """RESOURCE_EXHAUSTED. Too many jobs are waiting for a worker on this server; new
+    mutations are refused until the backlog drains. A RetryInfo detail says when to retry.
+    Metadata: retryAfterSeconds.
+    """
     IMAGE_NOT_FOUND: _ErrorReason.ValueType  # 60
     """Operation errors (Operation.error), not call errors.
     The source image does not exist in the source registry. Metadata: imageIdentifier.
@@ -177,6 +182,11 @@ CUSTOM_DOMAIN_QUOTA_EXCEEDED: ErrorReason.ValueType  # 52
 RATE_LIMITED: ErrorReason.ValueType  # 53
 """RESOURCE_EXHAUSTED. The account sent mutations faster than the server's rate limit;
 a RetryInfo detail says when to retry. Metadata: retryAfterSeconds.
+"""
+BACKLOG_FULL: ErrorReason.ValueType  # 54
+"""RESOURCE_EXHAUSTED. Too many jobs are waiting for a worker on this server; new
+mutations are refused until the backlog drains. A RetryInfo detail says when to retry.
+Metadata: retryAfterSeconds.
 """
 IMAGE_NOT_FOUND: ErrorReason.ValueType  # 60
 """Operation errors (Operation.error), not call errors.

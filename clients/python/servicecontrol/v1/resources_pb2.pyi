@@ -534,6 +534,7 @@ class Operation(_message.Message):
     NEXT_ATTEMPT_AT_FIELD_NUMBER: _builtins.int
     LAST_ERROR_FIELD_NUMBER: _builtins.int
     STATUS_MESSAGE_FIELD_NUMBER: _builtins.int
+    RETRY_UNTIL_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     """A UUID."""
     type: Global___Operation.Type.ValueType
@@ -568,6 +569,13 @@ class Operation(_message.Message):
     def next_attempt_at(self) -> _timestamp_pb2.Timestamp:
         """When the job will try again after a transient failure, if it is waiting to."""
 
+    @_builtins.property
+    def retry_until(self) -> _timestamp_pb2.Timestamp:
+        """Once the job has had a transient failure (object store, compute or database
+        unreachable): when it stops retrying them and the operation fails. Unset before the
+        first such failure and once the operation has ended.
+        """
+
     def __init__(
         self,
         *,
@@ -585,10 +593,11 @@ class Operation(_message.Message):
         next_attempt_at: _timestamp_pb2.Timestamp | None = ...,
         last_error: _builtins.str = ...,
         status_message: _builtins.str = ...,
+        retry_until: _timestamp_pb2.Timestamp | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["deletion_report", b"deletion_report", "ended_at", b"ended_at", "error", b"error", "next_attempt_at", b"next_attempt_at", "started_at", b"started_at", "updated_at", b"updated_at"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["deletion_report", b"deletion_report", "ended_at", b"ended_at", "error", b"error", "next_attempt_at", b"next_attempt_at", "retry_until", b"retry_until", "started_at", b"started_at", "updated_at", b"updated_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempt", b"attempt", "current_step", b"current_step", "deletion_report", b"deletion_report", "ended_at", b"ended_at", "error", b"error", "id", b"id", "last_error", b"last_error", "next_attempt_at", b"next_attempt_at", "started_at", b"started_at", "status", b"status", "status_message", b"status_message", "target_arn", b"target_arn", "type", b"type", "updated_at", b"updated_at"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempt", b"attempt", "current_step", b"current_step", "deletion_report", b"deletion_report", "ended_at", b"ended_at", "error", b"error", "id", b"id", "last_error", b"last_error", "next_attempt_at", b"next_attempt_at", "retry_until", b"retry_until", "started_at", b"started_at", "status", b"status", "status_message", b"status_message", "target_arn", b"target_arn", "type", b"type", "updated_at", b"updated_at"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -608,10 +617,16 @@ class DeletionSummary(_message.Message):
     RETAINED_CONNECTION_ARNS_FIELD_NUMBER: _builtins.int
     RETAINED_CERTIFICATES_FIELD_NUMBER: _builtins.int
     UNLINKED_DOMAIN_NAMES_FIELD_NUMBER: _builtins.int
+    ESTIMATED_FIELD_NUMBER: _builtins.int
     image_objects: _builtins.int
     """Objects of the service's private image copy."""
     image_bytes: _builtins.int
     """Their total size in bytes."""
+    estimated: _builtins.bool
+    """True when image_objects and image_bytes are an estimate rather than a listing's
+    count: a plan (validate_only) reads them from the image copy's manifest, or counts
+    at most a bounded number of objects, instead of listing the whole copy every call.
+    """
     @_builtins.property
     def configuration_records(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """Configuration records removed, e.g. `service_configuration`, `compute_instance`."""
@@ -637,10 +652,11 @@ class DeletionSummary(_message.Message):
         retained_connection_arns: _abc.Iterable[_builtins.str] | None = ...,
         retained_certificates: _abc.Iterable[Global___Certificate] | None = ...,
         unlinked_domain_names: _abc.Iterable[_builtins.str] | None = ...,
+        estimated: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["configuration_records", b"configuration_records", "image_bytes", b"image_bytes", "image_objects", b"image_objects", "retained_certificates", b"retained_certificates", "retained_connection_arns", b"retained_connection_arns", "unlinked_domain_names", b"unlinked_domain_names"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["configuration_records", b"configuration_records", "estimated", b"estimated", "image_bytes", b"image_bytes", "image_objects", b"image_objects", "retained_certificates", b"retained_certificates", "retained_connection_arns", b"retained_connection_arns", "unlinked_domain_names", b"unlinked_domain_names"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

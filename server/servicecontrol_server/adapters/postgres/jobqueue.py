@@ -83,7 +83,8 @@ CLAIM = """
         WHERE j.job_id = ready.job_id
         RETURNING j.job_id, j.kind, j.operation_id::text AS operation_id, j.service_id,
                   j.account_id, j.payload, j.progress, j.attempts, j.max_attempts,
-                  j.lease_token::text AS lease_token, j.run_at
+                  j.lease_token::text AS lease_token, j.run_at,
+                  extract(epoch FROM now() - j.retry_since)::float8 AS retrying_seconds
     )
     SELECT claimed.*, operations.target_arn AS service_arn
     FROM claimed LEFT JOIN operations ON operations.operation_id = claimed.operation_id::uuid
@@ -166,7 +167,8 @@ COMPLETE_AND_CLAIM = """
         WHERE j.job_id = ready.job_id
         RETURNING j.job_id, j.kind, j.operation_id::text AS operation_id, j.service_id,
                   j.account_id, j.payload, j.progress, j.attempts, j.max_attempts,
-                  j.lease_token::text AS lease_token, j.run_at
+                  j.lease_token::text AS lease_token, j.run_at,
+                  extract(epoch FROM now() - j.retry_since)::float8 AS retrying_seconds
     )
     SELECT finished.completed, claimed.*, operations.target_arn AS service_arn
     FROM (SELECT coalesce(array_agg(job_id), '{}') AS completed FROM done) AS finished
@@ -189,11 +191,16 @@ MARK_FAILED = text(
 
 # Back to the queue with a delay computed by the worker's backoff; run_at uses the
 # database clock so every replica agrees on when the job becomes claimable again.
+# A transient failure starts the job's retry window (retry_since, once) and does not use
+# up one of its attempts: those count failures of other kinds, and lost workers.
 RETRY_LATER = """
     UPDATE jobs
     SET state = 'queued', run_at = now() + make_interval(secs => %(delay_seconds)s),
         last_error = %(error)s, lease_token = NULL, lease_owner = NULL,
-        lease_expires_at = NULL, updated_at = now()
+        lease_expires_at = NULL, updated_at = now(),
+        retry_since = CASE WHEN %(transient)s THEN coalesce(retry_since, now())
+                           ELSE retry_since END,
+        max_attempts = max_attempts + CASE WHEN %(transient)s THEN 1 ELSE 0 END
     WHERE job_id = %(job_id)s AND lease_token = CAST(%(token)s AS uuid) AND state = 'running'
     RETURNING job_id
 """
@@ -278,6 +285,7 @@ def claimed_job(row: Mapping[str, Any]) -> ClaimedJob:
         lease_token=row["lease_token"],
         service_arn=row.get("service_arn"),
         trace_context=dict(trace_context) if isinstance(trace_context, dict) else {},
+        retrying_seconds=row.get("retrying_seconds"),
     )
 
 
@@ -466,7 +474,15 @@ class JobQueue:
         if not rows:
             raise LeaseLost(job_id)
 
-    async def retry_later(self, job_id: int, token: str, delay_seconds: float, error: str) -> bool:
+    async def retry_later(
+        self,
+        job_id: int,
+        token: str,
+        delay_seconds: float,
+        error: str,
+        *,
+        transient: bool = False,
+    ) -> bool:
         rows = await self._rows(
             RETRY_LATER,
             {
@@ -474,6 +490,7 @@ class JobQueue:
                 "token": token,
                 "delay_seconds": max(float(delay_seconds), 0.0),
                 "error": error,
+                "transient": transient,
             },
         )
         return bool(rows)

@@ -141,6 +141,8 @@ operations = Table(
     Column("deletion_report", JSONB, nullable=True),
     Column("last_error", Text, nullable=False, server_default=""),
     _ts("next_attempt_at", nullable=True),
+    # While retrying transient failures: when the job stops retrying.
+    _ts("retry_until", nullable=True),
     _ts("started_at", default_now=True),
     _ts("updated_at", default_now=True),
     _ts("ended_at", nullable=True),
@@ -195,6 +197,8 @@ jobs = Table(
     Column("lease_owner", Text, nullable=True),
     _ts("lease_expires_at", nullable=True),
     Column("last_error", Text, nullable=False, server_default=""),
+    # The first transient failure of the job: its retry window starts here.
+    _ts("retry_since", nullable=True),
     _ts("created_at", default_now=True),
     _ts("updated_at", default_now=True),
     Index("ix_jobs_ready", "run_at", "job_id", postgresql_where=text("state = 'queued'")),

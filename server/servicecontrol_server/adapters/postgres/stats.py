@@ -21,6 +21,28 @@ BACKLOG = text(
 )
 
 
+# Admission control's count: ready jobs, counted no further than :at_most, so that a long
+# queue costs no more to count than the limit (the ix_jobs_ready partial index serves it).
+READY_JOBS = text(
+    """
+    SELECT count(*) FROM (
+        SELECT 1 FROM jobs WHERE state = 'queued' AND run_at <= now() LIMIT :at_most
+    ) AS ready
+    """
+)
+
+
+class PostgresJobBacklog:
+    """The JobBacklog port on the jobs table."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self.engine = engine
+
+    async def ready_jobs(self, at_most: int) -> int:
+        async with self.engine.connect() as conn:
+            return int((await conn.execute(READY_JOBS, {"at_most": at_most})).scalar_one())
+
+
 @dataclass(frozen=True)
 class Backlog:
     ready: int

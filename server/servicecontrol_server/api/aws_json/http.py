@@ -81,6 +81,8 @@ class AwsJsonEndpoint:
             body = _parse(raw)
             with acting_as(caller):
                 try:
+                    if self.use_cases.backlog_gate is not None:
+                        await self.use_cases.backlog_gate.check(name)
                     self.use_cases.rate_limiter.check(key.account_id, name)
                     result = await action.handler(Context(self.use_cases, key.account_id), body)
                 except DomainError as exc:
@@ -221,8 +223,12 @@ async def start_aws_http(
     """Serves the endpoint on `listen` (port 0: a free one). Returns the runner, for
     `await runner.cleanup()` at shutdown, and the bound port."""
     host, port = _host_port(listen)
+    # At shutdown, requests in flight get the same grace as gRPC calls, then are cut.
     runner = web.AppRunner(
-        create_app(use_cases, authenticator), access_log=None, handle_signals=False
+        create_app(use_cases, authenticator),
+        access_log=None,
+        handle_signals=False,
+        shutdown_timeout=use_cases.settings.grpc_grace_seconds,
     )
     await runner.setup()
     try:

@@ -26,7 +26,13 @@ from aiohttp import web
 
 from ...application.caller import acting_as
 from ...application.identity import AuditEntry
-from ...domain.errors import BackendUnavailable, DomainError, InvalidRequest, NotFound
+from ...domain.errors import (
+    BackendUnavailable,
+    DomainError,
+    InvalidRequest,
+    NotFound,
+    RateLimited,
+)
 from ...domain.identity import ApiKey, Caller, NotAuthenticated, Role
 from ...domain.model import ConnectionStatus, Service, ServiceStatus
 from ..use_cases import UseCases
@@ -185,6 +191,8 @@ def _api_error(exc: DomainError) -> ConsoleError:
         return ConsoleError(503, "Unavailable", exc.message, exc.reason)
     if isinstance(exc, InvalidRequest):
         return ConsoleError(400, "Invalid request", exc.message, exc.reason)
+    if isinstance(exc, RateLimited):
+        return ConsoleError(429, "Too busy", exc.message, exc.reason)
     return ConsoleError(409, "Refused", exc.message, exc.reason)
 
 
@@ -324,8 +332,11 @@ async def _act(
 ) -> Any:
     """Runs a mutation as the signed-in key: audited like the API's own calls."""
     caller = _caller(request, visitor, action)
+    gate = _use_cases(request).backlog_gate
     with acting_as(caller):
         try:
+            if gate is not None:
+                await gate.check(action)
             result = await call()
         except DomainError as exc:
             if not caller.audited:

@@ -1,6 +1,7 @@
 """The ports the application owns: what it needs from the outside world. Adapters and
 the job engine implement them; bootstrap.py wires the implementations in."""
 
+from .backlog import JobBacklog
 from .compute import ComputeDriver, ComputeError
 from .dns import DnsValidator
 from .events import EventFeed, EventRecord, OperationWaiter
@@ -20,6 +21,7 @@ from .objectstore import (
     ObjectStore,
     ObjectStoreError,
     ObjectStoreUnavailable,
+    RunsBlocking,
 )
 from .repositories import (
     AccountRepository,
@@ -52,6 +54,7 @@ __all__ = [
     "DnsValidator",
     "EventFeed",
     "EventRecord",
+    "JobBacklog",
     "JobContext",
     "JobError",
     "JobFailure",
@@ -73,6 +76,7 @@ __all__ = [
     "RequestIdRepository",
     "RetentionRepository",
     "RetryableJobError",
+    "RunsBlocking",
     "ServiceRepository",
     "TagRepository",
     "UnitOfWork",

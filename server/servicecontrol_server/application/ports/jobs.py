@@ -32,6 +32,9 @@ class ClaimedJob:
     service_arn: str | None = None
     # The trace context of the call that enqueued the job (W3C headers), when traced.
     trace_context: Mapping[str, str] = field(default_factory=dict)
+    # Seconds since the job's first transient failure, on the database clock; None when
+    # it has had none (its retry window has not started).
+    retrying_seconds: float | None = None
 
 
 class LeaseLost(Exception):
@@ -57,7 +60,7 @@ class JobError(Exception):
 
 
 class RetryableJobError(JobError):
-    """Transient: the job is retried with backoff until its attempts run out."""
+    """Transient: the job is retried with backoff until its retry window ends."""
 
 
 class PermanentJobError(JobError):
@@ -73,6 +76,9 @@ class JobFailure:
     metadata: dict[str, str] = field(default_factory=dict)
     # Attempts made so far, the failed one included.
     attempts: int = 0
+    # For a transient failure that will be retried: how long the job may still retry
+    # (the retry window's end, counted from now).
+    window_left_seconds: float | None = None
 
 
 class JobContext(Protocol):

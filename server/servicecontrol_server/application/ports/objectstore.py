@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import BinaryIO, Protocol
+from typing import Any, BinaryIO, Protocol, TypeVar, runtime_checkable
+
+T = TypeVar("T")
 
 
 class ObjectStoreError(Exception):
@@ -75,3 +77,12 @@ class ObjectStore(Protocol):
     def abort_incomplete_uploads(self, bucket: str, prefix: str) -> int:
         """Aborts every unfinished multipart upload under prefix; returns how many."""
         ...
+
+
+@runtime_checkable
+class RunsBlocking(Protocol):
+    """A store that runs blocking work (a sequence of its calls) off the event loop on a
+    bounded pool of its own, so that a hung store cannot starve the loop's default
+    executor. Stores without it are run with asyncio.to_thread."""
+
+    async def run_blocking(self, fn: Callable[..., T], *args: Any) -> T: ...

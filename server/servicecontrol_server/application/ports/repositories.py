@@ -93,9 +93,15 @@ class OperationRepository(Protocol):
         ...
 
     async def note_retry(
-        self, operation_id: str, last_error: str, attempt: int, retry_in_seconds: float
+        self,
+        operation_id: str,
+        last_error: str,
+        attempt: int,
+        retry_in_seconds: float,
+        window_left_seconds: float | None = None,
     ) -> None:
-        """Records a failed attempt and when the next one is due (database clock)."""
+        """Records a failed attempt and when the next one is due (database clock), and,
+        for a transient failure, when the job stops retrying (now + window_left)."""
         ...
 
     async def finish(

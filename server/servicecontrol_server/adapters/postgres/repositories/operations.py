@@ -83,13 +83,24 @@ class OperationRepository:
         )
 
     async def note_retry(
-        self, operation_id: str, last_error: str, attempt: int, retry_in_seconds: float
+        self,
+        operation_id: str,
+        last_error: str,
+        attempt: int,
+        retry_in_seconds: float,
+        window_left_seconds: float | None = None,
     ) -> None:
+        values: dict[str, Any] = {}
+        if window_left_seconds is not None:
+            values["retry_until"] = func.now() + func.make_interval(
+                0, 0, 0, 0, 0, 0, window_left_seconds
+            )
         await self._set(
             operation_id,
             last_error=last_error,
             attempt=attempt,
             next_attempt_at=func.now() + func.make_interval(0, 0, 0, 0, 0, 0, retry_in_seconds),
+            **values,
         )
 
     async def finish(
@@ -110,6 +121,7 @@ class OperationRepository:
             "attempt": attempt,
             "ended_at": func.now(),
             "next_attempt_at": None,
+            "retry_until": None,
         }
         if status is OperationStatus.SUCCEEDED:
             values.update(current_step="done", last_error="")
@@ -145,4 +157,5 @@ def operation_from_row(row: RowMapping) -> Operation:
         deletion_report=row["deletion_report"],
         next_attempt_at=row["next_attempt_at"],
         last_error=row["last_error"],
+        retry_until=row["retry_until"],
     )
