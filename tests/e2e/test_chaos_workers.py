@@ -19,7 +19,7 @@ pytestmark = pytest.mark.slow
 
 CRASH_POINTS = [
     "delete:after_stop_compute",
-    "delete:after_inventory",
+    "delete:before_batch",
     "delete:between_batches",
     "delete_service:before_commit",
 ]

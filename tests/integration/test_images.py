@@ -450,6 +450,9 @@ class PrefixIgnoringStore(FlakyObjectStore):
     def list_objects(self, bucket: str, prefix: str) -> Iterator[ObjectInfo]:
         return self.inner.list_objects(bucket, "")
 
+    def scan_objects(self, bucket: str, prefix: str) -> Iterator[ObjectInfo]:
+        return self.inner.scan_objects(bucket, "")
+
 
 def test_delete_stops_when_a_listing_strays_outside_the_prefix(
     any_store: StoreUnderTest, tmp_path: Path

@@ -79,6 +79,13 @@ class FlakyObjectStore:
                 self._check("list_objects")
             yield info
 
+    def scan_objects(self, bucket: str, prefix: str) -> Iterator[ObjectInfo]:
+        self._enter("scan_objects")
+        for info in self.inner.scan_objects(bucket, prefix):
+            if self.down:
+                self._check("scan_objects")
+            yield info
+
     def delete_objects(self, bucket: str, keys: Iterable[str]) -> int:
         self._enter("delete_objects")
         return self.inner.delete_objects(bucket, keys)

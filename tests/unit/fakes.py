@@ -1872,6 +1872,14 @@ class FakeObjectStore:
             if found is not None:
                 yield ObjectInfo(key, len(found.data), found.etag)
 
+    def scan_objects(self, bucket: str, prefix: str) -> Iterator[ObjectInfo]:
+        self._call("scan_objects")
+        objects = self._objects(bucket)
+        for key in [k for k in objects if k.startswith(prefix)]:
+            found = objects.get(key)
+            if found is not None:
+                yield ObjectInfo(key, len(found.data), found.etag)
+
     def delete_objects(self, bucket: str, keys: Iterable[str]) -> int:
         self._call("delete_objects")
         objects = self._objects(bucket)

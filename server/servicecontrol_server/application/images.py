@@ -18,7 +18,7 @@ import itertools
 import json
 import re
 import tarfile
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO, cast
@@ -223,29 +223,106 @@ def manifest_inventory(body: bytes, where: str) -> Inventory:
 
 
 def inventory(store: ObjectStore, bucket: str, prefix: str) -> Inventory:
-    """What is stored under prefix, counted from a streamed listing."""
+    """What is stored under prefix, counted from a streamed scan."""
     objects = size = 0
-    for info in store.list_objects(bucket, prefix):
+    for info in store.scan_objects(bucket, prefix):
         objects += 1
         size += info.size
     return Inventory(objects=objects, bytes=size)
 
 
+@dataclass(frozen=True)
+class DeleteProgress:
+    """How far a delete of an image copy got, saved before each batch is deleted.
+
+    `objects` and `bytes` count every object of the batches begun so far, the current one
+    included. `pending` names the current batch (8-byte key digests, hex): objects a
+    rerun finds again that are in it were counted already. None when the counts are
+    complete (an inventory taken before the delete began)."""
+
+    objects: int
+    bytes: int
+    pending: str | None
+
+    def as_progress(self) -> dict[str, Any]:
+        return {
+            "image_objects": self.objects,
+            "image_bytes": self.bytes,
+            "image_pending": self.pending,
+        }
+
+    @classmethod
+    def from_progress(cls, progress: dict[str, Any]) -> DeleteProgress | None:
+        """None when no delete began. Counts saved without a pending batch (a finished
+        count, or a full inventory taken before the delete) are complete."""
+        if "image_objects" not in progress:
+            return None
+        return cls(
+            int(progress["image_objects"]),
+            int(progress.get("image_bytes", 0)),
+            progress.get("image_pending"),
+        )
+
+
+def _key_digest(key: str) -> str:
+    return hashlib.blake2b(key.encode(), digest_size=8).hexdigest()
+
+
+def _digests(pending: str | None) -> set[str]:
+    if not pending:
+        return set()
+    return {pending[i : i + 16] for i in range(0, len(pending), 16)}
+
+
 def delete_image_copy(
-    store: ObjectStore, bucket: str, prefix: str, *, batch_size: int = MAX_DELETE_BATCH
+    store: ObjectStore,
+    bucket: str,
+    prefix: str,
+    *,
+    batch_size: int = MAX_DELETE_BATCH,
+    resume: DeleteProgress | None = None,
+    save: Callable[[DeleteProgress], None] | None = None,
 ) -> Inventory:
     """Deletes everything under prefix, including unfinished multipart uploads, and
-    returns what was deleted. Memory stays bounded by one batch however large the copy.
-    Idempotent: once the prefix is empty a rerun deletes nothing and returns zeros."""
+    returns what was deleted (counted across reruns when `resume` is the progress the
+    last run saved through `save`).
+
+    The prefix is scanned once, counting and deleting as it goes: each batch of at most
+    `batch_size` keys is counted, its progress saved, then deleted in one call. Memory
+    stays bounded by one batch however large the copy. A rerun after a crash anywhere
+    counts exactly: objects of the batch in flight were counted before it was deleted,
+    and are recognised by their digests. A scan that deleted anything is followed by
+    another (which finds nothing, unless a store's scan skipped keys deleted under it).
+    Idempotent: once the prefix is empty a rerun deletes nothing and changes no count."""
     _check_prefix(prefix)
     if not 1 <= batch_size <= MAX_DELETE_BATCH:
         raise ValueError(f"batch_size must be between 1 and {MAX_DELETE_BATCH}, not {batch_size}")
-    objects = size = 0
-    listing = _within(store.list_objects(bucket, prefix), prefix)
-    while batch := list(itertools.islice(listing, batch_size)):
-        store.delete_objects(bucket, [info.key for info in batch])
-        objects += len(batch)
-        size += sum(info.size for info in batch)
+    counting = resume is None or resume.pending is not None
+    objects = resume.objects if resume else 0
+    size = resume.bytes if resume else 0
+    # A batch the previous run counted but may not have deleted.
+    counted_before = _digests(resume.pending if resume else None)
+    deleted = True
+    while deleted:
+        deleted = False
+        listing = _within(store.scan_objects(bucket, prefix), prefix)
+        while batch := list(itertools.islice(listing, batch_size)):
+            deleted = True
+            if counting:
+                pending = []
+                for info in batch:
+                    digest = _key_digest(info.key)
+                    pending.append(digest)
+                    if digest in counted_before:
+                        counted_before.discard(digest)
+                        continue
+                    objects += 1
+                    size += info.size
+                if save is not None:
+                    # Still counted-before digests stay pending: not yet met in this run.
+                    save(DeleteProgress(objects, size, "".join([*pending, *counted_before])))
+            store.delete_objects(bucket, [info.key for info in batch])
+    # No final save: a rerun finds nothing left, so the saved counts stand as they are.
     store.abort_incomplete_uploads(bucket, prefix)
     return Inventory(objects=objects, bytes=size)
 

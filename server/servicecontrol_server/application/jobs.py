@@ -7,6 +7,8 @@ the job's fenced completion, so it happens exactly once."""
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -23,7 +25,13 @@ from ..domain.model import (
     failure_status,
 )
 from ..settings import Settings
-from .images import ImageNotFound, copy_image, delete_image_copy, inventory, prune_image_copy
+from .images import (
+    DeleteProgress,
+    ImageNotFound,
+    copy_image,
+    delete_image_copy,
+    prune_image_copy,
+)
 from .offload import off_loop
 from .ports import (
     ComputeDriver,
@@ -367,18 +375,28 @@ class DeleteServiceJob(ServiceJob):
         faults.checkpoint("delete:after_stop_compute")
         config = service.configuration
         if config and config.image_bucket and config.image_prefix:
-            if "image_objects" not in ctx.progress:
-                # Counted once, before anything is deleted, so the report stays exact even
-                # when a crash interrupts the deletion and another attempt finishes it.
-                await self._step(ctx, "inventory_image_copy")
-                counted = await self._objects(
-                    inventory, self.store, config.image_bucket, config.image_prefix
-                )
-                await ctx.save_progress(image_objects=counted.objects, image_bytes=counted.bytes)
-                faults.checkpoint("delete:after_inventory")
+            # One scan counts and deletes; each batch's count is saved before the batch is
+            # deleted, so the report stays exact when a crash interrupts the deletion and
+            # another attempt finishes it.
             await self._step(ctx, "delete_image_copy")
             store = _CrashBetweenBatches(self.store) if faults.armed() else self.store
-            await self._objects(delete_image_copy, store, config.image_bucket, config.image_prefix)
+            loop = asyncio.get_running_loop()
+
+            def save(progress: DeleteProgress) -> None:
+                asyncio.run_coroutine_threadsafe(
+                    ctx.save_progress(**progress.as_progress()), loop
+                ).result()
+
+            await self._objects(
+                functools.partial(
+                    delete_image_copy,
+                    resume=DeleteProgress.from_progress(ctx.progress),
+                    save=save,
+                ),
+                store,
+                config.image_bucket,
+                config.image_prefix,
+            )
         await self._step(ctx, "delete_configuration")
 
         async def mutate(uow: UnitOfWork, svc: Service) -> dict[str, Any]:
@@ -415,7 +433,8 @@ class DeleteServiceJob(ServiceJob):
 
 
 class _CrashBetweenBatches:
-    """Lets a chaos test kill the worker after the first batch of object deletes."""
+    """Lets a chaos test kill the worker just before or just after the first batch of
+    object deletes."""
 
     def __init__(self, inner: ObjectStore) -> None:
         self._inner = inner
@@ -424,6 +443,7 @@ class _CrashBetweenBatches:
         return getattr(self._inner, name)
 
     def delete_objects(self, bucket: str, keys: Any) -> int:
+        faults.checkpoint("delete:before_batch")
         count = self._inner.delete_objects(bucket, keys)
         faults.checkpoint("delete:between_batches")
         return count

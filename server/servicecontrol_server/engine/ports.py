@@ -5,6 +5,7 @@ hands them in."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 from contextlib import AbstractAsyncContextManager, AbstractContextManager
 from typing import Any, Protocol
 
@@ -16,12 +17,39 @@ class JobQueue(Protocol):
     writes (those taking a lease token) answer False or raise LeaseLost when the lease is
     no longer the caller's."""
 
+    def connected(self) -> AbstractAsyncContextManager[None]:
+        """Held for a worker's lifetime: the queue may keep its own connections (and
+        prepared statements) open meanwhile, instead of borrowing one per call."""
+        ...
+
     async def claim(self, owner: str, limit: int, lease_seconds: float) -> list[ClaimedJob]:
         """Up to `limit` due jobs, each leased to `owner` for `lease_seconds`."""
         ...
 
+    async def complete_and_claim(
+        self,
+        leases: Sequence[tuple[int, str]],
+        owner: str,
+        limit: int,
+        lease_seconds: float,
+    ) -> tuple[set[int], list[ClaimedJob]]:
+        """complete_many(leases), then claim(owner, limit, lease_seconds), in one
+        transaction: (the jobs completed, the jobs claimed)."""
+        ...
+
     async def heartbeat(self, job_id: int, token: str, lease_seconds: float) -> bool:
         """Extends the lease; False means the lease is gone and the job is not ours."""
+        ...
+
+    async def heartbeat_many(
+        self, leases: Sequence[tuple[int, str]], lease_seconds: float
+    ) -> set[int]:
+        """Extends each (job_id, token) lease in one go; answers the jobs still held."""
+        ...
+
+    async def complete_many(self, leases: Sequence[tuple[int, str]]) -> set[int]:
+        """Deletes each (job_id, token) job whose lease is still the caller's, in one
+        transaction; answers the jobs completed (the others had lost their lease)."""
         ...
 
     async def save_progress(self, job_id: int, token: str, progress: dict[str, Any]) -> None:

@@ -36,21 +36,34 @@ _EXHAUST_TRIES = 3
 # Wait at least this long before re-claiming when a due job exists but was not claimable
 # (another worker is claiming it right now), so that case does not spin.
 _MIN_DUE_WAIT = 0.05
-# How long a woken worker waits before claiming; see _claim_loop.
-_WAKE_YIELD_SECONDS = 0.002
 
 
 @dataclass
 class _Running:
+    """One claimed job: ONE task runs its handler and settles its outcome; the worker's
+    shared loops extend its lease and complete it."""
+
     job: ClaimedJob
     ctx: AttemptContext
     task: asyncio.Task[None] | None = None
-    handler_task: asyncio.Task[None] | None = None
+    # True while the handler runs: only then may the worker cancel the task on its own
+    # account (a lost lease, a shutdown), and the task tells that cancellation apart from
+    # its own teardown by `interrupted`.
+    in_handler: bool = False
+    interrupted: bool = False
     # Set when the worker itself interrupts the job to stop; its lease is then released.
     shutting_down: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
     started: float = 0.0
     attempt: Attempt | None = None
+    # When the lease was last known extended (loop time of the asking heartbeat).
+    extended_at: float = 0.0
+
+    def interrupt(self) -> None:
+        """Cancels the handler, if it is still running."""
+        if self.in_handler and self.task is not None and not self.interrupted:
+            self.interrupted = True
+            self.task.cancel()
 
 
 class Worker:
@@ -59,7 +72,14 @@ class Worker:
 
     Wake-ups: a notification from `wakeups` (a NOTIFY sent at enqueue commit), a finished
     job freeing a slot, a rescued lease, or the `poll_seconds` timer, which is the fallback
-    when notifications cannot arrive (connection down, transaction-pooling PgBouncer)."""
+    when notifications cannot arrive (connection down, transaction-pooling PgBouncer).
+    Wake-ups coalesce: however many arrive while a claim is in flight, the next claim is
+    one statement for every free slot.
+
+    Per job there is one task. Leases are extended by one heartbeat loop for all running
+    jobs (one statement per beat), and jobs whose handler returns without writing an
+    outcome of its own are completed in batches (one statement per batch, each job fenced
+    by its own lease token)."""
 
     def __init__(
         self,
@@ -109,6 +129,10 @@ class Worker:
         self._wake = asyncio.Event()
         self._listener: WakeUps | None = None
         self._waiting = False
+        # Completions waiting for the next batch, and what wakes the loop that sends them.
+        self._completions: list[tuple[_Running, asyncio.Future[bool]]] = []
+        self._completing = asyncio.Event()
+        self._claiming = False
 
     @property
     def listening(self) -> bool:
@@ -122,6 +146,11 @@ class Worker:
         return self._waiting and not self._running and not self._wake.is_set()
 
     @property
+    def claiming(self) -> bool:
+        """True while the worker claims jobs (from start until a stop ends its loop)."""
+        return self._claiming
+
+    @property
     def running_jobs(self) -> int:
         return len(self._running)
 
@@ -131,15 +160,25 @@ class Worker:
         listener.subscribe(self._wake)
         self._listener = listener
         log.info("worker started", extra={"owner": self.owner, "concurrency": self.concurrency})
-        async with listener:
-            rescuer = asyncio.create_task(self._rescue_loop(stop), name=f"rescuer-{self.owner}")
+        async with listener, self.queue.connected():
+            loops = [
+                asyncio.create_task(self._rescue_loop(stop), name=f"rescuer-{self.owner}"),
+                asyncio.create_task(self._heartbeat_loop(), name=f"leases-{self.owner}"),
+                asyncio.create_task(self._completion_loop(stop), name=f"completions-{self.owner}"),
+            ]
             try:
+                self._claiming = True
                 await self._claim_loop(stop)
             finally:
-                rescuer.cancel()
+                self._claiming = False
+                loops[0].cancel()
                 with contextlib.suppress(asyncio.CancelledError):
-                    await rescuer
+                    await loops[0]
                 await self._shutdown()
+                for loop in loops[1:]:
+                    loop.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await loop
                 self._listener = None
         log.info("worker stopped", extra={"owner": self.owner})
 
@@ -149,33 +188,48 @@ class Worker:
             # Cleared before claiming: a wake-up during the claim re-arms it.
             self._wake.clear()
             timeout = self.poll_seconds
-            free = self.concurrency - len(self._running)
-            if free > 0:
+            # The jobs waiting for completion free their slots with this very statement.
+            batch, self._completions = self._completions, []
+            free = self.concurrency - len(self._running) + len(batch)
+            if free > 0 or batch:
                 try:
-                    jobs = await self.queue.claim(self.owner, free, self.lease_seconds)
+                    done, jobs = await self.queue.complete_and_claim(
+                        [(r.job.job_id, r.job.lease_token) for r, _ in batch],
+                        self.owner,
+                        max(free, 0),
+                        self.lease_seconds,
+                    )
                     failures = 0
-                except Exception:
+                except Exception as exc:
                     failures += 1
                     jobs = []
                     timeout = max(backoff_delay(failures, 0.1, self.poll_seconds), 0.05)
                     log.warning("claiming jobs failed", extra={"failures": failures}, exc_info=True)
+                    _resolve(batch, error=exc)
+                else:
+                    _resolve(batch, done=done)
                 if stop.is_set():
                     await self._release_unstarted(jobs)
                     return
                 for job in jobs:
                     self._start(job)
-                if not failures and len(jobs) < free:
+                if not failures and not jobs and free > 0:
                     timeout = await self._until_next_due(timeout)
+            if self._wake.is_set() and not stop.is_set():
+                # Woken during the claim: claim again at once, after one turn of the loop
+                # (which lets every callback already due run, and their wake-ups merge).
+                await asyncio.sleep(0)
+                continue
             self._waiting = True
             try:
                 woken = await wait_any(self._wake, stop, timeout=timeout)
             finally:
                 self._waiting = False
             if woken and not stop.is_set():
-                # The notification comes the instant the enqueuing transaction commits,
-                # while that request is still answering its caller: let the answer go
-                # first (a job starting a millisecond later costs nothing).
-                await asyncio.sleep(_WAKE_YIELD_SECONDS)
+                # One turn of the loop, no more: a notification arrives the instant the
+                # enqueuing transaction commits, while that request still answers its
+                # caller, and slots freed by the same batch of completions all land now.
+                await asyncio.sleep(0)
 
     async def _until_next_due(self, timeout: float) -> float:
         """A delayed retry sends no notification when it falls due: wake for it."""
@@ -214,6 +268,7 @@ class Worker:
             },
             started=asyncio.get_running_loop().time(),
         )
+        running.extended_at = running.started
         self._running[job.job_id] = running
         task = asyncio.create_task(self._supervise(running), name=f"job-{job.job_id}")
         running.task = task
@@ -283,28 +338,43 @@ class Worker:
             )
             return
 
-        log.info("job started", extra=running.extra)
-        handler_task = asyncio.create_task(handler.run(ctx), name=f"handler-{job.job_id}")
-        running.handler_task = handler_task
-        heartbeat = asyncio.create_task(self._heartbeat(running), name=f"lease-{job.job_id}")
+        log.debug("job started", extra=running.extra)
+        exc: BaseException | None = None
+        cancelled = False
+        running.in_handler = True
         try:
-            await asyncio.wait({handler_task})
+            await handler.run(ctx)
         except asyncio.CancelledError:
-            # The worker itself is being torn down without a graceful stop.
-            handler_task.cancel()
-            await asyncio.wait({handler_task})
-            if not ctx.completed and not ctx.lease_lost.is_set():
-                with contextlib.suppress(Exception):
-                    await self.queue.release(job.job_id, job.lease_token)
-            raise
+            if not running.interrupted:
+                # The worker itself is being torn down without a graceful stop.
+                running.in_handler = False
+                if not ctx.completed and not ctx.lease_lost.is_set():
+                    with contextlib.suppress(Exception):
+                        await self.queue.release(job.job_id, job.lease_token)
+                raise
+            # Our own interruption (lost lease, shutdown): the task goes on to settle.
+            task = asyncio.current_task()
+            if task is not None:
+                task.uncancel()
+            cancelled = True
+        except Exception as error:
+            exc = error
         finally:
-            heartbeat.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await heartbeat
-        await self._settle(running, handler, handler_task)
+            running.in_handler = False
+        if running.interrupted and not cancelled:
+            # The handler swallowed our cancellation: its request is spent all the same.
+            task = asyncio.current_task()
+            if task is not None and task.cancelling():
+                task.uncancel()
+        await self._settle(running, handler, exc, cancelled=cancelled)
 
     async def _settle(
-        self, running: _Running, handler: JobHandler, handler_task: asyncio.Task[None]
+        self,
+        running: _Running,
+        handler: JobHandler,
+        exc: BaseException | None,
+        *,
+        cancelled: bool = False,
     ) -> None:
         job, ctx = running.job, running.ctx
         if ctx.completed:
@@ -315,8 +385,7 @@ class Worker:
             log.warning("lease lost; job dropped without further writes", extra=running.extra)
             self._ended(running, "lease_lost")
             return
-        exc: BaseException | None
-        if handler_task.cancelled():
+        if cancelled:
             if running.shutting_down:
                 released = await self._quietly(self.queue.release(job.job_id, job.lease_token))
                 log.info(
@@ -326,8 +395,6 @@ class Worker:
                 self._ended(running, "interrupted")
                 return
             exc = RuntimeError("the handler was cancelled")
-        else:
-            exc = handler_task.exception()
 
         if exc is None:
             await self._complete_for_handler(running)
@@ -402,17 +469,43 @@ class Worker:
         return running.job.retrying_seconds + elapsed
 
     async def _complete_for_handler(self, running: _Running) -> None:
-        job = running.job
-        try:
-            async with self.uow() as uow:
-                await uow.jobs.complete(job.job_id, job.lease_token)
-                await uow.commit()
-        except LeaseLost:
+        """The handler wrote no outcome: the job joins the next batch of completions,
+        which the claim loop sends with its next claim (or, once the worker stops, the
+        completion loop sends alone)."""
+        done: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        self._completions.append((running, done))
+        self._wake.set()
+        self._completing.set()
+        if not await done:
+            running.ctx.lease_lost.set()
             log.warning("lease lost before completion; job dropped", extra=running.extra)
             self._ended(running, "lease_lost")
             return
+        running.ctx.completed = True
         log.info("job completed", extra=running.extra)
         self._ended(running, "succeeded")
+
+    async def _completion_loop(self, stop: asyncio.Event) -> None:
+        """Once the claim loop has ended (the worker is stopping), sends the completions
+        of the jobs still finishing, each batch in one statement."""
+        await stop.wait()
+        while True:
+            batch, self._completions = self._completions, []
+            if not batch:
+                self._completing.clear()
+                await self._completing.wait()
+                continue
+            try:
+                done = await self.queue.complete_many(
+                    [(r.job.job_id, r.job.lease_token) for r, _ in batch]
+                )
+            except asyncio.CancelledError:
+                _resolve(batch, error=asyncio.CancelledError())
+                raise
+            except Exception as exc:
+                _resolve(batch, error=exc)
+            else:
+                _resolve(batch, done=done)
 
     async def _retry(
         self,
@@ -495,35 +588,37 @@ class Worker:
         delay = backoff_delay(job.attempts, self.backoff_base, self.backoff_max, self.rng)
         await self._quietly(self.queue.retry_later(job.job_id, job.lease_token, delay, error_text))
 
-    async def _heartbeat(self, running: _Running) -> None:
-        """Extends the lease every heartbeat_seconds. When it cannot, the handler is
-        cancelled: either another worker owns the job now, or, after a lease's worth of
-        failed attempts, it may."""
-        job, ctx = running.job, running.ctx
+    async def _heartbeat_loop(self) -> None:
+        """Extends every running job's lease each heartbeat_seconds, in one statement.
+        A job whose lease is gone has its handler cancelled: either another worker owns
+        the job now, or, after a lease's worth of failed attempts, it may."""
         loop = asyncio.get_running_loop()
-        extended_at = loop.time()
         while True:
             await asyncio.sleep(self.heartbeat_seconds)
-            if ctx.completed:
-                return
+            beating = [r for r in self._running.values() if r.in_handler]
+            if not beating:
+                continue
             asked_at = loop.time()
             try:
-                held = await self.queue.heartbeat(job.job_id, job.lease_token, self.lease_seconds)
+                held = await self.queue.heartbeat_many(
+                    [(r.job.job_id, r.job.lease_token) for r in beating], self.lease_seconds
+                )
             except Exception:
-                log.warning("heartbeat failed", extra=running.extra, exc_info=True)
-                if loop.time() - extended_at < self.lease_seconds:
+                log.warning("heartbeat failed", extra={"jobs": len(beating)}, exc_info=True)
+                lost = [r for r in beating if loop.time() - r.extended_at >= self.lease_seconds]
+            else:
+                lost = []
+                for running in beating:
+                    if running.job.job_id in held:
+                        running.extended_at = asked_at
+                    else:
+                        lost.append(running)
+            for running in lost:
+                if running.ctx.completed or not running.in_handler:
                     continue
-                held = False
-            if held:
-                extended_at = asked_at
-                continue
-            if ctx.completed:
-                return
-            log.warning("lease lost; cancelling the handler", extra=running.extra)
-            ctx.lease_lost.set()
-            if running.handler_task is not None:
-                running.handler_task.cancel()
-            return
+                log.warning("lease lost; cancelling the handler", extra=running.extra)
+                running.ctx.lease_lost.set()
+                running.interrupt()
 
     async def _shutdown(self) -> None:
         """Gives running jobs `shutdown_grace` seconds, then interrupts them and releases
@@ -540,8 +635,7 @@ class Worker:
             return
         for running in list(self._running.values()):
             running.shutting_down = True
-            if running.handler_task is not None:
-                running.handler_task.cancel()
+            running.interrupt()
         # A handler that swallows cancellation must not hold the process forever.
         _, stuck = await asyncio.wait(pending, timeout=max(self.shutdown_grace, 1.0))
         for task in stuck:
@@ -555,6 +649,25 @@ class Worker:
         except Exception:
             log.warning("job queue write failed", exc_info=True)
             return None
+
+
+def _resolve(
+    batch: list[tuple[_Running, asyncio.Future[bool]]],
+    *,
+    done: set[int] | None = None,
+    error: BaseException | None = None,
+) -> None:
+    """Tells each job of a completion batch whether it was completed. On an error each
+    job keeps its lease until it expires; a rescuer then requeues it."""
+    for running, future in batch:
+        if future.done():
+            continue
+        if isinstance(error, asyncio.CancelledError):
+            future.cancel()
+        elif error is not None:
+            future.set_exception(error)
+        else:
+            future.set_result(done is not None and running.job.job_id in done)
 
 
 def _failure_of(exc: BaseException, attempts: int) -> JobFailure:

@@ -101,6 +101,21 @@ class BoundedObjectStore:
                 with contextlib.suppress(Exception):
                     close()
 
+    def scan_objects(self, bucket: str, prefix: str) -> Iterator[ObjectInfo]:
+        # Each page the inner listing fetches happens inside one next(): bound each.
+        listing = self._call("scan_objects", self.inner.scan_objects, bucket, prefix)
+        try:
+            while True:
+                item = self._call("scan_objects", next, listing, _END)
+                if item is _END:
+                    return
+                yield item
+        finally:
+            close = getattr(listing, "close", None)
+            if close is not None:
+                with contextlib.suppress(Exception):
+                    close()
+
     def delete_objects(self, bucket: str, keys: Iterable[str]) -> int:
         # The keys may be a lazy listing: gather them here, where each page is bounded.
         return self._call("delete_objects", self.inner.delete_objects, bucket, list(keys))

@@ -15,8 +15,9 @@ import stat
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO, cast
 
+from ... import faults
 from ...application.ports import (
     ObjectInfo,
     ObjectNotFound,
@@ -29,6 +30,9 @@ _PART_SUFFIX = ".part"
 _CHUNK = 1024 * 1024
 
 _Fill = Callable[[BinaryIO], object]
+# A delete prunes the directories it emptied once this many are pending (and at its end),
+# so that a call with millions of keys in as many directories stays bounded in memory.
+_MAX_PENDING_PARENTS = 1000
 
 
 def _check_bucket(bucket: str) -> None:
@@ -175,20 +179,55 @@ class LocalDirectoryObjectStore:
             if _is_file(found):
                 yield ObjectInfo(key=key, size=found.st_size)
 
-    def delete_objects(self, bucket: str, keys: Iterable[str]) -> int:
+    def scan_objects(self, bucket: str, prefix: str) -> Iterator[ObjectInfo]:
+        """A depth-first walk over open directory streams: memory is one stream per
+        level, however many objects a directory holds. Directories are read in the file
+        system's order, not sorted. Empty directories met on the way (what a delete
+        killed between its unlinks and its pruning leaves) are removed."""
         root = self._bucket(bucket)
+        parts = _parts(prefix, prefix=True) if prefix else [""]
+        start = root.joinpath(*parts[:-1])
+        whole_directory = parts[-1] == "" and start != root
+        with _os_errors(f"scan {bucket}/{prefix}"):
+            yield from _scan(start, "/".join(parts[:-1]), parts[-1], at_root=start == root)
+            if whole_directory:
+                _prune_empty(start, root)
+
+    def delete_objects(self, bucket: str, keys: Iterable[str]) -> int:
+        """Unlinks each key, then removes the directories the call emptied: each
+        distinct parent once, deepest first (not one rmdir attempt per key)."""
+        root = self._bucket(bucket)
+        base = str(root)
         asked = 0
-        for key in keys:
-            asked += 1
-            path = root.joinpath(*_parts(key))
-            with _os_errors(f"delete {bucket}/{key}"):
+        parents: set[str] = set()
+        key = ""
+        # Plain strings and one error handler for the whole loop: it runs once per object.
+        try:
+            for key in keys:
+                asked += 1
+                _parts(key)
+                path = f"{base}/{key}"
                 try:
-                    path.unlink()
+                    os.unlink(path)
                 except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
                     # Missing, or only a "directory" of longer keys: nothing to delete.
                     continue
-                _prune_empty(path.parent, root)
+                parents.add(path.rpartition("/")[0])
+                if len(parents) > _MAX_PENDING_PARENTS:
+                    self._prune_all(parents, root)
+        except OSError as exc:
+            raise ObjectStoreUnavailable(f"delete {bucket}/{key}: {exc}") from exc
+        # A kill here leaves emptied directories behind; the next scan removes them.
+        faults.checkpoint("local_store:before_prune")
+        with _os_errors(f"delete from {bucket}"):
+            self._prune_all(parents, root)
         return asked
+
+    @staticmethod
+    def _prune_all(parents: set[str], root: Path) -> None:
+        for parent in sorted(parents, key=lambda p: p.count(os.sep), reverse=True):
+            _prune_empty(Path(parent), root)
+        parents.clear()
 
     def abort_incomplete_uploads(self, bucket: str, prefix: str) -> int:
         root = self._bucket(bucket)
@@ -284,6 +323,48 @@ def _prune_empty(directory: Path, stop: Path) -> None:
         except OSError:
             return
         directory = directory.parent
+
+
+def _scan(directory: Path, base: str, first: str, *, at_root: bool) -> Iterator[ObjectInfo]:
+    """The objects under directory whose first path component starts with `first`,
+    depth first over open directory streams. Directories below the first level that
+    turn out empty once walked are removed."""
+    try:
+        top = os.scandir(directory)
+    except (FileNotFoundError, NotADirectoryError):
+        return
+    # (stream, its directory, the key of that directory, remove it if found empty)
+    stack: list[tuple[Iterator[os.DirEntry[str]], str, str, bool]] = [
+        (top, str(directory), base, False)
+    ]
+    try:
+        while stack:
+            stream, path, key_base, prunable = stack[-1]
+            entry = next(stream, None)
+            if entry is None:
+                cast(Any, stream).close()
+                stack.pop()
+                if prunable:
+                    with contextlib.suppress(OSError):
+                        os.rmdir(path)
+                continue
+            name = entry.name
+            if len(stack) == 1 and (not name.startswith(first) or (at_root and name == UPLOADS)):
+                continue
+            key = f"{key_base}/{name}" if key_base else name
+            try:
+                if entry.is_dir(follow_symlinks=False):
+                    stack.append((os.scandir(entry.path), entry.path, key, True))
+                    continue
+                found = entry.stat(follow_symlinks=False)
+            except (FileNotFoundError, NotADirectoryError):
+                # Removed by a concurrent delete since the directory was read.
+                continue
+            if _is_file(found):
+                yield ObjectInfo(key=key, size=found.st_size)
+    finally:
+        for stream, *_ in stack:
+            cast(Any, stream).close()
 
 
 def _prune_tree(start: Path, stop: Path) -> None:

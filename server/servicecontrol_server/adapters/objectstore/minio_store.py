@@ -204,6 +204,10 @@ class MinioObjectStore:
                 return
             raise
 
+    def scan_objects(self, bucket: str, prefix: str) -> Iterator[ObjectInfo]:
+        """S3 lists a page of up to 1000 keys per request: streamed as it is."""
+        return self.list_objects(bucket, prefix)
+
     def delete_objects(self, bucket: str, keys: Iterable[str]) -> int:
         asked = 0
         remaining = iter(keys)

@@ -11,14 +11,19 @@ All times come from the database clock; the process clock is never written."""
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Any
 
+import psycopg
+from psycopg.rows import dict_row
+from psycopg.types.json import Jsonb
 from sqlalchemy import bindparam, text
 from sqlalchemy.dialects.postgresql import JSONB
-from sqlalchemy.engine import RowMapping
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from ...application.ports import ClaimedJob, LeaseLost
+from .database import libpq_url
 
 JOBS_CHANNEL = "servicecontrol_jobs"
 
@@ -43,6 +48,11 @@ ENQUEUE = text(
     """
 ).bindparams(bindparam("payload", type_=JSONB), bindparam("progress", type_=JSONB))
 
+# The worker side's statements are plain driver SQL (pyformat parameters), sent over the
+# queue's own autocommit connection as prepared statements: each is one round trip with no
+# BEGIN/COMMIT around it, and Postgres plans it once per connection. Every one of them is
+# a single statement, so autocommit makes it atomic.
+
 # The claim selects in a MATERIALIZED CTE and updates by join. The tempting
 # `UPDATE … WHERE job_id IN (SELECT … LIMIT n FOR UPDATE SKIP LOCKED)` is planned as a
 # join whose subquery may be re-executed, so it can lock and claim more than n rows; the
@@ -52,14 +62,13 @@ ENQUEUE = text(
 # final SELECT restores it, since RETURNING of an UPDATE … FROM keeps no order.
 # FOR UPDATE re-checks the WHERE clause on rows changed since the snapshot, so a row that
 # another claimer took in the meantime is not claimed twice.
-CLAIM = text(
-    """
+CLAIM = """
     WITH ready AS MATERIALIZED (
         SELECT job_id
         FROM jobs
         WHERE state = 'queued' AND run_at <= now()
         ORDER BY run_at, job_id
-        LIMIT :limit
+        LIMIT %(limit)s
         FOR UPDATE SKIP LOCKED
     ),
     claimed AS (
@@ -67,8 +76,8 @@ CLAIM = text(
         SET state = 'running',
             attempts = j.attempts + 1,
             lease_token = gen_random_uuid(),
-            lease_owner = :owner,
-            lease_expires_at = now() + make_interval(secs => :lease_seconds),
+            lease_owner = %(owner)s,
+            lease_expires_at = now() + make_interval(secs => %(lease_seconds)s),
             updated_at = now()
         FROM ready
         WHERE j.job_id = ready.job_id
@@ -80,31 +89,30 @@ CLAIM = text(
     SELECT claimed.*, operations.target_arn AS service_arn
     FROM claimed LEFT JOIN operations ON operations.operation_id = claimed.operation_id::uuid
     ORDER BY claimed.run_at, claimed.job_id
-    """
-)
+"""
 
 # Fenced by (job_id, lease_token, state): a lease that was rescued, released or finished
 # cannot be extended, so a worker learns on its next heartbeat that it lost the job.
-HEARTBEAT = text(
-    """
-    UPDATE jobs
-    SET lease_expires_at = now() + make_interval(secs => :lease_seconds), updated_at = now()
-    WHERE job_id = :job_id AND lease_token = CAST(:token AS uuid) AND state = 'running'
-    RETURNING job_id
-    """
-)
+# One statement extends every lease a worker holds: the pairs come as two parallel
+# arrays, and the answer names the jobs whose lease is still the caller's.
+HEARTBEAT = """
+    UPDATE jobs AS j
+    SET lease_expires_at = now() + make_interval(secs => %(lease_seconds)s),
+        updated_at = now()
+    FROM unnest(%(job_ids)s::bigint[], %(tokens)s::uuid[]) AS held(job_id, token)
+    WHERE j.job_id = held.job_id AND j.lease_token = held.token AND j.state = 'running'
+    RETURNING j.job_id
+"""
 
 # jsonb `||` merges top-level keys, so a handler saves only what changed and concurrent
 # keys it set earlier survive. Fenced: a stale worker must not overwrite the progress the
 # job's current owner relies on.
-SAVE_PROGRESS = text(
-    """
+SAVE_PROGRESS = """
     UPDATE jobs
-    SET progress = progress || :changes, updated_at = now()
-    WHERE job_id = :job_id AND lease_token = CAST(:token AS uuid) AND state = 'running'
+    SET progress = progress || %(changes)s, updated_at = now()
+    WHERE job_id = %(job_id)s AND lease_token = CAST(%(token)s AS uuid) AND state = 'running'
     RETURNING job_id
-    """
-).bindparams(bindparam("changes", type_=JSONB))
+"""
 
 # A finished job's row is deleted in the handler's final transaction, so its outcome and
 # the job's disappearance commit together or not at all. Fenced: if the lease moved on,
@@ -117,6 +125,57 @@ COMPLETE = text(
     RETURNING job_id
     """
 )
+
+# The engine's own completions, for jobs whose handler wrote no outcome of its own: one
+# statement completes a whole batch, each job fenced by its own lease token. The answer
+# names the jobs completed; a job missing from it had lost its lease.
+COMPLETE_MANY = """
+    DELETE FROM jobs AS j
+    USING unnest(%(job_ids)s::bigint[], %(tokens)s::uuid[]) AS done(job_id, token)
+    WHERE j.job_id = done.job_id AND j.lease_token = done.token AND j.state = 'running'
+    RETURNING j.job_id
+"""
+
+# The claim loop's round trip: the completions gathered since the last claim and the next
+# claim, in one statement and one commit (COMPLETE_MANY, then CLAIM). The completions are
+# fenced as in COMPLETE_MANY; the deleted rows are running, so the claim never sees them.
+# The outer join keeps one row when nothing is claimed, to carry the completed ids.
+COMPLETE_AND_CLAIM = """
+    WITH done AS (
+        DELETE FROM jobs AS j
+        USING unnest(%(job_ids)s::bigint[], %(tokens)s::uuid[]) AS d(job_id, token)
+        WHERE j.job_id = d.job_id AND j.lease_token = d.token AND j.state = 'running'
+        RETURNING j.job_id
+    ),
+    ready AS MATERIALIZED (
+        SELECT job_id
+        FROM jobs
+        WHERE state = 'queued' AND run_at <= now()
+        ORDER BY run_at, job_id
+        LIMIT %(limit)s
+        FOR UPDATE SKIP LOCKED
+    ),
+    claimed AS (
+        UPDATE jobs AS j
+        SET state = 'running',
+            attempts = j.attempts + 1,
+            lease_token = gen_random_uuid(),
+            lease_owner = %(owner)s,
+            lease_expires_at = now() + make_interval(secs => %(lease_seconds)s),
+            updated_at = now()
+        FROM ready
+        WHERE j.job_id = ready.job_id
+        RETURNING j.job_id, j.kind, j.operation_id::text AS operation_id, j.service_id,
+                  j.account_id, j.payload, j.progress, j.attempts, j.max_attempts,
+                  j.lease_token::text AS lease_token, j.run_at,
+                  extract(epoch FROM now() - j.retry_since)::float8 AS retrying_seconds
+    )
+    SELECT finished.completed, claimed.*, operations.target_arn AS service_arn
+    FROM (SELECT coalesce(array_agg(job_id), '{}') AS completed FROM done) AS finished
+    LEFT JOIN claimed ON true
+    LEFT JOIN operations ON operations.operation_id = claimed.operation_id::uuid
+    ORDER BY claimed.run_at, claimed.job_id
+"""
 
 # Failed jobs stay (state 'failed', no lease) for inspection and so that a later job can
 # resume from their progress; `attempts` keeps the count that exhausted them.
@@ -134,31 +193,27 @@ MARK_FAILED = text(
 # database clock so every replica agrees on when the job becomes claimable again.
 # A transient failure starts the job's retry window (retry_since, once) and does not use
 # up one of its attempts: those count failures of other kinds, and lost workers.
-RETRY_LATER = text(
-    """
+RETRY_LATER = """
     UPDATE jobs
-    SET state = 'queued', run_at = now() + make_interval(secs => :delay_seconds),
-        last_error = :error, lease_token = NULL, lease_owner = NULL,
+    SET state = 'queued', run_at = now() + make_interval(secs => %(delay_seconds)s),
+        last_error = %(error)s, lease_token = NULL, lease_owner = NULL,
         lease_expires_at = NULL, updated_at = now(),
-        retry_since = CASE WHEN :transient THEN coalesce(retry_since, now())
+        retry_since = CASE WHEN %(transient)s THEN coalesce(retry_since, now())
                            ELSE retry_since END,
-        max_attempts = max_attempts + CASE WHEN :transient THEN 1 ELSE 0 END
-    WHERE job_id = :job_id AND lease_token = CAST(:token AS uuid) AND state = 'running'
+        max_attempts = max_attempts + CASE WHEN %(transient)s THEN 1 ELSE 0 END
+    WHERE job_id = %(job_id)s AND lease_token = CAST(%(token)s AS uuid) AND state = 'running'
     RETURNING job_id
-    """
-)
+"""
 
 # A graceful shutdown hands the job back at once and gives back the attempt it was
 # charged, because the interruption was ours and not the job's fault.
-RELEASE = text(
-    """
+RELEASE = """
     UPDATE jobs
     SET state = 'queued', run_at = now(), attempts = greatest(attempts - 1, 0),
         lease_token = NULL, lease_owner = NULL, lease_expires_at = NULL, updated_at = now()
-    WHERE job_id = :job_id AND lease_token = CAST(:token AS uuid) AND state = 'running'
+    WHERE job_id = %(job_id)s AND lease_token = CAST(%(token)s AS uuid) AND state = 'running'
     RETURNING job_id
-    """
-)
+"""
 
 # Expired leases go back to the queue with their attempt count kept, so a job that
 # crashes its worker every time still exhausts its attempts instead of looping forever.
@@ -166,14 +221,13 @@ RELEASE = text(
 # middle of its fenced final transaction (that transaction holds the row lock). The
 # bounded, materialized CTE keeps each rescue a short transaction (see CLAIM for why not
 # `IN (SELECT …)`); ix_jobs_leases serves the scan.
-RESCUE_EXPIRED = text(
-    """
+RESCUE_EXPIRED = """
     WITH expired AS MATERIALIZED (
         SELECT job_id
         FROM jobs
         WHERE state = 'running' AND lease_expires_at < now()
         ORDER BY lease_expires_at
-        LIMIT :limit
+        LIMIT %(limit)s
         FOR UPDATE SKIP LOCKED
     )
     UPDATE jobs AS j
@@ -183,8 +237,7 @@ RESCUE_EXPIRED = text(
     FROM expired
     WHERE j.job_id = expired.job_id
     RETURNING j.job_id
-    """
-)
+"""
 
 # Deletes (rather than reads) the failed jobs so that their progress is handed over once:
 # a concurrent caller blocks on the row locks and then finds nothing. The newest failed
@@ -204,13 +257,11 @@ TAKE_FAILED_PROGRESS = text(
 # idle worker can wake for a delayed retry instead of waiting for its next poll.
 # NULL when nothing is queued (and not clamped in SQL: greatest() ignores NULLs and would
 # turn "nothing queued" into "due now").
-SECONDS_UNTIL_NEXT = text(
-    """
+SECONDS_UNTIL_NEXT = """
     SELECT extract(epoch FROM min(run_at) - now())::float8
     FROM jobs
     WHERE state = 'queued'
-    """
-)
+"""
 
 
 # Where a traced enqueue keeps the trace context of the call that made the job (W3C
@@ -218,7 +269,7 @@ SECONDS_UNTIL_NEXT = text(
 TRACE_CONTEXT_KEY = "_trace"
 
 
-def claimed_job(row: RowMapping) -> ClaimedJob:
+def claimed_job(row: Mapping[str, Any]) -> ClaimedJob:
     payload = dict(row["payload"] or {})
     trace_context = payload.pop(TRACE_CONTEXT_KEY, None)
     return ClaimedJob(
@@ -297,44 +348,130 @@ async def mark_failed(conn: AsyncConnection, job_id: int, token: str, error: str
 
 
 class JobQueue:
-    """The worker side of the queue (engine.ports.JobQueue): each method runs its own
-    short transaction. The fenced writes that join a unit of work's transaction are the
-    functions above, used by repositories/jobs.py."""
+    """The worker side of the queue (engine.ports.JobQueue): each method is one statement,
+    its own transaction. The fenced writes that join a unit of work's transaction are the
+    functions above, used by repositories/jobs.py.
+
+    While `connected()` is entered (a worker's lifetime), the statements go over the
+    queue's own autocommit connections, prepared: one for claims, one for everything
+    else, so that a claim and a batch of completions travel at the same time. A broken
+    connection is replaced on the next call. Outside `connected()` each call borrows a
+    pooled connection of `engine`, as any one-off caller (a test, a tool) wants."""
 
     def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine
+        self._pinned = 0
+        self._conns: dict[str, psycopg.AsyncConnection[dict[str, Any]]] = {}
+
+    @contextlib.asynccontextmanager
+    async def connected(self) -> AsyncIterator[None]:
+        self._pinned += 1
+        try:
+            yield
+        finally:
+            self._pinned -= 1
+            if not self._pinned:
+                conns, self._conns = self._conns, {}
+                for conn in conns.values():
+                    with contextlib.suppress(Exception):
+                        await conn.close()
+
+    async def _rows(self, sql: str, params: dict[str, Any], role: str = "finish") -> list[Any]:
+        if not self._pinned:
+            async with self.engine.begin() as pooled:
+                return list((await pooled.exec_driver_sql(sql, params)).mappings())
+        conn = self._conns.get(role)
+        if conn is None or conn.closed or conn.broken:
+            if conn is not None:
+                with contextlib.suppress(Exception):
+                    await conn.close()
+            conn = await psycopg.AsyncConnection[Any].connect(
+                libpq_url(self.engine.url.render_as_string(hide_password=False)),
+                autocommit=True,
+                row_factory=dict_row,
+                options="-c timezone=UTC",
+            )
+            self._conns[role] = conn
+        try:
+            cursor = await conn.execute(sql, params, prepare=True)
+            return await cursor.fetchall() if cursor.description else []
+        except (psycopg.OperationalError, psycopg.InterfaceError):
+            # The next call reconnects; this one fails like any outage.
+            with contextlib.suppress(Exception):
+                await conn.close()
+            raise
 
     async def claim(self, owner: str, limit: int, lease_seconds: float) -> list[ClaimedJob]:
         if limit <= 0:
             return []
-        async with self.engine.begin() as conn:
-            rows = (
-                await conn.execute(
-                    CLAIM,
-                    {"limit": limit, "owner": owner, "lease_seconds": float(lease_seconds)},
-                )
-            ).mappings()
-            return [claimed_job(row) for row in rows]
+        rows = await self._rows(
+            CLAIM,
+            {"limit": limit, "owner": owner, "lease_seconds": float(lease_seconds)},
+            role="claim",
+        )
+        return [claimed_job(row) for row in rows]
+
+    async def complete_and_claim(
+        self,
+        leases: Sequence[tuple[int, str]],
+        owner: str,
+        limit: int,
+        lease_seconds: float,
+    ) -> tuple[set[int], list[ClaimedJob]]:
+        """Completes the (job_id, token) jobs still leased to the caller and claims up to
+        `limit` more, in one statement: (the jobs completed, the jobs claimed)."""
+        if not leases:
+            return set(), await self.claim(owner, limit, lease_seconds)
+        rows = await self._rows(
+            COMPLETE_AND_CLAIM,
+            {
+                "job_ids": [job_id for job_id, _ in leases],
+                "tokens": [t for _, t in leases],
+                "limit": max(limit, 0),
+                "owner": owner,
+                "lease_seconds": float(lease_seconds),
+            },
+            role="claim",
+        )
+        done = {int(job_id) for job_id in (rows[0]["completed"] if rows else [])}
+        return done, [claimed_job(row) for row in rows if row["job_id"] is not None]
 
     async def heartbeat(self, job_id: int, token: str, lease_seconds: float) -> bool:
         """Extends the lease; False means the lease is gone and the job is not ours."""
-        async with self.engine.begin() as conn:
-            row = (
-                await conn.execute(
-                    HEARTBEAT,
-                    {"job_id": job_id, "token": token, "lease_seconds": float(lease_seconds)},
-                )
-            ).first()
-        return row is not None
+        return job_id in await self.heartbeat_many([(job_id, token)], lease_seconds)
+
+    async def heartbeat_many(
+        self, leases: Sequence[tuple[int, str]], lease_seconds: float
+    ) -> set[int]:
+        """Extends every lease in one statement; answers the jobs still held."""
+        if not leases:
+            return set()
+        rows = await self._rows(
+            HEARTBEAT,
+            {
+                "job_ids": [job_id for job_id, _ in leases],
+                "tokens": [token for _, token in leases],
+                "lease_seconds": float(lease_seconds),
+            },
+        )
+        return {int(row["job_id"]) for row in rows}
+
+    async def complete_many(self, leases: Sequence[tuple[int, str]]) -> set[int]:
+        """Deletes the jobs whose lease is still the caller's, in one statement; answers
+        the jobs completed (the others had lost their lease)."""
+        if not leases:
+            return set()
+        rows = await self._rows(
+            COMPLETE_MANY,
+            {"job_ids": [job_id for job_id, _ in leases], "tokens": [t for _, t in leases]},
+        )
+        return {int(row["job_id"]) for row in rows}
 
     async def save_progress(self, job_id: int, token: str, progress: dict[str, Any]) -> None:
-        async with self.engine.begin() as conn:
-            row = (
-                await conn.execute(
-                    SAVE_PROGRESS, {"job_id": job_id, "token": token, "changes": progress}
-                )
-            ).first()
-        if row is None:
+        rows = await self._rows(
+            SAVE_PROGRESS, {"job_id": job_id, "token": token, "changes": Jsonb(progress)}
+        )
+        if not rows:
             raise LeaseLost(job_id)
 
     async def retry_later(
@@ -346,33 +483,26 @@ class JobQueue:
         *,
         transient: bool = False,
     ) -> bool:
-        async with self.engine.begin() as conn:
-            row = (
-                await conn.execute(
-                    RETRY_LATER,
-                    {
-                        "job_id": job_id,
-                        "token": token,
-                        "delay_seconds": max(float(delay_seconds), 0.0),
-                        "error": error,
-                        "transient": transient,
-                    },
-                )
-            ).first()
-        return row is not None
+        rows = await self._rows(
+            RETRY_LATER,
+            {
+                "job_id": job_id,
+                "token": token,
+                "delay_seconds": max(float(delay_seconds), 0.0),
+                "error": error,
+                "transient": transient,
+            },
+        )
+        return bool(rows)
 
     async def release(self, job_id: int, token: str) -> bool:
-        async with self.engine.begin() as conn:
-            row = (await conn.execute(RELEASE, {"job_id": job_id, "token": token})).first()
-        return row is not None
+        return bool(await self._rows(RELEASE, {"job_id": job_id, "token": token}))
 
     async def rescue_expired(self, limit: int = 100) -> int:
-        async with self.engine.begin() as conn:
-            rows = (await conn.execute(RESCUE_EXPIRED, {"limit": limit})).all()
-        return len(rows)
+        return len(await self._rows(RESCUE_EXPIRED, {"limit": limit}))
 
     async def seconds_until_next(self) -> float | None:
         """Seconds until the earliest queued job is due (0 if one is due), or None."""
-        async with self.engine.connect() as conn:
-            value = (await conn.execute(SECONDS_UNTIL_NEXT)).scalar_one_or_none()
+        rows = await self._rows(SECONDS_UNTIL_NEXT, {}, role="claim")
+        value = next(iter(rows[0].values())) if rows else None
         return None if value is None else max(float(value), 0.0)

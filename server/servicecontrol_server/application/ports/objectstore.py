@@ -63,6 +63,12 @@ class ObjectStore(Protocol):
         """Every object under prefix, streamed (never the whole listing in memory)."""
         ...
 
+    def scan_objects(self, bucket: str, prefix: str) -> Iterator[ObjectInfo]:
+        """Every object under prefix, streamed in no particular order, with memory
+        bounded however many objects the prefix holds: the listing a delete walks.
+        Objects deleted while the scan runs may or may not appear."""
+        ...
+
     def delete_objects(self, bucket: str, keys: Iterable[str]) -> int:
         """Deletes keys in batches of up to 1000; missing keys are not an error.
         Returns how many keys were asked for."""

@@ -1,0 +1,50 @@
+"""Where the job engine's time goes: drains no-op jobs with 4 workers under pyinstrument
+(installed by the `bench` extra) and prints the heaviest frames.
+
+    .venv/bin/python bench/profile_engine.py [--jobs 3000] [--html profile.html]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+from pathlib import Path
+
+from bench_engine import engine_rate
+from common import postgres_server, scratch_database
+
+from servicecontrol_server.adapters.postgres.database import create_engine
+
+
+async def profile(jobs: int, workers: int, html: Path | None) -> None:
+    from pyinstrument import Profiler
+
+    with postgres_server() as server, scratch_database(server) as url:
+        engine = create_engine(url)
+        try:
+            await engine_rate(engine, url, 200, workers)  # warm-up
+            profiler = Profiler(async_mode="disabled", interval=0.0005)
+            profiler.start()
+            rate = await engine_rate(engine, url, jobs, workers)
+            profiler.stop()
+        finally:
+            await engine.dispose()
+    print(f"{rate:.0f} no-op jobs/s with {workers} workers")
+    print(profiler.output_text(unicode=False, color=False, show_all=False))
+    if html is not None:
+        html.write_text(profiler.output_html())
+
+
+def main() -> None:
+    logging.basicConfig(level=logging.ERROR)
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--jobs", type=int, default=3000)
+    parser.add_argument("--workers", type=int, default=4)
+    parser.add_argument("--html", type=Path)
+    args = parser.parse_args()
+    asyncio.run(profile(args.jobs, args.workers, args.html))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,196 @@
+"""Every benchmark in one run: the job engine beside pgqueuer and a raw SKIP LOCKED loop
+(bench_engine.py), deleting copies of 1,000 to 100,000 objects beside the direct deletes
+(bench_scale.py), and a delete's request latency and request-to-DELETED time
+(bench_delete.py). Prints a table with each ratio beside its target, writes the JSON
+report, draws the plots and rewrites the figures block of docs/benchmarks.md.
+
+    .venv/bin/python bench/run.py            # the full run (tens of minutes; not in CI)
+    .venv/bin/python bench/run.py --quick    # a smoke run of every benchmark (the suite's)
+
+The full run writes into docs/ (benchmarks.json, the PNG plots, the figures block of
+benchmarks.md); --out DIR writes there instead (the quick run defaults to a temporary
+directory: its figures mean nothing and never replace the recorded ones).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from common import ROOT, machine
+
+DOCS = ROOT / "docs"
+MARK_START = "<!-- figures:start (written by bench/run.py) -->"
+MARK_END = "<!-- figures:end -->"
+
+
+def run_all(quick: bool, only: set[str] | None, s3_max: int | None) -> dict[str, Any]:
+    import bench_delete
+    import bench_engine
+    import bench_scale
+
+    report: dict[str, Any] = {
+        "quick": quick,
+        "started": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        "machine": machine(),
+        "benchmarks": {},
+    }
+    if only is None or "engine" in only:
+        report["benchmarks"]["engine"] = asyncio.run(bench_engine.run(quick))
+    if only is None or "scale" in only:
+        report["benchmarks"]["scale"] = bench_scale.run(quick, s3_max)
+    if only is None or "delete" in only:
+        report["benchmarks"]["delete"] = asyncio.run(bench_delete.run(quick))
+    report["machine_after"] = machine()["load_average_1_5_15"]
+    return report
+
+
+def table(report: dict[str, Any]) -> str:
+    lines = [
+        "| benchmark | measure | value | reference | ratio | target | meets |",
+        "|---|---|---:|---|---:|---:|:---:|",
+    ]
+    for name, bench in report["benchmarks"].items():
+        for row in bench.get("rows", []):
+            ratio = row["ratio"]
+            target = row["target"]
+            sign = "≤" if row["lower_is_better"] else "≥"
+            target_text = f"{sign} {target:g}" if target is not None else "—"
+            if row.get("goal") is not None:
+                target_text += f" (goal {row['goal']:g})"
+            ref = row["reference"]
+            ref_text = f"{row['reference_name']}: {_num(ref)}" if ref is not None else "—"
+            meets = {True: "yes", False: "**no**", None: ""}[row["meets_target"]]
+            lines.append(
+                f"| {name} | {row['measure']} | {_num(row['value'])} {row['unit']} | {ref_text}"
+                f" | {'' if ratio is None else f'{ratio:.2f}'} | {target_text} | {meets} |"
+            )
+        for note in bench.get("notes", []):
+            lines.append(f"| {name} | note: {note} | | | | | |")
+    return "\n".join(lines)
+
+
+def _num(value: float | None) -> str:
+    if value is None:
+        return ""
+    if abs(value) >= 100:
+        return f"{value:,.0f}"
+    if abs(value) >= 1:
+        return f"{value:.2f}"
+    return f"{value:.4g}"
+
+
+def plots(report: dict[str, Any], out: Path) -> list[str]:
+    """PNG plots: jobs/s by workers, delete time by object count. Skipped (and said so)
+    when matplotlib is not installed."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print("matplotlib is not installed (pip install -e '.[bench]'): no plots")
+        return []
+    written = []
+    engine = report["benchmarks"].get("engine")
+    if engine:
+        fig, ax = plt.subplots(figsize=(6.4, 4))
+        for name, series in engine["series"].items():
+            workers = sorted(int(w) for w in series)
+            ax.plot(workers, [series[str(w)] for w in workers], marker="o", label=name)
+        ax.set_xlabel("workers")
+        ax.set_ylabel("no-op jobs/s")
+        ax.set_xticks([1, 2, 4])
+        ax.set_title(f"Job throughput by workers (batch {engine['batch']})")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+        path = out / "bench-jobs-by-workers.png"
+        fig.tight_layout()
+        fig.savefig(path, dpi=110)
+        plt.close(fig)
+        written.append(path.name)
+    scale = report["benchmarks"].get("scale")
+    if scale:
+        fig, ax = plt.subplots(figsize=(6.4, 4))
+        for name, series in scale["series"].items():
+            counts = sorted(int(n) for n in series)
+            ax.plot(counts, [series[str(n)]["seconds"] for n in counts], marker="o", label=name)
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel("objects in the image copy")
+        ax.set_ylabel("seconds to delete")
+        ax.set_title("Deleting one image copy, by object count")
+        ax.grid(alpha=0.3, which="both")
+        ax.legend(fontsize=8)
+        path = out / "bench-delete-by-objects.png"
+        fig.tight_layout()
+        fig.savefig(path, dpi=110)
+        plt.close(fig)
+        written.append(path.name)
+    return written
+
+
+def figures_block(report: dict[str, Any], images: list[str]) -> str:
+    m = report["machine"]
+    parts = [
+        MARK_START,
+        "",
+        f"Run of {report['started']}{' (quick)' if report['quick'] else ''}: "
+        f"{m['cpus']} CPUs ({m['cpu_model']}), {m['memory_gib']} GiB, Python {m['python']}, "
+        f"{m['platform']}; load average (1/5/15 min) {m['load_average_1_5_15']} before, "
+        f"{report.get('machine_after')} after.",
+        "",
+        table(report),
+        "",
+    ]
+    parts += [f"![{name}]({name})" for name in images]
+    parts += ["", MARK_END]
+    return "\n".join(parts)
+
+
+def write_docs(report: dict[str, Any], out: Path, images: list[str]) -> Path:
+    doc = out / "benchmarks.md"
+    block = figures_block(report, images)
+    text = doc.read_text() if doc.exists() else f"# Benchmarks\n\n{MARK_START}\n{MARK_END}\n"
+    if MARK_START in text and MARK_END in text:
+        head, rest = text.split(MARK_START, 1)
+        tail = rest.split(MARK_END, 1)[1]
+        text = head + block + tail
+    else:
+        text = text.rstrip() + "\n\n" + block + "\n"
+    doc.write_text(text)
+    return doc
+
+
+def main() -> None:
+    logging.basicConfig(level=logging.ERROR)
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--quick", action="store_true", help="a smoke run of every benchmark")
+    parser.add_argument("--out", type=Path, help="where the JSON, plots and document go")
+    parser.add_argument(
+        "--only", action="append", choices=["engine", "scale", "delete"], help="repeatable"
+    )
+    parser.add_argument("--s3-max", type=int, help="largest S3 copy bench_scale seeds")
+    args = parser.parse_args()
+    out = args.out or (Path(tempfile.mkdtemp(prefix="sc-bench-")) if args.quick else DOCS)
+    out.mkdir(parents=True, exist_ok=True)
+    report = run_all(args.quick, set(args.only) if args.only else None, args.s3_max)
+    (out / "benchmarks.json").write_text(json.dumps(report, indent=2))
+    images = plots(report, out)
+    doc = write_docs(report, out, images)
+    print(table(report))
+    print(f"\nreport: {out / 'benchmarks.json'}; document: {doc}", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()
