@@ -140,6 +140,11 @@ async def test_fifty_consumers_joining_while_events_are_written_see_each_event_o
             # Every tenth consumer stalls after its first event until the writers are done.
             tasks.append(asyncio.create_task(consume(hub, consumer, gate if i % 10 == 0 else None)))
         await asyncio.gather(*writers)
+        # A burst longer than a stream's buffer while the stalled consumers are stalled:
+        # each of them overflows, however late it joined.
+        for account in ACCOUNTS:
+            burst = [Event(account, arn(account, "burst"), "test", {"n": n}) for n in range(1, 25)]
+            await write(engine, burst)
         # The last event of each account, written after everything else.
         for account in ACCOUNTS:
             await write(engine, [Event(account, arn(account, "end"), "test.last", {"n": -1})])

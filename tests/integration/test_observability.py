@@ -121,6 +121,8 @@ async def test_job_lines_name_the_operation_and_service_and_jobs_are_counted(
     harness: Harness, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.INFO)
+    # A job's start is a debug line (one per attempt); its outcome is the info line.
+    caplog.set_level(logging.DEBUG, logger="servicecontrol_server.engine.worker")
     before = sample("servicecontrol_jobs_total", kind="create_service", outcome="succeeded")
     store_calls = sample(
         "servicecontrol_object_store_call_duration_seconds_count",
