@@ -41,6 +41,8 @@ async def serving(data: Path, log: Path) -> AsyncIterator[asyncio.subprocess.Pro
         SERVICECONTROL_GRPC_LISTEN="127.0.0.1:0",
         SERVICECONTROL_AWS_LISTEN="",
         SERVICECONTROL_METRICS_LISTEN="",
+        # No console: its default port is not this test's to take (tests run side by side).
+        SERVICECONTROL_CONSOLE_LISTEN="",
         SERVICECONTROL_LOG_FORMAT="json",
         SERVICECONTROL_WORKERS_IN_SERVER="1",
     )

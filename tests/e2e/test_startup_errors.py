@@ -150,6 +150,8 @@ def serve_until_ready(*args: str, **env: str) -> tuple[str, str]:
         SERVICECONTROL_GRPC_LISTEN="127.0.0.1:0",
         SERVICECONTROL_AWS_LISTEN="",
         SERVICECONTROL_METRICS_LISTEN="",
+        # No console: its default port is not this test's to take (tests run side by side).
+        SERVICECONTROL_CONSOLE_LISTEN="",
         SERVICECONTROL_MIGRATE_ON_START="false",
         SERVICECONTROL_LOG_FORMAT="json",
     )
