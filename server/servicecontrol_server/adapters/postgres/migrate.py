@@ -117,7 +117,9 @@ def pending_differences(url: str, target: MetaData | None = None) -> list[Any]:
     The second pass catches what alembic ignores, partial index predicates and constraint
     names among them. `expected` comes from Postgres creating `target` in this session's
     temporary schema (so only the TEMP privilege is needed) in a transaction that is rolled
-    back.
+    back. Last, ("storage", table, parameter, live, expected) tuples for the tables'
+    storage parameters (autovacuum settings), when target.info["storage_parameters"] names
+    them.
     """
     metadata = schema_metadata if target is None else target
     with _connection(url) as conn:
@@ -133,6 +135,7 @@ def pending_differences(url: str, target: MetaData | None = None) -> list[Any]:
         conn.rollback()
         try:
             differences.extend(_catalog_differences(conn, metadata))
+            differences.extend(_storage_differences(conn, metadata))
         finally:
             conn.rollback()
     return differences
@@ -228,3 +231,35 @@ def _catalog_differences(conn: Connection, metadata: MetaData) -> list[tuple[Any
         if live.get(key) != expected.get(key):
             differences.append(("catalog", kind, table, name, live.get(key), expected.get(key)))
     return differences
+
+
+_RELOPTIONS = text(
+    """
+    SELECT c.relname, option.option_name, option.option_value
+    FROM pg_class c
+    JOIN pg_namespace n ON n.oid = c.relnamespace
+    CROSS JOIN LATERAL pg_options_to_table(c.reloptions) AS option
+    WHERE n.nspname = current_schema() AND c.relkind IN ('r', 'p')
+    """
+)
+
+
+def _storage_differences(conn: Connection, metadata: MetaData) -> list[tuple[Any, ...]]:
+    """The live tables' storage parameters against metadata.info["storage_parameters"]
+    ({table: {parameter: value}}); nothing is compared when the metadata names none."""
+    expected_by_table: dict[str, dict[str, str]] | None = metadata.info.get("storage_parameters")
+    if expected_by_table is None:
+        return []
+    live: dict[tuple[str, str], str] = {
+        (table, name): value for table, name, value in conn.execute(_RELOPTIONS)
+    }
+    expected = {
+        (table, name): value
+        for table, parameters in expected_by_table.items()
+        for name, value in parameters.items()
+    }
+    return [
+        ("storage", table, name, live.get((table, name)), expected.get((table, name)))
+        for table, name in sorted(live.keys() | expected.keys())
+        if live.get((table, name)) != expected.get((table, name))
+    ]

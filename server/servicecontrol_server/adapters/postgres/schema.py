@@ -229,6 +229,13 @@ jobs = Table(
     # finds its service's, and the reaper walks them, without reading the queue.
     Index("ix_jobs_failed", "job_id", postgresql_where=text("state = 'failed'")),
     Index("ix_jobs_failed_service", "service_id", postgresql_where=text("state = 'failed'")),
+    # Whether a configuration revision is still wanted by an update not yet applied
+    # (config_resources.IN_USE): those jobs only, not the whole backlog.
+    Index(
+        "ix_jobs_active_updates",
+        "job_id",
+        postgresql_where=text("kind = 'update_service' AND state IN ('queued', 'running')"),
+    ),
 )
 
 # Positions of relayed outbox rows (created by the migration; used only in raw SQL).
@@ -504,3 +511,62 @@ vpc_ingress_connections = Table(
         postgresql_where=text("purge_at IS NOT NULL"),
     ),
 )
+
+# Autovacuum storage parameters of the tables whose rows churn (migration 0011 sets them;
+# the migrations' check compares them with the live tables' reloptions). Postgres's
+# defaults vacuum a table once a fifth of it is dead (scale factor 0.2 + 50 rows): on a
+# queue whose live set is small but whose backlog can grow, or on a retained log of a
+# million rows, that lets hundreds of thousands of dead tuples pile up in front of the
+# hot statements' index scans before anything reclaims them.
+#
+# - jobs: every job is inserted, updated (claimed, leases extended) and deleted within
+#   seconds, and claims walk ix_jobs_ready past whatever is dead. Vacuum after a fixed
+#   1,000 dead rows whatever the backlog (scale factor 0), without cost-based sleeps
+#   (cost delay 0: the live table is small, so a vacuum is short), and analyse as often.
+# - outbox: every event is inserted, updated once by the relay (position, delivered_at)
+#   and deleted by the pruner after the retention; a million retained rows would wait for
+#   200,000 dead ones by default. 1 % (+1,000), a cost limit ten times the default so a
+#   pass over a large table ends quickly, and inserts trigger vacuum too (2 %), which keeps
+#   the visibility map current for the event feed's index scans.
+# - operations, request_ids: written on every mutation, updated a few times (operations)
+#   and purged after their retention: 2 % (+500).
+# - services, certificates: tombstones and retained records purged in batches: 5 % (+500).
+STORAGE_PARAMETERS: dict[str, dict[str, str]] = {
+    "jobs": {
+        "autovacuum_vacuum_scale_factor": "0",
+        "autovacuum_vacuum_threshold": "1000",
+        "autovacuum_vacuum_insert_scale_factor": "0",
+        "autovacuum_vacuum_insert_threshold": "1000",
+        "autovacuum_analyze_scale_factor": "0",
+        "autovacuum_analyze_threshold": "1000",
+        "autovacuum_vacuum_cost_delay": "0",
+    },
+    "outbox": {
+        "autovacuum_vacuum_scale_factor": "0.01",
+        "autovacuum_vacuum_threshold": "1000",
+        "autovacuum_vacuum_insert_scale_factor": "0.02",
+        "autovacuum_analyze_scale_factor": "0.02",
+        "autovacuum_vacuum_cost_limit": "2000",
+    },
+    "operations": {
+        "autovacuum_vacuum_scale_factor": "0.02",
+        "autovacuum_vacuum_threshold": "500",
+        "autovacuum_analyze_scale_factor": "0.02",
+    },
+    "request_ids": {
+        "autovacuum_vacuum_scale_factor": "0.02",
+        "autovacuum_vacuum_threshold": "500",
+        "autovacuum_analyze_scale_factor": "0.02",
+    },
+    "services": {
+        "autovacuum_vacuum_scale_factor": "0.05",
+        "autovacuum_vacuum_threshold": "500",
+        "autovacuum_analyze_scale_factor": "0.05",
+    },
+    "certificates": {
+        "autovacuum_vacuum_scale_factor": "0.05",
+        "autovacuum_vacuum_threshold": "500",
+        "autovacuum_analyze_scale_factor": "0.05",
+    },
+}
+metadata.info["storage_parameters"] = STORAGE_PARAMETERS

@@ -1,0 +1,566 @@
+"""Each hot statement uses the index it was written for, on tables grown to the size a
+long-lived installation reaches (pgqueuer's EXPLAIN-plan regression tests): 90,000 service
+tombstones, 200,000 operations, a queue with a backlog, 200,000 relayed outbox rows,
+100,000 retained certificates. Every named statement (a module-level SQL constant) of the
+modules below is declared here with the index its plan must use, or as exempt with the
+reason: a new constant fails the completeness test until it is declared, and a changed
+statement is EXPLAINed by its name, whatever its text has become.
+
+The statements the repositories build per call (pages, lookups) are captured while the
+repository method runs and EXPLAINed the same way. The churning tables' autovacuum
+settings are checked against schema.STORAGE_PARAMETERS."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import dataclass, field
+from types import ModuleType
+from typing import Any
+
+import pytest
+from psycopg.types.json import Jsonb
+from sqlalchemy import TextClause, event, text
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from servicecontrol_server.adapters.postgres import (
+    event_hub,
+    identity,
+    jobqueue,
+    outbox,
+    presence,
+    schema,
+    stats,
+    ttl,
+)
+from servicecontrol_server.adapters.postgres.repositories import (
+    config_resources,
+    operations,
+    services,
+    vpc,
+)
+from servicecontrol_server.adapters.postgres.unit_of_work import PostgresUnitOfWork
+
+MODULES: list[ModuleType] = [
+    jobqueue,
+    outbox,
+    event_hub,
+    stats,
+    ttl,
+    identity,
+    presence,
+    services,
+    operations,
+    vpc,
+    config_resources,
+]
+
+ACCOUNTS = 100
+SERVICES = 100_000  # nine in ten of them tombstones
+ACCOUNT = "100000000007"
+LIVE_SERVICE = "s10"  # i % 10 == 0: live; its account is 100000000010
+LIVE_ACCOUNT = "100000000010"
+TOMBSTONE = "s11"
+TOKEN = str(uuid.uuid4())
+
+# Tables the seed grows: a sequential scan of any of them is a regression.
+GROWN = {
+    "services",
+    "service_configurations",
+    "operations",
+    "jobs",
+    "outbox",
+    "connections",
+    "certificates",
+    "custom_domains",
+    "request_ids",
+    "api_keys",
+    "resource_tags",
+}
+
+_account = "lpad((100000000000 + i % :accounts)::text, 12, '0')"
+SEED = [
+    f"INSERT INTO accounts (account_id) SELECT {_account} FROM generate_series(0, :accounts - 1) i",
+    # Services as the system leaves them: live ones with their configuration, tombstones
+    # (DELETED, configuration removed) waiting for purge_at.
+    f"""
+    INSERT INTO services (service_id, account_id, region, service_name, service_arn,
+                          service_url, status, created_at, updated_at, deleted_at, purge_at)
+    SELECT 's' || i, {_account}, 'us-east-1', 'svc-' || i,
+           'arn:aws:apprunner:us-east-1:x:service/svc-' || i || '/' || md5('s' || i),
+           md5('u' || i) || '.example', CASE WHEN i % 10 = 0 THEN 'RUNNING' ELSE 'DELETED' END,
+           now() - make_interval(secs => i), now(),
+           CASE WHEN i % 10 = 0 THEN NULL ELSE now() END,
+           CASE WHEN i % 10 = 0 THEN NULL ELSE now() + interval '30 days' END
+    FROM generate_series(1, :services) i
+    """,
+    """
+    INSERT INTO service_configurations (service_id, source_configuration,
+                                        instance_configuration, health_check_configuration,
+                                        auto_scaling_configuration_arn, network_configuration)
+    SELECT service_id, '{}', '{}', '{}', 'arn:asc/' || (hashtext(service_id) % 50),
+           '{"egress_configuration": {"egress_type": "DEFAULT"}}'
+    FROM services WHERE status <> 'DELETED'
+    """,
+    """
+    INSERT INTO operations (operation_id, account_id, service_id, target_arn, type, status,
+                            started_at, ended_at)
+    SELECT gen_random_uuid(), account_id, service_id, service_arn,
+           CASE WHEN n = 1 THEN 'CREATE_SERVICE' ELSE 'DELETE_SERVICE' END,
+           'SUCCEEDED', created_at + make_interval(secs => n), now()
+    FROM services, generate_series(1, 2) n
+    """,
+    # A backlog: queued jobs not yet due, running ones under lease, a few failed.
+    """
+    INSERT INTO jobs (kind, service_id, account_id, state, max_attempts, run_at,
+                      lease_token, lease_owner, lease_expires_at)
+    SELECT 'delete_service', 's' || i, '100000000001',
+           CASE WHEN i % 100 = 0 THEN 'failed' WHEN i % 20 = 1 THEN 'running'
+                ELSE 'queued' END, 8,
+           now() + interval '1 hour',
+           CASE WHEN i % 20 = 1 THEN gen_random_uuid() END,
+           CASE WHEN i % 20 = 1 THEN 'w' END,
+           CASE WHEN i % 20 = 1 THEN now() + interval '1 minute' END
+    FROM generate_series(1, 20000) i
+    """,
+    # The outbox as the relay leaves it: relayed (position, delivered_at) and retained
+    # until the pruner's retention passes; a handful pending.
+    f"""
+    INSERT INTO outbox (event_id, account_id, resource_arn, type, payload, position,
+                        delivered_at)
+    SELECT gen_random_uuid(), {_account},
+           'arn:aws:apprunner:us-east-1:x:service/s/' || (i % 5000), 'service.deleted', '{{}}',
+           CASE WHEN i > 199990 THEN NULL ELSE i END,
+           CASE WHEN i > 199990 THEN NULL ELSE now() - make_interval(secs => (200000 - i) / 10)
+           END
+    FROM generate_series(1, 200000) i
+    """,
+    "SELECT setval('outbox_position_seq', 200000)",
+    f"""
+    INSERT INTO connections (connection_id, account_id, connection_name, connection_arn,
+                             provider_type, status, created_at, deleted_at, purge_at)
+    SELECT md5('c' || i), {_account}, 'conn-' || i,
+           'arn:aws:apprunner:us-east-1:x:connection/conn-' || i || '/' || md5('c' || i),
+           'GITHUB', CASE WHEN i % 2 = 0 THEN 'AVAILABLE' ELSE 'DELETED' END,
+           now() - make_interval(secs => i),
+           CASE WHEN i % 2 = 0 THEN NULL ELSE now() END,
+           CASE WHEN i % 2 = 0 THEN NULL ELSE now() + interval '30 days' END
+    FROM generate_series(1, 10000) i
+    """,
+    # Retained certificates: unlinked from their (deleted) service, kept until expires_at.
+    f"""
+    INSERT INTO certificates (certificate_id, account_id, certificate_arn, domain_name, status,
+                              unlinked_at, expires_at)
+    SELECT 'k' || i, {_account},
+           'arn:aws:acm:us-east-1:x:certificate/' || md5('k' || i), 'd' || i || '.example.com',
+           'ISSUED', now(), now() + interval '7 days'
+    FROM generate_series(1, 100000) i
+    """,
+    """
+    INSERT INTO custom_domains (service_id, domain_name, enable_www_subdomain, status,
+                                certificate_id)
+    SELECT s.service_id, 'd' || s.n || '.example.com', true,
+           CASE WHEN s.n % 20 = 0 THEN 'PENDING_CERTIFICATE_DNS_VALIDATION' ELSE 'ACTIVE' END,
+           'k' || s.n
+    FROM (SELECT service_id, row_number() OVER (ORDER BY service_id) AS n
+          FROM services WHERE status <> 'DELETED') AS s
+    """,
+    f"""
+    INSERT INTO request_ids (account_id, request_id, fingerprint, result_kind, result_id,
+                             created_at)
+    SELECT {_account}, 'r' || i, 'f', 'operation', 'x', now() - make_interval(secs => i)
+    FROM generate_series(1, 50000) i
+    """,
+    f"""
+    INSERT INTO api_keys (key_id, account_id, role, secret_hash, secret_sealed)
+    SELECT 'key' || i, {_account}, 'writer', md5('h' || i), 'sealed'
+    FROM generate_series(1, 10000) i
+    """,
+    f"""
+    INSERT INTO resource_tags (resource_arn, tag_key, account_id, tag_value)
+    SELECT 'arn:aws:apprunner:us-east-1:x:service/svc-' || i || '/' || md5('s' || i),
+           'k' || n, {_account}, 'v'
+    FROM generate_series(1, 25000) i, generate_series(1, 2) n
+    """,
+    "ANALYZE",
+]
+
+
+@pytest.fixture
+async def grown(engine: AsyncEngine) -> AsyncEngine:
+    async with engine.begin() as conn:
+        for statement in SEED:
+            await conn.execute(text(statement), {"accounts": ACCOUNTS, "services": SERVICES})
+    return engine
+
+
+@dataclass(frozen=True)
+class Hot:
+    """A hot statement's representative parameters and the indexes its plan must use (all
+    of them; "a|b": either, where both fit and the planner picks by the data); an empty
+    set: it reads no grown table, and must not scan one."""
+
+    params: dict[str, Any]
+    indexes: frozenset[str] = field(default_factory=frozenset)
+
+
+def _hot(params: dict[str, Any], *indexes: str) -> Hot:
+    return Hot(params, frozenset(indexes))
+
+
+_lease = {"job_ids": [1, 2, 3], "tokens": [TOKEN] * 3}
+_claim = {"limit": 10, "owner": "w", "lease_seconds": 30.0}
+_svc_arn = f"arn:aws:apprunner:us-east-1:{LIVE_ACCOUNT}:service/svc-10/x"
+
+HOT: dict[str, Hot] = {
+    # The job queue: claim, complete, heartbeat, rescue, the engine's round trip.
+    "jobqueue.CLAIM": _hot(_claim, "ix_jobs_ready", "pk_operations"),
+    "jobqueue.COMPLETE_AND_CLAIM": _hot({**_lease, **_claim}, "pk_jobs", "ix_jobs_ready"),
+    "jobqueue.COMPLETE_MANY": _hot(_lease, "pk_jobs"),
+    "jobqueue.COMPLETE": _hot({"job_id": 1, "token": TOKEN}, "pk_jobs"),
+    "jobqueue.HEARTBEAT": _hot({**_lease, "lease_seconds": 30.0}, "pk_jobs"),
+    "jobqueue.SAVE_PROGRESS": _hot(
+        {"changes": Jsonb({"step": 1}), "job_id": 1, "token": TOKEN}, "pk_jobs"
+    ),
+    "jobqueue.MARK_FAILED": _hot({"job_id": 1, "token": TOKEN, "error": "x"}, "pk_jobs"),
+    "jobqueue.RETRY_LATER": _hot(
+        {"delay_seconds": 1.0, "error": "x", "transient": True, "job_id": 1, "token": TOKEN},
+        "pk_jobs",
+    ),
+    "jobqueue.RELEASE": _hot({"job_id": 1, "token": TOKEN}, "pk_jobs"),
+    "jobqueue.RESCUE_EXPIRED": _hot({"limit": 100}, "ix_jobs_leases"),
+    "jobqueue.TAKE_FAILED_PROGRESS": _hot(
+        {"kind": "delete_service", "service_id": "s100"}, "ix_jobs_failed_service"
+    ),
+    "jobqueue.SECONDS_UNTIL_NEXT": _hot({}, "ix_jobs_ready"),
+    # The outbox: relay, prune, the event feed.
+    # The pending rows are found by position IS NULL: the partial index or the unique
+    # index on position (NULLs are in it), both answer with the pending rows only.
+    "outbox.RELAY_PENDING": _hot(
+        {"batch": 500}, "ix_outbox_pending|uq_outbox_position", "pk_outbox"
+    ),
+    "outbox.PRUNE_DELIVERED": _hot(
+        {"older_than_seconds": 86400.0, "batch": 500}, "ix_outbox_delivered"
+    ),
+    "outbox.READ_EVENTS": _hot(
+        {"account_id": ACCOUNT, "after_position": 150_000, "resource_arn": None, "limit": 100},
+        "ix_outbox_stream",
+    ),
+    "outbox.HEAD_POSITION": _hot({"account_id": ACCOUNT}, "ix_outbox_stream"),
+    "event_hub.READ_LOG": _hot({"after_position": 199_000, "limit": 500}, "uq_outbox_position"),
+    "event_hub.LOG_HEAD": _hot({}, "uq_outbox_position"),
+    "event_hub.READ_ACCOUNT_RANGE": _hot(
+        {
+            "account_id": ACCOUNT,
+            "after_position": 150_000,
+            "until_position": 199_000,
+            "resource_arn": "arn:aws:apprunner:us-east-1:x:service/s/7",
+            "limit": 100,
+        },
+        "ix_outbox_stream",
+    ),
+    # Metrics and admission control.
+    "stats.BACKLOG": _hot({}, "ix_jobs_ready", "ix_outbox_pending|uq_outbox_position"),
+    "stats.READY_JOBS": _hot({"at_most": 1000}, "ix_jobs_ready"),
+    # The TTL reaper.
+    "ttl.PURGE_EXPIRED_CERTIFICATES": _hot({"batch": 100}, "ix_certificates_expires_at"),
+    "ttl.PURGE_CERTIFICATE_IF_EXPIRED": _hot(
+        # By id, or by expiry when few certificates are expired (none here).
+        {"certificate_id": "k5"},
+        "pk_certificates|ix_certificates_expires_at",
+        "ix_custom_domains_certificate",
+    ),
+    "ttl.PURGE_CONNECTION_TOMBSTONES": _hot({"batch": 100}, "ix_connections_purge_at"),
+    "ttl.PURGE_SERVICE_TOMBSTONES": _hot({"batch": 100}, "ix_services_purge_at"),
+    "ttl.DELETE_OPERATIONS_OF_SERVICES": _hot(
+        {"service_ids": ["s11", "s12"]}, "ix_operations_by_service"
+    ),
+    "ttl.DELETE_FAILED_JOBS_OF_SERVICES": _hot(
+        {"service_ids": ["s100", "s200"]}, "ix_jobs_failed_service"
+    ),
+    "ttl.PURGE_ENDED_OPERATIONS": _hot(
+        {"older_than_seconds": 86400.0, "batch": 100}, "ix_operations_ended_at"
+    ),
+    "ttl.PURGE_REQUEST_IDS": _hot(
+        {"older_than_seconds": 86400.0, "batch": 100}, "ix_request_ids_created_at"
+    ),
+    "ttl.PURGE_ORPHANED_FAILED_JOBS": _hot({"batch": 100}, "ix_jobs_failed", "pk_services"),
+    # Every authenticated call's key.
+    "identity.GET_KEY": _hot({"key_id": "key5"}, "pk_api_keys"),
+    # The request path's service row.
+    "services.GET_SERVICE": _hot(
+        {"account_id": LIVE_ACCOUNT, "service_id": LIVE_SERVICE},
+        "pk_services",
+        "pk_service_configurations",
+    ),
+    "services.GET_SERVICE_FOR_UPDATE": _hot(
+        {"account_id": LIVE_ACCOUNT, "service_id": LIVE_SERVICE},
+        "pk_services",
+        "pk_service_configurations",
+    ),
+    "services.SAVE_SERVICE": _hot(
+        {
+            "status": "OPERATION_IN_PROGRESS",
+            "status_message": "",
+            "current_operation_id": None,
+            "status_before_operation": None,
+            "connection_arn": None,
+            "deleted_at": None,
+            "purge_at": None,
+            "service_id": LIVE_SERVICE,
+        },
+        "pk_services",
+    ),
+    # DeleteVpcConnector's and the configuration resources' checks on the grown tables.
+    "vpc.SERVICES_USING_CONNECTOR": _hot(
+        {"arn": "arn:vpcconnector/x", "deleted": "DELETED"},
+        "ix_service_configurations_vpc_connector",
+    ),
+    "config_resources.SERVICES_USING": _hot(
+        {"account_id": LIVE_ACCOUNT, "arn": "arn:asc/7", "after": None, "limit": 20}
+    ),
+    "config_resources.IN_USE": _hot(
+        {"arns": ["arn:asc/7"]},
+        "ix_service_configurations_auto_scaling",
+        "ix_service_configurations_observability",
+        "ix_jobs_active_updates",
+    ),
+}
+
+# Named statements with no plan worth asserting, and why.
+EXEMPT: dict[str, str] = {
+    "jobqueue.ENQUEUE": "a single-row INSERT",
+    "outbox.INSERT_EVENT": "a single-row INSERT",
+    "outbox.INSERT_ONE_EVENT": "a single-row INSERT",
+    "outbox.NOTIFY_OUTBOX": "pg_notify, no table",
+    "outbox.NOTIFY_EVENTS": "pg_notify, no table",
+    "outbox.TRY_RELAY_LOCK": "an advisory lock, no table",
+    "operations.ADD_OPERATION": "a single-row INSERT",
+    "operations.NOTIFY_OPERATION_ENDED": "pg_notify, no table",
+    "presence.LIVE_WORKERS": "reads pg_locks, no table of ours",
+    "vpc.PURGE_CONNECTOR_TOMBSTONES": "vpc_connectors: a few rows per account",
+    "vpc.PURGE_INGRESS_TOMBSTONES": "vpc_ingress_connections: a few rows per account",
+    "config_resources.GET_CONFIG": "config_resources: a few rows per account",
+    "config_resources.ACTIVE_REVISIONS": "config_resources: a few rows per account",
+    "config_resources.GET_DEFAULT": "config_resources: a few rows per account",
+    "config_resources.COUNT_ACTIVE_NAMES": "config_resources: a few rows per account",
+    "config_resources.LIST_PAGE": "config_resources: a few rows per account",
+    "config_resources.MARK_INACTIVE": "config_resources: a few rows per account",
+    "config_resources.CLEAR_DEFAULT": "config_resources: a few rows per account",
+    "config_resources.SET_DEFAULT": "config_resources: a few rows per account",
+}
+
+_DML = ("SELECT", "INSERT", "UPDATE", "DELETE", "WITH")
+
+
+def named_statements() -> dict[str, str | TextClause]:
+    """Every module-level SQL constant of MODULES, as "module.NAME" (a constant one module
+    imports from another is named after the first in MODULES)."""
+    found: dict[str, str | TextClause] = {}
+    seen: set[int] = set()
+    for module in MODULES:
+        short = module.__name__.rsplit(".", 1)[1]
+        for name, value in vars(module).items():
+            if not name.isupper() or name.startswith("_"):
+                continue
+            sql = value.text if isinstance(value, TextClause) else value
+            is_sql = isinstance(sql, str) and sql.lstrip().upper().startswith(_DML)
+            if is_sql and id(value) not in seen:
+                seen.add(id(value))
+                found[f"{short}.{name}"] = value
+    return found
+
+
+def test_every_named_statement_is_declared_hot_or_exempt() -> None:
+    named = set(named_statements())
+    assert named - HOT.keys() - EXEMPT.keys() == set(), "declare these in HOT or EXEMPT"
+    assert (HOT.keys() | EXEMPT.keys()) - named == set(), "these statements no longer exist"
+
+
+@dataclass
+class Plan:
+    indexes: set[str] = field(default_factory=set)
+    seq_scans: set[str] = field(default_factory=set)
+
+    def missing(self, expected: set[str] | frozenset[str]) -> list[str]:
+        return sorted(e for e in expected if not self.indexes & set(e.split("|")))
+
+
+def _walk(node: dict[str, Any], plan: Plan) -> Plan:
+    if "Index Name" in node:
+        plan.indexes.add(node["Index Name"])
+    if node.get("Node Type") == "Seq Scan" and node.get("Relation Name") in GROWN:
+        plan.seq_scans.add(node["Relation Name"])
+    for child in node.get("Plans", []):
+        _walk(child, plan)
+    return plan
+
+
+async def explain(conn: AsyncConnection, statement: str | TextClause, params: Any) -> Plan:
+    if isinstance(statement, str) and "%(" in statement:
+        # Driver SQL (the worker's prepared statements), pyformat parameters.
+        result = await conn.exec_driver_sql("EXPLAIN (FORMAT JSON) " + statement, params)
+    else:
+        clause = statement if isinstance(statement, TextClause) else text(statement)
+        explained = text("EXPLAIN (FORMAT JSON) " + clause.text).bindparams(
+            *clause._bindparams.values()
+        )
+        result = await conn.execute(explained, params)
+    raw = result.scalar_one()
+    document = json.loads(raw) if isinstance(raw, str) else raw
+    return _walk(document[0]["Plan"], Plan())
+
+
+async def test_each_hot_statement_uses_its_index_on_grown_tables(grown: AsyncEngine) -> None:
+    named = named_statements()
+    wrong: list[str] = []
+    async with grown.connect() as conn:
+        for name, hot in HOT.items():
+            plan = await explain(conn, named[name], hot.params)
+            missing = plan.missing(hot.indexes)
+            if missing or plan.seq_scans:
+                wrong.append(
+                    f"{name}: missing {sorted(missing)}, seq scans {sorted(plan.seq_scans)},"
+                    f" used {sorted(plan.indexes)}"
+                )
+        await conn.rollback()
+    assert wrong == [], "hot statements off their index:\n" + "\n".join(wrong)
+
+
+# ------------------------------------------------------------ statements built per call
+
+RepositoryCall = Callable[[PostgresUnitOfWork], Awaitable[Any]]
+
+
+async def _list_second_page(uow: PostgresUnitOfWork) -> Any:
+    first = await uow.services.list_live(LIVE_ACCOUNT, None, 21)
+    return await uow.services.list_live(
+        LIVE_ACCOUNT, (first[-1].created_at, first[-1].service_id), 21
+    )
+
+
+# (label, call, indexes its statements must use between them)
+BUILT: list[tuple[str, RepositoryCall, set[str]]] = [
+    (
+        "services.list_live (first page)",
+        lambda uow: uow.services.list_live(LIVE_ACCOUNT, None, 21),
+        {"ix_services_live_listing", "pk_service_configurations"},
+    ),
+    ("services.list_live (keyset page)", _list_second_page, {"ix_services_live_listing"}),
+    (
+        "services.live_arn_with_name",
+        lambda uow: uow.services.live_arn_with_name(LIVE_ACCOUNT, "svc-10"),
+        {"ix_services_live_name"},
+    ),
+    (
+        "services.count_live",
+        lambda uow: uow.services.count_live(LIVE_ACCOUNT),
+        {"ix_services_live_name|ix_services_live_listing"},
+    ),
+    (
+        "operations.get",
+        lambda uow: uow.operations.get(LIVE_ACCOUNT, str(uuid.uuid4())),
+        {"pk_operations"},
+    ),
+    (
+        "operations.list_for_service",
+        lambda uow: uow.operations.list_for_service(LIVE_ACCOUNT, LIVE_SERVICE, None, 21),
+        {"ix_operations_by_service"},
+    ),
+    (
+        "request_ids.get",
+        lambda uow: uow.request_ids.get(ACCOUNT, "r7"),
+        {"pk_request_ids"},
+    ),
+    (
+        "tags.for_resource",
+        lambda uow: uow.tags.for_resource(_svc_arn),
+        {"pk_resource_tags"},
+    ),
+    (
+        "tags.delete_all",
+        lambda uow: uow.tags.delete_all(_svc_arn),
+        {"pk_resource_tags"},
+    ),
+    (
+        "certificates.get_for_domain",
+        lambda uow: uow.certificates.get_for_domain(ACCOUNT, "d7.example.com"),
+        {"uq_certificates_account_id_domain_name"},
+    ),
+    (
+        "certificates.list_page",
+        lambda uow: uow.certificates.list_page(ACCOUNT, None, None, 21),
+        {"uq_certificates_account_id_domain_name"},
+    ),
+    (
+        "custom_domains.for_service",
+        lambda uow: uow.custom_domains.for_service(LIVE_SERVICE),
+        {"pk_custom_domains"},
+    ),
+]
+
+
+@pytest.fixture
+def recorded(grown: AsyncEngine) -> Iterator[list[tuple[str, Any]]]:
+    statements: list[tuple[str, Any]] = []
+
+    def record(conn: Any, cursor: Any, statement: str, parameters: Any, *_: Any) -> None:
+        if statement.lstrip().upper().startswith(_DML):
+            statements.append((statement, parameters))
+
+    event.listen(grown.sync_engine, "before_cursor_execute", record)
+    yield statements
+    event.remove(grown.sync_engine, "before_cursor_execute", record)
+
+
+async def test_statements_built_per_call_use_their_index(
+    grown: AsyncEngine, recorded: list[tuple[str, Any]]
+) -> None:
+    wrong: list[str] = []
+    for label, call, indexes in BUILT:
+        recorded.clear()
+        uow = PostgresUnitOfWork(grown)
+        async with uow:  # never committed: rolled back on exit
+            await call(uow)
+        captured = list(recorded)
+        assert captured, f"{label} ran no statement"
+        plan = Plan()
+        async with grown.connect() as conn:
+            for statement, parameters in captured:
+                raw = (
+                    await conn.exec_driver_sql("EXPLAIN (FORMAT JSON) " + statement, parameters)
+                ).scalar_one()
+                document = json.loads(raw) if isinstance(raw, str) else raw
+                _walk(document[0]["Plan"], plan)
+            await conn.rollback()
+        if plan.missing(indexes) or plan.seq_scans:
+            wrong.append(
+                f"{label}: missing {plan.missing(indexes)}, seq scans"
+                f" {sorted(plan.seq_scans)}, used {sorted(plan.indexes)}"
+            )
+    assert wrong == [], "repository statements off their index:\n" + "\n".join(wrong)
+
+
+# ------------------------------------------------------------ autovacuum settings
+
+
+async def test_churning_tables_carry_their_autovacuum_settings(engine: AsyncEngine) -> None:
+    async with engine.connect() as conn:
+        rows = await conn.execute(
+            text(
+                """
+                SELECT c.relname, o.option_name, o.option_value
+                FROM pg_class c
+                CROSS JOIN LATERAL pg_options_to_table(c.reloptions) AS o
+                WHERE c.relnamespace = current_schema()::regnamespace AND c.relkind = 'r'
+                """
+            )
+        )
+        live: dict[str, dict[str, str]] = {}
+        for table, name, value in rows:
+            live.setdefault(table, {})[name] = value
+    assert live == schema.STORAGE_PARAMETERS
+    # The queue is vacuumed after a fixed number of dead rows, whatever its backlog.
+    assert live["jobs"]["autovacuum_vacuum_scale_factor"] == "0"
+    assert float(live["outbox"]["autovacuum_vacuum_scale_factor"]) <= 0.01
