@@ -1,8 +1,10 @@
 """Every benchmark in one run: the job engine beside pgqueuer and a raw SKIP LOCKED loop
 (bench_engine.py), deleting copies of 1,000 to 100,000 objects beside the direct deletes
-(bench_scale.py), and a delete's request latency and request-to-DELETED time
-(bench_delete.py). Prints a table with each ratio beside its target, writes the JSON
-report, draws the plots and rewrites the figures block of docs/benchmarks.md.
+(bench_scale.py), a delete's request latency and request-to-DELETED time
+(bench_delete.py), and the hot paths on a grown database beside the empty one, with
+dead tuples under churn (bench_growth.py). Prints a table with each ratio beside its
+target, writes the JSON report, draws the plots and rewrites the figures block of
+docs/benchmarks.md.
 
     .venv/bin/python bench/run.py            # the full run (tens of minutes; not in CI)
     .venv/bin/python bench/run.py --quick    # a smoke run of every benchmark (the suite's)
@@ -48,6 +50,10 @@ def run_all(quick: bool, only: set[str] | None, s3_max: int | None) -> dict[str,
         report["benchmarks"]["scale"] = bench_scale.run(quick, s3_max)
     if only is None or "delete" in only:
         report["benchmarks"]["delete"] = asyncio.run(bench_delete.run(quick))
+    if only is None or "growth" in only:
+        import bench_growth
+
+        report["benchmarks"]["growth"] = asyncio.run(bench_growth.run(quick))
     report["machine_after"] = machine()["load_average_1_5_15"]
     return report
 
@@ -178,7 +184,10 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="a smoke run of every benchmark")
     parser.add_argument("--out", type=Path, help="where the JSON, plots and document go")
     parser.add_argument(
-        "--only", action="append", choices=["engine", "scale", "delete"], help="repeatable"
+        "--only",
+        action="append",
+        choices=["engine", "scale", "delete", "growth"],
+        help="repeatable",
     )
     parser.add_argument("--s3-max", type=int, help="largest S3 copy bench_scale seeds")
     args = parser.parse_args()
