@@ -1,29 +1,29 @@
-"""The hot paths on a grown database beside the same paths on the empty one, in one run.
+"""The hot paths on a grown database beside the same paths on an empty one, in one run.
 
     .venv/bin/python bench/bench_growth.py [--quick] [--json report.json]
 
-On one database (a scratch database on $SERVICECONTROL_DATABASE_URL, else an embedded
-server of its own) and one S3 test server, it measures:
+Two scratch databases on one PostgreSQL server ($SERVICECONTROL_DATABASE_URL, else an
+embedded server of its own) and one S3 test server. One stays empty; the other is grown
+as a long-lived installation leaves its tables: 100,000 service tombstones (DELETED,
+configuration gone, their create and delete operations kept), 1,000,000 outbox rows
+relayed and retained inside the event retention, 100,000 certificates unlinked and
+retained until they expire (quick: a hundredth of each), then VACUUM ANALYZE and a
+checkpoint, and the measurements wait until no autovacuum worker runs on it.
 
-  1. empty: the job engine's no-op jobs/s (4 workers, bench_engine's machinery);
-     DescribeService and ListServices latency at 1 caller and calls/s at 16 callers;
-     DeleteService request latency and request→DELETED, one delete at a time on an idle
-     system (bench_delete's shape);
-  2. the tables grown as a long-lived installation leaves them: 100,000 service tombstones
-     (DELETED, configuration gone, their create and delete operations kept), 1,000,000
-     outbox rows relayed and retained inside the event retention, 100,000 certificates
-     unlinked and retained until they expire (quick: a hundredth of each); then VACUUM
-     ANALYZE and a checkpoint, as a table at rest is left;
-  3. grown: the same measurements again; each figure's ratio grown/empty beside the
-     target (within 20 %);
-  4. churn: create→delete cycles from several callers for a while (jobs, operations,
-     outbox rows and tombstones written and rewritten), sampling n_dead_tup and
-     n_live_tup of the churning tables from pg_stat_user_tables; reports the maximum,
-     whether dead tuples stay bounded (the last third's maximum no higher than the first
-     two thirds' plus the table's vacuum threshold) and how often autovacuum ran.
+Then, round by round (medians of 3; quick: 1), alternating between the two databases so
+that drift in the machine's load hits both alike:
 
-The empty phase always runs first (a database cannot be un-grown cheaply): drift in the
-machine's load shows up as a ratio, so the load average is recorded before and after.
+  1. the job engine's no-op jobs/s (4 workers, bench_engine's machinery);
+  2. DescribeService and ListServices latency at 1 caller and calls/s at 16 callers; one
+     DeleteService at a time on an idle system (bench_delete's shape): request latency
+     and request→DELETED.
+
+Each figure's ratio grown/empty stands beside the target (within 20 %). Last, churn on the
+grown database: create→delete cycles from several callers for a while (jobs, operations,
+outbox rows and tombstones written and rewritten), sampling n_dead_tup and n_live_tup of
+the churning tables from pg_stat_user_tables: the maximum, whether dead tuples stay
+bounded (the last third's maximum no higher than the first two thirds' plus the table's
+vacuum threshold) and how often autovacuum ran.
 """
 
 from __future__ import annotations
@@ -63,6 +63,7 @@ CHURNING = ("jobs", "outbox", "operations", "services", "request_ids", "certific
 # Every tombstone in one account in ten is the measured account's: its ListServices and
 # DeleteService walk past them.
 GROWTH_SQL = [
+    "INSERT INTO accounts (account_id) VALUES (%(account)s) ON CONFLICT DO NOTHING",
     """
     INSERT INTO accounts (account_id)
     SELECT lpad((500000000000 + a)::text, 12, '0') FROM generate_series(0, 99) a
@@ -315,6 +316,23 @@ async def _stats(conn: Any) -> dict[str, dict[str, Any]]:
     }
 
 
+async def quiet(url: str, timeout: float = 120.0) -> float:
+    """Waits (up to `timeout`) until no autovacuum worker runs on the database: the
+    seed's aftermath is not what the grown phase measures. Seconds waited."""
+    t = time.perf_counter()
+    async with await psycopg.AsyncConnection.connect(libpq_url(url), autocommit=True) as conn:
+        while time.perf_counter() - t < timeout:
+            cursor = await conn.execute(
+                "SELECT count(*) FROM pg_stat_activity"
+                " WHERE backend_type = 'autovacuum worker' AND datname = current_database()"
+            )
+            row = await cursor.fetchone()
+            if not row or row[0] == 0:
+                break
+            await asyncio.sleep(0.5)
+    return time.perf_counter() - t
+
+
 async def run(quick: bool) -> dict[str, Any]:
     from common import postgres_server, scratch_database
     from moto.server import ThreadedMotoServer
@@ -324,13 +342,21 @@ async def run(quick: bool) -> dict[str, Any]:
     moto.start()
     host, port = moto.get_host_and_port()
     try:
-        with postgres_server() as server, scratch_database(server) as url:
-            return await _measure(url, f"{host}:{port}", tmp, quick)
+        with (
+            postgres_server() as server,
+            scratch_database(server) as empty_url,
+            scratch_database(server) as grown_url,
+        ):
+            return await _measure(empty_url, grown_url, f"{host}:{port}", tmp, quick)
     finally:
         moto.stop()
 
 
-async def _measure(url: str, endpoint: str, tmp: Path, quick: bool) -> dict[str, Any]:
+async def _measure(
+    empty_url: str, grown_url: str, endpoint: str, tmp: Path, quick: bool
+) -> dict[str, Any]:
+    """Two databases on one server, one grown: every measurement alternates between them
+    round by round, so drift in the machine's load hits both alike; medians of the rounds."""
     from tests.support.server import ACCOUNT, harness_settings, running_harness
 
     class S3:
@@ -338,19 +364,21 @@ async def _measure(url: str, endpoint: str, tmp: Path, quick: bool) -> dict[str,
 
     S3.endpoint = endpoint  # type: ignore[attr-defined]
     sizes = QUICK if quick else FULL
+    rounds = 1 if quick else 3
     jobs = 200 if quick else 5000
     reads = 2 if quick else 20
-    n_calls = 10 if quick else 300
-    n_deletes = 2 if quick else 30
-    seconds = 0.3 if quick else 5.0
+    n_calls = 10 if quick else 200
+    n_deletes = 2 if quick else 20
+    seconds = 0.3 if quick else 3.0
     churn_seconds = 1.0 if quick else 180.0
-    settings = harness_settings(
-        url, S3, tmp, service_quota=100_000, job_poll_seconds=1.0, mutation_rate_per_second=0
-    )
+    urls = {"empty": empty_url, "grown": grown_url}
     image = "bench-app:1"
-    report: dict[str, Any] = {"sizes": sizes, "load_before": machine()["load_average_1_5_15"]}
-    figures: dict[str, dict[str, float]] = {"empty": {}, "grown": {}}
-
+    report: dict[str, Any] = {
+        "sizes": sizes,
+        "rounds": rounds,
+        "load_before": machine()["load_average_1_5_15"],
+    }
+    samples: dict[str, list[dict[str, float]]] = {"empty": [], "grown": []}
     timings: dict[str, float] = {}
     clock = time.perf_counter()
 
@@ -360,32 +388,51 @@ async def _measure(url: str, endpoint: str, tmp: Path, quick: bool) -> dict[str,
         timings[name] = round(now - clock, 2)
         clock = now
 
-    figures["empty"]["engine_jobs_per_s"] = await engine_rate(url, jobs)
-    lap("engine empty")
-    async with running_harness(settings, tmp, workers=2) as h:
-        lap("harness start")
-        h.push_image(image, layers=2, layer_size=256)
-        read_arns = await _create_running(h, "read", reads, image)
-        delete_arns = await _create_running(h, "del", 2 * n_deletes, image)
-        lap("services prepared")
-        figures["empty"].update(
-            await request_path(h, read_arns, delete_arns[:n_deletes], n_calls, seconds)
-        )
-        lap("request path empty")
-    lap("harness stop")
-    report["seed_seconds"] = seed_growth(url, sizes, ACCOUNT)
+    report["seed_seconds"] = seed_growth(grown_url, sizes, ACCOUNT)
+    report["quiet_wait_seconds"] = await quiet(grown_url)
     lap("seed")
-    figures["grown"]["engine_jobs_per_s"] = await engine_rate(url, jobs)
-    lap("engine grown")
-    async with running_harness(settings, tmp, workers=2) as h:
-        figures["grown"].update(
-            await request_path(h, read_arns, delete_arns[n_deletes:], n_calls, seconds)
+    for _ in range(rounds):
+        for phase, url in urls.items():
+            samples[phase].append({"engine_jobs_per_s": await engine_rate(url, jobs)})
+    lap("engine")
+    settings = {
+        phase: harness_settings(
+            url,
+            S3,
+            tmp / phase,
+            service_quota=100_000,
+            job_poll_seconds=1.0,
+            mutation_rate_per_second=0,
         )
-        lap("request path grown")
-        report["churn"] = await churn(h, url, churn_seconds, 4 if quick else 8, image)
+        for phase, url in urls.items()
+    }
+    async with (
+        running_harness(settings["empty"], tmp / "empty", workers=2) as empty,
+        running_harness(settings["grown"], tmp / "grown", workers=2) as grown,
+    ):
+        harnesses = {"empty": empty, "grown": grown}
+        prepared: dict[str, tuple[list[str], list[str]]] = {}
+        for phase, h in harnesses.items():
+            h.push_image(image, layers=2, layer_size=256)
+            prepared[phase] = (
+                await _create_running(h, "read", reads, image),
+                await _create_running(h, "del", rounds * n_deletes, image),
+            )
+        lap("services prepared")
+        for r in range(rounds):
+            for phase, h in harnesses.items():
+                read_arns, delete_arns = prepared[phase]
+                batch = delete_arns[r * n_deletes : (r + 1) * n_deletes]
+                samples[phase][r].update(await request_path(h, read_arns, batch, n_calls, seconds))
+        lap("request path")
+        report["churn"] = await churn(grown, grown_url, churn_seconds, 4 if quick else 8, image)
         lap("churn")
-    lap("harness stop (2)")
+    figures = {
+        phase: {key: statistics.median(s[key] for s in runs) for key in runs[0]}
+        for phase, runs in samples.items()
+    }
     report["timings"] = timings
+    report["samples"] = samples
     report["figures"] = figures
     report["load_after"] = machine()["load_average_1_5_15"]
     report["rows"] = [r.as_dict() for r in _rows(figures)]
@@ -467,6 +514,7 @@ def main() -> None:
         )
     for note in report["notes"]:
         print(note)
+    print(f"phases (s): {report['timings']}")
     print(
         f"seeded in {report['seed_seconds']:.1f} s; load {report['load_before']} → "
         f"{report['load_after']}"

@@ -13,13 +13,16 @@ settings are checked against schema.STORAGE_PARAMETERS."""
 from __future__ import annotations
 
 import json
+import re
 import uuid
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from types import ModuleType
 from typing import Any
 
+import psycopg
 import pytest
+from psycopg.sql import Literal
 from psycopg.types.json import Jsonb
 from sqlalchemy import TextClause, event, text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
@@ -28,12 +31,14 @@ from servicecontrol_server.adapters.postgres import (
     event_hub,
     identity,
     jobqueue,
+    migrate,
     outbox,
     presence,
     schema,
     stats,
     ttl,
 )
+from servicecontrol_server.adapters.postgres.database import libpq_url
 from servicecontrol_server.adapters.postgres.repositories import (
     config_resources,
     operations,
@@ -428,6 +433,65 @@ async def test_each_hot_statement_uses_its_index_on_grown_tables(grown: AsyncEng
     assert wrong == [], "hot statements off their index:\n" + "\n".join(wrong)
 
 
+async def generic_plan(conn: AsyncConnection, statement: str, params: dict[str, Any]) -> Plan:
+    """The plan Postgres settles on for a prepared statement (the queue's are prepared on
+    its connections, and after five runs may be planned once for any parameters): the
+    statement prepared with $n parameters and explained under force_generic_plan."""
+    order: list[str] = []
+
+    def number(match: re.Match[str]) -> str:
+        if match.group(1) not in order:
+            order.append(match.group(1))
+        return f"${order.index(match.group(1)) + 1}"
+
+    numbered = re.sub(r"%\((\w+)\)s", number, statement)
+    await conn.exec_driver_sql("SET plan_cache_mode = force_generic_plan")
+    await conn.exec_driver_sql(f"PREPARE generic_check AS {numbered}")
+    try:
+        # Each argument cast to the type Postgres inferred for its parameter.
+        types = (
+            await conn.exec_driver_sql(
+                "SELECT parameter_types::text[] FROM pg_prepared_statements"
+                " WHERE name = 'generic_check'"
+            )
+        ).scalar_one()
+        # Literals: EXPLAIN EXECUTE takes no bound parameters of its own.
+        raw_conn = (await conn.get_raw_connection()).driver_connection
+        arguments = ", ".join(
+            f"({Literal(params[name]).as_string(raw_conn)})::{type_}"
+            for name, type_ in zip(order, types, strict=True)
+        )
+        raw = (
+            await conn.exec_driver_sql(f"EXPLAIN (FORMAT JSON) EXECUTE generic_check({arguments})")
+        ).scalar_one()
+    finally:
+        await conn.exec_driver_sql("DEALLOCATE generic_check")
+        await conn.exec_driver_sql("RESET plan_cache_mode")
+    document = json.loads(raw) if isinstance(raw, str) else raw
+    return _walk(document[0]["Plan"], Plan())
+
+
+async def test_prepared_queue_statements_keep_their_index_in_a_generic_plan(
+    grown: AsyncEngine,
+) -> None:
+    named = named_statements()
+    prepared = {name: sql for name, sql in named.items() if isinstance(sql, str) and "%(" in sql}
+    assert "jobqueue.COMPLETE_AND_CLAIM" in prepared
+    wrong: list[str] = []
+    async with grown.connect() as conn:
+        for name, sql in prepared.items():
+            assert isinstance(sql, str)
+            plan = await generic_plan(conn, sql, HOT[name].params)
+            missing = plan.missing(HOT[name].indexes)
+            if missing or plan.seq_scans:
+                wrong.append(
+                    f"{name}: missing {missing}, seq scans {sorted(plan.seq_scans)},"
+                    f" used {sorted(plan.indexes)}"
+                )
+        await conn.rollback()
+    assert wrong == [], "generic plans off their index:\n" + "\n".join(wrong)
+
+
 # ------------------------------------------------------------ statements built per call
 
 RepositoryCall = Callable[[PostgresUnitOfWork], Awaitable[Any]]
@@ -564,3 +628,15 @@ async def test_churning_tables_carry_their_autovacuum_settings(engine: AsyncEngi
     # The queue is vacuumed after a fixed number of dead rows, whatever its backlog.
     assert live["jobs"]["autovacuum_vacuum_scale_factor"] == "0"
     assert float(live["outbox"]["autovacuum_vacuum_scale_factor"]) <= 0.01
+
+
+def test_the_migrations_check_sees_storage_parameters_drift(database_url: str) -> None:
+    """A storage parameter changed by hand, or declared without a migration, is reported."""
+    with psycopg.connect(libpq_url(database_url), autocommit=True) as conn:
+        conn.execute("ALTER TABLE jobs RESET (autovacuum_vacuum_scale_factor)")
+        conn.execute("ALTER TABLE accounts SET (fillfactor = 90)")
+
+    differences = migrate.pending_differences(database_url)
+
+    assert ("storage", "jobs", "autovacuum_vacuum_scale_factor", None, "0") in differences
+    assert ("storage", "accounts", "fillfactor", "90", None) in differences

@@ -95,12 +95,16 @@ CLAIM = """
 # cannot be extended, so a worker learns on its next heartbeat that it lost the job.
 # One statement extends every lease a worker holds: the pairs come as two parallel
 # arrays, and the answer names the jobs whose lease is still the caller's.
+# `j.job_id = ANY(…)` says again what the join says, for the prepared statement's generic
+# plan: without it that plan (which cannot see how many ids come) reads every running
+# job's lease to join them, instead of looking the few ids up by primary key.
 HEARTBEAT = """
     UPDATE jobs AS j
     SET lease_expires_at = now() + make_interval(secs => %(lease_seconds)s),
         updated_at = now()
     FROM unnest(%(job_ids)s::bigint[], %(tokens)s::uuid[]) AS held(job_id, token)
-    WHERE j.job_id = held.job_id AND j.lease_token = held.token AND j.state = 'running'
+    WHERE j.job_id = ANY(%(job_ids)s::bigint[])
+      AND j.job_id = held.job_id AND j.lease_token = held.token AND j.state = 'running'
     RETURNING j.job_id
 """
 
@@ -128,11 +132,13 @@ COMPLETE = text(
 
 # The engine's own completions, for jobs whose handler wrote no outcome of its own: one
 # statement completes a whole batch, each job fenced by its own lease token. The answer
-# names the jobs completed; a job missing from it had lost its lease.
+# names the jobs completed; a job missing from it had lost its lease. (`ANY`: as in
+# HEARTBEAT, primary-key lookups in the generic plan too.)
 COMPLETE_MANY = """
     DELETE FROM jobs AS j
     USING unnest(%(job_ids)s::bigint[], %(tokens)s::uuid[]) AS done(job_id, token)
-    WHERE j.job_id = done.job_id AND j.lease_token = done.token AND j.state = 'running'
+    WHERE j.job_id = ANY(%(job_ids)s::bigint[])
+      AND j.job_id = done.job_id AND j.lease_token = done.token AND j.state = 'running'
     RETURNING j.job_id
 """
 
