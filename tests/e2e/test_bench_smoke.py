@@ -41,6 +41,12 @@ def test_every_benchmark_runs_and_reports(tmp_path: Path) -> None:
             assert all(r["seconds"] > 0 and r["objects"] == int(n) for n, r in runs.items())
     delete = report["benchmarks"]["delete"]
     assert delete["delete_to_deleted_ms"]["objects"] >= 20
+    growth = report["benchmarks"]["growth"]
+    for phase in ("empty", "grown"):
+        assert growth["figures"][phase]["engine_jobs_per_s"] > 0
+        assert growth["figures"][phase]["delete_to_deleted_p50_ms"] > 0
+    assert growth["churn"]["cycles"] > 0
+    assert set(growth["churn"]["tables"]) >= {"jobs", "outbox", "operations", "services"}
     rows = [row for bench in report["benchmarks"].values() for row in bench["rows"]]
     assert all(row["value"] > 0 for row in rows)
     # The table printed, and the document written beside the plots it links.
