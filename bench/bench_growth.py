@@ -335,7 +335,7 @@ async def quiet(url: str, timeout: float = 120.0) -> float:
     return time.perf_counter() - t
 
 
-async def run(quick: bool) -> dict[str, Any]:
+async def run(quick: bool, rounds: int | None = None) -> dict[str, Any]:
     from common import postgres_server, scratch_database
     from moto.server import ThreadedMotoServer
 
@@ -349,13 +349,13 @@ async def run(quick: bool) -> dict[str, Any]:
             scratch_database(server) as empty_url,
             scratch_database(server) as grown_url,
         ):
-            return await _measure(empty_url, grown_url, f"{host}:{port}", tmp, quick)
+            return await _measure(empty_url, grown_url, f"{host}:{port}", tmp, quick, rounds)
     finally:
         moto.stop()
 
 
 async def _measure(
-    empty_url: str, grown_url: str, endpoint: str, tmp: Path, quick: bool
+    empty_url: str, grown_url: str, endpoint: str, tmp: Path, quick: bool, rounds: int | None
 ) -> dict[str, Any]:
     """Two databases on one server, one grown: every measurement alternates between them
     round by round, so drift in the machine's load hits both alike; medians of the rounds."""
@@ -366,7 +366,7 @@ async def _measure(
 
     S3.endpoint = endpoint  # type: ignore[attr-defined]
     sizes = QUICK if quick else FULL
-    rounds = 1 if quick else 3
+    rounds = rounds or (1 if quick else 3)
     jobs = 200 if quick else 5000
     reads = 2 if quick else 20
     n_calls = 10 if quick else 200
@@ -516,8 +516,9 @@ def main() -> None:
     )
     parser.add_argument("--quick", action="store_true", help="a hundredth of the growth")
     parser.add_argument("--json", type=Path, help="also write the report here")
+    parser.add_argument("--rounds", type=int, help="rounds to take medians of (default 3)")
     args = parser.parse_args()
-    report = asyncio.run(run(args.quick))
+    report = asyncio.run(run(args.quick, args.rounds))
     for row in report["rows"]:
         meets = {True: "yes", False: "NO", None: ""}[row["meets_target"]]
         print(

@@ -69,6 +69,9 @@ LIVE_ACCOUNT = "100000000010"
 TOMBSTONE = "s11"
 TOKEN = str(uuid.uuid4())
 
+# Seeding the grown tables takes most of a minute on a quiet machine, minutes on a busy one.
+GROWN_TIMEOUT = pytest.mark.timeout(600)
+
 # Tables the seed grows: a sequential scan of any of them is a regression.
 GROWN = {
     "services",
@@ -417,6 +420,7 @@ async def explain(conn: AsyncConnection, statement: str | TextClause, params: An
     return _walk(document[0]["Plan"], Plan())
 
 
+@GROWN_TIMEOUT
 async def test_each_hot_statement_uses_its_index_on_grown_tables(grown: AsyncEngine) -> None:
     named = named_statements()
     wrong: list[str] = []
@@ -471,6 +475,7 @@ async def generic_plan(conn: AsyncConnection, statement: str, params: dict[str, 
     return _walk(document[0]["Plan"], Plan())
 
 
+@GROWN_TIMEOUT
 async def test_prepared_queue_statements_keep_their_index_in_a_generic_plan(
     grown: AsyncEngine,
 ) -> None:
@@ -578,6 +583,7 @@ def recorded(grown: AsyncEngine) -> Iterator[list[tuple[str, Any]]]:
     event.remove(grown.sync_engine, "before_cursor_execute", record)
 
 
+@GROWN_TIMEOUT
 async def test_statements_built_per_call_use_their_index(
     grown: AsyncEngine, recorded: list[tuple[str, Any]]
 ) -> None:
