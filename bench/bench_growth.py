@@ -1,6 +1,6 @@
 """The hot paths on a grown database beside the same paths on an empty one, in one run.
 
-    .venv/bin/python bench/bench_growth.py [--quick] [--json report.json]
+    .venv/bin/python bench/bench_growth.py [--quick] [--rounds N] [--json report.json]
 
 Two scratch databases on one PostgreSQL server ($SERVICECONTROL_DATABASE_URL, else an
 embedded server of its own) and one S3 test server. One stays empty; the other is grown
