@@ -25,7 +25,7 @@ from .idempotency import first_result, request_id_violations
 from .pagination import PageTokens, parse_time_position, time_position
 from .pagination import page_size as bounded_page_size
 from .ports import UnitOfWork
-from .regions import request_region
+from .regions import in_region, request_region
 from .results import Page
 
 MAX_CONNECTIONS_PAGE = 100
@@ -175,14 +175,18 @@ class ConnectionCommands:
     ) -> Connection:
         """What the provider's handshake would do: PENDING_HANDSHAKE (or ERROR) becomes
         AVAILABLE, or PENDING_HANDSHAKE becomes ERROR. Asking for the status the
-        connection already has changes nothing."""
+        connection already has changes nothing. An operator's command, not a request: it
+        acts in the region the ARN names, when that region is served."""
         violations: list[FieldViolation] = []
         target: ConnectionStatus | None = None
         with contextlib.suppress(ValueError):
             target = ConnectionStatus(status)
         if target not in HANDSHAKE_FROM:
             violations.append(FieldViolation("status", "one of AVAILABLE, ERROR"))
-        self._connection_id(account_id, connection_arn, violations)
+        parsed = names.parse_arn(connection_arn, "connection")
+        named = parsed.region if parsed is not None else ""
+        with in_region(named if named in self.settings.served_regions else self.settings.region):
+            self._connection_id(account_id, connection_arn, violations)
         assert target is not None
         async with self.uow() as uow:
             connection = await uow.connections.get_by_arn(
