@@ -239,13 +239,20 @@ class AppRunnerClient:
     """A real boto3 App Runner client against the local endpoint. Its calls run in a
     thread: the server under test runs on this event loop and must keep serving."""
 
-    def __init__(self, port: int, recorder: Recorder, credentials: tuple[str, str]) -> None:
+    def __init__(
+        self,
+        port: int,
+        recorder: Recorder,
+        credentials: tuple[str, str],
+        *,
+        region: str = REGION,
+    ) -> None:
         self.endpoint = f"http://127.0.0.1:{port}"
         self.recorder = recorder
         self.client = boto3.client(
             "apprunner",
             endpoint_url=self.endpoint,
-            region_name=REGION,
+            region_name=region,
             aws_access_key_id=credentials[0],
             aws_secret_access_key=credentials[1],
             # One attempt: a retried 5xx would hide the first answer from the recorder.

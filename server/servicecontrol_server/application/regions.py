@@ -22,6 +22,17 @@ def request_region(settings: Settings) -> str:
     return _REGION.get() or settings.region
 
 
+def region_of_request() -> str | None:
+    """The region of the request being served; None outside of one."""
+    return _REGION.get()
+
+
+def arn_region(arn: str) -> str:
+    """The region an ARN names ("" for none)."""
+    parts = arn.split(":", 5)
+    return parts[3] if len(parts) == 6 else ""
+
+
 @contextlib.contextmanager
 def in_region(region: str) -> Iterator[str]:
     token = _REGION.set(region)
