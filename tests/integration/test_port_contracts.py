@@ -747,7 +747,10 @@ async def test_connections(backend: Backend) -> None:
         assert locked == first
         assert await uow.connections.get(ACCOUNT, first.connection_id) == first
         assert await uow.connections.get(OTHER, first.connection_id) is None
-        assert await uow.connections.live_arn_with_name(ACCOUNT, REGION, "github") == first.connection_arn
+        assert (
+            await uow.connections.live_arn_with_name(ACCOUNT, REGION, "github")
+            == first.connection_arn
+        )
         assert await uow.connections.count_live(ACCOUNT, REGION) == 1
     await backend.travel(1)
     async with backend.uow() as uow:
@@ -802,7 +805,9 @@ async def test_certificates(backend: Backend) -> None:
     async with backend.uow() as uow:
         assert await uow.certificates.get(cert.certificate_id) == cert
         assert await uow.certificates.get_for_domain(ACCOUNT, REGION, "b.example.com") == cert
-        locked = await uow.certificates.get_for_domain(ACCOUNT, REGION, "b.example.com", for_update=True)
+        locked = await uow.certificates.get_for_domain(
+            ACCOUNT, REGION, "b.example.com", for_update=True
+        )
         assert locked == cert
         assert await uow.certificates.get_for_domain(OTHER, REGION, "b.example.com") is None
         everything = await uow.certificates.list_page(ACCOUNT, REGION, None, None, 10)
@@ -1275,7 +1280,9 @@ async def test_config_resources_revisions_latest_default_and_listing(backend: Ba
         assert got.settings == one.settings and got.created_at == now
         assert await repo.get(OTHER, repo_kind, one.config_id) is None
         assert await repo.get(ACCOUNT, ConfigKind.OBSERVABILITY, one.config_id) is None
-        assert [c.revision for c in await repo.active_revisions(ACCOUNT, REGION, repo_kind, "alpha")] == [
+        assert [
+            c.revision for c in await repo.active_revisions(ACCOUNT, REGION, repo_kind, "alpha")
+        ] == [
             1,
             2,
         ]
@@ -1296,7 +1303,9 @@ async def test_config_resources_revisions_latest_default_and_listing(backend: Ba
         ]
         named = await repo.list_page(ACCOUNT, REGION, repo_kind, "alpha", False, None, 10)
         assert [c.revision for c in named] == [1, 2]
-        [traced] = await repo.list_page(ACCOUNT, REGION, ConfigKind.OBSERVABILITY, None, True, None, 10)
+        [traced] = await repo.list_page(
+            ACCOUNT, REGION, ConfigKind.OBSERVABILITY, None, True, None, 10
+        )
         assert traced.settings == {"trace_vendor": "AWSXRAY"}
         # Deleting the latest moves `latest` back; the default moves.
         await repo.mark_inactive(two)
@@ -1577,7 +1586,9 @@ async def test_vpc_ingress_connections(backend: Backend) -> None:
         )
         by_service = await uow.vpc.list_ingress(ACCOUNT, REGION, svc.service_arn, None, None, 10)
         by_endpoint = await uow.vpc.list_ingress(ACCOUNT, REGION, None, "vpce-2", None, 10)
-        both = await uow.vpc.list_ingress(ACCOUNT, REGION, other_svc.service_arn, "vpce-2", None, 10)
+        both = await uow.vpc.list_ingress(
+            ACCOUNT, REGION, other_svc.service_arn, "vpce-2", None, 10
+        )
     assert [c.connection_id for c in everything] == [second.connection_id, first.connection_id]
     assert [c.connection_id for c in page + rest] == [c.connection_id for c in everything]
     assert [(c.connection_id, c.vpc_id) for c in by_service] == [(first.connection_id, "vpc-2")]
@@ -1627,7 +1638,7 @@ async def test_vpc_tombstones_are_purged_once_due_in_batches(backend: Backend) -
     assert {c.connector_id for c in first + second} == {c.connector_id for c in connectors}
     assert [c.connection_id for c in purged_ingress] == [ingress.connection_id]
     async with backend.uow() as uow:
-        assert [c.connector_id for c in await uow.vpc.list_connectors(ACCOUNT, REGION, None, 10)] == [
-            live.connector_id
-        ]
+        assert [
+            c.connector_id for c in await uow.vpc.list_connectors(ACCOUNT, REGION, None, 10)
+        ] == [live.connector_id]
         assert await uow.vpc.ingress(ACCOUNT, ingress.connection_id) is None

@@ -171,7 +171,9 @@ async def _exercise(engine: AsyncEngine, captured: Captured) -> None:
         await uow.services.live_arn_with_name(live, "us-east-1", "svc-1")
         await uow.services.count_live(live, "us-east-1")
         page = await uow.services.list_live(live, "us-east-1", None, 21)
-        await uow.services.list_live(live, "us-east-1", (page[-1].created_at, page[-1].service_id), 21)
+        await uow.services.list_live(
+            live, "us-east-1", (page[-1].created_at, page[-1].service_id), 21
+        )
         await uow.services.save(service)
         await uow.services.live_arns_using_connection(
             "arn:aws:apprunner:us-east-1:x:connection/c/1"

@@ -362,10 +362,15 @@ def aws_cli_environment(credentials: tuple[str, str]) -> dict[str, str]:
 
 
 async def aws_cli(
-    port: int, credentials: tuple[str, str], service: str, operation: str, *args: str
+    port: int,
+    credentials: tuple[str, str],
+    service: str,
+    operation: str,
+    *args: str,
+    region: str = REGION,
 ) -> tuple[int, bytes, str]:
     """Runs `aws <service> <operation> ...` against the endpoint, signed with
-    `credentials` (an API key's id and secret); (exit code, stdout, stderr).
+    `credentials` (an API key's id and secret) for `region`; (exit code, stdout, stderr).
     The process is awaited, never waited for: the server may run on this event loop."""
     proc = await asyncio.create_subprocess_exec(
         str(AWS_CLI),
@@ -375,7 +380,7 @@ async def aws_cli(
         "--endpoint-url",
         f"http://127.0.0.1:{port}",
         "--region",
-        REGION,
+        region,
         "--output",
         "json",
         stdout=asyncio.subprocess.PIPE,
