@@ -5,6 +5,7 @@ there, and a region not served is refused."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -13,6 +14,7 @@ import grpc
 import pytest
 
 from servicecontrol.v1 import service_control_pb2 as api
+from servicecontrol_client import InvalidRequestException, ServiceControlClient
 from servicecontrol_server.api.aws_json.actions import ACTIONS
 from tests.integration.test_isolation import (
     AWS_CREATES,
@@ -208,3 +210,27 @@ async def test_every_action_treats_another_regions_resources_as_missing(
     assert leaks == []
     assert recorder.problems() == []
     await _unchanged(harness, first)
+
+
+async def test_the_python_client_acts_in_the_region_it_is_given(harness: Harness) -> None:
+    key = harness.meta()[0][1].removeprefix("Bearer ")
+    target = f"127.0.0.1:{harness.port}"
+
+    def in_two_regions() -> tuple[str, list[str]]:
+        with ServiceControlClient(target, api_key=key, region=AWAY) as away:
+            made = away.create_connection(connection_name="github", provider_type="GITHUB")
+        with ServiceControlClient(target, api_key=key) as home:
+            listed = home.list_connections()
+        return made.connection.connection_arn, [c.connection_arn for c in listed.connections]
+
+    arn, at_home = await asyncio.to_thread(in_two_regions)
+    assert arn.split(":")[3] == AWAY
+    assert at_home == []
+
+    def unserved() -> None:
+        with ServiceControlClient(target, api_key=key, region="ap-south-1") as client:
+            client.list_connections()
+
+    with pytest.raises(InvalidRequestException) as refused:
+        await asyncio.to_thread(unserved)
+    assert refused.value.reason == "REGION_NOT_SERVED"
