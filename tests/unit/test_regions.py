@@ -21,6 +21,7 @@ from servicecontrol_server.domain.errors import (
     ServiceNameTaken,
     ServiceNotFound,
 )
+from servicecontrol_server.domain.model import ServiceStatus
 from servicecontrol_server.settings import Settings
 
 from .harness import ACCOUNT, IMAGE, REGION, Unit, image_source, unit_settings
@@ -41,7 +42,10 @@ async def test_the_same_service_name_lives_once_in_each_region_and_lists_stay_ap
         with pytest.raises(ServiceNameTaken):
             await unit.services.create_service(ACCOUNT, "web-app", image_source())
         listed = [s.service_arn for s in (await unit.services.list_services(ACCOUNT, 0, "")).items]
+    # The worker runs outside any request: each job acts on its service, whatever its region.
     await unit.run_jobs()
+    for made in (home, away):
+        assert unit.db.service(made.service.service_id).status is ServiceStatus.RUNNING
     assert home.service.service_arn.split(":")[3] == REGION
     assert away.service.service_arn.split(":")[3] == OTHER
     assert away.service.region == OTHER
@@ -56,7 +60,12 @@ async def test_the_same_service_name_lives_once_in_each_region_and_lists_stay_ap
     )
     with in_region(OTHER):
         described = await unit.services.describe_service(ACCOUNT, away.service.service_arn)
+        deleting = await unit.services.delete_service(ACCOUNT, away.service.service_arn)
     assert described.service_id == away.service.service_id
+    await unit.run_jobs()
+    assert unit.db.service(deleting.service.service_id).status is ServiceStatus.DELETED
+    assert unit.image_keys(away.service.service_id) == []
+    assert unit.db.service(home.service.service_id).status is ServiceStatus.RUNNING
 
 
 async def test_the_service_quota_counts_per_region() -> None:
