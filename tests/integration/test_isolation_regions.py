@@ -6,6 +6,9 @@ there, and a region not served is refused."""
 from __future__ import annotations
 
 import asyncio
+import json
+import os
+import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -40,6 +43,7 @@ from tests.support.rpc import parse
 from tests.support.server import Harness, harness_settings, running_harness
 
 HOME, AWAY = "us-east-1", "eu-west-1"
+SCCTL = Path(sys.executable).parent / "scctl"
 REGION_KEY = "x-servicecontrol-region"
 
 
@@ -234,3 +238,47 @@ async def test_the_python_client_acts_in_the_region_it_is_given(harness: Harness
     with pytest.raises(InvalidRequestException) as refused:
         await asyncio.to_thread(unserved)
     assert refused.value.reason == "REGION_NOT_SERVED"
+
+
+async def test_scctl_acts_in_the_region_it_is_given(harness: Harness, tmp_path: Path) -> None:
+    key = harness.meta()[0][1].removeprefix("Bearer ")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SCCTL_", "SERVICECONTROL_"))}
+    env |= {
+        "SCCTL_ENDPOINT": f"127.0.0.1:{harness.port}",
+        "SCCTL_API_KEY": key,
+        "SCCTL_CONFIG_FILE": str(tmp_path / "scctl.ini"),
+    }
+
+    async def scctl(*args: str) -> tuple[int, str, str]:
+        proc = await asyncio.create_subprocess_exec(
+            str(SCCTL),
+            *args,
+            env=env,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        out, err = await asyncio.wait_for(proc.communicate(), 60)
+        assert proc.returncode is not None
+        return proc.returncode, out.decode(), err.decode()
+
+    code, out, err = await scctl(
+        "connections",
+        "create",
+        "--connection-name",
+        "github",
+        "--provider-type",
+        "GITHUB",
+        "--region",
+        AWAY,
+    )
+    assert code == 0, err
+    arn = json.loads(out)["connection"]["connectionArn"]
+    assert arn.split(":")[3] == AWAY
+    code, out, err = await scctl("connections", "list")
+    assert code == 0, err
+    assert arn not in out
+    code, out, err = await scctl("connections", "list", "--region", AWAY)
+    assert code == 0, err
+    assert arn in out
+    code, out, err = await scctl("connections", "list", "--region", "ap-south-1")
+    assert code != 0 and "REGION_NOT_SERVED" in err, err
