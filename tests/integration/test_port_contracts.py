@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import uuid
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
@@ -1642,3 +1643,41 @@ async def test_vpc_tombstones_are_purged_once_due_in_batches(backend: Backend) -
             c.connector_id for c in await uow.vpc.list_connectors(ACCOUNT, REGION, None, 10)
         ] == [live.connector_id]
         assert await uow.vpc.ingress(ACCOUNT, ingress.connection_id) is None
+
+
+async def test_names_counts_and_listings_are_per_region(backend: Backend) -> None:
+    """The same name lives once in each region; counts and listings see one region."""
+    away = "eu-west-1"
+    home_svc = new_service(name="alpha")
+    service_id = names.new_resource_id()
+    away_svc = new_service(
+        name="alpha",
+        service_id=service_id,
+        region=away,
+        service_arn=names.service_arn(away, ACCOUNT, "alpha", service_id),
+    )
+    await add_services(backend, home_svc, away_svc)
+    home_conn = new_connection(name="github")
+    away_conn = dataclasses.replace(
+        new_connection(name="github"),
+        connection_arn=names.connection_arn(away, ACCOUNT, "github", names.new_resource_id()),
+    )
+    async with backend.uow() as uow:
+        await uow.connections.add(home_conn)
+        await uow.connections.add(away_conn)
+        await uow.commit()
+    async with backend.uow() as uow:
+        for region, svc, conn in ((REGION, home_svc, home_conn), (away, away_svc, away_conn)):
+            assert (
+                await uow.services.live_arn_with_name(ACCOUNT, region, "alpha") == svc.service_arn
+            )
+            assert await uow.services.count_live(ACCOUNT, region) == 1
+            listed = await uow.services.list_live(ACCOUNT, region, None, 10)
+            assert [s.service_id for s in listed] == [svc.service_id]
+            assert await uow.connections.live_arn_with_name(ACCOUNT, region, "github") == (
+                conn.connection_arn
+            )
+            assert await uow.connections.count_live(ACCOUNT, region) == 1
+            page = await uow.connections.list_page(ACCOUNT, region, None, None, 10)
+            assert [c.connection_arn for c in page] == [conn.connection_arn]
+        assert await uow.services.count_live(ACCOUNT, "ap-south-1") == 0
