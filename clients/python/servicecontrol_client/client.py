@@ -32,6 +32,7 @@ from .errors import (
     OperationTimeoutError,
     RequestTimeoutException,
     ResourceNotFoundException,
+    ThrottlingException,
     from_rpc_error,
 )
 from .images import CHUNK_SIZE, LocalBlob, LocalImage
@@ -98,6 +99,15 @@ class ServiceControlClient(VpcMethods):
     carrying a `request_id`: the client gives every mutation a fresh UUID4 request_id
     unless one is passed (pass `""` to send none, which also turns retries off for that
     call), so a retried mutation is applied at most once.
+
+    A throttled call (RESOURCE_EXHAUSTED with reason RATE_LIMITED or BACKLOG_FULL) is
+    retried by default, up to `throttle_retries` times, after the server's RetryInfo
+    delay plus up to half of it again at random (so a burst of clients does not return
+    at one instant), and never past the call's deadline: when the next attempt could
+    not start in time, the ThrottlingException is raised at once. The server refuses a
+    throttled call before it runs, so every call is retried, mutations without a
+    request_id included. `retry_throttled=False` raises the ThrottlingException (with
+    `reason` and `retry_after`) at the first refusal.
     """
 
     def __init__(
@@ -113,11 +123,15 @@ class ServiceControlClient(VpcMethods):
         retries: int = 4,
         backoff_base: float = 0.1,
         backoff_max: float = 2.0,
+        retry_throttled: bool = True,
+        throttle_retries: int = 5,
         channel_options: Sequence[tuple[str, Any]] = (),
     ) -> None:
         self.target = target
         self.timeout = timeout
         self.retries = retries
+        self.retry_throttled = retry_throttled
+        self.throttle_retries = throttle_retries
         self.backoff_base = backoff_base
         self.backoff_max = backoff_max
         if (certificate_chain is None) != (private_key is None):
@@ -169,7 +183,7 @@ class ServiceControlClient(VpcMethods):
     ) -> Resp:
         budget = self.timeout if call_timeout is None else call_timeout
         deadline = time.monotonic() + budget
-        attempt = 0
+        attempt = throttled = 0
         while True:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
@@ -178,6 +192,18 @@ class ServiceControlClient(VpcMethods):
                 return rpc(request, timeout=remaining, metadata=self._metadata)
             except grpc.RpcError as err:
                 code = err.code() if isinstance(err, grpc.Call) else None
+                if code == grpc.StatusCode.RESOURCE_EXHAUSTED:
+                    error = from_rpc_error(err)
+                    if not isinstance(error, ThrottlingException):
+                        raise error from err
+                    if not self.retry_throttled or throttled >= self.throttle_retries:
+                        raise error from err
+                    pause = self._throttle_pause(error, throttled)
+                    if pause >= deadline - time.monotonic():
+                        raise error from err
+                    throttled += 1
+                    time.sleep(pause)
+                    continue
                 if not retryable or code != grpc.StatusCode.UNAVAILABLE or attempt >= self.retries:
                     raise from_rpc_error(err) from err
                 pause = self._backoff(attempt)
@@ -185,6 +211,14 @@ class ServiceControlClient(VpcMethods):
                     raise from_rpc_error(err) from err
                 attempt += 1
                 time.sleep(pause)
+
+    def _throttle_pause(self, error: ThrottlingException, attempt: int) -> float:
+        """The server's delay, never less, plus up to half of it again at random; the
+        backoff's when the server gave none."""
+        delay = error.retry_after
+        if delay is None:
+            return self.backoff_base * 2**attempt + self._backoff(attempt)
+        return delay + random.uniform(0.0, delay / 2)
 
     @staticmethod
     def _request_id(request_id: str | None, validate_only: bool) -> str:
