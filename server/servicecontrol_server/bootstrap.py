@@ -336,7 +336,7 @@ class Application:
             tasks.append(asyncio.create_task(worker.run(stop), name="worker"))
         relay = OutboxRelay(self.engine)
         tasks.append(asyncio.create_task(relay.run(stop, s.job_poll_seconds), name="outbox-relay"))
-        reaper = CountingReaper(self.uow, s, self.dns_validation)
+        reaper = CountingReaper(self.uow, s, self.dns_validation, store=self.store)
         tasks.append(asyncio.create_task(reaper.run(stop), name="reaper"))
         return tasks
 
