@@ -5,29 +5,20 @@ with the reason and the delay; a retry never runs past the call's deadline."""
 
 from __future__ import annotations
 
-import asyncio
 import json
-import shutil
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.support.server import ACCOUNT, Harness, harness_settings, running_harness
+from tests.support.node import node_marks, run_node
+from tests.support.server import ACCOUNT, Harness, rate_limited_harness
 
-REPO = Path(__file__).resolve().parents[2]
-NODE = shutil.which("node")
 RATE = 1.0
 BURST = 2
 
-pytestmark = [
-    pytest.mark.skipif(NODE is None, reason="node is not installed"),
-    pytest.mark.skipif(
-        not (REPO / "node_modules" / "@grpc" / "grpc-js").is_dir(),
-        reason="the Node modules are not installed: run `npm ci` in the repository root",
-    ),
-]
+pytestmark = node_marks("@grpc/grpc-js")
 
 SCRIPT = """
 const { ServiceControlClient, ThrottlingException } = require('./clients/node/client');
@@ -72,28 +63,13 @@ const describe = (err) => ({
 
 @pytest.fixture
 async def limited(database_url: str, s3_server: Any, tmp_path: Path) -> AsyncIterator[Harness]:
-    settings = harness_settings(
-        database_url, s3_server, tmp_path, mutation_rate_per_second=RATE, mutation_burst=BURST
-    )
-    async with running_harness(settings, tmp_path, workers=0) as h:
+    async with rate_limited_harness(database_url, s3_server, tmp_path, RATE, BURST) as h:
         yield h
 
 
 async def test_a_burst_retries_through_and_fails_typed_with_retries_off(limited: Harness) -> None:
-    assert NODE is not None
-    proc = await asyncio.create_subprocess_exec(
-        NODE,
-        "-e",
-        SCRIPT,
-        f"127.0.0.1:{limited.port}",
-        limited.keys[ACCOUNT].token,
-        cwd=REPO,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    out, err = await asyncio.wait_for(proc.communicate(), 60)
-    assert proc.returncode == 0, err.decode()
-    result = json.loads(out.decode())
+    out = await run_node("-e", SCRIPT, f"127.0.0.1:{limited.port}", limited.keys[ACCOUNT].token)
+    result = json.loads(out)
     burst = [f"burst-{n}" for n in range(6)]
     assert result["burst"] == burst
     refused = result["refused"]

@@ -23,7 +23,7 @@ from grpc_status import rpc_status
 from servicecontrol.v1 import service_control_pb2 as api
 from servicecontrol_client import ServiceControlClient, ThrottlingException
 from tests.integration.test_python_client import FakeServer, _pack, client_for, fake
-from tests.support.server import ACCOUNT, Harness, harness_settings, running_harness
+from tests.support.server import ACCOUNT, Harness, rate_limited_harness
 
 __all__ = ["fake"]  # the scripted server's fixture
 
@@ -33,10 +33,7 @@ BURST = 2
 
 @pytest.fixture
 async def limited(database_url: str, s3_server: Any, tmp_path: Path) -> AsyncIterator[Harness]:
-    settings = harness_settings(
-        database_url, s3_server, tmp_path, mutation_rate_per_second=RATE, mutation_burst=BURST
-    )
-    async with running_harness(settings, tmp_path, workers=0) as h:
+    async with rate_limited_harness(database_url, s3_server, tmp_path, RATE, BURST) as h:
         yield h
 
 
