@@ -220,6 +220,10 @@ class ServiceControlClient(VpcMethods):
             return self.backoff_base * 2**attempt + self._backoff(attempt)
         return delay + random.uniform(0.0, delay / 2)
 
+    def _read(self, rpc: Callable[..., Resp], request: Any, call_timeout: float | None) -> Resp:
+        """A call that changes nothing: safe to retry whenever the server is unavailable."""
+        return self._unary(rpc, request, retryable=True, call_timeout=call_timeout)
+
     @staticmethod
     def _request_id(request_id: str | None, validate_only: bool) -> str:
         # A validate_only call changes nothing, so it is safe to retry without an id.
@@ -265,17 +269,13 @@ class ServiceControlClient(VpcMethods):
         self, service_arn: str, *, call_timeout: float | None = None
     ) -> api.DescribeServiceResponse:
         request = api.DescribeServiceRequest(service_arn=service_arn)
-        return self._unary(
-            self._stub.DescribeService, request, retryable=True, call_timeout=call_timeout
-        )
+        return self._read(self._stub.DescribeService, request, call_timeout)
 
     def list_services(
         self, *, page_size: int = 0, page_token: str = "", call_timeout: float | None = None
     ) -> api.ListServicesResponse:
         request = api.ListServicesRequest(page_size=page_size, page_token=page_token)
-        return self._unary(
-            self._stub.ListServices, request, retryable=True, call_timeout=call_timeout
-        )
+        return self._read(self._stub.ListServices, request, call_timeout)
 
     def update_service(
         self,
@@ -384,17 +384,13 @@ class ServiceControlClient(VpcMethods):
         request = api.ListOperationsRequest(
             service_arn=service_arn, page_size=page_size, page_token=page_token
         )
-        return self._unary(
-            self._stub.ListOperations, request, retryable=True, call_timeout=call_timeout
-        )
+        return self._read(self._stub.ListOperations, request, call_timeout)
 
     def describe_operation(
         self, operation_id: str, *, call_timeout: float | None = None
     ) -> api.DescribeOperationResponse:
         request = api.DescribeOperationRequest(operation_id=operation_id)
-        return self._unary(
-            self._stub.DescribeOperation, request, retryable=True, call_timeout=call_timeout
-        )
+        return self._read(self._stub.DescribeOperation, request, call_timeout)
 
     def wait_operation(
         self,
@@ -413,9 +409,7 @@ class ServiceControlClient(VpcMethods):
             request.timeout.CopyFrom(duration)
         if call_timeout is None:
             call_timeout = wait + WAIT_DEADLINE_MARGIN_SECONDS
-        return self._unary(
-            self._stub.WaitOperation, request, retryable=True, call_timeout=call_timeout
-        )
+        return self._read(self._stub.WaitOperation, request, call_timeout)
 
     # ----- connections -----
 
@@ -449,9 +443,7 @@ class ServiceControlClient(VpcMethods):
         request = api.ListConnectionsRequest(
             connection_name=connection_name, page_size=page_size, page_token=page_token
         )
-        return self._unary(
-            self._stub.ListConnections, request, retryable=True, call_timeout=call_timeout
-        )
+        return self._read(self._stub.ListConnections, request, call_timeout)
 
     def delete_connection(
         self,
@@ -519,9 +511,7 @@ class ServiceControlClient(VpcMethods):
         request = api.DescribeCustomDomainsRequest(
             service_arn=service_arn, page_size=page_size, page_token=page_token
         )
-        return self._unary(
-            self._stub.DescribeCustomDomains, request, retryable=True, call_timeout=call_timeout
-        )
+        return self._read(self._stub.DescribeCustomDomains, request, call_timeout)
 
     def list_certificates(
         self,
@@ -534,9 +524,7 @@ class ServiceControlClient(VpcMethods):
         request = api.ListCertificatesRequest(
             domain_name=domain_name, page_size=page_size, page_token=page_token
         )
-        return self._unary(
-            self._stub.ListCertificates, request, retryable=True, call_timeout=call_timeout
-        )
+        return self._read(self._stub.ListCertificates, request, call_timeout)
 
     # ----- tags -----
 
@@ -545,25 +533,19 @@ class ServiceControlClient(VpcMethods):
     ) -> api.TagResourceResponse:
         request = api.TagResourceRequest(resource_arn=resource_arn, tags=tags)
         # Setting the same tags again is the same outcome: safe to retry.
-        return self._unary(
-            self._stub.TagResource, request, retryable=True, call_timeout=call_timeout
-        )
+        return self._read(self._stub.TagResource, request, call_timeout)
 
     def untag_resource(
         self, resource_arn: str, *, tag_keys: list[str], call_timeout: float | None = None
     ) -> api.UntagResourceResponse:
         request = api.UntagResourceRequest(resource_arn=resource_arn, tag_keys=tag_keys)
-        return self._unary(
-            self._stub.UntagResource, request, retryable=True, call_timeout=call_timeout
-        )
+        return self._read(self._stub.UntagResource, request, call_timeout)
 
     def list_tags_for_resource(
         self, resource_arn: str, *, call_timeout: float | None = None
     ) -> api.ListTagsForResourceResponse:
         request = api.ListTagsForResourceRequest(resource_arn=resource_arn)
-        return self._unary(
-            self._stub.ListTagsForResource, request, retryable=True, call_timeout=call_timeout
-        )
+        return self._read(self._stub.ListTagsForResource, request, call_timeout)
 
     # ----- auto scaling and observability configurations -----
 
@@ -598,12 +580,7 @@ class ServiceControlClient(VpcMethods):
         request = cpb.DescribeAutoScalingConfigurationRequest(
             auto_scaling_configuration_arn=auto_scaling_configuration_arn
         )
-        return self._unary(
-            self._stub.DescribeAutoScalingConfiguration,
-            request,
-            retryable=True,
-            call_timeout=call_timeout,
-        )
+        return self._read(self._stub.DescribeAutoScalingConfiguration, request, call_timeout)
 
     def list_auto_scaling_configurations(
         self,
@@ -620,12 +597,7 @@ class ServiceControlClient(VpcMethods):
             page_size=page_size,
             page_token=page_token,
         )
-        return self._unary(
-            self._stub.ListAutoScalingConfigurations,
-            request,
-            retryable=True,
-            call_timeout=call_timeout,
-        )
+        return self._read(self._stub.ListAutoScalingConfigurations, request, call_timeout)
 
     def delete_auto_scaling_configuration(
         self,
@@ -652,12 +624,7 @@ class ServiceControlClient(VpcMethods):
             auto_scaling_configuration_arn=auto_scaling_configuration_arn
         )
         # Making the default the default again is the same outcome: safe to retry.
-        return self._unary(
-            self._stub.UpdateDefaultAutoScalingConfiguration,
-            request,
-            retryable=True,
-            call_timeout=call_timeout,
-        )
+        return self._read(self._stub.UpdateDefaultAutoScalingConfiguration, request, call_timeout)
 
     def list_services_for_auto_scaling_configuration(
         self,
@@ -672,12 +639,7 @@ class ServiceControlClient(VpcMethods):
             page_size=page_size,
             page_token=page_token,
         )
-        return self._unary(
-            self._stub.ListServicesForAutoScalingConfiguration,
-            request,
-            retryable=True,
-            call_timeout=call_timeout,
-        )
+        return self._read(self._stub.ListServicesForAutoScalingConfiguration, request, call_timeout)
 
     def create_observability_configuration(
         self,
@@ -705,12 +667,7 @@ class ServiceControlClient(VpcMethods):
         request = cpb.DescribeObservabilityConfigurationRequest(
             observability_configuration_arn=observability_configuration_arn
         )
-        return self._unary(
-            self._stub.DescribeObservabilityConfiguration,
-            request,
-            retryable=True,
-            call_timeout=call_timeout,
-        )
+        return self._read(self._stub.DescribeObservabilityConfiguration, request, call_timeout)
 
     def list_observability_configurations(
         self,
@@ -727,12 +684,7 @@ class ServiceControlClient(VpcMethods):
             page_size=page_size,
             page_token=page_token,
         )
-        return self._unary(
-            self._stub.ListObservabilityConfigurations,
-            request,
-            retryable=True,
-            call_timeout=call_timeout,
-        )
+        return self._read(self._stub.ListObservabilityConfigurations, request, call_timeout)
 
     def delete_observability_configuration(
         self, observability_configuration_arn: str, *, call_timeout: float | None = None
