@@ -38,7 +38,7 @@ const describe = (err) => ({
   const eager = new ServiceControlClient(target, { apiKey, retryThrottled: false });
   let refused = null;
   let served = 0;
-  for (let n = 0; n < 3 && refused === null; n += 1) {
+  for (let n = 0; n < 10 && refused === null; n += 1) {
     try {
       await create(eager, `eager-${n}`);
       served += 1;
