@@ -64,6 +64,7 @@ MODULES: list[ModuleType] = [
 ACCOUNTS = 100
 SERVICES = 100_000  # nine in ten of them tombstones
 ACCOUNT = "100000000007"
+REGION = "us-east-1"
 LIVE_SERVICE = "s10"  # i % 10 == 0: live; its account is 100000000010
 LIVE_ACCOUNT = "100000000010"
 TOMBSTONE = "s11"
@@ -503,9 +504,9 @@ RepositoryCall = Callable[[PostgresUnitOfWork], Awaitable[Any]]
 
 
 async def _list_second_page(uow: PostgresUnitOfWork) -> Any:
-    first = await uow.services.list_live(LIVE_ACCOUNT, None, 21)
+    first = await uow.services.list_live(LIVE_ACCOUNT, REGION, None, 21)
     return await uow.services.list_live(
-        LIVE_ACCOUNT, (first[-1].created_at, first[-1].service_id), 21
+        LIVE_ACCOUNT, REGION, (first[-1].created_at, first[-1].service_id), 21
     )
 
 
@@ -513,18 +514,18 @@ async def _list_second_page(uow: PostgresUnitOfWork) -> Any:
 BUILT: list[tuple[str, RepositoryCall, set[str]]] = [
     (
         "services.list_live (first page)",
-        lambda uow: uow.services.list_live(LIVE_ACCOUNT, None, 21),
+        lambda uow: uow.services.list_live(LIVE_ACCOUNT, REGION, None, 21),
         {"ix_services_live_listing", "pk_service_configurations"},
     ),
     ("services.list_live (keyset page)", _list_second_page, {"ix_services_live_listing"}),
     (
         "services.live_arn_with_name",
-        lambda uow: uow.services.live_arn_with_name(LIVE_ACCOUNT, "svc-10"),
+        lambda uow: uow.services.live_arn_with_name(LIVE_ACCOUNT, REGION, "svc-10"),
         {"ix_services_live_name"},
     ),
     (
         "services.count_live",
-        lambda uow: uow.services.count_live(LIVE_ACCOUNT),
+        lambda uow: uow.services.count_live(LIVE_ACCOUNT, REGION),
         {"ix_services_live_name|ix_services_live_listing"},
     ),
     (
@@ -554,13 +555,13 @@ BUILT: list[tuple[str, RepositoryCall, set[str]]] = [
     ),
     (
         "certificates.get_for_domain",
-        lambda uow: uow.certificates.get_for_domain(ACCOUNT, "d7.example.com"),
-        {"uq_certificates_account_id_domain_name"},
+        lambda uow: uow.certificates.get_for_domain(ACCOUNT, REGION, "d7.example.com"),
+        {"uq_certificates_account_id_region_domain_name"},
     ),
     (
         "certificates.list_page",
-        lambda uow: uow.certificates.list_page(ACCOUNT, None, None, 21),
-        {"uq_certificates_account_id_domain_name"},
+        lambda uow: uow.certificates.list_page(ACCOUNT, REGION, None, None, 21),
+        {"uq_certificates_account_id_region_domain_name"},
     ),
     (
         "custom_domains.for_service",
