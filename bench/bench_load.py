@@ -8,9 +8,9 @@ store in a temporary data dir) is measured twice in the same run: with its job w
 processes of their own (the default) and with them on its event loop (`--worker-mode
 in-process`, the old layout: the reference that shows the change). Each time:
 
-  1. idle: C callers (a grpc.aio load generator in its own process) each create one
-     service, wait for it with WaitOperation (no load), delete it and wait again: 2C
-     jobs with C of them queued at once, and no other calls;
+  1. idle: C services created at once by a grpc.aio load generator in its own process,
+     their jobs waited for in the database (no call to the server meanwhile), then the C
+     services deleted at once and waited for the same way: 2C jobs, C queued at once;
   2. load: the same C callers loop create -> DescribeService polled without pause until
      RUNNING -> delete -> DescribeService polled until DELETED, for the load's duration:
      the same C jobs queued at once, now beside a request stream as fast as the server
@@ -142,6 +142,8 @@ async def _client_phase(channel: Any, cmd: dict[str, Any]) -> dict[str, Any]:
     meta = (("authorization", f"Bearer {cmd['token']}"),)
     stats: dict[str, Any] = {"calls": {}, "errors": {}, "cycles": 0}
     calls = _Calls(stub, meta, stats)
+    if cmd["phase"] in ("create", "delete"):
+        return await _submit(calls, cmd, stats)
     deadline = time.monotonic() + cmd.get("seconds", 0.0)
     load = cmd["phase"] == "load"
 
@@ -159,6 +161,36 @@ async def _client_phase(channel: Any, cmd: dict[str, Any]) -> dict[str, Any]:
     await asyncio.gather(*(caller(i) for i in range(cmd["callers"])))
     stats["elapsed"] = time.monotonic() - started
     return stats
+
+
+async def _submit(calls: _Calls, cmd: dict[str, Any], stats: dict[str, Any]) -> dict[str, Any]:
+    """The idle reference's requests: `callers` creates (or deletes of `arns`) sent at
+    once, and nothing more; the benchmark waits for their jobs in the database."""
+    from servicecontrol.v1 import resources_pb2 as pb
+    from servicecontrol.v1 import service_control_pb2 as api
+
+    async def create(i: int) -> str:
+        created = await calls.call(
+            "create",
+            "CreateService",
+            api.CreateServiceRequest(
+                service_name=f"{cmd['prefix']}-{i:03d}",
+                source_configuration=pb.SourceConfiguration(
+                    image_repository=pb.ImageRepository(image_identifier=IMAGE)
+                ),
+            ),
+        )
+        return "" if created is None else str(created.service.service_arn)
+
+    async def delete(arn: str) -> str:
+        await calls.call("delete", "DeleteService", api.DeleteServiceRequest(service_arn=arn))
+        return arn
+
+    if cmd["phase"] == "create":
+        arns = await asyncio.gather(*(create(i) for i in range(cmd["callers"])))
+    else:
+        arns = await asyncio.gather(*(delete(arn) for arn in cmd["arns"]))
+    return {**stats, "arns": [a for a in arns if a]}
 
 
 async def _client_main(target: str) -> None:
@@ -458,7 +490,11 @@ def _measure_mode(
         server.wait_for_workers(mode)
         client = Client(f"127.0.0.1:{server.port}")
         started = time.time()
-        idle_result = client.run(phase="idle", callers=callers, token=token, prefix=f"idle-{mode}")
+        # The idle reference: the same C jobs queued at once (C creates, then C deletes),
+        # waited for in the database, with no call to the server meanwhile.
+        made = client.run(phase="create", callers=callers, token=token, prefix=f"idle-{mode}")
+        _wait_settled(url, account, started)
+        idle_result = client.run(phase="delete", arns=made["arns"], token=token)
         _wait_settled(url, account, started)
         idle_ops = _operations(url, account, started)
         # The server at rest after serving the idle jobs: its idle memory.
