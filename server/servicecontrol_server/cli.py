@@ -130,6 +130,12 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--worker-processes", type=int, help="job worker processes (--worker-mode process)"
     )
+    serve.add_argument(
+        "--regions",
+        metavar="REGION,...",
+        help="the regions served, the first the default (default: SERVICECONTROL_REGION, "
+        "us-east-1); a request's SigV4 scope or x-servicecontrol-region picks one",
+    )
     serve.add_argument("--no-migrate", action="store_true", help="do not migrate on start")
     serve.add_argument("--tls-cert", type=Path, help="PEM certificate (chain): serve TLS")
     serve.add_argument("--tls-key", type=Path, help="PEM private key of --tls-cert")
@@ -241,6 +247,7 @@ _FLAG_SETTINGS = {
     "workers": "workers_in_server",
     "worker_mode": "worker_mode",
     "worker_processes": "worker_processes",
+    "regions": "regions",
 }
 
 

@@ -24,6 +24,7 @@ FLAGS = {
     "workers_in_server": "--workers",
     "worker_mode": "--worker-mode",
     "worker_processes": "--worker-processes",
+    "regions": "--regions",
     "log_format": "--log-format",
 }
 

@@ -31,6 +31,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ctypes
+import json
 import logging
 import os
 import shutil
@@ -74,6 +75,8 @@ def child_environment(settings: Settings, url: str, *, json_logs: bool) -> dict[
             continue
         if isinstance(value, bool):
             value = "true" if value else "false"
+        elif isinstance(value, list | tuple | dict | set):
+            value = json.dumps(list(value) if isinstance(value, set) else value)
         env[f"SERVICECONTROL_{name.upper()}"] = str(value)
     env["SERVICECONTROL_DATABASE_URL"] = url
     # The server has migrated (or was told not to); a worker only checks nothing.
