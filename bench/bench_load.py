@@ -85,29 +85,19 @@ class _Calls:
             self.stats["errors"][key] = self.stats["errors"].get(key, 0) + 1
             return None
 
-    async def settle(self, arn: str, operation_id: str, done: tuple[int, ...], poll: bool) -> bool:
-        """Until the service's status is in `done` (DescribeService back to back), or,
-        without `poll`, until its operation ends (WaitOperation)."""
-        from servicecontrol.v1 import resources_pb2 as pb
+    async def settle(self, arn: str, done: tuple[int, ...]) -> bool:
+        """DescribeService back to back until the service's status is in `done`."""
         from servicecontrol.v1 import service_control_pb2 as api
 
-        active = (pb.Operation.PENDING, pb.Operation.IN_PROGRESS)
         while True:
-            if poll:
-                got = await self.call(
-                    "describe", "DescribeService", api.DescribeServiceRequest(service_arn=arn)
-                )
-                if got is None or got.service.status in done:
-                    return got is not None
-            else:
-                got = await self.call(
-                    "wait", "WaitOperation", api.WaitOperationRequest(operation_id=operation_id)
-                )
-                if got is None or got.operation.status not in active:
-                    return got is not None
+            got = await self.call(
+                "describe", "DescribeService", api.DescribeServiceRequest(service_arn=arn)
+            )
+            if got is None or got.service.status in done:
+                return got is not None
 
 
-async def _cycle(calls: _Calls, name: str, poll: bool) -> bool:
+async def _cycle(calls: _Calls, name: str) -> bool:
     """Create a service, wait until RUNNING, delete it, wait until DELETED."""
     from servicecontrol.v1 import resources_pb2 as pb
     from servicecontrol.v1 import service_control_pb2 as api
@@ -126,13 +116,13 @@ async def _cycle(calls: _Calls, name: str, poll: bool) -> bool:
         return False
     arn = created.service.service_arn
     running = (pb.Service.RUNNING, pb.Service.CREATE_FAILED)
-    if not await calls.settle(arn, created.operation_id, running, poll):
+    if not await calls.settle(arn, running):
         return False
     deleted = await calls.call("delete", "DeleteService", api.DeleteServiceRequest(service_arn=arn))
     if deleted is None:
         return False
     gone = (pb.Service.DELETED, pb.Service.DELETE_FAILED)
-    return await calls.settle(arn, deleted.operation_id, gone, poll)
+    return await calls.settle(arn, gone)
 
 
 async def _client_phase(channel: Any, cmd: dict[str, Any]) -> dict[str, Any]:
@@ -145,16 +135,15 @@ async def _client_phase(channel: Any, cmd: dict[str, Any]) -> dict[str, Any]:
     if cmd["phase"] in ("create", "delete"):
         return await _submit(calls, cmd, stats)
     deadline = time.monotonic() + cmd.get("seconds", 0.0)
-    load = cmd["phase"] == "load"
 
     async def caller(i: int) -> None:
         n = 0
         while True:
             name = f"{cmd['prefix']}-{i:03d}-{n:05d}"
             n += 1
-            if await _cycle(calls, name, load):
+            if await _cycle(calls, name):
                 stats["cycles"] += 1
-            if not load or time.monotonic() >= deadline:
+            if time.monotonic() >= deadline:
                 return
 
     started = time.monotonic()
