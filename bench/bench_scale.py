@@ -2,11 +2,14 @@
 the same objects deleted directly (the file system's own calls for the local store; the
 S3 SDK's list pages and 1,000-key multi-object deletes for the S3 test server).
 
-The measured delete is the job's: `delete_image_copy` scanning the prefix once, saving its
-progress to PostgreSQL before each batch (one commit per batch, as the delete job does)
-and deleting batch by batch. Each run is a fresh process, so its peak memory growth
-(peak RSS minus RSS before the delete) is its own; "flat" means the growth does not rise
-with the object count.
+The measured delete is the job's: `delete_image_copy` through the worker's own store stack
+(every call timed, and bounded on the jobs lane's pool), scanning the prefix once, saving
+its progress to PostgreSQL before each batch (one commit per batch, as the delete job
+does) and deleting batch by batch. Each run is a fresh process, so its peak RSS and its
+growth over the RSS before the delete are its own; "flat" means they do not rise with the
+object count. Each delete's CPU time (user + system; for the S3 server, the client's and
+the server's) is reported beside its wall time: on a shared machine the wall time mostly
+measures the other processes.
 
     .venv/bin/python bench/bench_scale.py [--quick] [--json out.json]
 """
@@ -37,17 +40,13 @@ BUCKET = "images"
 # "objects"}. cpu_seconds is the process's own CPU time (user + system) over the delete:
 # on a shared machine the wall time mostly measures the other processes.
 CHILD = r"""
-import json, os, sys, threading, time
+import json, os, resource, sys, time
 import psutil
 mode, kind, target, prefix, db = sys.argv[1:6]
 me = psutil.Process()
-peak = 0
-cpu = time.process_time
-def sample():
-    global peak
-    while True:
-        peak = max(peak, me.memory_info().rss)
-        time.sleep(0.002)
+def cpu():
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
 rss_before = me.memory_info().rss
 if kind == "local":
     from servicecontrol_server.adapters.objectstore.local_store import LocalDirectoryObjectStore
@@ -67,18 +66,21 @@ if mode == "engine":
         " lease_expires_at) VALUES ('delete_service', 3, 'running', gen_random_uuid(),"
         " 'bench', now() + interval '1 hour') RETURNING job_id, lease_token::text"
     ).fetchone()
+    # The worker's own stack: every call timed and bounded on the jobs lane's pool.
+    from servicecontrol_server.bootstrap import bounded_store
+    from servicecontrol_server.metrics import TimedObjectStore
+    from servicecontrol_server.settings import Settings
+    store = bounded_store(TimedObjectStore(store), Settings(), "jobs")
     def save(progress):
         conn.execute(SAVE_PROGRESS, {"job_id": job_id, "token": token,
                                      "changes": Jsonb(progress.as_progress())}, prepare=True)
     rss_before = me.memory_info().rss
-    threading.Thread(target=sample, daemon=True).start()
     c, t = cpu(), time.perf_counter()
     objects = delete_image_copy(store, "images", prefix, save=save).objects
     seconds, cpu_seconds = time.perf_counter() - t, cpu() - c
 elif kind == "local":
     root = os.path.join(target, "images", prefix.rstrip("/"))
     rss_before = me.memory_info().rss
-    threading.Thread(target=sample, daemon=True).start()
     c, t = cpu(), time.perf_counter()
     for directory, dirs, files in os.walk(root, topdown=False):
         for name in files:
@@ -90,7 +92,6 @@ else:
     from minio.deleteobjects import DeleteObject
     client = store.client
     rss_before = me.memory_info().rss
-    threading.Thread(target=sample, daemon=True).start()
     c, t = cpu(), time.perf_counter()
     batch = []
     for found in client.list_objects("images", prefix=prefix, recursive=True):
@@ -105,7 +106,11 @@ else:
         for error in client.remove_objects("images", batch):
             raise RuntimeError(error)
     seconds, cpu_seconds = time.perf_counter() - t, cpu() - c
-peak = max(peak, me.memory_info().rss)
+# The process's peak RSS (VmHWM, this image's high-water mark, unlike ru_maxrss, which
+# carries the parent's over exec), read once: no sampling thread competes with the delete.
+with open("/proc/self/status") as status:
+    hwm = next(line for line in status if line.startswith("VmHWM:"))
+peak = max(int(hwm.split()[1]) * 1024, me.memory_info().rss)
 print(json.dumps({"seconds": seconds, "cpu_seconds": cpu_seconds, "objects": objects,
                   "peak_rss_mb": peak / 2**20,
                   "peak_growth_mb": max(peak - rss_before, 0) / 2**20}))
@@ -343,6 +348,9 @@ def _measure(
                 prefix = f"services/{kind}-{n}-{mode}-{r}/"
                 if local_root is not None:
                     seed_local(local_root, prefix, n)
+                    # A copy at rest: its writes are not still being flushed under the
+                    # delete.
+                    os.sync()
                 if s3 is not None:
                     seed_s3(s3, prefix, n)
                     before = s3.cpu_seconds()
