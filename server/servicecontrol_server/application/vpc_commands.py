@@ -32,10 +32,12 @@ from ..domain.vpc import (
     VpcIngressConnectionStatus,
 )
 from ..settings import Settings
+from .arns import owned_arn, owned_resource_id
 from .idempotency import fingerprint as request_fingerprint
 from .idempotency import first_result, request_id_violations
 from .pagination import PageTokens, page_size, parse_time_position, time_position
 from .ports import UnitOfWork
+from .regions import request_region
 from .results import Page
 
 MAX_CONNECTORS_PAGE = 100
@@ -72,11 +74,11 @@ class VpcCommands:
         violations += tag_rules.tag_violations(tags) + tag_rules.check_count({}, dict(tags))
         if violations:
             raise InvalidRequest(violations)
+        region = request_region(self.settings)
         fingerprint = request_fingerprint(
-            "CreateVpcConnector", name, subnets, security_groups, *tags
+            "CreateVpcConnector", region, name, subnets, security_groups, *tags
         )
         connector_id = names.new_resource_id()
-        region = self.settings.region
         async with self.uow() as uow:
             # Serialises the account's creations: the name check, the revision and the
             # quota count cannot be passed by two concurrent calls at once.
@@ -86,13 +88,13 @@ class VpcCommands:
             )
             if first is not None:
                 return await self._kept_connector(uow, account_id, first)
-            existing = await uow.vpc.active_connector_arn_with_name(account_id, name)
+            existing = await uow.vpc.active_connector_arn_with_name(account_id, region, name)
             if existing:
                 raise VpcConnectorNameTaken(
                     f"A VPC connector named {name} already exists: {existing}.",
                     {"vpcConnectorName": name, "vpcConnectorArn": existing},
                 )
-            usage = await uow.vpc.count_active_connectors(account_id)
+            usage = await uow.vpc.count_active_connectors(account_id, region)
             if usage >= self.settings.vpc_connector_quota:
                 raise QuotaExceeded(
                     "VPC_CONNECTOR_QUOTA_EXCEEDED",
@@ -101,7 +103,7 @@ class VpcCommands:
                     usage,
                     f"account {account_id} in {region}",
                 )
-            revision = await uow.vpc.last_connector_revision(account_id, name) + 1
+            revision = await uow.vpc.last_connector_revision(account_id, region, name) + 1
             connector = VpcConnector(
                 connector_id=connector_id,
                 account_id=account_id,
@@ -132,10 +134,11 @@ class VpcCommands:
 
     async def list_vpc_connectors(self, account_id: str, size: int, token: str) -> Page:
         limit = page_size(size, MAX_CONNECTORS_PAGE)
-        filters = {"account": account_id}
+        region = request_region(self.settings)
+        filters = {"account": account_id, "region": region}
         after = parse_time_position(self.tokens.decode(token, "vpc_connectors", filters))
         async with self.uow() as uow:
-            items = await uow.vpc.list_connectors(account_id, after, limit + 1)
+            items = await uow.vpc.list_connectors(account_id, region, after, limit + 1)
         return self._page(items, limit, "vpc_connectors", filters, lambda c: c.connector_id)
 
     async def delete_vpc_connector(
@@ -192,7 +195,7 @@ class VpcCommands:
             "CreateVpcIngressConnection", service_arn, name, vpc_id, vpc_endpoint_id, *tags
         )
         connection_id = names.new_resource_id()
-        region = self.settings.region
+        region = request_region(self.settings)
         async with self.uow() as uow:
             await uow.accounts.lock(account_id)
             first = await first_result(
@@ -210,7 +213,7 @@ class VpcCommands:
             ):
                 raise _service_not_found(service_arn)
             _check_ingress_target(service)
-            existing = await uow.vpc.live_ingress_arn_with_name(account_id, name)
+            existing = await uow.vpc.live_ingress_arn_with_name(account_id, region, name)
             if existing:
                 raise VpcIngressConnectionNameTaken(
                     f"A VPC ingress connection named {name} already exists: {existing}.",
@@ -269,11 +272,17 @@ class VpcCommands:
         if service_arn and names.parse_arn(service_arn, "service") is None:
             raise InvalidRequest([FieldViolation("filter.service_arn", "not a service ARN")])
         limit = page_size(size, MAX_INGRESS_PAGE)
-        filters = {"account": account_id, "service": service_arn, "endpoint": vpc_endpoint_id}
+        region = request_region(self.settings)
+        filters = {
+            "account": account_id,
+            "region": region,
+            "service": service_arn,
+            "endpoint": vpc_endpoint_id,
+        }
         after = parse_time_position(self.tokens.decode(token, "vpc_ingress", filters))
         async with self.uow() as uow:
             items = await uow.vpc.list_ingress(
-                account_id, service_arn or None, vpc_endpoint_id or None, after, limit + 1
+                account_id, region, service_arn or None, vpc_endpoint_id or None, after, limit + 1
             )
         return self._page(items, limit, "vpc_ingress", filters, lambda c: c.connection_id)
 
@@ -355,17 +364,16 @@ class VpcCommands:
         violations += vpc.ingress_configuration_violations(vpc_id, vpc_endpoint_id)
         violations += request_id_violations(request_id)
         violations += tag_rules.tag_violations(tags) + tag_rules.check_count({}, dict(tags))
-        arn = names.parse_arn(service_arn, "service") if service_arn else None
-        if not service_arn:
-            violations.append(FieldViolation("service_arn", "required"))
-        elif arn is None:
-            violations.append(FieldViolation("service_arn", "not a service ARN"))
-        if violations:
-            raise InvalidRequest(violations)
-        assert arn is not None
-        if arn.account_id != account_id or arn.region != self.settings.region:
-            raise _service_not_found(service_arn)
-        return arn
+        return owned_arn(
+            service_arn,
+            lambda text: names.parse_arn(text, "service"),
+            field="service_arn",
+            what="a service",
+            account_id=account_id,
+            region=request_region(self.settings),
+            not_found=_service_not_found,
+            violations=violations,
+        )
 
     async def _live_ingress(
         self, uow: UnitOfWork, account_id: str, arn: str
@@ -422,7 +430,9 @@ class VpcCommands:
         account_id: str,
         violations: list[FieldViolation] | None = None,
     ) -> str:
-        return owned_vpc_resource_id(arn, kind, field, account_id, self.settings.region, violations)
+        return owned_vpc_resource_id(
+            arn, kind, field, account_id, request_region(self.settings), violations
+        )
 
 
 # ----- shared with the service and tag use cases -----
@@ -452,18 +462,16 @@ def owned_vpc_resource_id(
 ) -> str:
     """The id in a VPC connector or ingress connection ARN of the caller's account and
     region. Malformed: refused with the other violations; elsewhere: not found."""
-    found = list(violations or [])
-    parsed = vpc.parse_arn(arn, kind) if arn else None
-    if not arn:
-        found.append(FieldViolation(field, "required"))
-    elif parsed is None:
-        found.append(FieldViolation(field, f"not a {kind} ARN"))
-    if found:
-        raise InvalidRequest(found)
-    assert parsed is not None
-    if parsed.account_id != account_id or parsed.region != region:
-        raise connector_not_found(arn) if kind == "vpcconnector" else ingress_not_found(arn)
-    return parsed.resource_id
+    return owned_resource_id(
+        arn,
+        kind=kind,
+        field=field,
+        account_id=account_id,
+        region=region,
+        not_found=connector_not_found if kind == "vpcconnector" else ingress_not_found,
+        violations=violations,
+        parse=vpc.parse_arn,
+    )
 
 
 def network_request_violations(network: dict[str, Any] | None) -> list[FieldViolation]:
@@ -499,7 +507,7 @@ async def take_up_network(
             f"VPC connector {arn} not found.",
         )
         try:
-            owned_vpc_resource_id(arn, "vpcconnector", field, service.account_id, settings.region)
+            owned_vpc_resource_id(arn, "vpcconnector", field, service.account_id, service.region)
         except VpcConnectorNotFound:
             raise missing from None
         connector = await uow.vpc.connector_by_arn(service.account_id, arn, for_update=True)

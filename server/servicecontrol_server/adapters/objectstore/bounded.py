@@ -29,6 +29,7 @@ import logging
 import queue
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from datetime import datetime
 from typing import Any, BinaryIO, TypeVar
 
 from ...application.ports import ObjectInfo, ObjectStore, ObjectStoreUnavailable
@@ -102,6 +103,11 @@ class BoundedObjectStore:
     def abort_incomplete_uploads(self, bucket: str, prefix: str) -> int:
         return self._call(
             "abort_incomplete_uploads", self.inner.abort_incomplete_uploads, bucket, prefix
+        )
+
+    def reap_stale_uploads(self, bucket: str, prefix: str, before: datetime) -> int:
+        return self._call(
+            "reap_stale_uploads", self.inner.reap_stale_uploads, bucket, prefix, before
         )
 
     # -- off the event loop --------------------------------------------------------
