@@ -69,7 +69,7 @@ if mode == "engine":
     ).fetchone()
     # The worker's own stack: every call timed and bounded on the jobs lane's pool.
     from servicecontrol_server.bootstrap import bounded_store
-    from servicecontrol_server.metrics import TimedObjectStore
+    from servicecontrol_server.adapters.objectstore.timed import TimedObjectStore
     from servicecontrol_server.settings import Settings
     store = bounded_store(TimedObjectStore(store), Settings(), "jobs")
     def save(progress):
