@@ -51,7 +51,7 @@ class DirectPool:
     background reconnect; a connection that broke, or is not idle when given back, is
     closed instead of kept."""
 
-    def __init__(self, url: str, *, max_size: int = 16) -> None:
+    def __init__(self, url: str, *, max_size: int = 10) -> None:
         self._url = libpq_url(url)
         self._slots = asyncio.Semaphore(max_size)
         self._idle: list[psycopg.AsyncConnection[Any]] = []
@@ -129,7 +129,7 @@ class DirectPool:
 _ATTACHED: weakref.WeakKeyDictionary[AsyncEngine, DirectPool] = weakref.WeakKeyDictionary()
 
 
-def attach(engine: AsyncEngine, url: str, *, max_size: int = 16) -> DirectPool:
+def attach(engine: AsyncEngine, url: str, *, max_size: int = 10) -> DirectPool:
     """Gives `engine`'s hot reads a direct pool (the composition root does, once)."""
     pool = _ATTACHED[engine] = DirectPool(url, max_size=max_size)
     return pool
