@@ -575,7 +575,7 @@ def resource_commands(engine: AsyncEngine, settings: Settings) -> ResourceComman
 async def operator_commands(settings: Settings) -> AsyncIterator[ResourceCommands]:
     """For `servicecontrol` commands an operator runs against a migrated database."""
     with database_url(settings) as url:
-        engine = create_engine(url, pool_size=2, max_overflow=2)
+        engine = create_engine(url, pool_size=2)
         try:
             yield resource_commands(engine, settings)
         finally:
