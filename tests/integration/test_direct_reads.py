@@ -125,15 +125,18 @@ async def test_connections_stay_open_between_calls_and_the_pool_is_bounded(
         await reads.get(ACCOUNT, "0" * 32)
 
 
-async def test_a_connection_broken_mid_call_is_not_reused(
+async def test_after_the_sessions_broke_one_call_is_refused_and_the_next_is_answered(
     engine: AsyncEngine, database_url: str
 ) -> None:
+    """As after a database restart: every idle session is dead, and only the first call
+    to meet one is refused (the pool drops the others with it)."""
     await add(postgres_backend(engine), new_service())
     pool = DirectPool(database_url)
     reads = DirectServiceReads(pool)
     try:
-        await reads.list_live(ACCOUNT, None, 5)
-        async with engine.connect() as conn:  # the server ends the pool's session
+        await asyncio.gather(*(reads.list_live(ACCOUNT, None, 5) for _ in range(3)))
+        assert pool.idle == pool.opened > 1
+        async with engine.connect() as conn:  # the server ends the pool's sessions
             ended = await conn.execute(
                 text(
                     "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
@@ -141,14 +144,16 @@ async def test_a_connection_broken_mid_call_is_not_reused(
                 ),
                 {"name": direct.APPLICATION_NAME},
             )
-            assert ended.scalars().all() == [True]
+            assert ended.scalars().all() == [True] * pool.idle
+        opened = pool.opened
         with pytest.raises(BackendUnavailable):
             async with DirectReadUnitOfWork(engine, pool) as uow:
                 await uow.services.list_live(ACCOUNT, None, 5)
+        assert pool.idle == 0
         # The next call opens a fresh session and is answered.
         async with DirectReadUnitOfWork(engine, pool) as uow:
             assert len(await uow.services.list_live(ACCOUNT, None, 5)) == 1
-        assert pool.opened == 2
+        assert pool.opened == opened + 1
     finally:
         await pool.close()
 

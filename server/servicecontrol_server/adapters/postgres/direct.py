@@ -49,7 +49,7 @@ class DirectPool:
     so while the database is down a call fails at once with the driver's outage error
     (psycopg's OperationalError, a `database.OUTAGES` member) instead of waiting for a
     background reconnect; a connection that broke, or is not idle when given back, is
-    closed instead of kept."""
+    closed instead of kept, with every idle one (they are as old as it)."""
 
     def __init__(self, url: str, *, max_size: int = 10) -> None:
         self._url = libpq_url(url)
@@ -87,8 +87,15 @@ class DirectPool:
             conn = self._idle.pop() if self._idle else await self._connect()
             try:
                 yield conn
-            except BaseException:
+            except BaseException as exc:
                 await conn.close()
+                if isinstance(exc, psycopg.OperationalError):
+                    # The session broke (the usual cause: the database restarted): the
+                    # idle ones are of the same age, so they go too, as the engine's
+                    # pool invalidates itself; one call is refused, not one per session.
+                    idle, self._idle = self._idle, []
+                    for stale in idle:
+                        await stale.close()
                 raise
             if (
                 self._closed
