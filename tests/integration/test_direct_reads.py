@@ -27,6 +27,7 @@ from servicecontrol_server.domain.identity import Role
 from tests.integration.test_port_contracts import (
     ACCOUNT,
     OTHER,
+    REGION,
     new_service,
     postgres_backend,
 )
@@ -47,6 +48,7 @@ async def test_service_reads_match_the_engine_s(engine: AsyncEngine, database_ur
     services = [new_service() for _ in range(5)]
     await add(backend, *services)
     await add(backend, new_service(OTHER), new_service(configuration=None))
+    await add(backend, new_service(region="eu-west-1"))  # the same account elsewhere
     pool = DirectPool(database_url)
     reads = DirectServiceReads(pool)
     try:
@@ -58,15 +60,15 @@ async def test_service_reads_match_the_engine_s(engine: AsyncEngine, database_ur
             # Another account's service is not found, nor an unknown one.
             assert await reads.get(OTHER, services[0].service_id) is None
             assert await reads.get(ACCOUNT, "0" * 32) is None
-            everything = await uow.services.list_live(ACCOUNT, None, 10)
-            assert await reads.list_live(ACCOUNT, None, 10) == everything
+            everything = await uow.services.list_live(ACCOUNT, REGION, None, 10)
+            assert await reads.list_live(ACCOUNT, REGION, None, 10) == everything
             assert len(everything) == 6
             assert any(s.configuration is None for s in everything)
             # Keyset pages: the same pages, in the same order.
             after = None
             paged = []
-            while page := await reads.list_live(ACCOUNT, after, 4):
-                assert page == await uow.services.list_live(ACCOUNT, after, 4)
+            while page := await reads.list_live(ACCOUNT, REGION, after, 4):
+                assert page == await uow.services.list_live(ACCOUNT, REGION, after, 4)
                 paged.extend(page)
                 after = (page[-1].created_at, page[-1].service_id)
             assert paged == everything
@@ -111,12 +113,12 @@ async def test_connections_stay_open_between_calls_and_the_pool_is_bounded(
     reads = DirectServiceReads(pool)
     try:
         for _ in range(20):
-            await reads.list_live(ACCOUNT, None, 5)
+            await reads.list_live(ACCOUNT, REGION, None, 5)
         assert pool.opened == 1  # one session, reused (none opened per call)
-        await asyncio.gather(*(reads.list_live(ACCOUNT, None, 5) for _ in range(32)))
+        await asyncio.gather(*(reads.list_live(ACCOUNT, REGION, None, 5) for _ in range(32)))
         assert pool.opened <= 4 and pool.idle == pool.opened
         opened = pool.opened
-        await asyncio.gather(*(reads.list_live(ACCOUNT, None, 5) for _ in range(32)))
+        await asyncio.gather(*(reads.list_live(ACCOUNT, REGION, None, 5) for _ in range(32)))
         assert pool.opened == opened  # the second burst opens nothing new
     finally:
         await pool.close()
@@ -134,7 +136,7 @@ async def test_after_the_sessions_broke_one_call_is_refused_and_the_next_is_answ
     pool = DirectPool(database_url)
     reads = DirectServiceReads(pool)
     try:
-        await asyncio.gather(*(reads.list_live(ACCOUNT, None, 5) for _ in range(3)))
+        await asyncio.gather(*(reads.list_live(ACCOUNT, REGION, None, 5) for _ in range(3)))
         assert pool.idle == pool.opened > 1
         async with engine.connect() as conn:  # the server ends the pool's sessions
             ended = await conn.execute(
@@ -148,11 +150,11 @@ async def test_after_the_sessions_broke_one_call_is_refused_and_the_next_is_answ
         opened = pool.opened
         with pytest.raises(BackendUnavailable):
             async with DirectReadUnitOfWork(engine, pool) as uow:
-                await uow.services.list_live(ACCOUNT, None, 5)
+                await uow.services.list_live(ACCOUNT, REGION, None, 5)
         assert pool.idle == 0
         # The next call opens a fresh session and is answered.
         async with DirectReadUnitOfWork(engine, pool) as uow:
-            assert len(await uow.services.list_live(ACCOUNT, None, 5)) == 1
+            assert len(await uow.services.list_live(ACCOUNT, REGION, None, 5)) == 1
         assert pool.opened == opened + 1
     finally:
         await pool.close()

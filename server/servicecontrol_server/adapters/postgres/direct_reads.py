@@ -37,8 +37,10 @@ class DirectServiceReads(ServiceRepository):
         )
         return service_from_row(row) if row else None
 
-    async def list_live(self, account_id: str, after: Cursor | None, limit: int) -> list[Service]:
-        query, params = live_page_parameters(account_id, after, limit)
+    async def list_live(
+        self, account_id: str, region: str, after: Cursor | None, limit: int
+    ) -> list[Service]:
+        query, params = live_page_parameters(account_id, region, after, limit)
         return [service_from_row(row) for row in await self._pool.fetch_all(query, params)]
 
 

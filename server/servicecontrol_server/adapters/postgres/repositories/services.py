@@ -50,7 +50,7 @@ _LIVE_PAGE = """
     SELECT {columns}
     FROM (
         SELECT * FROM services
-        WHERE account_id = :account_id AND status <> 'DELETED'{after}
+        WHERE account_id = :account_id AND region = :region AND status <> 'DELETED'{after}
         ORDER BY created_at DESC, service_id DESC
         LIMIT :limit
     ) s LEFT JOIN service_configurations c ON c.service_id = s.service_id
@@ -68,14 +68,15 @@ LIST_LIVE_SERVICES_AFTER = text(
 
 
 def live_page_parameters(
-    account_id: str, after: Cursor | None, limit: int
+    account_id: str, region: str, after: Cursor | None, limit: int
 ) -> tuple[TextClause, dict[str, Any]]:
     """The statement and parameters of one page of `list_live`."""
     if after is None:
-        return LIST_LIVE_SERVICES, {"account_id": account_id, "limit": limit}
+        return LIST_LIVE_SERVICES, {"account_id": account_id, "region": region, "limit": limit}
     at, last_id = after
     return LIST_LIVE_SERVICES_AFTER, {
         "account_id": account_id,
+        "region": region,
         "limit": limit,
         "after_time": at,
         "after_id": last_id,
@@ -111,29 +112,33 @@ class ServiceRepository:
         )
         return service_from_row(row) if row else None
 
-    async def live_arn_with_name(self, account_id: str, name: str) -> str | None:
+    async def live_arn_with_name(self, account_id: str, region: str, name: str) -> str | None:
         return (
             await self.conn.execute(
                 select(services.c.service_arn).where(
                     services.c.account_id == account_id,
+                    services.c.region == region,
                     services.c.service_name == name,
                     services.c.status != ServiceStatus.DELETED.value,
                 )
             )
         ).scalar_one_or_none()
 
-    async def count_live(self, account_id: str) -> int:
+    async def count_live(self, account_id: str, region: str) -> int:
         return (
             await self.conn.execute(
                 select(func.count()).where(
                     services.c.account_id == account_id,
+                    services.c.region == region,
                     services.c.status != ServiceStatus.DELETED.value,
                 )
             )
         ).scalar_one()
 
-    async def list_live(self, account_id: str, after: Cursor | None, limit: int) -> list[Service]:
-        query, params = live_page_parameters(account_id, after, limit)
+    async def list_live(
+        self, account_id: str, region: str, after: Cursor | None, limit: int
+    ) -> list[Service]:
+        query, params = live_page_parameters(account_id, region, after, limit)
         rows = (await self.conn.execute(query, params)).mappings().all()
         return [service_from_row(row) for row in rows]
 
