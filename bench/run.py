@@ -48,6 +48,11 @@ def run_all(quick: bool, only: set[str] | None, s3_max: int | None) -> dict[str,
         report["benchmarks"]["scale"] = bench_scale.run(quick, s3_max)
     if only is None or "delete" in only:
         report["benchmarks"]["delete"] = asyncio.run(bench_delete.run(quick))
+    # Jobs under a 64-caller request load, and the server's memory (bench_load.py).
+    if only is None or "load" in only:
+        import bench_load
+
+        report["benchmarks"]["load"] = bench_load.run(quick)
     report["machine_after"] = machine()["load_average_1_5_15"]
     return report
 
@@ -178,7 +183,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="a smoke run of every benchmark")
     parser.add_argument("--out", type=Path, help="where the JSON, plots and document go")
     parser.add_argument(
-        "--only", action="append", choices=["engine", "scale", "delete"], help="repeatable"
+        "--only", action="append", choices=["engine", "scale", "delete", "load"], help="repeatable"
     )
     parser.add_argument("--s3-max", type=int, help="largest S3 copy bench_scale seeds")
     args = parser.parse_args()

@@ -22,6 +22,7 @@ from .adapters.compute.recorded import RecordedComputeDriver
 from .adapters.crypto.aesgcm import AesGcmSecretBox, decode_kek, load_or_create_kek
 from .adapters.dns.zone_file import ZoneFileValidator
 from .adapters.objectstore.bounded import BoundedObjectStore
+from .adapters.objectstore.timed import TimedObjectStore
 from .adapters.postgres import direct, stats
 from .adapters.postgres.database import (
     create_engine,
@@ -58,7 +59,7 @@ from .application.service_commands import ServiceCommands
 from .application.tag_commands import TagCommands
 from .application.vpc_commands import VpcCommands
 from .engine.worker import Worker
-from .metrics import TimedObjectStore, observe_job, observe_reaped, set_backlog
+from .metrics import observe_job, observe_reaped, set_backlog
 from .settings import Settings
 from .startup import StartupError, address_in_use, check_data_dir, redact, setting_hint
 
@@ -314,7 +315,7 @@ class Application:
             lane.close()
 
     def background_tasks(
-        self, stop: asyncio.Event, *, workers: int, role: str
+        self, stop: asyncio.Event, *, workers: int, role: str, relay_and_reaper: bool = True
     ) -> list[asyncio.Task[None]]:
         """The engine's loops: job workers, outbox relay and TTL reaper, until `stop`."""
         s = self.settings
@@ -343,9 +344,11 @@ class Application:
                 tracer=tracing.AttemptTracing() if tracing.enabled() else None,
             )
             tasks.append(asyncio.create_task(worker.run(stop), name="worker"))
+        if not relay_and_reaper:
+            return tasks
         relay = OutboxRelay(self.engine)
         tasks.append(asyncio.create_task(relay.run(stop, s.job_poll_seconds), name="outbox-relay"))
-        reaper = CountingReaper(self.uow, s, self.dns_validation)
+        reaper = CountingReaper(self.uow, s, self.dns_validation, store=self.store)
         tasks.append(asyncio.create_task(reaper.run(stop), name="reaper"))
         return tasks
 
@@ -525,7 +528,10 @@ async def serve(
         ready(
             Bound(bound_address(s.grpc_listen, port), aws_address, metrics_address, console_address)
         )
-    tasks = app.background_tasks(stop, workers=s.workers_in_server, role="serve")
+    # Job workers on this event loop only when asked: by default they run in processes
+    # of their own (supervisor.py), started beside this.
+    in_process = s.workers_in_server if s.worker_mode == "in-process" else 0
+    tasks = app.background_tasks(stop, workers=in_process, role="serve")
     await stop.wait()
     log.info("shutting down", extra={"grace_seconds": s.grpc_grace_seconds})
     health_servicer.enter_graceful_shutdown()
@@ -538,9 +544,18 @@ async def serve(
     log.info("stopped")
 
 
-async def work(app: Application, stop: asyncio.Event, workers: int) -> None:
+async def work(
+    app: Application,
+    stop: asyncio.Event,
+    workers: int,
+    *,
+    role: str = "worker",
+    relay_and_reaper: bool = True,
+) -> None:
     """`servicecontrol worker`: the engine's loops only, until `stop`."""
-    await _finish(app.background_tasks(stop, workers=workers, role="worker"))
+    await _finish(
+        app.background_tasks(stop, workers=workers, role=role, relay_and_reaper=relay_and_reaper)
+    )
 
 
 async def _finish(tasks: list[asyncio.Task[None]]) -> None:

@@ -4,13 +4,13 @@ reaper) and sampled from the database when scraped (queue depth, outbox lag)."""
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterable
+from pathlib import Path
 from typing import Any
 
-from prometheus_client import Counter, Gauge, Histogram, disable_created_metrics
-
-from .application.ports import ObjectNotFound, ObjectStore
+from prometheus_client import REGISTRY, Counter, Gauge, Histogram, disable_created_metrics
+from prometheus_client.exposition import generate_latest
+from prometheus_client.metrics_core import Metric
 
 # Only the values: a `_created` timestamp series per label set doubles a scrape's size.
 disable_created_metrics()
@@ -59,6 +59,63 @@ OBJECT_STORE_SECONDS = Histogram(
 )
 
 
+# Where `serve`'s worker processes write their metrics (None: it runs no such process).
+_worker_metrics: Path | None = None
+
+
+def include_worker_processes(directory: Path | None) -> None:
+    """Scrapes add the counters and histograms that worker processes wrote into
+    `directory` (prometheus_client's multiprocess files) to this process's own."""
+    global _worker_metrics
+    _worker_metrics = directory
+
+
+def exposition() -> bytes:
+    """This process's metrics in Prometheus' text format, with its worker processes'."""
+    if _worker_metrics is None:
+        return generate_latest(REGISTRY)
+    return generate_latest(_Merged(_worker_metrics))
+
+
+class _Merged:
+    """The registry's metrics, plus each counter and histogram sample the worker processes
+    recorded (alive or not: counters never go back when a worker restarts), summed with
+    this process's sample of the same name and labels. Their gauges are not taken: every
+    gauge is this process's to set."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+
+    def collect(self) -> Iterable[Metric]:
+        from prometheus_client.multiprocess import MultiProcessCollector
+
+        theirs: dict[str, Metric] = {}
+        try:
+            for metric in MultiProcessCollector(None, path=str(self.directory)).collect():
+                if metric.type in ("counter", "histogram"):
+                    theirs[metric.name] = metric
+        except (OSError, ValueError):
+            theirs = {}  # a file being written or removed: this scrape has ours only
+        for metric in REGISTRY.collect():
+            other = theirs.pop(metric.name, None)
+            if other is not None:
+                metric.samples = merge_samples(metric.samples, other.samples)
+            yield metric
+        yield from theirs.values()
+
+
+def merge_samples(ours: list[Any], theirs: list[Any]) -> list[Any]:
+    """Samples with the same name and labels summed; the others kept, in order."""
+    merged: dict[tuple[str, tuple[tuple[str, str], ...]], Any] = {}
+    for sample in [*ours, *theirs]:
+        key = (sample.name, tuple(sorted(sample.labels.items())))
+        if key in merged:
+            merged[key] = merged[key]._replace(value=merged[key].value + sample.value)
+        else:
+            merged[key] = sample
+    return list(merged.values())
+
+
 def observe_rpc(endpoint: str, method: str, code: str, seconds: float) -> None:
     RPC_REQUESTS.labels(endpoint, method, code).inc()
     RPC_SECONDS.labels(endpoint, method, code).observe(seconds)
@@ -82,52 +139,3 @@ def observe_reaped(counts: dict[str, int]) -> None:
     for kind, count in counts.items():
         if count:
             REAPED.labels(kind).inc(count)
-
-
-class TimedObjectStore:
-    """An ObjectStore that records each call's latency; listings are timed until the
-    caller has consumed them."""
-
-    def __init__(self, inner: ObjectStore) -> None:
-        self.inner = inner
-
-    def __getattr__(self, name: str) -> Any:
-        target = getattr(self.inner, name)
-        if not callable(target) or name.startswith("_"):
-            return target
-        return _timed(name, target)
-
-
-def _timed(operation: str, call: Callable[..., Any]) -> Callable[..., Any]:
-    def timed(*args: Any, **kwargs: Any) -> Any:
-        started = time.perf_counter()
-        try:
-            result = call(*args, **kwargs)
-        except ObjectNotFound:
-            _record(operation, "not_found", started)
-            raise
-        except BaseException:
-            _record(operation, "error", started)
-            raise
-        if isinstance(result, Iterator):
-            return _timed_iteration(operation, result, started)
-        _record(operation, "ok", started)
-        return result
-
-    return timed
-
-
-def _record(operation: str, outcome: str, started: float) -> None:
-    OBJECT_STORE_SECONDS.labels(operation, outcome).observe(time.perf_counter() - started)
-
-
-def _timed_iteration(operation: str, items: Iterator[Any], started: float) -> Iterator[Any]:
-    outcome = "error"
-    try:
-        yield from items
-        outcome = "ok"
-    except GeneratorExit:
-        outcome = "ok"  # the caller stopped early
-        raise
-    finally:
-        _record(operation, outcome, started)

@@ -41,6 +41,9 @@ def test_every_benchmark_runs_and_reports(tmp_path: Path) -> None:
             assert all(r["seconds"] > 0 and r["objects"] == int(n) for n, r in runs.items())
     delete = report["benchmarks"]["delete"]
     assert delete["delete_to_deleted_ms"]["objects"] >= 20
+    load = report["benchmarks"]["load"]
+    assert load["modes"]["process"]["load"]["jobs_per_s"] > 0
+    assert load["modes"]["process"]["memory"]["server_idle_mib"] > 0
     rows = [row for bench in report["benchmarks"].values() for row in bench["rows"]]
     assert all(row["value"] > 0 for row in rows)
     # The table printed, and the document written beside the plots it links.
