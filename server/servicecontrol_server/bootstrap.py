@@ -23,13 +23,14 @@ from .adapters.crypto.aesgcm import AesGcmSecretBox, decode_kek, load_or_create_
 from .adapters.dns.zone_file import ZoneFileValidator
 from .adapters.objectstore.bounded import BoundedObjectStore
 from .adapters.objectstore.timed import TimedObjectStore
-from .adapters.postgres import stats
+from .adapters.postgres import direct, stats
 from .adapters.postgres.database import (
     create_engine,
     libpq_url,
     single_statement,
     sqlalchemy_url,
 )
+from .adapters.postgres.direct_reads import DirectReadUnitOfWork
 from .adapters.postgres.embedded import EmbeddedPostgres, EmbeddedPostgresError
 from .adapters.postgres.event_hub import EventHub
 from .adapters.postgres.identity import PostgresIdentityStore
@@ -253,9 +254,17 @@ def unit_of_work_factory(engine: AsyncEngine) -> UnitOfWorkFactory:
 
 
 def read_unit_of_work_factory(engine: AsyncEngine) -> UnitOfWorkFactory:
-    """Units of work for queries that read with one statement: no transaction around it."""
+    """Units of work for queries that read with one statement: no transaction around it
+    (on the engine's direct pool when it has one and nothing is traced)."""
     kind = TracedPostgresUnitOfWork if tracing.enabled() else PostgresUnitOfWork
     autocommit = single_statement(engine)
+    pool = direct.attached(engine)
+    if pool is not None and kind is PostgresUnitOfWork:
+
+        def direct_uow() -> PostgresUnitOfWork:
+            return DirectReadUnitOfWork(autocommit, pool)
+
+        return direct_uow
 
     def uow() -> PostgresUnitOfWork:
         return kind(autocommit, read_only=True)
@@ -298,6 +307,7 @@ class Application:
         if self.event_hub is not None:
             await self.event_hub.close()
         await self.listener.close()
+        await direct.detach(self.engine)
         await self.engine.dispose()
         # What is still buffered is exported before the process ends.
         await asyncio.to_thread(tracing.shutdown)
@@ -349,6 +359,8 @@ async def build(settings: Settings, url: str, *, migrate: bool | None = None) ->
     # Before anything traced is built: off unless an OTLP endpoint is configured.
     tracing.configure(settings)
     engine = create_engine(url)
+    # The request path's hot single-statement reads (key lookup, Describe, List).
+    direct.attach(engine, url)
     raw_store = object_store(settings)
     buckets_pending = (
         None
