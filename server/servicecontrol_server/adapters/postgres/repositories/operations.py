@@ -17,6 +17,9 @@ from ._keyset import newest_first
 OPERATIONS_CHANNEL = "servicecontrol_operations"
 NOTIFY_OPERATION_ENDED = text("SELECT pg_notify('servicecontrol_operations', :operation_id)")
 
+# For the rest of the transaction only (is_local): its commit does not wait for the disk.
+RELAX_DURABILITY = text("SELECT set_config('synchronous_commit', 'off', true)")
+
 ADD_OPERATION = text(
     """
     INSERT INTO operations
@@ -73,7 +76,16 @@ class OperationRepository:
         rows = (await self.conn.execute(query)).mappings().all()
         return [operation_from_row(row) for row in rows]
 
-    async def mark_step(self, operation_id: str, step: str, attempt: int) -> None:
+    async def mark_step(
+        self, operation_id: str, step: str, attempt: int, *, durable: bool = True
+    ) -> None:
+        if not durable:
+            # The commit returns without waiting for the WAL flush (about one disk flush
+            # per step saved). Postgres still writes commits in order, so any later
+            # durable commit (the job's outcome) makes this one durable too; a database
+            # crash before that loses only the marker, and the job's next attempt, which
+            # the crash forces, writes it again.
+            await self.conn.execute(RELAX_DURABILITY)
         await self._set(
             operation_id,
             status=OperationStatus.IN_PROGRESS.value,
