@@ -41,6 +41,9 @@ def test_every_benchmark_runs_and_reports(tmp_path: Path) -> None:
             assert all(r["seconds"] > 0 and r["objects"] == int(n) for n, r in runs.items())
     delete = report["benchmarks"]["delete"]
     assert delete["delete_to_deleted_ms"]["objects"] >= 20
+    # Every delete job of the request-to-DELETED pass was timed, its store time taken off.
+    overhead = delete["delete_job_overhead_ms"]
+    assert overhead["samples"] >= 5 and overhead["median"] > 0
     rows = [row for bench in report["benchmarks"].values() for row in bench["rows"]]
     assert all(row["value"] > 0 for row in rows)
     # The table printed, and the document written beside the plots it links.
