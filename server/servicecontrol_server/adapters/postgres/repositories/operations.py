@@ -16,8 +16,18 @@ from ._keyset import newest_first
 # Notified (payload: the operation id) when an operation ends, for WaitOperation.
 OPERATIONS_CHANNEL = "servicecontrol_operations"
 
-# For the rest of the transaction only (is_local): its commit does not wait for the disk.
-RELAX_DURABILITY = text("SELECT set_config('synchronous_commit', 'off', true)")
+# A step marker whose transaction's commit does not wait for the disk: set_config(...,
+# is_local => true) holds for the rest of the transaction only, and rides in the marker's
+# own statement (the one-row subquery runs once, when the operation's row is updated).
+MARK_STEP_LAZILY = text(
+    """
+    UPDATE operations
+    SET status = :status, current_step = :step, attempt = :attempt,
+        next_attempt_at = NULL, updated_at = now()
+    FROM (SELECT set_config('synchronous_commit', 'off', true)) AS relaxed
+    WHERE operation_id = CAST(:operation_id AS uuid)
+    """
+)
 
 ADD_OPERATION = text(
     """
@@ -84,7 +94,16 @@ class OperationRepository:
             # durable commit (the job's outcome) makes this one durable too; a database
             # crash before that loses only the marker, and the job's next attempt, which
             # the crash forces, writes it again.
-            await self.conn.execute(RELAX_DURABILITY)
+            await self.conn.execute(
+                MARK_STEP_LAZILY,
+                {
+                    "operation_id": operation_id,
+                    "status": OperationStatus.IN_PROGRESS.value,
+                    "step": step,
+                    "attempt": attempt,
+                },
+            )
+            return
         await self._set(
             operation_id,
             status=OperationStatus.IN_PROGRESS.value,

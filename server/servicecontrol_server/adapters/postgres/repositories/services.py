@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from sqlalchemy import delete, func, insert, select, text, update
+from sqlalchemy import func, insert, select, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.engine import RowMapping
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from ....application.ports import Cursor
 from ....domain.model import Service, ServiceConfiguration, ServiceStatus
-from ..schema import compute_instances, service_configurations, services
+from ..schema import service_configurations, services
 from ._keyset import newest_first
 
 # The request path of every mutation reads and writes one service row; these two are
@@ -51,6 +51,21 @@ SAVE_SERVICE = text(
         deleted_at = :deleted_at, purge_at = :purge_at
     WHERE service_id = :service_id
     RETURNING version, updated_at
+    """
+)
+
+
+# Both configuration records of a service in one statement (one round trip).
+DELETE_CONFIGURATION = text(
+    """
+    WITH configurations AS (
+        DELETE FROM service_configurations WHERE service_id = :service_id RETURNING 1
+    ),
+    instances AS (
+        DELETE FROM compute_instances WHERE service_id = :service_id RETURNING 1
+    )
+    SELECT (SELECT count(*) FROM configurations) AS configurations,
+           (SELECT count(*) FROM instances) AS instances
     """
 )
 
@@ -211,20 +226,11 @@ class ServiceRepository:
 
     async def delete_configuration(self, service_id: str) -> list[str]:
         """Removes the service configuration records; returns what was removed."""
+        row = (await self.conn.execute(DELETE_CONFIGURATION, {"service_id": service_id})).one()
         removed: list[str] = []
-        if (
-            await self.conn.execute(
-                delete(service_configurations).where(
-                    service_configurations.c.service_id == service_id
-                )
-            )
-        ).rowcount:
+        if row.configurations:
             removed.append("service_configuration")
-        if (
-            await self.conn.execute(
-                delete(compute_instances).where(compute_instances.c.service_id == service_id)
-            )
-        ).rowcount:
+        if row.instances:
             removed.append("compute_instance")
         return removed
 
