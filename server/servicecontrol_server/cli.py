@@ -119,6 +119,12 @@ def _parser() -> argparse.ArgumentParser:
         "--console", metavar="HOST:PORT", help="the web console (default 127.0.0.1:50090; '' off)"
     )
     serve.add_argument("--workers", type=int, help="job workers inside the server (0: none)")
+    serve.add_argument(
+        "--regions",
+        metavar="REGION,...",
+        help="the regions served, the first the default (default: SERVICECONTROL_REGION, "
+        "us-east-1); a request's SigV4 scope or x-servicecontrol-region picks one",
+    )
     serve.add_argument("--no-migrate", action="store_true", help="do not migrate on start")
     serve.add_argument("--tls-cert", type=Path, help="PEM certificate (chain): serve TLS")
     serve.add_argument("--tls-key", type=Path, help="PEM private key of --tls-cert")
@@ -225,6 +231,7 @@ _FLAG_SETTINGS = {
     "tls_key": "tls_key",
     "tls_client_ca": "tls_client_ca",
     "workers": "workers_in_server",
+    "regions": "regions",
 }
 
 

@@ -2,11 +2,21 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import Field, ValidationInfo, field_validator
+from pydantic import Field, ValidationInfo, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+# An AWS region's name: us-east-1, eu-central-2, ap-southeast-4, us-gov-west-1, ...
+REGION_NAME = re.compile(r"[a-z]{2}(-[a-z]+)+-[0-9]{1,2}")
+
+
+def check_region_name(name: str) -> str:
+    if not REGION_NAME.fullmatch(name):
+        raise ValueError(f"{name!r} is not a region name (such as us-east-1 or eu-west-1)")
+    return name
 
 
 class Settings(BaseSettings):
@@ -57,7 +67,13 @@ class Settings(BaseSettings):
     # is counted from a listing of at most this many objects.
     deletion_plan_listing_cap: int = Field(default=1000, ge=1)
 
+    # The regions served: each request's region (its SigV4 credential scope on the App
+    # Runner endpoint, the `x-servicecontrol-region` metadata on gRPC, the console's
+    # picker) selects one, and every regional resource belongs to exactly one. `regions`
+    # is a comma-separated list whose first entry is the default; without it, `region`
+    # alone is served.
     region: str = "us-east-1"
+    regions: str = ""
     default_account: str = "000000000000"
     service_domain: str = "us-east-1.servicecontrol.local"
     service_quota: int = Field(default=30, ge=0)
@@ -140,6 +156,41 @@ class Settings(BaseSettings):
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     # auto: human-readable lines on a terminal, JSON lines otherwise.
     log_format: Literal["auto", "json", "text"] = "auto"
+
+    @model_validator(mode="before")
+    @classmethod
+    def _default_region(cls, data: Any) -> Any:
+        """With a list of regions, the default region is its first."""
+        listed = isinstance(data, dict) and str(data.get("regions") or "").strip()
+        if listed and not data.get("region"):
+            data = {**data, "region": str(data["regions"]).split(",")[0].strip()}
+        return data
+
+    @field_validator("region")
+    @classmethod
+    def _region(cls, value: str) -> str:
+        return check_region_name(value.strip())
+
+    @field_validator("regions")
+    @classmethod
+    def _regions(cls, value: str, info: ValidationInfo) -> str:
+        if not value.strip():
+            return ""
+        names = [check_region_name(part.strip()) for part in value.split(",")]
+        if len(set(names)) != len(names):
+            raise ValueError("names a region twice")
+        region = info.data.get("region")
+        if region and region != names[0]:
+            raise ValueError(
+                f"its first region is the default, but SERVICECONTROL_REGION names {region!r}: "
+                "leave SERVICECONTROL_REGION unset or make it the first"
+            )
+        return ",".join(names)
+
+    @property
+    def served_regions(self) -> tuple[str, ...]:
+        """The regions served, the default first."""
+        return tuple(self.regions.split(",")) if self.regions else (self.region,)
 
     @field_validator("log_level", mode="before")
     @classmethod

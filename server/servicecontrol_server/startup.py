@@ -22,6 +22,7 @@ FLAGS = {
     "tls_key": "--tls-key",
     "tls_client_ca": "--tls-client-ca",
     "workers_in_server": "--workers",
+    "regions": "--regions",
     "log_format": "--log-format",
 }
 

@@ -34,6 +34,7 @@ GLOBAL_FLAGS = {
     "--output",
     "--query",
     "--timeout",
+    "--region",
     "--profile",
 }
 

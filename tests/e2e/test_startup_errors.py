@@ -189,3 +189,17 @@ def test_serve_without_any_worker_warns_at_start(database_url: str) -> None:
 
     _, with_workers = serve_until_ready(SERVICECONTROL_DATABASE_URL=database_url)
     assert "no job workers" not in with_workers
+
+
+@pytest.mark.parametrize(
+    ("args", "env", "words"),
+    [
+        ((), {"SERVICECONTROL_REGIONS": "us-east-1,moon-base"}, ("'moon-base' is not a region",)),
+        (("--regions", "us-east-1,us-east-1"), {}, ("names a region twice", "--regions")),
+        ((), {"SERVICECONTROL_REGION": "EU"}, ("'EU' is not a region", "SERVICECONTROL_REGION")),
+    ],
+)
+def test_a_bad_region_is_one_line(
+    args: tuple[str, ...], env: dict[str, str], words: tuple[str, ...]
+) -> None:
+    assert_one_clear_failure(run("serve", *args, **env), *words)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +25,7 @@ from tests.support.aws import (
     terraform_mirror,
     terraform_provider_block,
 )
-from tests.support.server import ACCOUNT, Harness
+from tests.support.server import ACCOUNT, Harness, harness_settings, running_harness
 
 TERRAFORM = terraform_binary()
 MIRROR = terraform_mirror()
@@ -305,6 +306,26 @@ resource "aws_apprunner_observability_configuration" "tracing" {{
   }}
 }}
 
+# The same names in a second region, through an aliased provider signing for it.
+resource "aws_apprunner_auto_scaling_configuration_version" "scaling_away" {{
+  provider                        = aws.away
+  auto_scaling_configuration_name = "tf-scaling"
+  max_concurrency                 = 20
+}}
+
+resource "aws_apprunner_service" "scaled_away" {{
+  provider                       = aws.away
+  service_name                   = "tf-scaled"
+  auto_scaling_configuration_arn = aws_apprunner_auto_scaling_configuration_version.scaling_away.arn
+  source_configuration {{
+    auto_deployments_enabled = false
+    image_repository {{
+      image_identifier      = "{ECR_IMAGE}"
+      image_repository_type = "ECR"
+    }}
+  }}
+}}
+
 resource "aws_apprunner_service" "scaled" {{
   service_name                   = "tf-scaled"
   auto_scaling_configuration_arn = aws_apprunner_auto_scaling_configuration_version.scaling.arn
@@ -323,12 +344,44 @@ resource "aws_apprunner_service" "scaled" {{
 """
 
 
-async def test_configurations_apply_plan_destroy(harness: Harness, tmp_path: Path) -> None:
+AWAY = "eu-west-1"
+
+
+def away_provider(port: int, credentials: tuple[str, str]) -> str:
+    """A second `aws` provider, aliased `away`, signing for the second region served."""
+    return f"""
+provider "aws" {{
+  alias                       = "away"
+  region                      = "{AWAY}"
+  access_key                  = "{credentials[0]}"
+  secret_key                  = "{credentials[1]}"
+  skip_credentials_validation = true
+  skip_requesting_account_id  = true
+  skip_metadata_api_check     = true
+  skip_region_validation      = true
+  endpoints {{
+    apprunner = "http://127.0.0.1:{port}"
+  }}
+}}
+"""
+
+
+@pytest.fixture
+async def two_regions(database_url: str, s3_server: Any, tmp_path: Path) -> AsyncIterator[Harness]:
+    settings = harness_settings(database_url, s3_server, tmp_path, regions=f"us-east-1,{AWAY}")
+    async with running_harness(settings, tmp_path) as h:
+        h.push_image()
+        yield h
+
+
+async def test_configurations_apply_plan_destroy(two_regions: Harness, tmp_path: Path) -> None:
+    harness = two_regions
     recorder = Recorder()
     aws = AppRunnerClient(harness.aws_port, recorder, harness.aws_credentials())
+    away = AppRunnerClient(harness.aws_port, recorder, harness.aws_credentials(), region=AWAY)
     [prior] = (await aws.list_auto_scaling_configurations())["AutoScalingConfigurationSummaryList"]
     tf = Terraform(tmp_path, harness.aws_port, harness.aws_credentials())
-    tf.configure(CONFIGURATIONS)
+    tf.configure(away_provider(harness.aws_port, harness.aws_credentials()) + CONFIGURATIONS)
     await tf.run("init", "-no-color")
     await tf.run("apply", "-auto-approve", "-no-color")
 
@@ -351,6 +404,18 @@ async def test_configurations_apply_plan_destroy(harness: Harness, tmp_path: Pat
         await aws.describe_auto_scaling_configuration(AutoScalingConfigurationArn=fallback["arn"])
     )["AutoScalingConfiguration"]
     assert described["IsDefault"]
+    # The second region holds its own revision 1 of the same name and its own service of
+    # the same name, each listed only there.
+    scaling_away = state["aws_apprunner_auto_scaling_configuration_version.scaling_away"]
+    service_away = state["aws_apprunner_service.scaled_away"]
+    assert scaling_away["arn"].split(":")[3] == AWAY
+    assert scaling_away["auto_scaling_configuration_revision"] == 1
+    assert service_away["arn"].split(":")[3] == AWAY
+    assert service_away["auto_scaling_configuration_arn"] == scaling_away["arn"]
+    listed_away = (await away.list_services())["ServiceSummaryList"]
+    assert [s["ServiceArn"] for s in listed_away] == [service_away["arn"]]
+    listed_home = (await aws.list_services())["ServiceSummaryList"]
+    assert [s["ServiceArn"] for s in listed_home] == [service["arn"]]
 
     code, out = await tf.run("plan", "-detailed-exitcode", "-no-color", ok=(0, 2))
     assert code == 0, f"the plan after apply shows changes:\n{out}"
@@ -364,6 +429,8 @@ async def test_configurations_apply_plan_destroy(harness: Harness, tmp_path: Pat
     assert tf.state() == {}
     described_service = (await aws.describe_service(ServiceArn=service["arn"]))["Service"]
     assert described_service["Status"] == "DELETED"
+    gone_away = (await away.describe_service(ServiceArn=service_away["arn"]))["Service"]
+    assert gone_away["Status"] == "DELETED"
     for arn in (scaling["arn"], fallback["arn"]):
         gone = (await aws.describe_auto_scaling_configuration(AutoScalingConfigurationArn=arn))[
             "AutoScalingConfiguration"

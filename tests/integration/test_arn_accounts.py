@@ -51,7 +51,7 @@ async def test_an_arn_of_another_region_says_which(harness: Harness) -> None:
         grpc.StatusCode.NOT_FOUND,
     )
     assert error.message.endswith(
-        "the ARN names region eu-west-1, but this server is in region us-east-1."
+        "the ARN names region eu-west-1, but this call acts in region us-east-1."
     )
 
 

@@ -18,8 +18,8 @@ from servicecontrol_server.adapters.postgres import migrate, schema
 from servicecontrol_server.adapters.postgres.database import libpq_url, with_database
 
 # The chain: 0001, 0005 (indexes), 0002 (identity), 0004 (resource tags), 0006 (retry window),
-# 0008 (auto scaling and observability configurations), 0009 (VPC).
-HEAD = "0009"
+# 0008 (auto scaling and observability configurations), 0009 (VPC), 0010 (regions).
+HEAD = "0010"
 
 
 @pytest.fixture

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import uuid
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
@@ -408,9 +409,9 @@ async def test_services_names_counts_and_connections(backend: Backend) -> None:
     other = new_service(OTHER, name="alpha")
     await add_services(backend, a, b, other)
     async with backend.uow() as uow:
-        assert await uow.services.live_arn_with_name(ACCOUNT, "alpha") == a.service_arn
-        assert await uow.services.live_arn_with_name(ACCOUNT, "charlie") is None
-        assert await uow.services.count_live(ACCOUNT) == 2
+        assert await uow.services.live_arn_with_name(ACCOUNT, REGION, "alpha") == a.service_arn
+        assert await uow.services.live_arn_with_name(ACCOUNT, REGION, "charlie") is None
+        assert await uow.services.count_live(ACCOUNT, REGION) == 2
         assert await uow.services.live_arns_using_connection(connection) == sorted(
             [a.service_arn, b.service_arn]
         )
@@ -425,8 +426,8 @@ async def test_services_names_counts_and_connections(backend: Backend) -> None:
     assert (loaded.deleted_at, loaded.updated_at) == (now, now)
     assert loaded.purge_at == now + timedelta(seconds=3600)
     async with backend.uow() as uow:
-        assert await uow.services.live_arn_with_name(ACCOUNT, "alpha") is None
-        assert await uow.services.count_live(ACCOUNT) == 1
+        assert await uow.services.live_arn_with_name(ACCOUNT, REGION, "alpha") is None
+        assert await uow.services.count_live(ACCOUNT, REGION) == 1
         assert await uow.services.live_arns_using_connection(connection) == [b.service_arn]
         stored = await uow.services.get(ACCOUNT, a.service_id)
         # A deleted name may be taken again.
@@ -459,11 +460,11 @@ async def test_services_list_live_is_newest_first_in_keyset_pages(backend: Backe
         older, key=lambda s: s.service_id, reverse=True
     )
     async with backend.uow() as uow:
-        everything = await uow.services.list_live(ACCOUNT, None, 10)
+        everything = await uow.services.list_live(ACCOUNT, REGION, None, 10)
         pages: list[list[Service]] = []
         after = None
         while True:
-            page = await uow.services.list_live(ACCOUNT, after, 2)
+            page = await uow.services.list_live(ACCOUNT, REGION, after, 2)
             if not page:
                 break
             pages.append(page)
@@ -519,7 +520,7 @@ async def test_for_update_locks_the_row_until_the_transaction_ends(backend: Back
         arn = connection.connection_arn
         assert await uow.connections.get_by_arn(ACCOUNT, arn, for_update=for_update)
         domain = cert.domain_name
-        assert await uow.certificates.get_for_domain(ACCOUNT, domain, for_update=for_update)
+        assert await uow.certificates.get_for_domain(ACCOUNT, REGION, domain, for_update=for_update)
 
     async with backend.uow() as uow:
         await read_all(uow, for_update=False)
@@ -747,12 +748,15 @@ async def test_connections(backend: Backend) -> None:
         assert locked == first
         assert await uow.connections.get(ACCOUNT, first.connection_id) == first
         assert await uow.connections.get(OTHER, first.connection_id) is None
-        assert await uow.connections.live_arn_with_name(ACCOUNT, "github") == first.connection_arn
-        assert await uow.connections.count_live(ACCOUNT) == 1
+        assert (
+            await uow.connections.live_arn_with_name(ACCOUNT, REGION, "github")
+            == first.connection_arn
+        )
+        assert await uow.connections.count_live(ACCOUNT, REGION) == 1
     await backend.travel(1)
     async with backend.uow() as uow:
         second = await uow.connections.add(new_connection(name="bitbucket"))
-        assert await uow.connections.count_live(ACCOUNT) == 2
+        assert await uow.connections.count_live(ACCOUNT, REGION) == 2
         locked = await uow.connections.get_by_arn(ACCOUNT, first.connection_arn, for_update=True)
         assert locked is not None
         await uow.connections.set_status(locked, ConnectionStatus.AVAILABLE)
@@ -762,14 +766,14 @@ async def test_connections(backend: Backend) -> None:
     assert locked.status is ConnectionStatus.DELETED
     assert (locked.deleted_at, locked.purge_at) == (deleted_at, deleted_at + timedelta(seconds=60))
     async with backend.uow() as uow:
-        assert await uow.connections.live_arn_with_name(ACCOUNT, "github") is None
-        assert await uow.connections.count_live(ACCOUNT) == 1
-        listed = await uow.connections.list_page(ACCOUNT, None, None, 10)
-        page = await uow.connections.list_page(ACCOUNT, None, None, 1)
+        assert await uow.connections.live_arn_with_name(ACCOUNT, REGION, "github") is None
+        assert await uow.connections.count_live(ACCOUNT, REGION) == 1
+        listed = await uow.connections.list_page(ACCOUNT, REGION, None, None, 10)
+        page = await uow.connections.list_page(ACCOUNT, REGION, None, None, 1)
         rest = await uow.connections.list_page(
-            ACCOUNT, None, (page[-1].created_at, page[-1].connection_id), 5
+            ACCOUNT, REGION, None, (page[-1].created_at, page[-1].connection_id), 5
         )
-        named = await uow.connections.list_page(ACCOUNT, "github", None, 10)
+        named = await uow.connections.list_page(ACCOUNT, REGION, "github", None, 10)
         assert await uow.connections.get(ACCOUNT, first.connection_id) == locked
     # Newest first, tombstones included.
     assert [c.connection_id for c in listed] == [second.connection_id, first.connection_id]
@@ -801,13 +805,15 @@ async def test_certificates(backend: Backend) -> None:
     assert cert.created_at == now
     async with backend.uow() as uow:
         assert await uow.certificates.get(cert.certificate_id) == cert
-        assert await uow.certificates.get_for_domain(ACCOUNT, "b.example.com") == cert
-        locked = await uow.certificates.get_for_domain(ACCOUNT, "b.example.com", for_update=True)
+        assert await uow.certificates.get_for_domain(ACCOUNT, REGION, "b.example.com") == cert
+        locked = await uow.certificates.get_for_domain(
+            ACCOUNT, REGION, "b.example.com", for_update=True
+        )
         assert locked == cert
-        assert await uow.certificates.get_for_domain(OTHER, "b.example.com") is None
-        everything = await uow.certificates.list_page(ACCOUNT, None, None, 10)
-        page = await uow.certificates.list_page(ACCOUNT, None, "a.example.com", 1)
-        one = await uow.certificates.list_page(ACCOUNT, "c.example.com", None, 10)
+        assert await uow.certificates.get_for_domain(OTHER, REGION, "b.example.com") is None
+        everything = await uow.certificates.list_page(ACCOUNT, REGION, None, None, 10)
+        page = await uow.certificates.list_page(ACCOUNT, REGION, None, "a.example.com", 1)
+        one = await uow.certificates.list_page(ACCOUNT, REGION, "c.example.com", None, 10)
         records = [{"domain": "b.example.com", "status": "SUCCESS"}]
         await uow.certificates.set_validation(
             cert.certificate_id, CertificateStatus.ISSUED, records
@@ -1275,33 +1281,37 @@ async def test_config_resources_revisions_latest_default_and_listing(backend: Ba
         assert got.settings == one.settings and got.created_at == now
         assert await repo.get(OTHER, repo_kind, one.config_id) is None
         assert await repo.get(ACCOUNT, ConfigKind.OBSERVABILITY, one.config_id) is None
-        assert [c.revision for c in await repo.active_revisions(ACCOUNT, repo_kind, "alpha")] == [
+        assert [
+            c.revision for c in await repo.active_revisions(ACCOUNT, REGION, repo_kind, "alpha")
+        ] == [
             1,
             2,
         ]
-        assert await repo.count_active_names(ACCOUNT, repo_kind) == 3
-        assert await repo.count_active_names(ACCOUNT, ConfigKind.OBSERVABILITY) == 1
-        found = await repo.get_default(ACCOUNT, repo_kind)
+        assert await repo.count_active_names(ACCOUNT, REGION, repo_kind) == 3
+        assert await repo.count_active_names(ACCOUNT, REGION, ConfigKind.OBSERVABILITY) == 1
+        found = await repo.get_default(ACCOUNT, REGION, repo_kind)
         assert found is not None and found.arn == default.arn and found.is_default
-        latest = await repo.list_page(ACCOUNT, repo_kind, None, True, None, 10)
+        latest = await repo.list_page(ACCOUNT, REGION, repo_kind, None, True, None, 10)
         assert [(c.name, c.revision) for c in latest] == [
             ("DefaultConfiguration", 1),
             ("alpha", 2),
             ("beta", 1),
         ]
-        every = await repo.list_page(ACCOUNT, repo_kind, None, False, ("alpha", 1), 2)
+        every = await repo.list_page(ACCOUNT, REGION, repo_kind, None, False, ("alpha", 1), 2)
         assert [(c.name, c.revision, c.latest) for c in every] == [
             ("alpha", 2, True),
             ("beta", 1, True),
         ]
-        named = await repo.list_page(ACCOUNT, repo_kind, "alpha", False, None, 10)
+        named = await repo.list_page(ACCOUNT, REGION, repo_kind, "alpha", False, None, 10)
         assert [c.revision for c in named] == [1, 2]
-        [traced] = await repo.list_page(ACCOUNT, ConfigKind.OBSERVABILITY, None, True, None, 10)
+        [traced] = await repo.list_page(
+            ACCOUNT, REGION, ConfigKind.OBSERVABILITY, None, True, None, 10
+        )
         assert traced.settings == {"trace_vendor": "AWSXRAY"}
         # Deleting the latest moves `latest` back; the default moves.
         await repo.mark_inactive(two)
         assert two.status is ConfigStatus.INACTIVE and two.deleted_at is not None
-        await repo.set_default(ACCOUNT, repo_kind, one)
+        await repo.set_default(ACCOUNT, REGION, repo_kind, one)
         await uow.commit()
     async with backend.uow() as uow:
         repo = uow.config_resources
@@ -1310,7 +1320,7 @@ async def test_config_resources_revisions_latest_default_and_listing(backend: Ba
         assert not again.latest and again.deleted_at == two.deleted_at
         first = await repo.get(ACCOUNT, repo_kind, one.config_id)
         assert first is not None and first.latest and first.is_default
-        moved = await repo.get_default(ACCOUNT, repo_kind)
+        moved = await repo.get_default(ACCOUNT, REGION, repo_kind)
         assert moved is not None and moved.config_id == one.config_id
         assert not (await repo.get(ACCOUNT, repo_kind, default.config_id)).is_default  # type: ignore[union-attr]
         # A deleted default is not made again.
@@ -1449,10 +1459,10 @@ async def test_vpc_connectors(backend: Backend) -> None:
         assert await uow.vpc.connector_by_arn(OTHER, first.arn) is None
         assert await uow.vpc.connector(ACCOUNT, first.connector_id) == first
         assert await uow.vpc.connector(OTHER, first.connector_id) is None
-        assert await uow.vpc.active_connector_arn_with_name(ACCOUNT, "egress") == first.arn
-        assert await uow.vpc.count_active_connectors(ACCOUNT) == 1
-        assert await uow.vpc.last_connector_revision(ACCOUNT, "egress") == 1
-        assert await uow.vpc.last_connector_revision(ACCOUNT, "other") == 0
+        assert await uow.vpc.active_connector_arn_with_name(ACCOUNT, REGION, "egress") == first.arn
+        assert await uow.vpc.count_active_connectors(ACCOUNT, REGION) == 1
+        assert await uow.vpc.last_connector_revision(ACCOUNT, REGION, "egress") == 1
+        assert await uow.vpc.last_connector_revision(ACCOUNT, REGION, "other") == 0
     # One ACTIVE revision per name.
     with pytest.raises(backend.integrity_errors):
         async with backend.uow() as uow:
@@ -1468,13 +1478,13 @@ async def test_vpc_connectors(backend: Backend) -> None:
     assert locked.status is VpcConnectorStatus.INACTIVE
     assert (locked.deleted_at, locked.purge_at) == (deleted_at, deleted_at + timedelta(seconds=60))
     async with backend.uow() as uow:
-        assert await uow.vpc.active_connector_arn_with_name(ACCOUNT, "egress") == second.arn
-        assert await uow.vpc.last_connector_revision(ACCOUNT, "egress") == 2
-        assert await uow.vpc.count_active_connectors(ACCOUNT) == 1
-        listed = await uow.vpc.list_connectors(ACCOUNT, None, 10)
-        page = await uow.vpc.list_connectors(ACCOUNT, None, 1)
+        assert await uow.vpc.active_connector_arn_with_name(ACCOUNT, REGION, "egress") == second.arn
+        assert await uow.vpc.last_connector_revision(ACCOUNT, REGION, "egress") == 2
+        assert await uow.vpc.count_active_connectors(ACCOUNT, REGION) == 1
+        listed = await uow.vpc.list_connectors(ACCOUNT, REGION, None, 10)
+        page = await uow.vpc.list_connectors(ACCOUNT, REGION, None, 1)
         rest = await uow.vpc.list_connectors(
-            ACCOUNT, (page[-1].created_at, page[-1].connector_id), 5
+            ACCOUNT, REGION, (page[-1].created_at, page[-1].connector_id), 5
         )
         assert await uow.vpc.connector(ACCOUNT, first.connector_id) == locked
     # Newest first, INACTIVE ones included.
@@ -1510,7 +1520,7 @@ async def test_vpc_network_configuration_and_the_services_using_a_connector(
         read = await uow.services.get(ACCOUNT, user.service_id)
         assert read is not None and read.configuration is not None
         assert read.configuration.network == network
-        listed = await uow.services.list_live(ACCOUNT, None, 10)
+        listed = await uow.services.list_live(ACCOUNT, REGION, None, 10)
         assert {s.service_id: s.configuration.network for s in listed if s.configuration}[
             user.service_id
         ] == network
@@ -1559,7 +1569,7 @@ async def test_vpc_ingress_connections(backend: Backend) -> None:
         assert await uow.vpc.ingress_by_arn(ACCOUNT, first.arn) == first
         assert await uow.vpc.ingress_by_arn(OTHER, first.arn) is None
         assert await uow.vpc.ingress(ACCOUNT, first.connection_id) == first
-        assert await uow.vpc.live_ingress_arn_with_name(ACCOUNT, "in-1") == first.arn
+        assert await uow.vpc.live_ingress_arn_with_name(ACCOUNT, REGION, "in-1") == first.arn
         assert await uow.vpc.live_ingress_for_service(svc.service_id) == [first]
     await backend.travel(1)
     async with backend.uow() as uow:
@@ -1570,14 +1580,16 @@ async def test_vpc_ingress_connections(backend: Backend) -> None:
         await uow.vpc.update_ingress(locked)
         await uow.commit()
     async with backend.uow() as uow:
-        everything = await uow.vpc.list_ingress(ACCOUNT, None, None, None, 10)
-        page = await uow.vpc.list_ingress(ACCOUNT, None, None, None, 1)
+        everything = await uow.vpc.list_ingress(ACCOUNT, REGION, None, None, None, 10)
+        page = await uow.vpc.list_ingress(ACCOUNT, REGION, None, None, None, 1)
         rest = await uow.vpc.list_ingress(
-            ACCOUNT, None, None, (page[-1].created_at, page[-1].connection_id), 5
+            ACCOUNT, REGION, None, None, (page[-1].created_at, page[-1].connection_id), 5
         )
-        by_service = await uow.vpc.list_ingress(ACCOUNT, svc.service_arn, None, None, 10)
-        by_endpoint = await uow.vpc.list_ingress(ACCOUNT, None, "vpce-2", None, 10)
-        both = await uow.vpc.list_ingress(ACCOUNT, other_svc.service_arn, "vpce-2", None, 10)
+        by_service = await uow.vpc.list_ingress(ACCOUNT, REGION, svc.service_arn, None, None, 10)
+        by_endpoint = await uow.vpc.list_ingress(ACCOUNT, REGION, None, "vpce-2", None, 10)
+        both = await uow.vpc.list_ingress(
+            ACCOUNT, REGION, other_svc.service_arn, "vpce-2", None, 10
+        )
     assert [c.connection_id for c in everything] == [second.connection_id, first.connection_id]
     assert [c.connection_id for c in page + rest] == [c.connection_id for c in everything]
     assert [(c.connection_id, c.vpc_id) for c in by_service] == [(first.connection_id, "vpc-2")]
@@ -1593,10 +1605,10 @@ async def test_vpc_ingress_connections(backend: Backend) -> None:
     assert (locked.deleted_at, locked.purge_at) == (deleted_at, deleted_at + timedelta(seconds=60))
     async with backend.uow() as uow:
         assert await uow.vpc.live_ingress_for_service(svc.service_id) == []
-        assert await uow.vpc.live_ingress_arn_with_name(ACCOUNT, "in-1") is None
+        assert await uow.vpc.live_ingress_arn_with_name(ACCOUNT, REGION, "in-1") is None
         # The name and the service's slot are free again; the tombstone stays listed.
         third = await uow.vpc.add_ingress(new_ingress(svc, "in-1"))
-        listed = await uow.vpc.list_ingress(ACCOUNT, svc.service_arn, None, None, 10)
+        listed = await uow.vpc.list_ingress(ACCOUNT, REGION, svc.service_arn, None, None, 10)
         await uow.commit()
     assert {c.connection_id for c in listed} == {first.connection_id, third.connection_id}
 
@@ -1627,7 +1639,45 @@ async def test_vpc_tombstones_are_purged_once_due_in_batches(backend: Backend) -
     assert {c.connector_id for c in first + second} == {c.connector_id for c in connectors}
     assert [c.connection_id for c in purged_ingress] == [ingress.connection_id]
     async with backend.uow() as uow:
-        assert [c.connector_id for c in await uow.vpc.list_connectors(ACCOUNT, None, 10)] == [
-            live.connector_id
-        ]
+        assert [
+            c.connector_id for c in await uow.vpc.list_connectors(ACCOUNT, REGION, None, 10)
+        ] == [live.connector_id]
         assert await uow.vpc.ingress(ACCOUNT, ingress.connection_id) is None
+
+
+async def test_names_counts_and_listings_are_per_region(backend: Backend) -> None:
+    """The same name lives once in each region; counts and listings see one region."""
+    away = "eu-west-1"
+    home_svc = new_service(name="alpha")
+    service_id = names.new_resource_id()
+    away_svc = new_service(
+        name="alpha",
+        service_id=service_id,
+        region=away,
+        service_arn=names.service_arn(away, ACCOUNT, "alpha", service_id),
+    )
+    await add_services(backend, home_svc, away_svc)
+    home_conn = new_connection(name="github")
+    away_conn = dataclasses.replace(
+        new_connection(name="github"),
+        connection_arn=names.connection_arn(away, ACCOUNT, "github", names.new_resource_id()),
+    )
+    async with backend.uow() as uow:
+        await uow.connections.add(home_conn)
+        await uow.connections.add(away_conn)
+        await uow.commit()
+    async with backend.uow() as uow:
+        for region, svc, conn in ((REGION, home_svc, home_conn), (away, away_svc, away_conn)):
+            assert (
+                await uow.services.live_arn_with_name(ACCOUNT, region, "alpha") == svc.service_arn
+            )
+            assert await uow.services.count_live(ACCOUNT, region) == 1
+            listed = await uow.services.list_live(ACCOUNT, region, None, 10)
+            assert [s.service_id for s in listed] == [svc.service_id]
+            assert await uow.connections.live_arn_with_name(ACCOUNT, region, "github") == (
+                conn.connection_arn
+            )
+            assert await uow.connections.count_live(ACCOUNT, region) == 1
+            page = await uow.connections.list_page(ACCOUNT, region, None, None, 10)
+            assert [c.connection_arn for c in page] == [conn.connection_arn]
+        assert await uow.services.count_live(ACCOUNT, "ap-south-1") == 0

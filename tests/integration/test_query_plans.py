@@ -168,10 +168,12 @@ async def _exercise(engine: AsyncEngine, captured: Captured) -> None:
         service = await uow.services.get(live, service_id)
         assert service is not None
         await uow.services.get(live, service_id, for_update=True)
-        await uow.services.live_arn_with_name(live, "svc-1")
-        await uow.services.count_live(live)
-        page = await uow.services.list_live(live, None, 21)
-        await uow.services.list_live(live, (page[-1].created_at, page[-1].service_id), 21)
+        await uow.services.live_arn_with_name(live, "us-east-1", "svc-1")
+        await uow.services.count_live(live, "us-east-1")
+        page = await uow.services.list_live(live, "us-east-1", None, 21)
+        await uow.services.list_live(
+            live, "us-east-1", (page[-1].created_at, page[-1].service_id), 21
+        )
         await uow.services.save(service)
         await uow.services.live_arns_using_connection(
             "arn:aws:apprunner:us-east-1:x:connection/c/1"
@@ -205,11 +207,11 @@ async def _exercise(engine: AsyncEngine, captured: Captured) -> None:
             await uow.jobs.complete(job_id, str(uuid.uuid4()))
         await uow.accounts.lock(live)
         await uow.connections.get_by_arn(live, "arn:aws:apprunner:us-east-1:x:connection/c/1")
-        await uow.connections.live_arn_with_name(live, "conn-2")
-        await uow.connections.count_live(live)
-        await uow.connections.list_page(live, None, None, 21)
-        await uow.certificates.get_for_domain(live, "d1.example.com")
-        await uow.certificates.list_page(live, None, None, 21)
+        await uow.connections.live_arn_with_name(live, "us-east-1", "conn-2")
+        await uow.connections.count_live(live, "us-east-1")
+        await uow.connections.list_page(live, "us-east-1", None, None, 21)
+        await uow.certificates.get_for_domain(live, "us-east-1", "d1.example.com")
+        await uow.certificates.list_page(live, "us-east-1", None, None, 21)
         await uow.certificates.retain([], 60)
         await uow.custom_domains.for_service(service_id)
         await uow.custom_domains.awaiting_validation(None, None, 100)

@@ -239,13 +239,20 @@ class AppRunnerClient:
     """A real boto3 App Runner client against the local endpoint. Its calls run in a
     thread: the server under test runs on this event loop and must keep serving."""
 
-    def __init__(self, port: int, recorder: Recorder, credentials: tuple[str, str]) -> None:
+    def __init__(
+        self,
+        port: int,
+        recorder: Recorder,
+        credentials: tuple[str, str],
+        *,
+        region: str = REGION,
+    ) -> None:
         self.endpoint = f"http://127.0.0.1:{port}"
         self.recorder = recorder
         self.client = boto3.client(
             "apprunner",
             endpoint_url=self.endpoint,
-            region_name=REGION,
+            region_name=region,
             aws_access_key_id=credentials[0],
             aws_secret_access_key=credentials[1],
             # One attempt: a retried 5xx would hide the first answer from the recorder.
@@ -355,10 +362,15 @@ def aws_cli_environment(credentials: tuple[str, str]) -> dict[str, str]:
 
 
 async def aws_cli(
-    port: int, credentials: tuple[str, str], service: str, operation: str, *args: str
+    port: int,
+    credentials: tuple[str, str],
+    service: str,
+    operation: str,
+    *args: str,
+    region: str = REGION,
 ) -> tuple[int, bytes, str]:
     """Runs `aws <service> <operation> ...` against the endpoint, signed with
-    `credentials` (an API key's id and secret); (exit code, stdout, stderr).
+    `credentials` (an API key's id and secret) for `region`; (exit code, stdout, stderr).
     The process is awaited, never waited for: the server may run on this event loop."""
     proc = await asyncio.create_subprocess_exec(
         str(AWS_CLI),
@@ -368,7 +380,7 @@ async def aws_cli(
         "--endpoint-url",
         f"http://127.0.0.1:{port}",
         "--region",
-        REGION,
+        region,
         "--output",
         "json",
         stdout=asyncio.subprocess.PIPE,

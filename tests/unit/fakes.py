@@ -75,6 +75,11 @@ from servicecontrol_server.domain.vpc import (
 EPOCH = datetime(2026, 1, 1, tzinfo=UTC)
 
 
+def _region(arn: str) -> str:
+    """The region an ARN names (the Postgres adapter's generated `region` column)."""
+    return arn.split(":")[3] if arn.count(":") >= 5 else ""
+
+
 class FakeIntegrityError(Exception):
     """A write the database's constraints would refuse (a unique index, a foreign key)."""
 
@@ -358,11 +363,13 @@ class FakeServiceRepository(_Repository):
         service.configuration = copy.deepcopy(self.t.configurations.get(service_id))
         return service
 
-    def _live(self, account_id: str) -> list[Service]:
+    def _live(self, account_id: str, region: str) -> list[Service]:
         return [
             s
             for s in self.t.services.values()
-            if s.account_id == account_id and s.status is not ServiceStatus.DELETED
+            if s.account_id == account_id
+            and s.region == region
+            and s.status is not ServiceStatus.DELETED
         ]
 
     async def get(
@@ -375,15 +382,24 @@ class FakeServiceRepository(_Repository):
             self._lock("services", service_id)
         return self._row(service_id)
 
-    async def live_arn_with_name(self, account_id: str, name: str) -> str | None:
-        return next((s.service_arn for s in self._live(account_id) if s.service_name == name), None)
+    async def live_arn_with_name(self, account_id: str, region: str, name: str) -> str | None:
+        return next(
+            (s.service_arn for s in self._live(account_id, region) if s.service_name == name),
+            None,
+        )
 
-    async def count_live(self, account_id: str) -> int:
-        return len(self._live(account_id))
+    async def count_live(self, account_id: str, region: str) -> int:
+        return len(self._live(account_id, region))
 
-    async def list_live(self, account_id: str, after: Cursor | None, limit: int) -> list[Service]:
+    async def list_live(
+        self, account_id: str, region: str, after: Cursor | None, limit: int
+    ) -> list[Service]:
         page = _newest_first(
-            self._live(account_id), lambda s: s.created_at, lambda s: s.service_id, after, limit
+            self._live(account_id, region),
+            lambda s: s.created_at,
+            lambda s: s.service_id,
+            after,
+            limit,
         )
         return [self._row(s.service_id) for s in page]
 
@@ -392,7 +408,7 @@ class FakeServiceRepository(_Repository):
             raise FakeIntegrityError(f"no account {service.account_id}")
         if service.service_id in self.t.services:
             raise FakeIntegrityError(f"duplicate service id {service.service_id}")
-        if await self.live_arn_with_name(service.account_id, service.service_name):
+        if await self.live_arn_with_name(service.account_id, service.region, service.service_name):
             raise FakeIntegrityError(f"duplicate live service name {service.service_name}")
         stored = copy.deepcopy(service)
         stored.configuration = None
@@ -616,11 +632,13 @@ class FakeTagRepository(_Repository):
 
 
 class FakeConnectionRepository(_Repository):
-    def _live(self, account_id: str) -> list[Connection]:
+    def _live(self, account_id: str, region: str) -> list[Connection]:
         return [
             c
             for c in self.t.connections.values()
-            if c.account_id == account_id and c.status is not ConnectionStatus.DELETED
+            if c.account_id == account_id
+            and _region(c.connection_arn) == region
+            and c.status is not ConnectionStatus.DELETED
         ]
 
     async def get_by_arn(
@@ -646,13 +664,14 @@ class FakeConnectionRepository(_Repository):
             return None
         return copy.deepcopy(found)
 
-    async def live_arn_with_name(self, account_id: str, name: str) -> str | None:
+    async def live_arn_with_name(self, account_id: str, region: str, name: str) -> str | None:
         return next(
-            (c.connection_arn for c in self._live(account_id) if c.connection_name == name), None
+            (c.connection_arn for c in self._live(account_id, region) if c.connection_name == name),
+            None,
         )
 
-    async def count_live(self, account_id: str) -> int:
-        return len(self._live(account_id))
+    async def count_live(self, account_id: str, region: str) -> int:
+        return len(self._live(account_id, region))
 
     async def add(self, connection: Connection) -> Connection:
         if connection.account_id not in self.t.accounts:
@@ -661,7 +680,9 @@ class FakeConnectionRepository(_Repository):
             c.connection_arn == connection.connection_arn for c in self.t.connections.values()
         ):
             raise FakeIntegrityError(f"duplicate connection {connection.connection_arn}")
-        if await self.live_arn_with_name(connection.account_id, connection.connection_name):
+        if await self.live_arn_with_name(
+            connection.account_id, _region(connection.connection_arn), connection.connection_name
+        ):
             raise FakeIntegrityError(f"duplicate live connection {connection.connection_name}")
         stored = copy.deepcopy(connection)
         stored.created_at = self.now()
@@ -671,12 +692,14 @@ class FakeConnectionRepository(_Repository):
         return connection
 
     async def list_page(
-        self, account_id: str, name: str | None, after: Cursor | None, limit: int
+        self, account_id: str, region: str, name: str | None, after: Cursor | None, limit: int
     ) -> list[Connection]:
         mine = [
             c
             for c in self.t.connections.values()
-            if c.account_id == account_id and (not name or c.connection_name == name)
+            if c.account_id == account_id
+            and _region(c.connection_arn) == region
+            and (not name or c.connection_name == name)
         ]
         page = _newest_first(mine, lambda c: c.created_at, lambda c: c.connection_id, after, limit)
         return copy.deepcopy(page)
@@ -720,40 +743,46 @@ class FakeVpcRepository(_Repository):
             return None
         return copy.deepcopy(found)
 
-    def _active(self, account_id: str) -> list[VpcConnector]:
+    def _active(self, account_id: str, region: str) -> list[VpcConnector]:
         return [
             c
             for c in self.t.vpc_connectors.values()
-            if c.account_id == account_id and c.status is VpcConnectorStatus.ACTIVE
+            if c.account_id == account_id
+            and _region(c.arn) == region
+            and c.status is VpcConnectorStatus.ACTIVE
         ]
 
-    async def active_connector_arn_with_name(self, account_id: str, name: str) -> str | None:
-        return next((c.arn for c in self._active(account_id) if c.name == name), None)
+    async def active_connector_arn_with_name(
+        self, account_id: str, region: str, name: str
+    ) -> str | None:
+        return next((c.arn for c in self._active(account_id, region) if c.name == name), None)
 
-    async def last_connector_revision(self, account_id: str, name: str) -> int:
+    async def last_connector_revision(self, account_id: str, region: str, name: str) -> int:
         return max(
             (
                 c.revision
                 for c in self.t.vpc_connectors.values()
-                if c.account_id == account_id and c.name == name
+                if c.account_id == account_id and _region(c.arn) == region and c.name == name
             ),
             default=0,
         )
 
-    async def count_active_connectors(self, account_id: str) -> int:
-        return len(self._active(account_id))
+    async def count_active_connectors(self, account_id: str, region: str) -> int:
+        return len(self._active(account_id, region))
 
     async def add_connector(self, connector: VpcConnector) -> VpcConnector:
         if connector.account_id not in self.t.accounts:
             raise FakeIntegrityError(f"no account {connector.account_id}")
         if connector.connector_id in self.t.vpc_connectors or any(
             c.arn == connector.arn
-            or (c.account_id, c.name, c.revision)
-            == (connector.account_id, connector.name, connector.revision)
+            or (c.account_id, _region(c.arn), c.name, c.revision)
+            == (connector.account_id, _region(connector.arn), connector.name, connector.revision)
             for c in self.t.vpc_connectors.values()
         ):
             raise FakeIntegrityError(f"duplicate VPC connector {connector.arn}")
-        if await self.active_connector_arn_with_name(connector.account_id, connector.name):
+        if await self.active_connector_arn_with_name(
+            connector.account_id, _region(connector.arn), connector.name
+        ):
             raise FakeIntegrityError(f"duplicate active VPC connector {connector.name}")
         stored = copy.deepcopy(connector)
         stored.created_at = self.now()
@@ -763,9 +792,13 @@ class FakeVpcRepository(_Repository):
         return connector
 
     async def list_connectors(
-        self, account_id: str, after: Cursor | None, limit: int
+        self, account_id: str, region: str, after: Cursor | None, limit: int
     ) -> list[VpcConnector]:
-        mine = [c for c in self.t.vpc_connectors.values() if c.account_id == account_id]
+        mine = [
+            c
+            for c in self.t.vpc_connectors.values()
+            if c.account_id == account_id and _region(c.arn) == region
+        ]
         page = _newest_first(mine, lambda c: c.created_at, lambda c: c.connector_id, after, limit)
         return copy.deepcopy(page)
 
@@ -831,9 +864,15 @@ class FakeVpcRepository(_Repository):
             if c.status is not VpcIngressConnectionStatus.DELETED
         ]
 
-    async def live_ingress_arn_with_name(self, account_id: str, name: str) -> str | None:
+    async def live_ingress_arn_with_name(
+        self, account_id: str, region: str, name: str
+    ) -> str | None:
         return next(
-            (c.arn for c in self._live_ingress() if c.account_id == account_id and c.name == name),
+            (
+                c.arn
+                for c in self._live_ingress()
+                if c.account_id == account_id and _region(c.arn) == region and c.name == name
+            ),
             None,
         )
 
@@ -854,7 +893,9 @@ class FakeVpcRepository(_Repository):
             c.arn == connection.arn for c in self.t.vpc_ingress_connections.values()
         ):
             raise FakeIntegrityError(f"duplicate VPC ingress connection {connection.arn}")
-        if await self.live_ingress_arn_with_name(connection.account_id, connection.name):
+        if await self.live_ingress_arn_with_name(
+            connection.account_id, _region(connection.arn), connection.name
+        ):
             raise FakeIntegrityError(f"duplicate live VPC ingress connection {connection.name}")
         if await self.live_ingress_for_service(connection.service_id):
             raise FakeIntegrityError(f"service {connection.service_id} has an ingress connection")
@@ -868,6 +909,7 @@ class FakeVpcRepository(_Repository):
     async def list_ingress(
         self,
         account_id: str,
+        region: str,
         service_arn: str | None,
         vpc_endpoint_id: str | None,
         after: Cursor | None,
@@ -877,6 +919,7 @@ class FakeVpcRepository(_Repository):
             c
             for c in self.t.vpc_ingress_connections.values()
             if c.account_id == account_id
+            and _region(c.arn) == region
             and (not service_arn or c.service_arn == service_arn)
             and (not vpc_endpoint_id or c.vpc_endpoint_id == vpc_endpoint_id)
         ]
@@ -941,21 +984,23 @@ class FakeCertificateRepository(_Repository):
         return copy.deepcopy(self.t.certificates.get(certificate_id))
 
     async def get_for_domain(
-        self, account_id: str, domain_name: str, *, for_update: bool = False
+        self, account_id: str, region: str, domain_name: str, *, for_update: bool = False
     ) -> Certificate | None:
-        found = self._for_domain(account_id, domain_name)
+        found = self._for_domain(account_id, region, domain_name)
         if found is None:
             return None
         if for_update:
             self._lock("certificates", found.certificate_id)
         return copy.deepcopy(found)
 
-    def _for_domain(self, account_id: str, domain_name: str) -> Certificate | None:
+    def _for_domain(self, account_id: str, region: str, domain_name: str) -> Certificate | None:
         return next(
             (
                 c
                 for c in self.t.certificates.values()
-                if c.account_id == account_id and c.domain_name == domain_name
+                if c.account_id == account_id
+                and _region(c.certificate_arn) == region
+                and c.domain_name == domain_name
             ),
             None,
         )
@@ -963,7 +1008,10 @@ class FakeCertificateRepository(_Repository):
     async def insert_if_absent(self, cert: Certificate) -> bool:
         if cert.account_id not in self.t.accounts:
             raise FakeIntegrityError(f"no account {cert.account_id}")
-        if self._for_domain(cert.account_id, cert.domain_name) is not None:
+        if (
+            self._for_domain(cert.account_id, _region(cert.certificate_arn), cert.domain_name)
+            is not None
+        ):
             return False
         if cert.certificate_id in self.t.certificates:
             raise FakeIntegrityError(f"duplicate certificate {cert.certificate_id}")
@@ -1018,12 +1066,14 @@ class FakeCertificateRepository(_Repository):
         return copy.deepcopy(stored)
 
     async def list_page(
-        self, account_id: str, domain_name: str | None, after: str | None, limit: int
+        self, account_id: str, region: str, domain_name: str | None, after: str | None, limit: int
     ) -> list[Certificate]:
         mine = [
             c
             for c in self.t.certificates.values()
-            if c.account_id == account_id and (not domain_name or c.domain_name == domain_name)
+            if c.account_id == account_id
+            and _region(c.certificate_arn) == region
+            and (not domain_name or c.domain_name == domain_name)
         ]
         return copy.deepcopy(_by_name(mine, lambda c: c.domain_name, after, limit))
 
@@ -1333,7 +1383,8 @@ class FakeConfigResourceRepository(_Repository):
         active = [
             c.revision
             for c in self.t.config_resources.values()
-            if (c.account_id, c.kind, c.name) == (stored.account_id, stored.kind, stored.name)
+            if (c.account_id, _region(c.arn), c.kind, c.name)
+            == (stored.account_id, _region(stored.arn), stored.kind, stored.name)
             and c.status is ConfigStatus.ACTIVE
         ]
         config.latest = stored.status is ConfigStatus.ACTIVE and stored.revision == max(active)
@@ -1343,11 +1394,11 @@ class FakeConfigResourceRepository(_Repository):
         )
         return config
 
-    def _of(self, account_id: str, kind: ConfigKind) -> list[ConfigResource]:
+    def _of(self, account_id: str, region: str, kind: ConfigKind) -> list[ConfigResource]:
         return [
             c
             for c in self.t.config_resources.values()
-            if c.account_id == account_id and c.kind is kind
+            if c.account_id == account_id and _region(c.arn) == region and c.kind is kind
         ]
 
     async def ensure_default(self, default: ConfigResource) -> None:
@@ -1365,12 +1416,18 @@ class FakeConfigResourceRepository(_Repository):
         return self._read(found)
 
     async def active_revisions(
-        self, account_id: str, kind: ConfigKind, name: str, *, for_update: bool = False
+        self,
+        account_id: str,
+        region: str,
+        kind: ConfigKind,
+        name: str,
+        *,
+        for_update: bool = False,
     ) -> list[ConfigResource]:
         found = sorted(
             (
                 c
-                for c in self._of(account_id, kind)
+                for c in self._of(account_id, region, kind)
                 if c.name == name and c.status is ConfigStatus.ACTIVE
             ),
             key=lambda c: c.revision,
@@ -1379,13 +1436,15 @@ class FakeConfigResourceRepository(_Repository):
             self._lock("config_resources", c.config_id)
         return [self._read(c) for c in found]
 
-    async def count_active_names(self, account_id: str, kind: ConfigKind) -> int:
-        return len({c.name for c in self._of(account_id, kind) if c.status is ConfigStatus.ACTIVE})
+    async def count_active_names(self, account_id: str, region: str, kind: ConfigKind) -> int:
+        return len(
+            {c.name for c in self._of(account_id, region, kind) if c.status is ConfigStatus.ACTIVE}
+        )
 
     async def get_default(
-        self, account_id: str, kind: ConfigKind, *, for_update: bool = False
+        self, account_id: str, region: str, kind: ConfigKind, *, for_update: bool = False
     ) -> ConfigResource | None:
-        found = next((c for c in self._of(account_id, kind) if c.is_default), None)
+        found = next((c for c in self._of(account_id, region, kind) if c.is_default), None)
         if found is None:
             return None
         if for_update:
@@ -1397,7 +1456,7 @@ class FakeConfigResourceRepository(_Repository):
             c.arn == config.arn for c in self.t.config_resources.values()
         ):
             raise FakeIntegrityError(f"duplicate configuration {config.arn}")
-        mine = self._of(config.account_id, config.kind)
+        mine = self._of(config.account_id, _region(config.arn), config.kind)
         if config.status is ConfigStatus.ACTIVE and any(
             c.name == config.name
             and c.revision == config.revision
@@ -1425,8 +1484,10 @@ class FakeConfigResourceRepository(_Repository):
         config.status, config.is_default, config.latest = ConfigStatus.INACTIVE, False, False
         config.deleted_at = stored.deleted_at
 
-    async def set_default(self, account_id: str, kind: ConfigKind, config: ConfigResource) -> None:
-        for other in self._of(account_id, kind):
+    async def set_default(
+        self, account_id: str, region: str, kind: ConfigKind, config: ConfigResource
+    ) -> None:
+        for other in self._of(account_id, region, kind):
             if other.is_default:
                 self._write("config_resources", other.config_id).is_default = False
         self._write("config_resources", config.config_id).is_default = True
@@ -1435,6 +1496,7 @@ class FakeConfigResourceRepository(_Repository):
     async def list_page(
         self,
         account_id: str,
+        region: str,
         kind: ConfigKind,
         name: str | None,
         latest_only: bool,
@@ -1443,7 +1505,7 @@ class FakeConfigResourceRepository(_Repository):
     ) -> list[ConfigResource]:
         rows = [
             self._read(c)
-            for c in self._of(account_id, kind)
+            for c in self._of(account_id, region, kind)
             if c.status is ConfigStatus.ACTIVE
             and (not name or c.name == name)
             and (after is None or (c.name, c.revision) > after)

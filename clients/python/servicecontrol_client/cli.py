@@ -514,6 +514,14 @@ def _global_options(parser: argparse.ArgumentParser, *, leaf: bool) -> None:
         ),
     )
     parser.add_argument(
+        "--region",
+        default=default,
+        help=text(
+            "the region every call acts in, sent as `x-servicecontrol-region` "
+            "(env SCCTL_REGION; default: the server's default region)"
+        ),
+    )
+    parser.add_argument(
         "--tls",
         action="store_const",
         const=True,
@@ -881,6 +889,7 @@ def _overrides(args: argparse.Namespace) -> dict[str, object]:
             "key_file",
             "output",
             "timeout",
+            "region",
         )
     }
 
@@ -956,6 +965,7 @@ def main(argv: list[str] | None = None) -> int:  # noqa: C901 - one exit code pe
             certificate_chain=client_certificate[0] if client_certificate else None,
             private_key=client_certificate[1] if client_certificate else None,
             timeout=profile.timeout,
+            region=profile.region,
         ) as client:
             _resolve_service(client, args)
             handler: Handler = args.handler

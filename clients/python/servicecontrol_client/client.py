@@ -39,6 +39,8 @@ from .vpc import VpcMethods
 
 DEFAULT_ENDPOINT = "127.0.0.1:50051"
 API_KEY_ENV = "SERVICECONTROL_API_KEY"
+# The gRPC metadata key that selects the region a call acts in.
+REGION_METADATA = "x-servicecontrol-region"
 DATA_DIR_ENV = "SERVICECONTROL_DATA_DIR"
 DEFAULT_DATA_DIR = ".servicecontrol"
 CREDENTIALS_FILE = "credentials"
@@ -114,6 +116,7 @@ class ServiceControlClient(VpcMethods):
         backoff_base: float = 0.1,
         backoff_max: float = 2.0,
         channel_options: Sequence[tuple[str, Any]] = (),
+        region: str | None = None,
     ) -> None:
         self.target = target
         self.timeout = timeout
@@ -136,6 +139,11 @@ class ServiceControlClient(VpcMethods):
         self._metadata: tuple[tuple[str, str], ...] = (
             (("authorization", f"Bearer {key}"),) if key else ()
         )
+        # The region every call acts in, sent as x-servicecontrol-region; None: the
+        # server's default region.
+        self.region = region or None
+        if self.region:
+            self._metadata += ((REGION_METADATA, self.region),)
 
     # ----- lifecycle -----
 

@@ -34,6 +34,7 @@ KEYS: dict[str, str] = {
     "key_file": "PEM private key of cert_file",
     "output": f"default output format: {', '.join(OUTPUTS)}",
     "timeout": "deadline of each API call in seconds",
+    "region": "region every call acts in (x-servicecontrol-region); unset: the server's default",
 }
 
 
@@ -51,6 +52,7 @@ class Profile:
     key_file: Path | None = None
     output: str = "json"
     timeout: float = 30.0
+    region: str | None = None
 
     def target(self) -> tuple[str, bool]:
         """The gRPC target (host:port) and whether to use TLS. `http://` means

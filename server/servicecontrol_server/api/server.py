@@ -19,6 +19,7 @@ from .access_log import AccessLogInterceptor
 from .auth import AuthInterceptor
 from .guard import RequestGuard
 from .reflection import enable_reflection
+from .region import RegionInterceptor
 from .servicer import ServiceControlServicer
 from .tls import grpc_credentials, tls_enabled
 from .tracing import TracingInterceptor
@@ -50,6 +51,7 @@ async def start_grpc(
     interceptors: list[grpc.aio.ServerInterceptor] = [
         AccessLogInterceptor(),
         AuthInterceptor(use_cases.identity),
+        RegionInterceptor(s),
         guard,
     ]
     if tracing.enabled():

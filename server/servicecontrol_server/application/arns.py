@@ -43,7 +43,7 @@ def _elsewhere(error: DomainError, arn: names.Arn, account_id: str, region: str)
             f"the ARN names account {arn.account_id}, but this call acts in account {account_id}"
         )
     else:
-        where = f"the ARN names region {arn.region}, but this server is in region {region}"
+        where = f"the ARN names region {arn.region}, but this call acts in region {region}"
     error.message = f"{error.message.rstrip('.')}: {where}."
     error.args = (error.message,)
     return error

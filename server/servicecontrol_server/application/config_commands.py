@@ -26,6 +26,7 @@ from ..settings import Settings
 from .pagination import PageTokens
 from .pagination import page_size as bounded_page_size
 from .ports import UnitOfWork
+from .regions import request_region
 from .results import Page
 
 MAX_CONFIGS_PAGE = 100
@@ -113,14 +114,14 @@ class ConfigCommands:
         violations += tag_rules.tag_violations(tags) + tag_rules.check_count({}, dict(tags))
         if violations:
             raise InvalidRequest(violations)
-        region = self.settings.region
+        region = request_region(self.settings)
         async with self.uow() as uow:
             await uow.accounts.lock(account_id)
             await self._ensure_default(uow, account_id)
-            revisions = await uow.config_resources.active_revisions(account_id, kind, name)
+            revisions = await uow.config_resources.active_revisions(account_id, region, kind, name)
             reason, label = QUOTA_REASON[kind]
             if not revisions:
-                usage = await uow.config_resources.count_active_names(account_id, kind)
+                usage = await uow.config_resources.count_active_names(account_id, region, kind)
                 if usage >= rules.NAME_QUOTA[kind]:
                     raise QuotaExceeded(
                         reason,
@@ -184,12 +185,13 @@ class ConfigCommands:
                 raise InvalidRequest(violations)
         limit = bounded_page_size(size, MAX_CONFIGS_PAGE)
         listing = f"configs:{kind.value}"
-        filters = {"account": account_id, "name": name, "latest": latest_only}
+        region = request_region(self.settings)
+        filters = {"account": account_id, "region": region, "name": name, "latest": latest_only}
         after = _position(self.tokens.decode(token, listing, filters))
         async with self.uow() as uow:
             await self._ensure_default(uow, account_id)
             items = await uow.config_resources.list_page(
-                account_id, kind, name or None, latest_only, after, limit + 1
+                account_id, region, kind, name or None, latest_only, after, limit + 1
             )
             await uow.commit()
         next_token = ""
@@ -233,7 +235,7 @@ class ConfigCommands:
                     if found is not None:
                         await uow.commit()
                         return found
-            config_id = rules.default_config_id(self.settings.region, account_id)
+            config_id = rules.default_config_id(request_region(self.settings), account_id)
             found = await uow.config_resources.get(account_id, ConfigKind.AUTO_SCALING, config_id)
             await uow.commit()
         assert found is not None
@@ -263,7 +265,7 @@ class ConfigCommands:
             await self._ensure_default(uow, account_id)
             if all_revisions:
                 doomed = await uow.config_resources.active_revisions(
-                    account_id, kind, parsed.name, for_update=True
+                    account_id, parsed.region, kind, parsed.name, for_update=True
                 )
                 if not doomed:
                     raise rules.not_found(kind, arn)
@@ -298,10 +300,12 @@ class ConfigCommands:
             await self._ensure_default(uow, account_id)
             config = await self._find(uow, account_id, parsed, arn, for_update=True)
             self._check_active(config, arn)
-            previous = await uow.config_resources.get_default(account_id, kind, for_update=True)
+            previous = await uow.config_resources.get_default(
+                account_id, parsed.region, kind, for_update=True
+            )
             if previous is not None and previous.config_id == config.config_id:
                 return config
-            await uow.config_resources.set_default(account_id, kind, config)
+            await uow.config_resources.set_default(account_id, parsed.region, kind, config)
             uow.record(
                 events.auto_scaling_default_changed(config, previous.arn if previous else "")
             )
@@ -311,7 +315,7 @@ class ConfigCommands:
     # ----- internals -----
 
     async def _ensure_default(self, uow: UnitOfWork, account_id: str) -> None:
-        await _ensure_default(uow, self.settings.region, account_id)
+        await _ensure_default(uow, request_region(self.settings), account_id)
 
     def _parse(self, account_id: str, kind: ConfigKind, arn: str) -> ConfigArn:
         field = ARN_FIELD[kind]
@@ -320,7 +324,7 @@ class ConfigCommands:
         parsed = rules.parse_config_arn(arn, kind)
         if parsed is None:
             raise InvalidRequest([FieldViolation(field, f"not an {rules.LABEL[kind]} ARN")])
-        if parsed.account_id != account_id or parsed.region != self.settings.region:
+        if parsed.account_id != account_id or parsed.region != request_region(self.settings):
             raise rules.not_found(kind, arn)
         return parsed
 
@@ -416,7 +420,7 @@ async def _resolve(
 async def _default_arn(uow: UnitOfWork, region: str, account_id: str) -> str:
     await _ensure_default(uow, region, account_id)
     config = await uow.config_resources.get_default(
-        account_id, ConfigKind.AUTO_SCALING, for_update=True
+        account_id, region, ConfigKind.AUTO_SCALING, for_update=True
     )
     if config is None:
         # Unreachable while the default cannot be deleted; the built-in one stands in.
@@ -445,7 +449,7 @@ async def _find(
             raise rules.not_found(parsed.kind, arn)
         return found
     revisions = await repo.active_revisions(
-        account_id, parsed.kind, parsed.name, for_update=for_update
+        account_id, parsed.region, parsed.kind, parsed.name, for_update=for_update
     )
     if parsed.revision is not None:
         revisions = [c for c in revisions if c.revision == parsed.revision]

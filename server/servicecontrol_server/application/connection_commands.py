@@ -25,6 +25,7 @@ from .idempotency import first_result, request_id_violations
 from .pagination import PageTokens, parse_time_position, time_position
 from .pagination import page_size as bounded_page_size
 from .ports import UnitOfWork
+from .regions import in_region, request_region
 from .results import Page
 
 MAX_CONNECTIONS_PAGE = 100
@@ -66,9 +67,9 @@ class ConnectionCommands:
         if violations:
             raise InvalidRequest(violations)
 
-        fingerprint = request_fingerprint("CreateConnection", name, provider_type, *tags)
+        region = request_region(self.settings)
+        fingerprint = request_fingerprint("CreateConnection", region, name, provider_type, *tags)
         connection_id = names.new_resource_id()
-        region = self.settings.region
         async with self.uow() as uow:
             # Serialises the account's creations: the name check and the quota count
             # below cannot both pass for two concurrent calls.
@@ -76,13 +77,13 @@ class ConnectionCommands:
             replay = await self._replay(uow, account_id, request_id, fingerprint, connection_id)
             if replay is not None:
                 return replay
-            existing = await uow.connections.live_arn_with_name(account_id, name)
+            existing = await uow.connections.live_arn_with_name(account_id, region, name)
             if existing:
                 raise ConnectionNameTaken(
                     f"A connection named {name} already exists.",
                     {"connectionName": name, "connectionArn": existing},
                 )
-            usage = await uow.connections.count_live(account_id)
+            usage = await uow.connections.count_live(account_id, region)
             if usage >= self.settings.connection_quota:
                 raise QuotaExceeded(
                     "CONNECTION_QUOTA_EXCEEDED",
@@ -114,10 +115,13 @@ class ConnectionCommands:
         if name and not names.is_connection_name(name):
             raise InvalidRequest([FieldViolation("connection_name", NAME_RULE)])
         limit = bounded_page_size(page_size, MAX_CONNECTIONS_PAGE)
-        filters = {"account": account_id, "name": name}
+        region = request_region(self.settings)
+        filters = {"account": account_id, "region": region, "name": name}
         after = parse_time_position(self.tokens.decode(page_token, "connections", filters))
         async with self.uow() as uow:
-            items = await uow.connections.list_page(account_id, name or None, after, limit + 1)
+            items = await uow.connections.list_page(
+                account_id, region, name or None, after, limit + 1
+            )
         next_token = ""
         if len(items) > limit:
             items = items[:limit]
@@ -171,14 +175,18 @@ class ConnectionCommands:
     ) -> Connection:
         """What the provider's handshake would do: PENDING_HANDSHAKE (or ERROR) becomes
         AVAILABLE, or PENDING_HANDSHAKE becomes ERROR. Asking for the status the
-        connection already has changes nothing."""
+        connection already has changes nothing. An operator's command, not a request: it
+        acts in the region the ARN names, when that region is served."""
         violations: list[FieldViolation] = []
         target: ConnectionStatus | None = None
         with contextlib.suppress(ValueError):
             target = ConnectionStatus(status)
         if target not in HANDSHAKE_FROM:
             violations.append(FieldViolation("status", "one of AVAILABLE, ERROR"))
-        self._connection_id(account_id, connection_arn, violations)
+        parsed = names.parse_arn(connection_arn, "connection")
+        named = parsed.region if parsed is not None else ""
+        with in_region(named if named in self.settings.served_regions else self.settings.region):
+            self._connection_id(account_id, connection_arn, violations)
         assert target is not None
         async with self.uow() as uow:
             connection = await uow.connections.get_by_arn(
@@ -236,7 +244,7 @@ class ConnectionCommands:
             kind="connection",
             field="connection_arn",
             account_id=account_id,
-            region=self.settings.region,
+            region=request_region(self.settings),
             not_found=_not_found,
             violations=violations,
         )

@@ -41,6 +41,7 @@ from .idempotency import first_result, request_id_violations
 from .pagination import PageTokens
 from .pagination import page_size as bounded_page_size
 from .ports import UnitOfWork
+from .regions import request_region
 from .results import Page
 
 MAX_DOMAINS_PAGE = 5
@@ -106,10 +107,13 @@ class DomainCommands:
         if domain and not names.is_domain_name(domain):
             raise InvalidRequest([FieldViolation("domain_name", DOMAIN_RULE)])
         limit = bounded_page_size(page_size, MAX_CERTIFICATES_PAGE)
-        filters = {"account": account_id, "domain": domain}
+        region = request_region(self.settings)
+        filters = {"account": account_id, "region": region, "domain": domain}
         after = _name_position(self.tokens.decode(page_token, "certificates", filters))
         async with self.uow() as uow:
-            items = await uow.certificates.list_page(account_id, domain or None, after, limit + 1)
+            items = await uow.certificates.list_page(
+                account_id, region, domain or None, after, limit + 1
+            )
         next_token = ""
         if len(items) > limit:
             items = items[:limit]
@@ -143,7 +147,7 @@ class DomainCommands:
             if await self._replay(uow, account_id, request_id, fingerprint, domain):
                 return await self._replayed_association(uow, account_id, service_id, domain)
             service = await self._locked_service(uow, account_id, service_id, service_arn)
-            linked = await uow.certificates.get_for_domain(account_id, domain)
+            linked = await uow.certificates.get_for_domain(account_id, service.region, domain)
             if linked is not None and linked.service_id is not None:
                 raise _already_associated(domain, linked.service_arn or "")
             usage = await uow.custom_domains.count_for_service(service_id)
@@ -226,9 +230,7 @@ class DomainCommands:
         if retained is not None and retained.expires_at is not None and retained.expires_at > now:
             cert_status, records = _revalidated(retained, wanted)
         else:
-            fresh = _fresh_certificate(
-                self.settings.region, service.account_id, domain, wanted, service
-            )
+            fresh = _fresh_certificate(service.region, service.account_id, domain, wanted, service)
             cert_status, records = fresh.status, fresh.validation_records
         association = CustomDomain(
             service_id=service.service_id,
@@ -261,10 +263,12 @@ class DomainCommands:
         retention is purged here and replaced, exactly as if the reaper had come first."""
         account_id = service.account_id
         for _ in range(CLAIM_ATTEMPTS):
-            fresh = _fresh_certificate(self.settings.region, account_id, domain, wanted, service)
+            fresh = _fresh_certificate(service.region, account_id, domain, wanted, service)
             if await uow.certificates.insert_if_absent(fresh):
                 return fresh, False
-            existing = await uow.certificates.get_for_domain(account_id, domain, for_update=True)
+            existing = await uow.certificates.get_for_domain(
+                account_id, service.region, domain, for_update=True
+            )
             if existing is None:
                 continue  # purged since the insert found it
             if existing.service_id is not None:
@@ -312,7 +316,7 @@ class DomainCommands:
         service = await uow.services.get(account_id, service_id)
         if service is None:
             raise _service_not_found("")
-        cert = await uow.certificates.get_for_domain(account_id, domain)
+        cert = await uow.certificates.get_for_domain(account_id, service.region, domain)
         records = cert.validation_records if cert else []
         www = any(r.get("domain") == f"www.{domain}" for r in records)
         association = CustomDomain(
@@ -334,7 +338,7 @@ class DomainCommands:
             kind="service",
             field="service_arn",
             account_id=account_id,
-            region=self.settings.region,
+            region=request_region(self.settings),
             not_found=_service_not_found,
             violations=violations,
         )

@@ -10,6 +10,7 @@ from collections.abc import AsyncGenerator
 from ..domain import names
 from ..domain.errors import FieldViolation, InvalidRequest, QuotaExceeded
 from .ports import EventFeed, EventRecord
+from .regions import arn_region, region_of_request
 
 # Positions are Postgres bigints.
 MAX_POSITION = 2**63 - 1
@@ -82,7 +83,21 @@ class EventQueries:
             or len(resource_arn) > names.MAX_ARN_LENGTH
         ):
             raise InvalidRequest([FieldViolation("resource_arn", "not an ARN")])
-        return self._admitted(account_id, self.feed.follow(account_id, after, resource_arn or None))
+        stream = self.feed.follow(account_id, after, resource_arn or None)
+        region = region_of_request()
+        if region is not None:
+            stream = _in_region(stream, region)
+        return self._admitted(account_id, stream)
+
+
+async def _in_region(
+    stream: AsyncGenerator[EventRecord, None], region: str
+) -> AsyncGenerator[EventRecord, None]:
+    """The events of the request's region: those of resources whose ARN names it."""
+    async with contextlib.aclosing(stream):
+        async for event in stream:
+            if arn_region(event.resource_arn) == region:
+                yield event
 
 
 def parse_cursor(value: str) -> int:

@@ -43,6 +43,7 @@ from .idempotency import first_result, request_id_violations
 from .jobs import JOB_KIND
 from .pagination import PageTokens, page_size, parse_time_position, time_position
 from .ports import ObjectStore, OperationWaiter, UnitOfWork
+from .regions import request_region
 from .results import Configs, MutationResult, Page
 from .vpc_commands import (
     check_deletable,
@@ -99,10 +100,11 @@ class ServiceCommands:
 
     async def list_services(self, account_id: str, size: int, token: str) -> Page:
         limit = page_size(size, MAX_SERVICES_PAGE)
-        filters = {"account": account_id}
+        region = request_region(self.settings)
+        filters = {"account": account_id, "region": region}
         after = parse_time_position(self.tokens.decode(token, "services", filters))
         async with self.reader() as uow:
-            items = await uow.services.list_live(account_id, after, limit + 1)
+            items = await uow.services.list_live(account_id, region, after, limit + 1)
         next_token = ""
         if len(items) > limit:
             items = items[:limit]
@@ -199,22 +201,22 @@ class ServiceCommands:
         if violations:
             raise InvalidRequest(violations)
 
-        fingerprint = request_fingerprint("CreateService", service_name, configs, *tags)
+        region = request_region(self.settings)
+        fingerprint = request_fingerprint("CreateService", region, service_name, configs, *tags)
         service_id = names.new_resource_id()
         operation_id = str(uuid.uuid4())
-        region = self.settings.region
         async with self.uow() as uow:
             await uow.accounts.lock(account_id)
             replay = await self._replay(uow, account_id, request_id, fingerprint, operation_id)
             if replay is not None:
                 return replay
-            existing = await uow.services.live_arn_with_name(account_id, service_name)
+            existing = await uow.services.live_arn_with_name(account_id, region, service_name)
             if existing:
                 raise ServiceNameTaken(
                     f"A service named {service_name} already exists.",
                     {"serviceName": service_name, "serviceArn": existing},
                 )
-            usage = await uow.services.count_live(account_id)
+            usage = await uow.services.count_live(account_id, region)
             if usage >= self.settings.service_quota:
                 raise QuotaExceeded(
                     "SERVICE_QUOTA_EXCEEDED",
@@ -307,7 +309,7 @@ class ServiceCommands:
                     await self._check_connection(uow, account_id, connection_arn)
             scaling_arn, observability_arn = await service_references(
                 uow,
-                self.settings.region,
+                request_region(self.settings),
                 account_id,
                 configs.auto_scaling_configuration_arn,
                 configs.observability,
@@ -577,7 +579,7 @@ class ServiceCommands:
             kind="service",
             field="service_arn",
             account_id=account_id,
-            region=self.settings.region,
+            region=request_region(self.settings),
             not_found=_not_found,
         )
 

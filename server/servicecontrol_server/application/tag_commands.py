@@ -22,6 +22,7 @@ from ..domain.model import ConnectionStatus, ServiceStatus
 from ..domain.vpc import VpcConnectorStatus, VpcIngressConnectionStatus
 from ..settings import Settings
 from .ports import UnitOfWork
+from .regions import request_region
 from .vpc_commands import connector_not_found, ingress_not_found
 
 RESOURCE_FIELD = "resource_arn"
@@ -91,7 +92,7 @@ class TagCommands:
         kind, arn = _parse(resource_arn)
         if (
             arn.account_id != account_id
-            or arn.region != self.settings.region
+            or arn.region != request_region(self.settings)
             or not await _exists(uow, kind, account_id, resource_arn, arn, lock)
         ):
             raise _TAGGABLE[kind](resource_arn)

@@ -36,6 +36,7 @@ from .idempotency import fingerprint as request_fingerprint
 from .idempotency import first_result, request_id_violations
 from .pagination import PageTokens, page_size, parse_time_position, time_position
 from .ports import UnitOfWork
+from .regions import request_region
 from .results import Page
 
 MAX_CONNECTORS_PAGE = 100
@@ -72,11 +73,11 @@ class VpcCommands:
         violations += tag_rules.tag_violations(tags) + tag_rules.check_count({}, dict(tags))
         if violations:
             raise InvalidRequest(violations)
+        region = request_region(self.settings)
         fingerprint = request_fingerprint(
-            "CreateVpcConnector", name, subnets, security_groups, *tags
+            "CreateVpcConnector", region, name, subnets, security_groups, *tags
         )
         connector_id = names.new_resource_id()
-        region = self.settings.region
         async with self.uow() as uow:
             # Serialises the account's creations: the name check, the revision and the
             # quota count cannot be passed by two concurrent calls at once.
@@ -86,13 +87,13 @@ class VpcCommands:
             )
             if first is not None:
                 return await self._kept_connector(uow, account_id, first)
-            existing = await uow.vpc.active_connector_arn_with_name(account_id, name)
+            existing = await uow.vpc.active_connector_arn_with_name(account_id, region, name)
             if existing:
                 raise VpcConnectorNameTaken(
                     f"A VPC connector named {name} already exists: {existing}.",
                     {"vpcConnectorName": name, "vpcConnectorArn": existing},
                 )
-            usage = await uow.vpc.count_active_connectors(account_id)
+            usage = await uow.vpc.count_active_connectors(account_id, region)
             if usage >= self.settings.vpc_connector_quota:
                 raise QuotaExceeded(
                     "VPC_CONNECTOR_QUOTA_EXCEEDED",
@@ -101,7 +102,7 @@ class VpcCommands:
                     usage,
                     f"account {account_id} in {region}",
                 )
-            revision = await uow.vpc.last_connector_revision(account_id, name) + 1
+            revision = await uow.vpc.last_connector_revision(account_id, region, name) + 1
             connector = VpcConnector(
                 connector_id=connector_id,
                 account_id=account_id,
@@ -132,10 +133,11 @@ class VpcCommands:
 
     async def list_vpc_connectors(self, account_id: str, size: int, token: str) -> Page:
         limit = page_size(size, MAX_CONNECTORS_PAGE)
-        filters = {"account": account_id}
+        region = request_region(self.settings)
+        filters = {"account": account_id, "region": region}
         after = parse_time_position(self.tokens.decode(token, "vpc_connectors", filters))
         async with self.uow() as uow:
-            items = await uow.vpc.list_connectors(account_id, after, limit + 1)
+            items = await uow.vpc.list_connectors(account_id, region, after, limit + 1)
         return self._page(items, limit, "vpc_connectors", filters, lambda c: c.connector_id)
 
     async def delete_vpc_connector(
@@ -192,7 +194,7 @@ class VpcCommands:
             "CreateVpcIngressConnection", service_arn, name, vpc_id, vpc_endpoint_id, *tags
         )
         connection_id = names.new_resource_id()
-        region = self.settings.region
+        region = request_region(self.settings)
         async with self.uow() as uow:
             await uow.accounts.lock(account_id)
             first = await first_result(
@@ -210,7 +212,7 @@ class VpcCommands:
             ):
                 raise _service_not_found(service_arn)
             _check_ingress_target(service)
-            existing = await uow.vpc.live_ingress_arn_with_name(account_id, name)
+            existing = await uow.vpc.live_ingress_arn_with_name(account_id, region, name)
             if existing:
                 raise VpcIngressConnectionNameTaken(
                     f"A VPC ingress connection named {name} already exists: {existing}.",
@@ -269,11 +271,17 @@ class VpcCommands:
         if service_arn and names.parse_arn(service_arn, "service") is None:
             raise InvalidRequest([FieldViolation("filter.service_arn", "not a service ARN")])
         limit = page_size(size, MAX_INGRESS_PAGE)
-        filters = {"account": account_id, "service": service_arn, "endpoint": vpc_endpoint_id}
+        region = request_region(self.settings)
+        filters = {
+            "account": account_id,
+            "region": region,
+            "service": service_arn,
+            "endpoint": vpc_endpoint_id,
+        }
         after = parse_time_position(self.tokens.decode(token, "vpc_ingress", filters))
         async with self.uow() as uow:
             items = await uow.vpc.list_ingress(
-                account_id, service_arn or None, vpc_endpoint_id or None, after, limit + 1
+                account_id, region, service_arn or None, vpc_endpoint_id or None, after, limit + 1
             )
         return self._page(items, limit, "vpc_ingress", filters, lambda c: c.connection_id)
 
@@ -363,7 +371,7 @@ class VpcCommands:
         if violations:
             raise InvalidRequest(violations)
         assert arn is not None
-        if arn.account_id != account_id or arn.region != self.settings.region:
+        if arn.account_id != account_id or arn.region != request_region(self.settings):
             raise _service_not_found(service_arn)
         return arn
 
@@ -422,7 +430,9 @@ class VpcCommands:
         account_id: str,
         violations: list[FieldViolation] | None = None,
     ) -> str:
-        return owned_vpc_resource_id(arn, kind, field, account_id, self.settings.region, violations)
+        return owned_vpc_resource_id(
+            arn, kind, field, account_id, request_region(self.settings), violations
+        )
 
 
 # ----- shared with the service and tag use cases -----
@@ -499,7 +509,7 @@ async def take_up_network(
             f"VPC connector {arn} not found.",
         )
         try:
-            owned_vpc_resource_id(arn, "vpcconnector", field, service.account_id, settings.region)
+            owned_vpc_resource_id(arn, "vpcconnector", field, service.account_id, service.region)
         except VpcConnectorNotFound:
             raise missing from None
         connector = await uow.vpc.connector_by_arn(service.account_id, arn, for_update=True)

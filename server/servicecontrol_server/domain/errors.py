@@ -37,6 +37,12 @@ class InvalidRequest(DomainError):
         super().__init__(text)
 
 
+class RegionNotServed(InvalidRequest):
+    """A request for a region this server does not serve."""
+
+    reason = "REGION_NOT_SERVED"
+
+
 class InvalidPageToken(DomainError):
     reason = "INVALID_PAGE_TOKEN"
 

@@ -171,6 +171,12 @@ class _ErrorReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ErrorReas
     """RESOURCE_EXHAUSTED. The account's VPC connector quota is reached."""
     VPC_INGRESS_CONNECTION_QUOTA_EXCEEDED: _ErrorReason.ValueType  # 117
     """RESOURCE_EXHAUSTED. The service already has its one VPC ingress connection."""
+    REGION_NOT_SERVED: _ErrorReason.ValueType  # 120
+    """Regions.
+    INVALID_ARGUMENT, with a google.rpc.BadRequest naming the `x-servicecontrol-region`
+    metadata: the call asked for a region this server does not serve. Metadata: region,
+    servedRegions.
+    """
 
 class ErrorReason(_ErrorReason, metaclass=_ErrorReasonEnumTypeWrapper):
     """ErrorReason lists every `google.rpc.ErrorInfo.reason` this API returns. The reason
@@ -327,4 +333,10 @@ VPC_CONNECTOR_QUOTA_EXCEEDED: ErrorReason.ValueType  # 116
 """RESOURCE_EXHAUSTED. The account's VPC connector quota is reached."""
 VPC_INGRESS_CONNECTION_QUOTA_EXCEEDED: ErrorReason.ValueType  # 117
 """RESOURCE_EXHAUSTED. The service already has its one VPC ingress connection."""
+REGION_NOT_SERVED: ErrorReason.ValueType  # 120
+"""Regions.
+INVALID_ARGUMENT, with a google.rpc.BadRequest naming the `x-servicecontrol-region`
+metadata: the call asked for a region this server does not serve. Metadata: region,
+servedRegions.
+"""
 Global___ErrorReason: _TypeAlias = ErrorReason  # noqa: Y015

@@ -7,6 +7,7 @@ from sqlalchemy import (
     BigInteger,
     Boolean,
     Column,
+    Computed,
     ForeignKey,
     Identity,
     Index,
@@ -30,6 +31,17 @@ metadata = MetaData(
         "pk": "pk_%(table_name)s",
     }
 )
+
+
+def _region_of(arn_column: str) -> Column:
+    """The region a resource belongs to: the fourth field of its ARN, kept by Postgres
+    (a stored generated column), so that it can never disagree with the ARN."""
+    return Column(
+        "region",
+        Text,
+        Computed(f"split_part({arn_column}, ':', 4)", persisted=True),
+        nullable=False,
+    )
 
 
 def _ts(name: str, *, nullable: bool = False, default_now: bool = False) -> Column:
@@ -71,6 +83,7 @@ services = Table(
     Index(
         "ix_services_live_name",
         "account_id",
+        "region",
         "service_name",
         unique=True,
         postgresql_where=text("status <> 'DELETED'"),
@@ -78,6 +91,7 @@ services = Table(
     Index(
         "ix_services_live_listing",
         "account_id",
+        "region",
         text("created_at DESC"),
         text("service_id DESC"),
         postgresql_where=text("status <> 'DELETED'"),
@@ -272,9 +286,11 @@ connections = Table(
     _ts("updated_at", default_now=True),
     _ts("deleted_at", nullable=True),
     _ts("purge_at", nullable=True),
+    _region_of("connection_arn"),
     Index(
         "ix_connections_live_name",
         "account_id",
+        "region",
         "connection_name",
         unique=True,
         postgresql_where=text("status <> 'DELETED'"),
@@ -284,6 +300,7 @@ connections = Table(
     Index(
         "ix_connections_listing",
         "account_id",
+        "region",
         text("created_at DESC"),
         text("connection_id DESC"),
     ),
@@ -304,7 +321,8 @@ certificates = Table(
     _ts("created_at", default_now=True),
     _ts("unlinked_at", nullable=True),
     _ts("expires_at", nullable=True),
-    UniqueConstraint("account_id", "domain_name"),
+    _region_of("certificate_arn"),
+    UniqueConstraint("account_id", "region", "domain_name"),
     Index(
         "ix_certificates_expires_at", "expires_at", postgresql_where=text("expires_at IS NOT NULL")
     ),
@@ -401,20 +419,23 @@ config_resources = Table(
     Column("is_default", Boolean, nullable=False, server_default=text("false")),
     _ts("created_at", default_now=True),
     _ts("deleted_at", nullable=True),
+    _region_of("arn"),
     # Revision numbers are unique among a name's active revisions; listings walk them.
     Index(
         "ix_config_resources_active_revision",
         "account_id",
+        "region",
         "kind",
         "name",
         "revision",
         unique=True,
         postgresql_where=text("status = 'ACTIVE'"),
     ),
-    # At most one default per account and kind.
+    # At most one default per account, region and kind.
     Index(
         "ix_config_resources_default",
         "account_id",
+        "region",
         "kind",
         unique=True,
         postgresql_where=text("is_default"),
@@ -439,10 +460,12 @@ vpc_connectors = Table(
     _ts("updated_at", default_now=True),
     _ts("deleted_at", nullable=True),
     _ts("purge_at", nullable=True),
-    UniqueConstraint("account_id", "connector_name", "revision"),
+    _region_of("connector_arn"),
+    UniqueConstraint("account_id", "region", "connector_name", "revision"),
     Index(
         "ix_vpc_connectors_active_name",
         "account_id",
+        "region",
         "connector_name",
         unique=True,
         postgresql_where=text("status = 'ACTIVE'"),
@@ -450,6 +473,7 @@ vpc_connectors = Table(
     Index(
         "ix_vpc_connectors_listing",
         "account_id",
+        "region",
         text("created_at DESC"),
         text("connector_id DESC"),
     ),
@@ -479,9 +503,11 @@ vpc_ingress_connections = Table(
     _ts("updated_at", default_now=True),
     _ts("deleted_at", nullable=True),
     _ts("purge_at", nullable=True),
+    _region_of("connection_arn"),
     Index(
         "ix_vpc_ingress_connections_live_name",
         "account_id",
+        "region",
         "connection_name",
         unique=True,
         postgresql_where=text("status <> 'DELETED'"),
@@ -495,6 +521,7 @@ vpc_ingress_connections = Table(
     Index(
         "ix_vpc_ingress_connections_listing",
         "account_id",
+        "region",
         text("created_at DESC"),
         text("connection_id DESC"),
     ),

@@ -7,6 +7,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
+from ...application.regions import request_region
 from ...application.results import Configs, MutationResult, Page
 from ...domain.vpc import VpcIngressConnectionStatus
 from ..use_cases import UseCases
@@ -32,7 +33,7 @@ class Context:
 
     @property
     def region(self) -> str:
-        return self.app.settings.region
+        return request_region(self.app.settings)
 
 
 Handler = Callable[[Context, Body], Awaitable[Body]]

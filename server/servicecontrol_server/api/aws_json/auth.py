@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
@@ -140,12 +141,12 @@ def _fmt(value: datetime) -> str:
 class SigV4Verifier:
     """AWS Signature Version 4, verified against the API key the access key id names: the
     canonical request, the signed headers (host and x-amz-date at least), the payload
-    hash, the credential scope (this region, this service, the request's date) and a
-    clock skew of at most five minutes from the database clock."""
+    hash, the credential scope (a region served here, this service, the request's date)
+    and a clock skew of at most five minutes from the database clock."""
 
-    def __init__(self, identity: Identity, region: str) -> None:
+    def __init__(self, identity: Identity, regions: Sequence[str]) -> None:
         self.identity = identity
-        self.region = region
+        self.regions = tuple(regions)
 
     async def authenticate(self, request: web.Request, body: bytes) -> ApiKey:
         header = request.headers.get("Authorization", "")
@@ -192,13 +193,14 @@ class SigV4Verifier:
                 INVALID_SIGNATURE,
                 f"Credential should be scoped to correct service: '{SIGNING_NAME}'.",
             )
-        # ARNs carry the server's region: a request signed for another one would only
-        # ever find nothing, so it is refused up front, as a regional endpoint does.
-        if auth.region != self.region:
+        # The scope's region is the request's region: one not served here is refused up
+        # front, as a regional endpoint refuses a request signed for another region.
+        if auth.region not in self.regions:
+            served = ", ".join(f"'{region}'" for region in self.regions)
             raise AwsError(
                 INVALID_SIGNATURE,
                 f"Credential should be scoped to a valid region, not '{auth.region[:40]}'. "
-                f"This endpoint serves '{self.region}'.",
+                f"This endpoint serves {served}.",
             )
         if auth.date != stamp[:8]:
             raise AwsError(

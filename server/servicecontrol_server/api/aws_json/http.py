@@ -14,9 +14,11 @@ from aiohttp import web
 from ... import tracing
 from ...application.caller import acting_as
 from ...application.identity import AuditEntry
+from ...application.regions import in_region
 from ...domain.errors import DomainError
 from ...domain.identity import Caller, Role, is_key_id
 from ...domain.text import text_violations
+from ...settings import Settings
 from ..access_log import ACCOUNT_KEY, ACTION_KEY, aws_access_log
 from ..tls import http_ssl_context, tls_enabled
 from ..tracing import aws_tracing
@@ -38,6 +40,17 @@ log = logging.getLogger(__name__)
 
 CONTENT_TYPE = "application/x-amz-json-1.0"
 TARGET_PREFIX = "AppRunner."
+
+
+def _region(request: web.Request, settings: Settings) -> str:
+    """The request's region: its SigV4 credential scope's (the authenticator refused a
+    region not served), the default one for a request that has none."""
+    header = request.headers.get("Authorization", "")
+    try:
+        region = parse_authorization(header).region if header else ""
+    except AwsError:
+        region = ""
+    return region if region in settings.served_regions else settings.region
 
 
 class AwsJsonEndpoint:
@@ -80,7 +93,7 @@ class AwsJsonEndpoint:
                     f"apprunner:{name}",
                 )
             body = _parse(raw)
-            with acting_as(caller):
+            with acting_as(caller), in_region(_region(request, self.use_cases.settings)):
                 try:
                     if self.use_cases.backlog_gate is not None:
                         await self.use_cases.backlog_gate.check(name)
@@ -203,7 +216,7 @@ def create_app(
     settings = use_cases.settings
     endpoint = AwsJsonEndpoint(
         use_cases,
-        authenticator or SigV4Verifier(use_cases.identity, settings.region),
+        authenticator or SigV4Verifier(use_cases.identity, settings.served_regions),
     )
     middlewares = [aws_tracing, aws_access_log] if tracing.enabled() else [aws_access_log]
     web_app = web.Application(client_max_size=settings.max_request_bytes, middlewares=middlewares)

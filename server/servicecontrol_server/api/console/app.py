@@ -26,6 +26,7 @@ from aiohttp import web
 
 from ...application.caller import acting_as
 from ...application.identity import AuditEntry
+from ...application.regions import in_region, request_region
 from ...domain.errors import (
     BackendUnavailable,
     DomainError,
@@ -173,8 +174,8 @@ def _render(
         "writer": visitor is not None and visitor.writer,
         "csrf": visitor.session.csrf if visitor else "",
         "flashes": visitor.session.take_flashes() if visitor else [],
-        "region": settings.region,
-        "regions": [settings.region],
+        "region": request_region(settings),
+        "regions": list(settings.served_regions),
         "path": request.path,
         "qs": request.query_string,
     }
@@ -194,6 +195,18 @@ def _api_error(exc: DomainError) -> ConsoleError:
     if isinstance(exc, RateLimited):
         return ConsoleError(429, "Too busy", exc.message, exc.reason)
     return ConsoleError(409, "Refused", exc.message, exc.reason)
+
+
+@web.middleware
+async def regional(
+    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> web.StreamResponse:
+    """Every page acts in the region its session picked (the default one until then)."""
+    settings = _use_cases(request).settings
+    session = request.app[SESSIONS].get(request.cookies.get(COOKIE))
+    picked = session.region if session is not None else ""
+    with in_region(picked if picked in settings.served_regions else settings.region):
+        return await handler(request)
 
 
 @web.middleware
@@ -726,9 +739,12 @@ async def home(request: web.Request) -> web.StreamResponse:
 
 
 async def region(request: web.Request) -> web.StreamResponse:
+    """The region selector: every page after this one shows the region picked."""
     visitor = await _signed_in(request)
     wanted = request.query.get("region", "")
-    if wanted != _use_cases(request).settings.region:
+    if wanted in _use_cases(request).settings.served_regions:
+        visitor.session.region = wanted
+    else:
         visitor.session.flash("error", f"Region {wanted[:40]} is not served here.")
     raise web.HTTPSeeOther("/services")
 
@@ -738,7 +754,8 @@ async def region(request: web.Request) -> web.StreamResponse:
 
 def create_app(use_cases: UseCases) -> web.Application:
     app = web.Application(
-        middlewares=[security_headers, error_pages, same_origin], client_max_size=64 * 1024
+        middlewares=[security_headers, error_pages, same_origin, regional],
+        client_max_size=64 * 1024,
     )
     app[USE_CASES] = use_cases
     app[SESSIONS] = SessionStore(use_cases.settings.console_session_seconds)

@@ -21,6 +21,8 @@ class Session:
     csrf: str
     expires: float
     flashes: list[tuple[str, str]] = field(default_factory=list)
+    # The region picked in the region selector; empty: the server's default region.
+    region: str = ""
 
     def flash(self, kind: str, message: str) -> None:
         """A message for the next page shown: kind is "ok" or "error"."""

@@ -44,11 +44,13 @@ class ServiceRepository(Protocol):
         lock that serialises every mutation of one service."""
         ...
 
-    async def live_arn_with_name(self, account_id: str, name: str) -> str | None: ...
+    async def live_arn_with_name(self, account_id: str, region: str, name: str) -> str | None: ...
 
-    async def count_live(self, account_id: str) -> int: ...
+    async def count_live(self, account_id: str, region: str) -> int: ...
 
-    async def list_live(self, account_id: str, after: Cursor | None, limit: int) -> list[Service]:
+    async def list_live(
+        self, account_id: str, region: str, after: Cursor | None, limit: int
+    ) -> list[Service]:
         """Newest first, (created_at, service_id) descending, after the cursor."""
         ...
 
@@ -143,14 +145,14 @@ class ConnectionRepository(Protocol):
 
     async def get(self, account_id: str, connection_id: str) -> Connection | None: ...
 
-    async def live_arn_with_name(self, account_id: str, name: str) -> str | None: ...
+    async def live_arn_with_name(self, account_id: str, region: str, name: str) -> str | None: ...
 
-    async def count_live(self, account_id: str) -> int: ...
+    async def count_live(self, account_id: str, region: str) -> int: ...
 
     async def add(self, connection: Connection) -> Connection: ...
 
     async def list_page(
-        self, account_id: str, name: str | None, after: Cursor | None, limit: int
+        self, account_id: str, region: str, name: str | None, after: Cursor | None, limit: int
     ) -> list[Connection]:
         """Newest first, tombstones included (App Runner lists DELETED connections)."""
         ...
@@ -167,7 +169,7 @@ class CertificateRepository(Protocol):
     async def get(self, certificate_id: str) -> Certificate | None: ...
 
     async def get_for_domain(
-        self, account_id: str, domain_name: str, *, for_update: bool = False
+        self, account_id: str, region: str, domain_name: str, *, for_update: bool = False
     ) -> Certificate | None: ...
 
     async def insert_if_absent(self, cert: Certificate) -> bool:
@@ -201,7 +203,7 @@ class CertificateRepository(Protocol):
         ...
 
     async def list_page(
-        self, account_id: str, domain_name: str | None, after: str | None, limit: int
+        self, account_id: str, region: str, domain_name: str | None, after: str | None, limit: int
     ) -> list[Certificate]:
         """By domain name, after `after`."""
         ...
@@ -367,15 +369,21 @@ class ConfigResourceRepository(Protocol):
         ...
 
     async def active_revisions(
-        self, account_id: str, kind: ConfigKind, name: str, *, for_update: bool = False
+        self,
+        account_id: str,
+        region: str,
+        kind: ConfigKind,
+        name: str,
+        *,
+        for_update: bool = False,
     ) -> list[ConfigResource]:
         """The name's ACTIVE revisions, lowest revision first."""
         ...
 
-    async def count_active_names(self, account_id: str, kind: ConfigKind) -> int: ...
+    async def count_active_names(self, account_id: str, region: str, kind: ConfigKind) -> int: ...
 
     async def get_default(
-        self, account_id: str, kind: ConfigKind, *, for_update: bool = False
+        self, account_id: str, region: str, kind: ConfigKind, *, for_update: bool = False
     ) -> ConfigResource | None: ...
 
     async def add(self, config: ConfigResource) -> ConfigResource:
@@ -386,13 +394,16 @@ class ConfigResourceRepository(Protocol):
         """INACTIVE, not the default, deleted_at from the database clock."""
         ...
 
-    async def set_default(self, account_id: str, kind: ConfigKind, config: ConfigResource) -> None:
-        """Makes `config` the account's only default of its kind."""
+    async def set_default(
+        self, account_id: str, region: str, kind: ConfigKind, config: ConfigResource
+    ) -> None:
+        """Makes `config` the only default of its kind in its account and region."""
         ...
 
     async def list_page(
         self,
         account_id: str,
+        region: str,
         kind: ConfigKind,
         name: str | None,
         latest_only: bool,
@@ -430,20 +441,22 @@ class VpcRepository(Protocol):
 
     async def connector(self, account_id: str, connector_id: str) -> VpcConnector | None: ...
 
-    async def active_connector_arn_with_name(self, account_id: str, name: str) -> str | None: ...
+    async def active_connector_arn_with_name(
+        self, account_id: str, region: str, name: str
+    ) -> str | None: ...
 
-    async def last_connector_revision(self, account_id: str, name: str) -> int:
+    async def last_connector_revision(self, account_id: str, region: str, name: str) -> int:
         """The highest revision the name has had (0 for none), tombstones included."""
         ...
 
-    async def count_active_connectors(self, account_id: str) -> int: ...
+    async def count_active_connectors(self, account_id: str, region: str) -> int: ...
 
     async def add_connector(self, connector: VpcConnector) -> VpcConnector:
         """Inserts it; sets created_at from the database clock."""
         ...
 
     async def list_connectors(
-        self, account_id: str, after: Cursor | None, limit: int
+        self, account_id: str, region: str, after: Cursor | None, limit: int
     ) -> list[VpcConnector]:
         """Newest first, INACTIVE ones included until purged."""
         ...
@@ -471,7 +484,9 @@ class VpcRepository(Protocol):
 
     async def ingress(self, account_id: str, connection_id: str) -> VpcIngressConnection | None: ...
 
-    async def live_ingress_arn_with_name(self, account_id: str, name: str) -> str | None: ...
+    async def live_ingress_arn_with_name(
+        self, account_id: str, region: str, name: str
+    ) -> str | None: ...
 
     async def live_ingress_for_service(self, service_id: str) -> list[VpcIngressConnection]:
         """The service's ingress connections that are not DELETED."""
@@ -482,6 +497,7 @@ class VpcRepository(Protocol):
     async def list_ingress(
         self,
         account_id: str,
+        region: str,
         service_arn: str | None,
         vpc_endpoint_id: str | None,
         after: Cursor | None,

@@ -33,10 +33,11 @@ class CertificateRepository:
         return certificate_from_row(row) if row else None
 
     async def get_for_domain(
-        self, account_id: str, domain_name: str, *, for_update: bool = False
+        self, account_id: str, region: str, domain_name: str, *, for_update: bool = False
     ) -> Certificate | None:
         query = select(certificates).where(
             certificates.c.account_id == account_id,
+            certificates.c.region == region,
             certificates.c.domain_name == domain_name,
         )
         if for_update:
@@ -61,7 +62,7 @@ class CertificateRepository:
                     service_id=cert.service_id,
                     service_arn=cert.service_arn,
                 )
-                .on_conflict_do_nothing(index_elements=["account_id", "domain_name"])
+                .on_conflict_do_nothing(index_elements=["account_id", "region", "domain_name"])
                 .returning(certificates.c.created_at)
             )
         ).first()
@@ -119,10 +120,12 @@ class CertificateRepository:
         return certificate_from_row(row) if row else None
 
     async def list_page(
-        self, account_id: str, domain_name: str | None, after: str | None, limit: int
+        self, account_id: str, region: str, domain_name: str | None, after: str | None, limit: int
     ) -> list[Certificate]:
-        """By domain name: (account_id, domain_name) is unique and indexed."""
-        query = select(certificates).where(certificates.c.account_id == account_id)
+        """By domain name: (account_id, region, domain_name) is unique and indexed."""
+        query = select(certificates).where(
+            certificates.c.account_id == account_id, certificates.c.region == region
+        )
         if domain_name:
             query = query.where(certificates.c.domain_name == domain_name)
         query = by_name(query, certificates.c.domain_name, after, limit)

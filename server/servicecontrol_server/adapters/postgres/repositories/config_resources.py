@@ -13,6 +13,8 @@ from ....application.ports import ConfigPosition
 from ....domain.config_resources import ConfigKind, ConfigResource, ConfigStatus
 from ..schema import config_resources
 
+# Names, revisions, defaults and quotas are per account and region (the ARN's region, a
+# generated column).
 # Every read derives `latest` (the highest ACTIVE revision of the name) and
 # `has_associated_service` (a live service's configuration names the revision).
 _COLUMNS = """
@@ -20,7 +22,8 @@ _COLUMNS = """
     r.is_default, r.created_at, r.deleted_at,
     (r.status = 'ACTIVE' AND r.revision = (
         SELECT max(x.revision) FROM config_resources x
-        WHERE x.account_id = r.account_id AND x.kind = r.kind AND x.name = r.name
+        WHERE x.account_id = r.account_id AND x.region = r.region AND x.kind = r.kind
+          AND x.name = r.name
           AND x.status = 'ACTIVE'
     )) AS latest,
     (EXISTS (
@@ -39,20 +42,22 @@ GET_CONFIG = f"""
 
 ACTIVE_REVISIONS = f"""
     SELECT {_COLUMNS} FROM config_resources r
-    WHERE r.account_id = :account_id AND r.kind = :kind AND r.name = :name
-      AND r.status = 'ACTIVE'
+    WHERE r.account_id = :account_id AND r.region = :region AND r.kind = :kind
+      AND r.name = :name AND r.status = 'ACTIVE'
     ORDER BY r.revision
 """
 
 GET_DEFAULT = f"""
     SELECT {_COLUMNS} FROM config_resources r
-    WHERE r.account_id = :account_id AND r.kind = :kind AND r.is_default
+    WHERE r.account_id = :account_id AND r.region = :region AND r.kind = :kind
+      AND r.is_default
 """
 
 COUNT_ACTIVE_NAMES = text(
     """
     SELECT count(DISTINCT name) FROM config_resources
-    WHERE account_id = :account_id AND kind = :kind AND status = 'ACTIVE'
+    WHERE account_id = :account_id AND region = :region AND kind = :kind
+      AND status = 'ACTIVE'
     """
 )
 
@@ -60,7 +65,8 @@ COUNT_ACTIVE_NAMES = text(
 LIST_PAGE = text(
     f"""
     SELECT * FROM (SELECT {_COLUMNS} FROM config_resources r
-        WHERE r.account_id = :account_id AND r.kind = :kind AND r.status = 'ACTIVE'
+        WHERE r.account_id = :account_id AND r.region = :region AND r.kind = :kind
+          AND r.status = 'ACTIVE'
           AND (CAST(:name AS text) IS NULL OR r.name = :name)
           AND (CAST(:after_name AS text) IS NULL
                OR (r.name, r.revision) > (:after_name, CAST(:after_revision AS integer)))
@@ -113,7 +119,7 @@ MARK_INACTIVE = text(
 CLEAR_DEFAULT = text(
     """
     UPDATE config_resources SET is_default = false
-    WHERE account_id = :account_id AND kind = :kind AND is_default
+    WHERE account_id = :account_id AND region = :region AND kind = :kind AND is_default
     """
 )
 
@@ -156,28 +162,37 @@ class ConfigResourceRepository:
         return config_from_row(rows[0]) if rows else None
 
     async def active_revisions(
-        self, account_id: str, kind: ConfigKind, name: str, *, for_update: bool = False
+        self,
+        account_id: str,
+        region: str,
+        kind: ConfigKind,
+        name: str,
+        *,
+        for_update: bool = False,
     ) -> list[ConfigResource]:
         rows = await self._rows(
             ACTIVE_REVISIONS,
-            {"account_id": account_id, "kind": kind.value, "name": name},
+            {"account_id": account_id, "region": region, "kind": kind.value, "name": name},
             for_update,
         )
         return [config_from_row(row) for row in rows]
 
-    async def count_active_names(self, account_id: str, kind: ConfigKind) -> int:
+    async def count_active_names(self, account_id: str, region: str, kind: ConfigKind) -> int:
         count: int = (
             await self.conn.execute(
-                COUNT_ACTIVE_NAMES, {"account_id": account_id, "kind": kind.value}
+                COUNT_ACTIVE_NAMES,
+                {"account_id": account_id, "region": region, "kind": kind.value},
             )
         ).scalar_one()
         return count
 
     async def get_default(
-        self, account_id: str, kind: ConfigKind, *, for_update: bool = False
+        self, account_id: str, region: str, kind: ConfigKind, *, for_update: bool = False
     ) -> ConfigResource | None:
         rows = await self._rows(
-            GET_DEFAULT, {"account_id": account_id, "kind": kind.value}, for_update
+            GET_DEFAULT,
+            {"account_id": account_id, "region": region, "kind": kind.value},
+            for_update,
         )
         return config_from_row(rows[0]) if rows else None
 
@@ -199,14 +214,19 @@ class ConfigResourceRepository:
         config.latest = False
         config.deleted_at = row.deleted_at
 
-    async def set_default(self, account_id: str, kind: ConfigKind, config: ConfigResource) -> None:
-        await self.conn.execute(CLEAR_DEFAULT, {"account_id": account_id, "kind": kind.value})
+    async def set_default(
+        self, account_id: str, region: str, kind: ConfigKind, config: ConfigResource
+    ) -> None:
+        await self.conn.execute(
+            CLEAR_DEFAULT, {"account_id": account_id, "region": region, "kind": kind.value}
+        )
         await self.conn.execute(SET_DEFAULT, {"config_id": config.config_id})
         config.is_default = True
 
     async def list_page(
         self,
         account_id: str,
+        region: str,
         kind: ConfigKind,
         name: str | None,
         latest_only: bool,
@@ -217,6 +237,7 @@ class ConfigResourceRepository:
             LIST_PAGE,
             {
                 "account_id": account_id,
+                "region": region,
                 "kind": kind.value,
                 "name": name,
                 "latest_only": latest_only,

@@ -42,22 +42,24 @@ class ConnectionRepository:
         )
         return connection_from_row(row) if row else None
 
-    async def live_arn_with_name(self, account_id: str, name: str) -> str | None:
+    async def live_arn_with_name(self, account_id: str, region: str, name: str) -> str | None:
         return (
             await self.conn.execute(
                 select(connections.c.connection_arn).where(
                     connections.c.account_id == account_id,
+                    connections.c.region == region,
                     connections.c.connection_name == name,
                     connections.c.status != ConnectionStatus.DELETED.value,
                 )
             )
         ).scalar_one_or_none()
 
-    async def count_live(self, account_id: str) -> int:
+    async def count_live(self, account_id: str, region: str) -> int:
         return (
             await self.conn.execute(
                 select(func.count()).where(
                     connections.c.account_id == account_id,
+                    connections.c.region == region,
                     connections.c.status != ConnectionStatus.DELETED.value,
                 )
             )
@@ -82,10 +84,12 @@ class ConnectionRepository:
         return connection
 
     async def list_page(
-        self, account_id: str, name: str | None, after: Cursor | None, limit: int
+        self, account_id: str, region: str, name: str | None, after: Cursor | None, limit: int
     ) -> list[Connection]:
         """Newest first, tombstones included (App Runner lists DELETED connections)."""
-        query = select(connections).where(connections.c.account_id == account_id)
+        query = select(connections).where(
+            connections.c.account_id == account_id, connections.c.region == region
+        )
         if name:
             query = query.where(connections.c.connection_name == name)
         query = newest_first(

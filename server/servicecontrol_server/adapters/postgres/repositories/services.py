@@ -85,33 +85,38 @@ class ServiceRepository:
         )
         return service_from_row(row) if row else None
 
-    async def live_arn_with_name(self, account_id: str, name: str) -> str | None:
+    async def live_arn_with_name(self, account_id: str, region: str, name: str) -> str | None:
         return (
             await self.conn.execute(
                 select(services.c.service_arn).where(
                     services.c.account_id == account_id,
+                    services.c.region == region,
                     services.c.service_name == name,
                     services.c.status != ServiceStatus.DELETED.value,
                 )
             )
         ).scalar_one_or_none()
 
-    async def count_live(self, account_id: str) -> int:
+    async def count_live(self, account_id: str, region: str) -> int:
         return (
             await self.conn.execute(
                 select(func.count()).where(
                     services.c.account_id == account_id,
+                    services.c.region == region,
                     services.c.status != ServiceStatus.DELETED.value,
                 )
             )
         ).scalar_one()
 
-    async def list_live(self, account_id: str, after: Cursor | None, limit: int) -> list[Service]:
+    async def list_live(
+        self, account_id: str, region: str, after: Cursor | None, limit: int
+    ) -> list[Service]:
         # The page is cut from ix_services_live_listing first and only its rows are
         # joined with their configuration, whatever the sizes of the two tables.
         page = newest_first(
             select(services).where(
                 services.c.account_id == account_id,
+                services.c.region == region,
                 services.c.status != ServiceStatus.DELETED.value,
             ),
             services.c.created_at,

@@ -103,33 +103,38 @@ class VpcRepository:
             vpc_connectors.c.connector_id == connector_id,
         )
 
-    async def active_connector_arn_with_name(self, account_id: str, name: str) -> str | None:
+    async def active_connector_arn_with_name(
+        self, account_id: str, region: str, name: str
+    ) -> str | None:
         return (
             await self.conn.execute(
                 select(vpc_connectors.c.connector_arn).where(
                     vpc_connectors.c.account_id == account_id,
+                    vpc_connectors.c.region == region,
                     vpc_connectors.c.connector_name == name,
                     vpc_connectors.c.status == VpcConnectorStatus.ACTIVE.value,
                 )
             )
         ).scalar_one_or_none()
 
-    async def last_connector_revision(self, account_id: str, name: str) -> int:
+    async def last_connector_revision(self, account_id: str, region: str, name: str) -> int:
         value = (
             await self.conn.execute(
                 select(func.max(vpc_connectors.c.revision)).where(
                     vpc_connectors.c.account_id == account_id,
+                    vpc_connectors.c.region == region,
                     vpc_connectors.c.connector_name == name,
                 )
             )
         ).scalar_one()
         return int(value or 0)
 
-    async def count_active_connectors(self, account_id: str) -> int:
+    async def count_active_connectors(self, account_id: str, region: str) -> int:
         return (
             await self.conn.execute(
                 select(func.count()).where(
                     vpc_connectors.c.account_id == account_id,
+                    vpc_connectors.c.region == region,
                     vpc_connectors.c.status == VpcConnectorStatus.ACTIVE.value,
                 )
             )
@@ -156,10 +161,12 @@ class VpcRepository:
         return connector
 
     async def list_connectors(
-        self, account_id: str, after: Cursor | None, limit: int
+        self, account_id: str, region: str, after: Cursor | None, limit: int
     ) -> list[VpcConnector]:
         query = newest_first(
-            select(vpc_connectors).where(vpc_connectors.c.account_id == account_id),
+            select(vpc_connectors).where(
+                vpc_connectors.c.account_id == account_id, vpc_connectors.c.region == region
+            ),
             vpc_connectors.c.created_at,
             vpc_connectors.c.connector_id,
             after,
@@ -227,11 +234,14 @@ class VpcRepository:
             vpc_ingress_connections.c.connection_id == connection_id,
         )
 
-    async def live_ingress_arn_with_name(self, account_id: str, name: str) -> str | None:
+    async def live_ingress_arn_with_name(
+        self, account_id: str, region: str, name: str
+    ) -> str | None:
         return (
             await self.conn.execute(
                 select(vpc_ingress_connections.c.connection_arn).where(
                     vpc_ingress_connections.c.account_id == account_id,
+                    vpc_ingress_connections.c.region == region,
                     vpc_ingress_connections.c.connection_name == name,
                     vpc_ingress_connections.c.status != _DELETED,
                 )
@@ -280,13 +290,15 @@ class VpcRepository:
     async def list_ingress(
         self,
         account_id: str,
+        region: str,
         service_arn: str | None,
         vpc_endpoint_id: str | None,
         after: Cursor | None,
         limit: int,
     ) -> list[VpcIngressConnection]:
         query = select(vpc_ingress_connections).where(
-            vpc_ingress_connections.c.account_id == account_id
+            vpc_ingress_connections.c.account_id == account_id,
+            vpc_ingress_connections.c.region == region,
         )
         if service_arn:
             query = query.where(vpc_ingress_connections.c.service_arn == service_arn)
