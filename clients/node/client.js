@@ -48,6 +48,9 @@ const NAME_BY_CODE = {
   [grpc.status.UNAUTHENTICATED]: 'AccessDeniedException',
   [grpc.status.PERMISSION_DENIED]: 'AccessDeniedException',
 };
+// The ErrorInfo reasons of a throttled call: retried after the server's RetryInfo delay.
+const THROTTLED_REASONS = new Set(['RATE_LIMITED', 'BACKLOG_FULL']);
+const DEFAULT_THROTTLE_RETRIES = 5;
 const CODE_NAMES = Object.fromEntries(Object.entries(grpc.status).map(([k, v]) => [v, k]));
 
 class ServiceControlError extends Error {
@@ -63,6 +66,16 @@ class ServiceControlError extends Error {
     this.quotaViolations = fields.quotaViolations;
     this.preconditionViolations = fields.preconditionViolations;
     this.details = fields.details;
+  }
+}
+
+// RESOURCE_EXHAUSTED with reason RATE_LIMITED or BACKLOG_FULL: the server refused the call
+// before running it (nothing changed); retryAfterMs is its RetryInfo delay in milliseconds
+// (null when it sent none). Named as in the Python client and App Runner.
+class ThrottlingException extends ServiceControlError {
+  constructor(message, fields, retryAfterMs) {
+    super(message, fields);
+    this.retryAfterMs = retryAfterMs;
   }
 }
 
@@ -128,6 +141,7 @@ function toServiceControlError(err, protoDir = DEFAULT_PROTOS) {
     details: [],
   };
   let message = err.details || err.message;
+  let retryAfterMs = null;
   const raw = err.metadata ? err.metadata.get(STATUS_DETAILS_KEY) : [];
   if (raw.length > 0) {
     const status = decodeStatusDetails(raw[0], protoDir);
@@ -145,10 +159,23 @@ function toServiceControlError(err, protoDir = DEFAULT_PROTOS) {
         fields.quotaViolations.push(...(detail.violations || []));
       } else if (type === 'google.rpc.PreconditionFailure') {
         fields.preconditionViolations.push(...(detail.violations || []));
+      } else if (type === 'google.rpc.RetryInfo' && detail.retry_delay) {
+        const delay = detail.retry_delay;
+        retryAfterMs = Number(delay.seconds || 0) * 1000 + Number(delay.nanos || 0) / 1e6;
       }
     }
   }
+  if (err.code === grpc.status.RESOURCE_EXHAUSTED && THROTTLED_REASONS.has(fields.reason)) {
+    return new ThrottlingException(message, { ...fields, name: 'ThrottlingException' }, retryAfterMs);
+  }
   return new ServiceControlError(message, fields);
+}
+
+// How long to wait before retrying a throttled call: the server's delay, never less, plus
+// up to half of it again at random, so that throttled clients do not all return at once.
+function throttlePauseMs(error, attempt) {
+  if (error.retryAfterMs === null) return 100 * 2 ** attempt * (1 + Math.random());
+  return error.retryAfterMs * (1 + Math.random() / 2);
 }
 
 function lowerCamel(name) {
@@ -194,10 +221,17 @@ class ServiceControlClient {
   // the account; default: defaultApiKey()), tls (true, or { ca, cert, key }: PEM file paths
   // or Buffers; ca: roots to trust, system roots when absent; cert and key: a client
   // certificate for mutual TLS), credentials (grpc.credentials, instead of tls; insecure by
-  // default), timeoutMs (each unary call's deadline), protoDir (the contract's protos/).
+  // default), timeoutMs (each unary call's deadline, retries included), protoDir (the
+  // contract's protos/), retryThrottled (default true: a call refused with RATE_LIMITED or
+  // BACKLOG_FULL is retried after the server's RetryInfo delay plus jitter, at most
+  // throttleRetries times (default 5) and never past its deadline; false rejects with the
+  // ThrottlingException at once). The server refuses a throttled call before running it,
+  // so mutations are retried too: a retry cannot apply one twice.
   constructor(target = DEFAULT_ENDPOINT, options = {}) {
     this.protoDir = options.protoDir || DEFAULT_PROTOS;
     this.timeoutMs = options.timeoutMs ?? 30000;
+    this.retryThrottled = options.retryThrottled ?? true;
+    this.throttleRetries = options.throttleRetries ?? DEFAULT_THROTTLE_RETRIES;
     const definition = protoLoader.loadSync('servicecontrol/v1/service_control.proto', {
       includeDirs: [this.protoDir, path.join(this.protoDir, 'third_party')],
       keepCase: false,
@@ -226,14 +260,32 @@ class ServiceControlClient {
   }
 
   // One unary call; rejects with a ServiceControlError. callOptions.timeoutMs overrides the
-  // client's deadline.
-  unary(name, request, callOptions = {}) {
+  // client's deadline, callOptions.retryThrottled the client's choice of retrying
+  // throttled calls.
+  async unary(name, request, callOptions = {}) {
     const timeoutMs = callOptions.timeoutMs ?? this.timeoutMs;
+    const retry = callOptions.retryThrottled ?? this.retryThrottled;
+    const deadline = Date.now() + timeoutMs;
+    for (let attempt = 0; ; attempt += 1) {
+      try {
+        return await this.attempt(name, request, deadline);
+      } catch (err) {
+        if (!(err instanceof ThrottlingException) || !retry || attempt >= this.throttleRetries) {
+          throw err;
+        }
+        const pauseMs = throttlePauseMs(err, attempt);
+        if (Date.now() + pauseMs >= deadline) throw err;
+        await new Promise((resume) => setTimeout(resume, pauseMs));
+      }
+    }
+  }
+
+  attempt(name, request, deadline) {
     return new Promise((resolve, reject) => {
       this.stub[name](
         request,
         this.metadata,
-        { deadline: Date.now() + timeoutMs },
+        { deadline },
         (err, response) => (err ? reject(toServiceControlError(err, this.protoDir)) : resolve(response)),
       );
     });
@@ -310,6 +362,7 @@ module.exports = {
   OperationTimeoutError,
   ServiceControlClient,
   ServiceControlError,
+  ThrottlingException,
   decodeStatusDetails,
   defaultApiKey,
   toServiceControlError,

@@ -22,6 +22,7 @@ from .adapters.compute.recorded import RecordedComputeDriver
 from .adapters.crypto.aesgcm import AesGcmSecretBox, decode_kek, load_or_create_kek
 from .adapters.dns.zone_file import ZoneFileValidator
 from .adapters.objectstore.bounded import BoundedObjectStore
+from .adapters.objectstore.timed import TimedObjectStore
 from .adapters.postgres import stats
 from .adapters.postgres.database import (
     create_engine,
@@ -57,7 +58,7 @@ from .application.service_commands import ServiceCommands
 from .application.tag_commands import TagCommands
 from .application.vpc_commands import VpcCommands
 from .engine.worker import Worker
-from .metrics import TimedObjectStore, observe_job, observe_reaped, set_backlog
+from .metrics import observe_job, observe_reaped, set_backlog
 from .settings import Settings
 from .startup import StartupError, address_in_use, check_data_dir, redact, setting_hint
 
@@ -335,7 +336,7 @@ class Application:
             tasks.append(asyncio.create_task(worker.run(stop), name="worker"))
         relay = OutboxRelay(self.engine)
         tasks.append(asyncio.create_task(relay.run(stop, s.job_poll_seconds), name="outbox-relay"))
-        reaper = CountingReaper(self.uow, s, self.dns_validation)
+        reaper = CountingReaper(self.uow, s, self.dns_validation, store=self.store)
         tasks.append(asyncio.create_task(reaper.run(stop), name="reaper"))
         return tasks
 

@@ -4,13 +4,7 @@ reaper) and sampled from the database when scraped (queue depth, outbox lag)."""
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable, Iterator
-from typing import Any
-
 from prometheus_client import Counter, Gauge, Histogram, disable_created_metrics
-
-from .application.ports import ObjectNotFound, ObjectStore
 
 # Only the values: a `_created` timestamp series per label set doubles a scrape's size.
 disable_created_metrics()
@@ -82,52 +76,3 @@ def observe_reaped(counts: dict[str, int]) -> None:
     for kind, count in counts.items():
         if count:
             REAPED.labels(kind).inc(count)
-
-
-class TimedObjectStore:
-    """An ObjectStore that records each call's latency; listings are timed until the
-    caller has consumed them."""
-
-    def __init__(self, inner: ObjectStore) -> None:
-        self.inner = inner
-
-    def __getattr__(self, name: str) -> Any:
-        target = getattr(self.inner, name)
-        if not callable(target) or name.startswith("_"):
-            return target
-        return _timed(name, target)
-
-
-def _timed(operation: str, call: Callable[..., Any]) -> Callable[..., Any]:
-    def timed(*args: Any, **kwargs: Any) -> Any:
-        started = time.perf_counter()
-        try:
-            result = call(*args, **kwargs)
-        except ObjectNotFound:
-            _record(operation, "not_found", started)
-            raise
-        except BaseException:
-            _record(operation, "error", started)
-            raise
-        if isinstance(result, Iterator):
-            return _timed_iteration(operation, result, started)
-        _record(operation, "ok", started)
-        return result
-
-    return timed
-
-
-def _record(operation: str, outcome: str, started: float) -> None:
-    OBJECT_STORE_SECONDS.labels(operation, outcome).observe(time.perf_counter() - started)
-
-
-def _timed_iteration(operation: str, items: Iterator[Any], started: float) -> Iterator[Any]:
-    outcome = "error"
-    try:
-        yield from items
-        outcome = "ok"
-    except GeneratorExit:
-        outcome = "ok"  # the caller stopped early
-        raise
-    finally:
-        _record(operation, outcome, started)

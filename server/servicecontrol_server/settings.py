@@ -92,6 +92,8 @@ class Settings(BaseSettings):
     operation_retention_seconds: int = 30 * 24 * 3600
     event_retention_seconds: int = 7 * 24 * 3600
     request_id_retention_seconds: int = 24 * 3600
+    # Staged parts of an image push nobody has added to for this long are reaped.
+    upload_retention_seconds: int = Field(default=24 * 3600, gt=0)
 
     # The job engine.
     job_lease_seconds: float = 30.0

@@ -5,31 +5,19 @@ ResourceNotFoundException."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
-import shutil
 from pathlib import Path
 
-import pytest
-
+from tests.support.node import REPO, node_marks, run_node
 from tests.support.server import OTHER_ACCOUNT, Harness
 
-REPO = Path(__file__).resolve().parents[2]
-NODE = shutil.which("node")
 SCRIPT = Path(__file__).parent / "node" / "apprunner_delete_flow.js"
 
-pytestmark = [
-    pytest.mark.skipif(NODE is None, reason="node is not installed"),
-    pytest.mark.skipif(
-        not (REPO / "node_modules" / "@aws-sdk" / "client-apprunner").is_dir(),
-        reason="the Node modules are not installed: run `npm ci` in the repository root",
-    ),
-]
+pytestmark = node_marks("@aws-sdk/client-apprunner")
 
 
 async def test_the_javascript_sdk_deletes_a_service(harness: Harness) -> None:
-    assert NODE is not None
     key_id, secret = harness.aws_credentials(OTHER_ACCOUNT)
     env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
     env.update(
@@ -39,19 +27,10 @@ async def test_the_javascript_sdk_deletes_a_service(harness: Harness) -> None:
         AWS_SHARED_CREDENTIALS_FILE="/dev/null",
         NODE_PATH=str(REPO / "node_modules"),
     )
-    proc = await asyncio.create_subprocess_exec(
-        NODE,
-        str(SCRIPT),
-        f"http://127.0.0.1:{harness.aws_port}",
-        "js-sdk-app",
-        cwd=REPO,
-        env=env,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
+    out = await run_node(
+        str(SCRIPT), f"http://127.0.0.1:{harness.aws_port}", "js-sdk-app", env=env, timeout=90
     )
-    out, err = await asyncio.wait_for(proc.communicate(), 90)
-    assert proc.returncode == 0, err.decode()
-    steps = {line["step"]: line for line in map(json.loads, out.decode().splitlines())}
+    steps = {line["step"]: line for line in map(json.loads, out.splitlines())}
     assert list(steps) == ["create", "describe", "delete", "deleted", "missing"]
     arn = steps["create"]["arn"]
     # The key decided the account.

@@ -3,47 +3,26 @@ creates, pauses, resumes and deletes a service, then decodes two rich errors."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
-import shutil
 from pathlib import Path
 
-import pytest
-
 from servicecontrol.v1 import resources_pb2 as pb
+from tests.support.node import REPO, node_marks, run_node
 from tests.support.server import OTHER_ACCOUNT, Harness
 
-REPO = Path(__file__).resolve().parents[2]
-NODE = shutil.which("node")
-
-pytestmark = [
-    pytest.mark.skipif(NODE is None, reason="node is not installed"),
-    pytest.mark.skipif(
-        not (REPO / "node_modules" / "@grpc" / "grpc-js").is_dir(),
-        reason="the Node modules are not installed: run `npm ci` in the repository root",
-    ),
-]
+pytestmark = node_marks("@grpc/grpc-js")
 
 
 async def test_the_example_runs_a_service_through_its_lifecycle(harness: Harness) -> None:
-    assert NODE is not None
     env = {k: v for k, v in os.environ.items() if not k.startswith(("SCCTL_", "EXAMPLE_"))}
     env["EXAMPLE_SERVICE_NAME"] = "node-example"
     # The second account's key, from the environment: the key decides the account.
     env["SERVICECONTROL_API_KEY"] = harness.keys[OTHER_ACCOUNT].token
-    proc = await asyncio.create_subprocess_exec(
-        NODE,
-        str(REPO / "clients" / "node" / "example.js"),
-        f"127.0.0.1:{harness.port}",
-        cwd=REPO,
-        env=env,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
+    out = await run_node(
+        str(REPO / "clients" / "node" / "example.js"), f"127.0.0.1:{harness.port}", env=env
     )
-    out, err = await asyncio.wait_for(proc.communicate(), 60)
-    assert proc.returncode == 0, err.decode()
-    lines = [json.loads(line) for line in out.decode().splitlines()]
+    lines = [json.loads(line) for line in out.splitlines()]
 
     lifecycle = [(line["step"], line.get("phase")) for line in lines]
     assert lifecycle == [
@@ -124,20 +103,10 @@ const sha = (data) => 'sha256:' + crypto.createHash('sha256').update(data).diges
 
 
 async def test_push_image_streams_from_node(harness: Harness) -> None:
-    assert NODE is not None
-    proc = await asyncio.create_subprocess_exec(
-        NODE,
-        "-e",
-        PUSH_SCRIPT,
-        f"127.0.0.1:{harness.port}",
-        harness.keys[OTHER_ACCOUNT].token,
-        cwd=REPO,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
+    out = await run_node(
+        "-e", PUSH_SCRIPT, f"127.0.0.1:{harness.port}", harness.keys[OTHER_ACCOUNT].token
     )
-    out, err = await asyncio.wait_for(proc.communicate(), 60)
-    assert proc.returncode == 0, err.decode()
-    result = json.loads(out.decode())
+    result = json.loads(out)
     assert result["pushed"]["imageIdentifier"] == "from-node:1"
     assert result["pushed"]["bytesReceived"] == str(3000 + len('{"os":"linux"}'))
     # The layer is stored: sending it again from offset 5 is refused with the resume point.
@@ -149,7 +118,6 @@ async def test_push_image_streams_from_node(harness: Harness) -> None:
 async def test_the_api_key_comes_from_the_environment_or_the_credentials_file(
     tmp_path: Path,
 ) -> None:
-    assert NODE is not None
     (tmp_path / ".servicecontrol").mkdir()
     (tmp_path / ".servicecontrol" / "credentials").write_text(
         "# development\nSERVICECONTROL_API_KEY=SCKFILE.secret\n"
@@ -160,8 +128,5 @@ async def test_the_api_key_comes_from_the_environment_or_the_credentials_file(
         " defaultApiKey({SERVICECONTROL_API_KEY: 'SCKENV.s'}, process.cwd()),"
         " defaultApiKey({SERVICECONTROL_DATA_DIR: 'nowhere'}, process.cwd())]));"
     )
-    proc = await asyncio.create_subprocess_exec(
-        NODE, "-e", script, cwd=tmp_path, stdout=asyncio.subprocess.PIPE
-    )
-    out, _ = await asyncio.wait_for(proc.communicate(), 30)
+    out = await run_node("-e", script, cwd=tmp_path, timeout=30)
     assert json.loads(out) == ["SCKFILE.secret", "SCKENV.s", None]

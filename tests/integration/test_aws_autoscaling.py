@@ -5,40 +5,17 @@ services that use them. Every answer is held to botocore's model."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
-from typing import Any
 
 import pytest
 from botocore.exceptions import ClientError
 
 from servicecontrol_server.domain.identity import Role
 from tests.support.aws import AppRunnerClient, Recorder
+from tests.support.aws_json import IMAGE_SOURCE, code_of
 from tests.support.server import ACCOUNT, OTHER_ACCOUNT, Harness
 
-IMAGE_SOURCE: dict[str, Any] = {
-    "ImageRepository": {"ImageIdentifier": "hello-web:1.0", "ImageRepositoryType": "ECR"}
-}
 PREFIX = f"arn:aws:apprunner:us-east-1:{ACCOUNT}:autoscalingconfiguration"
 OBS_PREFIX = f"arn:aws:apprunner:us-east-1:{ACCOUNT}:observabilityconfiguration"
-
-
-@pytest.fixture
-def recorder() -> Iterator[Recorder]:
-    rec = Recorder()
-    yield rec
-    assert rec.answers
-    problems = rec.problems()
-    assert not problems, "answers App Runner's model does not allow:\n" + "\n".join(problems)
-
-
-@pytest.fixture
-def aws(harness: Harness, recorder: Recorder) -> AppRunnerClient:
-    return AppRunnerClient(harness.aws_port, recorder, harness.aws_credentials())
-
-
-def error_of(exc: pytest.ExceptionInfo[ClientError]) -> tuple[str, str]:
-    error: Any = exc.value.response["Error"]
-    return error["Code"], error["Message"]
 
 
 async def test_revisions_describe_list_and_pages(aws: AppRunnerClient) -> None:
@@ -99,7 +76,7 @@ async def test_revisions_describe_list_and_pages(aws: AppRunnerClient) -> None:
         await aws.list_auto_scaling_configurations(
             LatestOnly=True, MaxResults=2, NextToken=page["NextToken"]
         )
-    assert error_of(refused)[0] == "InvalidRequestException"
+    assert code_of(refused)[0] == "InvalidRequestException"
 
 
 async def test_bad_values_are_refused_in_app_runners_words(aws: AppRunnerClient) -> None:
@@ -107,19 +84,19 @@ async def test_bad_values_are_refused_in_app_runners_words(aws: AppRunnerClient)
         await aws.create_auto_scaling_configuration(
             AutoScalingConfigurationName="scaling", MaxConcurrency=201
         )
-    code, message = error_of(refused)
+    code, message = code_of(refused)
     assert code == "InvalidRequestException"
     assert "'maxConcurrency' failed to satisfy constraint" in message
     with pytest.raises(ClientError) as refused:
         await aws.create_auto_scaling_configuration(
             AutoScalingConfigurationName="scaling", MinSize=5, MaxSize=4
         )
-    assert error_of(refused)[0] == "InvalidRequestException"
+    assert code_of(refused)[0] == "InvalidRequestException"
     with pytest.raises(ClientError) as refused:
         await aws.describe_auto_scaling_configuration(
             AutoScalingConfigurationArn=f"{PREFIX}/never-made"
         )
-    assert error_of(refused)[0] == "ResourceNotFoundException"
+    assert code_of(refused)[0] == "ResourceNotFoundException"
     listed = await aws.list_auto_scaling_configurations(LatestOnly=False)
     names = [
         s["AutoScalingConfigurationName"] for s in listed["AutoScalingConfigurationSummaryList"]
@@ -143,10 +120,10 @@ async def test_delete_one_revision_or_all_and_the_default(aws: AppRunnerClient) 
     assert again["Status"] == "inactive"
     with pytest.raises(ClientError) as refused:
         await aws.list_tags_for_resource(ResourceArn=arn)
-    assert error_of(refused)[0] == "ResourceNotFoundException"
+    assert code_of(refused)[0] == "ResourceNotFoundException"
     with pytest.raises(ClientError) as refused:
         await aws.delete_auto_scaling_configuration(AutoScalingConfigurationArn=arn)
-    assert error_of(refused) == (
+    assert code_of(refused) == (
         "InvalidRequestException",
         f"The auto scaling configuration you specified has been deleted. ARN: {arn}",
     )
@@ -166,7 +143,7 @@ async def test_delete_one_revision_or_all_and_the_default(aws: AppRunnerClient) 
         await aws.delete_auto_scaling_configuration(
             AutoScalingConfigurationArn=default["AutoScalingConfigurationArn"]
         )
-    code, message = error_of(refused)
+    code, message = code_of(refused)
     assert code == "InvalidRequestException" and "reserved" in message
     mine = await aws.create_auto_scaling_configuration(AutoScalingConfigurationName="mine")
     moved = (
@@ -224,13 +201,13 @@ async def test_services_use_configurations(harness: Harness, aws: AppRunnerClien
         await aws.delete_auto_scaling_configuration(
             AutoScalingConfigurationArn=scaling["AutoScalingConfigurationArn"]
         )
-    code, message = error_of(refused)
+    code, message = code_of(refused)
     assert code == "InvalidRequestException" and "used by one or more services" in message
     with pytest.raises(ClientError) as refused:
         await aws.delete_observability_configuration(
             ObservabilityConfigurationArn=tracing["ObservabilityConfigurationArn"]
         )
-    assert error_of(refused)[0] == "InvalidRequestException"
+    assert code_of(refused)[0] == "InvalidRequestException"
 
     # Back to the default, tracing off.
     [default] = (
@@ -259,7 +236,7 @@ async def test_services_use_configurations(harness: Harness, aws: AppRunnerClien
         await aws.update_service(
             ServiceArn=arn, AutoScalingConfigurationArn=scaling["AutoScalingConfigurationArn"]
         )
-    assert error_of(refused)[0] == "InvalidRequestException"
+    assert code_of(refused)[0] == "InvalidRequestException"
 
 
 async def test_observability_configurations(aws: AppRunnerClient) -> None:
@@ -281,12 +258,12 @@ async def test_observability_configurations(aws: AppRunnerClient) -> None:
         await aws.create_observability_configuration(
             ObservabilityConfigurationName="DefaultConfiguration"
         )
-    assert error_of(refused)[0] == "InvalidRequestException"
+    assert code_of(refused)[0] == "InvalidRequestException"
     with pytest.raises(ClientError) as refused:
         await aws.create_observability_configuration(
             ObservabilityConfigurationName="tracing", TraceConfiguration={"Vendor": "JAEGER"}
         )
-    assert "enum value set: [AWSXRAY]" in error_of(refused)[1]
+    assert "enum value set: [AWSXRAY]" in code_of(refused)[1]
     listed = await aws.list_observability_configurations(LatestOnly=False)
     assert [
         s["ObservabilityConfigurationRevision"]
@@ -324,7 +301,7 @@ async def test_another_account_sees_nothing(harness: Harness, recorder: Recorder
     ):
         with pytest.raises(ClientError) as refused:
             await call
-        assert error_of(refused)[0] == "ResourceNotFoundException"
+        assert code_of(refused)[0] == "ResourceNotFoundException"
     listed = await theirs.list_auto_scaling_configurations(LatestOnly=False)
     assert [
         s["AutoScalingConfigurationName"] for s in listed["AutoScalingConfigurationSummaryList"]
@@ -335,7 +312,7 @@ async def test_another_account_sees_nothing(harness: Harness, recorder: Recorder
             SourceConfiguration=IMAGE_SOURCE,
             AutoScalingConfigurationArn=arn,
         )
-    assert error_of(refused)[0] == "InvalidRequestException"
+    assert code_of(refused)[0] == "InvalidRequestException"
 
 
 async def test_a_reader_key_reads_configurations_and_may_not_change_them(
@@ -357,7 +334,7 @@ async def test_a_reader_key_reads_configurations_and_may_not_change_them(
     ):
         with pytest.raises(ClientError) as refused:
             await call
-        assert error_of(refused)[0] == "AccessDeniedException"
+        assert code_of(refused)[0] == "AccessDeniedException"
 
 
 async def test_concurrent_creates_of_one_name_make_distinct_revisions(
@@ -375,7 +352,7 @@ async def test_concurrent_creates_of_one_name_make_distinct_revisions(
     assert revisions == [1, 2, 3, 4, 5]
     with pytest.raises(ClientError) as refused:
         await aws.create_auto_scaling_configuration(AutoScalingConfigurationName="raced")
-    assert error_of(refused)[0] == "ServiceQuotaExceededException"
+    assert code_of(refused)[0] == "ServiceQuotaExceededException"
 
 
 async def test_service_references_are_checked_on_the_wire(aws: AppRunnerClient) -> None:
@@ -385,7 +362,7 @@ async def test_service_references_are_checked_on_the_wire(aws: AppRunnerClient) 
             SourceConfiguration=IMAGE_SOURCE,
             ObservabilityConfiguration={"ObservabilityEnabled": True},
         )
-    code, message = error_of(refused)
+    code, message = code_of(refused)
     assert code == "InvalidRequestException" and "observabilityConfigurationArn" in message
     with pytest.raises(ClientError) as refused:
         await aws.create_service(
@@ -393,5 +370,5 @@ async def test_service_references_are_checked_on_the_wire(aws: AppRunnerClient) 
             SourceConfiguration=IMAGE_SOURCE,
             AutoScalingConfigurationArn=f"{PREFIX}/never-made",
         )
-    assert error_of(refused)[0] == "InvalidRequestException"
+    assert code_of(refused)[0] == "InvalidRequestException"
     assert (await aws.list_services())["ServiceSummaryList"] == []

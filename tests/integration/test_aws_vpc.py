@@ -4,48 +4,17 @@ model."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from botocore.exceptions import ClientError
-from sqlalchemy import text
 
 from servicecontrol_server.domain.identity import Role
 from tests.support.aws import AppRunnerClient, Recorder
+from tests.support.aws_json import IMAGE_SOURCE, code_of, stored_tags
 from tests.support.server import ACCOUNT, OTHER_ACCOUNT, Harness
 
-IMAGE_SOURCE: dict[str, Any] = {
-    "ImageRepository": {"ImageIdentifier": "hello-web:1.0", "ImageRepositoryType": "ECR"}
-}
 PRIVATE: dict[str, Any] = {"IngressConfiguration": {"IsPubliclyAccessible": False}}
-
-
-@pytest.fixture
-def recorder() -> Iterator[Recorder]:
-    rec = Recorder()
-    yield rec
-    assert rec.answers
-    problems = rec.problems()
-    assert not problems, "answers App Runner's model does not allow:\n" + "\n".join(problems)
-
-
-@pytest.fixture
-def aws(harness: Harness, recorder: Recorder) -> AppRunnerClient:
-    return AppRunnerClient(harness.aws_port, recorder, harness.aws_credentials())
-
-
-def code_of(exc: pytest.ExceptionInfo[ClientError]) -> tuple[str, str]:
-    error: Any = exc.value.response["Error"]
-    return error["Code"], error["Message"]
-
-
-async def stored_tags(h: Harness, arn: str) -> int:
-    async with h.app.engine.connect() as conn:
-        rows = await conn.execute(
-            text("select count(*) from resource_tags where resource_arn = :arn"), {"arn": arn}
-        )
-        return int(rows.scalar_one())
 
 
 async def running(aws: AppRunnerClient, name: str, **extra: Any) -> dict[str, Any]:

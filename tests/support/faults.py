@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
+from datetime import datetime
 from typing import BinaryIO
 
 from servicecontrol_server.application.ports import ObjectInfo, ObjectStore, ObjectStoreUnavailable
@@ -93,3 +94,7 @@ class FlakyObjectStore:
     def abort_incomplete_uploads(self, bucket: str, prefix: str) -> int:
         self._enter("abort_incomplete_uploads")
         return self.inner.abort_incomplete_uploads(bucket, prefix)
+
+    def reap_stale_uploads(self, bucket: str, prefix: str, before: datetime) -> int:
+        self._enter("reap_stale_uploads")
+        return self.inner.reap_stale_uploads(bucket, prefix, before)

@@ -219,3 +219,16 @@ async def harness(database_url: str, s3_server: Any, tmp_path: Path) -> AsyncIte
     async with running_harness(settings, tmp_path) as h:
         h.push_image()
         yield h
+
+
+@contextlib.asynccontextmanager
+async def rate_limited_harness(
+    database_url: str, s3: Any, tmp: Path, rate: float, burst: int
+) -> AsyncIterator[Harness]:
+    """A harness (no job workers) whose accounts may send `burst` mutations at once,
+    then `rate` a second: throttling within a test's reach."""
+    settings = harness_settings(
+        database_url, s3, tmp, mutation_rate_per_second=rate, mutation_burst=burst
+    )
+    async with running_harness(settings, tmp, workers=0) as h:
+        yield h

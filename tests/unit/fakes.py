@@ -1852,6 +1852,7 @@ class FakeJobContext:
 @dataclass
 class ObjectRecord:
     data: bytes
+    written_at: datetime = field(default_factory=lambda: datetime.now(UTC))
 
     @property
     def etag(self) -> str:
@@ -1961,6 +1962,24 @@ class FakeObjectStore:
         pending = self.uploads.get(bucket, [])
         self.uploads[bucket] = [key for key in pending if not key.startswith(prefix)]
         return len(pending) - len(self.uploads[bucket])
+
+    def reap_stale_uploads(self, bucket: str, prefix: str, before: datetime) -> int:
+        self._call("reap_stale_uploads")
+        objects = self._objects(bucket)
+        groups: dict[str, list[str]] = {}
+        for key in objects:
+            if key.startswith(prefix):
+                groups.setdefault(key[len(prefix) :].split("/", 1)[0], []).append(key)
+        removed = 0
+        for keys in groups.values():
+            if max(objects[key].written_at for key in keys) < before:
+                for key in keys:
+                    del objects[key]
+                removed += len(keys)
+        # The fake's unfinished uploads carry no start time: all count as stale.
+        removed += len(self.uploads.get(bucket, []))
+        self.uploads[bucket] = []
+        return removed
 
     def start_upload(self, bucket: str, key: str) -> None:
         """Leaves an unfinished upload behind, as a writer that died would."""

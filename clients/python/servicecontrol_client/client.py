@@ -32,6 +32,7 @@ from .errors import (
     OperationTimeoutError,
     RequestTimeoutException,
     ResourceNotFoundException,
+    ThrottlingException,
     from_rpc_error,
 )
 from .images import CHUNK_SIZE, LocalBlob, LocalImage
@@ -100,6 +101,15 @@ class ServiceControlClient(VpcMethods):
     carrying a `request_id`: the client gives every mutation a fresh UUID4 request_id
     unless one is passed (pass `""` to send none, which also turns retries off for that
     call), so a retried mutation is applied at most once.
+
+    A throttled call (RESOURCE_EXHAUSTED with reason RATE_LIMITED or BACKLOG_FULL) is
+    retried by default, up to `throttle_retries` times, after the server's RetryInfo
+    delay plus up to half of it again at random (so a burst of clients does not return
+    at one instant), and never past the call's deadline: when the next attempt could
+    not start in time, the ThrottlingException is raised at once. The server refuses a
+    throttled call before it runs, so every call is retried, mutations without a
+    request_id included. `retry_throttled=False` raises the ThrottlingException (with
+    `reason` and `retry_after`) at the first refusal.
     """
 
     def __init__(
@@ -115,12 +125,16 @@ class ServiceControlClient(VpcMethods):
         retries: int = 4,
         backoff_base: float = 0.1,
         backoff_max: float = 2.0,
+        retry_throttled: bool = True,
+        throttle_retries: int = 5,
         channel_options: Sequence[tuple[str, Any]] = (),
         region: str | None = None,
     ) -> None:
         self.target = target
         self.timeout = timeout
         self.retries = retries
+        self.retry_throttled = retry_throttled
+        self.throttle_retries = throttle_retries
         self.backoff_base = backoff_base
         self.backoff_max = backoff_max
         if (certificate_chain is None) != (private_key is None):
@@ -177,7 +191,7 @@ class ServiceControlClient(VpcMethods):
     ) -> Resp:
         budget = self.timeout if call_timeout is None else call_timeout
         deadline = time.monotonic() + budget
-        attempt = 0
+        attempt = throttled = 0
         while True:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
@@ -186,6 +200,18 @@ class ServiceControlClient(VpcMethods):
                 return rpc(request, timeout=remaining, metadata=self._metadata)
             except grpc.RpcError as err:
                 code = err.code() if isinstance(err, grpc.Call) else None
+                if code == grpc.StatusCode.RESOURCE_EXHAUSTED:
+                    error = from_rpc_error(err)
+                    if not isinstance(error, ThrottlingException):
+                        raise error from err
+                    if not self.retry_throttled or throttled >= self.throttle_retries:
+                        raise error from err
+                    pause = self._throttle_pause(error, throttled)
+                    if pause >= deadline - time.monotonic():
+                        raise error from err
+                    throttled += 1
+                    time.sleep(pause)
+                    continue
                 if not retryable or code != grpc.StatusCode.UNAVAILABLE or attempt >= self.retries:
                     raise from_rpc_error(err) from err
                 pause = self._backoff(attempt)
@@ -193,6 +219,18 @@ class ServiceControlClient(VpcMethods):
                     raise from_rpc_error(err) from err
                 attempt += 1
                 time.sleep(pause)
+
+    def _throttle_pause(self, error: ThrottlingException, attempt: int) -> float:
+        """The server's delay, never less, plus up to half of it again at random; the
+        backoff's when the server gave none."""
+        delay = error.retry_after
+        if delay is None:
+            return self.backoff_base * 2**attempt + self._backoff(attempt)
+        return delay + random.uniform(0.0, delay / 2)
+
+    def _read(self, rpc: Callable[..., Resp], request: Any, call_timeout: float | None) -> Resp:
+        """A call that changes nothing: safe to retry whenever the server is unavailable."""
+        return self._unary(rpc, request, retryable=True, call_timeout=call_timeout)
 
     @staticmethod
     def _request_id(request_id: str | None, validate_only: bool) -> str:
@@ -239,17 +277,13 @@ class ServiceControlClient(VpcMethods):
         self, service_arn: str, *, call_timeout: float | None = None
     ) -> api.DescribeServiceResponse:
         request = api.DescribeServiceRequest(service_arn=service_arn)
-        return self._unary(
-            self._stub.DescribeService, request, retryable=True, call_timeout=call_timeout
-        )
+        return self._read(self._stub.DescribeService, request, call_timeout)
 
     def list_services(
         self, *, page_size: int = 0, page_token: str = "", call_timeout: float | None = None
     ) -> api.ListServicesResponse:
         request = api.ListServicesRequest(page_size=page_size, page_token=page_token)
-        return self._unary(
-            self._stub.ListServices, request, retryable=True, call_timeout=call_timeout
-        )
+        return self._read(self._stub.ListServices, request, call_timeout)
 
     def update_service(
         self,
@@ -358,17 +392,13 @@ class ServiceControlClient(VpcMethods):
         request = api.ListOperationsRequest(
             service_arn=service_arn, page_size=page_size, page_token=page_token
         )
-        return self._unary(
-            self._stub.ListOperations, request, retryable=True, call_timeout=call_timeout
-        )
+        return self._read(self._stub.ListOperations, request, call_timeout)
 
     def describe_operation(
         self, operation_id: str, *, call_timeout: float | None = None
     ) -> api.DescribeOperationResponse:
         request = api.DescribeOperationRequest(operation_id=operation_id)
-        return self._unary(
-            self._stub.DescribeOperation, request, retryable=True, call_timeout=call_timeout
-        )
+        return self._read(self._stub.DescribeOperation, request, call_timeout)
 
     def wait_operation(
         self,
@@ -387,9 +417,7 @@ class ServiceControlClient(VpcMethods):
             request.timeout.CopyFrom(duration)
         if call_timeout is None:
             call_timeout = wait + WAIT_DEADLINE_MARGIN_SECONDS
-        return self._unary(
-            self._stub.WaitOperation, request, retryable=True, call_timeout=call_timeout
-        )
+        return self._read(self._stub.WaitOperation, request, call_timeout)
 
     # ----- connections -----
 
@@ -423,9 +451,7 @@ class ServiceControlClient(VpcMethods):
         request = api.ListConnectionsRequest(
             connection_name=connection_name, page_size=page_size, page_token=page_token
         )
-        return self._unary(
-            self._stub.ListConnections, request, retryable=True, call_timeout=call_timeout
-        )
+        return self._read(self._stub.ListConnections, request, call_timeout)
 
     def delete_connection(
         self,
@@ -493,9 +519,7 @@ class ServiceControlClient(VpcMethods):
         request = api.DescribeCustomDomainsRequest(
             service_arn=service_arn, page_size=page_size, page_token=page_token
         )
-        return self._unary(
-            self._stub.DescribeCustomDomains, request, retryable=True, call_timeout=call_timeout
-        )
+        return self._read(self._stub.DescribeCustomDomains, request, call_timeout)
 
     def list_certificates(
         self,
@@ -508,9 +532,7 @@ class ServiceControlClient(VpcMethods):
         request = api.ListCertificatesRequest(
             domain_name=domain_name, page_size=page_size, page_token=page_token
         )
-        return self._unary(
-            self._stub.ListCertificates, request, retryable=True, call_timeout=call_timeout
-        )
+        return self._read(self._stub.ListCertificates, request, call_timeout)
 
     # ----- tags -----
 
@@ -519,25 +541,19 @@ class ServiceControlClient(VpcMethods):
     ) -> api.TagResourceResponse:
         request = api.TagResourceRequest(resource_arn=resource_arn, tags=tags)
         # Setting the same tags again is the same outcome: safe to retry.
-        return self._unary(
-            self._stub.TagResource, request, retryable=True, call_timeout=call_timeout
-        )
+        return self._read(self._stub.TagResource, request, call_timeout)
 
     def untag_resource(
         self, resource_arn: str, *, tag_keys: list[str], call_timeout: float | None = None
     ) -> api.UntagResourceResponse:
         request = api.UntagResourceRequest(resource_arn=resource_arn, tag_keys=tag_keys)
-        return self._unary(
-            self._stub.UntagResource, request, retryable=True, call_timeout=call_timeout
-        )
+        return self._read(self._stub.UntagResource, request, call_timeout)
 
     def list_tags_for_resource(
         self, resource_arn: str, *, call_timeout: float | None = None
     ) -> api.ListTagsForResourceResponse:
         request = api.ListTagsForResourceRequest(resource_arn=resource_arn)
-        return self._unary(
-            self._stub.ListTagsForResource, request, retryable=True, call_timeout=call_timeout
-        )
+        return self._read(self._stub.ListTagsForResource, request, call_timeout)
 
     # ----- auto scaling and observability configurations -----
 
@@ -572,12 +588,7 @@ class ServiceControlClient(VpcMethods):
         request = cpb.DescribeAutoScalingConfigurationRequest(
             auto_scaling_configuration_arn=auto_scaling_configuration_arn
         )
-        return self._unary(
-            self._stub.DescribeAutoScalingConfiguration,
-            request,
-            retryable=True,
-            call_timeout=call_timeout,
-        )
+        return self._read(self._stub.DescribeAutoScalingConfiguration, request, call_timeout)
 
     def list_auto_scaling_configurations(
         self,
@@ -594,12 +605,7 @@ class ServiceControlClient(VpcMethods):
             page_size=page_size,
             page_token=page_token,
         )
-        return self._unary(
-            self._stub.ListAutoScalingConfigurations,
-            request,
-            retryable=True,
-            call_timeout=call_timeout,
-        )
+        return self._read(self._stub.ListAutoScalingConfigurations, request, call_timeout)
 
     def delete_auto_scaling_configuration(
         self,
@@ -626,12 +632,7 @@ class ServiceControlClient(VpcMethods):
             auto_scaling_configuration_arn=auto_scaling_configuration_arn
         )
         # Making the default the default again is the same outcome: safe to retry.
-        return self._unary(
-            self._stub.UpdateDefaultAutoScalingConfiguration,
-            request,
-            retryable=True,
-            call_timeout=call_timeout,
-        )
+        return self._read(self._stub.UpdateDefaultAutoScalingConfiguration, request, call_timeout)
 
     def list_services_for_auto_scaling_configuration(
         self,
@@ -646,12 +647,7 @@ class ServiceControlClient(VpcMethods):
             page_size=page_size,
             page_token=page_token,
         )
-        return self._unary(
-            self._stub.ListServicesForAutoScalingConfiguration,
-            request,
-            retryable=True,
-            call_timeout=call_timeout,
-        )
+        return self._read(self._stub.ListServicesForAutoScalingConfiguration, request, call_timeout)
 
     def create_observability_configuration(
         self,
@@ -679,12 +675,7 @@ class ServiceControlClient(VpcMethods):
         request = cpb.DescribeObservabilityConfigurationRequest(
             observability_configuration_arn=observability_configuration_arn
         )
-        return self._unary(
-            self._stub.DescribeObservabilityConfiguration,
-            request,
-            retryable=True,
-            call_timeout=call_timeout,
-        )
+        return self._read(self._stub.DescribeObservabilityConfiguration, request, call_timeout)
 
     def list_observability_configurations(
         self,
@@ -701,12 +692,7 @@ class ServiceControlClient(VpcMethods):
             page_size=page_size,
             page_token=page_token,
         )
-        return self._unary(
-            self._stub.ListObservabilityConfigurations,
-            request,
-            retryable=True,
-            call_timeout=call_timeout,
-        )
+        return self._read(self._stub.ListObservabilityConfigurations, request, call_timeout)
 
     def delete_observability_configuration(
         self, observability_configuration_arn: str, *, call_timeout: float | None = None

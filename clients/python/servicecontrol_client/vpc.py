@@ -32,6 +32,10 @@ class VpcMethods:
             self, rpc: Callable[..., Resp], request: Any, call_timeout: float | None
         ) -> Resp: ...
 
+        def _read(
+            self, rpc: Callable[..., Resp], request: Any, call_timeout: float | None
+        ) -> Resp: ...
+
         @staticmethod
         def _request_id(request_id: str | None, validate_only: bool) -> str: ...
 
@@ -65,17 +69,13 @@ class VpcMethods:
         self, vpc_connector_arn: str, *, call_timeout: float | None = None
     ) -> vpc_pb2.DescribeVpcConnectorResponse:
         request = vpc_pb2.DescribeVpcConnectorRequest(vpc_connector_arn=vpc_connector_arn)
-        return self._unary(
-            self._stub.DescribeVpcConnector, request, retryable=True, call_timeout=call_timeout
-        )
+        return self._read(self._stub.DescribeVpcConnector, request, call_timeout)
 
     def list_vpc_connectors(
         self, *, page_size: int = 0, page_token: str = "", call_timeout: float | None = None
     ) -> vpc_pb2.ListVpcConnectorsResponse:
         request = vpc_pb2.ListVpcConnectorsRequest(page_size=page_size, page_token=page_token)
-        return self._unary(
-            self._stub.ListVpcConnectors, request, retryable=True, call_timeout=call_timeout
-        )
+        return self._read(self._stub.ListVpcConnectors, request, call_timeout)
 
     def delete_vpc_connector(
         self,
@@ -133,12 +133,7 @@ class VpcMethods:
         request = vpc_pb2.DescribeVpcIngressConnectionRequest(
             vpc_ingress_connection_arn=vpc_ingress_connection_arn
         )
-        return self._unary(
-            self._stub.DescribeVpcIngressConnection,
-            request,
-            retryable=True,
-            call_timeout=call_timeout,
-        )
+        return self._read(self._stub.DescribeVpcIngressConnection, request, call_timeout)
 
     def list_vpc_ingress_connections(
         self,
@@ -155,12 +150,7 @@ class VpcMethods:
             page_size=page_size,
             page_token=page_token,
         )
-        return self._unary(
-            self._stub.ListVpcIngressConnections,
-            request,
-            retryable=True,
-            call_timeout=call_timeout,
-        )
+        return self._read(self._stub.ListVpcIngressConnections, request, call_timeout)
 
     def update_vpc_ingress_connection(
         self,

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import contextvars
-import inspect
 import logging
 import time
 import uuid
@@ -17,6 +16,7 @@ import grpc
 from aiohttp import web
 
 from .. import metrics, tracing
+from .handlers import rewrapped
 
 log = logging.getLogger("servicecontrol_server.access")
 
@@ -51,21 +51,8 @@ class AccessLogInterceptor(grpc.aio.ServerInterceptor):
         full = handler_call_details.method
         metadata = tuple(handler_call_details.invocation_metadata or ())
         call = _Call(full, metadata)
-        # Synchronous handlers (the stock health service) are left alone: wrapping them
-        # in coroutines would change how the server runs them.
-        if handler.unary_unary is not None and inspect.iscoroutinefunction(handler.unary_unary):
-            return grpc.unary_unary_rpc_method_handler(
-                call.unary(handler.unary_unary),
-                request_deserializer=handler.request_deserializer,
-                response_serializer=handler.response_serializer,
-            )
-        if handler.unary_stream is not None and inspect.isasyncgenfunction(handler.unary_stream):
-            return grpc.unary_stream_rpc_method_handler(
-                call.stream(handler.unary_stream),
-                request_deserializer=handler.request_deserializer,
-                response_serializer=handler.response_serializer,
-            )
-        return handler
+        # Synchronous handlers (the stock health service) are left alone.
+        return rewrapped(handler, unary=call.unary, stream=call.stream) or handler
 
 
 _current: contextvars.ContextVar[_Call | None] = contextvars.ContextVar(

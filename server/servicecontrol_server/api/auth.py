@@ -25,6 +25,7 @@ from ..domain.errors import DomainError
 from ..domain.identity import Caller, NotAuthenticated, PermissionDenied, Role, is_key_id
 from .access_log import note_account
 from .errors import ERROR_DOMAIN, abort, to_status
+from .handlers import rewrapped
 
 log = logging.getLogger(__name__)
 
@@ -106,26 +107,15 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
         if handler is None or method.startswith(OPEN_PREFIXES):
             return handler
         name = method.rpartition("/")[2] if method.startswith(SERVICE_PREFIX) else method
-        if handler.unary_unary is not None:
-            return grpc.unary_unary_rpc_method_handler(
-                self._unary(name, handler.unary_unary),
-                request_deserializer=handler.request_deserializer,
-                response_serializer=handler.response_serializer,
-            )
-        if handler.unary_stream is not None:
-            return grpc.unary_stream_rpc_method_handler(
-                self._stream(name, handler.unary_stream),
-                request_deserializer=handler.request_deserializer,
-                response_serializer=handler.response_serializer,
-            )
-        if handler.stream_unary is not None:
-            return grpc.stream_unary_rpc_method_handler(
-                self._client_stream(name, handler.stream_unary),
-                request_deserializer=handler.request_deserializer,
-                response_serializer=handler.response_serializer,
-            )
+        admitted = rewrapped(
+            handler,
+            unary=lambda behavior: self._unary(name, behavior),
+            stream=lambda behavior: self._stream(name, behavior),
+            client_stream=lambda behavior: self._client_stream(name, behavior),
+            only_async=False,
+        )
         # A streaming request shape this server does not use: refused rather than open.
-        return grpc.unary_unary_rpc_method_handler(self._refuse_unsupported)
+        return admitted or grpc.unary_unary_rpc_method_handler(self._refuse_unsupported)
 
     async def _refuse_unsupported(self, request: Any, context: grpc.aio.ServicerContext) -> None:
         await context.abort(grpc.StatusCode.UNIMPLEMENTED, "Not served.")

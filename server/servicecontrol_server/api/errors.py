@@ -116,6 +116,19 @@ async def abort(context: grpc.aio.ServicerContext, status: status_pb2.Status) ->
     await context.abort_with_status(rpc_status.to_status(status))
 
 
+async def _abort_for(context: grpc.aio.ServicerContext, exc: Exception) -> None:
+    """Ends the call with the status `exc` stands for: a domain error's own, a request
+    message that does not parse (the caller's body) INVALID_ARGUMENT, anything else
+    INTERNAL with a correlation id (called while `exc` is being handled, so its
+    traceback is logged)."""
+    if isinstance(exc, errors.DomainError):
+        await abort(context, to_status(exc))
+    elif isinstance(exc, DecodeError):
+        await abort(context, to_status(malformed_message()))
+    else:
+        await abort(context, internal_status(exc))
+
+
 Req = TypeVar("Req", bound=Message)
 Resp = TypeVar("Resp", bound=Message)
 Handler = Callable[[Any, Req, grpc.aio.ServicerContext], Awaitable[Resp]]
@@ -131,15 +144,10 @@ def translated(fn: Handler[Req, Resp]) -> Handler[Req, Resp]:
     async def wrapper(self: Any, request: Req, context: grpc.aio.ServicerContext) -> Resp:
         try:
             return await fn(self, request, context)
-        except errors.DomainError as exc:
-            await abort(context, to_status(exc))
-        except DecodeError:
-            # A streamed request message that does not parse: the caller's body.
-            await abort(context, to_status(malformed_message()))
         except (grpc.aio.AbortError, grpc.RpcError):
             raise
         except Exception as exc:  # noqa: BLE001 - the boundary: nothing unexplained escapes
-            await abort(context, internal_status(exc))
+            await _abort_for(context, exc)
         raise AssertionError("unreachable")
 
     wrapper.__translated__ = True  # type: ignore[attr-defined]
@@ -157,14 +165,10 @@ def translated_stream(fn: StreamHandler[Req, Resp]) -> StreamHandler[Req, Resp]:
         try:
             async for message in fn(self, request, context):
                 yield message
-        except errors.DomainError as exc:
-            await abort(context, to_status(exc))
-        except DecodeError:
-            await abort(context, to_status(malformed_message()))
         except (grpc.aio.AbortError, grpc.RpcError):
             raise
         except Exception as exc:  # noqa: BLE001 - the boundary: nothing unexplained escapes
-            await abort(context, internal_status(exc))
+            await _abort_for(context, exc)
 
     wrapper.__translated__ = True  # type: ignore[attr-defined]
     return wrapper

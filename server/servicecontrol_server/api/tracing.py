@@ -4,7 +4,6 @@ A caller's own W3C trace context (`traceparent`) is continued."""
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
@@ -14,6 +13,7 @@ from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 
 from .. import tracing
 from .access_log import ACCOUNT_KEY, ACTION_KEY, REQUEST_ID_METADATA_KEY
+from .handlers import rewrapped
 
 # Probes and tooling are not traced.
 _UNTRACED_SERVICES = ("grpc.health.v1.Health", "grpc.reflection.")
@@ -40,25 +40,8 @@ class TracingInterceptor(grpc.aio.ServerInterceptor):
             return handler
         metadata = tuple(handler_call_details.invocation_metadata or ())
         call = _TracedCall(full, metadata)
-        if handler.unary_unary is not None and inspect.iscoroutinefunction(handler.unary_unary):
-            return grpc.unary_unary_rpc_method_handler(
-                call.unary(handler.unary_unary),
-                request_deserializer=handler.request_deserializer,
-                response_serializer=handler.response_serializer,
-            )
-        if handler.unary_stream is not None and inspect.isasyncgenfunction(handler.unary_stream):
-            return grpc.unary_stream_rpc_method_handler(
-                call.stream(handler.unary_stream),
-                request_deserializer=handler.request_deserializer,
-                response_serializer=handler.response_serializer,
-            )
-        if handler.stream_unary is not None and inspect.iscoroutinefunction(handler.stream_unary):
-            return grpc.stream_unary_rpc_method_handler(
-                call.unary(handler.stream_unary),
-                request_deserializer=handler.request_deserializer,
-                response_serializer=handler.response_serializer,
-            )
-        return handler
+        traced = rewrapped(handler, unary=call.unary, stream=call.stream, client_stream=call.unary)
+        return traced or handler
 
 
 class _TracedCall:

@@ -23,6 +23,7 @@ from ..domain.config_resources import (
 from ..domain.errors import FieldViolation, InvalidPageToken, InvalidRequest, QuotaExceeded
 from ..domain.model import ServiceConfiguration
 from ..settings import Settings
+from .arns import owned_arn
 from .pagination import PageTokens
 from .pagination import page_size as bounded_page_size
 from .ports import UnitOfWork
@@ -318,15 +319,7 @@ class ConfigCommands:
         await _ensure_default(uow, request_region(self.settings), account_id)
 
     def _parse(self, account_id: str, kind: ConfigKind, arn: str) -> ConfigArn:
-        field = ARN_FIELD[kind]
-        if not arn:
-            raise InvalidRequest([FieldViolation(field, "required")])
-        parsed = rules.parse_config_arn(arn, kind)
-        if parsed is None:
-            raise InvalidRequest([FieldViolation(field, f"not an {rules.LABEL[kind]} ARN")])
-        if parsed.account_id != account_id or parsed.region != request_region(self.settings):
-            raise rules.not_found(kind, arn)
-        return parsed
+        return _owned(request_region(self.settings), account_id, kind, arn, ARN_FIELD[kind])
 
     async def _find(
         self,
@@ -398,6 +391,19 @@ def observability_violations(observability: dict[str, Any] | None) -> list[Field
     return []
 
 
+def _owned(region: str, account_id: str, kind: ConfigKind, arn: str, field: str) -> ConfigArn:
+    """`arn`, parsed, when it is a configuration ARN of the caller's account and region."""
+    return owned_arn(
+        arn,
+        lambda text: rules.parse_config_arn(text, kind),
+        field=field,
+        what=f"an {rules.LABEL[kind]}",
+        account_id=account_id,
+        region=region,
+        not_found=lambda missing: rules.not_found(kind, missing),
+    )
+
+
 async def _resolve(
     uow: UnitOfWork, region: str, account_id: str, kind: ConfigKind, arn: str
 ) -> str:
@@ -406,11 +412,7 @@ async def _resolve(
         if kind is ConfigKind.AUTO_SCALING
         else ("observability_configuration.observability_configuration_arn")
     )
-    parsed = rules.parse_config_arn(arn, kind)
-    if parsed is None:
-        raise InvalidRequest([FieldViolation(field, f"not an {rules.LABEL[kind]} ARN")])
-    if parsed.account_id != account_id or parsed.region != region:
-        raise rules.not_found(kind, arn)
+    parsed = _owned(region, account_id, kind, arn, field)
     await _ensure_default(uow, region, account_id)
     config = await _find(uow, account_id, parsed, arn, for_update=True)
     _check_active(config, arn)

@@ -9,7 +9,9 @@ memory, and a push that broke off keeps every whole part it sent. Once a blob is
 its parts are read back one at a time and hashed; only content that matches its digest
 is composed (server-side) into `<repository>/blobs/<digest>`, and the manifest, which
 makes the image visible, is written after every blob (the format of images.py).
-Repository names start with a letter or digit, so `_uploads/` is never a repository."""
+Repository names start with a letter or digit, so `_uploads/` is never a repository.
+The reaper removes a blob's parts once nobody has added to them for the upload
+retention (application/reaper.py)."""
 
 from __future__ import annotations
 

@@ -4,7 +4,9 @@
 - deleted connections, VPC connectors, VPC ingress connections and services, once their
   tombstone's `purge_at` has passed (a service's operations and failed jobs go with it);
 - ended operations, delivered outbox events and request ids older than their retention;
-- failed jobs whose service is gone.
+- failed jobs whose service is gone;
+- with an object store, the staged parts of image pushes nobody has added to for
+  `upload_retention_seconds`, and partial writes (S3: multipart uploads) as old.
 
 Every purge is a bounded batch in its own short transaction (adapters/postgres/ttl.py),
 safe to run from every replica at once; the purge of a certificate, connection or
@@ -17,13 +19,16 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Sequence
+from datetime import UTC, datetime, timedelta
 from typing import TypeVar
 
 from ..domain import events
 from ..domain.model import Event
 from ..settings import Settings
 from .dns import DnsValidation
-from .ports import UnitOfWork, UnitOfWorkFactory
+from .image_upload import STAGING
+from .offload import off_loop
+from .ports import ObjectStore, UnitOfWork, UnitOfWorkFactory
 
 log = logging.getLogger(__name__)
 Row = TypeVar("Row")
@@ -35,11 +40,16 @@ class Reaper:
         uow: UnitOfWorkFactory,
         settings: Settings,
         validation: DnsValidation | None = None,
+        *,
+        store: ObjectStore | None = None,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self.uow = uow
         self.settings = settings
         self.validation = validation
         self.batch = settings.reaper_batch_size
+        self.store = store
+        self.clock = clock
 
     async def reap_once(self) -> dict[str, int]:
         """Purges everything due now; returns how many rows of each kind this call
@@ -80,7 +90,17 @@ class Reaper:
         counts["jobs"] = jobs + await self._count(
             lambda uow: uow.retention.purge_orphaned_failed_jobs(batch)
         )
+        if self.store is not None:
+            counts["upload_parts"] = await self.reap_uploads(self.store)
         return counts
+
+    async def reap_uploads(self, store: ObjectStore) -> int:
+        """Staged push parts (and partial writes) left alone for the retention window.
+        The store's clock stamps them, this one sets the cutoff: both are UTC."""
+        before = self.clock() - timedelta(seconds=self.settings.upload_retention_seconds)
+        return await off_loop(
+            store, store.reap_stale_uploads, self.settings.source_bucket, STAGING, before
+        )
 
     async def run(self, stop: asyncio.Event) -> None:
         """Reaps (and validates) at once, then every `reaper_interval_seconds` until

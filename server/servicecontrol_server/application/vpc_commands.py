@@ -32,6 +32,7 @@ from ..domain.vpc import (
     VpcIngressConnectionStatus,
 )
 from ..settings import Settings
+from .arns import owned_arn, owned_resource_id
 from .idempotency import fingerprint as request_fingerprint
 from .idempotency import first_result, request_id_violations
 from .pagination import PageTokens, page_size, parse_time_position, time_position
@@ -363,17 +364,16 @@ class VpcCommands:
         violations += vpc.ingress_configuration_violations(vpc_id, vpc_endpoint_id)
         violations += request_id_violations(request_id)
         violations += tag_rules.tag_violations(tags) + tag_rules.check_count({}, dict(tags))
-        arn = names.parse_arn(service_arn, "service") if service_arn else None
-        if not service_arn:
-            violations.append(FieldViolation("service_arn", "required"))
-        elif arn is None:
-            violations.append(FieldViolation("service_arn", "not a service ARN"))
-        if violations:
-            raise InvalidRequest(violations)
-        assert arn is not None
-        if arn.account_id != account_id or arn.region != request_region(self.settings):
-            raise _service_not_found(service_arn)
-        return arn
+        return owned_arn(
+            service_arn,
+            lambda text: names.parse_arn(text, "service"),
+            field="service_arn",
+            what="a service",
+            account_id=account_id,
+            region=request_region(self.settings),
+            not_found=_service_not_found,
+            violations=violations,
+        )
 
     async def _live_ingress(
         self, uow: UnitOfWork, account_id: str, arn: str
@@ -462,18 +462,16 @@ def owned_vpc_resource_id(
 ) -> str:
     """The id in a VPC connector or ingress connection ARN of the caller's account and
     region. Malformed: refused with the other violations; elsewhere: not found."""
-    found = list(violations or [])
-    parsed = vpc.parse_arn(arn, kind) if arn else None
-    if not arn:
-        found.append(FieldViolation(field, "required"))
-    elif parsed is None:
-        found.append(FieldViolation(field, f"not a {kind} ARN"))
-    if found:
-        raise InvalidRequest(found)
-    assert parsed is not None
-    if parsed.account_id != account_id or parsed.region != region:
-        raise connector_not_found(arn) if kind == "vpcconnector" else ingress_not_found(arn)
-    return parsed.resource_id
+    return owned_resource_id(
+        arn,
+        kind=kind,
+        field=field,
+        account_id=account_id,
+        region=region,
+        not_found=connector_not_found if kind == "vpcconnector" else ingress_not_found,
+        violations=violations,
+        parse=vpc.parse_arn,
+    )
 
 
 def network_request_violations(network: dict[str, Any] | None) -> list[FieldViolation]:

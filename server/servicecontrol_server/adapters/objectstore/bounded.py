@@ -28,6 +28,7 @@ import logging
 import queue
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from datetime import datetime
 from typing import Any, BinaryIO, TypeVar
 
 from ...application.ports import ObjectInfo, ObjectStore, ObjectStoreUnavailable
@@ -87,26 +88,23 @@ class BoundedObjectStore:
         self._call("compose_object", self.inner.compose_object, bucket, key, list(sources))
 
     def list_objects(self, bucket: str, prefix: str) -> Iterator[ObjectInfo]:
-        # Each page the inner listing fetches happens inside one next(): bound each.
-        listing = self._call("list_objects", self.inner.list_objects, bucket, prefix)
-        try:
-            while True:
-                item = self._call("list_objects", next, listing, _END)
-                if item is _END:
-                    return
-                yield item
-        finally:
-            close = getattr(listing, "close", None)
-            if close is not None:
-                with contextlib.suppress(Exception):
-                    close()
+        return self._listing("list_objects", self.inner.list_objects, bucket, prefix)
 
     def scan_objects(self, bucket: str, prefix: str) -> Iterator[ObjectInfo]:
+        return self._listing("scan_objects", self.inner.scan_objects, bucket, prefix)
+
+    def _listing(
+        self,
+        name: str,
+        listing_call: Callable[[str, str], Iterator[ObjectInfo]],
+        bucket: str,
+        prefix: str,
+    ) -> Iterator[ObjectInfo]:
         # Each page the inner listing fetches happens inside one next(): bound each.
-        listing = self._call("scan_objects", self.inner.scan_objects, bucket, prefix)
+        listing = self._call(name, listing_call, bucket, prefix)
         try:
             while True:
-                item = self._call("scan_objects", next, listing, _END)
+                item = self._call(name, next, listing, _END)
                 if item is _END:
                     return
                 yield item
@@ -123,6 +121,11 @@ class BoundedObjectStore:
     def abort_incomplete_uploads(self, bucket: str, prefix: str) -> int:
         return self._call(
             "abort_incomplete_uploads", self.inner.abort_incomplete_uploads, bucket, prefix
+        )
+
+    def reap_stale_uploads(self, bucket: str, prefix: str, before: datetime) -> int:
+        return self._call(
+            "reap_stale_uploads", self.inner.reap_stale_uploads, bucket, prefix, before
         )
 
     # -- off the event loop --------------------------------------------------------

@@ -14,6 +14,7 @@ import shutil
 import stat
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from datetime import datetime
 from pathlib import Path
 from typing import Any, BinaryIO, cast
 
@@ -24,6 +25,7 @@ from ...application.ports import (
     ObjectStoreError,
     ObjectStoreUnavailable,
 )
+from . import local_reaping
 
 UPLOADS = ".uploads"
 _PART_SUFFIX = ".part"
@@ -249,6 +251,16 @@ class LocalDirectoryObjectStore:
                         aborted += 1
             _prune_tree(start, uploads)
         return aborted
+
+    def reap_stale_uploads(self, bucket: str, prefix: str, before: datetime) -> int:
+        root = self._bucket(bucket)
+        parts = _parts(prefix, prefix=True)
+        if not prefix.endswith("/") or len(parts) < 2:
+            raise ValueError(f"reap_stale_uploads needs a folder prefix: {prefix!r}")
+        cutoff = before.timestamp()
+        with _os_errors(f"reap stale uploads in {bucket}/{prefix}"):
+            removed = local_reaping.reap_groups(root.joinpath(*parts[:-1]), cutoff)
+            return removed + local_reaping.reap_partial_files(root / UPLOADS, _PART_SUFFIX, cutoff)
 
     def _write(self, bucket: str, key: str, fill: _Fill) -> None:
         root = self._existing_bucket(bucket)

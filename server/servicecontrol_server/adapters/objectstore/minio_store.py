@@ -8,6 +8,7 @@ import itertools
 import os
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
+from datetime import datetime
 from typing import BinaryIO
 
 import certifi
@@ -264,6 +265,63 @@ class MinioObjectStore:
                 key_marker = next_marker
             if not found_new:
                 return aborted
+
+    def reap_stale_uploads(self, bucket: str, prefix: str, before: datetime) -> int:
+        """The listing is in key order, so one group's parts come together: one group is
+        held at a time however many the prefix has."""
+        removed = 0
+        group, newest = "", None
+        keys: list[str] = []
+        try:
+            with _calling(f"list {bucket}/{prefix}"):
+                for found in self._client.list_objects(bucket, prefix=prefix, recursive=True):
+                    if found.is_dir or found.object_name is None:
+                        continue
+                    name = found.object_name[len(prefix) :].split("/", 1)[0]
+                    if name != group:
+                        removed += self._reap_group(bucket, keys, newest, before)
+                        group, newest, keys = name, None, []
+                    keys.append(found.object_name)
+                    written = found.last_modified
+                    if written is not None and (newest is None or written > newest):
+                        newest = written
+        except ObjectStoreError as exc:
+            if _s3_code(exc) in _MISSING_BUCKET:
+                return removed
+            raise
+        removed += self._reap_group(bucket, keys, newest, before)
+        return removed + self._abort_uploads_before(bucket, before)
+
+    def _reap_group(
+        self, bucket: str, keys: list[str], newest: datetime | None, before: datetime
+    ) -> int:
+        if not keys or newest is None or newest >= before:
+            return 0
+        return self.delete_objects(bucket, keys)
+
+    def _abort_uploads_before(self, bucket: str, before: datetime) -> int:
+        """Multipart uploads of the whole bucket begun before `before` (a compose that
+        died half-way leaves one), walked by key marker as abort_incomplete_uploads does."""
+        aborted = 0
+        key_marker: str | None = None
+        while True:
+            try:
+                with _calling(f"list multipart uploads in {bucket}"):
+                    result = self._client._list_multipart_uploads(
+                        bucket, key_marker=key_marker, max_uploads=1000
+                    )
+            except ObjectStoreError as exc:
+                if _s3_code(exc) in _MISSING_BUCKET:
+                    return aborted
+                raise
+            for upload in result.uploads:
+                begun = upload.initiated_time
+                if upload.upload_id and upload.object_name and begun is not None and begun < before:
+                    aborted += self._abort_upload(bucket, upload.object_name, upload.upload_id)
+            next_marker = result.next_key_marker
+            if not result.is_truncated or not next_marker or next_marker == key_marker:
+                return aborted
+            key_marker = next_marker
 
     def _list_uploads(
         self, bucket: str, prefix: str, key_marker: str | None

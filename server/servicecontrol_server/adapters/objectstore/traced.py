@@ -4,58 +4,33 @@ span lasts until the caller has consumed it."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
 from typing import Any
 
 from opentelemetry.trace import SpanKind
 
 from ... import tracing
-from ...application.ports import ObjectNotFound, ObjectStore
+from ...application.ports import ObjectStore
+from .observed import ObservedObjectStore
 
 
-class TracedObjectStore:
+class TracedObjectStore(ObservedObjectStore):
     def __init__(self, inner: ObjectStore) -> None:
-        self.inner = inner
-
-    def __getattr__(self, name: str) -> Any:
-        target = getattr(self.inner, name)
-        if not callable(target) or name.startswith("_"):
-            return target
-        return _traced(name, target)
+        super().__init__(inner, _SpanObservation.start)
 
 
-def _traced(operation: str, call: Callable[..., Any]) -> Callable[..., Any]:
-    def traced(*args: Any, **kwargs: Any) -> Any:
+class _SpanObservation:
+    def __init__(self, span: tracing.OpenSpan) -> None:
+        self.span = span
+
+    @classmethod
+    def start(cls, operation: str, args: tuple[Any, ...]) -> _SpanObservation:
         attributes: dict[str, Any] = {"servicecontrol.object_store.operation": operation}
         if args and isinstance(args[0], str):
             attributes["servicecontrol.object_store.bucket"] = args[0]
-        span = tracing.start_span(f"objectstore {operation}", SpanKind.CLIENT, attributes)
-        try:
-            result = call(*args, **kwargs)
-        except ObjectNotFound:
+        return cls(tracing.start_span(f"objectstore {operation}", SpanKind.CLIENT, attributes))
+
+    def finish(self, outcome: str, error: BaseException | None) -> None:
+        if outcome == "not_found":
             # An answer, not a failure: the caller asked whether it exists.
-            span.set_attribute("servicecontrol.object_store.outcome", "not_found")
-            span.end()
-            raise
-        except BaseException as exc:
-            span.end(exc)
-            raise
-        if isinstance(result, Iterator):
-            return _traced_iteration(span, result)
-        span.end()
-        return result
-
-    return traced
-
-
-def _traced_iteration(span: tracing.OpenSpan, items: Iterator[Any]) -> Iterator[Any]:
-    error: BaseException | None = None
-    try:
-        yield from items
-    except GeneratorExit:
-        raise  # the caller stopped early
-    except BaseException as exc:
-        error = exc
-        raise
-    finally:
-        span.end(error)
+            self.span.set_attribute("servicecontrol.object_store.outcome", "not_found")
+        self.span.end(error)

@@ -19,6 +19,9 @@ from .errors import (
     QUOTA_EXCEEDED,
     RESOURCE_NOT_FOUND,
 )
+from .replies import created
+from .replies import page as _page
+from .replies import with_token as _with_token
 
 Body = dict[str, Any]
 
@@ -86,28 +89,6 @@ def _service_arn(body: Body) -> str:
 
 def _next_token(body: Body) -> str:
     return shapes.string(body, "NextToken")
-
-
-async def _page(
-    fetch: Callable[[int, str], Awaitable[Page]], max_results: int | None, token: str
-) -> Page:
-    """One page of `max_results`; without MaxResults, App Runner answers every remaining
-    result at once, so the pages are gathered here."""
-    if max_results is not None:
-        return await fetch(max_results, token)
-    items: list[Any] = []
-    while True:
-        page = await fetch(0, token)
-        items += page.items
-        token = page.next_page_token
-        if not token:
-            return Page(items, "")
-
-
-def _with_token(out: Body, token: str) -> Body:
-    if token:
-        out["NextToken"] = token
-    return out
 
 
 async def _service(ctx: Context, svc: Any) -> Body:
@@ -237,9 +218,15 @@ def _connection_name(body: Body) -> str:
 async def create_connection(ctx: Context, body: Body) -> Body:
     name = _connection_name(body)
     provider = shapes.string(body, "ProviderType")
-    tags = shapes.tags(body)
-    conn = await ctx.app.connections.create_connection(ctx.account_id, name, provider, tags=tags)
-    return {"Connection": shapes.connection(conn)}
+    return await created(
+        body,
+        "Connection",
+        shapes.connection,
+        ctx.app.connections.create_connection,
+        ctx.account_id,
+        name,
+        provider,
+    )
 
 
 @action("ListConnections")

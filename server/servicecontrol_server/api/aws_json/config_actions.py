@@ -10,6 +10,8 @@ from ...application.results import Page
 from ...domain.config_resources import ConfigKind, ConfigResource, ConfigStatus
 from . import shapes
 from .errors import QUOTA_EXCEEDED, RESOURCE_NOT_FOUND, serialization
+from .replies import created, with_token
+from .replies import page as _page
 
 Body = dict[str, Any]
 
@@ -97,28 +99,6 @@ def _action(name: str, *errors: str) -> Callable[[Handler], Handler]:
     return register
 
 
-async def _page(
-    fetch: Callable[[int, str], Awaitable[Page]], max_results: int | None, token: str
-) -> Page:
-    """One page of `max_results`; without MaxResults, App Runner answers every remaining
-    result at once."""
-    if max_results is not None:
-        return await fetch(max_results, token)
-    items: list[Any] = []
-    while True:
-        page = await fetch(0, token)
-        items += page.items
-        token = page.next_page_token
-        if not token:
-            return Page(items, "")
-
-
-def _with_token(out: Body, token: str) -> Body:
-    if token:
-        out["NextToken"] = token
-    return out
-
-
 def arn_of(body: Body, member: str) -> str:
     return shapes.string(body, member, required=True, min_len=1, max_len=ARN_MAX)
 
@@ -144,11 +124,17 @@ async def create_auto_scaling(ctx: Any, body: Body) -> Body:
     max_concurrency = shapes.integer(body, "MaxConcurrency", 1, 200)
     min_size = shapes.integer(body, "MinSize", 1, 25)
     max_size = shapes.integer(body, "MaxSize", 1, 2**31 - 1)
-    tags = shapes.tags(body)
-    config = await ctx.app.configs.create_auto_scaling(
-        ctx.account_id, name, max_concurrency, min_size, max_size, tags=tags
+    return await created(
+        body,
+        "AutoScalingConfiguration",
+        auto_scaling,
+        ctx.app.configs.create_auto_scaling,
+        ctx.account_id,
+        name,
+        max_concurrency,
+        min_size,
+        max_size,
     )
-    return {"AutoScalingConfiguration": auto_scaling(config)}
 
 
 @_action("DescribeAutoScalingConfiguration", RESOURCE_NOT_FOUND)
@@ -169,7 +155,7 @@ async def list_auto_scaling(ctx: Any, body: Body) -> Body:
         )
 
     found = await _page(fetch, max_results, token)
-    return _with_token(
+    return with_token(
         {"AutoScalingConfigurationSummaryList": [auto_scaling_summary(c) for c in found.items]},
         found.next_page_token,
     )
@@ -200,7 +186,7 @@ async def list_services_for(ctx: Any, body: Body) -> Body:
         return await ctx.app.configs.list_services(ctx.account_id, arn, size, page_token)
 
     found = await _page(fetch, max_results, token)
-    return _with_token({"ServiceArnList": list(found.items)}, found.next_page_token)
+    return with_token({"ServiceArnList": list(found.items)}, found.next_page_token)
 
 
 # ----- observability -----
@@ -220,9 +206,15 @@ async def create_observability(ctx: Any, body: Body) -> Body:
             required=True,
             enum=("AWSXRAY",),
         )
-    tags = shapes.tags(body)
-    config = await ctx.app.configs.create_observability(ctx.account_id, name, vendor, tags=tags)
-    return {"ObservabilityConfiguration": observability(config)}
+    return await created(
+        body,
+        "ObservabilityConfiguration",
+        observability,
+        ctx.app.configs.create_observability,
+        ctx.account_id,
+        name,
+        vendor,
+    )
 
 
 @_action("DescribeObservabilityConfiguration", RESOURCE_NOT_FOUND)
@@ -243,7 +235,7 @@ async def list_observability(ctx: Any, body: Body) -> Body:
         )
 
     found = await _page(fetch, max_results, token)
-    return _with_token(
+    return with_token(
         {"ObservabilityConfigurationSummaryList": [observability_summary(c) for c in found.items]},
         found.next_page_token,
     )

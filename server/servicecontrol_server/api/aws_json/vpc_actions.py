@@ -11,6 +11,7 @@ from ...domain.vpc import VpcConnector, VpcIngressConnection
 from . import shapes
 from .actions import ARN_MAX, Body, Context, _page, _with_token, action
 from .errors import INVALID_STATE, QUOTA_EXCEEDED, RESOURCE_NOT_FOUND, invalid_request
+from .replies import created
 
 NAME_MIN, NAME_MAX = 4, 40
 LIST_TOKEN_MIN, LIST_TOKEN_MAX = 1, 1024
@@ -98,11 +99,16 @@ async def create_vpc_connector(ctx: Context, body: Body) -> Body:
     )
     subnets = _string_list(body, "Subnets", required=True)
     security_groups = _string_list(body, "SecurityGroups")
-    tags = shapes.tags(body)
-    connector = await ctx.app.vpc.create_vpc_connector(
-        ctx.account_id, name, subnets, security_groups, tags=tags
+    return await created(
+        body,
+        "VpcConnector",
+        vpc_connector,
+        ctx.app.vpc.create_vpc_connector,
+        ctx.account_id,
+        name,
+        subnets,
+        security_groups,
     )
-    return {"VpcConnector": vpc_connector(connector)}
 
 
 @action("DescribeVpcConnector", RESOURCE_NOT_FOUND)
@@ -145,11 +151,17 @@ async def create_vpc_ingress_connection(ctx: Context, body: Body) -> Body:
         body, "VpcIngressConnectionName", required=True, min_len=NAME_MIN, max_len=NAME_MAX
     )
     vpc_id, endpoint_id = _ingress_vpc_configuration(body)
-    tags = shapes.tags(body)
-    connection = await ctx.app.vpc.create_vpc_ingress_connection(
-        ctx.account_id, service_arn, name, vpc_id, endpoint_id, tags=tags
+    return await created(
+        body,
+        "VpcIngressConnection",
+        vpc_ingress_connection,
+        ctx.app.vpc.create_vpc_ingress_connection,
+        ctx.account_id,
+        service_arn,
+        name,
+        vpc_id,
+        endpoint_id,
     )
-    return {"VpcIngressConnection": vpc_ingress_connection(connection)}
 
 
 @action("DescribeVpcIngressConnection", RESOURCE_NOT_FOUND)

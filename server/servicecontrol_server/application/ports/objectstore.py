@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, BinaryIO, Protocol, TypeVar, runtime_checkable
 
 T = TypeVar("T")
@@ -76,6 +77,14 @@ class ObjectStore(Protocol):
 
     def abort_incomplete_uploads(self, bucket: str, prefix: str) -> int:
         """Aborts every unfinished multipart upload under prefix; returns how many."""
+        ...
+
+    def reap_stale_uploads(self, bucket: str, prefix: str, before: datetime) -> int:
+        """Removes what unfinished writes left behind before `before` (aware, UTC): under
+        `prefix`, each group of objects sharing their first path part after it (one
+        upload's parts, `<prefix><upload>/...`) whose newest object was written before
+        `before`, whole; and in the whole bucket, the unfinished multipart uploads (or
+        partly written files) begun before it. Returns how many it removed."""
         ...
 
 
