@@ -44,6 +44,9 @@ def test_every_benchmark_runs_and_reports(tmp_path: Path) -> None:
     load = report["benchmarks"]["load"]
     assert load["modes"]["process"]["load"]["jobs_per_s"] > 0
     assert load["modes"]["process"]["memory"]["server_idle_mib"] > 0
+    # Every delete job of the request-to-DELETED pass was timed, its store time taken off.
+    overhead = delete["delete_job_overhead_ms"]
+    assert overhead["samples"] >= 5 and overhead["median"] > 0
     rows = [row for bench in report["benchmarks"].values() for row in bench["rows"]]
     assert all(row["value"] > 0 for row in rows)
     # The table printed, and the document written beside the plots it links.

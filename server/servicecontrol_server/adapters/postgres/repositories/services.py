@@ -5,13 +5,13 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from sqlalchemy import TextClause, delete, func, insert, select, text, update
+from sqlalchemy import TextClause, func, insert, select, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from ....application.ports import Cursor
 from ....domain.model import Service, ServiceConfiguration, ServiceStatus
-from ..schema import compute_instances, service_configurations, services
+from ..schema import service_configurations, services
 
 # The request path of every mutation reads and writes one service row; these two are
 # written as SQL once, not built per call, because statement construction cost more than
@@ -93,6 +93,21 @@ SAVE_SERVICE = text(
         deleted_at = :deleted_at, purge_at = :purge_at
     WHERE service_id = :service_id
     RETURNING version, updated_at
+    """
+)
+
+
+# Both configuration records of a service in one statement (one round trip).
+DELETE_CONFIGURATION = text(
+    """
+    WITH configurations AS (
+        DELETE FROM service_configurations WHERE service_id = :service_id RETURNING 1
+    ),
+    instances AS (
+        DELETE FROM compute_instances WHERE service_id = :service_id RETURNING 1
+    )
+    SELECT (SELECT count(*) FROM configurations) AS configurations,
+           (SELECT count(*) FROM instances) AS instances
     """
 )
 
@@ -238,20 +253,11 @@ class ServiceRepository:
 
     async def delete_configuration(self, service_id: str) -> list[str]:
         """Removes the service configuration records; returns what was removed."""
+        row = (await self.conn.execute(DELETE_CONFIGURATION, {"service_id": service_id})).one()
         removed: list[str] = []
-        if (
-            await self.conn.execute(
-                delete(service_configurations).where(
-                    service_configurations.c.service_id == service_id
-                )
-            )
-        ).rowcount:
+        if row.configurations:
             removed.append("service_configuration")
-        if (
-            await self.conn.execute(
-                delete(compute_instances).where(compute_instances.c.service_id == service_id)
-            )
-        ).rowcount:
+        if row.instances:
             removed.append("compute_instance")
         return removed
 
