@@ -1,7 +1,7 @@
 """The request path beside the gRPC stack's own ceiling, measured in the same run.
 
     .venv/bin/python bench/bench_requests.py [--quick] [--runs N] [--json report.json]
-        [--profile describe|delete --profile-out DIR]
+        [--profile describe|list|delete --profile-out DIR]
 
 A real `servicecontrol serve` (against an embedded PostgreSQL started here, or the server
 named by SERVICECONTROL_DATABASE_URL) answers a grpc.aio load generator running in its own
@@ -338,12 +338,12 @@ def _profile(
     )
     client = Client(f"127.0.0.1:{server.port}")
     try:
-        if args.profile == "describe":
+        if args.profile in READS:
             client.run(
-                rpc="describe", callers=64, seconds=0.5, token=tokens["read"], arns=read_arns
+                rpc=args.profile, callers=64, seconds=0.5, token=tokens["read"], arns=read_arns
             )
             result = client.run(
-                rpc="describe", callers=64, seconds=8.0, token=tokens["read"], arns=read_arns
+                rpc=args.profile, callers=64, seconds=8.0, token=tokens["read"], arns=read_arns
             )
         else:
             result = client.run(
@@ -575,7 +575,9 @@ def main() -> None:
     parser.add_argument("--runs", type=int, help="runs to take the median of (default 3)")
     parser.add_argument("--json", type=Path, help="also write the report here")
     parser.add_argument(
-        "--profile", choices=("describe", "delete"), help="profile the server under 64 callers"
+        "--profile",
+        choices=("describe", "list", "delete"),
+        help="profile the server under 64 callers",
     )
     parser.add_argument("--profile-out", type=Path, default=Path("."), help="profile directory")
     parser.add_argument("--client", metavar="TARGET", help=argparse.SUPPRESS)

@@ -50,6 +50,11 @@ def run_all(quick: bool, only: set[str] | None, s3_max: int | None) -> dict[str,
         report["benchmarks"]["scale"] = bench_scale.run(quick, s3_max)
     if only is None or "delete" in only:
         report["benchmarks"]["delete"] = asyncio.run(bench_delete.run(quick))
+    # Jobs under a 64-caller request load, and the server's memory (bench_load.py).
+    if only is None or "load" in only:
+        import bench_load
+
+        report["benchmarks"]["load"] = bench_load.run(quick)
     if only is None or "growth" in only:
         import bench_growth
 
@@ -186,7 +191,7 @@ def main() -> None:
     parser.add_argument(
         "--only",
         action="append",
-        choices=["engine", "scale", "delete", "growth"],
+        choices=["engine", "scale", "delete", "load", "growth"],
         help="repeatable",
     )
     parser.add_argument("--s3-max", type=int, help="largest S3 copy bench_scale seeds")

@@ -23,13 +23,14 @@ from .adapters.crypto.aesgcm import AesGcmSecretBox, decode_kek, load_or_create_
 from .adapters.dns.zone_file import ZoneFileValidator
 from .adapters.objectstore.bounded import BoundedObjectStore
 from .adapters.objectstore.timed import TimedObjectStore
-from .adapters.postgres import stats
+from .adapters.postgres import direct, stats
 from .adapters.postgres.database import (
     create_engine,
     libpq_url,
     single_statement,
     sqlalchemy_url,
 )
+from .adapters.postgres.direct_reads import DirectReadUnitOfWork
 from .adapters.postgres.embedded import EmbeddedPostgres, EmbeddedPostgresError
 from .adapters.postgres.event_hub import EventHub
 from .adapters.postgres.identity import PostgresIdentityStore
@@ -253,9 +254,17 @@ def unit_of_work_factory(engine: AsyncEngine) -> UnitOfWorkFactory:
 
 
 def read_unit_of_work_factory(engine: AsyncEngine) -> UnitOfWorkFactory:
-    """Units of work for queries that read with one statement: no transaction around it."""
+    """Units of work for queries that read with one statement: no transaction around it
+    (on the engine's direct pool when it has one and nothing is traced)."""
     kind = TracedPostgresUnitOfWork if tracing.enabled() else PostgresUnitOfWork
     autocommit = single_statement(engine)
+    pool = direct.attached(engine)
+    if pool is not None and kind is PostgresUnitOfWork:
+
+        def direct_uow() -> PostgresUnitOfWork:
+            return DirectReadUnitOfWork(autocommit, pool)
+
+        return direct_uow
 
     def uow() -> PostgresUnitOfWork:
         return kind(autocommit, read_only=True)
@@ -298,6 +307,7 @@ class Application:
         if self.event_hub is not None:
             await self.event_hub.close()
         await self.listener.close()
+        await direct.detach(self.engine)
         await self.engine.dispose()
         # What is still buffered is exported before the process ends.
         await asyncio.to_thread(tracing.shutdown)
@@ -305,7 +315,7 @@ class Application:
             lane.close()
 
     def background_tasks(
-        self, stop: asyncio.Event, *, workers: int, role: str
+        self, stop: asyncio.Event, *, workers: int, role: str, relay_and_reaper: bool = True
     ) -> list[asyncio.Task[None]]:
         """The engine's loops: job workers, outbox relay and TTL reaper, until `stop`."""
         s = self.settings
@@ -334,6 +344,8 @@ class Application:
                 tracer=tracing.AttemptTracing() if tracing.enabled() else None,
             )
             tasks.append(asyncio.create_task(worker.run(stop), name="worker"))
+        if not relay_and_reaper:
+            return tasks
         relay = OutboxRelay(self.engine)
         tasks.append(asyncio.create_task(relay.run(stop, s.job_poll_seconds), name="outbox-relay"))
         reaper = CountingReaper(self.uow, s, self.dns_validation, store=self.store)
@@ -347,6 +359,8 @@ async def build(settings: Settings, url: str, *, migrate: bool | None = None) ->
     # Before anything traced is built: off unless an OTLP endpoint is configured.
     tracing.configure(settings)
     engine = create_engine(url)
+    # The request path's hot single-statement reads (key lookup, Describe, List).
+    direct.attach(engine, url)
     raw_store = object_store(settings)
     buckets_pending = (
         None
@@ -514,7 +528,10 @@ async def serve(
         ready(
             Bound(bound_address(s.grpc_listen, port), aws_address, metrics_address, console_address)
         )
-    tasks = app.background_tasks(stop, workers=s.workers_in_server, role="serve")
+    # Job workers on this event loop only when asked: by default they run in processes
+    # of their own (supervisor.py), started beside this.
+    in_process = s.workers_in_server if s.worker_mode == "in-process" else 0
+    tasks = app.background_tasks(stop, workers=in_process, role="serve")
     await stop.wait()
     log.info("shutting down", extra={"grace_seconds": s.grpc_grace_seconds})
     health_servicer.enter_graceful_shutdown()
@@ -527,9 +544,18 @@ async def serve(
     log.info("stopped")
 
 
-async def work(app: Application, stop: asyncio.Event, workers: int) -> None:
+async def work(
+    app: Application,
+    stop: asyncio.Event,
+    workers: int,
+    *,
+    role: str = "worker",
+    relay_and_reaper: bool = True,
+) -> None:
     """`servicecontrol worker`: the engine's loops only, until `stop`."""
-    await _finish(app.background_tasks(stop, workers=workers, role="worker"))
+    await _finish(
+        app.background_tasks(stop, workers=workers, role=role, relay_and_reaper=relay_and_reaper)
+    )
 
 
 async def _finish(tasks: list[asyncio.Task[None]]) -> None:

@@ -74,7 +74,7 @@ def _main(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
             return 2
         return asyncio.run(_serve(settings))
     if args.command == "worker":
-        return asyncio.run(_worker(settings, args.concurrency))
+        return asyncio.run(_worker(settings, args.concurrency, args))
     if args.command == "migrate":
         return _migrate(settings, args.check)
     if args.command == "credentials":
@@ -118,7 +118,18 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--console", metavar="HOST:PORT", help="the web console (default 127.0.0.1:50090; '' off)"
     )
-    serve.add_argument("--workers", type=int, help="job workers inside the server (0: none)")
+    serve.add_argument(
+        "--workers", type=int, help="jobs each of the server's job workers runs at once (0: none)"
+    )
+    serve.add_argument(
+        "--worker-mode",
+        choices=("process", "in-process"),
+        help="process (default): job workers in supervised processes of their own; "
+        "in-process: on the server's event loop",
+    )
+    serve.add_argument(
+        "--worker-processes", type=int, help="job worker processes (--worker-mode process)"
+    )
     serve.add_argument(
         "--regions",
         metavar="REGION,...",
@@ -139,6 +150,9 @@ def _parser() -> argparse.ArgumentParser:
 
     worker = sub.add_parser("worker", help="run job workers only")
     worker.add_argument("--concurrency", type=int, default=2)
+    # Set by `serve` for the worker processes it supervises.
+    worker.add_argument("--supervised-by", type=int, help=argparse.SUPPRESS)
+    worker.add_argument("--worker-index", type=int, default=1, help=argparse.SUPPRESS)
 
     migrate = sub.add_parser("migrate", help="apply database migrations")
     migrate.add_argument("--check", action="store_true", help="only report pending differences")
@@ -231,6 +245,8 @@ _FLAG_SETTINGS = {
     "tls_key": "tls_key",
     "tls_client_ca": "tls_client_ca",
     "workers": "workers_in_server",
+    "worker_mode": "worker_mode",
+    "worker_processes": "worker_processes",
     "regions": "regions",
 }
 
@@ -258,6 +274,7 @@ async def _serve(settings: Settings) -> int:
     from .api.server import run_until_signalled
     from .bootstrap import Bound, build, database_url, serve, starting_on_database
     from .identity_cli import first_start_credentials
+    from .supervisor import alongside, worker_processes
 
     with database_url(settings) as url:
         with starting_on_database(url):
@@ -278,7 +295,10 @@ async def _serve(settings: Settings) -> int:
                 # A machine-readable line for scripts and tests that start the server.
                 print(f"SERVICECONTROL_READY port={bound.grpc.rpartition(':')[2]}", flush=True)
 
-            await run_until_signalled(lambda stop: serve(app, stop, ready))
+            with worker_processes(settings, url) as workers:
+                await run_until_signalled(
+                    lambda stop: alongside(workers, stop, lambda s: serve(app, s, ready))
+                )
         finally:
             await app.close()
     return 0
@@ -321,9 +341,16 @@ def _credentials_file(settings: Settings) -> Path | None:
     return path.absolute() if path.exists() else None
 
 
-async def _worker(settings: Settings, concurrency: int) -> int:
+async def _worker(settings: Settings, concurrency: int, args: argparse.Namespace) -> int:
     from .api.server import run_until_signalled
     from .bootstrap import build, database_url, starting_on_database, work
+
+    if args.supervised_by is not None:  # one of `serve`'s worker processes
+        from .supervisor import run_supervised_worker
+
+        return await run_supervised_worker(
+            settings, concurrency, args.supervised_by, args.worker_index
+        )
 
     with database_url(settings) as url:
         # Migrating is safe from any number of processes at once (an advisory lock

@@ -108,3 +108,20 @@ def configure(level: str, log_format: str = "auto", stream: TextIO | None = None
         logger.propagate = True
     logging.captureWarnings(True)
     return as_json
+
+
+class _Tag(logging.Filter):
+    def __init__(self, fields: dict[str, object]) -> None:
+        super().__init__()
+        self.fields = fields
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        for key, value in self.fields.items():
+            setattr(record, key, value)
+        return True
+
+
+def tag(**tags: object) -> None:
+    """Adds these fields to every line this process logs (after `configure`)."""
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(_Tag(tags))

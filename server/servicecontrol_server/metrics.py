@@ -4,7 +4,13 @@ reaper) and sampled from the database when scraped (queue depth, outbox lag)."""
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Gauge, Histogram, disable_created_metrics
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from prometheus_client import REGISTRY, Counter, Gauge, Histogram, disable_created_metrics
+from prometheus_client.exposition import generate_latest
+from prometheus_client.metrics_core import Metric
 
 # Only the values: a `_created` timestamp series per label set doubles a scrape's size.
 disable_created_metrics()
@@ -51,6 +57,63 @@ OBJECT_STORE_SECONDS = Histogram(
     "Object-store calls, by operation and outcome (ok, not_found, error).",
     ["operation", "outcome"],
 )
+
+
+# Where `serve`'s worker processes write their metrics (None: it runs no such process).
+_worker_metrics: Path | None = None
+
+
+def include_worker_processes(directory: Path | None) -> None:
+    """Scrapes add the counters and histograms that worker processes wrote into
+    `directory` (prometheus_client's multiprocess files) to this process's own."""
+    global _worker_metrics
+    _worker_metrics = directory
+
+
+def exposition() -> bytes:
+    """This process's metrics in Prometheus' text format, with its worker processes'."""
+    if _worker_metrics is None:
+        return generate_latest(REGISTRY)
+    return generate_latest(_Merged(_worker_metrics))
+
+
+class _Merged:
+    """The registry's metrics, plus each counter and histogram sample the worker processes
+    recorded (alive or not: counters never go back when a worker restarts), summed with
+    this process's sample of the same name and labels. Their gauges are not taken: every
+    gauge is this process's to set."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+
+    def collect(self) -> Iterable[Metric]:
+        from prometheus_client.multiprocess import MultiProcessCollector
+
+        theirs: dict[str, Metric] = {}
+        try:
+            for metric in MultiProcessCollector(None, path=str(self.directory)).collect():
+                if metric.type in ("counter", "histogram"):
+                    theirs[metric.name] = metric
+        except (OSError, ValueError):
+            theirs = {}  # a file being written or removed: this scrape has ours only
+        for metric in REGISTRY.collect():
+            other = theirs.pop(metric.name, None)
+            if other is not None:
+                metric.samples = merge_samples(metric.samples, other.samples)
+            yield metric
+        yield from theirs.values()
+
+
+def merge_samples(ours: list[Any], theirs: list[Any]) -> list[Any]:
+    """Samples with the same name and labels summed; the others kept, in order."""
+    merged: dict[tuple[str, tuple[tuple[str, str], ...]], Any] = {}
+    for sample in [*ours, *theirs]:
+        key = (sample.name, tuple(sorted(sample.labels.items())))
+        if key in merged:
+            merged[key] = merged[key]._replace(value=merged[key].value + sample.value)
+        else:
+            merged[key] = sample
+    return list(merged.values())
 
 
 def observe_rpc(endpoint: str, method: str, code: str, seconds: float) -> None:

@@ -43,8 +43,14 @@ class Settings(BaseSettings):
     console_tls_cert_file: Path | None = None
     console_tls_key_file: Path | None = None
     console_session_seconds: int = Field(default=8 * 3600, ge=60)
-    # Workers inside `serve`; 0 leaves jobs to `servicecontrol worker` processes.
+    # Jobs `serve` runs at once in each of its job workers; 0: none (jobs are left to
+    # `servicecontrol worker` processes).
     workers_in_server: int = Field(default=2, ge=0)
+    # process: `serve` runs its job workers in `worker_processes` child processes that it
+    # supervises (requests and jobs do not share an event loop); in-process: on its own
+    # event loop, as one worker.
+    worker_mode: Literal["process", "in-process"] = "process"
+    worker_processes: int = Field(default=1, ge=1)
 
     # Object storage: an S3 endpoint (host:port) through the minio SDK, or, when empty, a
     # local directory store in data_dir/objects.

@@ -22,6 +22,8 @@ FLAGS = {
     "tls_key": "--tls-key",
     "tls_client_ca": "--tls-client-ca",
     "workers_in_server": "--workers",
+    "worker_mode": "--worker-mode",
+    "worker_processes": "--worker-processes",
     "regions": "--regions",
     "log_format": "--log-format",
 }

@@ -41,6 +41,12 @@ def test_every_benchmark_runs_and_reports(tmp_path: Path) -> None:
             assert all(r["seconds"] > 0 and r["objects"] == int(n) for n, r in runs.items())
     delete = report["benchmarks"]["delete"]
     assert delete["delete_to_deleted_ms"]["objects"] >= 20
+    load = report["benchmarks"]["load"]
+    assert load["modes"]["process"]["load"]["jobs_per_s"] > 0
+    assert load["modes"]["process"]["memory"]["server_idle_mib"] > 0
+    # Every delete job of the request-to-DELETED pass was timed, its store time taken off.
+    overhead = delete["delete_job_overhead_ms"]
+    assert overhead["samples"] >= 5 and overhead["median"] > 0
     growth = report["benchmarks"]["growth"]
     for phase in ("empty", "grown"):
         assert growth["figures"][phase]["engine_jobs_per_s"] > 0

@@ -82,6 +82,8 @@ async def test_sigterm_under_load_drains_hands_jobs_back_and_exits_0(
                 line = (await asyncio.wait_for(server.stdout.readline(), 60)).decode()
                 assert line.startswith("SERVICECONTROL_READY port="), line
                 port = int(line.strip().rpartition("=")[2])
+                # The server's job workers run in a process of their own: up before the load.
+                await wait_until(_workers_alive(h), timeout=60)
                 acknowledged, outcomes, ended = await _load_then_sigterm(
                     h, server, port, proxy, log
                 )
@@ -113,6 +115,13 @@ async def test_sigterm_under_load_drains_hands_jobs_back_and_exits_0(
                 for task in tasks:
                     with contextlib.suppress(asyncio.CancelledError):
                         await asyncio.wait_for(task, 20)
+
+
+def _workers_alive(h: Harness) -> Any:
+    async def alive() -> bool:
+        return await h.app.presence.live_workers() > 0
+
+    return alive
 
 
 async def _load_then_sigterm(

@@ -262,7 +262,11 @@ async def test_one_operation_is_one_trace_from_call_to_job_and_object_store(
             }
             assert wait != call["trace_id"]
 
-        on = [r for r in _records(tmp_path / "serve.log") if r["message"] == "tracing on"]
+        records = _records(tmp_path / "serve.log")
+        on = [r for r in records if r["message"] == "tracing on" and "worker" not in r]
+        assert len(on) == 1 and on[0]["otlp_endpoint"] == f"http://127.0.0.1:{otlp_port}"
+        # The job worker process (tagged with its number) traces to the same endpoint.
+        on = [r for r in records if r["message"] == "tracing on" and "worker" in r]
         assert len(on) == 1 and on[0]["otlp_endpoint"] == f"http://127.0.0.1:{otlp_port}"
         # The delete removed the image copy: its object-store calls are in its trace.
         delete_calls = {

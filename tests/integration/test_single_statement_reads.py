@@ -3,6 +3,8 @@ and such a unit of work can write nothing; mutations keep their transaction."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -54,3 +56,45 @@ async def test_the_pool_s_connections_return_to_transactions_after_a_single_stat
         await conn.execute(PAUSE)
         second = (await conn.execute(TWO_CLOCKS)).scalar_one()
     assert second == first
+
+
+async def test_the_recorded_compute_driver_writes_each_change_as_one_statement(
+    engine: AsyncEngine,
+) -> None:
+    """A compute change is one statement in autocommit (no BEGIN and COMMIT round trips),
+    and it is committed: another connection sees it."""
+    from sqlalchemy import event
+
+    from servicecontrol_server.adapters.compute.recorded import RecordedComputeDriver
+
+    async with engine.begin() as conn:
+        await conn.execute(text("INSERT INTO accounts (account_id) VALUES ('111122223333')"))
+        await conn.execute(
+            text(
+                "INSERT INTO services (service_id, account_id, region, service_name,"
+                " service_arn, service_url, status) VALUES ('svc-one', '111122223333',"
+                " 'us-east-1', 'one', 'arn:one', 'one.example', 'RUNNING')"
+            )
+        )
+    autocommit: list[bool] = []
+
+    def executing(conn: Any, cursor: object, statement: str, *_: object) -> None:
+        if "compute_instances" in statement:
+            autocommit.append(bool(conn.connection.dbapi_connection.autocommit))
+
+    event.listen(engine.sync_engine, "before_cursor_execute", executing)
+    try:
+        driver = RecordedComputeDriver(engine)
+        await driver.start("svc-one", "services/svc-one/")
+        await driver.stop("svc-one")
+    finally:
+        event.remove(engine.sync_engine, "before_cursor_execute", executing)
+    assert autocommit == [True, True]
+    async with engine.connect() as conn:
+        row = (
+            await conn.execute(
+                text("SELECT state, starts, stops FROM compute_instances WHERE service_id = :s"),
+                {"s": "svc-one"},
+            )
+        ).one()
+    assert tuple(row) == ("STOPPED", 1, 1)

@@ -17,6 +17,7 @@ import re
 import uuid
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from types import ModuleType
 from typing import Any
 
@@ -224,7 +225,6 @@ _svc_arn = f"arn:aws:apprunner:us-east-1:{LIVE_ACCOUNT}:service/svc-10/x"
 
 HOT: dict[str, Hot] = {
     # The job queue: claim, complete, heartbeat, rescue, the engine's round trip.
-    "jobqueue.CLAIM": _hot(_claim, "ix_jobs_ready", "pk_operations"),
     "jobqueue.COMPLETE_AND_CLAIM": _hot({**_lease, **_claim}, "pk_jobs", "ix_jobs_ready"),
     "jobqueue.COMPLETE_MANY": _hot(_lease, "pk_jobs"),
     "jobqueue.COMPLETE": _hot({"job_id": 1, "token": TOKEN}, "pk_jobs"),
@@ -308,6 +308,33 @@ HOT: dict[str, Hot] = {
         "pk_services",
         "pk_service_configurations",
     ),
+    "services.LIST_LIVE_SERVICES": _hot(
+        {"account_id": LIVE_ACCOUNT, "region": REGION, "limit": 21},
+        "ix_services_live_listing",
+        "pk_service_configurations",
+    ),
+    "services.LIST_LIVE_SERVICES_AFTER": _hot(
+        {
+            "account_id": LIVE_ACCOUNT,
+            "region": REGION,
+            "limit": 21,
+            "after_time": datetime.now(UTC),
+            "after_id": "s500",
+        },
+        "ix_services_live_listing",
+    ),
+    "services.DELETE_CONFIGURATION": _hot(
+        {"service_id": LIVE_SERVICE}, "pk_service_configurations"
+    ),
+    "operations.MARK_STEP_LAZILY": _hot(
+        {
+            "status": "IN_PROGRESS",
+            "step": "stop_compute",
+            "attempt": 1,
+            "operation_id": str(uuid.uuid4()),
+        },
+        "pk_operations",
+    ),
     "services.SAVE_SERVICE": _hot(
         {
             "status": "OPERATION_IN_PROGRESS",
@@ -346,7 +373,6 @@ EXEMPT: dict[str, str] = {
     "outbox.NOTIFY_EVENTS": "pg_notify, no table",
     "outbox.TRY_RELAY_LOCK": "an advisory lock, no table",
     "operations.ADD_OPERATION": "a single-row INSERT",
-    "operations.NOTIFY_OPERATION_ENDED": "pg_notify, no table",
     "presence.LIVE_WORKERS": "reads pg_locks, no table of ours",
     "vpc.PURGE_CONNECTOR_TOMBSTONES": "vpc_connectors: a few rows per account",
     "vpc.PURGE_INGRESS_TOMBSTONES": "vpc_ingress_connections: a few rows per account",

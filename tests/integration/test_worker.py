@@ -557,11 +557,43 @@ async def test_the_window_starts_once_and_transient_retries_spare_the_attempts(
     row = await job_row(engine, job_id)
     assert row is not None
     assert row["retry_since"] is not None
-    # The transient failure did not use up the job's one attempt.
-    assert (row["attempts"], row["max_attempts"]) == (1, 2)
+    # The transient failure did not use up the job's one attempt; the job's limit is the
+    # one it was given (the spared attempt is counted apart).
+    assert (row["attempts"], row["max_attempts"]) == (1, 1)
+    assert row["payload"]["_spared_attempts"] == 1
     [(_, failure, delay)] = handler.retries
     # The delay is capped by what is left of the window.
     assert 0 < delay <= 600
+
+
+async def test_spared_attempts_never_raise_the_limit_and_stay_out_of_the_payload(
+    engine: AsyncEngine,
+) -> None:
+    """Two transient failures, then failures of another kind: the job still gets exactly
+    its max_attempts of those, its row keeps max_attempts, and the handler never sees the
+    count in its payload."""
+    payloads: list[dict[str, Any]] = []
+
+    async def transient_twice_then_broken(ctx: JobContext) -> None:
+        payloads.append(dict(ctx.job.payload))
+        if ctx.job.attempts <= 2:
+            raise RetryableJobError("OBJECT_STORE_UNAVAILABLE", "store down", {})
+        raise RuntimeError("broken")
+
+    handler = Handler(transient_twice_then_broken)
+    worker = make_worker(engine, {"test": handler}, retry_window=600)
+    job_id = await add_job(engine, max_attempts=2, note="kept")
+    async with running(worker):
+        await wait_until(lambda: _job_state(engine, job_id, "failed"), timeout=20)
+    # 2 spared attempts + 2 charged ones: the limit of 2 applied to the charged ones only.
+    assert [attempt for _, attempt in handler.runs] == [1, 2, 3, 4]
+    assert payloads == [{"note": "kept"}] * 4
+    row = await job_row(engine, job_id)
+    assert row is not None
+    assert (row["attempts"], row["max_attempts"]) == (4, 2)
+    assert row["payload"]["_spared_attempts"] == 2
+    [(_, failure)] = handler.exhausted
+    assert failure.attempts == 4
 
 
 async def test_after_the_window_the_job_fails_and_says_which_window(engine: AsyncEngine) -> None:

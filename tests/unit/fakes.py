@@ -536,7 +536,10 @@ class FakeOperationRepository(_Repository):
             setattr(op, name, value)
         op.updated_at = self.now()
 
-    async def mark_step(self, operation_id: str, step: str, attempt: int) -> None:
+    async def mark_step(
+        self, operation_id: str, step: str, attempt: int, *, durable: bool = True
+    ) -> None:
+        self._uow.step_marks.append((step, durable))
         self._set(
             operation_id,
             status=OperationStatus.IN_PROGRESS,
@@ -1557,6 +1560,8 @@ class FakeUnitOfWork:
         # open transaction holds (until it commits or ends).
         self.locks: list[tuple[str, object]] = []
         self.held: set[tuple[str, object]] = set()
+        # (step, durable) of every operation step this unit of work marked, in order.
+        self.step_marks: list[tuple[str, bool]] = []
         self._pending: list[Event] = []
         self._notify_operations: list[str] = []
         self._notify_jobs: list[str] = []

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
@@ -122,7 +123,8 @@ async def test_a_waiting_caller_that_is_cancelled_stops_waiting_at_once() -> Non
     store.close()
 
 
-def test_each_page_of_a_listing_is_bounded() -> None:
+@pytest.mark.parametrize("method", ["list_objects", "scan_objects"])
+def test_each_page_of_a_listing_is_bounded(method: str) -> None:
     class HangsMidListing(FakeObjectStore):
         def __init__(self, gate: threading.Event) -> None:
             super().__init__()
@@ -133,14 +135,43 @@ def test_each_page_of_a_listing_is_bounded() -> None:
             self.gate.wait()
             yield ObjectInfo("p/1", 1)
 
+        scan_objects = list_objects
+
     gate = threading.Event()
     store = bounded(HangsMidListing(gate), timeout=0.2, threads=2)
-    listing = store.list_objects(BUCKET, "p/")
-    assert next(listing).key == "p/0"
-    with pytest.raises(ObjectStoreUnavailable, match="list_objects: no answer"):
-        next(listing)
+    with pytest.raises(ObjectStoreUnavailable, match=f"{method}: no answer"):
+        list(getattr(store, method)(BUCKET, "p/"))
     gate.set()
     store.close()
+
+
+@pytest.mark.parametrize("method", ["list_objects", "scan_objects"])
+@pytest.mark.parametrize(("objects", "calls"), [(0, 2), (999, 2), (1000, 3), (2500, 4)])
+def test_a_listing_is_handed_over_by_the_page_not_by_the_object(
+    method: str, objects: int, calls: int
+) -> None:
+    """One bounded call starts the listing, then one per chunk of up to 1000 objects
+    (S3's page): a delete of 100,000 objects must not make 100,000 trips to the pool."""
+    inner = FakeObjectStore()
+    inner.ensure_bucket(BUCKET)
+    for i in range(objects):
+        inner.put_bytes(BUCKET, f"p/{i:05d}", b"x")
+    store = bounded(inner, timeout=5, threads=2)
+    submitted = 0
+    submit = store._calls.submit
+
+    def counting(fn: Any, *args: Any) -> Any:
+        nonlocal submitted
+        submitted += 1
+        return submit(fn, *args)
+
+    store._calls.submit = counting  # type: ignore[method-assign]
+    try:
+        keys = [info.key for info in getattr(store, method)(BUCKET, "p/")]
+    finally:
+        store.close()
+    assert sorted(keys) == [f"p/{i:05d}" for i in range(objects)]
+    assert submitted == calls
 
 
 async def test_the_plan_reads_the_copys_manifest_and_lists_nothing() -> None:

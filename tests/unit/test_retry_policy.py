@@ -92,6 +92,20 @@ def test_other_failures_are_bounded_by_attempts() -> None:
     assert exhausted.window_left is None
 
 
+def test_spared_attempts_do_not_count_against_the_limit() -> None:
+    # 10 attempts, 4 of them transient failures: 6 charged of 8 allowed.
+    kept = POLICY.decide(
+        attempts=10, max_attempts=8, transient=False, retrying_for=None, spared=4, rng=most
+    )
+    assert kept.retry
+    # The backoff still grows with every attempt made.
+    assert kept.delay == min(0.5 * 2**9, 60) * 0.999999
+    exhausted = POLICY.decide(
+        attempts=12, max_attempts=8, transient=False, retrying_for=None, spared=4, rng=most
+    )
+    assert not exhausted.retry
+
+
 def test_a_zero_window_gives_up_on_the_first_transient_failure_after_the_start() -> None:
     policy = RetryPolicy(window_seconds=0)
     assert not policy.decide(attempts=1, max_attempts=8, transient=True, retrying_for=None).retry

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import datetime
 from typing import Any
 
@@ -34,6 +35,33 @@ def to_dict(message: Message) -> dict[str, Any]:
 
 def from_dict(data: dict[str, Any], message: Message) -> Message:
     return json_format.ParseDict(data, message, ignore_unknown_fields=True)
+
+
+# Stored configurations (JSON) → their messages, remembered by content: ListServices
+# converts every listed service's configurations on every call, and the JSON parser of
+# protobuf cost more than the rest of the call's conversion together. The wire bytes are
+# kept (a message handed out is never shared); the memo is bounded and emptied when full.
+_PARSED: dict[tuple[str, str], bytes] = {}
+_PARSED_MAX = 2048
+
+
+def from_stored(data: dict[str, Any], message: Message) -> Message:
+    """`from_dict` for stored values, memoised by content."""
+    try:
+        key = (message.DESCRIPTOR.full_name, json.dumps(data, sort_keys=True))
+    except (TypeError, ValueError):
+        return from_dict(data, message)
+    wire = _PARSED.get(key)
+    if wire is None:
+        scratch = type(message)()
+        from_dict(data, scratch)
+        wire = scratch.SerializeToString(deterministic=True)
+        if len(_PARSED) >= _PARSED_MAX:
+            _PARSED.clear()
+        _PARSED[key] = wire
+    if wire:  # as ParseDict, an empty value leaves a sub-message unset
+        message.MergeFromString(wire)
+    return message
 
 
 def unknown_enum_violations(message: Message, prefix: str) -> list[FieldViolation]:
@@ -74,9 +102,9 @@ def service(svc: Service) -> pb.Service:
             getattr(out, name).CopyFrom(value)
     config = svc.configuration
     if config is not None:
-        from_dict(config.source, out.source_configuration)
-        from_dict(config.instance, out.instance_configuration)
-        from_dict(config.health_check, out.health_check_configuration)
+        from_stored(config.source, out.source_configuration)
+        from_stored(config.instance, out.instance_configuration)
+        from_stored(config.health_check, out.health_check_configuration)
         out.auto_scaling_configuration_arn = config.auto_scaling_configuration_arn or ""
         out.observability_configuration_arn = config.observability_configuration_arn or ""
     out.network_configuration.CopyFrom(
@@ -88,7 +116,7 @@ def service(svc: Service) -> pb.Service:
 def network_configuration(network: dict[str, Any] | None) -> vpc_pb2.NetworkConfiguration:
     """A service's network configuration, App Runner's defaults where none was set."""
     out = vpc_pb2.NetworkConfiguration()
-    from_dict(normalized_network(network) if network else default_network(), out)
+    from_stored(normalized_network(network) if network else default_network(), out)
     return out
 
 

@@ -9,7 +9,9 @@ import logging
 from collections.abc import Awaitable, Callable
 
 from aiohttp import web
-from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST
+
+from ..metrics import exposition
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +34,7 @@ class OpsEndpoint:
             await asyncio.wait_for(self.sample(), DATABASE_TIMEOUT_SECONDS)
         except Exception:  # noqa: BLE001 - the process's own metrics are still worth serving
             log.debug("sampling the job queue and outbox failed", exc_info=True)
-        body = generate_latest(REGISTRY)
+        body = exposition()
         return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
     async def healthz(self, request: web.Request) -> web.Response:

@@ -64,6 +64,9 @@ class ServiceJob:
     """What every service operation shares: loading, step markers, outcome writing."""
 
     op_type: OperationType
+    # The step every attempt starts with, if any: marked in the transaction that loads the
+    # service (one transaction fewer per attempt).
+    first_step: str | None = None
 
     def __init__(
         self,
@@ -95,6 +98,9 @@ class ServiceJob:
         assert ctx.job.account_id and ctx.job.service_id
         async with self.uow() as uow:
             service = await uow.services.get(ctx.job.account_id, ctx.job.service_id)
+            if service is not None and self.first_step is not None:
+                await self._mark(uow, ctx, self.first_step)
+                await uow.commit()
         if service is None:
             raise PermanentJobError("INTERNAL_ERROR", "service row is missing", {})
         return service
@@ -102,8 +108,16 @@ class ServiceJob:
     async def _step(self, ctx: JobContext, step: str) -> None:
         """Makes progress visible: the operation shows the step and the attempt."""
         async with self.uow() as uow:
-            await uow.operations.mark_step(str(ctx.job.operation_id), step, ctx.job.attempts)
+            await self._mark(uow, ctx, step)
             await uow.commit()
+
+    @staticmethod
+    async def _mark(uow: UnitOfWork, ctx: JobContext, step: str) -> None:
+        # A marker only shows progress, and every attempt writes its own again: its commit
+        # need not wait for the disk (the outcome's commit, which is durable, comes later).
+        await uow.operations.mark_step(
+            str(ctx.job.operation_id), step, ctx.job.attempts, durable=False
+        )
 
     async def _objects(self, fn: Callable[..., Any], *args: Any) -> Any:
         """Runs a blocking object-store call off the event loop, outside any transaction."""
@@ -335,9 +349,9 @@ class StartDeploymentJob(ServiceJob):
 
 class PauseServiceJob(ServiceJob):
     op_type = OperationType.PAUSE_SERVICE
+    first_step = "stop_compute"
 
     async def _steps(self, ctx: JobContext, service: Service) -> None:
-        await self._step(ctx, "stop_compute")
         await self._compute(self.compute.stop(service.service_id))
 
         async def mutate(uow: UnitOfWork, svc: Service) -> None:
@@ -348,9 +362,9 @@ class PauseServiceJob(ServiceJob):
 
 class ResumeServiceJob(ServiceJob):
     op_type = OperationType.RESUME_SERVICE
+    first_step = "start_compute"
 
     async def _steps(self, ctx: JobContext, service: Service) -> None:
-        await self._step(ctx, "start_compute")
         config = service.configuration
         await self._compute(
             self.compute.start(service.service_id, config.image_prefix if config else None)
@@ -368,9 +382,9 @@ class DeleteServiceJob(ServiceJob):
     free its name and quota slot, and report. Connections are never touched."""
 
     op_type = OperationType.DELETE_SERVICE
+    first_step = "stop_compute"
 
     async def _steps(self, ctx: JobContext, service: Service) -> None:
-        await self._step(ctx, "stop_compute")
         await self._compute(self.compute.stop(service.service_id))
         faults.checkpoint("delete:after_stop_compute")
         config = service.configuration

@@ -40,10 +40,13 @@ class RetryPolicy:
         max_attempts: int,
         transient: bool,
         retrying_for: float | None,
+        spared: int = 0,
         rng: Callable[[], float] = random.random,
     ) -> Decision:
-        """`attempts`: attempts made, the failed one included; `retrying_for`: seconds
-        since the job's first transient failure (None when this is the first)."""
+        """`attempts`: attempts made, the failed one included (the backoff grows with
+        them); `spared`: those of them that failed transiently, which do not count against
+        `max_attempts`; `retrying_for`: seconds since the job's first transient failure
+        (None when this is the first)."""
         if transient:
             elapsed = max(retrying_for or 0.0, 0.0)
             left = self.window_seconds - elapsed
@@ -51,6 +54,6 @@ class RetryPolicy:
                 return Decision(False, window_left=0.0, why="retry window ended")
             delay = min(backoff_delay(attempts, self.base, self.cap, rng), left)
             return Decision(True, delay, window_left=left)
-        if attempts >= max_attempts:
+        if attempts - spared >= max_attempts:
             return Decision(False, why="attempts exhausted")
         return Decision(True, backoff_delay(attempts, self.base, self.cap, rng))

@@ -321,7 +321,7 @@ class Worker:
                 running, None, failure, f"no handler for kind {job.kind!r}", why="no handler"
             )
             return
-        if job.attempts > job.max_attempts:
+        if job.charged_attempts > job.max_attempts:
             # Rescued after its last allowed attempt died with its worker.
             failure = JobFailure(
                 "INTERNAL_ERROR",
@@ -434,6 +434,7 @@ class Worker:
             max_attempts=job.max_attempts,
             transient=transient,
             retrying_for=self._retrying_for(running),
+            spared=job.spared_attempts,
             rng=self.rng,
         )
         if not decision.retry:

@@ -9,16 +9,20 @@ from sqlalchemy import func, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from ..postgres.database import single_statement
 from ..postgres.schema import compute_instances
 
 
 class RecordedComputeDriver:
     def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine
+        # Each change is one statement: in autocommit it is its own transaction, with no
+        # BEGIN and COMMIT round trips around it.
+        self._single = single_statement(engine)
 
     async def start(self, service_id: str, image_prefix: str | None) -> None:
         # `starts` counts real transitions only, so a repeated start shows up as a no-op.
-        async with self.engine.begin() as conn:
+        async with self._single.connect() as conn:
             await conn.execute(
                 pg_insert(compute_instances)
                 .values(service_id=service_id, state="RUNNING", image_prefix=image_prefix, starts=1)
@@ -37,7 +41,7 @@ class RecordedComputeDriver:
             )
 
     async def stop(self, service_id: str) -> None:
-        async with self.engine.begin() as conn:
+        async with self._single.connect() as conn:
             await conn.execute(
                 update(compute_instances)
                 .where(

@@ -24,6 +24,7 @@ import concurrent.futures
 import contextlib
 import contextvars
 import functools
+import itertools
 import logging
 import queue
 import threading
@@ -37,7 +38,9 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-_END = object()
+# Objects per bounded call of a listing: S3's page size, so a chunk spans at most one
+# page fetch.
+_LISTING_CHUNK = 1000
 # How often a call waiting for a free thread looks again.
 _SLOT_POLL_SECONDS = 0.01
 
@@ -93,27 +96,6 @@ class BoundedObjectStore:
     def scan_objects(self, bucket: str, prefix: str) -> Iterator[ObjectInfo]:
         return self._listing("scan_objects", self.inner.scan_objects, bucket, prefix)
 
-    def _listing(
-        self,
-        name: str,
-        listing_call: Callable[[str, str], Iterator[ObjectInfo]],
-        bucket: str,
-        prefix: str,
-    ) -> Iterator[ObjectInfo]:
-        # Each page the inner listing fetches happens inside one next(): bound each.
-        listing = self._call(name, listing_call, bucket, prefix)
-        try:
-            while True:
-                item = self._call(name, next, listing, _END)
-                if item is _END:
-                    return
-                yield item
-        finally:
-            close = getattr(listing, "close", None)
-            if close is not None:
-                with contextlib.suppress(Exception):
-                    close()
-
     def delete_objects(self, bucket: str, keys: Iterable[str]) -> int:
         # The keys may be a lazy listing: gather them here, where each page is bounded.
         return self._call("delete_objects", self.inner.delete_objects, bucket, list(keys))
@@ -153,6 +135,26 @@ class BoundedObjectStore:
 
     # -- internals -----------------------------------------------------------------
 
+    def _listing(
+        self, what: str, start: Callable[[str, str], Iterator[ObjectInfo]], bucket: str, prefix: str
+    ) -> Iterator[ObjectInfo]:
+        """A listing read in chunks of up to _LISTING_CHUNK objects, each chunk one
+        bounded call: a chunk no longer than an S3 page holds at most one page fetch, so
+        each fetch stays bounded, and the hand-off to the pool is paid per chunk, not per
+        object (a delete of 100,000 local objects made 100,000 of them)."""
+        listing = self._call(what, start, bucket, prefix)
+        try:
+            while True:
+                chunk = self._call(what, _take, listing, _LISTING_CHUNK)
+                yield from chunk
+                if len(chunk) < _LISTING_CHUNK:
+                    return
+        finally:
+            close = getattr(listing, "close", None)
+            if close is not None:
+                with contextlib.suppress(Exception):
+                    close()
+
     async def _run_slot(self) -> None:
         """Takes a slot of the run pool, waiting without blocking the event loop."""
         loop = asyncio.get_running_loop()
@@ -183,6 +185,10 @@ class BoundedObjectStore:
             raise ObjectStoreUnavailable(
                 f"{what}: no answer from the object store within {self.call_timeout:g}s"
             ) from None
+
+
+def _take(listing: Iterator[T], n: int) -> list[T]:
+    return list(itertools.islice(listing, n))
 
 
 class _DaemonPool:

@@ -15,6 +15,7 @@ from ...application.caller import current_caller
 from ...application.identity import AccountSummary, AuditEntry, StoredKey
 from ...domain.identity import ApiKey, Role
 from ...domain.model import Event
+from . import direct
 from .database import outage_as_unavailable, single_statement
 from .schema import accounts, api_keys, audit_log
 
@@ -56,6 +57,17 @@ def _key(row: Any) -> ApiKey:
     )
 
 
+def _key_from(row: dict[str, Any]) -> ApiKey:
+    return ApiKey(
+        key_id=row["key_id"],
+        account_id=row["account_id"],
+        role=Role(row["role"]),
+        created_at=row["created_at"],
+        expires_at=row["expires_at"],
+        revoked_at=row["revoked_at"],
+    )
+
+
 def _entry(row: Any) -> AuditEntry:
     return AuditEntry(
         occurred_at=row.occurred_at,
@@ -86,6 +98,8 @@ class PostgresIdentityStore:
     def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine
         self._single = single_statement(engine)
+        # The composition root's direct pool for the per-call key lookup, when it gave one.
+        self._direct = direct.attached(engine)
 
     @_outage_unavailable
     async def create_account(self, account_id: str) -> bool:
@@ -158,6 +172,13 @@ class PostgresIdentityStore:
 
     @_outage_unavailable
     async def get_key(self, key_id: str) -> StoredKey | None:
+        if self._direct is not None:
+            found = await self._direct.fetch_one(GET_KEY, {"key_id": key_id})
+            if found is None:
+                return None
+            return StoredKey(
+                _key_from(found), found["secret_hash"], found["secret_sealed"], found["now"]
+            )
         async with self._single.connect() as conn:
             row = (await conn.execute(GET_KEY, {"key_id": key_id})).first()
         if row is None:

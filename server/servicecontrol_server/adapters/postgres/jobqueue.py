@@ -53,44 +53,6 @@ ENQUEUE = text(
 # BEGIN/COMMIT around it, and Postgres plans it once per connection. Every one of them is
 # a single statement, so autocommit makes it atomic.
 
-# The claim selects in a MATERIALIZED CTE and updates by join. The tempting
-# `UPDATE … WHERE job_id IN (SELECT … LIMIT n FOR UPDATE SKIP LOCKED)` is planned as a
-# join whose subquery may be re-executed, so it can lock and claim more than n rows; the
-# materialized CTE runs exactly once (an optimisation fence). SKIP LOCKED lets concurrent
-# claimers pass over each other's rows instead of queueing behind them. The ordering
-# matches the partial index ix_jobs_ready (run_at, job_id) WHERE state = 'queued'; the
-# final SELECT restores it, since RETURNING of an UPDATE … FROM keeps no order.
-# FOR UPDATE re-checks the WHERE clause on rows changed since the snapshot, so a row that
-# another claimer took in the meantime is not claimed twice.
-CLAIM = """
-    WITH ready AS MATERIALIZED (
-        SELECT job_id
-        FROM jobs
-        WHERE state = 'queued' AND run_at <= now()
-        ORDER BY run_at, job_id
-        LIMIT %(limit)s
-        FOR UPDATE SKIP LOCKED
-    ),
-    claimed AS (
-        UPDATE jobs AS j
-        SET state = 'running',
-            attempts = j.attempts + 1,
-            lease_token = gen_random_uuid(),
-            lease_owner = %(owner)s,
-            lease_expires_at = now() + make_interval(secs => %(lease_seconds)s),
-            updated_at = now()
-        FROM ready
-        WHERE j.job_id = ready.job_id
-        RETURNING j.job_id, j.kind, j.operation_id::text AS operation_id, j.service_id,
-                  j.account_id, j.payload, j.progress, j.attempts, j.max_attempts,
-                  j.lease_token::text AS lease_token, j.run_at,
-                  extract(epoch FROM now() - j.retry_since)::float8 AS retrying_seconds
-    )
-    SELECT claimed.*, operations.target_arn AS service_arn
-    FROM claimed LEFT JOIN operations ON operations.operation_id = claimed.operation_id::uuid
-    ORDER BY claimed.run_at, claimed.job_id
-"""
-
 # Fenced by (job_id, lease_token, state): a lease that was rescued, released or finished
 # cannot be extended, so a worker learns on its next heartbeat that it lost the job.
 # One statement extends every lease a worker holds: the pairs come as two parallel
@@ -142,10 +104,20 @@ COMPLETE_MANY = """
     RETURNING j.job_id
 """
 
-# The claim loop's round trip: the completions gathered since the last claim and the next
-# claim, in one statement and one commit (COMPLETE_MANY, then CLAIM). The completions are
-# fenced as in COMPLETE_MANY; the deleted rows are running, so the claim never sees them.
-# The outer join keeps one row when nothing is claimed, to carry the completed ids.
+# The claim, and the claim loop's round trip: the completions gathered since the last
+# claim (none for a plain claim) and the next claim, in one statement and one commit.
+# The completions are fenced as in COMPLETE_MANY; the deleted rows are running, so the
+# claim never sees them. The outer join keeps one row when nothing is claimed, to carry
+# the completed ids.
+# The claim selects in a MATERIALIZED CTE and updates by join. The tempting
+# `UPDATE … WHERE job_id IN (SELECT … LIMIT n FOR UPDATE SKIP LOCKED)` is planned as a
+# join whose subquery may be re-executed, so it can lock and claim more than n rows; the
+# materialized CTE runs exactly once (an optimisation fence). SKIP LOCKED lets concurrent
+# claimers pass over each other's rows instead of queueing behind them. The ordering
+# matches the partial index ix_jobs_ready (run_at, job_id) WHERE state = 'queued'; the
+# final SELECT restores it, since RETURNING of an UPDATE … FROM keeps no order.
+# FOR UPDATE re-checks the WHERE clause on rows changed since the snapshot, so a row that
+# another claimer took in the meantime is not claimed twice.
 COMPLETE_AND_CLAIM = """
     WITH done AS (
         DELETE FROM jobs AS j
@@ -198,7 +170,9 @@ MARK_FAILED = text(
 # Back to the queue with a delay computed by the worker's backoff; run_at uses the
 # database clock so every replica agrees on when the job becomes claimable again.
 # A transient failure starts the job's retry window (retry_since, once) and does not use
-# up one of its attempts: those count failures of other kinds, and lost workers.
+# up one of its attempts: those count failures of other kinds, and lost workers. It is
+# counted apart (the payload's SPARED_KEY), so `attempts` still numbers every attempt and
+# `max_attempts` keeps the limit the job was given.
 RETRY_LATER = """
     UPDATE jobs
     SET state = 'queued', run_at = now() + make_interval(secs => %(delay_seconds)s),
@@ -206,7 +180,10 @@ RETRY_LATER = """
         lease_expires_at = NULL, updated_at = now(),
         retry_since = CASE WHEN %(transient)s THEN coalesce(retry_since, now())
                            ELSE retry_since END,
-        max_attempts = max_attempts + CASE WHEN %(transient)s THEN 1 ELSE 0 END
+        payload = CASE WHEN %(transient)s
+                       THEN jsonb_set(payload, '{_spared_attempts}', to_jsonb(
+                           coalesce((payload ->> '_spared_attempts')::int, 0) + 1))
+                       ELSE payload END
     WHERE job_id = %(job_id)s AND lease_token = CAST(%(token)s AS uuid) AND state = 'running'
     RETURNING job_id
 """
@@ -225,8 +202,8 @@ RELEASE = """
 # crashes its worker every time still exhausts its attempts instead of looping forever.
 # SKIP LOCKED lets several rescuers run at once, and skips a job whose owner is in the
 # middle of its fenced final transaction (that transaction holds the row lock). The
-# bounded, materialized CTE keeps each rescue a short transaction (see CLAIM for why not
-# `IN (SELECT …)`); ix_jobs_leases serves the scan.
+# bounded, materialized CTE keeps each rescue a short transaction (see COMPLETE_AND_CLAIM
+# for why not `IN (SELECT …)`); ix_jobs_leases serves the scan.
 RESCUE_EXPIRED = """
     WITH expired AS MATERIALIZED (
         SELECT job_id
@@ -273,11 +250,15 @@ SECONDS_UNTIL_NEXT = """
 # Where a traced enqueue keeps the trace context of the call that made the job (W3C
 # headers); the handlers never see it in their payload.
 TRACE_CONTEXT_KEY = "_trace"
+# Where RETRY_LATER counts the job's attempts that ended in a transient failure (they do
+# not count against max_attempts); the handlers never see it in their payload either.
+SPARED_KEY = "_spared_attempts"
 
 
 def claimed_job(row: Mapping[str, Any]) -> ClaimedJob:
     payload = dict(row["payload"] or {})
     trace_context = payload.pop(TRACE_CONTEXT_KEY, None)
+    spared = payload.pop(SPARED_KEY, 0)
     return ClaimedJob(
         job_id=int(row["job_id"]),
         kind=row["kind"],
@@ -292,6 +273,7 @@ def claimed_job(row: Mapping[str, Any]) -> ClaimedJob:
         service_arn=row.get("service_arn"),
         trace_context=dict(trace_context) if isinstance(trace_context, dict) else {},
         retrying_seconds=row.get("retrying_seconds"),
+        spared_attempts=int(spared) if isinstance(spared, int) else 0,
     )
 
 
@@ -410,12 +392,8 @@ class JobQueue:
     async def claim(self, owner: str, limit: int, lease_seconds: float) -> list[ClaimedJob]:
         if limit <= 0:
             return []
-        rows = await self._rows(
-            CLAIM,
-            {"limit": limit, "owner": owner, "lease_seconds": float(lease_seconds)},
-            role="claim",
-        )
-        return [claimed_job(row) for row in rows]
+        _, jobs = await self.complete_and_claim([], owner, limit, lease_seconds)
+        return jobs
 
     async def complete_and_claim(
         self,
@@ -426,8 +404,8 @@ class JobQueue:
     ) -> tuple[set[int], list[ClaimedJob]]:
         """Completes the (job_id, token) jobs still leased to the caller and claims up to
         `limit` more, in one statement: (the jobs completed, the jobs claimed)."""
-        if not leases:
-            return set(), await self.claim(owner, limit, lease_seconds)
+        if not leases and limit <= 0:
+            return set(), []
         rows = await self._rows(
             COMPLETE_AND_CLAIM,
             {

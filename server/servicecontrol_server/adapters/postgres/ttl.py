@@ -2,7 +2,7 @@
 
 Every purge is one bounded batch: `WITH doomed AS MATERIALIZED (SELECT … LIMIT n FOR
 UPDATE SKIP LOCKED) DELETE … USING doomed`. The materialized CTE runs exactly once, so a
-batch never locks more than n rows (see jobqueue.CLAIM for why not `IN (SELECT …)`);
+batch never locks more than n rows (see jobqueue.COMPLETE_AND_CLAIM for why not `IN (SELECT …)`);
 SKIP LOCKED lets several reapers (one per replica) work at once, each deleting rows the
 others do not hold, so nothing is deleted or counted twice; and a row someone else is
 changing (a certificate being linked again, say) is skipped rather than waited for.

@@ -35,6 +35,14 @@ class ClaimedJob:
     # Seconds since the job's first transient failure, on the database clock; None when
     # it has had none (its retry window has not started).
     retrying_seconds: float | None = None
+    # Attempts that ended in a transient failure: numbered in `attempts` but not counted
+    # against `max_attempts`.
+    spared_attempts: int = 0
+
+    @property
+    def charged_attempts(self) -> int:
+        """The attempts made that count against max_attempts (this one included)."""
+        return self.attempts - self.spared_attempts
 
 
 class LeaseLost(Exception):

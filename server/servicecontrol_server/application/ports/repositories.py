@@ -92,8 +92,14 @@ class OperationRepository(Protocol):
         """Newest first, (started_at, operation_id) descending, after the cursor."""
         ...
 
-    async def mark_step(self, operation_id: str, step: str, attempt: int) -> None:
-        """IN_PROGRESS at `step` of attempt `attempt`; clears the next attempt time."""
+    async def mark_step(
+        self, operation_id: str, step: str, attempt: int, *, durable: bool = True
+    ) -> None:
+        """IN_PROGRESS at `step` of attempt `attempt`; clears the next attempt time.
+
+        durable=False: the transaction's commit does not wait for its write to reach the
+        disk, so a crash of the database may undo the whole transaction. Only for a
+        transaction that writes nothing but progress a later attempt writes again."""
         ...
 
     async def note_retry(

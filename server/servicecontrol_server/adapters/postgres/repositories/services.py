@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-from sqlalchemy import delete, func, insert, select, text, update
+from collections.abc import Mapping
+from typing import Any
+
+from sqlalchemy import TextClause, func, insert, select, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.engine import RowMapping
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from ....application.ports import Cursor
 from ....domain.model import Service, ServiceConfiguration, ServiceStatus
-from ..schema import compute_instances, service_configurations, services
-from ._keyset import newest_first
+from ..schema import service_configurations, services
 
 # The request path of every mutation reads and writes one service row; these two are
 # written as SQL once, not built per call, because statement construction cost more than
@@ -41,6 +42,47 @@ GET_SERVICE_FOR_UPDATE = text(
     FOR UPDATE OF s
     """
 )
+# A page of live services, newest first: cut from ix_services_live_listing first (the
+# partial index's own `status <> 'DELETED'`), then only its rows are joined with their
+# configuration, whatever the sizes of the two tables. `_AFTER` starts after a keyset
+# cursor (created_at, service_id).
+_LIVE_PAGE = """
+    SELECT {columns}
+    FROM (
+        SELECT * FROM services
+        WHERE account_id = :account_id AND region = :region AND status <> 'DELETED'{after}
+        ORDER BY created_at DESC, service_id DESC
+        LIMIT :limit
+    ) s LEFT JOIN service_configurations c ON c.service_id = s.service_id
+    ORDER BY s.created_at DESC, s.service_id DESC
+"""
+LIST_LIVE_SERVICES = text(_LIVE_PAGE.format(columns=_SERVICE_COLUMNS, after=""))
+LIST_LIVE_SERVICES_AFTER = text(
+    _LIVE_PAGE.format(
+        columns=_SERVICE_COLUMNS,
+        after="""
+          AND (created_at < :after_time
+               OR (created_at = :after_time AND service_id < :after_id))""",
+    )
+)
+
+
+def live_page_parameters(
+    account_id: str, region: str, after: Cursor | None, limit: int
+) -> tuple[TextClause, dict[str, Any]]:
+    """The statement and parameters of one page of `list_live`."""
+    if after is None:
+        return LIST_LIVE_SERVICES, {"account_id": account_id, "region": region, "limit": limit}
+    at, last_id = after
+    return LIST_LIVE_SERVICES_AFTER, {
+        "account_id": account_id,
+        "region": region,
+        "limit": limit,
+        "after_time": at,
+        "after_id": last_id,
+    }
+
+
 SAVE_SERVICE = text(
     """
     UPDATE services SET
@@ -51,6 +93,21 @@ SAVE_SERVICE = text(
         deleted_at = :deleted_at, purge_at = :purge_at
     WHERE service_id = :service_id
     RETURNING version, updated_at
+    """
+)
+
+
+# Both configuration records of a service in one statement (one round trip).
+DELETE_CONFIGURATION = text(
+    """
+    WITH configurations AS (
+        DELETE FROM service_configurations WHERE service_id = :service_id RETURNING 1
+    ),
+    instances AS (
+        DELETE FROM compute_instances WHERE service_id = :service_id RETURNING 1
+    )
+    SELECT (SELECT count(*) FROM configurations) AS configurations,
+           (SELECT count(*) FROM instances) AS instances
     """
 )
 
@@ -96,28 +153,8 @@ class ServiceRepository:
     async def list_live(
         self, account_id: str, region: str, after: Cursor | None, limit: int
     ) -> list[Service]:
-        # The page is cut from ix_services_live_listing first and only its rows are
-        # joined with their configuration, whatever the sizes of the two tables.
-        page = newest_first(
-            select(services).where(
-                services.c.account_id == account_id,
-                services.c.region == region,
-                services.c.status != ServiceStatus.DELETED.value,
-            ),
-            services.c.created_at,
-            services.c.service_id,
-            after,
-            limit,
-        ).subquery("page")
-        query = (
-            select(page, service_configurations)
-            .outerjoin(
-                service_configurations,
-                service_configurations.c.service_id == page.c.service_id,
-            )
-            .order_by(page.c.created_at.desc(), page.c.service_id.desc())
-        )
-        rows = (await self.conn.execute(query)).mappings().all()
+        query, params = live_page_parameters(account_id, region, after, limit)
+        rows = (await self.conn.execute(query, params)).mappings().all()
         return [service_from_row(row) for row in rows]
 
     async def add(self, service: Service) -> Service:
@@ -216,20 +253,11 @@ class ServiceRepository:
 
     async def delete_configuration(self, service_id: str) -> list[str]:
         """Removes the service configuration records; returns what was removed."""
+        row = (await self.conn.execute(DELETE_CONFIGURATION, {"service_id": service_id})).one()
         removed: list[str] = []
-        if (
-            await self.conn.execute(
-                delete(service_configurations).where(
-                    service_configurations.c.service_id == service_id
-                )
-            )
-        ).rowcount:
+        if row.configurations:
             removed.append("service_configuration")
-        if (
-            await self.conn.execute(
-                delete(compute_instances).where(compute_instances.c.service_id == service_id)
-            )
-        ).rowcount:
+        if row.instances:
             removed.append("compute_instance")
         return removed
 
@@ -249,7 +277,7 @@ def _opt(status: ServiceStatus | None) -> str | None:
     return status.value if status is not None else None
 
 
-def service_from_row(row: RowMapping) -> Service:
+def service_from_row(row: Mapping[Any, Any]) -> Service:
     configuration = None
     if row["source_configuration"] is not None:
         configuration = ServiceConfiguration(

@@ -1,0 +1,152 @@
+"""The request path's hot single-statement reads, straight on psycopg.
+
+Every authenticated call reads its API key, and DescribeService / ListServices each read
+with one statement. Through SQLAlchemy's asyncio layer each of those paid for a pool
+checkout, the greenlet bridge and the result-row machinery, for rows that are converted
+into domain objects at once; here they run on a small psycopg pool of autocommit
+connections (a statement is its own snapshot) with server-side prepared statements.
+
+The statements are the repositories' own named SQL (`identity.GET_KEY`,
+`services.GET_SERVICE`, `services.LIST_LIVE_SERVICES[_AFTER]`), translated once from
+SQLAlchemy's `:name` parameters to psycopg's: the SQL is written in one place. Only the
+process's composition root attaches a pool to an engine (`attach`), and closes it with
+the engine (`detach`); without one, the adapters use the engine as before."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import re
+import weakref
+from collections.abc import AsyncIterator, Mapping
+from typing import Any
+
+import psycopg
+from psycopg.pq import TransactionStatus
+from psycopg.rows import dict_row
+from sqlalchemy import TextClause
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from .database import libpq_url
+
+APPLICATION_NAME = "servicecontrol-reads"
+
+# `:name` but not the `::type` of a cast.
+_PARAMETER = re.compile(r"(?<![:\w]):([A-Za-z_]\w*)")
+
+
+def psycopg_sql(statement: TextClause) -> str:
+    """A named statement with psycopg's `%(name)s` parameters."""
+    return _PARAMETER.sub(r"%(\1)s", statement.text.replace("%", "%%"))
+
+
+class DirectPool:
+    """Up to `max_size` autocommit psycopg connections for single-statement reads, each
+    kept open between calls (no session is opened per call under load; idle ones stay,
+    there is no overflow that is closed on return).
+
+    Failing fast, as the engine's pool does: a connection is opened when none is idle,
+    so while the database is down a call fails at once with the driver's outage error
+    (psycopg's OperationalError, a `database.OUTAGES` member) instead of waiting for a
+    background reconnect; a connection that broke, or is not idle when given back, is
+    closed instead of kept, with every idle one (they are as old as it)."""
+
+    def __init__(self, url: str, *, max_size: int = 10) -> None:
+        self._url = libpq_url(url)
+        self._slots = asyncio.Semaphore(max_size)
+        self._idle: list[psycopg.AsyncConnection[Any]] = []
+        self._sql: dict[TextClause, str] = {}
+        self._closed = False
+        self.opened = 0  # connections opened so far (for tests and the benchmark)
+
+    def sql(self, statement: TextClause) -> str:
+        found = self._sql.get(statement)
+        if found is None:
+            found = self._sql[statement] = psycopg_sql(statement)
+        return found
+
+    async def _connect(self) -> psycopg.AsyncConnection[Any]:
+        conn = await psycopg.AsyncConnection.connect(
+            self._url,
+            autocommit=True,
+            # Prepared at first use on each connection: parsed and planned once.
+            prepare_threshold=0,
+            # Times are the database's (as on the engine's connections).
+            options="-c timezone=UTC",
+            # Told apart from the engine's sessions in pg_stat_activity.
+            application_name=APPLICATION_NAME,
+        )
+        self.opened += 1
+        return conn
+
+    @contextlib.asynccontextmanager
+    async def connection(self) -> AsyncIterator[psycopg.AsyncConnection[Any]]:
+        if self._closed:
+            raise RuntimeError("the direct pool is closed")
+        async with self._slots:
+            conn = self._idle.pop() if self._idle else await self._connect()
+            try:
+                yield conn
+            except BaseException as exc:
+                await conn.close()
+                if isinstance(exc, psycopg.OperationalError):
+                    # The session broke (the usual cause: the database restarted): the
+                    # idle ones are of the same age, so they go too, as the engine's
+                    # pool invalidates itself; one call is refused, not one per session.
+                    idle, self._idle = self._idle, []
+                    for stale in idle:
+                        await stale.close()
+                raise
+            if (
+                self._closed
+                or conn.closed
+                or conn.info.transaction_status != TransactionStatus.IDLE
+            ):
+                await conn.close()
+            else:
+                self._idle.append(conn)
+
+    async def fetch_one(
+        self, statement: TextClause, params: Mapping[str, Any]
+    ) -> dict[str, Any] | None:
+        async with self.connection() as conn:
+            cur = conn.cursor(row_factory=dict_row)
+            await cur.execute(self.sql(statement), params)
+            return await cur.fetchone()
+
+    async def fetch_all(
+        self, statement: TextClause, params: Mapping[str, Any]
+    ) -> list[dict[str, Any]]:
+        async with self.connection() as conn:
+            cur = conn.cursor(row_factory=dict_row)
+            await cur.execute(self.sql(statement), params)
+            return await cur.fetchall()
+
+    @property
+    def idle(self) -> int:
+        return len(self._idle)
+
+    async def close(self) -> None:
+        self._closed = True
+        idle, self._idle = self._idle, []
+        for conn in idle:
+            await conn.close()
+
+
+_ATTACHED: weakref.WeakKeyDictionary[AsyncEngine, DirectPool] = weakref.WeakKeyDictionary()
+
+
+def attach(engine: AsyncEngine, url: str, *, max_size: int = 10) -> DirectPool:
+    """Gives `engine`'s hot reads a direct pool (the composition root does, once)."""
+    pool = _ATTACHED[engine] = DirectPool(url, max_size=max_size)
+    return pool
+
+
+def attached(engine: AsyncEngine) -> DirectPool | None:
+    return _ATTACHED.get(engine)
+
+
+async def detach(engine: AsyncEngine) -> None:
+    pool = _ATTACHED.pop(engine, None)
+    if pool is not None:
+        await pool.close()
