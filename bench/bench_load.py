@@ -51,6 +51,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
+from loadgen import Client, client_main  # noqa: E402
 
 SERVICECONTROL = str(Path(sys.executable).parent / "servicecontrol")
 MIB = 1024 * 1024
@@ -180,49 +181,6 @@ async def _submit(calls: _Calls, cmd: dict[str, Any], stats: dict[str, Any]) -> 
     else:
         arns = await asyncio.gather(*(delete(arn) for arn in cmd["arns"]))
     return {**stats, "arns": [a for a in arns if a]}
-
-
-async def _client_main(target: str) -> None:
-    import grpc
-
-    channel = grpc.aio.insecure_channel(target)
-    loop = asyncio.get_running_loop()
-    reader = asyncio.StreamReader()
-    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
-    while line := await reader.readline():
-        out = await _client_phase(channel, json.loads(line))
-        sys.stdout.write(json.dumps(out) + "\n")
-        sys.stdout.flush()
-    await channel.close()
-
-
-class Client:
-    def __init__(self, target: str) -> None:
-        self.proc = subprocess.Popen(
-            [sys.executable, __file__, "--client", target],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            text=True,
-        )
-
-    def run(self, **cmd: Any) -> dict[str, Any]:
-        assert self.proc.stdin is not None and self.proc.stdout is not None
-        self.proc.stdin.write(json.dumps(cmd) + "\n")
-        self.proc.stdin.flush()
-        line = self.proc.stdout.readline()
-        if not line:
-            raise RuntimeError("the load generator exited")
-        result: dict[str, Any] = json.loads(line)
-        return result
-
-    def close(self) -> None:
-        if self.proc.stdin is not None:
-            self.proc.stdin.close()
-        try:
-            self.proc.wait(20)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
 
 
 # ----------------------------------------------------------------------------- the server
@@ -477,7 +435,7 @@ def _measure_mode(
     client = None
     try:
         server.wait_for_workers(mode)
-        client = Client(f"127.0.0.1:{server.port}")
+        client = Client(__file__, f"127.0.0.1:{server.port}")
         started = time.time()
         # The idle reference: the same C jobs queued at once (C creates, then C deletes),
         # waited for in the database, with no call to the server meanwhile.
@@ -679,7 +637,7 @@ def main() -> None:
     parser.add_argument("--client", metavar="TARGET", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.client:
-        asyncio.run(_client_main(args.client))
+        asyncio.run(client_main(args.client, _client_phase))
         return
     report = run(args.quick, args.load_seconds)
     print(table(report))

@@ -45,6 +45,8 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+from loadgen import Client, client_main  # noqa: E402
 
 SERVICECONTROL = str(Path(sys.executable).parent / "servicecontrol")
 CONCURRENCY = (1, 16, 64)
@@ -118,51 +120,6 @@ async def _client_phase(channel: Any, cmd: dict[str, Any]) -> dict[str, Any]:
     started = time.perf_counter()
     await asyncio.gather(*(caller() for _ in range(cmd["callers"])))
     return {"elapsed": time.perf_counter() - started, "latencies": latencies, "errors": errors}
-
-
-async def _client_main(target: str) -> None:
-    import grpc
-
-    channel = grpc.aio.insecure_channel(target)
-    loop = asyncio.get_running_loop()
-    reader = asyncio.StreamReader()
-    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
-    while line := await reader.readline():
-        out = await _client_phase(channel, json.loads(line))
-        sys.stdout.write(json.dumps(out) + "\n")
-        sys.stdout.flush()
-    await channel.close()
-
-
-class Client:
-    """The load generator process, driven one phase at a time."""
-
-    def __init__(self, target: str) -> None:
-        self.proc = subprocess.Popen(
-            [sys.executable, __file__, "--client", target],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            text=True,
-        )
-
-    def run(self, **cmd: Any) -> dict[str, Any]:
-        assert self.proc.stdin is not None and self.proc.stdout is not None
-        self.proc.stdin.write(json.dumps(cmd) + "\n")
-        self.proc.stdin.flush()
-        line = self.proc.stdout.readline()
-        if not line:
-            raise RuntimeError("the load generator exited")
-        result: dict[str, Any] = json.loads(line)
-        return result
-
-    def close(self) -> None:
-        if self.proc.stdin is not None:
-            self.proc.stdin.close()
-        try:
-            self.proc.wait(20)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
 
 
 # ----------------------------------------------------------------------------- the server
@@ -336,7 +293,7 @@ def _profile(
         "0",
         launcher=(sys.executable, "-m", "cProfile", "-o", str(profile_file)),
     )
-    client = Client(f"127.0.0.1:{server.port}")
+    client = Client(__file__, f"127.0.0.1:{server.port}")
     try:
         if args.profile in READS:
             client.run(
@@ -450,7 +407,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 args, env, tmp, {"read": read_token, "delete": delete_token}, read_arns, delete_arns
             )
         tokens = {"read": read_token, "delete": delete_token}
-        client = Client(target)
+        client = Client(__file__, target)
         per_run: list[dict[str, dict[str, dict[str, Any]]]] = []
         for r in range(runs):
             one = _one_run(client, proc, tokens, read_arns, delete_arns, deletes, seconds, warmup)
@@ -583,7 +540,7 @@ def main() -> None:
     parser.add_argument("--client", metavar="TARGET", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.client:
-        asyncio.run(_client_main(args.client))
+        asyncio.run(client_main(args.client, _client_phase))
         return
     report = run(args)
     if args.profile:

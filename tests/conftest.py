@@ -78,3 +78,30 @@ async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
     eng = create_engine(database_url)
     yield eng
     await eng.dispose()
+
+
+# The longest tests, longest first: run first, so that with several workers (`-n 2` in the
+# suite's command) they run side by side from the start instead of one of them keeping a
+# worker busy after the other has run out of tests.
+LONGEST_FIRST = (
+    "tests/e2e/test_soak_smoke.py",
+    "tests/e2e/test_bench_smoke.py::test_every_benchmark_runs_and_reports",
+    "tests/e2e/test_terraform.py::test_apply_plan_import_destroy",
+    "tests/e2e/test_terraform.py::test_configurations_apply_plan_destroy",
+    "tests/e2e/test_bench_smoke.py::test_the_request_path_benchmark_runs_and_reports",
+    "tests/integration/test_statement_plans.py",
+    "tests/integration/test_images.py::test_delete_image_copy_of_more_than_1000_objects",
+    "tests/e2e/test_grpcurl.py::test_every_recipe_works_against_a_real_server",
+    "tests/e2e/test_readme.py::test_grpcurl_walkthrough_works_when_pasted",
+)
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    def rank(item: pytest.Item) -> int:
+        for position, prefix in enumerate(LONGEST_FIRST):
+            if item.nodeid.startswith(prefix):
+                return position
+        return len(LONGEST_FIRST)
+
+    items.sort(key=rank)  # stable: every other test keeps its place

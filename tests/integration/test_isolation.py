@@ -550,13 +550,21 @@ async def _aws_error(call: Awaitable[Any]) -> tuple[str, str]:
     raise AssertionError("the call succeeded")
 
 
-async def test_every_action_treats_another_accounts_resources_as_missing(
-    harness: Harness, first: Resources
+async def walk_actions_from_elsewhere(
+    harness: Harness,
+    first: Resources,
+    aws: AppRunnerClient,
+    recorder: Recorder,
+    *,
+    listed_leak: Callable[[str], bool],
+    created_leak: Callable[[str], bool],
 ) -> None:
+    """Every App Runner action, called by `aws` from somewhere `first`'s resources are not
+    (another account, another region): their ARNs are answered as missing ones are, lists
+    show none of them (`listed_leak`), creates name nothing of theirs (`created_leak`), and
+    nothing of `first` changed."""
     covered = set(AWS_NOT_FOUND) | set(AWS_LISTS) | set(AWS_CREATES)
     assert covered == set(ACTIONS), f"actions without an isolation case: {set(ACTIONS) - covered}"
-    recorder = Recorder()
-    aws = AppRunnerClient(harness.aws_port, recorder, harness.aws_credentials(OTHER_ACCOUNT))
     ids = (
         first.service_arn,
         first.missing_service_arn,
@@ -586,13 +594,30 @@ async def test_every_action_treats_another_accounts_resources_as_missing(
             leaks.append(f"{name}: {foreign} differs from {missing}")
     for name, (method, args) in AWS_LISTS.items():
         answer = await getattr(aws, method)(**args)
-        if ACCOUNT in str(answer) or CONNECTION in str(answer) or VPC_INGRESS in str(answer):
+        if listed_leak(str(answer)):
             leaks.append(f"{name}: answered {answer}")
     for name, make_create in AWS_CREATES.items():
         method, args = make_create(first)
         answer = await getattr(aws, method)(**args)
-        if ACCOUNT in str(answer):
+        if created_leak(str(answer)):
             leaks.append(f"{name}: answered {answer}")
     assert leaks == []
     assert recorder.problems() == []
     await _unchanged(harness, first)
+
+
+async def test_every_action_treats_another_accounts_resources_as_missing(
+    harness: Harness, first: Resources
+) -> None:
+    recorder = Recorder()
+    aws = AppRunnerClient(harness.aws_port, recorder, harness.aws_credentials(OTHER_ACCOUNT))
+    await walk_actions_from_elsewhere(
+        harness,
+        first,
+        aws,
+        recorder,
+        listed_leak=lambda answer: (
+            ACCOUNT in answer or CONNECTION in answer or VPC_INGRESS in answer
+        ),
+        created_leak=lambda answer: ACCOUNT in answer,
+    )

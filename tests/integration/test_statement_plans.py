@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 import re
 import uuid
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from types import ModuleType
@@ -39,7 +39,7 @@ from servicecontrol_server.adapters.postgres import (
     stats,
     ttl,
 )
-from servicecontrol_server.adapters.postgres.database import libpq_url
+from servicecontrol_server.adapters.postgres.database import create_engine, libpq_url, with_database
 from servicecontrol_server.adapters.postgres.repositories import (
     config_resources,
     operations,
@@ -197,12 +197,23 @@ SEED = [
 ]
 
 
-@pytest.fixture
-async def grown(engine: AsyncEngine) -> AsyncEngine:
-    async with engine.begin() as conn:
-        for statement in SEED:
-            await conn.execute(text(statement), {"accounts": ACCOUNTS, "services": SERVICES})
-    return engine
+@pytest.fixture(scope="module")
+async def grown(postgres_admin_url: str, template_database: str) -> AsyncIterator[AsyncEngine]:
+    """One grown database for the module's tests: they only read and explain (a repository
+    call's unit of work is rolled back), so the seed, the slow part, runs once."""
+    name = f"g_{uuid.uuid4().hex[:16]}"
+    with psycopg.connect(postgres_admin_url, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template_database}"')
+    engine = create_engine(with_database(postgres_admin_url, name))
+    try:
+        async with engine.begin() as conn:
+            for statement in SEED:
+                await conn.execute(text(statement), {"accounts": ACCOUNTS, "services": SERVICES})
+        yield engine
+    finally:
+        await engine.dispose()
+        with psycopg.connect(postgres_admin_url, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 @dataclass(frozen=True)
