@@ -88,7 +88,6 @@ LONGEST_FIRST = (
     "tests/e2e/test_bench_smoke.py::test_every_benchmark_runs_and_reports",
     "tests/e2e/test_terraform.py::test_apply_plan_import_destroy",
     "tests/e2e/test_terraform.py::test_configurations_apply_plan_destroy",
-    "tests/e2e/test_bench_smoke.py::test_the_request_path_benchmark_runs_and_reports",
     "tests/integration/test_statement_plans.py",
     "tests/integration/test_images.py::test_delete_image_copy_of_more_than_1000_objects",
     "tests/e2e/test_grpcurl.py::test_every_recipe_works_against_a_real_server",
