@@ -95,6 +95,16 @@ LONGEST_FIRST = (
 )
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """With several workers, pytest-xdist's default scheduler first hands each worker a
+    quarter of its share in one consecutive chunk, so the first worker would get every
+    test of LONGEST_FIRST, one after the other. One test at a time (`--maxschedchunk 1`,
+    unless the command line says otherwise) spreads them over the workers and keeps
+    the order meaningful."""
+    if getattr(config.option, "maxschedchunk", False) is None:
+        config.option.maxschedchunk = 1
+
+
 @pytest.hookimpl(trylast=True)
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     def rank(item: pytest.Item) -> int:
