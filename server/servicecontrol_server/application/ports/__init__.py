@@ -43,7 +43,7 @@ from .repositories import (
     TagRepository,
     VpcRepository,
 )
-from .unit_of_work import UnitOfWork, UnitOfWorkFactory
+from .unit_of_work import OperationJob, UnitOfWork, UnitOfWorkFactory
 
 __all__ = [
     "AccountRepository",
@@ -84,6 +84,7 @@ __all__ = [
     "RunsBlocking",
     "ServiceRepository",
     "TagRepository",
+    "OperationJob",
     "UnitOfWork",
     "UnitOfWorkFactory",
     "VpcRepository",
