@@ -492,6 +492,55 @@ def _summarise(
     return {"setup": setup, "results": results, "memory": memory, "per_run": per_run}
 
 
+def rows(report: dict[str, Any]) -> list[dict[str, Any]]:
+    """The report's lines for bench/run.py's table: each RPC's calls/s and p99 beside the
+    health check's at the same concurrency (medians over the runs), and the idle RSS."""
+    from common import Row
+
+    names = {"describe": "DescribeService", "list": "ListServices", "delete": "DeleteService"}
+    lines = []
+    for rpc in ("describe", "list", "delete"):
+        for c in map(str, CONCURRENCY):
+            row, ceiling = report["results"][rpc][c], report["results"]["health"][c]
+            target = TARGET_READ if rpc in READS else TARGET_MUTATION
+            lines.append(
+                Row(
+                    "requests",
+                    f"{names[rpc]} calls/s at {c} callers",
+                    row["calls_per_s"],
+                    "calls/s",
+                    "gRPC health check",
+                    ceiling["calls_per_s"],
+                    target,
+                ).as_dict()
+            )
+            lines.append(
+                Row(
+                    "requests",
+                    f"{names[rpc]} p99 at {c} callers (ms)",
+                    row["p99_ms"],
+                    "ms",
+                    "gRPC health check p99",
+                    ceiling["p99_ms"],
+                    TARGET_P99,
+                    lower_is_better=True,
+                ).as_dict()
+            )
+    lines.append(
+        Row(
+            "requests",
+            "server RSS idle (MiB)",
+            report["memory"]["rss_idle_mib"],
+            "MiB",
+            "the target's bound",
+            TARGET_IDLE_RSS_MIB,
+            1.0,
+            lower_is_better=True,
+        ).as_dict()
+    )
+    return lines
+
+
 def table(report: dict[str, Any]) -> str:
     lines = [
         f"{'rpc':<9}{'callers':>8}{'calls/s':>10}{'p50 ms':>9}{'p99 ms':>9}"

@@ -1,10 +1,12 @@
 """Every benchmark in one run: the job engine beside pgqueuer and a raw SKIP LOCKED loop
 (bench_engine.py), deleting copies of 1,000 to 100,000 objects beside the direct deletes
 (bench_scale.py), a delete's request latency and request-to-DELETED time
-(bench_delete.py), and the hot paths on a grown database beside the empty one, with
-dead tuples under churn (bench_growth.py). Prints a table with each ratio beside its
-target, writes the JSON report, draws the plots and rewrites the figures block of
-docs/benchmarks.md.
+(bench_delete.py), DescribeService, ListServices and DeleteService at 1, 16 and 64
+callers beside the gRPC health check (bench_requests.py), jobs under a 64-caller request
+load and the server's memory (bench_load.py), and the hot paths on a grown database
+beside the empty one, with dead tuples under churn (bench_growth.py). Prints a table with
+each ratio beside its target, writes the JSON report, draws the plots and rewrites the
+figures block of docs/benchmarks.md.
 
     .venv/bin/python bench/run.py            # the full run (tens of minutes; not in CI)
     .venv/bin/python bench/run.py --quick    # a smoke run of every benchmark (the suite's)
@@ -50,6 +52,13 @@ def run_all(quick: bool, only: set[str] | None, s3_max: int | None) -> dict[str,
         report["benchmarks"]["scale"] = bench_scale.run(quick, s3_max)
     if only is None or "delete" in only:
         report["benchmarks"]["delete"] = asyncio.run(bench_delete.run(quick))
+    # The request path beside the gRPC health check at 1, 16 and 64 callers.
+    if only is None or "requests" in only:
+        import bench_requests
+
+        requests = bench_requests.run(argparse.Namespace(quick=quick, runs=None, profile=None))
+        requests["rows"] = bench_requests.rows(requests)
+        report["benchmarks"]["requests"] = requests
     # Jobs under a 64-caller request load, and the server's memory (bench_load.py).
     if only is None or "load" in only:
         import bench_load
@@ -99,7 +108,8 @@ def _num(value: float | None) -> str:
 
 
 def plots(report: dict[str, Any], out: Path) -> list[str]:
-    """PNG plots: jobs/s by workers, delete time by object count. Skipped (and said so)
+    """PNG plots: jobs/s by workers, delete time by object count, request latency by
+    concurrency. Skipped (and said so)
     when matplotlib is not installed."""
     try:
         import matplotlib
@@ -141,6 +151,35 @@ def plots(report: dict[str, Any], out: Path) -> list[str]:
         ax.grid(alpha=0.3, which="both")
         ax.legend(fontsize=8)
         path = out / "bench-delete-by-objects.png"
+        fig.tight_layout()
+        fig.savefig(path, dpi=110)
+        plt.close(fig)
+        written.append(path.name)
+    requests = report["benchmarks"].get("requests")
+    if requests:
+        fig, ax = plt.subplots(figsize=(6.4, 4))
+        names = {"health": "health check (ceiling)", "describe": "DescribeService"}
+        names |= {"list": "ListServices", "delete": "DeleteService"}
+        for i, (rpc, by_callers) in enumerate(requests["results"].items()):
+            callers = sorted(int(c) for c in by_callers)
+            for key, style in (("p50_ms", "-"), ("p99_ms", ":")):
+                ax.plot(
+                    callers,
+                    [by_callers[str(c)][key] for c in callers],
+                    style,
+                    color=f"C{i}",
+                    marker="o",
+                    label=f"{names.get(rpc, rpc)} {key.split('_')[0]}",
+                )
+        ax.set_xscale("log", base=2)
+        ax.set_yscale("log")
+        ax.set_xticks([1, 16, 64], ["1", "16", "64"])
+        ax.set_xlabel("concurrent callers")
+        ax.set_ylabel("latency (ms)")
+        ax.set_title("Request latency by concurrency (p50 solid, p99 dotted)")
+        ax.grid(alpha=0.3, which="both")
+        ax.legend(fontsize=7, ncol=2)
+        path = out / "bench-latency-by-callers.png"
         fig.tight_layout()
         fig.savefig(path, dpi=110)
         plt.close(fig)
@@ -191,7 +230,7 @@ def main() -> None:
     parser.add_argument(
         "--only",
         action="append",
-        choices=["engine", "scale", "delete", "load", "growth"],
+        choices=["engine", "scale", "delete", "requests", "load", "growth"],
         help="repeatable",
     )
     parser.add_argument("--s3-max", type=int, help="largest S3 copy bench_scale seeds")
@@ -203,6 +242,11 @@ def main() -> None:
     images = plots(report, out)
     doc = write_docs(report, out, images)
     print(table(report))
+    if "requests" in report["benchmarks"]:
+        import bench_requests
+
+        # The request path's own table: p50, p99 and server CPU per call beside the ceiling.
+        print("\n" + bench_requests.table(report["benchmarks"]["requests"]))
     print(f"\nreport: {out / 'benchmarks.json'}; document: {doc}", file=sys.stderr)
 
 

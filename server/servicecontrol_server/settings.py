@@ -13,6 +13,10 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 REGION_NAME = re.compile(r"[a-z]{2}(-[a-z]+)+-[0-9]{1,2}")
 
 
+# One label of a DNS name (letters, digits, inner hyphens; at most 63 characters).
+DOMAIN_LABEL = re.compile(r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?")
+
+
 def check_region_name(name: str) -> str:
     if not REGION_NAME.fullmatch(name):
         raise ValueError(f"{name!r} is not a region name (such as us-east-1 or eu-west-1)")
@@ -81,7 +85,10 @@ class Settings(BaseSettings):
     region: str = "us-east-1"
     regions: str = ""
     default_account: str = "000000000000"
-    service_domain: str = "us-east-1.servicecontrol.local"
+    # The parent domain of service URLs (and VPC ingress connections' domain names);
+    # `{region}` stands for the region the resource lives in, as App Runner's
+    # `<id>.<region>.awsapprunner.com`.
+    service_domain: str = "{region}.servicecontrol.local"
     service_quota: int = Field(default=30, ge=0)
     connection_quota: int = Field(default=10, ge=0)
     # App Runner's default quota of VPC connectors per account and region.
@@ -199,6 +206,21 @@ class Settings(BaseSettings):
     def served_regions(self) -> tuple[str, ...]:
         """The regions served, the default first."""
         return tuple(self.regions.split(",")) if self.regions else (self.region,)
+
+    @field_validator("service_domain")
+    @classmethod
+    def _service_domain(cls, value: str) -> str:
+        value = value.strip().strip(".").lower()
+        labels = value.replace("{region}", "us-east-1").split(".")
+        if "{" in value.replace("{region}", "") or "}" in value.replace("{region}", ""):
+            raise ValueError("the only placeholder it may hold is {region}")
+        if len(labels) < 2 or not all(DOMAIN_LABEL.fullmatch(label) for label in labels):
+            raise ValueError(f"{value!r} is not a domain name (such as {{region}}.example.com)")
+        return value
+
+    def service_domain_for(self, region: str) -> str:
+        """The parent domain of the URLs of resources in `region`."""
+        return self.service_domain.replace("{region}", region)
 
     @field_validator("log_level", mode="before")
     @classmethod

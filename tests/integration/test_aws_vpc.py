@@ -164,7 +164,7 @@ async def test_vpc_ingress_connection_lifecycle_and_its_rules(
     arn = created["VpcIngressConnectionArn"]
     assert arn.startswith(f"arn:aws:apprunner:us-east-1:{ACCOUNT}:vpcingressconnection/private-in/")
     assert (created["Status"], created["AccountId"]) == ("AVAILABLE", ACCOUNT)
-    assert created["DomainName"].endswith(harness.settings.service_domain)
+    assert created["DomainName"].endswith("us-east-1.servicecontrol.local")
     assert (await aws.describe_vpc_ingress_connection(VpcIngressConnectionArn=arn))[
         "VpcIngressConnection"
     ] == created

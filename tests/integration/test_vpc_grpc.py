@@ -121,7 +121,7 @@ async def test_vpc_ingress_connections_over_grpc(harness: Harness) -> None:
     arn = created.vpc_ingress_connection_arn
     assert arn.startswith(f"arn:aws:apprunner:us-east-1:{ACCOUNT}:vpcingressconnection/grpc-in/")
     assert created.status == vpc_pb2.VpcIngressConnection.AVAILABLE
-    assert created.domain_name.endswith(harness.settings.service_domain)
+    assert created.domain_name.endswith("us-east-1.servicecontrol.local")
 
     err = await expect_error(
         harness.stub.CreateVpcIngressConnection(

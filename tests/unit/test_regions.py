@@ -68,6 +68,23 @@ async def test_the_same_service_name_lives_once_in_each_region_and_lists_stay_ap
     assert unit.db.service(home.service.service_id).status is ServiceStatus.RUNNING
 
 
+async def test_a_service_url_names_the_region_its_service_lives_in() -> None:
+    unit = two_regions()
+    unit.push_image(IMAGE)
+    home = await unit.services.create_service(ACCOUNT, "web-app", image_source())
+    with in_region(OTHER):
+        away = await unit.services.create_service(ACCOUNT, "web-app", image_source())
+    assert home.service.service_url.endswith(f".{REGION}.servicecontrol.local")
+    assert away.service.service_url.endswith(f".{OTHER}.servicecontrol.local")
+    # A domain without the placeholder is one domain for every region.
+    unit = Unit(settings=unit_settings(regions=f"{REGION},{OTHER}", service_domain="apps.test"))
+    unit.push_image(IMAGE)
+    with in_region(OTHER):
+        away = await unit.services.create_service(ACCOUNT, "web-app", image_source())
+    label, domain = away.service.service_url.split(".", 1)
+    assert len(label) == 10 and domain == "apps.test"
+
+
 async def test_the_service_quota_counts_per_region() -> None:
     unit = two_regions()  # a quota of 3 services
     unit.push_image(IMAGE)
@@ -208,3 +225,22 @@ def test_the_regions_setting(
 def test_a_bad_regions_setting_is_refused(values: dict[str, str], said: str) -> None:
     with pytest.raises(ValueError, match=said):
         Settings(**values)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("domain", "said"),
+    [
+        ("{region}.{account}.example.com", "the only placeholder it may hold is {region}"),
+        ("localhost", "is not a domain name"),
+        ("bad_label.example.com", "is not a domain name"),
+        ("", "is not a domain name"),
+    ],
+)
+def test_a_bad_service_domain_is_refused(domain: str, said: str) -> None:
+    with pytest.raises(ValueError, match=said):
+        Settings(service_domain=domain)
+
+
+def test_the_service_domain_is_kept_in_one_spelling() -> None:
+    settings = Settings(service_domain="Apps.{region}.Example.COM.")
+    assert settings.service_domain_for("eu-west-1") == "apps.eu-west-1.example.com"

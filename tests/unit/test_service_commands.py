@@ -113,7 +113,7 @@ async def test_create_writes_service_operation_job_and_event_in_one_commit() -> 
     assert stored.status_before_operation is None
     assert stored.created_at == unit.clock.now()
     assert stored.service_arn.endswith(f":service/web-app/{svc.service_id}")
-    assert stored.service_url.endswith("." + unit.settings.service_domain)
+    assert stored.service_url.endswith("." + unit.settings.service_domain_for(unit.settings.region))
     config = stored.configuration
     assert config is not None
     assert config.image_identifier == IMAGE

@@ -269,7 +269,7 @@ async def test_an_ingress_connection_links_a_private_service() -> None:
         ACCOUNT, service.service_arn, "private-in", "vpc-1", "vpce-1", tags=[("a", "b")]
     )
     assert connection.status is VpcIngressConnectionStatus.AVAILABLE
-    assert connection.domain_name.endswith(unit.settings.service_domain)
+    assert connection.domain_name.endswith(unit.settings.service_domain_for(unit.settings.region))
     parsed = parse_arn(connection.arn, "vpcingressconnection")
     assert parsed is not None and parsed.name == "private-in"
     assert await vpc.describe_vpc_ingress_connection(ACCOUNT, connection.arn) == connection

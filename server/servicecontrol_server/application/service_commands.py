@@ -244,7 +244,7 @@ class ServiceCommands:
                 region=region,
                 service_name=service_name,
                 service_arn=names.service_arn(region, account_id, service_name, service_id),
-                service_url=f"{names.new_url_label()}.{self.settings.service_domain}",
+                service_url=f"{names.new_url_label()}.{self.settings.service_domain_for(region)}",
                 status=ServiceStatus.OPERATION_IN_PROGRESS,
                 version=1,
                 # Set from the database clock by the insert.

@@ -237,7 +237,7 @@ class VpcCommands:
                 service_id=service.service_id,
                 vpc_id=vpc_id,
                 vpc_endpoint_id=vpc_endpoint_id,
-                domain_name=f"{names.new_url_label()}.{self.settings.service_domain}",
+                domain_name=f"{names.new_url_label()}.{self.settings.service_domain_for(region)}",
                 # Recorded, not provisioned: there is nothing to wait for.
                 status=VpcIngressConnectionStatus.AVAILABLE,
                 created_at=await uow.now(),
