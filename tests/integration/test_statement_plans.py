@@ -363,8 +363,8 @@ HOT: dict[str, Hot] = {
         "pk_services",
         "pk_service_configurations",
         "pk_custom_domains",
+        "pk_certificates",
         "pk_resource_tags",
-        "ix_vpc_ingress_connections_live_service",
     ),
     "operations.MARK_STEP_LAZILY": _hot(
         {
