@@ -64,8 +64,8 @@ class ServiceJob:
     """What every service operation shares: loading, step markers, outcome writing."""
 
     op_type: OperationType
-    # The step every attempt starts with, if any: marked in the transaction that loads the
-    # service (one transaction fewer per attempt).
+    # The step every attempt starts with, if any: marked right after the service is
+    # loaded, before any other step.
     first_step: str | None = None
 
     def __init__(
@@ -74,8 +74,11 @@ class ServiceJob:
         settings: Settings,
         store: ObjectStore,
         compute: ComputeDriver,
+        reader: UnitOfWorkFactory | None = None,
     ) -> None:
         self.uow = uow
+        # Units of work for one-statement reads (no transaction around them), if any.
+        self.reader = reader or uow
         self.settings = settings
         self.store = store
         self.compute = compute
@@ -95,14 +98,15 @@ class ServiceJob:
         raise NotImplementedError
 
     async def _load(self, ctx: JobContext) -> Service:
+        """One statement reads the service (no transaction around it), one more marks the
+        first step."""
         assert ctx.job.account_id and ctx.job.service_id
-        async with self.uow() as uow:
+        async with self.reader() as uow:
             service = await uow.services.get(ctx.job.account_id, ctx.job.service_id)
-            if service is not None and self.first_step is not None:
-                await self._mark(uow, ctx, self.first_step)
-                await uow.commit()
         if service is None:
             raise PermanentJobError("INTERNAL_ERROR", "service row is missing", {})
+        if self.first_step is not None:
+            await self._step(ctx, self.first_step)
         return service
 
     @staticmethod
@@ -110,14 +114,6 @@ class ServiceJob:
         """Makes progress visible: the operation shows the step and the attempt (one
         statement, fenced by the job's lease, whose commit need not wait for the disk)."""
         await ctx.mark_step(step)
-
-    @staticmethod
-    async def _mark(uow: UnitOfWork, ctx: JobContext, step: str) -> None:
-        # A marker only shows progress, and every attempt writes its own again: its commit
-        # need not wait for the disk (the outcome's commit, which is durable, comes later).
-        await uow.operations.mark_step(
-            str(ctx.job.operation_id), step, ctx.job.attempts, durable=False
-        )
 
     async def _objects(self, fn: Callable[..., Any], *args: Any) -> Any:
         """Runs a blocking object-store call off the event loop, outside any transaction."""
@@ -479,10 +475,12 @@ def job_handlers(
     settings: Settings,
     store: ObjectStore,
     compute: ComputeDriver,
+    reader: UnitOfWorkFactory | None = None,
 ) -> dict[str, ServiceJob]:
-    """The handler of every job kind, by kind."""
+    """The handler of every job kind, by kind. `reader` makes the units of work of
+    one-statement reads (`uow` when there is none)."""
     jobs: list[ServiceJob] = [
-        cls(uow, settings, store, compute)
+        cls(uow, settings, store, compute, reader)
         for cls in (
             CreateServiceJob,
             UpdateServiceJob,
