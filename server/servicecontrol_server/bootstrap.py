@@ -411,7 +411,13 @@ async def build(settings: Settings, url: str, *, migrate: bool | None = None) ->
             retry_seconds=settings.backlog_retry_seconds,
         ),
     )
-    handlers = job_handlers(uow, settings, job_store, RecordedComputeDriver(engine))
+    handlers = job_handlers(
+        uow,
+        settings,
+        job_store,
+        RecordedComputeDriver(engine),
+        reader=read_unit_of_work_factory(engine),
+    )
     return Application(
         settings,
         url,

@@ -323,3 +323,62 @@ async def test_take_failed_progress_rolls_back_with_the_caller(engine: AsyncEngi
         assert await jobqueue.take_failed_progress(conn, "delete_service", "svc-1") == {
             "done": ["a"]
         }
+
+
+async def _operation_step(engine: AsyncEngine, operation_id: str) -> tuple[Any, ...]:
+    async with engine.connect() as conn:
+        row = (
+            await conn.execute(
+                text(
+                    "SELECT status, current_step, attempt FROM operations"
+                    " WHERE operation_id = CAST(:id AS uuid)"
+                ),
+                {"id": operation_id},
+            )
+        ).one()
+    return tuple(row)
+
+
+async def test_step_markers_and_saves_at_a_step_are_fenced_by_the_lease(
+    engine: AsyncEngine,
+) -> None:
+    """A marker is one statement on the job's operation, a save at a step marks it in the
+    save's own statement; a worker that lost the lease changes neither row."""
+    operation_id = str(uuid.uuid4())
+    async with engine.begin() as conn:
+        await conn.execute(
+            text(
+                "INSERT INTO operations (operation_id, account_id, service_id, target_arn,"
+                " type, status, current_step) VALUES (CAST(:id AS uuid), 'acct', 'svc',"
+                " 'arn', 'DELETE_SERVICE', 'PENDING', '')"
+            ),
+            {"id": operation_id},
+        )
+    [job_id] = await _enqueue(engine, kind="delete_service", operation_id=operation_id)
+    queue = JobQueue(engine)
+    [old] = await queue.claim("old", 1, 30)
+
+    await queue.mark_step(job_id, old.lease_token, "stop_compute", old.attempts)
+    assert await _operation_step(engine, operation_id) == ("IN_PROGRESS", "stop_compute", 1)
+    await queue.save_progress(job_id, old.lease_token, {"n": 1}, ("delete_image_copy", 1))
+    assert await _operation_step(engine, operation_id) == ("IN_PROGRESS", "delete_image_copy", 1)
+    row = await _job_row(engine, job_id)
+    assert row is not None and row["progress"] == {"n": 1}
+
+    await _expire(engine, job_id)
+    assert await queue.rescue_expired() == 1
+    [new] = await queue.claim("new", 1, 30)
+    with pytest.raises(LeaseLost):
+        await queue.mark_step(job_id, old.lease_token, "stale", old.attempts)
+    with pytest.raises(LeaseLost):
+        await queue.save_progress(job_id, old.lease_token, {"n": 9}, ("stale", 1))
+    assert await _operation_step(engine, operation_id) == ("IN_PROGRESS", "delete_image_copy", 1)
+    row = await _job_row(engine, job_id)
+    assert row is not None and row["progress"] == {"n": 1}
+
+    await queue.mark_step(job_id, new.lease_token, "delete_configuration", new.attempts)
+    assert await _operation_step(engine, operation_id) == (
+        "IN_PROGRESS",
+        "delete_configuration",
+        2,
+    )

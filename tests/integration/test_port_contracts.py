@@ -495,6 +495,66 @@ async def test_services_delete_configuration_reports_what_it_removed(backend: Ba
     assert got is not None and got.configuration is None
 
 
+async def test_services_tombstone_removes_what_goes_with_the_service(backend: Backend) -> None:
+    svc, other = new_service(), new_service()
+    await add_services(backend, svc, other)
+    await backend.compute.start(svc.service_id, "services/x/")
+    b, a = new_certificate("b.example.com", svc), new_certificate("a.example.com", svc)
+    kept = new_certificate("c.example.com", other)
+    async with backend.uow() as uow:
+        for cert, owner in ((b, svc), (a, svc), (kept, other)):
+            await uow.certificates.insert_if_absent(cert)
+            await uow.custom_domains.add(new_domain(owner, cert, CustomDomainStatus.ACTIVE))
+        await uow.tags.put(ACCOUNT, svc.service_arn, {"team": "web"})
+        await uow.tags.put(ACCOUNT, other.service_arn, {"team": "api"})
+        await uow.vpc.add_ingress(new_ingress(svc, "in-1"))
+        await uow.commit()
+
+    async with backend.uow() as uow:
+        locked = await uow.services.get(ACCOUNT, svc.service_id, for_update=True)
+        assert locked is not None
+        removal = await uow.services.tombstone(locked, 600, 3600)
+        now = await uow.now()
+        stored = await uow.services.get(ACCOUNT, svc.service_id)
+        await uow.commit()
+    assert removal.configuration_records == ["service_configuration", "compute_instance"]
+    assert [c.domain_name for c in removal.retained_certificates] == [
+        "a.example.com",
+        "b.example.com",
+    ]
+    for cert in removal.retained_certificates:
+        assert (cert.service_id, cert.service_arn) == (None, None)
+        assert (cert.unlinked_at, cert.expires_at) == (now, now + timedelta(seconds=3600))
+    assert removal.live_ingress
+    # The service object and its row both say DELETED, as mark_deleted leaves them.
+    assert stored is not None and stored.configuration is None
+    for got in (locked, stored):
+        assert got.status is ServiceStatus.DELETED and got.connection_arn is None
+        assert got.current_operation_id is None and got.status_before_operation is None
+        assert (got.deleted_at, got.purge_at) == (now, now + timedelta(seconds=600))
+    assert locked.version == stored.version == svc.version + 1
+    async with backend.uow() as uow:
+        assert await uow.custom_domains.for_service(svc.service_id) == []
+        assert await uow.tags.for_resource(svc.service_arn) == {}
+        # Another service's records are untouched.
+        assert [d.domain_name for d in await uow.custom_domains.for_service(other.service_id)]
+        assert await uow.tags.for_resource(other.service_arn) == {"team": "api"}
+        untouched = await uow.certificates.get(kept.certificate_id)
+    assert untouched is not None and untouched.service_id == other.service_id
+
+    # Without domains, configuration or ingress connections: nothing else to report.
+    bare = new_service()
+    await add_services(backend, bare)
+    async with backend.uow() as uow:
+        await uow.services.delete_configuration(bare.service_id)
+        locked = await uow.services.get(ACCOUNT, bare.service_id, for_update=True)
+        assert locked is not None
+        removal = await uow.services.tombstone(locked, 600, 3600)
+        await uow.commit()
+    assert (removal.configuration_records, removal.retained_certificates) == ([], [])
+    assert not removal.live_ingress
+
+
 async def test_for_update_locks_the_row_until_the_transaction_ends(backend: Backend) -> None:
     svc = new_service()
     await add_services(backend, svc)

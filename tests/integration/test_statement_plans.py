@@ -252,6 +252,22 @@ HOT: dict[str, Hot] = {
     "jobqueue.SAVE_PROGRESS": _hot(
         {"changes": Jsonb({"step": 1}), "job_id": 1, "token": TOKEN}, "pk_jobs"
     ),
+    "jobqueue.SAVE_PROGRESS_AT_STEP": _hot(
+        {
+            "changes": Jsonb({"step": 1}),
+            "job_id": 1,
+            "token": TOKEN,
+            "step": "delete_image_copy",
+            "attempt": 1,
+        },
+        "pk_jobs",
+        "pk_operations",
+    ),
+    "jobqueue.MARK_STEP": _hot(
+        {"job_id": 1, "token": TOKEN, "step": "delete_configuration", "attempt": 1},
+        "pk_jobs",
+        "pk_operations",
+    ),
     "jobqueue.MARK_FAILED": _hot({"job_id": 1, "token": TOKEN, "error": "x"}, "pk_jobs"),
     "jobqueue.RETRY_LATER": _hot(
         {"delay_seconds": 1.0, "error": "x", "transient": True, "job_id": 1, "token": TOKEN},
@@ -346,6 +362,19 @@ HOT: dict[str, Hot] = {
     "services.DELETE_CONFIGURATION": _hot(
         {"service_id": LIVE_SERVICE}, "pk_service_configurations"
     ),
+    "services.TOMBSTONE_SERVICE": _hot(
+        {
+            "service_id": LIVE_SERVICE,
+            "service_arn": _svc_arn,
+            "tombstone_seconds": 60,
+            "certificate_retention_seconds": 60,
+        },
+        "pk_services",
+        "pk_service_configurations",
+        "pk_custom_domains",
+        "pk_certificates",
+        "pk_resource_tags",
+    ),
     "operations.MARK_STEP_LAZILY": _hot(
         {
             "status": "IN_PROGRESS",
@@ -387,6 +416,7 @@ HOT: dict[str, Hot] = {
 # Named statements with no plan worth asserting, and why.
 EXEMPT: dict[str, str] = {
     "jobqueue.ENQUEUE": "a single-row INSERT",
+    "identity.INSERT_AUDIT": "a single-row INSERT",
     "outbox.INSERT_EVENT": "a single-row INSERT",
     "outbox.INSERT_ONE_EVENT": "a single-row INSERT",
     "outbox.NOTIFY_OUTBOX": "pg_notify, no table",

@@ -43,10 +43,12 @@ from servicecontrol_server.application.ports import (
     ObjectNotFound,
     ObjectStoreError,
     ObjectStoreUnavailable,
+    OperationJob,
     PurgedCertificate,
     PurgedConnection,
     PurgedService,
     PurgedServices,
+    ServiceRemoval,
     UnitOfWork,
 )
 from servicecontrol_server.domain.config_resources import ConfigKind, ConfigResource, ConfigStatus
@@ -453,6 +455,19 @@ class FakeServiceRepository(_Repository):
         service.connection_arn = None
         service.version, service.updated_at = stored.version, stored.updated_at
         service.deleted_at, service.purge_at = stored.deleted_at, stored.purge_at
+
+    async def tombstone(
+        self, service: Service, tombstone_seconds: int, certificate_retention_seconds: int
+    ) -> ServiceRemoval:
+        removed = await self.delete_configuration(service.service_id)
+        domains = FakeCustomDomainRepository(self._uow)
+        retained = await FakeCertificateRepository(self._uow).retain(
+            await domains.remove_all(service.service_id), certificate_retention_seconds
+        )
+        await FakeTagRepository(self._uow).delete_all(service.service_arn)
+        live = await FakeVpcRepository(self._uow).live_ingress_for_service(service.service_id)
+        await self.mark_deleted(service, tombstone_seconds)
+        return ServiceRemoval(removed, retained, bool(live))
 
     async def save_configuration(self, service_id: str, config: ServiceConfiguration) -> None:
         if service_id not in self.t.services:
@@ -1704,6 +1719,22 @@ class FakeUnitOfWork:
     def notify_job(self, kind: str) -> None:
         self._notify_jobs.append(kind)
 
+    async def start_operation(
+        self, operation: Operation, job: OperationJob, *, saving: Service | None = None
+    ) -> None:
+        if saving is not None:
+            await self.services.save(saving)
+        await self.operations.add(operation)
+        await self.jobs.enqueue(
+            kind=job.kind,
+            payload=job.payload,
+            max_attempts=job.max_attempts,
+            operation_id=operation.operation_id,
+            service_id=operation.service_id,
+            account_id=operation.account_id,
+            progress=job.progress,
+        )
+
     async def commit(self) -> None:
         if self.db.down:
             raise BackendUnavailable("database unavailable")
@@ -1829,11 +1860,29 @@ class FakeJobContext:
         self.progress: dict[str, Any] = dict(job.progress)
         self.completed = False
         self.transactions: list[FakeUnitOfWork] = []
+        # The steps this attempt showed through the context, each with whether its
+        # statement's commit was durable (a save's) or not (a marker's).
+        self.step_marks: list[tuple[str, bool]] = []
         self._completing: set[int] = set()
 
-    async def save_progress(self, **changes: Any) -> None:
+    async def save_progress(self, *, at_step: str | None = None, **changes: Any) -> None:
         self.db.save_progress(self.job.job_id, self.job.lease_token, changes)
         self.progress.update(changes)
+        if at_step is not None:
+            await self._show(at_step, durable=True)
+
+    async def mark_step(self, step: str) -> None:
+        self.db._leased(self.job.job_id, self.job.lease_token)  # fenced, as the statement is
+        await self._show(step, durable=False)
+
+    async def _show(self, step: str, *, durable: bool) -> None:
+        self.step_marks.append((step, durable))
+        async with FakeUnitOfWork(self.db) as uow:
+            await uow.operations.mark_step(
+                str(self.job.operation_id), step, self.job.attempts, durable=durable
+            )
+            uow.step_marks.clear()
+            await uow.commit()
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[FakeUnitOfWork]:

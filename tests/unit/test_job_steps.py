@@ -1,6 +1,7 @@
-"""What a service job's attempt costs in transactions: the step that starts every attempt
-is marked in the transaction that loads the service, and step markers (progress that
-every attempt writes again) do not wait for the disk; the outcome does."""
+"""What a service job's attempt costs in transactions: the service is read without one,
+step markers (progress that every attempt writes again) are statements of the job's
+context that do not wait for the disk, a delete shows its image step with its first
+progress save, and only the outcome's transaction is committed, durably."""
 
 from __future__ import annotations
 
@@ -8,28 +9,25 @@ from servicecontrol_server.domain.model import OperationStatus, ServiceStatus
 from tests.unit.harness import ACCOUNT, Unit
 
 
-async def test_a_delete_marks_its_first_step_while_loading_and_its_markers_lazily() -> None:
+async def test_a_delete_marks_its_steps_through_its_context_and_commits_only_its_outcome() -> None:
     unit = Unit()
     service = await unit.running_service()
     result = await unit.services.delete_service(ACCOUNT, service.service_arn)
     before = len(unit.uow.made)
     [run] = await unit.run_jobs()
-    committed = [uow for uow in unit.uow.made[before:] if uow.committed]
 
-    # The load and the first step: one transaction, which both read and marked.
-    first = committed[0]
-    assert first.step_marks == [("stop_compute", False)]
-    # Every step, in order, each marked once and none of them durably.
-    marks = [mark for uow in committed for mark in uow.step_marks]
-    assert marks == [
+    # No transaction of the factory's is committed: the load only reads.
+    assert [uow for uow in unit.uow.made[before:] if uow.committed] == []
+    # The steps go through the job's context: the image step in the statement of the
+    # first progress save (durable, as a save must be), the others as lazy markers.
+    assert run.context is not None
+    assert run.context.step_marks == [
         ("stop_compute", False),
-        ("delete_image_copy", False),
+        ("delete_image_copy", True),
         ("delete_configuration", False),
     ]
-    # The load with the first marker and two more markers: three transactions, no more.
-    assert len(committed) == 3
+    assert run.context.progress["image_objects"] > 0
     # Then the outcome's, which marks no step: its commit is a durable one.
-    assert run.context is not None
     [outcome] = run.context.transactions
     assert outcome.committed and outcome.step_marks == []
     op = unit.db.operation(result.operation_id)
@@ -38,17 +36,17 @@ async def test_a_delete_marks_its_first_step_while_loading_and_its_markers_lazil
     assert unit.db.service(service.service_id).status is ServiceStatus.DELETED
 
 
-async def test_pause_and_resume_mark_their_only_step_while_loading() -> None:
+async def test_pause_and_resume_mark_their_only_step_and_commit_only_their_outcome() -> None:
     unit = Unit()
     service = await unit.running_service()
     await unit.services.pause_service(ACCOUNT, service.service_arn)
     before = len(unit.uow.made)
-    await unit.run_jobs()
-    committed = [uow for uow in unit.uow.made[before:] if uow.committed]
-    assert [uow.step_marks for uow in committed] == [[("stop_compute", False)]]
+    [run] = await unit.run_jobs()
+    assert [uow for uow in unit.uow.made[before:] if uow.committed] == []
+    assert run.context is not None and run.context.step_marks == [("stop_compute", False)]
 
     await unit.services.resume_service(ACCOUNT, service.service_arn)
     before = len(unit.uow.made)
-    await unit.run_jobs()
-    committed = [uow for uow in unit.uow.made[before:] if uow.committed]
-    assert [uow.step_marks for uow in committed] == [[("start_compute", False)]]
+    [run] = await unit.run_jobs()
+    assert [uow for uow in unit.uow.made[before:] if uow.committed] == []
+    assert run.context is not None and run.context.step_marks == [("start_compute", False)]

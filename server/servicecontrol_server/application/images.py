@@ -305,9 +305,11 @@ def delete_image_copy(
     deleted = True
     while deleted:
         deleted = False
-        listing = _within(store.scan_objects(bucket, prefix), prefix)
+        listing = iter(store.scan_objects(bucket, prefix))
         while batch := list(itertools.islice(listing, batch_size)):
             deleted = True
+            keys = [info.key for info in batch]
+            _check_within(keys, prefix)
             if counting:
                 pending = []
                 for info in batch:
@@ -321,7 +323,7 @@ def delete_image_copy(
                 if save is not None:
                     # Still counted-before digests stay pending: not yet met in this run.
                     save(DeleteProgress(objects, size, "".join([*pending, *counted_before])))
-            store.delete_objects(bucket, [info.key for info in batch])
+            store.delete_objects(bucket, keys)
     # No final save: a rerun finds nothing left, so the saved counts stand as they are.
     store.abort_incomplete_uploads(bucket, prefix)
     return Inventory(objects=objects, bytes=size)
@@ -333,6 +335,15 @@ def _within(listing: Iterable[ObjectInfo], prefix: str) -> Iterable[ObjectInfo]:
         if not info.key.startswith(prefix):
             raise ObjectStoreError(f"listing of {prefix!r} returned {info.key!r}")
         yield info
+
+
+def _check_within(keys: list[str], prefix: str) -> None:
+    """As _within, a batch at a time (one C-level pass, no generator step per object),
+    before anything of the batch is counted or deleted."""
+    if all(map(str.startswith, keys, itertools.repeat(prefix))):
+        return
+    key = next(key for key in keys if not key.startswith(prefix))
+    raise ObjectStoreError(f"listing of {prefix!r} returned {key!r}")
 
 
 def _present_sizes(

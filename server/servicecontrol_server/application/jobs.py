@@ -64,8 +64,8 @@ class ServiceJob:
     """What every service operation shares: loading, step markers, outcome writing."""
 
     op_type: OperationType
-    # The step every attempt starts with, if any: marked in the transaction that loads the
-    # service (one transaction fewer per attempt).
+    # The step every attempt starts with, if any: marked right after the service is
+    # loaded, before any other step.
     first_step: str | None = None
 
     def __init__(
@@ -74,8 +74,11 @@ class ServiceJob:
         settings: Settings,
         store: ObjectStore,
         compute: ComputeDriver,
+        reader: UnitOfWorkFactory | None = None,
     ) -> None:
         self.uow = uow
+        # Units of work for one-statement reads (no transaction around them), if any.
+        self.reader = reader or uow
         self.settings = settings
         self.store = store
         self.compute = compute
@@ -95,29 +98,22 @@ class ServiceJob:
         raise NotImplementedError
 
     async def _load(self, ctx: JobContext) -> Service:
+        """One statement reads the service (no transaction around it), one more marks the
+        first step."""
         assert ctx.job.account_id and ctx.job.service_id
-        async with self.uow() as uow:
+        async with self.reader() as uow:
             service = await uow.services.get(ctx.job.account_id, ctx.job.service_id)
-            if service is not None and self.first_step is not None:
-                await self._mark(uow, ctx, self.first_step)
-                await uow.commit()
         if service is None:
             raise PermanentJobError("INTERNAL_ERROR", "service row is missing", {})
+        if self.first_step is not None:
+            await self._step(ctx, self.first_step)
         return service
 
-    async def _step(self, ctx: JobContext, step: str) -> None:
-        """Makes progress visible: the operation shows the step and the attempt."""
-        async with self.uow() as uow:
-            await self._mark(uow, ctx, step)
-            await uow.commit()
-
     @staticmethod
-    async def _mark(uow: UnitOfWork, ctx: JobContext, step: str) -> None:
-        # A marker only shows progress, and every attempt writes its own again: its commit
-        # need not wait for the disk (the outcome's commit, which is durable, comes later).
-        await uow.operations.mark_step(
-            str(ctx.job.operation_id), step, ctx.job.attempts, durable=False
-        )
+    async def _step(ctx: JobContext, step: str) -> None:
+        """Makes progress visible: the operation shows the step and the attempt (one
+        statement, fenced by the job's lease, whose commit need not wait for the disk)."""
+        await ctx.mark_step(step)
 
     async def _objects(self, fn: Callable[..., Any], *args: Any) -> Any:
         """Runs a blocking object-store call off the event loop, outside any transaction."""
@@ -391,20 +387,29 @@ class DeleteServiceJob(ServiceJob):
         if config and config.image_bucket and config.image_prefix:
             # One scan counts and deletes; each batch's count is saved before the batch is
             # deleted, so the report stays exact when a crash interrupts the deletion and
-            # another attempt finishes it.
-            await self._step(ctx, "delete_image_copy")
+            # another attempt finishes it. On a first attempt the step is shown by the
+            # first of those saves (one statement for both; a copy with nothing in it goes
+            # straight on to the next step); an attempt that resumes saved progress may
+            # have nothing left to count, so it marks the step on its own.
             store = _CrashBetweenBatches(self.store) if faults.armed() else self.store
             loop = asyncio.get_running_loop()
+            resume = DeleteProgress.from_progress(ctx.progress)
+            marked = resume is not None
+            if marked:
+                await self._step(ctx, "delete_image_copy")
 
             def save(progress: DeleteProgress) -> None:
+                nonlocal marked
+                at_step = None if marked else "delete_image_copy"
                 asyncio.run_coroutine_threadsafe(
-                    ctx.save_progress(**progress.as_progress()), loop
+                    ctx.save_progress(at_step=at_step, **progress.as_progress()), loop
                 ).result()
+                marked = True
 
             await self._objects(
                 functools.partial(
                     delete_image_copy,
-                    resume=DeleteProgress.from_progress(ctx.progress),
+                    resume=resume,
                     save=save,
                 ),
                 store,
@@ -414,18 +419,20 @@ class DeleteServiceJob(ServiceJob):
         await self._step(ctx, "delete_configuration")
 
         async def mutate(uow: UnitOfWork, svc: Service) -> dict[str, Any]:
-            removed = await uow.services.delete_configuration(svc.service_id)
-            retained = await uow.certificates.retain(
-                await uow.custom_domains.remove_all(svc.service_id),
+            connection = svc.connection_arn
+            # Configuration, domains (their certificates retained), tags and the tombstone:
+            # one statement.
+            removal = await uow.services.tombstone(
+                svc,
+                self.settings.service_tombstone_retention_seconds,
                 self.settings.certificate_retention_seconds,
             )
-            connection = svc.connection_arn
-            # Only ingress connections that are not AVAILABLE can be left (the delete
-            # refuses an AVAILABLE one); they go with their service.
-            for ingress in await uow.vpc.live_ingress_for_service(svc.service_id):
-                await delete_ingress(uow, self.settings, ingress, "service_deleted")
-            await uow.tags.delete_all(svc.service_arn)
-            await uow.services.mark_deleted(svc, self.settings.service_tombstone_retention_seconds)
+            removed, retained = removal.configuration_records, removal.retained_certificates
+            if removal.live_ingress:
+                # Only ingress connections that are not AVAILABLE can be left (the delete
+                # refuses an AVAILABLE one); they go with their service.
+                for ingress in await uow.vpc.live_ingress_for_service(svc.service_id):
+                    await delete_ingress(uow, self.settings, ingress, "service_deleted")
             return {
                 "image_objects": int(ctx.progress.get("image_objects", 0)),
                 "image_bytes": int(ctx.progress.get("image_bytes", 0)),
@@ -468,10 +475,12 @@ def job_handlers(
     settings: Settings,
     store: ObjectStore,
     compute: ComputeDriver,
+    reader: UnitOfWorkFactory | None = None,
 ) -> dict[str, ServiceJob]:
-    """The handler of every job kind, by kind."""
+    """The handler of every job kind, by kind. `reader` makes the units of work of
+    one-statement reads (`uow` when there is none)."""
     jobs: list[ServiceJob] = [
-        cls(uow, settings, store, compute)
+        cls(uow, settings, store, compute, reader)
         for cls in (
             CreateServiceJob,
             UpdateServiceJob,

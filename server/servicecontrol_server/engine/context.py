@@ -27,14 +27,25 @@ class AttemptContext:
         self._uow = uow
         self._open: dict[int, bool] = {}
 
-    async def save_progress(self, **changes: Any) -> None:
+    async def save_progress(self, *, at_step: str | None = None, **changes: Any) -> None:
         self._check_lease()
+        step = None if at_step is None else (at_step, self.job.attempts)
         try:
-            await self._queue.save_progress(self.job.job_id, self.job.lease_token, changes)
+            await self._queue.save_progress(self.job.job_id, self.job.lease_token, changes, step)
         except LeaseLost:
             self.lease_lost.set()
             raise
         self.progress.update(changes)
+
+    async def mark_step(self, step: str) -> None:
+        self._check_lease()
+        try:
+            await self._queue.mark_step(
+                self.job.job_id, self.job.lease_token, step, self.job.attempts
+            )
+        except LeaseLost:
+            self.lease_lost.set()
+            raise
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[UnitOfWork]:

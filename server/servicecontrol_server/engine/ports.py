@@ -52,8 +52,21 @@ class JobQueue(Protocol):
         transaction; answers the jobs completed (the others had lost their lease)."""
         ...
 
-    async def save_progress(self, job_id: int, token: str, progress: dict[str, Any]) -> None:
-        """Merges `progress` into the job's saved progress; raises LeaseLost."""
+    async def save_progress(
+        self,
+        job_id: int,
+        token: str,
+        progress: dict[str, Any],
+        step: tuple[str, int] | None = None,
+    ) -> None:
+        """Merges `progress` into the job's saved progress; with `step` (the step and the
+        attempt), marks it on the job's operation in the same statement. Raises
+        LeaseLost."""
+        ...
+
+    async def mark_step(self, job_id: int, token: str, step: str, attempt: int) -> None:
+        """Marks the step and attempt on the job's operation, without waiting for the
+        disk; raises LeaseLost."""
         ...
 
     async def retry_later(

@@ -80,6 +80,44 @@ SAVE_PROGRESS = """
     RETURNING job_id
 """
 
+# The same save, which also shows the step it belongs to on the job's operation: one
+# statement (and one durable commit) where a step marker and a save took two
+# transactions. The operation's row is found through the saved job's row, so the marker
+# is fenced by the same lease token.
+SAVE_PROGRESS_AT_STEP = """
+    WITH saved AS (
+        UPDATE jobs
+        SET progress = progress || %(changes)s, updated_at = now()
+        WHERE job_id = %(job_id)s AND lease_token = CAST(%(token)s AS uuid)
+          AND state = 'running'
+        RETURNING job_id, operation_id
+    ),
+    marked AS (
+        UPDATE operations AS o
+        SET status = 'IN_PROGRESS', current_step = %(step)s, attempt = %(attempt)s,
+            next_attempt_at = NULL, updated_at = now()
+        FROM saved
+        WHERE o.operation_id = saved.operation_id
+    )
+    SELECT job_id FROM saved
+"""
+
+# A step marker on the job's operation, fenced by the job's lease token, as one
+# autocommit statement (no BEGIN/COMMIT round trips) whose commit does not wait for the
+# disk: set_config(..., is_local => true) holds for this statement's transaction only,
+# and the one-row subquery runs once. A marker is progress every attempt writes again;
+# Postgres writes commits in order, so the job's durable outcome commit makes it durable
+# too, and a database crash before that loses only the marker.
+MARK_STEP = """
+    UPDATE operations AS o
+    SET status = 'IN_PROGRESS', current_step = %(step)s, attempt = %(attempt)s,
+        next_attempt_at = NULL, updated_at = now()
+    FROM jobs AS j, (SELECT set_config('synchronous_commit', 'off', true)) AS relaxed
+    WHERE j.job_id = %(job_id)s AND j.lease_token = CAST(%(token)s AS uuid)
+      AND j.state = 'running' AND o.operation_id = j.operation_id
+    RETURNING j.job_id
+"""
+
 # A finished job's row is deleted in the handler's final transaction, so its outcome and
 # the job's disappearance commit together or not at all. Fenced: if the lease moved on,
 # nothing is deleted and the caller rolls the whole outcome back. The row lock this takes
@@ -292,18 +330,40 @@ async def enqueue(
     job_id = (
         await conn.execute(
             ENQUEUE,
-            {
-                "kind": kind,
-                "operation_id": operation_id,
-                "service_id": service_id,
-                "account_id": account_id,
-                "payload": payload,
-                "progress": progress or {},
-                "max_attempts": max_attempts,
-            },
+            enqueue_parameters(
+                kind=kind,
+                payload=payload,
+                max_attempts=max_attempts,
+                operation_id=operation_id,
+                service_id=service_id,
+                account_id=account_id,
+                progress=progress,
+            ),
         )
     ).scalar_one()
     return int(job_id)
+
+
+def enqueue_parameters(
+    *,
+    kind: str,
+    payload: dict[str, Any],
+    max_attempts: int,
+    operation_id: str | None,
+    service_id: str | None,
+    account_id: str | None,
+    progress: dict[str, Any] | None,
+) -> dict[str, Any]:
+    """ENQUEUE's parameters (`payload` and `progress` are JSONB)."""
+    return {
+        "kind": kind,
+        "operation_id": operation_id,
+        "service_id": service_id,
+        "account_id": account_id,
+        "payload": payload,
+        "progress": progress or {},
+        "max_attempts": max_attempts,
+    }
 
 
 async def take_failed_progress(
@@ -451,9 +511,25 @@ class JobQueue:
         )
         return {int(row["job_id"]) for row in rows}
 
-    async def save_progress(self, job_id: int, token: str, progress: dict[str, Any]) -> None:
+    async def save_progress(
+        self,
+        job_id: int,
+        token: str,
+        progress: dict[str, Any],
+        step: tuple[str, int] | None = None,
+    ) -> None:
+        params: dict[str, Any] = {"job_id": job_id, "token": token, "changes": Jsonb(progress)}
+        if step is None:
+            rows = await self._rows(SAVE_PROGRESS, params)
+        else:
+            params["step"], params["attempt"] = step
+            rows = await self._rows(SAVE_PROGRESS_AT_STEP, params)
+        if not rows:
+            raise LeaseLost(job_id)
+
+    async def mark_step(self, job_id: int, token: str, step: str, attempt: int) -> None:
         rows = await self._rows(
-            SAVE_PROGRESS, {"job_id": job_id, "token": token, "changes": Jsonb(progress)}
+            MARK_STEP, {"job_id": job_id, "token": token, "step": step, "attempt": attempt}
         )
         if not rows:
             raise LeaseLost(job_id)

@@ -39,11 +39,12 @@ from .repositories import (
     PurgedServices,
     RequestIdRepository,
     RetentionRepository,
+    ServiceRemoval,
     ServiceRepository,
     TagRepository,
     VpcRepository,
 )
-from .unit_of_work import UnitOfWork, UnitOfWorkFactory
+from .unit_of_work import OperationJob, UnitOfWork, UnitOfWorkFactory
 
 __all__ = [
     "AccountRepository",
@@ -82,8 +83,10 @@ __all__ = [
     "RetentionRepository",
     "RetryableJobError",
     "RunsBlocking",
+    "ServiceRemoval",
     "ServiceRepository",
     "TagRepository",
+    "OperationJob",
     "UnitOfWork",
     "UnitOfWorkFactory",
     "VpcRepository",

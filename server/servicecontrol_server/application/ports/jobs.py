@@ -96,8 +96,16 @@ class JobContext(Protocol):
     job: ClaimedJob
     progress: dict[str, Any]
 
-    async def save_progress(self, **changes: Any) -> None:
-        """Merges `changes` into the job's saved progress (read back on a retry)."""
+    async def save_progress(self, *, at_step: str | None = None, **changes: Any) -> None:
+        """Merges `changes` into the job's saved progress (read back on a retry), durably.
+        With `at_step`, the same statement also shows that step on the job's operation
+        (as mark_step does)."""
+        ...
+
+    async def mark_step(self, step: str) -> None:
+        """Shows `step` and this attempt on the job's operation, in one statement whose
+        commit does not wait for the disk: a marker is progress that every attempt writes
+        again, and the job's durable outcome commit, which comes later, makes it durable."""
         ...
 
     def transaction(self) -> AbstractAsyncContextManager[UnitOfWork]:

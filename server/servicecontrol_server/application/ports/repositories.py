@@ -29,6 +29,20 @@ from ...domain.vpc import VpcConnector, VpcIngressConnection
 Cursor = tuple[datetime, str]
 
 
+@dataclass(frozen=True)
+class ServiceRemoval:
+    """What tombstoning a service removed with it (ServiceRepository.tombstone)."""
+
+    # The kinds of configuration record removed ("service_configuration",
+    # "compute_instance").
+    configuration_records: list[str]
+    # The certificate records of its custom domains, unlinked and retained, by domain name.
+    retained_certificates: list[Certificate]
+    # Whether ingress connections of the service that are not DELETED remain: the
+    # caller deletes those itself (they carry events of their own).
+    live_ingress: bool
+
+
 class AccountRepository(Protocol):
     async def lock(self, account_id: str) -> None:
         """Creates the account on first use and locks it until commit. Serialises the
@@ -66,6 +80,15 @@ class ServiceRepository(Protocol):
     async def mark_deleted(self, service: Service, tombstone_seconds: int) -> None:
         """Tombstones the service: DELETED, its name and quota slot free, purged by the
         reaper `tombstone_seconds` from now."""
+        ...
+
+    async def tombstone(
+        self, service: Service, tombstone_seconds: int, certificate_retention_seconds: int
+    ) -> ServiceRemoval:
+        """What a finished delete writes, at once: removes the service's configuration
+        records, its custom domains (their certificate records unlinked and retained for
+        `certificate_retention_seconds`) and its tags, then tombstones it as
+        mark_deleted does. Call it with the service row locked (get(for_update=True))."""
         ...
 
     async def save_configuration(self, service_id: str, config: ServiceConfiguration) -> None: ...

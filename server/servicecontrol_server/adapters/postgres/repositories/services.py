@@ -9,9 +9,10 @@ from sqlalchemy import TextClause, func, insert, select, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from ....application.ports import Cursor
+from ....application.ports import Cursor, ServiceRemoval
 from ....domain.model import Service, ServiceConfiguration, ServiceStatus
 from ..schema import service_configurations, services
+from .certificates import certificate_from_row
 
 # The request path of every mutation reads and writes one service row; these two are
 # written as SQL once, not built per call, because statement construction cost more than
@@ -112,6 +113,63 @@ DELETE_CONFIGURATION = text(
 )
 
 
+# Everything a finished delete writes about its service, in one statement (one round trip
+# instead of six): its configuration records, its custom domains with their certificate
+# records unlinked and retained, its tags, and its tombstone. The caller holds the service
+# row's lock (GET_SERVICE_FOR_UPDATE, an earlier statement), so this statement's snapshot,
+# taken after that lock was granted, sees every change committed before it. The
+# sub-statements touch different tables, except `retained`, which updates the
+# certificates of the associations `domains` deletes (through its RETURNING). Whether
+# ingress connections remain is read from the same snapshot: the caller deletes those
+# through its own rules. One row per retained certificate, or one row with NULL
+# certificate columns when there is none; the other columns repeat on every row.
+TOMBSTONE_SERVICE = text(
+    """
+    WITH configurations AS (
+        DELETE FROM service_configurations WHERE service_id = :service_id RETURNING 1
+    ),
+    instances AS (
+        DELETE FROM compute_instances WHERE service_id = :service_id RETURNING 1
+    ),
+    domains AS (
+        DELETE FROM custom_domains WHERE service_id = :service_id RETURNING certificate_id
+    ),
+    retained AS (
+        UPDATE certificates
+        SET service_id = NULL, service_arn = NULL, unlinked_at = now(),
+            expires_at = now() + make_interval(secs => :certificate_retention_seconds)
+        WHERE certificate_id IN (SELECT certificate_id FROM domains)
+        RETURNING certificate_id, account_id, certificate_arn, domain_name, status,
+                  validation_records, service_id, service_arn, created_at, unlinked_at,
+                  expires_at
+    ),
+    tags AS (
+        DELETE FROM resource_tags WHERE resource_arn = :service_arn
+    ),
+    tombstone AS (
+        UPDATE services
+        SET status = 'DELETED', status_message = '', version = version + 1,
+            current_operation_id = NULL, status_before_operation = NULL,
+            connection_arn = NULL, updated_at = now(), deleted_at = now(),
+            purge_at = now() + make_interval(secs => :tombstone_seconds)
+        WHERE service_id = :service_id
+        RETURNING version, updated_at, deleted_at, purge_at
+    )
+    SELECT t.version AS service_version, t.updated_at AS service_updated_at,
+           t.deleted_at AS service_deleted_at, t.purge_at AS service_purge_at,
+           (SELECT count(*) FROM configurations) AS configurations,
+           (SELECT count(*) FROM instances) AS instances,
+           EXISTS (
+               SELECT 1 FROM vpc_ingress_connections
+               WHERE service_id = :service_id AND status <> 'DELETED'
+           ) AS live_ingress,
+           r.*
+    FROM tombstone t LEFT JOIN retained r ON true
+    ORDER BY r.domain_name
+    """
+)
+
+
 class ServiceRepository:
     def __init__(self, conn: AsyncConnection) -> None:
         self.conn = conn
@@ -185,21 +243,7 @@ class ServiceRepository:
 
     async def save(self, service: Service) -> None:
         """Writes the service's state and bumps its version (and so its etag)."""
-        row = (
-            await self.conn.execute(
-                SAVE_SERVICE,
-                {
-                    "service_id": service.service_id,
-                    "status": service.status.value,
-                    "status_message": service.status_message,
-                    "current_operation_id": service.current_operation_id,
-                    "status_before_operation": _opt(service.status_before_operation),
-                    "connection_arn": service.connection_arn,
-                    "deleted_at": service.deleted_at,
-                    "purge_at": service.purge_at,
-                },
-            )
-        ).one()
+        row = (await self.conn.execute(SAVE_SERVICE, save_parameters(service))).one()
         service.version, service.updated_at = row.version, row.updated_at
 
     async def mark_deleted(self, service: Service, tombstone_seconds: int) -> None:
@@ -232,6 +276,49 @@ class ServiceRepository:
         service.connection_arn = None
         service.version, service.updated_at = row.version, row.updated_at
         service.deleted_at, service.purge_at = row.deleted_at, row.purge_at
+
+    async def tombstone(
+        self, service: Service, tombstone_seconds: int, certificate_retention_seconds: int
+    ) -> ServiceRemoval:
+        rows = (
+            (
+                await self.conn.execute(
+                    TOMBSTONE_SERVICE,
+                    {
+                        "service_id": service.service_id,
+                        "service_arn": service.service_arn,
+                        "tombstone_seconds": int(tombstone_seconds),
+                        "certificate_retention_seconds": int(certificate_retention_seconds),
+                    },
+                )
+            )
+            .mappings()
+            .all()
+        )
+        if not rows:
+            raise LookupError(f"no service {service.service_id} to tombstone")
+        first = rows[0]
+        service.status = ServiceStatus.DELETED
+        service.status_message = ""
+        service.current_operation_id = None
+        service.status_before_operation = None
+        service.connection_arn = None
+        service.version = first["service_version"]
+        service.updated_at = first["service_updated_at"]
+        service.deleted_at = first["service_deleted_at"]
+        service.purge_at = first["service_purge_at"]
+        removed: list[str] = []
+        if first["configurations"]:
+            removed.append("service_configuration")
+        if first["instances"]:
+            removed.append("compute_instance")
+        return ServiceRemoval(
+            configuration_records=removed,
+            retained_certificates=[
+                certificate_from_row(row) for row in rows if row["certificate_id"] is not None
+            ],
+            live_ingress=bool(first["live_ingress"]),
+        )
 
     async def save_configuration(self, service_id: str, config: ServiceConfiguration) -> None:
         values = {
@@ -271,6 +358,20 @@ class ServiceRepository:
             .order_by(services.c.service_arn)
         )
         return list(rows.scalars())
+
+
+def save_parameters(service: Service) -> dict[str, Any]:
+    """SAVE_SERVICE's parameters: the service's state as it is to be written."""
+    return {
+        "service_id": service.service_id,
+        "status": service.status.value,
+        "status_message": service.status_message,
+        "current_operation_id": service.current_operation_id,
+        "status_before_operation": _opt(service.status_before_operation),
+        "connection_arn": service.connection_arn,
+        "deleted_at": service.deleted_at,
+        "purge_at": service.purge_at,
+    }
 
 
 def _opt(status: ServiceStatus | None) -> str | None:
