@@ -420,6 +420,20 @@ def _memory(server: Server, idle: tuple[float, float], load: tuple[float, float]
     }
 
 
+def _phase(
+    client: Client, url: str, account: str, **command: Any
+) -> tuple[dict[str, Any], tuple[float, float], tuple[float, float]]:
+    """One command to the load generator (a create, delete or load phase), then every
+    operation started since waited for in the database: the generator's result, and the
+    span of its calls in wall-clock seconds (the operations table's clock) and in
+    monotonic seconds (the memory samples')."""
+    wall, mono = time.time(), time.monotonic()
+    result = client.run(**command)
+    spans = (wall, time.time()), (mono, time.monotonic())
+    _wait_settled(url, account, wall)
+    return result, *spans
+
+
 def _measure_mode(
     url: str,
     env: dict[str, str],
@@ -436,35 +450,44 @@ def _measure_mode(
     try:
         server.wait_for_workers(mode)
         client = Client(__file__, f"127.0.0.1:{server.port}")
-        started = time.time()
         # The idle reference: the same C jobs queued at once (C creates, then C deletes),
         # waited for in the database, with no call to the server meanwhile.
-        made = client.run(phase="create", callers=callers, token=token, prefix=f"idle-{mode}")
-        _wait_settled(url, account, started)
-        idle_result = client.run(phase="delete", arns=made["arns"], token=token)
-        _wait_settled(url, account, started)
-        idle_ops = _operations(url, account, started)
+        made, (idle_started, _), _ = _phase(
+            client,
+            url,
+            account,
+            phase="create",
+            callers=callers,
+            token=token,
+            prefix=f"idle-{mode}",
+        )
+        idle_result, _, _ = _phase(
+            client, url, account, phase="delete", arns=made["arns"], token=token
+        )
+        idle_ops = _operations(url, account, idle_started)
         # The server at rest after serving the idle jobs: its idle memory.
         at_rest = time.monotonic()
         time.sleep(rest)
         idle_window = (at_rest, time.monotonic())
-        load_started = time.time()
-        mono_started = time.monotonic()
-        load_result = client.run(
-            phase="load", callers=callers, token=token, prefix=f"load-{mode}", seconds=load_seconds
+        load_result, load_window, load_mono = _phase(
+            client,
+            url,
+            account,
+            phase="load",
+            callers=callers,
+            token=token,
+            prefix=f"load-{mode}",
+            seconds=load_seconds,
         )
-        load_ended = time.time()
-        mono_ended = time.monotonic()
-        _wait_settled(url, account, load_started)
-        load_ops = _operations(url, account, load_started)
+        load_ops = _operations(url, account, load_window[0])
         return {
             "idle": {**_summarise_ops(idle_ops, None), "client": idle_result},
             "load": {
-                **_summarise_ops(load_ops, (load_started, load_ended)),
+                **_summarise_ops(load_ops, load_window),
                 "client": load_result,
                 "calls_per_s": sum(load_result["calls"].values()) / load_result["elapsed"],
             },
-            "memory": _memory(server, idle_window, (mono_started, mono_ended)),
+            "memory": _memory(server, idle_window, load_mono),
         }
     finally:
         if client is not None:
@@ -516,79 +539,75 @@ def run(quick: bool, load_seconds: float | None = None) -> dict[str, Any]:
 
 
 def _rows(report: dict[str, Any], Row: Any) -> list[dict[str, Any]]:
+    """Each measure under load beside the same measure idle (the idle memory beside its
+    bound): jobs/s and create->RUNNING p50 for each mode (judged for workers in
+    processes), then the default layout's deletes and memory."""
+    callers = report["callers"]
+
+    def under_load(
+        m: dict[str, Any], measure: str, key: str, unit: str, target: float | None, lower: bool
+    ) -> dict[str, Any]:
+        name = "the same jobs, idle" if key == "jobs_per_s" else "idle"
+        load, idle = m["load"][key], m["idle"][key]
+        row = Row("load", measure, load, unit, name, idle, target, lower_is_better=lower)
+        return dict(row.as_dict())
+
     rows = []
     for mode, m in report["modes"].items():
         label = "workers in processes" if mode == "process" else "in-process workers (before)"
         judged = mode == "process"
-        rows.append(
-            Row(
-                "load",
-                f"jobs/s under {report['callers']} callers, {label}",
-                m["load"]["jobs_per_s"],
+        rows += [
+            under_load(
+                m,
+                f"jobs/s under {callers} callers, {label}",
+                "jobs_per_s",
                 "jobs/s",
-                "the same jobs, idle",
-                m["idle"]["jobs_per_s"],
                 TARGET_JOBS_RATIO if judged else None,
-            ).as_dict()
-        )
-        rows.append(
-            Row(
-                "load",
+                lower=False,
+            ),
+            under_load(
+                m,
                 f"create to RUNNING p50 under load, {label} (s)",
-                m["load"]["create_to_running_p50_s"],
+                "create_to_running_p50_s",
                 "s",
-                "idle",
-                m["idle"]["create_to_running_p50_s"],
                 TARGET_CREATE_P50_RATIO if judged else None,
-                lower_is_better=True,
-            ).as_dict()
-        )
+                lower=True,
+            ),
+        ]
     p = report["modes"]["process"]
-    rows.append(
-        Row(
-            "load",
-            f"sustained deletes/s (request to DELETED) under {report['callers']} callers",
-            p["load"]["deletes_per_s"],
-            "deletes/s",
-            "idle",
-            p["idle"]["deletes_per_s"],
-        ).as_dict()
-    )
-    rows.append(
-        Row(
-            "load",
-            "request to DELETED p50 under load (s)",
-            p["load"]["request_to_deleted_p50_s"],
-            "s",
-            "idle",
-            p["idle"]["request_to_deleted_p50_s"],
-            lower_is_better=True,
-        ).as_dict()
-    )
     mem = p["memory"]
-    rows.append(
-        Row(
-            "load",
+    rows += [
+        under_load(
+            p,
+            f"sustained deletes/s (request to DELETED) under {callers} callers",
+            "deletes_per_s",
+            "deletes/s",
+            None,
+            lower=False,
+        ),
+        under_load(
+            p,
+            "request to DELETED p50 under load (s)",
+            "request_to_deleted_p50_s",
+            "s",
+            None,
+            lower=True,
+        ),
+    ]
+    peak = f"server RSS peak under load over {mem['load_seconds']:.0f} s (MiB)"
+    memory: list[tuple[str, float, str, float, float | None]] = [
+        (
             "server RSS idle (MiB), workers in processes",
             mem["server_idle_mib"],
-            "MiB",
             "the target's bound",
             TARGET_IDLE_RSS_MIB,
             1.0,
-            lower_is_better=True,
-        ).as_dict()
-    )
-    rows.append(
-        Row(
-            "load",
-            f"server RSS peak under load over {mem['load_seconds']:.0f} s (MiB)",
-            mem["server_peak_mib"],
-            "MiB",
-            "idle",
-            mem["server_idle_mib"],
-            lower_is_better=True,
-        ).as_dict()
-    )
+        ),
+        (peak, mem["server_peak_mib"], "idle", mem["server_idle_mib"], None),
+    ]
+    for measure, value, name, reference, target in memory:
+        row = Row("load", measure, value, "MiB", name, reference, target, lower_is_better=True)
+        rows.append(row.as_dict())
     return rows
 
 

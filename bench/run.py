@@ -20,22 +20,47 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import logging
+import os
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from common import ROOT, machine
+from common import DATABASE_URL_ENV, ROOT, machine, postgres_server
 
 DOCS = ROOT / "docs"
 MARK_START = "<!-- figures:start (written by bench/run.py) -->"
 MARK_END = "<!-- figures:end -->"
 
 
+@contextlib.contextmanager
+def one_server_for_a_quick_pass(quick: bool) -> Iterator[None]:
+    """The quick pass starts one embedded PostgreSQL for every benchmark (each still
+    measures on a scratch database of its own) instead of one per benchmark, whose start
+    would take most of a quick benchmark's time. The full run keeps a server per benchmark
+    unless $SERVICECONTROL_DATABASE_URL names one."""
+    if not quick or os.environ.get(DATABASE_URL_ENV):
+        yield
+        return
+    with postgres_server() as url:
+        os.environ[DATABASE_URL_ENV] = url
+        try:
+            yield
+        finally:
+            os.environ.pop(DATABASE_URL_ENV, None)
+
+
 def run_all(quick: bool, only: set[str] | None, s3_max: int | None) -> dict[str, Any]:
+    with one_server_for_a_quick_pass(quick):
+        return _run_all(quick, only, s3_max)
+
+
+def _run_all(quick: bool, only: set[str] | None, s3_max: int | None) -> dict[str, Any]:
     import bench_delete
     import bench_engine
     import bench_scale

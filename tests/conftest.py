@@ -88,12 +88,21 @@ LONGEST_FIRST = (
     "tests/e2e/test_bench_smoke.py::test_every_benchmark_runs_and_reports",
     "tests/e2e/test_terraform.py::test_apply_plan_import_destroy",
     "tests/e2e/test_terraform.py::test_configurations_apply_plan_destroy",
-    "tests/e2e/test_bench_smoke.py::test_the_request_path_benchmark_runs_and_reports",
     "tests/integration/test_statement_plans.py",
     "tests/integration/test_images.py::test_delete_image_copy_of_more_than_1000_objects",
     "tests/e2e/test_grpcurl.py::test_every_recipe_works_against_a_real_server",
     "tests/e2e/test_readme.py::test_grpcurl_walkthrough_works_when_pasted",
 )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """With several workers, pytest-xdist's default scheduler first hands each worker a
+    quarter of its share in one consecutive chunk, so the first worker would get every
+    test of LONGEST_FIRST, one after the other. One test at a time (`--maxschedchunk 1`,
+    unless the command line says otherwise) spreads them over the workers and keeps
+    the order meaningful."""
+    if getattr(config.option, "maxschedchunk", False) is None:
+        config.option.maxschedchunk = 1
 
 
 @pytest.hookimpl(trylast=True)

@@ -27,6 +27,8 @@ const API_KEY_ENV = 'SERVICECONTROL_API_KEY';
 const DATA_DIR_ENV = 'SERVICECONTROL_DATA_DIR';
 const DEFAULT_DATA_DIR = '.servicecontrol';
 const STATUS_DETAILS_KEY = 'grpc-status-details-bin';
+// The gRPC metadata key that selects the region a call acts in.
+const REGION_METADATA = 'x-servicecontrol-region';
 const DEFAULT_ENDPOINT = '127.0.0.1:50051';
 const TERMINAL_OPERATION_STATUSES = new Set([
   'SUCCEEDED', 'FAILED', 'ROLLBACK_SUCCEEDED', 'ROLLBACK_FAILED',
@@ -218,7 +220,8 @@ function defaultApiKey(env = process.env, cwd = process.cwd()) {
 
 class ServiceControlClient {
   // options: apiKey (`<key id>.<secret>`, sent as `authorization: Bearer …`; the key decides
-  // the account; default: defaultApiKey()), tls (true, or { ca, cert, key }: PEM file paths
+  // the account; default: defaultApiKey()), region (the region every call acts in, sent as
+  // the `x-servicecontrol-region` metadata; default: the server's default region), tls (true, or { ca, cert, key }: PEM file paths
   // or Buffers; ca: roots to trust, system roots when absent; cert and key: a client
   // certificate for mutual TLS), credentials (grpc.credentials, instead of tls; insecure by
   // default), timeoutMs (each unary call's deadline, retries included), protoDir (the
@@ -245,6 +248,8 @@ class ServiceControlClient {
     this.metadata = new grpc.Metadata();
     const apiKey = options.apiKey ?? defaultApiKey();
     if (apiKey) this.metadata.set('authorization', `Bearer ${apiKey}`);
+    this.region = options.region || undefined;
+    if (this.region) this.metadata.set(REGION_METADATA, this.region);
     this.methods = [];
     for (const [name, method] of Object.entries(ServiceControl.service)) {
       const jsName = lowerCamel(name);

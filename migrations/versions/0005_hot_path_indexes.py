@@ -1,6 +1,6 @@
 """Indexes for hot statements that read whole tables once they grow
 
-Found by tests/integration/test_query_plans.py: resuming a failed delete and reaping
+Found by the grown-table plan tests (test_statement_plans.py): resuming a failed delete and reaping
 orphaned failed jobs read the whole queue; ListConnections sorted every connection of
 the account; certificate purges and the DNS validation pass read every custom domain;
 pruning the outbox read every delivered event.

@@ -1,17 +1,30 @@
 """The Node.js client: clients/node/example.js, run by a real node against a real server,
-creates, pauses, resumes and deletes a service, then decodes two rich errors."""
+creates, pauses, resumes and deletes a service, then decodes two rich errors; the client
+pushes an image, finds its API key, and acts in the region it is given."""
 
 from __future__ import annotations
 
 import json
 import os
+from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
+
+import pytest
 
 from servicecontrol.v1 import resources_pb2 as pb
 from tests.support.node import REPO, node_marks, run_node
-from tests.support.server import OTHER_ACCOUNT, Harness
+from tests.support.server import (
+    ACCOUNT,
+    OTHER_ACCOUNT,
+    Harness,
+    harness_settings,
+    running_harness,
+)
 
 pytestmark = node_marks("@grpc/grpc-js")
+
+HOME, AWAY = "us-east-1", "eu-west-1"
 
 
 async def test_the_example_runs_a_service_through_its_lifecycle(harness: Harness) -> None:
@@ -130,3 +143,58 @@ async def test_the_api_key_comes_from_the_environment_or_the_credentials_file(
     )
     out = await run_node("-e", script, cwd=tmp_path, timeout=30)
     assert json.loads(out) == ["SCKFILE.secret", "SCKENV.s", None]
+
+
+REGION_SCRIPT = """
+const { ServiceControlClient } = require('./clients/node/client');
+(async () => {
+  const [target, apiKey, away] = process.argv.slice(1);
+  const there = new ServiceControlClient(target, { apiKey, region: away });
+  const made = await there.createConnection({ connectionName: 'github', providerType: 'GITHUB' });
+  const listedThere = await there.listConnections({});
+  there.close();
+  const home = new ServiceControlClient(target, { apiKey });
+  const listedHome = await home.listConnections({});
+  home.close();
+  const unserved = new ServiceControlClient(target, { apiKey, region: 'ap-south-1' });
+  let refused = null;
+  try {
+    await unserved.listConnections({});
+  } catch (err) {
+    const fields = err.fieldViolations.map((v) => v.field);
+    refused = { name: err.name, reason: err.reason, fields };
+  }
+  unserved.close();
+  console.log(JSON.stringify({
+    arn: made.connection.connectionArn,
+    there: listedThere.connections.map((c) => c.connectionArn),
+    home: listedHome.connections.map((c) => c.connectionArn),
+    refused,
+  }));
+})().catch((err) => { console.error(err); process.exit(1); });
+"""
+
+
+@pytest.fixture
+async def two_region_harness(
+    database_url: str, s3_server: Any, tmp_path: Path
+) -> AsyncIterator[Harness]:
+    settings = harness_settings(database_url, s3_server, tmp_path, regions=f"{HOME},{AWAY}")
+    async with running_harness(settings, tmp_path) as h:
+        yield h
+
+
+async def test_the_client_acts_in_the_region_it_is_given(two_region_harness: Harness) -> None:
+    harness = two_region_harness
+    out = await run_node(
+        "-e", REGION_SCRIPT, f"127.0.0.1:{harness.port}", harness.keys[ACCOUNT].token, AWAY
+    )
+    result = json.loads(out)
+    assert result["arn"].split(":")[3] == AWAY
+    assert result["there"] == [result["arn"]]
+    assert result["home"] == []  # the same key, without a region: the default one
+    assert result["refused"] == {
+        "name": "InvalidRequestException",
+        "reason": "REGION_NOT_SERVED",
+        "fields": ["x-servicecontrol-region"],
+    }

@@ -201,10 +201,14 @@ async def test_refused_calls_are_audited(harness: Harness) -> None:
 async def test_the_audit_row_commits_with_its_mutation_or_not_at_all(
     harness: Harness, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    async def broken(*args: object) -> None:
-        raise RuntimeError("outbox write failed")
-
-    monkeypatch.setattr(outbox, "record_events", broken)
+    # The event's insert is refused by the database (a NOT NULL column left out), after
+    # the service, its operation, its job and the audit row were written in the same
+    # transaction (sent together with the commit in one round trip).
+    monkeypatch.setattr(
+        outbox,
+        "INSERT_ONE_EVENT",
+        text("INSERT INTO outbox (event_id) VALUES (CAST(:event_id AS uuid))"),
+    )
     await expect_error(harness.create("never"), grpc.StatusCode.INTERNAL)
     rows = await audit_rows(harness, ACCOUNT)
     # The mutation rolled back with its OK row; the refusal is recorded outside it.

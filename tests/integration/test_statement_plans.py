@@ -7,7 +7,9 @@ reason: a new constant fails the completeness test until it is declared, and a c
 statement is EXPLAINed by its name, whatever its text has become.
 
 The statements the repositories build per call (pages, lookups) are captured while the
-repository method runs and EXPLAINed the same way. The churning tables' autovacuum
+repository method runs and EXPLAINed the same way; so is every statement of a walk through
+the request path, the workers, the relay and the reaper, none of which may scan a grown
+table. The churning tables' autovacuum
 settings are checked against schema.STORAGE_PARAMETERS."""
 
 from __future__ import annotations
@@ -47,6 +49,13 @@ from servicecontrol_server.adapters.postgres.repositories import (
     vpc,
 )
 from servicecontrol_server.adapters.postgres.unit_of_work import PostgresUnitOfWork
+from servicecontrol_server.application.ports import LeaseLost
+from servicecontrol_server.domain.model import (
+    CertificateStatus,
+    Operation,
+    OperationStatus,
+    OperationType,
+)
 
 MODULES: list[ModuleType] = [
     jobqueue,
@@ -407,6 +416,7 @@ HOT: dict[str, Hot] = {
 # Named statements with no plan worth asserting, and why.
 EXEMPT: dict[str, str] = {
     "jobqueue.ENQUEUE": "a single-row INSERT",
+    "identity.INSERT_AUDIT": "a single-row INSERT",
     "outbox.INSERT_EVENT": "a single-row INSERT",
     "outbox.INSERT_ONE_EVENT": "a single-row INSERT",
     "outbox.NOTIFY_OUTBOX": "pg_notify, no table",
@@ -677,6 +687,122 @@ async def test_statements_built_per_call_use_their_index(
                 f" {sorted(plan.seq_scans)}, used {sorted(plan.indexes)}"
             )
     assert wrong == [], "repository statements off their index:\n" + "\n".join(wrong)
+
+
+# ------------------------------------------------------------ every statement of a walk
+
+
+async def _walk_the_hot_paths(engine: AsyncEngine, recorded: list[tuple[str, Any]]) -> None:
+    """What the request path, the workers, the relay and the reaper run, once each; the
+    statements are recorded from the first repository call on. The units of work are
+    rolled back; the queue's and the relay's own transactions change nothing the
+    module's other tests read (no job is due, no lease matches, a handful of events
+    pending), and this walk runs after them."""
+    async with engine.connect() as conn:
+        service_id, live, arn = (
+            await conn.execute(
+                text(
+                    "SELECT service_id, account_id, service_arn FROM services"
+                    " WHERE status = 'RUNNING' LIMIT 1"
+                )
+            )
+        ).one()
+    recorded.clear()
+    async with PostgresUnitOfWork(engine) as uow:  # never committed: rolled back on exit
+        service = await uow.services.get(live, service_id)
+        assert service is not None
+        await uow.services.get(live, service_id, for_update=True)
+        await uow.services.live_arn_with_name(live, REGION, "svc-1")
+        await uow.services.count_live(live, REGION)
+        page = await uow.services.list_live(live, REGION, None, 21)
+        await uow.services.list_live(live, REGION, (page[-1].created_at, page[-1].service_id), 21)
+        await uow.services.save(service)
+        await uow.services.live_arns_using_connection(
+            "arn:aws:apprunner:us-east-1:x:connection/c/1"
+        )
+        op = Operation(
+            operation_id=str(uuid.uuid4()),
+            account_id=live,
+            service_id=service_id,
+            target_arn=arn,
+            type=OperationType.PAUSE_SERVICE,
+            status=OperationStatus.PENDING,
+            started_at=datetime.now(UTC),
+            updated_at=datetime.now(UTC),
+        )
+        await uow.operations.add(op)
+        await uow.operations.get(live, op.operation_id)
+        ops = await uow.operations.list_for_service(live, service_id, None, 21)
+        await uow.operations.list_for_service(
+            live, service_id, (ops[-1].started_at, ops[-1].operation_id), 21
+        )
+        await uow.operations.mark_step(op.operation_id, "stop_compute", 1)
+        await uow.operations.note_retry(op.operation_id, "x", 1, 2.0)
+        await uow.operations.finish(op.operation_id, OperationStatus.SUCCEEDED, 1)
+        await uow.request_ids.claim(live, "r-new", "f", "operation", op.operation_id)
+        await uow.request_ids.claim(live, "r1", "f", "operation", op.operation_id)
+        job_id = await uow.jobs.enqueue(
+            kind="pause_service", payload={}, max_attempts=8, service_id=service_id
+        )
+        await uow.jobs.take_failed_progress("delete_service", service_id)
+        with pytest.raises(LeaseLost):
+            await uow.jobs.complete(job_id, str(uuid.uuid4()))
+        await uow.accounts.lock(live)
+        await uow.connections.get_by_arn(live, "arn:aws:apprunner:us-east-1:x:connection/c/1")
+        await uow.connections.live_arn_with_name(live, REGION, "conn-2")
+        await uow.connections.count_live(live, REGION)
+        await uow.connections.list_page(live, REGION, None, None, 21)
+        await uow.certificates.get_for_domain(live, REGION, "d1.example.com")
+        await uow.certificates.list_page(live, REGION, None, None, 21)
+        await uow.certificates.retain([], 60)
+        await uow.custom_domains.for_service(service_id)
+        await uow.custom_domains.awaiting_validation(None, None, 100)
+        await uow.custom_domains.remove_all(service_id)
+        await uow.services.delete_configuration(service_id)
+        await uow.services.mark_deleted(service, 60)
+        await uow.retention.purge_expired_certificates(100)
+        await uow.retention.purge_connection_tombstones(100)
+        await uow.retention.purge_service_tombstones(100)
+        await uow.retention.purge_ended_operations(3600.0, 100)
+        await uow.retention.purge_request_ids(3600.0, 100)
+        await uow.retention.purge_orphaned_failed_jobs(100)
+        await uow.retention.prune_delivered_events(3600.0, 100)
+        await uow.certificates.set_validation("nope", CertificateStatus.ISSUED, [])
+        # DeleteVpcConnector's check, on the grown configurations.
+        await uow.vpc.services_using_connector(
+            f"arn:aws:apprunner:us-east-1:{live}:vpcconnector/egress/1/{'0' * 32}"
+        )
+    queue = jobqueue.JobQueue(engine)
+    await queue.claim("plans", 4, 30)
+    await queue.heartbeat(1, str(uuid.uuid4()), 30)
+    await queue.rescue_expired()
+    await queue.seconds_until_next()
+    await outbox.OutboxRelay(engine).relay_once()
+    await outbox.EventLog(engine).read(live, 199_000, 100)
+    await outbox.EventLog(engine).read(live, 0, 100, arn)
+
+
+@GROWN_TIMEOUT
+async def test_no_statement_of_a_walk_through_the_hot_paths_scans_a_grown_table(
+    grown: AsyncEngine, recorded: list[tuple[str, Any]]
+) -> None:
+    """Whatever statement a repository, the queue, the relay or the reaper runs, named or
+    built, declared above or not: none scans a grown table."""
+    await _walk_the_hot_paths(grown, recorded)
+    captured = list(recorded)
+    assert len(captured) > 40
+    offenders: list[str] = []
+    async with grown.connect() as conn:
+        for statement, parameters in captured:
+            raw = (
+                await conn.exec_driver_sql("EXPLAIN (FORMAT JSON) " + statement, parameters)
+            ).scalar_one()
+            document = json.loads(raw) if isinstance(raw, str) else raw
+            scans = _walk(document[0]["Plan"], Plan()).seq_scans
+            if scans:
+                offenders.append(f"{sorted(scans)}: {' '.join(statement.split())[:300]}")
+        await conn.rollback()
+    assert offenders == [], "statements that scan a grown table:\n" + "\n".join(offenders)
 
 
 # ------------------------------------------------------------ autovacuum settings

@@ -43,6 +43,7 @@ from servicecontrol_server.application.ports import (
     ObjectNotFound,
     ObjectStoreError,
     ObjectStoreUnavailable,
+    OperationJob,
     PurgedCertificate,
     PurgedConnection,
     PurgedService,
@@ -1717,6 +1718,22 @@ class FakeUnitOfWork:
 
     def notify_job(self, kind: str) -> None:
         self._notify_jobs.append(kind)
+
+    async def start_operation(
+        self, operation: Operation, job: OperationJob, *, saving: Service | None = None
+    ) -> None:
+        if saving is not None:
+            await self.services.save(saving)
+        await self.operations.add(operation)
+        await self.jobs.enqueue(
+            kind=job.kind,
+            payload=job.payload,
+            max_attempts=job.max_attempts,
+            operation_id=operation.operation_id,
+            service_id=operation.service_id,
+            account_id=operation.account_id,
+            progress=job.progress,
+        )
 
     async def commit(self) -> None:
         if self.db.down:

@@ -5,8 +5,13 @@ found."""
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from types import SimpleNamespace
+
+import grpc
 import pytest
 
+from servicecontrol_server.api.region import RegionInterceptor
 from servicecontrol_server.application.regions import in_region, request_region, served_region
 from servicecontrol_server.application.tag_commands import TagCommands
 from servicecontrol_server.application.vpc_commands import VpcCommands
@@ -244,3 +249,74 @@ def test_a_bad_service_domain_is_refused(domain: str, said: str) -> None:
 def test_the_service_domain_is_kept_in_one_spelling() -> None:
     settings = Settings(service_domain="Apps.{region}.Example.COM.")
     assert settings.service_domain_for("eu-west-1") == "apps.eu-west-1.example.com"
+
+
+class _Call:
+    """The server's side of one call, as far as the region interceptor reads it."""
+
+    def __init__(self, region: str) -> None:
+        self.metadata = (("x-servicecontrol-region", region),) if region else ()
+        self.aborted: object = None
+
+    def invocation_metadata(self) -> tuple[tuple[str, str], ...]:
+        return self.metadata
+
+    async def abort_with_status(self, status: object) -> None:
+        self.aborted = status
+        raise grpc.aio.AbortError()
+
+
+async def _intercepted(handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
+    interceptor = RegionInterceptor(unit_settings(regions=f"{REGION},{OTHER}"))
+
+    async def continuation(details: grpc.HandlerCallDetails) -> grpc.RpcMethodHandler:
+        return handler
+
+    details = SimpleNamespace(
+        method="/servicecontrol.v1.ServiceControl/Any", invocation_metadata=()
+    )
+    return await interceptor.intercept_service(continuation, details)
+
+
+async def test_every_call_shape_runs_in_the_region_its_metadata_names() -> None:
+    settings = unit_settings(regions=f"{REGION},{OTHER}")
+
+    async def unary(request: object, context: object) -> str:
+        return request_region(settings)
+
+    async def server_stream(request: object, context: object) -> AsyncIterator[str]:
+        yield request_region(settings)
+        yield request_region(settings)
+
+    async def client_stream(requests: object, context: object) -> str:
+        return request_region(settings)
+
+    for region, expected in ((OTHER, OTHER), ("", REGION)):
+        once = await _intercepted(grpc.unary_unary_rpc_method_handler(unary))
+        assert await once.unary_unary(None, _Call(region)) == expected
+        streamed = await _intercepted(grpc.unary_stream_rpc_method_handler(server_stream))
+        assert [r async for r in streamed.unary_stream(None, _Call(region))] == [expected] * 2
+        gathered = await _intercepted(grpc.stream_unary_rpc_method_handler(client_stream))
+        assert await gathered.stream_unary(iter(()), _Call(region)) == expected
+        assert gathered.request_streaming and not gathered.response_streaming
+
+
+async def test_a_call_for_a_region_not_served_never_reaches_its_behaviour() -> None:
+    reached: list[str] = []
+
+    async def unary(request: object, context: object) -> None:
+        reached.append("unary")
+
+    async def server_stream(request: object, context: object) -> AsyncIterator[None]:
+        reached.append("stream")
+        yield None
+
+    once = await _intercepted(grpc.unary_unary_rpc_method_handler(unary))
+    refused = _Call("ap-south-1")
+    with pytest.raises(grpc.aio.AbortError):
+        await once.unary_unary(None, refused)
+    assert refused.aborted is not None
+    streamed = await _intercepted(grpc.unary_stream_rpc_method_handler(server_stream))
+    with pytest.raises(grpc.aio.AbortError):
+        _ = [r async for r in streamed.unary_stream(None, _Call("ap-south-1"))]
+    assert reached == []

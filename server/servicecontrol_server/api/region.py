@@ -16,6 +16,7 @@ from ..application.regions import in_region, served_region
 from ..domain.errors import DomainError
 from ..settings import Settings
 from .errors import abort, to_status
+from .handlers import rewrapped
 
 REGION_METADATA = "x-servicecontrol-region"
 OPEN_PREFIXES = (
@@ -51,13 +52,16 @@ class RegionInterceptor(grpc.aio.ServerInterceptor):
         handler = await continuation(handler_call_details)
         if handler is None or handler_call_details.method.startswith(OPEN_PREFIXES):
             return handler
-        if handler.unary_unary is not None:
-            return handler._replace(unary_unary=self._unary(handler.unary_unary))
-        if handler.stream_unary is not None:
-            return handler._replace(stream_unary=self._unary(handler.stream_unary))
-        if handler.unary_stream is not None:
-            return handler._replace(unary_stream=self._stream(handler.unary_stream))
-        return handler
+        # A client stream's behaviour answers once, as a unary one does; a bidirectional
+        # stream (none is served) is left as it is.
+        regional = rewrapped(
+            handler,
+            unary=self._unary,
+            stream=self._stream,
+            client_stream=self._unary,
+            only_async=False,
+        )
+        return regional or handler
 
     def _unary(self, behavior: Any) -> Any:
         async def in_its_region(request: Any, context: grpc.aio.ServicerContext) -> Any:

@@ -42,7 +42,7 @@ from .idempotency import fingerprint as request_fingerprint
 from .idempotency import first_result, request_id_violations
 from .jobs import JOB_KIND
 from .pagination import PageTokens, page_size, parse_time_position, time_position
-from .ports import ObjectStore, OperationWaiter, UnitOfWork
+from .ports import ObjectStore, OperationJob, OperationWaiter, UnitOfWork
 from .regions import request_region
 from .results import Configs, MutationResult, Page
 from .vpc_commands import (
@@ -482,8 +482,9 @@ class ServiceCommands:
                 # A delete that failed before resumes from the progress it had saved.
                 progress = await uow.jobs.take_failed_progress(JOB_KIND[op_type], service_id)
             service.start_operation(op_type, operation_id)
-            await uow.services.save(service)
-            await self._start_operation(uow, service, op_type, operation_id, payload, progress)
+            await self._start_operation(
+                uow, service, op_type, operation_id, payload, progress, save=True
+            )
             await uow.commit()
         return MutationResult(service, operation_id)
 
@@ -495,8 +496,13 @@ class ServiceCommands:
         operation_id: str,
         payload: dict[str, Any] | None = None,
         progress: dict[str, Any] | None = None,
+        *,
+        save: bool = False,
     ) -> None:
-        await uow.operations.add(
+        """The operation, its job and its event (and, with `save`, the service's new
+        state): writes that need no answer before commit, so the unit of work may send
+        them with the commit (DeleteService's hot path: one round trip for all of them)."""
+        await uow.start_operation(
             Operation(
                 operation_id=operation_id,
                 account_id=service.account_id,
@@ -508,16 +514,14 @@ class ServiceCommands:
                 started_at=service.updated_at,
                 updated_at=service.updated_at,
                 current_step="queued",
-            )
-        )
-        await uow.jobs.enqueue(
-            kind=JOB_KIND[op_type],
-            payload=payload or {},
-            max_attempts=self.settings.job_max_attempts,
-            operation_id=operation_id,
-            service_id=service.service_id,
-            account_id=service.account_id,
-            progress=progress,
+            ),
+            OperationJob(
+                kind=JOB_KIND[op_type],
+                payload=payload or {},
+                max_attempts=self.settings.job_max_attempts,
+                progress=progress,
+            ),
+            saving=service if save else None,
         )
         uow.record(events.service_operation_requested(service, operation_id, op_type))
 

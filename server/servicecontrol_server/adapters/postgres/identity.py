@@ -253,25 +253,43 @@ async def audit_in_transaction(conn: AsyncConnection, events: Sequence[Event]) -
     """The audit row of the request being served, when it is a mutation that changed
     something (recorded events): written in the transaction that commits the change.
     True when a row was written."""
+    values = audit_values(events)
+    if values is None:
+        return False
+    await conn.execute(INSERT_AUDIT, values)
+    return True
+
+
+# The audit row of a mutation, written in the transaction that makes it.
+INSERT_AUDIT = text(
+    """
+    INSERT INTO audit_log (key_id, account_id, action, resource_arn, operation_id,
+                           request_id, outcome, source)
+    VALUES (:key_id, :account_id, :action, :resource_arn, :operation_id, :request_id,
+            :outcome, :source)
+    """
+)
+
+
+def audit_values(events: Sequence[Event]) -> dict[str, Any] | None:
+    """INSERT_AUDIT's parameters for the request being served, or None when there is no
+    row to write (not a request, not a mutation, already audited, or nothing changed)."""
     caller = current_caller()
     if caller is None or not caller.mutating or caller.audited or not events:
-        return False
+        return None
     operation_id = next(
         (str(e.payload["operationId"]) for e in events if e.payload.get("operationId")), ""
     )
-    await conn.execute(
-        audit_log.insert().values(
-            key_id=caller.key_id,
-            account_id=caller.account_id,
-            action=caller.action,
-            resource_arn=events[0].resource_arn,
-            operation_id=operation_id,
-            request_id=caller.request_id,
-            outcome="OK",
-            source=caller.source,
-        )
-    )
-    return True
+    return {
+        "key_id": caller.key_id,
+        "account_id": caller.account_id,
+        "action": caller.action,
+        "resource_arn": events[0].resource_arn,
+        "operation_id": operation_id,
+        "request_id": caller.request_id,
+        "outcome": "OK",
+        "source": caller.source,
+    }
 
 
 def mark_audited() -> None:

@@ -330,18 +330,40 @@ async def enqueue(
     job_id = (
         await conn.execute(
             ENQUEUE,
-            {
-                "kind": kind,
-                "operation_id": operation_id,
-                "service_id": service_id,
-                "account_id": account_id,
-                "payload": payload,
-                "progress": progress or {},
-                "max_attempts": max_attempts,
-            },
+            enqueue_parameters(
+                kind=kind,
+                payload=payload,
+                max_attempts=max_attempts,
+                operation_id=operation_id,
+                service_id=service_id,
+                account_id=account_id,
+                progress=progress,
+            ),
         )
     ).scalar_one()
     return int(job_id)
+
+
+def enqueue_parameters(
+    *,
+    kind: str,
+    payload: dict[str, Any],
+    max_attempts: int,
+    operation_id: str | None,
+    service_id: str | None,
+    account_id: str | None,
+    progress: dict[str, Any] | None,
+) -> dict[str, Any]:
+    """ENQUEUE's parameters (`payload` and `progress` are JSONB)."""
+    return {
+        "kind": kind,
+        "operation_id": operation_id,
+        "service_id": service_id,
+        "account_id": account_id,
+        "payload": payload,
+        "progress": progress or {},
+        "max_attempts": max_attempts,
+    }
 
 
 async def take_failed_progress(

@@ -24,6 +24,7 @@ import logging
 import random
 import uuid
 from collections.abc import AsyncGenerator, Iterable
+from typing import Any
 
 from sqlalchemy import bindparam, text
 from sqlalchemy.dialects.postgresql import JSONB
@@ -163,7 +164,20 @@ HEAD_POSITION = text(
 
 async def record_events(conn: AsyncConnection, events: Iterable[Event]) -> None:
     """Writes `events` in the caller's transaction; the relay is notified at commit."""
-    rows = [
+    rows = event_rows(events)
+    if not rows:
+        return
+    if len(rows) == 1:
+        (await conn.execute(INSERT_ONE_EVENT, rows[0])).one()
+        return
+    await conn.execute(INSERT_EVENT, rows)
+    await conn.execute(NOTIFY_OUTBOX)
+
+
+def event_rows(events: Iterable[Event]) -> list[dict[str, Any]]:
+    """INSERT_EVENT's (and INSERT_ONE_EVENT's) parameters, one row per event (`payload`
+    is JSONB)."""
+    return [
         {
             "event_id": str(uuid.uuid4()),
             "account_id": event.account_id,
@@ -173,13 +187,6 @@ async def record_events(conn: AsyncConnection, events: Iterable[Event]) -> None:
         }
         for event in events
     ]
-    if not rows:
-        return
-    if len(rows) == 1:
-        (await conn.execute(INSERT_ONE_EVENT, rows[0])).one()
-        return
-    await conn.execute(INSERT_EVENT, rows)
-    await conn.execute(NOTIFY_OUTBOX)
 
 
 class OutboxRelay:

@@ -4,13 +4,15 @@ job enqueued in it carries the trace context, so that its attempts join the call
 
 from __future__ import annotations
 
+import dataclasses
 from types import TracebackType
 from typing import Any
 
 from opentelemetry.trace import SpanKind
 
 from ... import tracing
-from ...domain.model import Operation
+from ...application.ports import OperationJob
+from ...domain.model import Operation, Service
 from .jobqueue import TRACE_CONTEXT_KEY
 from .unit_of_work import PostgresUnitOfWork
 
@@ -52,6 +54,19 @@ class TracedPostgresUnitOfWork(PostgresUnitOfWork):
 
         self.operations.add = add  # type: ignore[method-assign,assignment]
         self.jobs.enqueue = enqueue  # type: ignore[method-assign]
+
+    async def start_operation(
+        self, operation: Operation, job: OperationJob, *, saving: Service | None = None
+    ) -> None:
+        tracing.annotate(
+            operation_id=operation.operation_id,
+            service_arn=operation.target_arn,
+            account_id=operation.account_id,
+        )
+        carrier = tracing.inject()
+        if carrier:
+            job = dataclasses.replace(job, payload={**job.payload, TRACE_CONTEXT_KEY: carrier})
+        await super().start_operation(operation, job, saving=saving)
 
     async def commit(self) -> None:
         await super().commit()

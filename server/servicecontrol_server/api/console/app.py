@@ -275,8 +275,8 @@ async def _signed_in(request: web.Request) -> Visitor:
     return visitor
 
 
-async def _writer_form(request: web.Request, action: str) -> tuple[Visitor, dict[str, str]]:
-    """A mutation's form, after the session, the CSRF token and the role are checked."""
+async def _session_form(request: web.Request) -> tuple[Visitor, dict[str, str]]:
+    """A posted form, after the session and its CSRF token are checked."""
     visitor = await _signed_in(request)
     form = {k: str(v) for k, v in (await request.post()).items()}
     token = form.get("csrf") or request.headers.get("X-CSRF-Token")
@@ -287,6 +287,12 @@ async def _writer_form(request: web.Request, action: str) -> tuple[Visitor, dict
             "The form's CSRF token is missing or stale: reload the page and try again.",
             "CSRF_TOKEN_INVALID",
         )
+    return visitor, form
+
+
+async def _writer_form(request: web.Request, action: str) -> tuple[Visitor, dict[str, str]]:
+    """A mutation's form, after the session, the CSRF token and the role are checked."""
+    visitor, form = await _session_form(request)
     if not visitor.writer:
         await _audit_refusal(request, visitor, action, form.get("arn", ""), "PERMISSION_DENIED")
         raise ConsoleError(
@@ -739,9 +745,11 @@ async def home(request: web.Request) -> web.StreamResponse:
 
 
 async def region(request: web.Request) -> web.StreamResponse:
-    """The region selector: every page after this one shows the region picked."""
-    visitor = await _signed_in(request)
-    wanted = request.query.get("region", "")
+    """The region selector, a form posted like every other action (same origin, the
+    session's CSRF token; a reader key may switch too): every page after this one shows
+    the region picked."""
+    visitor, form = await _session_form(request)
+    wanted = form.get("region", "")
     if wanted in _use_cases(request).settings.served_regions:
         visitor.session.region = wanted
     else:
@@ -771,7 +779,7 @@ def create_app(use_cases: UseCases) -> web.Application:
     app.router.add_get("/signin", signin_page)
     app.router.add_post("/signin", signin)
     app.router.add_post("/signout", signout)
-    app.router.add_get("/region", region)
+    app.router.add_post("/region", region)
     app.router.add_get("/services", services_page)
     app.router.add_get("/services/rows", services_rows)
     app.router.add_get("/service", service_page)

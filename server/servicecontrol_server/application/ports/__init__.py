@@ -44,7 +44,7 @@ from .repositories import (
     TagRepository,
     VpcRepository,
 )
-from .unit_of_work import UnitOfWork, UnitOfWorkFactory
+from .unit_of_work import OperationJob, UnitOfWork, UnitOfWorkFactory
 
 __all__ = [
     "AccountRepository",
@@ -86,6 +86,7 @@ __all__ = [
     "ServiceRemoval",
     "ServiceRepository",
     "TagRepository",
+    "OperationJob",
     "UnitOfWork",
     "UnitOfWorkFactory",
     "VpcRepository",

@@ -4,11 +4,12 @@ events together, or none of them."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from datetime import datetime
 from types import TracebackType
-from typing import Protocol
+from typing import Any, Protocol
 
-from ...domain.model import Event
+from ...domain.model import Event, Operation, Service
 from .repositories import (
     AccountRepository,
     CertificateRepository,
@@ -23,6 +24,17 @@ from .repositories import (
     TagRepository,
     VpcRepository,
 )
+
+
+@dataclass
+class OperationJob:
+    """The job that carries out an operation: JobRepository.enqueue's arguments, the
+    operation, service and account being the operation's own."""
+
+    kind: str
+    payload: dict[str, Any] = field(default_factory=dict)
+    max_attempts: int = 1
+    progress: dict[str, Any] | None = None
 
 
 class UnitOfWork(Protocol):
@@ -86,6 +98,15 @@ class UnitOfWork(Protocol):
 
     async def flush_events(self) -> None:
         """Writes the recorded events now, inside the current transaction."""
+        ...
+
+    async def start_operation(
+        self, operation: Operation, job: OperationJob, *, saving: Service | None = None
+    ) -> None:
+        """Adds `operation` and enqueues its `job` (after saving `saving`'s state, when
+        given), in this transaction. The writes may be held until commit and sent with it
+        (they need no answer before then): when commit returns, `saving`'s version and
+        updated_at are the saved row's."""
         ...
 
     async def commit(self) -> None: ...

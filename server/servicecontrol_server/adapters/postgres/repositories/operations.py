@@ -40,25 +40,25 @@ ADD_OPERATION = text(
 )
 
 
+def add_parameters(op: Operation) -> dict[str, Any]:
+    """ADD_OPERATION's parameters."""
+    return {
+        "operation_id": op.operation_id,
+        "account_id": op.account_id,
+        "service_id": op.service_id,
+        "target_arn": op.target_arn,
+        "type": op.type.value,
+        "status": op.status.value,
+        "current_step": op.current_step,
+    }
+
+
 class OperationRepository:
     def __init__(self, conn: AsyncConnection) -> None:
         self.conn = conn
 
     async def add(self, op: Operation) -> Operation:
-        row = (
-            await self.conn.execute(
-                ADD_OPERATION,
-                {
-                    "operation_id": op.operation_id,
-                    "account_id": op.account_id,
-                    "service_id": op.service_id,
-                    "target_arn": op.target_arn,
-                    "type": op.type.value,
-                    "status": op.status.value,
-                    "current_step": op.current_step,
-                },
-            )
-        ).one()
+        row = (await self.conn.execute(ADD_OPERATION, add_parameters(op))).one()
         op.started_at, op.updated_at = row.started_at, row.updated_at
         return op
 

@@ -243,21 +243,7 @@ class ServiceRepository:
 
     async def save(self, service: Service) -> None:
         """Writes the service's state and bumps its version (and so its etag)."""
-        row = (
-            await self.conn.execute(
-                SAVE_SERVICE,
-                {
-                    "service_id": service.service_id,
-                    "status": service.status.value,
-                    "status_message": service.status_message,
-                    "current_operation_id": service.current_operation_id,
-                    "status_before_operation": _opt(service.status_before_operation),
-                    "connection_arn": service.connection_arn,
-                    "deleted_at": service.deleted_at,
-                    "purge_at": service.purge_at,
-                },
-            )
-        ).one()
+        row = (await self.conn.execute(SAVE_SERVICE, save_parameters(service))).one()
         service.version, service.updated_at = row.version, row.updated_at
 
     async def mark_deleted(self, service: Service, tombstone_seconds: int) -> None:
@@ -372,6 +358,20 @@ class ServiceRepository:
             .order_by(services.c.service_arn)
         )
         return list(rows.scalars())
+
+
+def save_parameters(service: Service) -> dict[str, Any]:
+    """SAVE_SERVICE's parameters: the service's state as it is to be written."""
+    return {
+        "service_id": service.service_id,
+        "status": service.status.value,
+        "status_message": service.status_message,
+        "current_operation_id": service.current_operation_id,
+        "status_before_operation": _opt(service.status_before_operation),
+        "connection_arn": service.connection_arn,
+        "deleted_at": service.deleted_at,
+        "purge_at": service.purge_at,
+    }
 
 
 def _opt(status: ServiceStatus | None) -> str | None:
