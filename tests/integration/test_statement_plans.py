@@ -660,6 +660,17 @@ def recorded(grown: AsyncEngine) -> Iterator[list[tuple[str, Any]]]:
     event.remove(grown.sync_engine, "before_cursor_execute", record)
 
 
+async def explain_captured(
+    conn: AsyncConnection, statement: str, parameters: Any, plan: Plan
+) -> Plan:
+    """`plan` with what the plan of a statement captured as the driver ran it adds."""
+    raw = (
+        await conn.exec_driver_sql("EXPLAIN (FORMAT JSON) " + statement, parameters)
+    ).scalar_one()
+    document = json.loads(raw) if isinstance(raw, str) else raw
+    return _walk(document[0]["Plan"], plan)
+
+
 @GROWN_TIMEOUT
 async def test_statements_built_per_call_use_their_index(
     grown: AsyncEngine, recorded: list[tuple[str, Any]]
@@ -675,11 +686,7 @@ async def test_statements_built_per_call_use_their_index(
         plan = Plan()
         async with grown.connect() as conn:
             for statement, parameters in captured:
-                raw = (
-                    await conn.exec_driver_sql("EXPLAIN (FORMAT JSON) " + statement, parameters)
-                ).scalar_one()
-                document = json.loads(raw) if isinstance(raw, str) else raw
-                _walk(document[0]["Plan"], plan)
+                await explain_captured(conn, statement, parameters, plan)
             await conn.rollback()
         if plan.missing(indexes) or plan.seq_scans:
             wrong.append(
@@ -794,11 +801,7 @@ async def test_no_statement_of_a_walk_through_the_hot_paths_scans_a_grown_table(
     offenders: list[str] = []
     async with grown.connect() as conn:
         for statement, parameters in captured:
-            raw = (
-                await conn.exec_driver_sql("EXPLAIN (FORMAT JSON) " + statement, parameters)
-            ).scalar_one()
-            document = json.loads(raw) if isinstance(raw, str) else raw
-            scans = _walk(document[0]["Plan"], Plan()).seq_scans
+            scans = (await explain_captured(conn, statement, parameters, Plan())).seq_scans
             if scans:
                 offenders.append(f"{sorted(scans)}: {' '.join(statement.split())[:300]}")
         await conn.rollback()
