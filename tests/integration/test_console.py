@@ -37,7 +37,6 @@ PAGES = [
     "/connections",
     "/certificates",
     "/activity",
-    "/region?region=us-east-1",
 ]
 MUTATIONS = [
     "/service/pause",
@@ -46,6 +45,7 @@ MUTATIONS = [
     "/service/delete",
     "/connections/create",
     "/connections/delete",
+    "/region",
     "/signout",
 ]
 

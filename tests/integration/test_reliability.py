@@ -178,12 +178,16 @@ async def test_a_delete_outlasts_an_object_store_outage_longer_than_the_old_budg
             )
             return response.operation
 
-        async def past_the_old_budget() -> bool:
-            op = await describe_operation()
-            return op.attempt > 2 * settings.job_max_attempts
+        seen: list[pb.Operation] = []
 
-        await wait_until(past_the_old_budget, timeout=60)
-        op = await describe_operation()
+        async def past_the_old_budget_and_waiting() -> bool:
+            # Seen between two attempts (an attempt in flight has no next attempt time).
+            op = await describe_operation()
+            seen.append(op)
+            return op.attempt > 2 * settings.job_max_attempts and op.HasField("next_attempt_at")
+
+        await wait_until(past_the_old_budget_and_waiting, timeout=60)
+        op = seen[-1]
         assert op.status in (pb.Operation.PENDING, pb.Operation.IN_PROGRESS)
         assert op.HasField("retry_until") and op.HasField("next_attempt_at")
         assert op.retry_until.ToDatetime() > op.next_attempt_at.ToDatetime()
