@@ -80,13 +80,13 @@ async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
     await eng.dispose()
 
 
-# The longest tests, longest first: run first, so that with several workers (`-n 2` in the
+# The longest tests, longest first: run first, so that with several workers (`-n 3` in the
 # suite's command) they run side by side from the start instead of one of them keeping a
 # worker busy after the other has run out of tests.
 LONGEST_FIRST = (
-    "tests/e2e/test_soak_smoke.py",
-    "tests/e2e/test_bench_smoke.py::test_every_benchmark_runs_and_reports",
     "tests/e2e/test_terraform.py::test_apply_plan_import_destroy",
+    "tests/e2e/test_bench_smoke.py::test_every_benchmark_runs_and_reports",
+    "tests/e2e/test_soak_smoke.py",
     "tests/e2e/test_terraform.py::test_configurations_apply_plan_destroy",
     "tests/integration/test_statement_plans.py",
     "tests/integration/test_images.py::test_delete_image_copy_of_more_than_1000_objects",

@@ -32,7 +32,7 @@ def test_ci_runs_the_readme_test_command() -> None:
     # Every tier, the fast one first.
     assert test_command.endswith(
         ".venv/bin/pytest tests/unit && "
-        ".venv/bin/pytest -n 2 tests/checks tests/integration tests/e2e"
+        ".venv/bin/pytest -n 3 tests/checks tests/integration tests/e2e"
     )
     tiers = {p.name for p in (ROOT / "tests").iterdir() if p.is_dir() and p.name != "support"}
     assert tiers - {"__pycache__"} == {"unit", "checks", "integration", "e2e"}
