@@ -17,6 +17,7 @@ from servicecontrol_server.adapters.postgres import jobqueue
 from servicecontrol_server.adapters.postgres.database import libpq_url
 from servicecontrol_server.adapters.postgres.jobqueue import JOBS_CHANNEL, JobQueue, enqueue
 from servicecontrol_server.application.ports import LeaseLost
+from tests.support.postgres import pending_delete_operation
 
 
 async def _enqueue(engine: AsyncEngine, n: int = 1, kind: str = "noop", **kwargs: Any) -> list[int]:
@@ -344,16 +345,7 @@ async def test_step_markers_and_saves_at_a_step_are_fenced_by_the_lease(
 ) -> None:
     """A marker is one statement on the job's operation, a save at a step marks it in the
     save's own statement; a worker that lost the lease changes neither row."""
-    operation_id = str(uuid.uuid4())
-    async with engine.begin() as conn:
-        await conn.execute(
-            text(
-                "INSERT INTO operations (operation_id, account_id, service_id, target_arn,"
-                " type, status, current_step) VALUES (CAST(:id AS uuid), 'acct', 'svc',"
-                " 'arn', 'DELETE_SERVICE', 'PENDING', '')"
-            ),
-            {"id": operation_id},
-        )
+    operation_id = await pending_delete_operation(engine)
     [job_id] = await _enqueue(engine, kind="delete_service", operation_id=operation_id)
     queue = JobQueue(engine)
     [old] = await queue.claim("old", 1, 30)

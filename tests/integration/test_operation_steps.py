@@ -4,12 +4,11 @@ same; other transactions, on the same pooled connection too, stay durable."""
 
 from __future__ import annotations
 
-import uuid
-
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from servicecontrol_server.adapters.postgres.unit_of_work import PostgresUnitOfWork
+from tests.support.postgres import pending_delete_operation
 
 
 async def _setting(uow: PostgresUnitOfWork) -> str:
@@ -17,16 +16,7 @@ async def _setting(uow: PostgresUnitOfWork) -> str:
 
 
 async def test_a_lazy_step_marker_relaxes_only_its_own_transaction(engine: AsyncEngine) -> None:
-    operation_id = str(uuid.uuid4())
-    async with engine.begin() as conn:
-        await conn.execute(
-            text(
-                "INSERT INTO operations (operation_id, account_id, service_id, target_arn,"
-                " type, status, current_step) VALUES (CAST(:id AS uuid), 'acct', 'svc',"
-                " 'arn', 'DELETE_SERVICE', 'PENDING', '')"
-            ),
-            {"id": operation_id},
-        )
+    operation_id = await pending_delete_operation(engine)
 
     async with PostgresUnitOfWork(engine) as uow:
         await uow.operations.mark_step(operation_id, "first", 1)

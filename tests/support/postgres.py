@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 import psycopg
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from servicecontrol_server.adapters.postgres.database import with_database
 from servicecontrol_server.adapters.postgres.embedded import EmbeddedPostgres
@@ -30,3 +33,19 @@ def prepare_template(admin_url: str, name: str) -> None:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         conn.execute(f'CREATE DATABASE "{name}"')
     upgrade_to_head(with_database(admin_url, name))
+
+
+async def pending_delete_operation(engine: AsyncEngine) -> str:
+    """A PENDING DELETE_SERVICE operation row of no real service: for queue-level tests
+    of what a job writes on its operation."""
+    operation_id = str(uuid.uuid4())
+    async with engine.begin() as conn:
+        await conn.execute(
+            text(
+                "INSERT INTO operations (operation_id, account_id, service_id, target_arn,"
+                " type, status, current_step) VALUES (CAST(:id AS uuid), 'acct', 'svc',"
+                " 'arn', 'DELETE_SERVICE', 'PENDING', '')"
+            ),
+            {"id": operation_id},
+        )
+    return operation_id
