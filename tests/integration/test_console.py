@@ -18,6 +18,7 @@ from urllib.parse import quote
 
 import aiohttp
 import pytest
+from sqlalchemy import text
 
 from servicecontrol.v1 import resources_pb2 as pb
 from servicecontrol.v1 import service_control_pb2 as api
@@ -359,7 +360,16 @@ async def test_the_event_stream_resumes_after_the_last_event_id(console: Console
     h = console.harness
     svc = await h.running_service("streamed")
     client = await console.client(token(h))
+
+    async def all_relayed() -> bool:
+        # The head counts relayed events only: one the relay has not positioned yet would
+        # arrive after the cursor.
+        async with h.app.engine.connect() as conn:
+            query = "select count(*) from outbox where position is null and account_id = :a"
+            return (await conn.execute(text(query), {"a": ACCOUNT})).scalar_one() == 0
+
     try:
+        await wait_until(all_relayed, timeout=10)
         cursor = await h.app.use_cases.events.head(ACCOUNT)
         async with client.http.get(f"{console.base}/events?cursor={cursor}") as stream:
             assert stream.headers["Content-Type"] == "text/event-stream"
