@@ -144,3 +144,34 @@ class _nothing:
 
     async def __aexit__(self, *exc: object) -> None:
         return None
+
+
+@pytest.mark.parametrize("pinned", [False, True])
+async def test_a_claimed_job_carries_its_payload_and_progress_exactly(
+    engine: AsyncEngine, pinned: bool
+) -> None:
+    payload = {
+        "name": 'café ☕ "quoted" \\ back',
+        "nested": {"list": [1, 2.5, None, True, "ü"], "empty": {}},
+        "_trace": {"traceparent": "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"},
+        "_spared_attempts": 2,
+    }
+    progress = {"deleted": 12, "digests": ["a1", "b2"], "step": "ß"}
+    async with engine.begin() as conn:
+        job_id = await enqueue(conn, kind="k", payload=payload, progress=progress, max_attempts=3)
+        other = await enqueue(conn, kind="k", payload={}, max_attempts=3)
+    queue = JobQueue(engine)
+    async with queue.connected() if pinned else _nothing():
+        first, second = await queue.claim("w", 2, 30)
+        # Several ids and tokens in one statement, each still fenced by its own token.
+        await _steal(engine, other)
+        assert await queue.heartbeat_many(
+            [(first.job_id, first.lease_token), (second.job_id, second.lease_token)], 30
+        ) == {job_id}
+    assert first.job_id == job_id
+    assert first.payload == {"name": payload["name"], "nested": payload["nested"]}
+    assert first.trace_context == payload["_trace"]
+    assert first.spared_attempts == 2
+    assert first.progress == progress
+    assert (second.payload, second.progress, second.trace_context) == ({}, {}, {})
+    assert isinstance(first.job_id, int) and isinstance(first.lease_token, str)

@@ -9,7 +9,7 @@ import dataclasses
 import logging
 import random
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from ..application.ports import (
@@ -38,13 +38,16 @@ _EXHAUST_TRIES = 3
 _MIN_DUE_WAIT = 0.05
 
 
-@dataclass
+@dataclass(slots=True, eq=False)
 class _Running:
     """One claimed job: ONE task runs its handler and settles its outcome; the worker's
-    shared loops extend its lease and complete it."""
+    shared loops extend its lease and complete it. The job holds its slot until its
+    outcome is written: when its handler returns without one, the task ends there and the
+    statement that completes the job frees the slot."""
 
     job: ClaimedJob
     ctx: AttemptContext
+    started: float
     task: asyncio.Task[None] | None = None
     # True while the handler runs: only then may the worker cancel the task on its own
     # account (a lost lease, a shutdown), and the task tells that cancellation apart from
@@ -53,11 +56,27 @@ class _Running:
     interrupted: bool = False
     # Set when the worker itself interrupts the job to stop; its lease is then released.
     shutting_down: bool = False
-    extra: dict[str, Any] = field(default_factory=dict)
-    started: float = 0.0
+    # Set when the handler returned without writing an outcome: the job waits in the
+    # worker's next batch of completions.
+    completing: bool = False
+    # Only for a traced attempt: its task waits here for the completion, so that the
+    # attempt's span ends with its outcome. An untraced task ends when its handler does.
+    settled: asyncio.Future[None] | None = None
     attempt: Attempt | None = None
     # When the lease was last known extended (loop time of the asking heartbeat).
     extended_at: float = 0.0
+
+    def fields(self, **more: Any) -> dict[str, Any]:
+        """The job's fields for a log line (built only when a line is emitted)."""
+        job = self.job
+        return {
+            "job_id": job.job_id,
+            "kind": job.kind,
+            "attempt": job.attempts,
+            "operation_id": job.operation_id,
+            "service_arn": job.service_arn,
+            **more,
+        }
 
     def interrupt(self) -> None:
         """Cancels the handler, if it is still running."""
@@ -126,13 +145,17 @@ class Worker:
         # Wraps each attempt (a trace span); none by default.
         self.tracer = tracer
         self._running: dict[int, _Running] = {}
+        # The claim loop's one latch: notifications, freed slots, rescues and the stop.
         self._wake = asyncio.Event()
         self._listener: WakeUps | None = None
         self._waiting = False
         # Completions waiting for the next batch, and what wakes the loop that sends them.
-        self._completions: list[tuple[_Running, asyncio.Future[bool]]] = []
+        self._completions: list[_Running] = []
         self._completing = asyncio.Event()
+        self._stopping = False
         self._claiming = False
+        # Set, while a stopping worker waits for its jobs, once none is left.
+        self._drained: asyncio.Event | None = None
 
     @property
     def listening(self) -> bool:
@@ -165,6 +188,7 @@ class Worker:
                 asyncio.create_task(self._rescue_loop(stop), name=f"rescuer-{self.owner}"),
                 asyncio.create_task(self._heartbeat_loop(), name=f"leases-{self.owner}"),
                 asyncio.create_task(self._completion_loop(stop), name=f"completions-{self.owner}"),
+                asyncio.create_task(self._relay_stop(stop), name=f"stop-{self.owner}"),
             ]
             try:
                 self._claiming = True
@@ -194,20 +218,21 @@ class Worker:
             if free > 0 or batch:
                 try:
                     done, jobs = await self.queue.complete_and_claim(
-                        [(r.job.job_id, r.job.lease_token) for r, _ in batch],
+                        [(r.job.job_id, r.job.lease_token) for r in batch],
                         self.owner,
                         max(free, 0),
                         self.lease_seconds,
                     )
                     failures = 0
-                except Exception as exc:
+                except Exception:
                     failures += 1
                     jobs = []
                     timeout = max(backoff_delay(failures, 0.1, self.poll_seconds), 0.05)
                     log.warning("claiming jobs failed", extra={"failures": failures}, exc_info=True)
-                    _resolve(batch, error=exc)
+                    self._not_completed(batch)
                 else:
-                    _resolve(batch, done=done)
+                    # Their slots are taken again by the jobs this same statement claimed.
+                    self._completed(batch, done)
                 if stop.is_set():
                     await self._release_unstarted(jobs)
                     return
@@ -222,7 +247,7 @@ class Worker:
                 continue
             self._waiting = True
             try:
-                woken = await wait_any(self._wake, stop, timeout=timeout)
+                woken = await self._woken(timeout)
             finally:
                 self._waiting = False
             if woken and not stop.is_set():
@@ -230,6 +255,25 @@ class Worker:
                 # enqueuing transaction commits, while that request still answers its
                 # caller, and slots freed by the same batch of completions all land now.
                 await asyncio.sleep(0)
+
+    async def _woken(self, timeout: float) -> bool:
+        """Waits for a wake-up (a stop is one too) or the timeout: one latch, one timer.
+        True if woken."""
+        if self._wake.is_set():
+            return True
+        try:
+            async with asyncio.timeout(timeout):
+                await self._wake.wait()
+        except TimeoutError:
+            return self._wake.is_set()
+        return True
+
+    async def _relay_stop(self, stop: asyncio.Event) -> None:
+        """A stop wakes the claim loop and the completion loop through their own latch."""
+        await stop.wait()
+        self._stopping = True
+        self._wake.set()
+        self._completing.set()
 
     async def _until_next_due(self, timeout: float) -> float:
         """A delayed retry sends no notification when it falls due: wake for it."""
@@ -256,29 +300,17 @@ class Worker:
             await wait_any(stop, timeout=interval)
 
     def _start(self, job: ClaimedJob) -> None:
-        running = _Running(
-            job=job,
-            ctx=AttemptContext(self.queue, self.uow, job),
-            extra={
-                "job_id": job.job_id,
-                "kind": job.kind,
-                "attempt": job.attempts,
-                "operation_id": job.operation_id,
-                "service_arn": job.service_arn,
-            },
-            started=asyncio.get_running_loop().time(),
-        )
-        running.extended_at = running.started
+        now = asyncio.get_running_loop().time()
+        running = _Running(job, AttemptContext(self.queue, self.uow, job), now, extended_at=now)
         self._running[job.job_id] = running
-        task = asyncio.create_task(self._supervise(running), name=f"job-{job.job_id}")
-        running.task = task
+        running.task = asyncio.create_task(self._supervise(running), name=f"job-{job.job_id}")
 
-        def finished(_: asyncio.Task[None]) -> None:
-            self._running.pop(job.job_id, None)
-            # A free slot: claim again without waiting for the poll timer.
-            self._wake.set()
-
-        task.add_done_callback(finished)
+    def _free(self, running: _Running) -> None:
+        """The job's slot is free again."""
+        if self._running.get(running.job.job_id) is running:
+            del self._running[running.job.job_id]
+            if not self._running and self._drained is not None:
+                self._drained.set()
 
     async def _release_unstarted(self, jobs: list[ClaimedJob]) -> None:
         for job in jobs:
@@ -293,52 +325,31 @@ class Worker:
             self.on_outcome(running.job.kind, outcome, elapsed)
 
     async def _supervise(self, running: _Running) -> None:
-        attempt = (
-            contextlib.nullcontext(None)
-            if self.tracer is None
-            else self.tracer.attempt(running.job)
-        )
         try:
-            with attempt as running.attempt:
+            if self.tracer is None:
                 await self._execute(running)
+            else:
+                with self.tracer.attempt(running.job) as running.attempt:
+                    await self._execute(running)
         except asyncio.CancelledError:
             raise
         except Exception:
             # The job keeps its lease until it expires; a rescuer then requeues it.
-            log.exception("job supervision failed", extra=running.extra)
+            _log(logging.ERROR, "job supervision failed", running, exc_info=True)
+        finally:
+            if not running.completing:
+                self._free(running)
+                # A free slot: claim again without waiting for the poll timer.
+                self._wake.set()
 
     async def _execute(self, running: _Running) -> None:
         job, ctx = running.job, running.ctx
         handler = self.handlers.get(job.kind)
-        if handler is None:
-            failure = JobFailure(
-                "INTERNAL_ERROR",
-                f"No handler for job kind {job.kind!r}.",
-                {"kind": job.kind},
-                job.attempts,
-            )
-            await self._exhaust(
-                running, None, failure, f"no handler for kind {job.kind!r}", why="no handler"
-            )
+        if handler is None or job.charged_attempts > job.max_attempts:
+            await self._refuse(running, handler)
             return
-        if job.charged_attempts > job.max_attempts:
-            # Rescued after its last allowed attempt died with its worker.
-            failure = JobFailure(
-                "INTERNAL_ERROR",
-                "The job's last attempt was interrupted and no attempts are left.",
-                {},
-                job.attempts - 1,
-            )
-            await self._exhaust(
-                running,
-                handler,
-                failure,
-                "attempts exhausted by lost leases",
-                why="last attempt interrupted",
-            )
-            return
-
-        log.debug("job started", extra=running.extra)
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug("job started", extra=running.fields())
         exc: BaseException | None = None
         cancelled = False
         running.in_handler = True
@@ -368,6 +379,35 @@ class Worker:
                 task.uncancel()
         await self._settle(running, handler, exc, cancelled=cancelled)
 
+    async def _refuse(self, running: _Running, handler: JobHandler | None) -> None:
+        """Fails a job that must not run: no handler for its kind, or no attempts left."""
+        job = running.job
+        if handler is None:
+            failure = JobFailure(
+                "INTERNAL_ERROR",
+                f"No handler for job kind {job.kind!r}.",
+                {"kind": job.kind},
+                job.attempts,
+            )
+            await self._exhaust(
+                running, None, failure, f"no handler for kind {job.kind!r}", why="no handler"
+            )
+            return
+        # Rescued after its last allowed attempt died with its worker.
+        failure = JobFailure(
+            "INTERNAL_ERROR",
+            "The job's last attempt was interrupted and no attempts are left.",
+            {},
+            job.attempts - 1,
+        )
+        await self._exhaust(
+            running,
+            handler,
+            failure,
+            "attempts exhausted by lost leases",
+            why="last attempt interrupted",
+        )
+
     async def _settle(
         self,
         running: _Running,
@@ -378,30 +418,34 @@ class Worker:
     ) -> None:
         job, ctx = running.job, running.ctx
         if ctx.completed:
-            log.info("job completed", extra=running.extra)
+            _log(logging.INFO, "job completed", running)
             self._ended(running, "succeeded")
             return
         if ctx.lease_lost.is_set():
-            log.warning("lease lost; job dropped without further writes", extra=running.extra)
+            _log(logging.WARNING, "lease lost; job dropped without further writes", running)
             self._ended(running, "lease_lost")
             return
         if cancelled:
             if running.shutting_down:
                 released = await self._quietly(self.queue.release(job.job_id, job.lease_token))
-                log.info(
+                _log(
+                    logging.INFO,
                     "job interrupted by shutdown; lease released",
-                    extra={**running.extra, "released": bool(released)},
+                    running,
+                    released=bool(released),
                 )
                 self._ended(running, "interrupted")
                 return
             exc = RuntimeError("the handler was cancelled")
 
         if exc is None:
-            await self._complete_for_handler(running)
+            settled = self._complete_for_handler(running)
+            if settled is not None:
+                await settled
             return
         if isinstance(exc, LeaseLost):
             ctx.lease_lost.set()
-            log.warning("lease lost; job dropped without further writes", extra=running.extra)
+            _log(logging.WARNING, "lease lost; job dropped without further writes", running)
             self._ended(running, "lease_lost")
             return
 
@@ -469,22 +513,48 @@ class Worker:
         elapsed = asyncio.get_running_loop().time() - running.started
         return running.job.retrying_seconds + elapsed
 
-    async def _complete_for_handler(self, running: _Running) -> None:
+    def _complete_for_handler(self, running: _Running) -> asyncio.Future[None] | None:
         """The handler wrote no outcome: the job joins the next batch of completions,
         which the claim loop sends with its next claim (or, once the worker stops, the
-        completion loop sends alone)."""
-        done: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
-        self._completions.append((running, done))
+        completion loop sends alone). The job's task ends here; the job keeps its slot
+        until that statement has completed it (`_completed`). A traced attempt's task
+        waits for that on the future returned, so that its span ends with the outcome."""
+        running.completing = True
+        self._completions.append(running)
         self._wake.set()
-        self._completing.set()
-        if not await done:
-            running.ctx.lease_lost.set()
-            log.warning("lease lost before completion; job dropped", extra=running.extra)
-            self._ended(running, "lease_lost")
-            return
-        running.ctx.completed = True
-        log.info("job completed", extra=running.extra)
-        self._ended(running, "succeeded")
+        if self._stopping:
+            self._completing.set()
+        if self.tracer is None:
+            return None
+        running.settled = asyncio.get_running_loop().create_future()
+        return running.settled
+
+    def _completed(self, batch: list[_Running], done: set[int]) -> None:
+        """The statement that completed `done` of `batch` has committed: each job of the
+        batch is settled and its slot freed."""
+        info = log.isEnabledFor(logging.INFO)
+        for running in batch:
+            self._free(running)
+            if running.job.job_id in done:
+                running.ctx.completed = True
+                if info:
+                    log.info("job completed", extra=running.fields())
+                self._ended(running, "succeeded")
+            else:
+                running.ctx.lease_lost.set()
+                _log(logging.WARNING, "lease lost before completion; job dropped", running)
+                self._ended(running, "lease_lost")
+            if running.settled is not None and not running.settled.done():
+                running.settled.set_result(None)
+
+    def _not_completed(self, batch: list[_Running]) -> None:
+        """The statement carrying `batch` failed (or was abandoned): each job keeps its
+        lease until it expires, and a rescuer then requeues it. Their slots are free."""
+        for running in batch:
+            self._free(running)
+            _log(logging.WARNING, "completing the job failed; its lease will expire", running)
+            if running.settled is not None and not running.settled.done():
+                running.settled.set_result(None)
 
     async def _completion_loop(self, stop: asyncio.Event) -> None:
         """Once the claim loop has ended (the worker is stopping), sends the completions
@@ -498,15 +568,16 @@ class Worker:
                 continue
             try:
                 done = await self.queue.complete_many(
-                    [(r.job.job_id, r.job.lease_token) for r, _ in batch]
+                    [(r.job.job_id, r.job.lease_token) for r in batch]
                 )
             except asyncio.CancelledError:
-                _resolve(batch, error=asyncio.CancelledError())
+                self._not_completed(batch)
                 raise
-            except Exception as exc:
-                _resolve(batch, error=exc)
+            except Exception:
+                log.warning("completing jobs failed", extra={"jobs": len(batch)}, exc_info=True)
+                self._not_completed(batch)
             else:
-                _resolve(batch, done=done)
+                self._completed(batch, done)
 
     async def _retry(
         self,
@@ -525,19 +596,21 @@ class Worker:
         try:
             await handler.on_retry(ctx, failure, delay)
         except Exception:
-            log.warning("on_retry hook failed", extra=running.extra, exc_info=True)
+            _log(logging.WARNING, "on_retry hook failed", running, exc_info=True)
         if await self.queue.retry_later(
             job.job_id, job.lease_token, delay, error_text, transient=transient
         ):
-            log.log(
+            _log(
                 logging.INFO if cause is None else logging.ERROR,
                 "job will be retried",
-                extra={**running.extra, "delay_seconds": delay, "reason": failure.reason},
+                running,
                 exc_info=cause,
+                delay_seconds=delay,
+                reason=failure.reason,
             )
             self._ended(running, "retried")
         else:
-            log.warning("lease lost before requeue; job dropped", extra=running.extra)
+            _log(logging.WARNING, "lease lost before requeue; job dropped", running)
             self._ended(running, "lease_lost")
 
     async def _exhaust(
@@ -561,26 +634,30 @@ class Worker:
                     await uow.commit()
             except LeaseLost:
                 ctx.lease_lost.set()
-                log.warning(
-                    "lease lost before recording the failure; job dropped", extra=running.extra
+                _log(
+                    logging.WARNING, "lease lost before recording the failure; job dropped", running
                 )
                 self._ended(running, "lease_lost")
                 return
             except Exception:
-                log.warning(
+                _log(
+                    logging.WARNING,
                     "recording the job's failure failed",
-                    extra={**running.extra, "try": attempt},
+                    running,
                     exc_info=True,
+                    **{"try": attempt},
                 )
                 await asyncio.sleep(
                     backoff_delay(attempt, self.backoff_base, self.backoff_max, self.rng)
                 )
             else:
-                log.log(
+                _log(
                     logging.WARNING if cause is None else logging.ERROR,
                     "job failed",
-                    extra={**running.extra, "reason": failure.reason, "why": why},
+                    running,
                     exc_info=cause,
+                    reason=failure.reason,
+                    why=why,
                 )
                 self._ended(running, "failed")
                 return
@@ -617,32 +694,47 @@ class Worker:
             for running in lost:
                 if running.ctx.completed or not running.in_handler:
                     continue
-                log.warning("lease lost; cancelling the handler", extra=running.extra)
+                _log(logging.WARNING, "lease lost; cancelling the handler", running)
                 running.ctx.lease_lost.set()
                 running.interrupt()
 
     async def _shutdown(self) -> None:
         """Gives running jobs `shutdown_grace` seconds, then interrupts them and releases
         their leases so that another worker can take them at once."""
-        tasks = [r.task for r in self._running.values() if r.task is not None]
-        if not tasks:
+        if not self._running:
             return
         log.info(
             "waiting for running jobs",
-            extra={"jobs": len(tasks), "grace_seconds": self.shutdown_grace},
+            extra={"jobs": len(self._running), "grace_seconds": self.shutdown_grace},
         )
-        _, pending = await asyncio.wait(tasks, timeout=self.shutdown_grace)
-        if not pending:
+        if await self._drain(self.shutdown_grace):
             return
         for running in list(self._running.values()):
             running.shutting_down = True
             running.interrupt()
         # A handler that swallows cancellation must not hold the process forever.
-        _, stuck = await asyncio.wait(pending, timeout=max(self.shutdown_grace, 1.0))
+        if await self._drain(max(self.shutdown_grace, 1.0)):
+            return
+        stuck = [r.task for r in self._running.values() if r.task is not None and not r.task.done()]
         for task in stuck:
             task.cancel()
         if stuck:
             await asyncio.wait(stuck)
+
+    async def _drain(self, timeout: float) -> bool:
+        """Waits up to `timeout` until no job is left (each one's outcome written, or its
+        task ended); True if none is."""
+        if not self._running:
+            return True
+        self._drained = asyncio.Event()
+        try:
+            async with asyncio.timeout(timeout):
+                await self._drained.wait()
+        except TimeoutError:
+            pass
+        finally:
+            self._drained = None
+        return not self._running
 
     async def _quietly(self, call: Any) -> Any:
         try:
@@ -652,23 +744,16 @@ class Worker:
             return None
 
 
-def _resolve(
-    batch: list[tuple[_Running, asyncio.Future[bool]]],
-    *,
-    done: set[int] | None = None,
-    error: BaseException | None = None,
+def _log(
+    level: int,
+    message: str,
+    running: _Running,
+    exc_info: BaseException | bool | None = None,
+    **more: Any,
 ) -> None:
-    """Tells each job of a completion batch whether it was completed. On an error each
-    job keeps its lease until it expires; a rescuer then requeues it."""
-    for running, future in batch:
-        if future.done():
-            continue
-        if isinstance(error, asyncio.CancelledError):
-            future.cancel()
-        elif error is not None:
-            future.set_exception(error)
-        else:
-            future.set_result(done is not None and running.job.job_id in done)
+    """Logs a line about one job, with its fields (built only if the line is emitted)."""
+    if log.isEnabledFor(level):
+        log.log(level, message, extra=running.fields(**more), exc_info=exc_info)
 
 
 def _failure_of(exc: BaseException, attempts: int) -> JobFailure:

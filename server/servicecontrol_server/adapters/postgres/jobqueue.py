@@ -12,11 +12,13 @@ All times come from the database clock; the process clock is never written."""
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator, Mapping, Sequence
+import json
+from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 import psycopg
-from psycopg.rows import dict_row
+from psycopg.abc import Buffer
+from psycopg.adapt import Loader
 from psycopg.types.json import Jsonb
 from sqlalchemy import bindparam, text
 from sqlalchemy.dialects.postgresql import JSONB
@@ -293,26 +295,69 @@ TRACE_CONTEXT_KEY = "_trace"
 SPARED_KEY = "_spared_attempts"
 
 
-def claimed_job(row: Mapping[str, Any]) -> ClaimedJob:
-    payload = dict(row["payload"] or {})
-    trace_context = payload.pop(TRACE_CONTEXT_KEY, None)
-    spared = payload.pop(SPARED_KEY, 0)
+# The columns of a COMPLETE_AND_CLAIM row, in the order of its SELECT (`claimed.*` is
+# the claim's RETURNING list). The queue reads its rows as plain tuples.
+(
+    _COMPLETED,
+    _JOB_ID,
+    _KIND,
+    _OPERATION_ID,
+    _SERVICE_ID,
+    _ACCOUNT_ID,
+    _PAYLOAD,
+    _PROGRESS,
+    _ATTEMPTS,
+    _MAX_ATTEMPTS,
+    _LEASE_TOKEN,
+    _RUN_AT,
+    _RETRYING_SECONDS,
+    _SERVICE_ARN,
+) = range(14)
+
+
+def claimed_job(row: Sequence[Any]) -> ClaimedJob:
+    """The job of one claimed COMPLETE_AND_CLAIM row."""
+    payload = row[_PAYLOAD]
+    # Decoded afresh for this row: the job may keep it without a copy.
+    payload = {} if payload is None else payload
+    trace_context = payload.pop(TRACE_CONTEXT_KEY, None) if payload else None
+    spared = payload.pop(SPARED_KEY, 0) if payload else 0
+    progress = row[_PROGRESS]
     return ClaimedJob(
-        job_id=int(row["job_id"]),
-        kind=row["kind"],
-        operation_id=row["operation_id"],
-        service_id=row["service_id"],
-        account_id=row["account_id"],
+        job_id=row[_JOB_ID],
+        kind=row[_KIND],
+        operation_id=row[_OPERATION_ID],
+        service_id=row[_SERVICE_ID],
+        account_id=row[_ACCOUNT_ID],
         payload=payload,
-        progress=dict(row["progress"] or {}),
-        attempts=int(row["attempts"]),
-        max_attempts=int(row["max_attempts"]),
-        lease_token=row["lease_token"],
-        service_arn=row.get("service_arn"),
+        progress={} if progress is None else progress,
+        attempts=row[_ATTEMPTS],
+        max_attempts=row[_MAX_ATTEMPTS],
+        lease_token=row[_LEASE_TOKEN],
+        service_arn=row[_SERVICE_ARN],
         trace_context=dict(trace_context) if isinstance(trace_context, dict) else {},
-        retrying_seconds=row.get("retrying_seconds"),
-        spared_attempts=int(spared) if isinstance(spared, int) else 0,
+        retrying_seconds=row[_RETRYING_SECONDS],
+        spared_attempts=spared if isinstance(spared, int) else 0,
     )
+
+
+def id_array(values: list[int] | list[str]) -> str:
+    """An array literal (`{1,2,3}`) of ids or lease tokens, whose text needs no quoting:
+    sent as one text parameter, which the statement casts, instead of a list the driver
+    adapts element by element."""
+    return "{" + ",".join(map(str, values)) + "}"
+
+
+_JSON = json.JSONDecoder()
+
+
+class _JsonbLoader(Loader):
+    """jsonb from the server: UTF-8 text with no whitespace around the value (the server
+    writes it out itself), decoded in one step, where json.loads would first detect the
+    encoding of the bytes and skip whitespace at both ends."""
+
+    def load(self, data: Buffer) -> Any:
+        return _JSON.raw_decode(str(data, "utf-8"))[0]
 
 
 async def enqueue(
@@ -409,7 +454,7 @@ class JobQueue:
     def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine
         self._pinned = 0
-        self._conns: dict[str, psycopg.AsyncConnection[dict[str, Any]]] = {}
+        self._conns: dict[str, psycopg.AsyncConnection[tuple[Any, ...]]] = {}
 
     @contextlib.asynccontextmanager
     async def connected(self) -> AsyncIterator[None]:
@@ -427,22 +472,22 @@ class JobQueue:
     async def _rows(self, sql: str, params: dict[str, Any], role: str = "finish") -> list[Any]:
         if not self._pinned:
             async with self.engine.begin() as pooled:
-                return list((await pooled.exec_driver_sql(sql, params)).mappings())
+                return list((await pooled.exec_driver_sql(sql, params)).all())
         conn = self._conns.get(role)
         if conn is None or conn.closed or conn.broken:
             if conn is not None:
                 with contextlib.suppress(Exception):
                     await conn.close()
-            conn = await psycopg.AsyncConnection[Any].connect(
+            conn = await psycopg.AsyncConnection.connect(
                 libpq_url(self.engine.url.render_as_string(hide_password=False)),
                 autocommit=True,
-                row_factory=dict_row,
                 options="-c timezone=UTC",
             )
+            conn.adapters.register_loader("jsonb", _JsonbLoader)
             self._conns[role] = conn
         try:
-            cursor = await conn.execute(sql, params, prepare=True)
-            return await cursor.fetchall() if cursor.description else []
+            # Every statement of the queue answers rows (a SELECT or RETURNING).
+            return await (await conn.execute(sql, params, prepare=True)).fetchall()
         except (psycopg.OperationalError, psycopg.InterfaceError):
             # The next call reconnects; this one fails like any outage.
             with contextlib.suppress(Exception):
@@ -469,16 +514,16 @@ class JobQueue:
         rows = await self._rows(
             COMPLETE_AND_CLAIM,
             {
-                "job_ids": [job_id for job_id, _ in leases],
-                "tokens": [t for _, t in leases],
+                "job_ids": id_array([job_id for job_id, _ in leases]),
+                "tokens": id_array([t for _, t in leases]),
                 "limit": max(limit, 0),
                 "owner": owner,
                 "lease_seconds": float(lease_seconds),
             },
             role="claim",
         )
-        done = {int(job_id) for job_id in (rows[0]["completed"] if rows else [])}
-        return done, [claimed_job(row) for row in rows if row["job_id"] is not None]
+        done = set(rows[0][_COMPLETED]) if rows else set()
+        return done, [claimed_job(row) for row in rows if row[_JOB_ID] is not None]
 
     async def heartbeat(self, job_id: int, token: str, lease_seconds: float) -> bool:
         """Extends the lease; False means the lease is gone and the job is not ours."""
@@ -493,12 +538,12 @@ class JobQueue:
         rows = await self._rows(
             HEARTBEAT,
             {
-                "job_ids": [job_id for job_id, _ in leases],
-                "tokens": [token for _, token in leases],
+                "job_ids": id_array([job_id for job_id, _ in leases]),
+                "tokens": id_array([token for _, token in leases]),
                 "lease_seconds": float(lease_seconds),
             },
         )
-        return {int(row["job_id"]) for row in rows}
+        return {row[0] for row in rows}
 
     async def complete_many(self, leases: Sequence[tuple[int, str]]) -> set[int]:
         """Deletes the jobs whose lease is still the caller's, in one statement; answers
@@ -507,9 +552,12 @@ class JobQueue:
             return set()
         rows = await self._rows(
             COMPLETE_MANY,
-            {"job_ids": [job_id for job_id, _ in leases], "tokens": [t for _, t in leases]},
+            {
+                "job_ids": id_array([job_id for job_id, _ in leases]),
+                "tokens": id_array([t for _, t in leases]),
+            },
         )
-        return {int(row["job_id"]) for row in rows}
+        return {row[0] for row in rows}
 
     async def save_progress(
         self,
@@ -564,5 +612,5 @@ class JobQueue:
     async def seconds_until_next(self) -> float | None:
         """Seconds until the earliest queued job is due (0 if one is due), or None."""
         rows = await self._rows(SECONDS_UNTIL_NEXT, {}, role="claim")
-        value = next(iter(rows[0].values())) if rows else None
+        value = rows[0][0] if rows else None
         return None if value is None else max(float(value), 0.0)
