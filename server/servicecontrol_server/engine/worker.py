@@ -237,9 +237,10 @@ class Worker:
                     await self._release_unstarted(jobs)
                     return
                 # The claim's time stands for each job's start: one clock read per batch.
-                now = asyncio.get_running_loop().time()
+                loop = asyncio.get_running_loop()
+                now = loop.time()
                 for job in jobs:
-                    self._start(job, now)
+                    self._start(loop, job, now)
                 if not failures and not jobs and free > 0:
                     timeout = await self._until_next_due(timeout)
             if self._wake.is_set() and not stop.is_set():
@@ -301,10 +302,10 @@ class Worker:
                     self._wake.set()
             await wait_any(stop, timeout=interval)
 
-    def _start(self, job: ClaimedJob, now: float) -> None:
+    def _start(self, loop: asyncio.AbstractEventLoop, job: ClaimedJob, now: float) -> None:
         running = _Running(job, AttemptContext(self.queue, self.uow, job), now, extended_at=now)
         self._running[job.job_id] = running
-        running.task = asyncio.create_task(self._supervise(running), name=f"job-{job.job_id}")
+        running.task = loop.create_task(self._supervise(running), name=f"job-{job.job_id}")
 
     def _free(self, running: _Running) -> None:
         """The job's slot is free again."""
