@@ -1,23 +1,34 @@
-"""What a delete job sends to the database, counted through the driver, never timed: its
-outcome transaction is the service row's lock, one statement for everything removed
-with the service, the operation's end, the outbox event and the fenced completion; its
-image step rides in the first progress save; its other markers are single statements and
-no transaction marks a step."""
+"""What a delete job sends to the database, counted through the driver and on the wire,
+never timed: its outcome transaction is the service row's lock, one statement for
+everything removed with the service, then the operation's end, the outbox event and the
+fenced completion sent with the COMMIT (four round trips with BEGIN); its image step rides
+in the first progress save; its other markers are single statements and no transaction
+marks a step. A lost lease at the outcome commits none of it."""
 
 from __future__ import annotations
 
 import re
+import uuid
 from collections import defaultdict
+from pathlib import Path
 from typing import Any
 
+import psycopg
 import pytest
 from sqlalchemy import event, text
 
 from servicecontrol.v1 import resources_pb2 as pb
 from servicecontrol.v1 import service_control_pb2 as api
+from servicecontrol_server import faults
+from servicecontrol_server.adapters.compute.recorded import STOP_INSTANCE
 from servicecontrol_server.adapters.postgres import jobqueue
+from servicecontrol_server.adapters.postgres.database import libpq_url
 from servicecontrol_server.adapters.postgres.repositories import operations, services
+from servicecontrol_server.application import jobs
+from servicecontrol_server.application.ports import JobContext, LeaseLost
+from tests.integration.test_mutation_round_trips import WireTrace, round_trips
 from tests.support.server import ACCOUNT, Harness
+from tests.support.waiting import wait_until
 
 
 class Transactions:
@@ -59,8 +70,15 @@ def _same(sql: Any, recorded: str) -> bool:
     return " ".join(named.split()) == recorded
 
 
-async def test_a_delete_job_s_outcome_is_five_statements_and_its_steps_ride_along(
-    harness: Harness, monkeypatch: pytest.MonkeyPatch
+def _last_batch(lines: list[str]) -> str:
+    """The trace of what the client sent in its last round trip (a statement's text
+    may span lines of the trace)."""
+    sent = "\n".join(lines)
+    return sent.split("\tSync\n")[-2].rsplit("\tQuery\t", 1)[-1]
+
+
+async def test_a_delete_job_s_outcome_is_four_round_trips_and_its_steps_ride_along(
+    harness: Harness, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     svc = await harness.running_service("counted")
     async with harness.app.engine.begin() as conn:
@@ -83,6 +101,11 @@ async def test_a_delete_job_s_outcome_is_five_statements_and_its_steps_ride_alon
     transactions = Transactions()
     sync_engine = harness.app.engine.sync_engine
     transactions.attach(sync_engine)
+    (tmp_path / "wire").mkdir()
+    wire = WireTrace(tmp_path / "wire")
+    pool = sync_engine.pool
+    event.listen(pool, "checkout", wire.checkout)
+    event.listen(pool, "checkin", wire.checkin)
     try:
         response = await harness.stub.DeleteService(
             api.DeleteServiceRequest(service_arn=svc.service_arn), metadata=harness.meta()
@@ -90,26 +113,42 @@ async def test_a_delete_job_s_outcome_is_five_statements_and_its_steps_ride_alon
         op = await harness.wait(response.operation_id)
     finally:
         transactions.detach(sync_engine)
+        event.remove(pool, "checkout", wire.checkout)
+        event.remove(pool, "checkin", wire.checkin)
     assert op.status == pb.Operation.SUCCEEDED
     assert op.deletion_report.image_objects > 0
 
-    # The outcome: the transaction whose statements end with the fenced completion.
+    # The outcome: the transaction that tombstones the service. Through SQLAlchemy it
+    # sends the lock and the tombstone; the rest goes with the COMMIT.
     [outcome] = [
         (statements, how)
         for statements, how in transactions.done
-        if statements and _same(jobqueue.COMPLETE, statements[-1])
+        if any(_same(services.TOMBSTONE_SERVICE, s) for s in statements)
     ]
     statements, how = outcome
     assert how == "COMMIT"
-    assert len(statements) == 5, statements
+    assert len(statements) == 2, statements
     assert _same(services.GET_SERVICE_FOR_UPDATE, statements[0])
     assert _same(services.TOMBSTONE_SERVICE, statements[1])
-    assert statements[2].startswith("UPDATE operations") and "pg_notify" in statements[2]
-    assert "INSERT INTO outbox" in statements[3]
+    # On the wire: BEGIN, the lock, the tombstone, and one batch with the operation's end,
+    # the event, the fenced completion and COMMIT.
+    [session] = [s for s in wire.sessions() if any("DELETE FROM jobs" in line for line in s)]
+    assert round_trips(session) == 4
+    last = _last_batch(session)
+    held = [
+        last.find("UPDATE operations"),
+        last.find("DELETE FROM jobs"),
+        last.find("INSERT INTO outbox"),
+    ]
+    assert -1 not in held and max(held) < last.find('"COMMIT"'), last
+    # The compute record is one round trip (its own statement in autocommit).
+    stop = STOP_INSTANCE.text.split("FROM")[0].strip()
+    [compute] = [s for s in wire.sessions() if stop in "\n".join(s)]
+    assert round_trips(compute) == 1
+
     # The first and last steps were shown by markers of their own, the image step by the
     # first progress save; no transaction marked a step, and the service was loaded
-    # without one (the only transactions of the job are its outcome and its compute
-    # record, which commits on its own).
+    # without one (the only transaction of the job with BEGIN and COMMIT is its outcome).
     assert queued.count(jobqueue.SAVE_PROGRESS_AT_STEP) == 1
     assert queued.count(jobqueue.MARK_STEP) == 2
     assert not [
@@ -127,3 +166,67 @@ async def test_a_delete_job_s_outcome_is_five_statements_and_its_steps_ride_alon
             )
         ).scalar_one()
     assert tags == 0
+
+
+async def test_a_lease_lost_at_the_outcome_commits_none_of_it(
+    harness: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The lease moves to another worker after the outcome's statements were written and
+    before its COMMIT: the held completion fails, so the COMMIT sent with it commits
+    nothing (the operation has not ended, no event, the service is not tombstoned, the
+    job stays the other worker's), and the handler learns LeaseLost."""
+    svc = await harness.running_service("stolen")
+    url = libpq_url(harness.app.engine.url.render_as_string(hide_password=False))
+    stolen: list[int] = []
+
+    def steal(name: str) -> None:
+        if name != "delete_service:before_commit" or stolen:
+            return
+        # What a rescue plus another worker's claim do, far from expiring.
+        with psycopg.connect(url, autocommit=True) as conn:
+            row = conn.execute(
+                "UPDATE jobs SET lease_token = gen_random_uuid(), lease_owner = 'thief',"
+                " lease_expires_at = now() + interval '1 hour'"
+                " WHERE kind = 'delete_service' AND state = 'running' RETURNING job_id"
+            ).fetchone()
+        assert row is not None
+        stolen.append(int(row[0]))
+
+    ended: list[BaseException | None] = []
+    run = jobs.DeleteServiceJob.run
+
+    async def watched(self: jobs.DeleteServiceJob, ctx: JobContext) -> None:
+        try:
+            await run(self, ctx)
+        except BaseException as exc:
+            ended.append(exc)
+            raise
+        ended.append(None)
+
+    monkeypatch.setattr(faults, "checkpoint", steal)
+    monkeypatch.setattr(jobs.DeleteServiceJob, "run", watched)
+    response = await harness.stub.DeleteService(
+        api.DeleteServiceRequest(service_arn=svc.service_arn), metadata=harness.meta()
+    )
+    await wait_until(lambda: bool(ended), timeout=20)
+    assert isinstance(ended[0], LeaseLost)
+    async with harness.app.engine.connect() as conn:
+        state = (
+            await conn.execute(
+                text(
+                    "SELECT (SELECT status FROM operations WHERE operation_id = :op),"
+                    " (SELECT ended_at IS NULL FROM operations WHERE operation_id = :op),"
+                    " (SELECT count(*) FROM outbox WHERE type = 'service.deleted'"
+                    "  AND payload->>'operationId' = :text_op),"
+                    " (SELECT status FROM services WHERE service_arn = :arn),"
+                    " (SELECT lease_owner FROM jobs WHERE job_id = :job)"
+                ),
+                {
+                    "op": uuid.UUID(response.operation_id),
+                    "text_op": response.operation_id,
+                    "arn": svc.service_arn,
+                    "job": stolen[0],
+                },
+            )
+        ).one()
+    assert tuple(state) == ("IN_PROGRESS", True, 0, "OPERATION_IN_PROGRESS", "thief")

@@ -1082,17 +1082,26 @@ async def test_jobs_complete_and_fail_only_under_their_lease(backend: Backend) -
     )
     two = await backend.claim()
     assert (two.job_id, two.progress) == (second, {"p": 1})
-    async with backend.uow() as uow:
-        with pytest.raises(LeaseLost):
+    # A completion may be held until the commit: LeaseLost comes by then, and nothing
+    # of the transaction is committed.
+    with pytest.raises(LeaseLost):
+        async with backend.uow() as uow:
             await uow.jobs.complete(one.job_id, str(uuid.uuid4()))
+            await uow.commit()
+    # ...or by the next statement of the transaction, whatever it is.
+    with pytest.raises(LeaseLost):
+        async with backend.uow() as uow:
+            await uow.jobs.complete(one.job_id, str(uuid.uuid4()))
+            await uow.operations.get(ACCOUNT, str(uuid.uuid4()))
     async with backend.uow() as uow:
         await uow.jobs.complete(one.job_id, one.lease_token)
         await uow.jobs.mark_failed(two.job_id, two.lease_token, "R: broke")
         await uow.commit()
     assert await backend.jobs() == {second: ("pause_service", "failed", {"p": 1})}
-    async with backend.uow() as uow:
-        with pytest.raises(LeaseLost):
+    with pytest.raises(LeaseLost):
+        async with backend.uow() as uow:
             await uow.jobs.complete(two.job_id, two.lease_token)
+            await uow.commit()
     async with backend.uow() as uow:
         with pytest.raises(LeaseLost):
             await uow.jobs.mark_failed(two.job_id, two.lease_token, "again")

@@ -98,3 +98,64 @@ async def test_the_recorded_compute_driver_writes_each_change_as_one_statement(
             )
         ).one()
     assert tuple(row) == ("STOPPED", 1, 1)
+
+
+async def test_a_compute_record_commits_without_waiting_for_the_disk_and_a_later_durable_commit_flushes_it(  # noqa: E501
+    engine: AsyncEngine,
+) -> None:
+    """A compute record relaxes synchronous_commit for its own transaction only (the
+    statement after it, on the same connection, is durable again), and a durable commit
+    made after it returns only once the log is on disk past the record's commit: the
+    reasoning of recorded.py, that the job's later durable commits make the record
+    durable."""
+    from servicecontrol_server.adapters.compute.recorded import (
+        START_INSTANCE,
+        STOP_INSTANCE,
+        RecordedComputeDriver,
+    )
+
+    async with engine.begin() as conn:
+        await conn.execute(text("INSERT INTO accounts (account_id) VALUES ('111122223333')"))
+        await conn.execute(
+            text(
+                "INSERT INTO services (service_id, account_id, region, service_name,"
+                " service_arn, service_url, status) VALUES ('svc-two', '111122223333',"
+                " 'us-east-1', 'two', 'arn:two', 'two.example', 'RUNNING')"
+            )
+        )
+    show = text("SHOW synchronous_commit")
+    params = {"service_id": "svc-two", "image_prefix": "services/svc-two/"}
+    for statement in (START_INSTANCE, STOP_INSTANCE):
+        # Inside a transaction, the setting holds until its end...
+        async with engine.connect() as conn:
+            async with conn.begin():
+                await conn.execute(statement, params)
+                assert (await conn.execute(show)).scalar_one() == "off"
+            # ...and not after it.
+            assert (await conn.execute(show)).scalar_one() == "on"
+        # In autocommit, as the driver sends it, the statement is its own transaction.
+        async with single_statement(engine).connect() as conn:
+            await conn.execute(statement, params)
+            assert (await conn.execute(show)).scalar_one() == "on"
+
+    driver = RecordedComputeDriver(engine)
+    await driver.start("svc-two", "services/svc-two/")
+    async with single_statement(engine).connect() as conn:
+        written = (await conn.execute(text("SELECT pg_current_wal_insert_lsn()"))).scalar_one()
+        # A durable commit after it (the job's progress save or outcome, in the job).
+        await conn.execute(
+            text("UPDATE services SET updated_at = now() WHERE service_id = 'svc-two'")
+        )
+        flushed = (
+            await conn.execute(
+                text("SELECT pg_current_wal_flush_lsn() >= CAST(:lsn AS pg_lsn)"),
+                {"lsn": written},
+            )
+        ).scalar_one()
+        state = (
+            await conn.execute(
+                text("SELECT state FROM compute_instances WHERE service_id = 'svc-two'")
+            )
+        ).scalar_one()
+    assert flushed is True
+    assert state == "RUNNING"

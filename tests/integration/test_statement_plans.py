@@ -49,7 +49,6 @@ from servicecontrol_server.adapters.postgres.repositories import (
     vpc,
 )
 from servicecontrol_server.adapters.postgres.unit_of_work import PostgresUnitOfWork
-from servicecontrol_server.application.ports import LeaseLost
 from servicecontrol_server.domain.model import (
     CertificateStatus,
     Operation,
@@ -248,6 +247,7 @@ HOT: dict[str, Hot] = {
     "jobqueue.COMPLETE_AND_CLAIM": _hot({**_lease, **_claim}, "pk_jobs", "ix_jobs_ready"),
     "jobqueue.COMPLETE_MANY": _hot(_lease, "pk_jobs"),
     "jobqueue.COMPLETE": _hot({"job_id": 1, "token": TOKEN}, "pk_jobs"),
+    "jobqueue.COMPLETE_OR_FAIL": _hot({"job_id": 1, "token": TOKEN}, "pk_jobs"),
     "jobqueue.HEARTBEAT": _hot({**_lease, "lease_seconds": 30.0}, "pk_jobs"),
     "jobqueue.SAVE_PROGRESS": _hot(
         {"changes": Jsonb({"step": 1}), "job_id": 1, "token": TOKEN}, "pk_jobs"
@@ -374,6 +374,17 @@ HOT: dict[str, Hot] = {
         "pk_custom_domains",
         "pk_certificates",
         "pk_resource_tags",
+    ),
+    "operations.FINISH_OPERATION": _hot(
+        {
+            "status": "SUCCEEDED",
+            "attempt": 1,
+            "succeeded": True,
+            "error": None,
+            "deletion_report": Jsonb({"image_objects": 1}),
+            "operation_id": str(uuid.uuid4()),
+        },
+        "pk_operations",
     ),
     "operations.MARK_STEP_LAZILY": _hot(
         {
@@ -752,8 +763,6 @@ async def _walk_the_hot_paths(engine: AsyncEngine, recorded: list[tuple[str, Any
             kind="pause_service", payload={}, max_attempts=8, service_id=service_id
         )
         await uow.jobs.take_failed_progress("delete_service", service_id)
-        with pytest.raises(LeaseLost):
-            await uow.jobs.complete(job_id, str(uuid.uuid4()))
         await uow.accounts.lock(live)
         await uow.connections.get_by_arn(live, "arn:aws:apprunner:us-east-1:x:connection/c/1")
         await uow.connections.live_arn_with_name(live, REGION, "conn-2")
@@ -779,6 +788,9 @@ async def _walk_the_hot_paths(engine: AsyncEngine, recorded: list[tuple[str, Any
         await uow.vpc.services_using_connector(
             f"arn:aws:apprunner:us-east-1:{live}:vpcconnector/egress/1/{'0' * 32}"
         )
+        # Held for a commit that never comes (COMPLETE_OR_FAIL is declared above); sent
+        # before any later statement, it would fail: no lease matches.
+        await uow.jobs.complete(job_id, str(uuid.uuid4()))
     queue = jobqueue.JobQueue(engine)
     await queue.claim("plans", 4, 30)
     await queue.heartbeat(1, str(uuid.uuid4()), 30)

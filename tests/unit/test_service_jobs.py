@@ -454,3 +454,42 @@ async def test_a_database_outage_before_the_outcome_commits_nothing() -> None:
     unit.db.expire_lease(ctx.job.job_id)
     assert [r.outcome for r in await unit.run_jobs()] == ["completed"]
     assert unit.db.service(svc.service_id).status is ServiceStatus.PAUSED
+
+
+@pytest.mark.parametrize(
+    ("kind", "request_it", "before", "after"),
+    [
+        ("delete_service", "delete_service", "RUNNING", None),
+        ("pause_service", "pause_service", "RUNNING", "STOPPED"),
+    ],
+)
+async def test_a_compute_record_lost_with_the_database_is_written_again_by_the_next_attempt(
+    kind: str, request_it: str, before: str, after: str | None
+) -> None:
+    """The recorded compute driver's writes do not wait for the disk: a database crash
+    before the job's outcome may undo one. That is safe because every attempt makes its
+    compute call before its outcome: here the first attempt stops compute, the database
+    goes away before the outcome, the record is undone as a crash would, and the next
+    attempt stops compute again before it commits the outcome."""
+    unit = Unit()
+    svc = await unit.running_service()
+    await getattr(unit.services, request_it)(ACCOUNT, svc.service_arn)
+    ctx = claim(unit)
+    original_stop = unit.compute.stop
+
+    async def stop_then_lose_the_database(service_id: str) -> None:
+        await original_stop(service_id)
+        unit.db.down = True
+
+    unit.compute.stop = stop_then_lose_the_database  # type: ignore[method-assign]
+    with pytest.raises(RetryableJobError, match="BACKEND_UNAVAILABLE"):
+        await unit.handlers[kind].run(ctx)
+    unit.compute.stop = original_stop  # type: ignore[method-assign]
+    unit.db.down = False
+    # The crash undoes the record that had not reached the disk.
+    unit.db.tables.compute_instances[svc.service_id] = before
+    unit.compute.calls.clear()
+    unit.db.expire_lease(ctx.job.job_id)
+    assert [r.outcome for r in await unit.run_jobs()] == ["completed"]
+    assert unit.compute.calls == [("stop", svc.service_id)]
+    assert unit.db.tables.compute_instances.get(svc.service_id) == after

@@ -162,10 +162,11 @@ class ServiceJob:
                 ctx.job.attempts,
                 deletion_report=report,
             )
+            # The event is written at commit: the operation's end, the event and the
+            # fenced completion may all be sent with the COMMIT (one round trip).
             uow.record(
                 events.service_operation_succeeded(service, operation_id, self.op_type, report)
             )
-            await uow.flush_events()
             await ctx.complete(uow)
             # Everything is written but not committed: a crash here must roll it all back.
             faults.checkpoint(f"{self.op_type.value.lower()}:before_commit")

@@ -57,7 +57,12 @@ class AttemptContext:
             self._open[key] = False
             try:
                 yield uow
-                await uow.commit()
+                try:
+                    await uow.commit()
+                except LeaseLost:
+                    # A completion held until the commit found the lease gone.
+                    self.lease_lost.set()
+                    raise
                 completing = self._open[key]
             finally:
                 del self._open[key]

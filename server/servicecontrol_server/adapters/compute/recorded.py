@@ -5,12 +5,45 @@ A driver that runs containers plugs in behind the same ComputeDriver port."""
 
 from __future__ import annotations
 
-from sqlalchemy import func, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from ..postgres.database import single_statement
-from ..postgres.schema import compute_instances
+
+# Why a record's commit need not wait for the disk (synchronous_commit off for the
+# statement's own transaction: set_config(..., is_local => true), in a one-row subquery
+# that runs once, when the row is written):
+# - Only jobs call the driver, and each job calls it in every attempt before its outcome
+#   (create, update and deployments start compute; pause and delete stop it), so the
+#   record is progress that a retried attempt writes again.
+# - Postgres writes commits to its log in order, and a durable commit waits until the
+#   log is on disk up to its own commit record: the job's durable commits that come later
+#   (a progress save, its outcome) make this record durable too.
+# - So a crash of the database can lose the record only while the job's outcome is not
+#   committed either; the job's row is durable since it was enqueued, the job is rescued
+#   and run again, and its next attempt writes the record again before any outcome.
+# `starts` and `stops` count real transitions only, so a repeated call shows as a no-op.
+START_INSTANCE = text(
+    """
+    INSERT INTO compute_instances (service_id, state, image_prefix, starts)
+    SELECT :service_id, 'RUNNING', :image_prefix, 1
+    FROM (SELECT set_config('synchronous_commit', 'off', true)) AS relaxed
+    ON CONFLICT (service_id) DO UPDATE
+    SET state = 'RUNNING', image_prefix = excluded.image_prefix,
+        starts = compute_instances.starts
+                 + CAST(compute_instances.state <> 'RUNNING' AS integer),
+        updated_at = now()
+    """
+)
+
+STOP_INSTANCE = text(
+    """
+    UPDATE compute_instances
+    SET state = 'STOPPED', stops = stops + 1, updated_at = now()
+    FROM (SELECT set_config('synchronous_commit', 'off', true)) AS relaxed
+    WHERE service_id = :service_id AND state = 'RUNNING'
+    """
+)
 
 
 class RecordedComputeDriver:
@@ -21,35 +54,14 @@ class RecordedComputeDriver:
         self._single = single_statement(engine)
 
     async def start(self, service_id: str, image_prefix: str | None) -> None:
-        # `starts` counts real transitions only, so a repeated start shows up as a no-op.
         async with self._single.connect() as conn:
             await conn.execute(
-                pg_insert(compute_instances)
-                .values(service_id=service_id, state="RUNNING", image_prefix=image_prefix, starts=1)
-                .on_conflict_do_update(
-                    index_elements=["service_id"],
-                    set_={
-                        "state": "RUNNING",
-                        "image_prefix": image_prefix,
-                        "starts": compute_instances.c.starts
-                        + func.cast(
-                            compute_instances.c.state != "RUNNING", compute_instances.c.starts.type
-                        ),
-                        "updated_at": func.now(),
-                    },
-                )
+                START_INSTANCE, {"service_id": service_id, "image_prefix": image_prefix}
             )
 
     async def stop(self, service_id: str) -> None:
         async with self._single.connect() as conn:
-            await conn.execute(
-                update(compute_instances)
-                .where(
-                    compute_instances.c.service_id == service_id,
-                    compute_instances.c.state == "RUNNING",
-                )
-                .values(state="STOPPED", stops=compute_instances.c.stops + 1, updated_at=func.now())
-            )
+            await conn.execute(STOP_INSTANCE, {"service_id": service_id})
 
     async def release(self, service_id: str) -> None:
         await self.stop(service_id)

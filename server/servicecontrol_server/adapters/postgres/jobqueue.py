@@ -132,6 +132,38 @@ COMPLETE = text(
     """
 )
 
+# The same fenced completion, which FAILS when the lease is gone instead of matching
+# nothing, so that it can be sent with the COMMIT in one round trip (the unit of work
+# holds it until then): an error aborts the transaction, the COMMIT after it commits
+# nothing, and the unit of work raises LeaseLost. Plain SQL has no RAISE; the error is
+# a cast of text that is no number (SQLSTATE 22P02, its text starting with LEASE_LOST).
+# The text counts the deleted rows so that it depends on the statement's result:
+# Postgres folds constant expressions while planning, and a constant one would fail
+# every time.
+LEASE_LOST = "lease lost"
+COMPLETE_OR_FAIL = text(
+    """
+    WITH done AS (
+        DELETE FROM jobs
+        WHERE job_id = :job_id AND lease_token = CAST(:token AS uuid) AND state = 'running'
+        RETURNING job_id
+    )
+    SELECT CASE WHEN count(*) = 1 THEN max(job_id)
+                ELSE CAST('lease lost (' || count(*) || ' jobs completed)' AS bigint) END
+    FROM done
+    """
+)
+
+
+def is_lease_lost(exc: BaseException) -> bool:
+    """Whether `exc` (the driver's, or SQLAlchemy's around it) is COMPLETE_OR_FAIL's
+    failure: the lease was gone."""
+    exc = getattr(exc, "orig", None) or exc
+    return isinstance(exc, psycopg.errors.InvalidTextRepresentation) and (
+        f'"{LEASE_LOST} (' in str(exc)
+    )
+
+
 # The engine's own completions, for jobs whose handler wrote no outcome of its own: one
 # statement completes a whole batch, each job fenced by its own lease token. The answer
 # names the jobs completed; a job missing from it had lost its lease. (`ANY`: as in

@@ -3,17 +3,20 @@ outbox events together, or none of them (application.ports.UnitOfWork)."""
 
 from __future__ import annotations
 
+import contextlib
 import functools
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import datetime
 from types import TracebackType
-from typing import Any
+from typing import Any, cast
 
 import psycopg
 from psycopg.types.json import Jsonb
 from sqlalchemy import TextClause, func, select
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from ...application.ports import OperationJob
+from ...application.ports import LeaseLost, OperationJob
 from ...domain.model import Event, Operation, Service
 from . import identity, jobqueue, outbox
 from .database import is_outage, unavailable
@@ -54,6 +57,9 @@ class PostgresUnitOfWork:
         self._conn: AsyncConnection | None = None
         self._events: list[Event] = []
         self._starts: list[tuple[Operation, OperationJob, Service | None]] = []
+        # Writes that need no answer before the commit (an operation's end, the job's
+        # fenced completion), sent with it: see `commit`.
+        self._held: list[tuple[TextClause, dict[str, Any]]] = []
 
     @property
     def conn(self) -> AsyncConnection:
@@ -65,12 +71,13 @@ class PostgresUnitOfWork:
     def _bind(self, conn: AsyncConnection) -> None:
         self.accounts = AccountRepository(conn)
         self.services = ServiceRepository(conn)
-        self.operations = OperationRepository(conn)
+        hold = None if self._read_only else self._hold
+        self.operations = OperationRepository(conn, hold)
         self.request_ids = RequestIdRepository(conn)
         self.connections = ConnectionRepository(conn)
         self.custom_domains = CustomDomainRepository(conn)
         self.certificates = CertificateRepository(conn)
-        self.jobs = JobRepository(conn)
+        self.jobs = JobRepository(conn, hold)
         self.retention = RetentionRepository(conn)
         self.tags = TagRepository(conn)
         self.config_resources = ConfigResourceRepository(conn)
@@ -79,6 +86,7 @@ class PostgresUnitOfWork:
     async def __aenter__(self) -> PostgresUnitOfWork:
         self._events = []
         self._starts = []
+        self._held = []
         conn = None
         try:
             conn = await self._engine.connect()
@@ -90,8 +98,10 @@ class PostgresUnitOfWork:
             if is_outage(exc):
                 raise unavailable(exc) from exc
             raise
-        self._conn = conn
-        self._bind(conn)
+        # The repositories see the connection through a view that sends the held writes
+        # before any later statement: every statement sees them.
+        self._conn = cast(AsyncConnection, _SendingHeldFirst(conn, self._send_held))
+        self._bind(self._conn)
         return self
 
     async def __aexit__(
@@ -117,6 +127,16 @@ class PostgresUnitOfWork:
     def record(self, event: Event) -> None:
         self._events.append(event)
 
+    def _hold(self, statement: TextClause, params: dict[str, Any]) -> None:
+        self._held.append((statement, params))
+
+    async def _send_held(self, conn: AsyncConnection) -> None:
+        """The held writes, sent now (one round trip each): a statement comes after them."""
+        held, self._held = self._held, []
+        async with _lease_lost_as_error(held):
+            for statement, params in held:
+                await conn.execute(statement, params)
+
     async def now(self) -> datetime:
         """The database clock: the one time source of every rule about time."""
         value: datetime = (await self.conn.execute(select(func.now()))).scalar_one()
@@ -137,7 +157,7 @@ class PostgresUnitOfWork:
     async def commit(self) -> None:
         if self._read_only:
             raise RuntimeError("a read-only unit of work has nothing to commit")
-        if not self._starts:
+        if not self._starts and not self._held:
             # A request's mutation is audited in the transaction that makes it.
             audited = await identity.audit_in_transaction(self.conn, self._events)
             await self.flush_events()
@@ -148,12 +168,15 @@ class PostgresUnitOfWork:
         await self._commit_pipelined()
 
     async def _commit_pipelined(self) -> None:
-        """The held operation starts (service state, operation, job), the audit row, the
+        """The held operation starts (service state, operation, job), the other held
+        writes (an operation's end, a job's fenced completion), the audit row, the
         outbox events and COMMIT, in that order, sent in psycopg's pipeline mode on the
         transaction's own session: one round trip instead of one per statement. Still
         one transaction: a failing statement aborts the ones after it and the COMMIT,
-        and leaving the unit of work rolls the transaction back."""
+        and leaving the unit of work rolls the transaction back. A held completion that
+        finds the lease gone fails so (jobqueue.COMPLETE_OR_FAIL): LeaseLost."""
         starts, self._starts = self._starts, []
+        held, self._held = self._held, []
         events, self._events = self._events, []
         audit = identity.audit_values(events)
         statements: list[tuple[TextClause, dict[str, Any]]] = []
@@ -177,6 +200,7 @@ class PostgresUnitOfWork:
                 Jsonb(params["progress"]),
             )
             statements.append((jobqueue.ENQUEUE, params))
+        statements.extend(held)
         if audit is not None:
             statements.append((identity.INSERT_AUDIT, audit))
         rows = outbox.event_rows(events)
@@ -186,7 +210,7 @@ class PostgresUnitOfWork:
             statements.append((outbox.INSERT_ONE_EVENT, rows[0]))
         driver = (await self.conn.get_raw_connection()).driver_connection
         assert isinstance(driver, psycopg.AsyncConnection)
-        async with driver.pipeline():
+        async with _lease_lost_as_error(held), driver.pipeline():
             cursors = []
             for statement, params in statements:
                 cursor = driver.cursor()
@@ -206,3 +230,49 @@ class PostgresUnitOfWork:
         await self.conn.commit()
         if audit is not None:
             identity.mark_audited()
+
+
+class _SendingHeldFirst:
+    """A unit of work's connection as its repositories use it: `execute` sends the writes
+    held for the commit first, if any; everything else is the connection's own."""
+
+    def __init__(
+        self,
+        conn: AsyncConnection,
+        send_held: Callable[[AsyncConnection], Awaitable[None]],
+    ) -> None:
+        self._conn = conn
+        self._send_held = send_held
+
+    async def execute(self, *args: Any, **kwargs: Any) -> Any:
+        await self._send_held(self._conn)
+        return await self._conn.execute(*args, **kwargs)
+
+    async def exec_driver_sql(self, *args: Any, **kwargs: Any) -> Any:
+        await self._send_held(self._conn)
+        return await self._conn.exec_driver_sql(*args, **kwargs)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._conn, name)
+
+
+@contextlib.asynccontextmanager
+async def _lease_lost_as_error(
+    held: list[tuple[TextClause, dict[str, Any]]],
+) -> AsyncIterator[None]:
+    """A held completion that found the lease gone (nothing was committed): LeaseLost."""
+    try:
+        yield
+    except (psycopg.Error, DBAPIError) as exc:
+        if jobqueue.is_lease_lost(exc):
+            raise LeaseLost(_completed_job(held)) from exc
+        raise
+
+
+def _completed_job(held: list[tuple[TextClause, dict[str, Any]]]) -> int:
+    """The job whose held completion failed."""
+    return next(
+        int(params["job_id"])
+        for statement, params in held
+        if statement is jobqueue.COMPLETE_OR_FAIL
+    )

@@ -147,7 +147,8 @@ class OperationRepository(Protocol):
         deletion_report: dict[str, Any] | None = None,
     ) -> None:
         """Ends the operation with a final `status`. At commit, every WaitOperation
-        waiting on it wakes (the adapter notifies; the fake wakes its waiters)."""
+        waiting on it wakes (the adapter notifies; the fake wakes its waiters). The write
+        may be held until the commit and sent with it."""
         ...
 
 
@@ -296,7 +297,9 @@ class JobRepository(Protocol):
         ...
 
     async def complete(self, job_id: int, lease_token: str) -> None:
-        """Deletes the job if `lease_token` still holds its lease; else raises LeaseLost."""
+        """Deletes the job if `lease_token` still holds its lease; else raises LeaseLost.
+        The delete may be held until the unit of work's commit and sent with it: the
+        commit then raises LeaseLost, having committed nothing."""
         ...
 
     async def mark_failed(self, job_id: int, lease_token: str, error: str) -> None:

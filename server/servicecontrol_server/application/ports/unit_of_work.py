@@ -109,7 +109,10 @@ class UnitOfWork(Protocol):
         updated_at are the saved row's."""
         ...
 
-    async def commit(self) -> None: ...
+    async def commit(self) -> None:
+        """Commits everything. Raises LeaseLost, having committed nothing, when a job's
+        completion held until now (JobRepository.complete) found the lease gone."""
+        ...
 
 
 UnitOfWorkFactory = Callable[[], UnitOfWork]

@@ -7,11 +7,15 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from .. import jobqueue
+from .operations import Hold
 
 
 class JobRepository:
-    def __init__(self, conn: AsyncConnection) -> None:
+    def __init__(self, conn: AsyncConnection, hold: Hold | None = None) -> None:
         self.conn = conn
+        # Given by a unit of work: the fenced completion is held and sent with the
+        # COMMIT, which then fails (LeaseLost, nothing committed) if the lease is gone.
+        self._hold = hold
 
     async def enqueue(
         self,
@@ -39,6 +43,9 @@ class JobRepository:
         return await jobqueue.take_failed_progress(self.conn, kind, service_id)
 
     async def complete(self, job_id: int, lease_token: str) -> None:
+        if self._hold is not None:
+            self._hold(jobqueue.COMPLETE_OR_FAIL, {"job_id": job_id, "token": lease_token})
+            return
         await jobqueue.complete(self.conn, job_id, lease_token)
 
     async def mark_failed(self, job_id: int, lease_token: str, error: str) -> None:

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
-from sqlalchemy import Text, func, literal, select, text, update
+from psycopg.types.json import Jsonb
+from sqlalchemy import TextClause, func, select, text, update
 from sqlalchemy.engine import RowMapping
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -53,9 +55,34 @@ def add_parameters(op: Operation) -> dict[str, Any]:
     }
 
 
+# An operation's end, and the notification that wakes WaitOperation callers (delivered
+# at commit, dropped on rollback): one statement. A success shows the step "done" and
+# clears the last error; `error` and `deletion_report` are written when given (JSONB or
+# NULL). The unit of work holds it until commit and sends it with the COMMIT.
+FINISH_OPERATION = text(
+    """
+    UPDATE operations
+    SET status = :status, attempt = :attempt, ended_at = now(), next_attempt_at = NULL,
+        retry_until = NULL, updated_at = now(),
+        current_step = CASE WHEN :succeeded THEN 'done' ELSE current_step END,
+        last_error = CASE WHEN :succeeded THEN '' ELSE last_error END,
+        error = coalesce(CAST(:error AS jsonb), error),
+        deletion_report = coalesce(CAST(:deletion_report AS jsonb), deletion_report)
+    WHERE operation_id = CAST(:operation_id AS uuid)
+    RETURNING pg_notify('servicecontrol_operations', CAST(operation_id AS text))
+    """
+)
+
+# A write the unit of work holds to send with its COMMIT (statement, parameters).
+Hold = Callable[[TextClause, dict[str, Any]], None]
+
+
 class OperationRepository:
-    def __init__(self, conn: AsyncConnection) -> None:
+    def __init__(self, conn: AsyncConnection, hold: Hold | None = None) -> None:
         self.conn = conn
+        # Given by a unit of work: writes that need no answer before the commit go
+        # with it (the operation's end).
+        self._hold = hold
 
     async def add(self, op: Operation) -> Operation:
         row = (await self.conn.execute(ADD_OPERATION, add_parameters(op))).one()
@@ -143,31 +170,22 @@ class OperationRepository:
         deletion_report: dict[str, Any] | None = None,
     ) -> None:
         """Ends the operation and notifies OPERATIONS_CHANNEL, which Postgres delivers at
-        commit: that is what wakes WaitOperation callers."""
+        commit: that is what wakes WaitOperation callers. Held until the commit when the
+        repository belongs to a unit of work that holds writes."""
         if status.is_active:
             raise ValueError(f"{status} is not a final status")
-        values: dict[str, Any] = {
+        params: dict[str, Any] = {
+            "operation_id": operation_id,
             "status": status.value,
             "attempt": attempt,
-            "ended_at": func.now(),
-            "next_attempt_at": None,
-            "retry_until": None,
+            "succeeded": status is OperationStatus.SUCCEEDED,
+            "error": None if error is None else Jsonb(error),
+            "deletion_report": None if deletion_report is None else Jsonb(deletion_report),
         }
-        if status is OperationStatus.SUCCEEDED:
-            values.update(current_step="done", last_error="")
-        if error is not None:
-            values["error"] = error
-        if deletion_report is not None:
-            values["deletion_report"] = deletion_report
-        # The notification rides in the UPDATE's answer: one round trip, not two.
-        await self.conn.execute(
-            update(operations)
-            .where(operations.c.operation_id == operation_id)
-            .values(updated_at=func.now(), **values)
-            .returning(
-                func.pg_notify(literal(OPERATIONS_CHANNEL, Text), literal(operation_id, Text))
-            )
-        )
+        if self._hold is not None:
+            self._hold(FINISH_OPERATION, params)
+            return
+        await self.conn.execute(FINISH_OPERATION, params)
 
     async def _set(self, operation_id: str, **values: Any) -> None:
         await self.conn.execute(
