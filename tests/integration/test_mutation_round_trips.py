@@ -28,6 +28,7 @@ from servicecontrol.v1 import service_control_pb2 as api
 from servicecontrol_server.adapters.postgres.direct import pipelined_reads
 from servicecontrol_server.adapters.postgres.unit_of_work import PostgresUnitOfWork
 from servicecontrol_server.domain import names, vpc
+from servicecontrol_server.domain.errors import BackendUnavailable
 from tests.support.rpc import expect_error
 from tests.support.server import ACCOUNT, Harness
 from tests.support.waiting import wait_until
@@ -228,6 +229,31 @@ async def test_a_failing_pipelined_statement_rolls_back_and_restores_the_session
     finally:
         checkins.close()
     assert checkins.seen == [(False, TransactionStatus.IDLE)]
+
+
+async def test_a_session_broken_inside_a_pipelined_transaction_is_discarded(
+    engine: AsyncEngine,
+) -> None:
+    """The database ends the session while the transaction is open: leaving the unit of
+    work is the usual outage (BackendUnavailable), and the session is not given back."""
+    checkins = Checkins(engine)
+    try:
+        with pytest.raises(BackendUnavailable):
+            async with PostgresUnitOfWork(engine) as uow:
+                ((row,),) = await pipelined_reads(
+                    uow.conn, ((text("SELECT pg_backend_pid() AS pid"), {}),)
+                )
+                async with engine.connect() as other:
+                    await other.execute(
+                        text("SELECT pg_terminate_backend(:pid)"), {"pid": row["pid"]}
+                    )
+                await uow.conn.execute(text("SELECT 1"))
+    finally:
+        checkins.close()
+    # The other session went back idle; the broken one was not given back.
+    assert checkins.seen == [(False, TransactionStatus.IDLE)]
+    async with PostgresUnitOfWork(engine) as uow:  # the pool serves sound sessions
+        await uow.conn.execute(text("SELECT 1"))
 
 
 async def test_a_claim_sent_with_begin_is_in_the_transaction(engine: AsyncEngine) -> None:

@@ -208,17 +208,20 @@ async def end_pipelined_transaction(conn: AsyncConnection) -> None:
     switched to autocommit goes back to the pool as it came, so the next unit of work's
     statements open their transaction as usual. A session that is not idle (broken, or
     the transaction did not end) is invalidated instead: the pool discards it."""
-    if not conn.info.pop(_OPENED_HERE, False):
-        return
+    if conn.invalidated or conn.closed:
+        return  # broken (an outage): the pool discards the session
     try:
+        if not conn.info.pop(_OPENED_HERE, False):
+            return
         driver = (await conn.get_raw_connection()).driver_connection
         assert isinstance(driver, psycopg.AsyncConnection)
         if not driver.closed and driver.info.transaction_status == TransactionStatus.IDLE:
             await driver.set_autocommit(False)
             return
     except (psycopg.Error, sqlalchemy.exc.SQLAlchemyError):
-        pass
-    await conn.invalidate()
+        pass  # broken already (an outage): discarded below
+    with contextlib.suppress(sqlalchemy.exc.SQLAlchemyError):
+        await conn.invalidate()
 
 
 _translated = functools.lru_cache(maxsize=64)(psycopg_sql)
