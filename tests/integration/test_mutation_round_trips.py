@@ -1,10 +1,14 @@
 """How many round trips to PostgreSQL a mutation's transaction makes, counted on the wire
-(libpq's protocol trace of the session that serves it): the writes that need no answer
-before the commit (service state, operation, job, audit row, outbox event) go with
-COMMIT in one round trip."""
+(libpq's protocol trace of the session that serves it): BEGIN goes with the first
+statements (DeleteService's locked read and ingress check, or a request id's claim), and
+the writes that need no answer before the commit (service state, operation, job, audit
+row, outbox event) go with COMMIT. Also what that costs nothing in: the ingress check
+still sees what the row lock's previous holder committed, a claim is still rolled back
+with its transaction, and every session goes back to the pool as it came."""
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import os
 import uuid
@@ -12,13 +16,22 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import grpc
 import psycopg
 import pytest
+from psycopg.pq import TransactionStatus
 from sqlalchemy import event, text
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from servicecontrol.v1 import resources_pb2 as pb
 from servicecontrol.v1 import service_control_pb2 as api
-from tests.support.server import Harness
+from servicecontrol_server.adapters.postgres.direct import pipelined_reads
+from servicecontrol_server.adapters.postgres.unit_of_work import PostgresUnitOfWork
+from servicecontrol_server.domain import names, vpc
+from servicecontrol_server.domain.errors import BackendUnavailable
+from tests.support.rpc import expect_error
+from tests.support.server import ACCOUNT, Harness
+from tests.support.waiting import wait_until
 
 
 class WireTrace:
@@ -100,15 +113,188 @@ async def traced_delete(harness: Harness, wire: WireTrace, **request: Any) -> li
     return [s for s in wire.sessions() if any("INSERT INTO operations" in line for line in s)]
 
 
-async def test_delete_service_is_four_round_trips(harness: Harness, wire: WireTrace) -> None:
+async def test_delete_service_is_two_round_trips(harness: Harness, wire: WireTrace) -> None:
     (session,) = await traced_delete(harness, wire)
-    # BEGIN; the service's row lock; the ingress check; then the service's new state,
-    # the operation, its job, the audit row, the event and COMMIT, in one.
-    assert round_trips(session) == 4
+    # BEGIN, the service's row lock and the ingress check; then the service's new state,
+    # the operation, its job, the audit row, the event and COMMIT.
+    assert round_trips(session) == 2
 
 
 async def test_delete_service_with_a_request_id_adds_only_its_claim(
     harness: Harness, wire: WireTrace
 ) -> None:
     (session,) = await traced_delete(harness, wire, request_id=str(uuid.uuid4()))
-    assert round_trips(session) == 5
+    # BEGIN and the claim; the row lock and the ingress check; the writes and COMMIT.
+    assert round_trips(session) == 3
+
+
+class Checkins:
+    """The driver session's state each time the engine's pool takes a session back."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self.pool = engine.sync_engine.pool
+        self.seen: list[tuple[bool, TransactionStatus]] = []
+        event.listen(self.pool, "checkin", self._checkin)
+
+    def _checkin(self, dbapi: Any, record: Any) -> None:
+        if dbapi is None:  # invalidated: nothing goes back to the pool
+            return
+        driver = record.driver_connection
+        self.seen.append((driver.autocommit, driver.info.transaction_status))
+
+    def close(self) -> None:
+        event.remove(self.pool, "checkin", self._checkin)
+
+
+async def test_delete_sees_an_ingress_connection_the_lock_holder_committed(
+    harness: Harness,
+) -> None:
+    """The ingress check is a statement of its own after the locked read: its snapshot is
+    taken once the lock is granted. A CreateVpcIngressConnection that holds the service's
+    row lock while the delete waits for it, and commits its connection, is seen."""
+    svc = await harness.running_service(f"race-{uuid.uuid4().hex[:8]}")
+    service_id = svc.service_arn.rsplit("/", 1)[1]
+    url = harness.settings.database_url
+    name = f"in-{uuid.uuid4().hex[:8]}"
+    connection_id = names.new_resource_id()
+    arn = vpc.ingress_connection_arn("us-east-1", ACCOUNT, name, connection_id)
+    async with await psycopg.AsyncConnection.connect(url) as holder:
+        await holder.execute(
+            "SELECT 1 FROM services WHERE service_id = %s FOR UPDATE", (service_id,)
+        )
+        delete = asyncio.ensure_future(
+            harness.stub.DeleteService(
+                api.DeleteServiceRequest(service_arn=svc.service_arn), metadata=harness.meta()
+            )
+        )
+        async with await psycopg.AsyncConnection.connect(url, autocommit=True) as watcher:
+
+            async def delete_waits_for_the_lock() -> bool:
+                row = await (
+                    await watcher.execute(
+                        "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+                        " AND wait_event_type = 'Lock' AND query LIKE '%FOR UPDATE OF s%'"
+                    )
+                ).fetchone()
+                return bool(row and row[0])
+
+            await wait_until(delete_waits_for_the_lock)
+        assert not delete.done()
+        await holder.execute(
+            "INSERT INTO vpc_ingress_connections (connection_id, account_id, connection_name,"
+            " connection_arn, service_id, service_arn, vpc_id, vpc_endpoint_id, domain_name,"
+            " status) VALUES (%s, %s, %s, %s, %s, %s, 'vpc-1', 'vpce-1', 'in.example.com',"
+            " 'AVAILABLE')",
+            (connection_id, ACCOUNT, name, arn, service_id, svc.service_arn),
+        )
+        await holder.commit()
+    err = await expect_error(delete, grpc.StatusCode.FAILED_PRECONDITION)
+    assert err.metadata["vpcIngressConnectionArn"] == arn
+    assert (await harness.describe(svc.service_arn)).status == pb.Service.RUNNING
+
+
+async def test_sessions_go_back_to_the_pool_as_they_came(harness: Harness) -> None:
+    """A session whose transaction began with a pipelined BEGIN (in autocommit) is given
+    back out of autocommit and idle: after a delete, a refused one, a replayed one."""
+    svc = await harness.running_service(f"pool-{uuid.uuid4().hex[:8]}")
+    checkins = Checkins(harness.app.engine)
+    try:
+        request_id = str(uuid.uuid4())
+        await expect_error(
+            harness.stub.DeleteService(
+                api.DeleteServiceRequest(service_arn=svc.service_arn, etag="stale"),
+                metadata=harness.meta(),
+            ),
+            grpc.StatusCode.ABORTED,
+        )
+        for _ in range(2):  # the second is a replay
+            await harness.stub.DeleteService(
+                api.DeleteServiceRequest(service_arn=svc.service_arn, request_id=request_id),
+                metadata=harness.meta(),
+            )
+        await wait_until(lambda: len(checkins.seen) >= 3)
+    finally:
+        checkins.close()
+    assert set(checkins.seen) == {(False, TransactionStatus.IDLE)}
+
+
+async def test_a_failing_pipelined_statement_rolls_back_and_restores_the_session(
+    engine: AsyncEngine,
+) -> None:
+    checkins = Checkins(engine)
+    try:
+        with pytest.raises(psycopg.errors.DivisionByZero):
+            async with PostgresUnitOfWork(engine) as uow:
+                await pipelined_reads(uow.conn, ((text("SELECT 1 / 0"), {}),))
+    finally:
+        checkins.close()
+    assert checkins.seen == [(False, TransactionStatus.IDLE)]
+
+
+async def test_a_session_broken_inside_a_pipelined_transaction_is_discarded(
+    engine: AsyncEngine,
+) -> None:
+    """The database ends the session while the transaction is open: leaving the unit of
+    work is the usual outage (BackendUnavailable), and the session is not given back."""
+    checkins = Checkins(engine)
+    try:
+        with pytest.raises(BackendUnavailable):
+            async with PostgresUnitOfWork(engine) as uow:
+                ((row,),) = await pipelined_reads(
+                    uow.conn, ((text("SELECT pg_backend_pid() AS pid"), {}),)
+                )
+                async with engine.connect() as other:
+                    await other.execute(
+                        text("SELECT pg_terminate_backend(:pid)"), {"pid": row["pid"]}
+                    )
+                await uow.conn.execute(text("SELECT 1"))
+    finally:
+        checkins.close()
+    # The other session went back idle; the broken one was not given back.
+    assert checkins.seen == [(False, TransactionStatus.IDLE)]
+    async with PostgresUnitOfWork(engine) as uow:  # the pool serves sound sessions
+        await uow.conn.execute(text("SELECT 1"))
+
+
+async def test_a_claim_sent_with_begin_is_in_the_transaction(engine: AsyncEngine) -> None:
+    """The statement sent after the pipelined BEGIN, and those after it on the session in
+    autocommit, are the transaction's: not seen by others before the commit, and gone
+    when it rolls back."""
+    account, request_id, later_id = "100000000001", str(uuid.uuid4()), str(uuid.uuid4())
+
+    async def recorded() -> int:
+        async with engine.connect() as other:
+            found = await other.execute(
+                text("SELECT count(*) FROM request_ids WHERE request_id IN (:a, :b)"),
+                {"a": request_id, "b": later_id},
+            )
+            return int(found.scalar_one())
+
+    async with engine.begin() as conn:
+        await conn.execute(
+            text("INSERT INTO accounts (account_id) VALUES (:a) ON CONFLICT DO NOTHING"),
+            {"a": account},
+        )
+    async with PostgresUnitOfWork(engine) as uow:
+        assert await uow.request_ids.claim(account, request_id, "f", "operation", "1") is None
+        # A write after it, through SQLAlchemy, on the session in autocommit.
+        await uow.conn.execute(
+            text(
+                "INSERT INTO request_ids (account_id, request_id, fingerprint, result_kind,"
+                " result_id) VALUES (:a, :r, 'f', 'operation', '2')"
+            ),
+            {"a": account, "r": later_id},
+        )
+        assert await recorded() == 0
+    assert await recorded() == 0  # rolled back
+    async with PostgresUnitOfWork(engine) as uow:
+        assert await uow.request_ids.claim(account, request_id, "f", "operation", "1") is None
+        assert await recorded() == 0
+        await uow.commit()
+    assert await recorded() == 1
+    async with PostgresUnitOfWork(engine) as uow:
+        assert await uow.request_ids.claim(account, request_id, "g", "operation", "2") == (
+            "f",
+            "operation",
+            "1",
+        )

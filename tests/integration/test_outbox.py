@@ -9,14 +9,18 @@ import contextlib
 import random
 from collections.abc import AsyncIterator
 
+import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from servicecontrol_server.adapters.postgres.database import create_engine
 from servicecontrol_server.adapters.postgres.outbox import (
+    COALESCE_SECONDS,
+    PASS_SPACING_SECONDS,
     RELAY_LOCK_KEY,
     EventLog,
     OutboxRelay,
+    pass_delay,
     record_events,
 )
 from servicecontrol_server.adapters.postgres.unit_of_work import PostgresUnitOfWork
@@ -299,6 +303,55 @@ async def test_relay_run_relays_on_notification_and_stops(engine: AsyncEngine) -
 
 async def _no_pending(engine: AsyncEngine) -> bool:
     return await pending(engine) == 0
+
+
+def test_a_woken_relay_waits_for_the_pass_spacing_and_never_longer() -> None:
+    spacing = PASS_SPACING_SECONDS
+    # A lone event, long after the last pass: only the brief step aside.
+    assert pass_delay(100.0, 10.0) == COALESCE_SECONDS
+    assert pass_delay(100.0, 100.0 - spacing) == COALESCE_SECONDS
+    # During a burst: until the spacing after the last pass's start.
+    assert pass_delay(100.0, 100.0 - spacing / 5) == pytest.approx(spacing * 4 / 5)
+    assert pass_delay(100.0, 100.0 - COALESCE_SECONDS / 2) <= spacing
+    # Never longer than the spacing (a clock that went back), never shorter than the step.
+    assert pass_delay(100.0, 200.0) == spacing
+    for started in (99.9, 99.96, 99.99, 100.0):
+        assert COALESCE_SECONDS <= pass_delay(100.0, started) <= spacing
+
+
+async def test_a_burst_of_commits_is_relayed_in_passes_spaced_apart(engine: AsyncEngine) -> None:
+    relay = OutboxRelay(engine)
+    stop = asyncio.Event()
+    task = asyncio.create_task(relay.run(stop, poll_seconds=30))
+    loop = asyncio.get_running_loop()
+    try:
+        await wait_until(lambda: relay.listening, timeout=10)
+        await wait_until(lambda: _no_pending(engine), timeout=5)
+        first = len(relay.passes)
+        # Commits one after another (each notifies) for ten spacings.
+        commits, until = 0, loop.time() + 10 * PASS_SPACING_SECONDS
+        while loop.time() < until:
+            await record(engine, event("burst", commits))
+            commits += 1
+        await wait_until(lambda: _no_pending(engine), timeout=10)
+        burst = list(relay.passes)[first:]
+        gaps = [b - a for a, b in zip(burst, burst[1:], strict=False)]
+        assert all(gap >= PASS_SPACING_SECONDS - 0.001 for gap in gaps), gaps
+        # Fewer passes than commits: at most one per spacing, and the last one's.
+        assert len(burst) < commits
+        # A lone event, once the relay is idle, is relayed by the next pass, which starts
+        # no later than the spacing after its commit (plus what a loaded machine adds).
+        await wait_until(lambda: loop.time() - relay.passes[-1] > PASS_SPACING_SECONDS)
+        before = len(relay.passes)
+        committed = loop.time()
+        await record(engine, event("lone", 0))
+        await wait_until(lambda: _no_pending(engine), timeout=5)
+        assert len(relay.passes) == before + 1
+        assert relay.passes[-1] - committed <= PASS_SPACING_SECONDS + 0.5
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 5)
+    assert_positions_follow_seq(await rows(engine))
 
 
 async def test_a_resumed_follower_sees_every_event_exactly_once(engine: AsyncEngine) -> None:

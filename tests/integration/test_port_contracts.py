@@ -1682,6 +1682,36 @@ async def test_vpc_ingress_connections(backend: Backend) -> None:
     assert {c.connection_id for c in listed} == {first.connection_id, third.connection_id}
 
 
+async def test_services_get_locked_with_ingress(backend: Backend) -> None:
+    svc, bare = new_service(), new_service()
+    await add_services(backend, svc, bare)
+    async with backend.uow() as uow:
+        connection = await uow.vpc.add_ingress(new_ingress(svc, "in-1"))
+        await uow.commit()
+    async with backend.uow() as uow:
+        found, ingress = await uow.services.get_locked_with_ingress(ACCOUNT, svc.service_id)
+        assert found == await uow.services.get(ACCOUNT, svc.service_id)
+        assert ingress == [connection]
+        # The service's row is locked until the transaction ends, as get(for_update=True).
+        assert await backend.is_locked("services", svc.service_id)
+        assert await uow.services.get_locked_with_ingress(ACCOUNT, bare.service_id) == (
+            await uow.services.get(ACCOUNT, bare.service_id),
+            [],
+        )
+        # Another account's service, or none, is not found (and has nothing to show).
+        assert await uow.services.get_locked_with_ingress(OTHER, svc.service_id) == (None, [])
+        assert await uow.services.get_locked_with_ingress(ACCOUNT, "nope") == (None, [])
+    assert not await backend.is_locked("services", svc.service_id)
+    async with backend.uow() as uow:
+        locked = await uow.vpc.ingress_by_arn(ACCOUNT, connection.arn, for_update=True)
+        assert locked is not None
+        await uow.vpc.mark_ingress_deleted(locked, 60)
+        await uow.commit()
+    async with backend.uow() as uow:
+        _, ingress = await uow.services.get_locked_with_ingress(ACCOUNT, svc.service_id)
+        assert ingress == []
+
+
 async def test_vpc_tombstones_are_purged_once_due_in_batches(backend: Backend) -> None:
     svc = new_service()
     await add_services(backend, svc)

@@ -437,6 +437,8 @@ EXEMPT: dict[str, str] = {
     "presence.LIVE_WORKERS": "reads pg_locks, no table of ours",
     "vpc.PURGE_CONNECTOR_TOMBSTONES": "vpc_connectors: a few rows per account",
     "vpc.PURGE_INGRESS_TOMBSTONES": "vpc_ingress_connections: a few rows per account",
+    # vpc.LIVE_INGRESS_FOR_SERVICE (services imports it, for DeleteService).
+    "services.LIVE_INGRESS_FOR_SERVICE": "vpc_ingress_connections: one live row per service",
     "config_resources.GET_CONFIG": "config_resources: a few rows per account",
     "config_resources.ACTIVE_REVISIONS": "config_resources: a few rows per account",
     "config_resources.GET_DEFAULT": "config_resources: a few rows per account",

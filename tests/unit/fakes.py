@@ -384,6 +384,14 @@ class FakeServiceRepository(_Repository):
             self._lock("services", service_id)
         return self._row(service_id)
 
+    async def get_locked_with_ingress(
+        self, account_id: str, service_id: str
+    ) -> tuple[Service | None, list[VpcIngressConnection]]:
+        service = await self.get(account_id, service_id, for_update=True)
+        if service is None:
+            return None, []
+        return service, await FakeVpcRepository(self._uow).live_ingress_for_service(service_id)
+
     async def live_arn_with_name(self, account_id: str, region: str, name: str) -> str | None:
         return next(
             (s.service_arn for s in self._live(account_id, region) if s.service_name == name),

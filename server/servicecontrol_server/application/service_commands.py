@@ -34,6 +34,7 @@ from ..domain.model import (
     ServiceConfiguration,
     ServiceStatus,
 )
+from ..domain.vpc import VpcIngressConnection
 from ..settings import Settings
 from .arns import owned_resource_id
 from .config_commands import observability_violations, service_references
@@ -49,6 +50,7 @@ from .vpc_commands import (
     check_deletable,
     network_request_violations,
     record_network,
+    refuse_available_ingress,
     take_up_network,
 )
 
@@ -366,9 +368,10 @@ class ServiceCommands:
             return await self._deletion_plan(account_id, service_arn, etag)
 
         async def prepare(uow: UnitOfWork, service: Service) -> dict[str, Any]:
-            await check_deletable(uow, service)
             return {}
 
+        # The ingress connections are read with the locked service (`_mutate`), and a
+        # service that has an AVAILABLE one is not deleted.
         return await self._mutate(
             account_id,
             service_arn,
@@ -378,6 +381,7 @@ class ServiceCommands:
             False,
             request_fingerprint("DeleteService", service_arn, etag),
             prepare,
+            with_ingress=True,
         )
 
     async def pause_service(
@@ -457,7 +461,11 @@ class ServiceCommands:
         validate_only: bool,
         fingerprint: str,
         prepare: Callable[[UnitOfWork, Service], Any],
+        *,
+        with_ingress: bool = False,
     ) -> MutationResult:
+        """`with_ingress`: the service's live ingress connections are read after its row
+        lock (in the same round trip), and an AVAILABLE one refuses the call."""
         service_id = self._service_id(account_id, service_arn)
         operation_id = str(uuid.uuid4())
         async with self.uow() as uow:
@@ -466,11 +474,19 @@ class ServiceCommands:
                 return replay
             # The row lock serialises every mutation of the service: of concurrent calls
             # exactly one starts the operation, the others see it in progress.
-            service = await uow.services.get(account_id, service_id, for_update=True)
+            ingress: list[VpcIngressConnection] = []
+            if with_ingress:
+                service, ingress = await uow.services.get_locked_with_ingress(
+                    account_id, service_id
+                )
+            else:
+                service = await uow.services.get(account_id, service_id, for_update=True)
             if service is None or service.service_arn != service_arn:
                 raise _not_found(service_arn)
             _check_etag(service, etag)
             service.check_can_start(op_type)
+            if with_ingress:
+                refuse_available_ingress(service, ingress)
             payload = await prepare(uow, service)
             if validate_only:
                 return MutationResult(service, "")

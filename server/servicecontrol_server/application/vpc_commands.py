@@ -540,11 +540,12 @@ async def record_network(uow: UnitOfWork, service: Service) -> None:
 async def check_deletable(uow: UnitOfWork, service: Service) -> None:
     """App Runner refuses to delete a service while a VPC ingress connection of it is
     AVAILABLE."""
-    available = [
-        c
-        for c in await uow.vpc.live_ingress_for_service(service.service_id)
-        if c.status is VpcIngressConnectionStatus.AVAILABLE
-    ]
+    refuse_available_ingress(service, await uow.vpc.live_ingress_for_service(service.service_id))
+
+
+def refuse_available_ingress(service: Service, connections: Sequence[VpcIngressConnection]) -> None:
+    """`check_deletable` on the service's live ingress connections, read already."""
+    available = [c for c in connections if c.status is VpcIngressConnectionStatus.AVAILABLE]
     if available:
         raise InvalidState(
             "You cannot delete a Service while it has VpcIngressConnections with a status "

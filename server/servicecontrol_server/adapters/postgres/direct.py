@@ -10,22 +10,28 @@ The statements are the repositories' own named SQL (`identity.GET_KEY`,
 `services.GET_SERVICE`, `services.LIST_LIVE_SERVICES[_AFTER]`), translated once from
 SQLAlchemy's `:name` parameters to psycopg's: the SQL is written in one place. Only the
 process's composition root attaches a pool to an engine (`attach`), and closes it with
-the engine (`detach`); without one, the adapters use the engine as before."""
+the engine (`detach`); without one, the adapters use the engine as before.
+
+`pipelined_reads` is the same idea inside a transaction: the statements a mutation reads
+first (DeleteService's locked read and ingress check, a request id's claim) sent in one
+round trip on the transaction's own session, with its `BEGIN`."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import re
 import weakref
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Any
 
 import psycopg
+import sqlalchemy.exc
 from psycopg.pq import TransactionStatus
 from psycopg.rows import dict_row
 from sqlalchemy import TextClause
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from .database import libpq_url
 
@@ -150,3 +156,72 @@ async def detach(engine: AsyncEngine) -> None:
     pool = _ATTACHED.pop(engine, None)
     if pool is not None:
         await pool.close()
+
+
+# ----- statements pipelined on a transaction's own session -----
+
+# Set on the SQLAlchemy connection's record while its session is switched to autocommit
+# by `pipelined_reads`, until `end_pipelined_transaction` switches it back.
+_OPENED_HERE = "servicecontrol.pipelined_begin"
+_BEGIN = "BEGIN"
+
+
+async def pipelined_reads(
+    conn: AsyncConnection, statements: Sequence[tuple[TextClause, Mapping[str, Any]]]
+) -> list[list[dict[str, Any]]]:
+    """Sends `statements` (named SQL) in psycopg's pipeline mode on the transaction's own
+    session and returns each one's rows: one round trip for all of them. Each statement
+    still runs on its own, in order, with its own snapshot (READ COMMITTED): one that
+    comes after a `FOR UPDATE` sees what the lock's previous holder committed.
+
+    When the transaction has not started yet, an explicit `BEGIN` goes first, in the same
+    round trip: psycopg would otherwise send its own `BEGIN` and wait for its answer
+    before the first statement. For that the session is in autocommit until the
+    transaction ends (it ends with a `COMMIT` or `ROLLBACK` like any other), and the unit
+    of work switches it back with `end_pipelined_transaction` before returning it."""
+    driver = (await conn.get_raw_connection()).driver_connection
+    assert isinstance(driver, psycopg.AsyncConnection)
+    begin = (
+        driver.info.transaction_status == TransactionStatus.IDLE
+        and not driver.autocommit
+        # psycopg's own BEGIN would name them; the engine sets none.
+        and driver.isolation_level is None
+        and driver.read_only is None
+        and driver.deferrable is None
+    )
+    if begin:
+        conn.info[_OPENED_HERE] = True
+        await driver.set_autocommit(True)
+    cursors = []
+    async with driver.pipeline():
+        if begin:
+            await driver.execute(_BEGIN)
+        for statement, params in statements:
+            cursor = driver.cursor(row_factory=dict_row)
+            await cursor.execute(_translated(statement), params)
+            cursors.append(cursor)
+    return [await cursor.fetchall() for cursor in cursors]
+
+
+async def end_pipelined_transaction(conn: AsyncConnection) -> None:
+    """After the transaction's end (commit or rollback): a session `pipelined_reads`
+    switched to autocommit goes back to the pool as it came, so the next unit of work's
+    statements open their transaction as usual. A session that is not idle (broken, or
+    the transaction did not end) is invalidated instead: the pool discards it."""
+    if conn.invalidated or conn.closed:
+        return  # broken (an outage): the pool discards the session
+    try:
+        if not conn.info.pop(_OPENED_HERE, False):
+            return
+        driver = (await conn.get_raw_connection()).driver_connection
+        assert isinstance(driver, psycopg.AsyncConnection)
+        if not driver.closed and driver.info.transaction_status == TransactionStatus.IDLE:
+            await driver.set_autocommit(False)
+            return
+    except (psycopg.Error, sqlalchemy.exc.SQLAlchemyError):
+        pass  # broken already (an outage): discarded below
+    with contextlib.suppress(sqlalchemy.exc.SQLAlchemyError):
+        await conn.invalidate()
+
+
+_translated = functools.lru_cache(maxsize=64)(psycopg_sql)

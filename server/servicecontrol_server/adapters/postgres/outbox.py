@@ -20,6 +20,7 @@ older cursor sees events again; each event has exactly one position."""
 from __future__ import annotations
 
 import asyncio
+import collections
 import logging
 import random
 import uuid
@@ -39,8 +40,23 @@ from .listen import PgListener, engine_libpq_url
 log = logging.getLogger(__name__)
 
 OUTBOX_CHANNEL = "servicecontrol_outbox"
-# How long a woken relay waits before relaying; see OutboxRelay.run.
+# How long a woken relay waits before relaying, at least; see OutboxRelay.run.
 COALESCE_SECONDS = 0.005
+# The least time between the starts of two relay passes that notifications trigger: a
+# burst of commits (every mutation notifies) gets a pass per PASS_SPACING_SECONDS instead
+# of one per commit, and no event waits longer than that for its pass (plus a pass).
+PASS_SPACING_SECONDS = 0.05
+
+
+def pass_delay(now: float, last_pass_started: float) -> float:
+    """How long a relay woken at `now` waits before its next pass: COALESCE_SECONDS, or
+    until PASS_SPACING_SECONDS after the previous pass started if that is later (never
+    more than PASS_SPACING_SECONDS)."""
+    return max(
+        COALESCE_SECONDS, min(PASS_SPACING_SECONDS, last_pass_started + PASS_SPACING_SECONDS - now)
+    )
+
+
 EVENTS_CHANNEL = "servicecontrol_events"
 POSITION_SEQUENCE = "outbox_position_seq"
 # Serialises relays across every replica on one database (advisory locks are scoped to a
@@ -196,6 +212,8 @@ class OutboxRelay:
     def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine
         self._listener: PgListener | None = None
+        # The loop time at which each pass of run() started (the last 1,000; for tests).
+        self.passes: collections.deque[float] = collections.deque(maxlen=1000)
 
     @property
     def listening(self) -> bool:
@@ -231,10 +249,13 @@ class OutboxRelay:
         wake = listener.subscribe()
         failures = 0
         self._listener = listener
+        loop = asyncio.get_running_loop()
         async with listener:
             while not stop.is_set():
                 # Cleared before relaying: a notification during the pass re-arms it.
                 wake.clear()
+                started = loop.time()
+                self.passes.append(started)
                 timeout = poll_seconds
                 try:
                     await self.relay_all(batch)
@@ -246,9 +267,10 @@ class OutboxRelay:
                 if await wait_any(wake, stop, timeout=timeout) and not stop.is_set():
                     # A notification arrives the instant its transaction commits, while
                     # that request is still answering its caller; stepping aside briefly
-                    # lets the answer go first, and gathers the events of a burst into
-                    # one relay pass.
-                    await asyncio.sleep(COALESCE_SECONDS)
+                    # lets the answer go first. Under a burst of commits the passes are
+                    # PASS_SPACING_SECONDS apart: each pass is a transaction of its own
+                    # (and a notification to every follower), in the request process.
+                    await wait_any(stop, timeout=pass_delay(loop.time(), started))
         self._listener = None
 
 

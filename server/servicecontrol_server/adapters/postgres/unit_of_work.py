@@ -20,7 +20,7 @@ from ...application.ports import LeaseLost, OperationJob
 from ...domain.model import Event, Operation, Service
 from . import identity, jobqueue, outbox
 from .database import is_outage, unavailable
-from .direct import psycopg_sql
+from .direct import end_pipelined_transaction, psycopg_sql
 from .repositories import (
     AccountRepository,
     CertificateRepository,
@@ -115,6 +115,8 @@ class PostgresUnitOfWork:
             try:
                 if conn.in_transaction():
                     await conn.rollback()
+                # The session goes back to the pool as it came (direct.pipelined_reads).
+                await end_pipelined_transaction(conn)
             except Exception as cleanup:
                 # The connection is broken (the usual reason to be here): discard it.
                 if not is_outage(cleanup):

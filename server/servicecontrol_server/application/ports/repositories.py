@@ -58,6 +58,15 @@ class ServiceRepository(Protocol):
         lock that serialises every mutation of one service."""
         ...
 
+    async def get_locked_with_ingress(
+        self, account_id: str, service_id: str
+    ) -> tuple[Service | None, list[VpcIngressConnection]]:
+        """`get(for_update=True)`, then (read once the lock is held, so nothing committed
+        by the lock's previous holder is missed) the service's ingress connections that
+        are not deleted, as `VpcRepository.live_ingress_for_service` returns them:
+        DeleteService's reads, which an adapter may send together."""
+        ...
+
     async def live_arn_with_name(self, account_id: str, region: str, name: str) -> str | None: ...
 
     async def count_live(self, account_id: str, region: str) -> int: ...

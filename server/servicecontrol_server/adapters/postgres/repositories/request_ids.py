@@ -2,11 +2,24 @@
 
 from __future__ import annotations
 
-from sqlalchemy import select
-from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from ..direct import pipelined_reads
 from ..schema import request_ids
+
+# A mutation's first statement when it names a request id: sent with the transaction's
+# BEGIN in one round trip (`direct.pipelined_reads`). A concurrent first call with the
+# same key waits on the primary key until the other commits (then this one inserts
+# nothing) or rolls back (then this one records).
+CLAIM_REQUEST_ID = text(
+    """
+    INSERT INTO request_ids (account_id, request_id, fingerprint, result_kind, result_id)
+    VALUES (:account_id, :request_id, :fingerprint, :result_kind, :result_id)
+    ON CONFLICT DO NOTHING
+    RETURNING request_id
+    """
+)
 
 
 class RequestIdRepository:
@@ -19,21 +32,22 @@ class RequestIdRepository:
         """Records the key; when it exists already, returns the first call's
         (fingerprint, result_kind, result_id) instead. Concurrent first calls serialise on
         the primary key, so exactly one of them records."""
-        inserted = (
-            await self.conn.execute(
-                pg_insert(request_ids)
-                .values(
-                    account_id=account_id,
-                    request_id=request_id,
-                    fingerprint=fingerprint,
-                    result_kind=result_kind,
-                    result_id=result_id,
-                )
-                .on_conflict_do_nothing()
-                .returning(request_ids.c.request_id)
-            )
-        ).first()
-        if inserted is not None:
+        (inserted,) = await pipelined_reads(
+            self.conn,
+            (
+                (
+                    CLAIM_REQUEST_ID,
+                    {
+                        "account_id": account_id,
+                        "request_id": request_id,
+                        "fingerprint": fingerprint,
+                        "result_kind": result_kind,
+                        "result_id": result_id,
+                    },
+                ),
+            ),
+        )
+        if inserted:
             return None
         return await self.get(account_id, request_id)
 

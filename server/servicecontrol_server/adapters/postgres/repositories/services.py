@@ -11,8 +11,11 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from ....application.ports import Cursor, ServiceRemoval
 from ....domain.model import Service, ServiceConfiguration, ServiceStatus
+from ....domain.vpc import VpcIngressConnection
+from ..direct import pipelined_reads
 from ..schema import service_configurations, services
 from .certificates import certificate_from_row
+from .vpc import LIVE_INGRESS_FOR_SERVICE, ingress_from_row
 
 # The request path of every mutation reads and writes one service row; these two are
 # written as SQL once, not built per call, because statement construction cost more than
@@ -184,6 +187,27 @@ class ServiceRepository:
             .first()
         )
         return service_from_row(row) if row else None
+
+    async def get_locked_with_ingress(
+        self, account_id: str, service_id: str
+    ) -> tuple[Service | None, list[VpcIngressConnection]]:
+        """`get(for_update=True)` and then the service's live ingress connections, the two
+        statements (and the transaction's `BEGIN`, when it is the first) in one round trip
+        (`direct.pipelined_reads`). The second is a statement of its own, run once the
+        lock is held, so it sees what the lock's previous holder committed."""
+        params = {"account_id": account_id, "service_id": service_id}
+        service_rows, ingress_rows = await pipelined_reads(
+            self.conn,
+            (
+                (GET_SERVICE_FOR_UPDATE, params),
+                (LIVE_INGRESS_FOR_SERVICE, {"service_id": service_id}),
+            ),
+        )
+        service = service_from_row(service_rows[0]) if service_rows else None
+        if service is None:
+            # Another account's service of the same id is not this caller's to see.
+            return None, []
+        return service, [ingress_from_row(row) for row in ingress_rows]
 
     async def live_arn_with_name(self, account_id: str, region: str, name: str) -> str | None:
         return (

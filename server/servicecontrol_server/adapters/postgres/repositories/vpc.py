@@ -3,6 +3,7 @@ service's configuration (application.ports.VpcRepository)."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from sqlalchemy import func, insert, select, text, update
@@ -34,6 +35,19 @@ SERVICES_USING_CONNECTOR = text(
 )
 
 _DELETED = VpcIngressConnectionStatus.DELETED.value
+
+# A service's ingress connections that are not deleted (at most INGRESS_PER_SERVICE).
+# DeleteService sends it right after its locked read of the service, as a statement of
+# its own: its snapshot is taken once that lock is held, so it sees a connection that a
+# CreateVpcIngressConnection holding the lock before committed (folded into the locked
+# read, it would read the snapshot taken before the lock wait, and miss it).
+LIVE_INGRESS_FOR_SERVICE = text(
+    """
+    SELECT * FROM vpc_ingress_connections
+    WHERE service_id = :service_id AND status <> 'DELETED'
+    ORDER BY connection_id
+    """
+)
 
 # The reaper's purges of tombstones past purge_at (served by the purge_at indexes), in
 # batches that skip rows another reaper holds.
@@ -249,21 +263,8 @@ class VpcRepository:
         ).scalar_one_or_none()
 
     async def live_ingress_for_service(self, service_id: str) -> list[VpcIngressConnection]:
-        rows = (
-            (
-                await self.conn.execute(
-                    select(vpc_ingress_connections)
-                    .where(
-                        vpc_ingress_connections.c.service_id == service_id,
-                        vpc_ingress_connections.c.status != _DELETED,
-                    )
-                    .order_by(vpc_ingress_connections.c.connection_id)
-                )
-            )
-            .mappings()
-            .all()
-        )
-        return [ingress_from_row(row) for row in rows]
+        rows = await self.conn.execute(LIVE_INGRESS_FOR_SERVICE, {"service_id": service_id})
+        return [ingress_from_row(row) for row in rows.mappings()]
 
     async def add_ingress(self, connection: VpcIngressConnection) -> VpcIngressConnection:
         row = (
@@ -372,7 +373,7 @@ def connector_from_row(row: RowMapping) -> VpcConnector:
     )
 
 
-def ingress_from_row(row: RowMapping) -> VpcIngressConnection:
+def ingress_from_row(row: Mapping[Any, Any]) -> VpcIngressConnection:
     return VpcIngressConnection(
         connection_id=row["connection_id"],
         account_id=row["account_id"],
