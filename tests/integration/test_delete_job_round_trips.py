@@ -1,7 +1,7 @@
 """What a delete job sends to the database, counted through the driver and on the wire,
-never timed: its outcome transaction is the service row's lock, one statement for
-everything removed with the service, then the operation's end, the outbox event and the
-fenced completion sent with the COMMIT (four round trips with BEGIN); its image step rides
+never timed: its outcome transaction is the service row's lock sent with BEGIN, one
+statement for everything removed with the service, then the operation's end, the outbox
+event and the fenced completion sent with the COMMIT (three round trips); its image step rides
 in the first progress save; its other markers are single statements and no transaction
 marks a step. A lost lease at the outcome commits none of it."""
 
@@ -77,7 +77,7 @@ def _last_batch(lines: list[str]) -> str:
     return sent.split("\tSync\n")[-2].rsplit("\tQuery\t", 1)[-1]
 
 
-async def test_a_delete_job_s_outcome_is_four_round_trips_and_its_steps_ride_along(
+async def test_a_delete_job_s_outcome_is_three_round_trips_and_its_steps_ride_along(
     harness: Harness, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     svc = await harness.running_service("counted")
@@ -119,7 +119,7 @@ async def test_a_delete_job_s_outcome_is_four_round_trips_and_its_steps_ride_alo
     assert op.deletion_report.image_objects > 0
 
     # The outcome: the transaction that tombstones the service. Through SQLAlchemy it
-    # sends the lock and the tombstone; the rest goes with the COMMIT.
+    # sends the tombstone; the lock goes with BEGIN, the rest with the COMMIT.
     [outcome] = [
         (statements, how)
         for statements, how in transactions.done
@@ -127,13 +127,14 @@ async def test_a_delete_job_s_outcome_is_four_round_trips_and_its_steps_ride_alo
     ]
     statements, how = outcome
     assert how == "COMMIT"
-    assert len(statements) == 2, statements
-    assert _same(services.GET_SERVICE_FOR_UPDATE, statements[0])
-    assert _same(services.TOMBSTONE_SERVICE, statements[1])
-    # On the wire: BEGIN, the lock, the tombstone, and one batch with the operation's end,
-    # the event, the fenced completion and COMMIT.
+    assert len(statements) == 1, statements
+    assert _same(services.TOMBSTONE_SERVICE, statements[0])
+    # On the wire: BEGIN with the lock, the tombstone, and one batch with the operation's
+    # end, the event, the fenced completion and COMMIT.
     [session] = [s for s in wire.sessions() if any("DELETE FROM jobs" in line for line in s)]
-    assert round_trips(session) == 4
+    assert round_trips(session) == 3
+    first = "\n".join(session).split("\tSync\n")[0]
+    assert '"BEGIN"' in first and "FOR UPDATE" in first, first
     last = _last_batch(session)
     held = [
         last.find("UPDATE operations"),

@@ -298,3 +298,25 @@ async def test_a_claim_sent_with_begin_is_in_the_transaction(engine: AsyncEngine
             "operation",
             "1",
         )
+
+
+async def test_pause_service_sends_its_locked_read_with_begin(
+    harness: Harness, wire: WireTrace
+) -> None:
+    svc = await harness.running_service(f"rt-{uuid.uuid4().hex[:8]}")
+    pool = harness.app.engine.sync_engine.pool
+    event.listen(pool, "checkout", wire.checkout)
+    event.listen(pool, "checkin", wire.checkin)
+    try:
+        response = await harness.stub.PauseService(
+            api.PauseServiceRequest(service_arn=svc.service_arn), metadata=harness.meta()
+        )
+    finally:
+        event.remove(pool, "checkout", wire.checkout)
+        event.remove(pool, "checkin", wire.checkin)
+    assert response.service.status == pb.Service.OPERATION_IN_PROGRESS
+    (session,) = [s for s in wire.sessions() if any("INSERT INTO operations" in line for line in s)]
+    # BEGIN with the service's row lock; then the writes and COMMIT.
+    first = "\n".join(session).split("\tSync\n")[0]
+    assert '"BEGIN"' in first and "FOR UPDATE" in first, first
+    assert round_trips(session) == 2

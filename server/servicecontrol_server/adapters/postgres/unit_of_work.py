@@ -254,6 +254,11 @@ class _SendingHeldFirst:
         await self._send_held(self._conn)
         return await self._conn.exec_driver_sql(*args, **kwargs)
 
+    async def get_raw_connection(self) -> Any:
+        # The session used directly (direct.pipelined_reads) comes after the held writes too.
+        await self._send_held(self._conn)
+        return await self._conn.get_raw_connection()
+
     def __getattr__(self, name: str) -> Any:
         return getattr(self._conn, name)
 

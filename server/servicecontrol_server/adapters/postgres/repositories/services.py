@@ -180,12 +180,13 @@ class ServiceRepository:
     async def get(
         self, account_id: str, service_id: str, *, for_update: bool = False
     ) -> Service | None:
-        query = GET_SERVICE_FOR_UPDATE if for_update else GET_SERVICE
-        row = (
-            (await self.conn.execute(query, {"account_id": account_id, "service_id": service_id}))
-            .mappings()
-            .first()
-        )
+        params = {"account_id": account_id, "service_id": service_id}
+        if for_update:
+            # The locked read is usually a transaction's first statement: it goes with the
+            # transaction's BEGIN, in one round trip (`direct.pipelined_reads`).
+            (rows,) = await pipelined_reads(self.conn, ((GET_SERVICE_FOR_UPDATE, params),))
+            return service_from_row(rows[0]) if rows else None
+        row = (await self.conn.execute(GET_SERVICE, params)).mappings().first()
         return service_from_row(row) if row else None
 
     async def get_locked_with_ingress(
