@@ -149,16 +149,25 @@ resource "aws_apprunner_service" "imported" {{
 
 class Terraform:
     """The terraform CLI in one working directory. `init` installs the provider from the
-    mirror; then the installed provider starts once, on its own (`-debug`), and every later
-    command attaches to it (TF_REATTACH_PROVIDERS) instead of loading the large binary anew.
-    App Runner's endpoint is in that process's environment only, so a command that did not
-    attach would not reach the server."""
+    mirror; then, with `attach`, the installed provider starts once, on its own (`-debug`),
+    and every later command attaches to it (TF_REATTACH_PROVIDERS) instead of loading the
+    large binary anew. App Runner's endpoint is then in that process's environment only, so
+    a command that did not attach would not reach the server.
 
-    def __init__(self, workdir: Path, port: int, credentials: tuple[str, str]) -> None:
+    Without `attach`, each command starts the provider itself, a process per provider
+    configuration, with the endpoint in terraform's environment: a configuration with a
+    second, aliased `aws` provider needs that (one process serving both configurations
+    signs some of the aliased one's calls for the default's region), and an `endpoints`
+    block instead would cost seconds of CPU in every plan and apply."""
+
+    def __init__(
+        self, workdir: Path, port: int, credentials: tuple[str, str], *, attach: bool = True
+    ) -> None:
         assert TERRAFORM is not None and MIRROR is not None
         self.workdir = workdir
         self.port = port
         self.credentials = credentials
+        self.attach = attach
         self.env = terraform_environment(workdir, MIRROR)
         self.provider: asyncio.subprocess.Process | None = None
 
@@ -174,6 +183,9 @@ class Terraform:
         [binary] = (installed / TERRAFORM_PROVIDER_VERSION).glob("*/terraform-provider-aws_*")
         lock = (self.workdir / ".terraform.lock.hcl").read_text()
         assert f'version     = "{TERRAFORM_PROVIDER_VERSION}"' in lock, lock
+        if not self.attach:
+            self.env = terraform_provider_environment(self.env, self.port)
+            return
         log_path = self.workdir / "provider.log"
         with log_path.open("wb") as log:
             self.provider = await asyncio.create_subprocess_exec(
@@ -240,13 +252,13 @@ class Terraform:
 
 
 @pytest.fixture
-async def terraform(tmp_path: Path) -> AsyncIterator[Callable[[Harness], Terraform]]:
+async def terraform(tmp_path: Path) -> AsyncIterator[Callable[..., Terraform]]:
     """Makes the test's Terraform against a harness; stops its provider process at the
     end, whether the test passed or not."""
     made: list[Terraform] = []
 
-    def make(harness: Harness) -> Terraform:
-        made.append(Terraform(tmp_path, harness.aws_port, harness.aws_credentials()))
+    def make(harness: Harness, attach: bool = True) -> Terraform:
+        made.append(Terraform(tmp_path, harness.aws_port, harness.aws_credentials(), attach=attach))
         return made[-1]
 
     yield make
@@ -265,7 +277,7 @@ async def image_objects(h: Harness, service_id: str) -> int:
 
 
 async def test_apply_plan_import_destroy(
-    harness: Harness, terraform: Callable[[Harness], Terraform]
+    harness: Harness, terraform: Callable[..., Terraform]
 ) -> None:
     recorder = Recorder()
     aws = AppRunnerClient(harness.aws_port, recorder, harness.aws_credentials())
@@ -415,10 +427,9 @@ resource "aws_apprunner_service" "scaled" {{
 AWAY = "eu-west-1"
 
 
-def away_provider(port: int, credentials: tuple[str, str]) -> str:
-    """A second `aws` provider, aliased `away`, signing for the second region served. It
-    names the endpoint in its own `endpoints` block: on the environment's endpoint alone,
-    the provider signs some of its calls for the default provider's region."""
+def away_provider(credentials: tuple[str, str]) -> str:
+    """A second `aws` provider, aliased `away`, signing for the second region served (the
+    endpoint is in terraform's environment, as for the first)."""
     return f"""
 provider "aws" {{
   alias                       = "away"
@@ -429,9 +440,6 @@ provider "aws" {{
   skip_requesting_account_id  = true
   skip_metadata_api_check     = true
   skip_region_validation      = true
-  endpoints {{
-    apprunner = "http://127.0.0.1:{port}"
-  }}
 }}
 """
 
@@ -445,15 +453,16 @@ async def two_regions(database_url: str, s3_server: Any, tmp_path: Path) -> Asyn
 
 
 async def test_configurations_apply_plan_destroy(
-    two_regions: Harness, terraform: Callable[[Harness], Terraform]
+    two_regions: Harness, terraform: Callable[..., Terraform]
 ) -> None:
     harness = two_regions
     recorder = Recorder()
     aws = AppRunnerClient(harness.aws_port, recorder, harness.aws_credentials())
     away = AppRunnerClient(harness.aws_port, recorder, harness.aws_credentials(), region=AWAY)
     [prior] = (await aws.list_auto_scaling_configurations())["AutoScalingConfigurationSummaryList"]
-    tf = terraform(harness)
-    tf.configure(away_provider(harness.aws_port, harness.aws_credentials()) + CONFIGURATIONS)
+    # Terraform starts a provider process per configuration (see Terraform).
+    tf = terraform(harness, attach=False)
+    tf.configure(away_provider(harness.aws_credentials()) + CONFIGURATIONS)
     await tf.init()
     await tf.run("apply", "-auto-approve", "-no-color")
 

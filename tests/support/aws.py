@@ -455,7 +455,7 @@ def terraform_environment(workdir: Path, mirror: Path) -> dict[str, str]:
 
 
 def terraform_provider_environment(terraform_env: dict[str, str], port: int) -> dict[str, str]:
-    """The environment of a provider process started on its own: the terraform commands'
-    (no credentials or profile from the machine), and App Runner's endpoint for every
-    `aws` provider configuration it serves."""
+    """The terraform commands' environment (no credentials or profile from the machine)
+    with App Runner's endpoint, for a provider process started on its own or for the
+    provider processes terraform starts."""
     return {**terraform_env, "AWS_ENDPOINT_URL_APPRUNNER": f"http://127.0.0.1:{port}"}
