@@ -38,6 +38,9 @@ def test_ci_runs_the_readme_test_command() -> None:
     assert tiers - {"__pycache__"} == {"unit", "checks", "integration", "e2e"}
     ci = (ROOT / ".ci" / "run").read_text()
     assert test_command in ci
+    # CI writes bytecode (the machine may say not to): the end-to-end tier's many server
+    # processes would otherwise each compile the project's sources anew.
+    assert ci.index("\nunset PYTHONDONTWRITEBYTECODE\n") < ci.index(test_command)
 
 
 def test_every_example_acts_in_the_one_default_account() -> None:

@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
+import re
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -24,14 +25,15 @@ from tests.support.aws import (
     terraform_environment,
     terraform_mirror,
     terraform_provider_block,
+    terraform_provider_environment,
 )
 from tests.support.server import ACCOUNT, Harness, harness_settings, running_harness
+from tests.support.waiting import wait_until
 
 TERRAFORM = terraform_binary()
 MIRROR = terraform_mirror()
 pytestmark = [
     pytest.mark.slow,
-    # Each terraform command loads the provider (a large binary) anew.
     pytest.mark.timeout(600),
     pytest.mark.skipif(TERRAFORM is None, reason="the terraform CLI is not installed"),
     pytest.mark.skipif(
@@ -146,17 +148,78 @@ resource "aws_apprunner_service" "imported" {{
 
 
 class Terraform:
-    def __init__(self, workdir: Path, port: int, credentials: tuple[str, str]) -> None:
+    """The terraform CLI in one working directory. `init` installs the provider from the
+    mirror; then, with `attach`, the installed provider starts once, on its own (`-debug`),
+    and every later command attaches to it (TF_REATTACH_PROVIDERS) instead of loading the
+    large binary anew. App Runner's endpoint is then in that process's environment only, so
+    a command that did not attach would not reach the server.
+
+    Without `attach`, each command starts the provider itself, a process per provider
+    configuration, with the endpoint in terraform's environment: a configuration with a
+    second, aliased `aws` provider needs that (one process serving both configurations
+    signs some of the aliased one's calls for the default's region), and an `endpoints`
+    block instead would cost seconds of CPU in every plan and apply."""
+
+    def __init__(
+        self, workdir: Path, port: int, credentials: tuple[str, str], *, attach: bool = True
+    ) -> None:
         assert TERRAFORM is not None and MIRROR is not None
         self.workdir = workdir
         self.port = port
         self.credentials = credentials
+        self.attach = attach
         self.env = terraform_environment(workdir, MIRROR)
+        self.provider: asyncio.subprocess.Process | None = None
 
     def configure(self, resources: str) -> None:
         (self.workdir / "main.tf").write_text(
-            terraform_provider_block(self.port, self.credentials) + resources
+            terraform_provider_block(self.credentials) + resources
         )
+
+    async def init(self) -> None:
+        await self.run("init", "-no-color")
+        # Installed from the mirror, at the pinned version, and locked.
+        installed = self.workdir / ".terraform" / "providers" / TERRAFORM_PROVIDER
+        [binary] = (installed / TERRAFORM_PROVIDER_VERSION).glob("*/terraform-provider-aws_*")
+        lock = (self.workdir / ".terraform.lock.hcl").read_text()
+        assert f'version     = "{TERRAFORM_PROVIDER_VERSION}"' in lock, lock
+        if not self.attach:
+            self.env = terraform_provider_environment(self.env, self.port)
+            return
+        log_path = self.workdir / "provider.log"
+        with log_path.open("wb") as log:
+            self.provider = await asyncio.create_subprocess_exec(
+                str(binary),
+                "-debug",
+                cwd=self.workdir,
+                env=terraform_provider_environment(self.env, self.port),
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=log,
+                stderr=asyncio.subprocess.STDOUT,
+            )
+        provider = self.provider
+
+        def reattach() -> str | None:
+            found = re.search(r"TF_REATTACH_PROVIDERS='(.*)'", log_path.read_text())
+            assert provider.returncode is None, log_path.read_text()
+            return found[1] if found else None
+
+        await wait_until(lambda: reattach() is not None, timeout=60, interval=0.1)
+        line = reattach()
+        assert line is not None
+        assert set(json.loads(line)) == {TERRAFORM_PROVIDER}, line
+        self.env["TF_REATTACH_PROVIDERS"] = line
+
+    async def stop(self) -> None:
+        """Stops the provider process, if one was started and still runs."""
+        if self.provider is None or self.provider.returncode is not None:
+            return
+        self.provider.terminate()
+        try:
+            await asyncio.wait_for(self.provider.wait(), 30)
+        except TimeoutError:
+            self.provider.kill()
+            await self.provider.wait()
 
     async def run(self, *args: str, ok: tuple[int, ...] = (0,)) -> tuple[int, str]:
         assert TERRAFORM is not None
@@ -178,7 +241,7 @@ class Terraform:
 
     def state(self) -> dict[str, Any]:
         """The state file's resources by address (read directly: `terraform show` would
-        load the provider once more)."""
+        run the provider once more)."""
         path = self.workdir / "terraform.tfstate"
         resources = json.loads(path.read_text()).get("resources", []) if path.exists() else []
         return {
@@ -186,6 +249,21 @@ class Terraform:
             for r in resources
             if r["mode"] == "managed" and r["instances"]
         }
+
+
+@pytest.fixture
+async def terraform(tmp_path: Path) -> AsyncIterator[Callable[..., Terraform]]:
+    """Makes the test's Terraform against a harness; stops its provider process at the
+    end, whether the test passed or not."""
+    made: list[Terraform] = []
+
+    def make(harness: Harness, attach: bool = True) -> Terraform:
+        made.append(Terraform(tmp_path, harness.aws_port, harness.aws_credentials(), attach=attach))
+        return made[-1]
+
+    yield make
+    for tf in made:
+        await tf.stop()
 
 
 async def scalar(h: Harness, sql: str) -> Any:
@@ -198,12 +276,14 @@ async def image_objects(h: Harness, service_id: str) -> int:
     return await asyncio.to_thread(lambda: len(list(listing)))
 
 
-async def test_apply_plan_import_destroy(harness: Harness, tmp_path: Path) -> None:
+async def test_apply_plan_import_destroy(
+    harness: Harness, terraform: Callable[..., Terraform]
+) -> None:
     recorder = Recorder()
     aws = AppRunnerClient(harness.aws_port, recorder, harness.aws_credentials())
-    tf = Terraform(tmp_path, harness.aws_port, harness.aws_credentials())
+    tf = terraform(harness)
     tf.configure(RESOURCES)
-    await tf.run("init", "-no-color")
+    await tf.init()
     await tf.run("apply", "-auto-approve", "-no-color")
 
     state = tf.state()
@@ -347,8 +427,9 @@ resource "aws_apprunner_service" "scaled" {{
 AWAY = "eu-west-1"
 
 
-def away_provider(port: int, credentials: tuple[str, str]) -> str:
-    """A second `aws` provider, aliased `away`, signing for the second region served."""
+def away_provider(credentials: tuple[str, str]) -> str:
+    """A second `aws` provider, aliased `away`, signing for the second region served (the
+    endpoint is in terraform's environment, as for the first)."""
     return f"""
 provider "aws" {{
   alias                       = "away"
@@ -359,9 +440,6 @@ provider "aws" {{
   skip_requesting_account_id  = true
   skip_metadata_api_check     = true
   skip_region_validation      = true
-  endpoints {{
-    apprunner = "http://127.0.0.1:{port}"
-  }}
 }}
 """
 
@@ -374,15 +452,18 @@ async def two_regions(database_url: str, s3_server: Any, tmp_path: Path) -> Asyn
         yield h
 
 
-async def test_configurations_apply_plan_destroy(two_regions: Harness, tmp_path: Path) -> None:
+async def test_configurations_apply_plan_destroy(
+    two_regions: Harness, terraform: Callable[..., Terraform]
+) -> None:
     harness = two_regions
     recorder = Recorder()
     aws = AppRunnerClient(harness.aws_port, recorder, harness.aws_credentials())
     away = AppRunnerClient(harness.aws_port, recorder, harness.aws_credentials(), region=AWAY)
     [prior] = (await aws.list_auto_scaling_configurations())["AutoScalingConfigurationSummaryList"]
-    tf = Terraform(tmp_path, harness.aws_port, harness.aws_credentials())
-    tf.configure(away_provider(harness.aws_port, harness.aws_credentials()) + CONFIGURATIONS)
-    await tf.run("init", "-no-color")
+    # Terraform starts a provider process per configuration (see Terraform).
+    tf = terraform(harness, attach=False)
+    tf.configure(away_provider(harness.aws_credentials()) + CONFIGURATIONS)
+    await tf.init()
     await tf.run("apply", "-auto-approve", "-no-color")
 
     state = tf.state()

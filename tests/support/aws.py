@@ -407,8 +407,11 @@ def terraform_mirror() -> Path | None:
     return None
 
 
-def terraform_provider_block(port: int, credentials: tuple[str, str]) -> str:
-    """The `terraform` and `provider "aws"` blocks that point App Runner at the endpoint."""
+def terraform_provider_block(credentials: tuple[str, str]) -> str:
+    """The `terraform` and `provider "aws"` blocks. The App Runner endpoint is not among
+    them: it is the provider process's `AWS_ENDPOINT_URL_APPRUNNER`
+    (terraform_provider_environment), since an `endpoints` block costs the provider
+    seconds of CPU in every plan and apply."""
     return f"""
 terraform {{
   required_providers {{
@@ -427,9 +430,6 @@ provider "aws" {{
   skip_requesting_account_id  = true
   skip_metadata_api_check     = true
   skip_region_validation      = true
-  endpoints {{
-    apprunner = "http://127.0.0.1:{port}"
-  }}
 }}
 """
 
@@ -452,3 +452,10 @@ def terraform_environment(workdir: Path, mirror: Path) -> dict[str, str]:
         AWS_EC2_METADATA_DISABLED="true",
     )
     return env
+
+
+def terraform_provider_environment(terraform_env: dict[str, str], port: int) -> dict[str, str]:
+    """The terraform commands' environment (no credentials or profile from the machine)
+    with App Runner's endpoint, for a provider process started on its own or for the
+    provider processes terraform starts."""
+    return {**terraform_env, "AWS_ENDPOINT_URL_APPRUNNER": f"http://127.0.0.1:{port}"}

@@ -7,6 +7,7 @@ correlation id. Use cases are stubs here: no database, no object store."""
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
@@ -240,9 +241,14 @@ class Authenticated:
         return KEY
 
 
+@functools.cache
+def _app_runner_model() -> Any:
+    """botocore's `apprunner` model, loaded once: a new session reads it anew each time."""
+    return botocore.session.get_session().get_service_model("apprunner")
+
+
 def _sample_body(action: str) -> dict[str, Any]:
-    model = botocore.session.get_session().get_service_model("apprunner")
-    shape = model.operation_model(action).input_shape
+    shape = _app_runner_model().operation_model(action).input_shape
     required = list(shape.required_members) if shape is not None else []
     unknown = [m for m in required if m not in SAMPLE_MEMBERS]
     assert unknown == [], f"{action}: add sample values for required members {unknown}"
