@@ -25,7 +25,10 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from servicecontrol.v1 import resources_pb2 as pb
 from servicecontrol.v1 import service_control_pb2 as api
-from servicecontrol_server.adapters.postgres.direct import pipelined_reads
+from servicecontrol_server.adapters.postgres.direct import (
+    end_pipelined_transaction,
+    pipelined_reads,
+)
 from servicecontrol_server.adapters.postgres.unit_of_work import PostgresUnitOfWork
 from servicecontrol_server.domain import names, vpc
 from servicecontrol_server.domain.errors import BackendUnavailable
@@ -320,3 +323,42 @@ async def test_pause_service_sends_its_locked_read_with_begin(
     first = "\n".join(session).split("\tSync\n")[0]
     assert '"BEGIN"' in first and "FOR UPDATE" in first, first
     assert round_trips(session) == 2
+
+
+@pytest.mark.parametrize(
+    ("level", "begin"),
+    [
+        (None, '"BEGIN"'),
+        # What a session carries after the pool reset it from an autocommit read.
+        (psycopg.IsolationLevel.READ_COMMITTED, '"BEGIN ISOLATION LEVEL READ COMMITTED"'),
+        (psycopg.IsolationLevel.SERIALIZABLE, '"BEGIN ISOLATION LEVEL SERIALIZABLE"'),
+    ],
+)
+async def test_the_pipelined_begin_is_the_session_s_own(
+    engine: AsyncEngine, tmp_path: Path, level: psycopg.IsolationLevel | None, begin: str
+) -> None:
+    """Whatever isolation level the pooled session names, its BEGIN goes with the first
+    reads in one round trip, and names that level."""
+    async with engine.connect() as conn:
+        driver = (await conn.get_raw_connection()).driver_connection
+        assert isinstance(driver, psycopg.AsyncConnection)
+        await driver.set_isolation_level(level)
+        path = tmp_path / "session.trace"
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        driver.pgconn.trace(fd)
+        driver.pgconn.set_trace_flags(psycopg.pq.Trace.SUPPRESS_TIMESTAMPS)
+        try:
+            (rows,) = await pipelined_reads(
+                conn, ((text("SELECT current_setting('transaction_isolation') AS i"), {}),)
+            )
+        finally:
+            driver.pgconn.untrace()
+            os.close(fd)
+            await driver.rollback()
+            await end_pipelined_transaction(conn)
+            await driver.set_isolation_level(None)
+    named = (level or psycopg.IsolationLevel.READ_COMMITTED).name.replace("_", " ")
+    assert rows == [{"i": named.lower()}]
+    lines = path.read_text().splitlines()
+    assert round_trips(lines) == 1
+    assert any(begin in line for line in lines), lines

@@ -163,7 +163,20 @@ async def detach(engine: AsyncEngine) -> None:
 # Set on the SQLAlchemy connection's record while its session is switched to autocommit
 # by `pipelined_reads`, until `end_pipelined_transaction` switches it back.
 _OPENED_HERE = "servicecontrol.pipelined_begin"
-_BEGIN = "BEGIN"
+
+
+def _begin_statement(driver: psycopg.AsyncConnection[Any]) -> str:
+    """The `BEGIN` psycopg itself would send for this session. A session the pool reset
+    after an autocommit read (`single_statement`) names its isolation level explicitly."""
+    parts = ["BEGIN"]
+    if driver.isolation_level is not None:
+        level = psycopg.IsolationLevel(driver.isolation_level)
+        parts.append("ISOLATION LEVEL " + level.name.replace("_", " "))
+    if driver.read_only is not None:
+        parts.append("READ ONLY" if driver.read_only else "READ WRITE")
+    if driver.deferrable is not None:
+        parts.append("DEFERRABLE" if driver.deferrable else "NOT DEFERRABLE")
+    return " ".join(parts)
 
 
 async def pipelined_reads(
@@ -181,21 +194,14 @@ async def pipelined_reads(
     of work switches it back with `end_pipelined_transaction` before returning it."""
     driver = (await conn.get_raw_connection()).driver_connection
     assert isinstance(driver, psycopg.AsyncConnection)
-    begin = (
-        driver.info.transaction_status == TransactionStatus.IDLE
-        and not driver.autocommit
-        # psycopg's own BEGIN would name them; the engine sets none.
-        and driver.isolation_level is None
-        and driver.read_only is None
-        and driver.deferrable is None
-    )
+    begin = driver.info.transaction_status == TransactionStatus.IDLE and not driver.autocommit
     if begin:
         conn.info[_OPENED_HERE] = True
         await driver.set_autocommit(True)
     cursors = []
     async with driver.pipeline():
         if begin:
-            await driver.execute(_BEGIN)
+            await driver.execute(_begin_statement(driver))
         for statement, params in statements:
             cursor = driver.cursor(row_factory=dict_row)
             await cursor.execute(_translated(statement), params)
