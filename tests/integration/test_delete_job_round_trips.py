@@ -134,7 +134,7 @@ async def test_a_delete_job_s_outcome_is_three_round_trips_and_its_steps_ride_al
     [session] = [s for s in wire.sessions() if any("DELETE FROM jobs" in line for line in s)]
     assert round_trips(session) == 3
     first = "\n".join(session).split("\tSync\n")[0]
-    assert '"BEGIN"' in first and "FOR UPDATE" in first, first
+    assert '"BEGIN' in first and "FOR UPDATE" in first, first
     last = _last_batch(session)
     held = [
         last.find("UPDATE operations"),

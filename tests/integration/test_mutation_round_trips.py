@@ -321,7 +321,7 @@ async def test_pause_service_sends_its_locked_read_with_begin(
     (session,) = [s for s in wire.sessions() if any("INSERT INTO operations" in line for line in s)]
     # BEGIN with the service's row lock; then the writes and COMMIT.
     first = "\n".join(session).split("\tSync\n")[0]
-    assert '"BEGIN"' in first and "FOR UPDATE" in first, first
+    assert '"BEGIN' in first and "FOR UPDATE" in first, first
     assert round_trips(session) == 2
 
 
