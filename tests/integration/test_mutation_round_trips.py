@@ -9,6 +9,7 @@ with its transaction, and every session goes back to the pool as it came."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import os
 import uuid
@@ -61,6 +62,17 @@ class WireTrace:
             driver.pgconn.untrace()
             os.close(fd)
 
+    @contextlib.contextmanager
+    def attached(self, pool: Any) -> Iterator[None]:
+        """Traces every session `pool` hands out inside the block."""
+        event.listen(pool, "checkout", self.checkout)
+        event.listen(pool, "checkin", self.checkin)
+        try:
+            yield
+        finally:
+            event.remove(pool, "checkout", self.checkout)
+            event.remove(pool, "checkin", self.checkin)
+
     def sessions(self) -> Iterator[list[str]]:
         for path in sorted(self.directory.glob("session-*.trace")):
             yield path.read_text().splitlines()
@@ -87,17 +99,11 @@ def wire(harness: Harness, tmp_path: Path) -> Iterator[WireTrace]:
 
 async def traced_delete(harness: Harness, wire: WireTrace, **request: Any) -> list[list[str]]:
     svc = await harness.running_service(f"rt-{uuid.uuid4().hex[:8]}")
-    pool = harness.app.engine.sync_engine.pool
-    event.listen(pool, "checkout", wire.checkout)
-    event.listen(pool, "checkin", wire.checkin)
-    try:
+    with wire.attached(harness.app.engine.sync_engine.pool):
         response = await harness.stub.DeleteService(
             api.DeleteServiceRequest(service_arn=svc.service_arn, **request),
             metadata=harness.meta(),
         )
-    finally:
-        event.remove(pool, "checkout", wire.checkout)
-        event.remove(pool, "checkin", wire.checkin)
     assert response.service.status == pb.Service.OPERATION_IN_PROGRESS
     # The transaction committed everything it wrote, together.
     async with harness.app.engine.connect() as conn:
@@ -307,16 +313,10 @@ async def test_pause_service_sends_its_locked_read_with_begin(
     harness: Harness, wire: WireTrace
 ) -> None:
     svc = await harness.running_service(f"rt-{uuid.uuid4().hex[:8]}")
-    pool = harness.app.engine.sync_engine.pool
-    event.listen(pool, "checkout", wire.checkout)
-    event.listen(pool, "checkin", wire.checkin)
-    try:
+    with wire.attached(harness.app.engine.sync_engine.pool):
         response = await harness.stub.PauseService(
             api.PauseServiceRequest(service_arn=svc.service_arn), metadata=harness.meta()
         )
-    finally:
-        event.remove(pool, "checkout", wire.checkout)
-        event.remove(pool, "checkin", wire.checkin)
     assert response.service.status == pb.Service.OPERATION_IN_PROGRESS
     (session,) = [s for s in wire.sessions() if any("INSERT INTO operations" in line for line in s)]
     # BEGIN with the service's row lock; then the writes and COMMIT.

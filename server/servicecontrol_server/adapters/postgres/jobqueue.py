@@ -352,8 +352,8 @@ def claimed_job(row: Sequence[Any]) -> ClaimedJob:
     payload = row[_PAYLOAD]
     # Decoded afresh for this row: the job may keep it without a copy.
     payload = {} if payload is None else payload
-    trace_context = payload.pop(TRACE_CONTEXT_KEY, None) if payload else None
-    spared = payload.pop(SPARED_KEY, 0) if payload else 0
+    trace_context = payload.pop(TRACE_CONTEXT_KEY, None)
+    spared = payload.pop(SPARED_KEY, 0)
     progress = row[_PROGRESS]
     return ClaimedJob(
         job_id=row[_JOB_ID],
