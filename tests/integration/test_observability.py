@@ -13,6 +13,7 @@ import aiohttp
 import grpc
 import psycopg
 import pytest
+from grpc_status import rpc_status
 from prometheus_client import REGISTRY
 
 from servicecontrol.v1 import resources_pb2 as pb
@@ -68,8 +69,9 @@ async def test_every_call_has_one_access_line_and_counts(
         api.ListServicesRequest(), metadata=(*harness.meta(), ("x-request-id", "req-123"))
     )
     await call
-    assert ("x-request-id", "req-123") in tuple(await call.initial_metadata())
-    with pytest.raises(grpc.aio.AioRpcError):
+    # A unary call's id goes back with its status, in the trailing metadata.
+    assert ("x-request-id", "req-123") in tuple(await call.trailing_metadata())
+    with pytest.raises(grpc.aio.AioRpcError) as refused:
         await harness.stub.DescribeService(
             api.DescribeServiceRequest(service_arn="nope"), metadata=harness.meta()
         )
@@ -83,6 +85,11 @@ async def test_every_call_has_one_access_line_and_counts(
     ]
     assert lines[0].request_id == "req-123"  # type: ignore[attr-defined]
     assert len(lines[1].request_id) == 32  # type: ignore[attr-defined]
+    # A refusal carries the id its line names beside its rich status, which still parses.
+    trailers = tuple(refused.value.trailing_metadata() or ())
+    assert ("x-request-id", lines[1].request_id) in trailers  # type: ignore[attr-defined]
+    status = rpc_status.from_call(refused.value)
+    assert status is not None and status.code == grpc.StatusCode.INVALID_ARGUMENT.value[0]
     assert all(r.duration_ms >= 0 for r in lines)  # type: ignore[attr-defined]
     assert (
         sample(
@@ -99,6 +106,17 @@ async def test_every_call_has_one_access_line_and_counts(
         )
         == before_bad + 1
     )
+
+
+async def test_a_stream_announces_its_request_id_before_any_event(harness: Harness) -> None:
+    call = harness.stub.WatchEvents(
+        api.WatchEventsRequest(), metadata=(*harness.meta(), ("x-request-id", "watch-1"))
+    )
+    try:
+        # No event is waiting: the id arrives ahead of the first one.
+        assert ("x-request-id", "watch-1") in tuple(await call.initial_metadata())
+    finally:
+        call.cancel()
 
 
 async def test_app_runner_calls_have_access_lines(

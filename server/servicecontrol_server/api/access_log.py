@@ -87,10 +87,10 @@ class _Call:
     def unary(self, behavior: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
         async def unary(request: Any, context: grpc.aio.ServicerContext) -> Any:
             started = time.perf_counter()
-            await self._announce(context)
+            tagged = _TaggedContext(context, (REQUEST_ID_METADATA_KEY, self.request_id))
             token = _current.set(self)
             try:
-                response = await behavior(request, context)
+                response = await behavior(request, tagged)
             except BaseException as exc:
                 self._done(context, started, exc)
                 raise
@@ -121,7 +121,8 @@ class _Call:
         return stream
 
     async def _announce(self, context: grpc.aio.ServicerContext) -> None:
-        # The id the log line carries, for the caller to quote.
+        # The id the log line carries, for the caller to quote: a stream's caller hears it
+        # before the first message.
         await context.send_initial_metadata(((REQUEST_ID_METADATA_KEY, self.request_id),))
 
     def _done(
@@ -142,6 +143,34 @@ class _Call:
                 "request_id": self.request_id,
             },
         )
+
+
+class _TaggedContext:
+    """A unary call's context that ends the call with the request id in its trailing
+    metadata, whatever the status: the id goes out with the status, in the same write,
+    where sending it ahead as initial metadata would cost the call a write of its own.
+    Trailing metadata a handler or an abort names is kept beside it."""
+
+    __slots__ = ("_context", "_pair")
+
+    def __init__(self, context: grpc.aio.ServicerContext, pair: tuple[str, str]) -> None:
+        self._context = context
+        self._pair = pair
+        context.set_trailing_metadata((pair,))
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._context, name)
+
+    def set_trailing_metadata(self, metadata: Any) -> None:
+        self._context.set_trailing_metadata((*(metadata or ()), self._pair))
+
+    async def abort(
+        self, code: grpc.StatusCode, details: str = "", trailing_metadata: Any = ()
+    ) -> None:
+        await self._context.abort(code, details, (*(trailing_metadata or ()), self._pair))
+
+    async def abort_with_status(self, status: grpc.Status) -> None:
+        await self.abort(status.code, status.details, status.trailing_metadata)
 
 
 def _code(context: grpc.aio.ServicerContext, exc: BaseException | None) -> str:
