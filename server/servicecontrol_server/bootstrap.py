@@ -415,7 +415,7 @@ async def build(settings: Settings, url: str, *, migrate: bool | None = None) ->
         uow,
         settings,
         job_store,
-        RecordedComputeDriver(engine),
+        RecordedComputeDriver(engine, None if tracing.enabled() else direct.attached(engine)),
         reader=read_unit_of_work_factory(engine),
     )
     return Application(

@@ -48,18 +48,24 @@ class WireTrace:
         self._open: dict[int, tuple[psycopg.AsyncConnection[Any], int]] = {}
 
     def checkout(self, dbapi: Any, record: Any, proxy: Any) -> None:
-        driver = record.driver_connection
+        self.start(record.driver_connection, key=id(record))
+
+    def checkin(self, dbapi: Any, record: Any) -> None:
+        self.stop(None, key=id(record))
+
+    def start(self, driver: psycopg.AsyncConnection[Any], *, key: int | None = None) -> None:
+        """Traces `driver` into a file of its own until stop()."""
         path = self.directory / f"session-{next(self._numbers)}.trace"
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         driver.pgconn.trace(fd)
         driver.pgconn.set_trace_flags(psycopg.pq.Trace.SUPPRESS_TIMESTAMPS)
-        self._open[id(record)] = (driver, fd)
+        self._open[id(driver) if key is None else key] = (driver, fd)
 
-    def checkin(self, dbapi: Any, record: Any) -> None:
-        found = self._open.pop(id(record), None)
+    def stop(self, driver: psycopg.AsyncConnection[Any] | None, *, key: int | None = None) -> None:
+        found = self._open.pop(id(driver) if key is None else key, None)
         if found is not None:
-            driver, fd = found
-            driver.pgconn.untrace()
+            traced, fd = found
+            traced.pgconn.untrace()
             os.close(fd)
 
     @contextlib.contextmanager

@@ -159,3 +159,53 @@ async def test_a_compute_record_commits_without_waiting_for_the_disk_and_a_later
         ).scalar_one()
     assert flushed is True
     assert state == "RUNNING"
+
+
+async def test_on_a_direct_pool_the_compute_driver_records_through_it(
+    engine: AsyncEngine,
+) -> None:
+    """Given the direct pool, a compute change goes on one of its sessions (none of the
+    engine's), still one statement in autocommit whose relaxed commit ends with it."""
+    from sqlalchemy import event
+
+    from servicecontrol_server.adapters.compute.recorded import RecordedComputeDriver
+    from servicecontrol_server.adapters.postgres.direct import DirectPool
+
+    async with engine.begin() as conn:
+        await conn.execute(text("INSERT INTO accounts (account_id) VALUES ('111122223333')"))
+        await conn.execute(
+            text(
+                "INSERT INTO services (service_id, account_id, region, service_name,"
+                " service_arn, service_url, status) VALUES ('svc-three', '111122223333',"
+                " 'us-east-1', 'three', 'arn:three', 'three.example', 'RUNNING')"
+            )
+        )
+    on_engine: list[str] = []
+
+    def executing(conn: Any, cursor: object, statement: str, *_: object) -> None:
+        if "compute_instances" in statement:
+            on_engine.append(statement)
+
+    pool = DirectPool(engine.url.render_as_string(hide_password=False), max_size=1)
+    event.listen(engine.sync_engine, "before_cursor_execute", executing)
+    try:
+        driver = RecordedComputeDriver(engine, pool)
+        await driver.start("svc-three", "services/svc-three/")
+        await driver.stop("svc-three")
+        assert pool.opened == 1
+        async with pool.connection() as session:
+            assert session.autocommit
+            setting = await (await session.execute("SHOW synchronous_commit")).fetchone()
+            assert setting == ("on",)
+    finally:
+        event.remove(engine.sync_engine, "before_cursor_execute", executing)
+        await pool.close()
+    assert on_engine == []
+    async with engine.connect() as conn:
+        row = (
+            await conn.execute(
+                text("SELECT state, starts, stops FROM compute_instances WHERE service_id = :s"),
+                {"s": "svc-three"},
+            )
+        ).one()
+    assert tuple(row) == ("STOPPED", 1, 1)

@@ -4,7 +4,9 @@ classified, where an exhausted operation lands, and that a lost lease writes not
 
 from __future__ import annotations
 
+import asyncio
 import json
+from typing import Any
 
 import pytest
 
@@ -493,3 +495,60 @@ async def test_a_compute_record_lost_with_the_database_is_written_again_by_the_n
     assert [r.outcome for r in await unit.run_jobs()] == ["completed"]
     assert unit.compute.calls == [("stop", svc.service_id)]
     assert unit.db.tables.compute_instances.get(svc.service_id) == after
+
+
+class _Meeting:
+    """The reader's unit of work, entered only once the step marker is under way too."""
+
+    def __init__(self, uow: Any, met: asyncio.Barrier) -> None:
+        self.uow, self.met = uow, met
+
+    async def __aenter__(self) -> Any:
+        entered = await self.uow.__aenter__()
+        await asyncio.wait_for(self.met.wait(), 5)
+        return entered
+
+    async def __aexit__(self, *exc: Any) -> Any:
+        return await self.uow.__aexit__(*exc)
+
+
+async def test_a_job_reads_its_service_while_it_marks_its_first_step() -> None:
+    """The two wait for one round trip between them: the read waits here until the
+    marker has started, which a read made before the marker would wait for in vain."""
+    unit = Unit()
+    svc = await unit.running_service()
+    await unit.services.delete_service(ACCOUNT, svc.service_arn)
+    ctx = claim(unit)
+    handler = unit.handlers["delete_service"]
+    reader, met = handler.reader, asyncio.Barrier(2)
+    handler.reader = lambda: _Meeting(reader(), met)  # type: ignore[assignment,return-value]
+    mark_step = ctx.mark_step
+
+    async def meeting(step: str) -> None:
+        if step == "stop_compute":
+            await asyncio.wait_for(met.wait(), 5)
+        await mark_step(step)
+
+    ctx.mark_step = meeting  # type: ignore[method-assign]
+    await handler.run(ctx)
+    assert ctx.completed
+    assert ctx.step_marks[0] == ("stop_compute", False)
+
+
+async def test_a_lost_lease_or_a_missing_service_at_the_start_fails_as_itself() -> None:
+    """Read and marker run together; whichever fails, the job sees that failure, not a
+    group of them."""
+    unit = Unit()
+    svc = await unit.running_service()
+    await unit.services.delete_service(ACCOUNT, svc.service_arn)
+    ctx = claim(unit)
+    unit.db.expire_lease(ctx.job.job_id)
+    with pytest.raises(LeaseLost):
+        await unit.handlers["delete_service"].run(ctx)
+
+    [job] = unit.db.tables.jobs.values()
+    ctx = claim(unit)
+    del unit.db.tables.services[svc.service_id]
+    with pytest.raises(PermanentJobError, match="service row is missing"):
+        await unit.handlers["delete_service"].run(ctx)
+    assert job.job_id == ctx.job.job_id

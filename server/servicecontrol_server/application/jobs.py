@@ -98,15 +98,27 @@ class ServiceJob:
         raise NotImplementedError
 
     async def _load(self, ctx: JobContext) -> Service:
-        """One statement reads the service (no transaction around it), one more marks the
-        first step."""
+        """One statement reads the service (no transaction around it) while another marks
+        the first step: the two are independent (the marker is fenced by the job's lease,
+        not by the service), so they wait for one round trip between them, not two."""
+        if self.first_step is None:
+            return await self._read(ctx)
+        try:
+            async with asyncio.TaskGroup() as both:
+                read = both.create_task(self._read(ctx))
+                both.create_task(self._step(ctx, self.first_step))
+        except BaseExceptionGroup as failed:
+            # The first failure, as itself (a lost lease, a missing service, an outage),
+            # for the engine and `run` to tell apart; the other call was cancelled.
+            raise failed.exceptions[0] from None
+        return read.result()
+
+    async def _read(self, ctx: JobContext) -> Service:
         assert ctx.job.account_id and ctx.job.service_id
         async with self.reader() as uow:
             service = await uow.services.get(ctx.job.account_id, ctx.job.service_id)
         if service is None:
             raise PermanentJobError("INTERNAL_ERROR", "service row is missing", {})
-        if self.first_step is not None:
-            await self._step(ctx, self.first_step)
         return service
 
     @staticmethod

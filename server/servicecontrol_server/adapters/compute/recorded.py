@@ -5,10 +5,13 @@ A driver that runs containers plugs in behind the same ComputeDriver port."""
 
 from __future__ import annotations
 
-from sqlalchemy import text
+from typing import Any
+
+from sqlalchemy import TextClause, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from ..postgres.database import single_statement
+from ..postgres.direct import DirectPool
 
 # Why a record's commit need not wait for the disk (synchronous_commit off for the
 # statement's own transaction: set_config(..., is_local => true), in a one-row subquery
@@ -47,21 +50,27 @@ STOP_INSTANCE = text(
 
 
 class RecordedComputeDriver:
-    def __init__(self, engine: AsyncEngine) -> None:
+    def __init__(self, engine: AsyncEngine, direct: DirectPool | None = None) -> None:
         self.engine = engine
         # Each change is one statement: in autocommit it is its own transaction, with no
-        # BEGIN and COMMIT round trips around it.
+        # BEGIN and COMMIT round trips around it. On the direct pool when there is one
+        # (the composition root passes it unless calls are traced): a psycopg session
+        # of its own, without SQLAlchemy's pool checkout and asyncio bridge around it.
         self._single = single_statement(engine)
+        self._direct = direct
+
+    async def _record(self, statement: TextClause, params: dict[str, Any]) -> None:
+        if self._direct is not None:
+            await self._direct.execute(statement, params)
+            return
+        async with self._single.connect() as conn:
+            await conn.execute(statement, params)
 
     async def start(self, service_id: str, image_prefix: str | None) -> None:
-        async with self._single.connect() as conn:
-            await conn.execute(
-                START_INSTANCE, {"service_id": service_id, "image_prefix": image_prefix}
-            )
+        await self._record(START_INSTANCE, {"service_id": service_id, "image_prefix": image_prefix})
 
     async def stop(self, service_id: str) -> None:
-        async with self._single.connect() as conn:
-            await conn.execute(STOP_INSTANCE, {"service_id": service_id})
+        await self._record(STOP_INSTANCE, {"service_id": service_id})
 
     async def release(self, service_id: str) -> None:
         await self.stop(service_id)

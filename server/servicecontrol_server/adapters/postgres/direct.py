@@ -47,7 +47,8 @@ def psycopg_sql(statement: TextClause) -> str:
 
 
 class DirectPool:
-    """Up to `max_size` autocommit psycopg connections for single-statement reads, each
+    """Up to `max_size` autocommit psycopg connections for single statements (the hot
+    reads, and the compute driver's records), each
     kept open between calls (no session is opened per call under load; idle ones stay,
     there is no overflow that is closed on return).
 
@@ -127,6 +128,13 @@ class DirectPool:
             cur = conn.cursor(row_factory=dict_row)
             await cur.execute(self.sql(statement), params)
             return await cur.fetchall()
+
+    async def execute(self, statement: TextClause, params: Mapping[str, Any]) -> int:
+        """One statement in autocommit (its own transaction); the rows it changed."""
+        async with self.connection() as conn:
+            cur = conn.cursor()
+            await cur.execute(self.sql(statement), params)
+            return cur.rowcount
 
     @property
     def idle(self) -> int:
