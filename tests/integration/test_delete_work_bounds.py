@@ -76,6 +76,28 @@ def test_each_object_is_scanned_once_and_deleted_in_full_batches(tmp_path: Path)
     assert [i.key for i in store.list_objects(BUCKET, "services/")] == ["services/s10/keep"]
 
 
+def test_a_copy_smaller_than_a_batch_is_scanned_once(tmp_path: Path) -> None:
+    """Its one batch is the scan's last: the listing had ended before anything was
+    deleted, so no key can have been skipped and no confirming scan is made. A copy of
+    exactly one batch cannot tell that it ended: it is confirmed."""
+    store = LocalDirectoryObjectStore(tmp_path, durable=False)
+    objects = seed(store, directories=2, per_directory=10)
+    counting = CountingStore(store)
+
+    deleted = delete_image_copy(counting, BUCKET, PREFIX, batch_size=21)
+
+    assert deleted.objects == objects == 20
+    assert counting.scanned == [20]
+    assert counting.delete_batches == [20]
+    assert not (tmp_path / BUCKET / "services" / "s1").exists()
+    assert [i.key for i in store.list_objects(BUCKET, "services/")] == ["services/s10/keep"]
+
+    seed_again = seed(LocalDirectoryObjectStore(tmp_path / "two", durable=False), 2, 10)
+    again = CountingStore(LocalDirectoryObjectStore(tmp_path / "two", durable=False))
+    assert delete_image_copy(again, BUCKET, PREFIX, batch_size=20).objects == seed_again
+    assert again.scanned == [20, 0]
+
+
 class CountingOs:
     """The local store's `os`, counting the directories it opens and removes."""
 

@@ -291,8 +291,9 @@ def delete_image_copy(
     `batch_size` keys is counted, its progress saved, then deleted in one call. Memory
     stays bounded by one batch however large the copy. A rerun after a crash anywhere
     counts exactly: objects of the batch in flight were counted before it was deleted,
-    and are recognised by their digests. A scan that deleted anything is followed by
-    another (which finds nothing, unless a store's scan skipped keys deleted under it).
+    and are recognised by their digests. A scan that deleted a full batch before it ended
+    is followed by another (which finds nothing, unless a store's scan skipped keys
+    deleted under it); a copy smaller than a batch is scanned once.
     Idempotent: once the prefix is empty a rerun deletes nothing and changes no count."""
     _check_prefix(prefix)
     if not 1 <= batch_size <= MAX_DELETE_BATCH:
@@ -302,12 +303,15 @@ def delete_image_copy(
     size = resume.bytes if resume else 0
     # A batch the previous run counted but may not have deleted.
     counted_before = _digests(resume.pending if resume else None)
-    deleted = True
-    while deleted:
-        deleted = False
+    rescan = True
+    while rescan:
+        rescan = False
         listing = iter(store.scan_objects(bucket, prefix))
         while batch := list(itertools.islice(listing, batch_size)):
-            deleted = True
+            # A full batch is deleted while its scan may go on, and a store's scan may
+            # skip keys deleted under it: another scan confirms the prefix is empty. A
+            # short batch is the scan's last (the listing had ended before its delete).
+            rescan = rescan or len(batch) == batch_size
             keys = [info.key for info in batch]
             _check_within(keys, prefix)
             if counting:
