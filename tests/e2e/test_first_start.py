@@ -67,7 +67,9 @@ def _on_a_terminal(data: Path) -> tuple[int, str]:
         os.execve(str(BIN), [str(BIN), "serve"], _env(data))
     screen = bytearray()
     try:
-        _read_until(fd, screen, b"worker started", 180)
+        # The worker's own line, not the supervisor's "job worker started", which may
+        # come first.
+        _read_until(fd, screen, b"INFO  worker started", 180)
         os.kill(pid, signal.SIGTERM)
         _read_until(fd, screen, None, 60)
     finally:
