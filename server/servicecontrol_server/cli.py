@@ -278,7 +278,7 @@ async def _serve(settings: Settings) -> int:
 
     with database_url(settings) as url:
         with starting_on_database(url):
-            app = await build(settings, url)
+            app = await build(settings, url, serving=True)
         try:
             with starting_on_database(url):
                 await first_start_credentials(app)
