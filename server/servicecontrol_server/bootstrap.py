@@ -35,6 +35,8 @@ from .adapters.postgres.embedded import EmbeddedPostgres, EmbeddedPostgresError
 from .adapters.postgres.event_hub import EventHub
 from .adapters.postgres.identity import PostgresIdentityStore
 from .adapters.postgres.jobqueue import JOBS_CHANNEL, JobQueue
+from .adapters.postgres.key_cache import CachedIdentityStore, KeyCache
+from .adapters.postgres.key_changes import KeyChangeListener
 from .adapters.postgres.listen import PgListener
 from .adapters.postgres.migrate import head_revision, upgrade_to_head
 from .adapters.postgres.outbox import EVENTS_CHANNEL, OutboxRelay
@@ -243,6 +245,20 @@ def identity(engine: AsyncEngine, settings: Settings) -> Identity:
     return Identity(PostgresIdentityStore(engine), secret_box(settings))
 
 
+def cached_identity(
+    plain: Identity, url: str, settings: Settings
+) -> tuple[Identity, KeyChangeListener | None]:
+    """The identity of a process that answers calls: its key lookups answered from the
+    key cache while the cache's listener proves it current (docs/security.md, "The API
+    key cache"), unless SERVICECONTROL_API_KEY_CACHE_SECONDS is 0."""
+    if settings.api_key_cache_seconds <= 0:
+        return plain, None
+    cache = KeyCache(settings.api_key_cache_seconds)
+    listener = KeyChangeListener(url, cache)
+    listener.start()
+    return Identity(CachedIdentityStore(plain.store, cache), plain.box), listener
+
+
 def unit_of_work_factory(engine: AsyncEngine) -> UnitOfWorkFactory:
     # A span per transaction when tracing is on.
     kind = TracedPostgresUnitOfWork if tracing.enabled() else PostgresUnitOfWork
@@ -298,6 +314,8 @@ class Application:
     event_hub: EventHub | None = None
     # Checks the buckets once the object store is back, when it was not at start.
     buckets_pending: asyncio.Task[None] | None = None
+    # Keeps the key cache current (a process that answers calls, the cache on).
+    key_changes: KeyChangeListener | None = None
 
     async def close(self) -> None:
         if self.buckets_pending is not None:
@@ -306,6 +324,8 @@ class Application:
                 await self.buckets_pending
         if self.event_hub is not None:
             await self.event_hub.close()
+        if self.key_changes is not None:
+            await self.key_changes.close()
         await self.listener.close()
         await direct.detach(self.engine)
         await self.engine.dispose()
@@ -353,7 +373,11 @@ class Application:
         return tasks
 
 
-async def build(settings: Settings, url: str, *, migrate: bool | None = None) -> Application:
+async def build(
+    settings: Settings, url: str, *, migrate: bool | None = None, serving: bool = False
+) -> Application:
+    """Everything one process runs. `serving`: it answers API calls (`serve`), so its key
+    lookups go through the key cache; a worker process never builds one."""
     if settings.migrate_on_start if migrate is None else migrate:
         upgrade_to_head(url)
     # Before anything traced is built: off unless an OTLP endpoint is configured.
@@ -382,6 +406,11 @@ async def build(settings: Settings, url: str, *, migrate: bool | None = None) ->
         buffer_size=settings.watch_stream_buffer,
     )
     resources = resource_commands(engine, settings)
+    callers, key_changes = (
+        cached_identity(resources.identity, url, settings)
+        if serving
+        else (resources.identity, None)
+    )
     presence = AdvisoryLockPresence(engine)
     use_cases = UseCases(
         commands=ServiceCommands(
@@ -397,7 +426,7 @@ async def build(settings: Settings, url: str, *, migrate: bool | None = None) ->
             per_account=settings.watch_streams_per_account,
             per_server=settings.watch_streams_per_server,
         ),
-        identity=resources.identity,
+        identity=callers,
         settings=settings,
         rate_limiter=MutationRateLimiter(
             settings.mutation_rate_per_second, settings.mutation_burst
@@ -428,11 +457,12 @@ async def build(settings: Settings, url: str, *, migrate: bool | None = None) ->
         handlers,
         listener,
         resources.dns_validation,
-        resources.identity,
+        callers,
         presence,
         (store, job_store),
         event_hub,
         buckets_pending,
+        key_changes,
     )
 
 

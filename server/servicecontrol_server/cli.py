@@ -213,7 +213,10 @@ def _identity_parsers(sub: Any) -> None:
     )
     list_keys = keys_sub.add_parser("list", help="list an account's keys (never secrets)")
     list_keys.add_argument("--account", required=True)
-    revoke = keys_sub.add_parser("revoke", help="revoke a key: refused from the next call on")
+    revoke = keys_sub.add_parser(
+        "revoke",
+        help="revoke a key: refused by every server within its key cache's bound (1 s by default)",
+    )
     revoke.add_argument("key_id")
     revoke.add_argument("--account", required=True)
 
@@ -278,7 +281,7 @@ async def _serve(settings: Settings) -> int:
 
     with database_url(settings) as url:
         with starting_on_database(url):
-            app = await build(settings, url)
+            app = await build(settings, url, serving=True)
         try:
             with starting_on_database(url):
                 await first_start_credentials(app)

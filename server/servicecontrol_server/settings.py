@@ -155,6 +155,11 @@ class Settings(BaseSettings):
     max_ready_jobs: int = Field(default=2000, ge=0)
     backlog_check_seconds: float = Field(default=1.0, gt=0)
     backlog_retry_seconds: float = Field(default=5.0, gt=0)
+    # `serve` keeps looked-up API keys for calls to come, using them only while its
+    # listener has proven within this many seconds that every key change committed before
+    # then has reached it: a key revoked or expired anywhere is refused everywhere within
+    # this bound (docs/security.md, "The API key cache"). 0: every call looks its key up.
+    api_key_cache_seconds: float = Field(default=1.0, ge=0, le=60)
     # API key secrets are sealed (AES-GCM) under the key-encryption key: 32 bytes, base64,
     # given here or in key_encryption_key_file. With neither, data_dir/kek is used, created
     # (mode 0600) on first start. Every replica needs the same one.

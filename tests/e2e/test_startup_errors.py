@@ -203,3 +203,12 @@ def test_a_bad_region_is_one_line(
     args: tuple[str, ...], env: dict[str, str], words: tuple[str, ...]
 ) -> None:
     assert_one_clear_failure(run("serve", *args, **env), *words)
+
+
+@pytest.mark.parametrize("value", ["61", "-1", "soon", "nan"])
+def test_a_bad_api_key_cache_bound_is_one_line(value: str) -> None:
+    assert_one_clear_failure(
+        run("serve", SERVICECONTROL_API_KEY_CACHE_SECONDS=value),
+        f"api_key_cache_seconds (got '{value}')",
+        "SERVICECONTROL_API_KEY_CACHE_SECONDS",
+    )

@@ -19,8 +19,8 @@ from servicecontrol_server.adapters.postgres.database import libpq_url, with_dat
 
 # The chain: 0001, 0005 (indexes), 0002 (identity), 0004 (resource tags), 0006 (retry window),
 # 0008 (auto scaling and observability configurations), 0009 (VPC), 0010 (regions), 0011
-# (autovacuum settings of the churning tables).
-HEAD = "0011"
+# (autovacuum settings of the churning tables), 0012 (API key changes notified).
+HEAD = "0012"
 
 
 @pytest.fixture

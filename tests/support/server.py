@@ -140,6 +140,27 @@ def bearer(token: str) -> tuple[tuple[str, str], ...]:
     return (("authorization", f"Bearer {token}"),)
 
 
+async def refused_within_bound(
+    harness: Harness, token: str, since: float, bound: float | None = None
+) -> float:
+    """Calls ListServices with `token` until it is refused, failing if a call begun more
+    than `bound` seconds (the key cache's, by default) after `since` (the event loop's
+    clock, taken once a key change committed) is admitted: what the key cache promises.
+    Returns the seconds from `since` to the refusal."""
+    bound = harness.settings.api_key_cache_seconds if bound is None else bound
+    loop = asyncio.get_running_loop()
+    while True:
+        started = loop.time()
+        try:
+            await harness.stub.ListServices(api.ListServicesRequest(), metadata=bearer(token))
+        except grpc.aio.AioRpcError as err:
+            assert err.code() == grpc.StatusCode.UNAUTHENTICATED, err
+            return loop.time() - since
+        assert started - since < bound, (
+            f"admitted {started - since:.3f} s after the change (bound {bound} s)"
+        )
+
+
 async def create_test_keys(app: Application) -> dict[str, NewKey]:
     keys = {}
     for account in (ACCOUNT, OTHER_ACCOUNT):
@@ -180,7 +201,7 @@ def harness_settings(database_url: str, s3: Any, tmp: Path, **overrides: Any) ->
 async def running_harness(
     settings: Settings, tmp: Path, *, workers: int = 2, tls_client: TlsClient | None = None
 ) -> AsyncIterator[Harness]:
-    app = await build(settings, settings.database_url, migrate=False)
+    app = await build(settings, settings.database_url, migrate=False, serving=True)
     server, port, _ = await start_grpc(app.use_cases, settings.grpc_listen)
     aws_runner, aws_port = (
         await start_aws_http(app.use_cases, settings.aws_listen)

@@ -3,8 +3,9 @@
 A call carries `authorization: Bearer <key id>.<secret>`; the key decides the account and
 the role. Health and reflection are open; every other method needs a key, and a
 `reader` key may call only the read-only RPCs below (anything else is a mutation, so a
-new RPC is refused to readers until it is listed here). The key is looked up on every
-call, so revocation applies to the next call in every replica. Refused mutations are
+new RPC is refused to readers until it is listed here). Its row is looked up, or kept
+by the key cache for at most its bound, so a revocation applies to every replica within
+that bound (docs/security.md, "The API key cache"). Refused mutations are
 written to the audit log here; accepted ones by the unit of work, in their transaction."""
 
 from __future__ import annotations

@@ -1,7 +1,9 @@
 """Accounts, API keys, authentication and the audit log.
 
-Keys are looked up on every call (no cache), so a revocation or an expiry applies to
-the very next request in every replica."""
+Every call needs its key's row (`IdentityStore.get_key`); a server may keep rows for a
+bounded moment (adapters/postgres/key_cache.py), so a revocation or an expiry applies
+everywhere within that bound, and at once in the process that revoked. The secret, and
+expiry by the database clock, are checked on every call, against whatever row is used."""
 
 from __future__ import annotations
 
