@@ -209,3 +209,21 @@ async def test_with_the_cache_off_every_call_looks_its_key_up(uncached: Harness)
     for n in range(4):
         await list_services(uncached, uncached.keys[ACCOUNT].token)
         assert lookups() == n + 1
+
+
+async def test_close_stops_the_listener_at_its_next_heartbeat_without_cancelling_it(
+    database_url: str,
+) -> None:
+    """A task cancelled while the driver waits for an answer could be left waiting for
+    good (a shutdown that never ended was seen so): close asks, and the listener ends
+    its loop and closes its own session."""
+    for _ in range(5):
+        cache = KeyCache(1.0)
+        listener = KeyChangeListener(database_url, cache)
+        listener.start()
+        await wait_until(cache.live, timeout=10)
+        task = listener._task
+        assert task is not None
+        await asyncio.wait_for(listener.close(), timeout=listener.heartbeat_seconds + 2)
+        assert task.done() and not task.cancelled()
+        assert not cache.live()

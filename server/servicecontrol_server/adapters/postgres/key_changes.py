@@ -62,6 +62,7 @@ class KeyChangeListener:
         self._clock = clock
         self._beat_channel = f"api_key_heartbeat_{uuid.uuid4().hex}"
         self._task: asyncio.Task[None] | None = None
+        self._stopping = asyncio.Event()
         # The listening session's backend pid, while there is one (tests end it).
         self.backend_pid: int | None = None
         # Heartbeats sent on the current session and not yet back: token -> send time.
@@ -72,21 +73,32 @@ class KeyChangeListener:
 
     def start(self) -> None:
         if self._task is None:
+            self._stopping = asyncio.Event()
             self._task = asyncio.create_task(self._run(), name="listen-api-key-changes")
 
     async def close(self) -> None:
+        """Asks the listener to stop and waits for it: it ends at its next heartbeat, or
+        once a connection attempt or heartbeat in flight gives up (`lost_after`), closing
+        its session itself. A task cancelled while the driver waits for an answer can be
+        left waiting for good, so cancelling is only the last resort."""
         task, self._task = self._task, None
         if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            self._stopping.set()
+            done, _ = await asyncio.wait({task}, timeout=self.lost_after + 1)
+            if not done:
+                task.cancel()
+                done, _ = await asyncio.wait({task}, timeout=1)
+            if done and not task.cancelled():
+                task.exception()  # retrieved: it has been logged already, if anything
+            elif not done:
+                log.warning("API key change listener did not stop in time; left behind")
         self.cache.unproven()
         self.cache.clear()
 
     async def _run(self) -> None:
         delay = self._min_backoff
         lost = False
-        while True:
+        while not self._stopping.is_set():
             try:
                 async with await psycopg.AsyncConnection.connect(
                     self._url,
@@ -115,8 +127,11 @@ class KeyChangeListener:
             finally:
                 self.cache.unproven()
                 self.backend_pid = None
+            if self._stopping.is_set():
+                return
             # Jittered so that replicas that lost the same server do not reconnect in step.
-            await asyncio.sleep(delay * (0.5 + random.random() / 2))
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), delay * (0.5 + random.random() / 2))
             delay = min(delay * 2, self._max_backoff)
 
     async def _listen(self, conn: psycopg.AsyncConnection[object]) -> None:
@@ -131,7 +146,7 @@ class KeyChangeListener:
         """Heartbeats every `heartbeat_seconds` and applies what comes back, until the
         session fails or its heartbeats stop coming back."""
         last_back = self._clock()
-        while True:
+        while not self._stopping.is_set():
             sent = self._clock()
             self._beats += 1
             self._sent[self._beats] = sent

@@ -62,10 +62,15 @@
       const actions = page.querySelector('.actions');
       const current = document.querySelector('.actions');
       if (fresh) region.innerHTML = fresh.innerHTML;
-      // The buttons change with the status; keep the one with focus if it still exists.
+      // The buttons change with the status; keep the one with focus if it still exists,
+      // and leave them alone when they are the same (replacing them under a pointer
+      // that is about to click would lose the click).
       if (current && !current.contains(document.activeElement)) {
-        if (actions) { current.innerHTML = actions.innerHTML; bindDialogs(current); }
-        else current.remove();
+        if (!actions) current.remove();
+        else if (actions.innerHTML !== current.innerHTML) {
+          current.innerHTML = actions.innerHTML;
+          bindDialogs(current);
+        }
       }
     });
     follow(url, refresh);
