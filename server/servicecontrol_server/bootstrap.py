@@ -35,7 +35,7 @@ from .adapters.postgres.embedded import EmbeddedPostgres, EmbeddedPostgresError
 from .adapters.postgres.event_hub import EventHub
 from .adapters.postgres.identity import PostgresIdentityStore
 from .adapters.postgres.jobqueue import JOBS_CHANNEL, JobQueue
-from .adapters.postgres.key_cache import CachedIdentityStore, KeyCache
+from .adapters.postgres.key_cache import KeyCache
 from .adapters.postgres.key_changes import KeyChangeListener
 from .adapters.postgres.listen import PgListener
 from .adapters.postgres.migrate import head_revision, upgrade_to_head
@@ -246,7 +246,7 @@ def identity(engine: AsyncEngine, settings: Settings) -> Identity:
 
 
 def cached_identity(
-    plain: Identity, url: str, settings: Settings
+    plain: Identity, engine: AsyncEngine, url: str, settings: Settings
 ) -> tuple[Identity, KeyChangeListener | None]:
     """The identity of a process that answers calls: its key lookups answered from the
     key cache while the cache's listener proves it current (docs/security.md, "The API
@@ -256,7 +256,7 @@ def cached_identity(
     cache = KeyCache(settings.api_key_cache_seconds)
     listener = KeyChangeListener(url, cache)
     listener.start()
-    return Identity(CachedIdentityStore(plain.store, cache), plain.box), listener
+    return Identity(PostgresIdentityStore(engine, cache), plain.box), listener
 
 
 def unit_of_work_factory(engine: AsyncEngine) -> UnitOfWorkFactory:
@@ -407,7 +407,7 @@ async def build(
     )
     resources = resource_commands(engine, settings)
     callers, key_changes = (
-        cached_identity(resources.identity, url, settings)
+        cached_identity(resources.identity, engine, url, settings)
         if serving
         else (resources.identity, None)
     )

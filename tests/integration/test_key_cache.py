@@ -17,7 +17,8 @@ import pytest
 
 from servicecontrol.v1 import service_control_pb2 as api
 from servicecontrol_server.adapters.postgres.database import libpq_url
-from servicecontrol_server.adapters.postgres.key_cache import CachedIdentityStore, KeyCache
+from servicecontrol_server.adapters.postgres.identity import PostgresIdentityStore
+from servicecontrol_server.adapters.postgres.key_cache import KeyCache
 from servicecontrol_server.adapters.postgres.key_changes import CHANNEL, KeyChangeListener
 from servicecontrol_server.application.identity import StoredKey
 from tests.support.server import (
@@ -35,24 +36,25 @@ def url_of(harness: Harness) -> str:
     return libpq_url(harness.settings.database_url)
 
 
-def cache_of(harness: Harness) -> tuple[KeyChangeListener, KeyCache, CachedIdentityStore]:
+def cache_of(harness: Harness) -> tuple[KeyChangeListener, KeyCache, PostgresIdentityStore]:
     listener = harness.app.key_changes
     store = harness.app.identity.store
-    assert listener is not None and isinstance(store, CachedIdentityStore)
+    assert listener is not None and isinstance(store, PostgresIdentityStore)
+    assert store.cache is listener.cache
     return listener, listener.cache, store
 
 
 def count_lookups(store: Any) -> Callable[[], int]:
-    """Counts the lookups that reach `store` (the database) from now on."""
+    """Counts the lookups that reach the database through `store` from now on."""
     calls = 0
-    lookup = store.get_key
+    lookup = store.read_key
 
     async def counted(key_id: str) -> StoredKey | None:
         nonlocal calls
         calls += 1
         return await lookup(key_id)
 
-    store.get_key = counted
+    store.read_key = counted
     return lambda: calls
 
 
@@ -66,7 +68,7 @@ async def kept(harness: Harness, token: str) -> None:
     creation, is not kept)."""
     _, cache, store = cache_of(harness)
     await wait_until(cache.live, timeout=10)
-    lookups = count_lookups(store.store)
+    lookups = count_lookups(store)
 
     async def answered_from_the_cache() -> bool:
         before = lookups()
@@ -76,7 +78,7 @@ async def kept(harness: Harness, token: str) -> None:
     try:
         await wait_until(answered_from_the_cache, timeout=10)
     finally:
-        del store.store.get_key
+        del store.read_key
 
 
 async def revoke_elsewhere(harness: Harness, key_id: str) -> None:
@@ -106,7 +108,7 @@ async def test_kept_keys_spare_the_lookup(harness: Harness) -> None:
     listener, _, store = cache_of(harness)
     token = harness.keys[ACCOUNT].token
     await kept(harness, token)
-    lookups = count_lookups(store.store)
+    lookups = count_lookups(store)
     for _ in range(5):
         await list_services(harness, token)
     assert lookups() == 0
@@ -176,7 +178,7 @@ async def test_the_cache_is_not_used_while_the_listener_cannot_prove_itself(
     # Revoked while no session listens: no notification will ever say so.
     await wait_until(lambda: listener.backend_pid is None, timeout=5)
     await revoke_elsewhere(harness, away.key.key_id)
-    lookups = count_lookups(store.store)
+    lookups = count_lookups(store)
     for n in range(3):
         await list_services(harness, token)
         assert lookups() == n + 1
@@ -204,8 +206,9 @@ async def uncached(database_url: str, s3_server: Any, tmp_path: Path) -> AsyncIt
 
 async def test_with_the_cache_off_every_call_looks_its_key_up(uncached: Harness) -> None:
     assert uncached.app.key_changes is None
-    assert not isinstance(uncached.app.identity.store, CachedIdentityStore)
-    lookups = count_lookups(uncached.app.identity.store)
+    store = uncached.app.identity.store
+    assert isinstance(store, PostgresIdentityStore) and store.cache is None
+    lookups = count_lookups(store)
     for n in range(4):
         await list_services(uncached, uncached.keys[ACCOUNT].token)
         assert lookups() == n + 1

@@ -17,6 +17,7 @@ from ...domain.identity import ApiKey, Role
 from ...domain.model import Event
 from . import direct
 from .database import outage_as_unavailable, single_statement
+from .key_cache import KeyCache
 from .schema import accounts, api_keys, audit_log
 
 P = ParamSpec("P")
@@ -95,8 +96,12 @@ GET_KEY = text(
 
 
 class PostgresIdentityStore:
-    def __init__(self, engine: AsyncEngine) -> None:
+    def __init__(self, engine: AsyncEngine, cache: KeyCache | None = None) -> None:
         self.engine = engine
+        # The API key cache of a process that answers calls (bootstrap.cached_identity):
+        # key lookups answered from it while its listener proves it current; a revoke
+        # through this store drops the key from it.
+        self.cache = cache
         self._single = single_statement(engine)
         # The composition root's direct pool for the per-call key lookup, when it gave one.
         self._direct = direct.attached(engine)
@@ -170,8 +175,14 @@ class PostgresIdentityStore:
             ).one()
         return _key(row)
 
-    @_outage_unavailable
     async def get_key(self, key_id: str) -> StoredKey | None:
+        if self.cache is not None:
+            return await self.cache.lookup(key_id, self.read_key)
+        return await self.read_key(key_id)
+
+    @_outage_unavailable
+    async def read_key(self, key_id: str) -> StoredKey | None:
+        """The key's row, read from the database (the cache aside)."""
         if self._direct is not None:
             found = await self._direct.fetch_one(GET_KEY, {"key_id": key_id})
             if found is None:
@@ -195,8 +206,16 @@ class PostgresIdentityStore:
             )
             return [_key(r) for r in rows]
 
-    @_outage_unavailable
     async def revoke_key(self, account_id: str, key_id: str) -> ApiKey | None:
+        try:
+            return await self._revoke_key(account_id, key_id)
+        finally:
+            # Whether it committed is unknown on a failure: the entry goes either way.
+            if self.cache is not None:
+                self.cache.drop(key_id)
+
+    @_outage_unavailable
+    async def _revoke_key(self, account_id: str, key_id: str) -> ApiKey | None:
         async with self.engine.begin() as conn:
             await conn.execute(
                 api_keys.update()

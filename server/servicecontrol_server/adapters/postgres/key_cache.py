@@ -10,7 +10,7 @@ committed before t has been applied (its entry dropped). Hence:
 
 - a key revoked, changed or deleted anywhere is refused by this process from at most
   `bound_seconds` after its commit (from the next call when it was revoked through this
-  process: `CachedIdentityStore.revoke_key` drops the entry at once);
+  process: `PostgresIdentityStore.revoke_key` drops the entry at once);
 - while the listener is down or late, every call looks its key up, as without a cache.
 
 What is kept is the row the lookup returned, not a decision: the secret (or the SigV4
@@ -25,12 +25,11 @@ from __future__ import annotations
 
 import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from datetime import datetime, timedelta
 
-from ...application.identity import AccountSummary, AuditEntry, IdentityStore, StoredKey
-from ...domain.identity import ApiKey, Role
+from ...application.identity import StoredKey
 
 MAX_ENTRIES = 10_000
 # However live the listener, an entry is looked up again after this long.
@@ -123,66 +122,20 @@ class KeyCache:
         while len(self._entries) > self.max_entries:
             self._entries.popitem(last=False)
 
+    async def lookup(
+        self, key_id: str, read: Callable[[str], Awaitable[StoredKey | None]]
+    ) -> StoredKey | None:
+        """The kept row when it may be used; otherwise `read(key_id)`'s, kept for later
+        when there is one (unknown key ids are not kept: made-up ids cannot fill it)."""
+        cached = self.get(key_id)
+        if cached is not None:
+            return cached
+        generation = self._generation
+        stored = await read(key_id)
+        if stored is not None:
+            self.put(key_id, stored, generation)
+        return stored
+
 
 def _later(now: datetime, seconds: float) -> datetime:
     return now + timedelta(seconds=max(seconds, 0.0))
-
-
-class CachedIdentityStore:
-    """The identity port with its key lookups answered from a `KeyCache` when it may be
-    used; a revoke through it drops the key's entry as soon as the revoke commits."""
-
-    def __init__(self, store: IdentityStore, cache: KeyCache) -> None:
-        self.store = store
-        self.cache = cache
-
-    async def get_key(self, key_id: str) -> StoredKey | None:
-        cached = self.cache.get(key_id)
-        if cached is not None:
-            return cached
-        generation = self.cache.generation()
-        stored = await self.store.get_key(key_id)
-        if stored is not None:
-            self.cache.put(key_id, stored, generation)
-        return stored
-
-    async def revoke_key(self, account_id: str, key_id: str) -> ApiKey | None:
-        try:
-            return await self.store.revoke_key(account_id, key_id)
-        finally:
-            # Whether it committed or not is unknown on failure: drop the entry anyway.
-            self.cache.drop(key_id)
-
-    async def create_account(self, account_id: str) -> bool:
-        return await self.store.create_account(account_id)
-
-    async def account_exists(self, account_id: str) -> bool:
-        return await self.store.account_exists(account_id)
-
-    async def list_accounts(self) -> list[AccountSummary]:
-        return await self.store.list_accounts()
-
-    async def insert_key(
-        self,
-        key_id: str,
-        account_id: str,
-        role: Role,
-        secret_hash: str,
-        secret_sealed: str,
-        expires_in_seconds: int | None,
-    ) -> ApiKey:
-        return await self.store.insert_key(
-            key_id, account_id, role, secret_hash, secret_sealed, expires_in_seconds
-        )
-
-    async def list_keys(self, account_id: str) -> list[ApiKey]:
-        return await self.store.list_keys(account_id)
-
-    async def has_keys(self) -> bool:
-        return await self.store.has_keys()
-
-    async def write_audit(self, entry: AuditEntry) -> None:
-        await self.store.write_audit(entry)
-
-    async def list_audit(self, account_id: str, since: datetime | None) -> list[AuditEntry]:
-        return await self.store.list_audit(account_id, since)
