@@ -19,6 +19,20 @@ TWO_CLOCKS = text("SELECT now()")
 PAUSE = text("SELECT pg_sleep(0.01)")
 
 
+async def running_service(engine: AsyncEngine, name: str) -> None:
+    """A RUNNING service `svc-<name>` of a fresh account, for the compute driver."""
+    async with engine.begin() as conn:
+        await conn.execute(text("INSERT INTO accounts (account_id) VALUES ('111122223333')"))
+        await conn.execute(
+            text(
+                "INSERT INTO services (service_id, account_id, region, service_name,"
+                " service_arn, service_url, status) VALUES (:id, '111122223333',"
+                " 'us-east-1', :name, :arn, :url, 'RUNNING')"
+            ),
+            {"id": f"svc-{name}", "name": name, "arn": f"arn:{name}", "url": f"{name}.example"},
+        )
+
+
 async def test_a_read_only_unit_of_work_runs_each_statement_on_its_own(
     engine: AsyncEngine,
 ) -> None:
@@ -67,15 +81,7 @@ async def test_the_recorded_compute_driver_writes_each_change_as_one_statement(
 
     from servicecontrol_server.adapters.compute.recorded import RecordedComputeDriver
 
-    async with engine.begin() as conn:
-        await conn.execute(text("INSERT INTO accounts (account_id) VALUES ('111122223333')"))
-        await conn.execute(
-            text(
-                "INSERT INTO services (service_id, account_id, region, service_name,"
-                " service_arn, service_url, status) VALUES ('svc-one', '111122223333',"
-                " 'us-east-1', 'one', 'arn:one', 'one.example', 'RUNNING')"
-            )
-        )
+    await running_service(engine, "one")
     autocommit: list[bool] = []
 
     def executing(conn: Any, cursor: object, statement: str, *_: object) -> None:
@@ -114,15 +120,7 @@ async def test_a_compute_record_commits_without_waiting_for_the_disk_and_a_later
         RecordedComputeDriver,
     )
 
-    async with engine.begin() as conn:
-        await conn.execute(text("INSERT INTO accounts (account_id) VALUES ('111122223333')"))
-        await conn.execute(
-            text(
-                "INSERT INTO services (service_id, account_id, region, service_name,"
-                " service_arn, service_url, status) VALUES ('svc-two', '111122223333',"
-                " 'us-east-1', 'two', 'arn:two', 'two.example', 'RUNNING')"
-            )
-        )
+    await running_service(engine, "two")
     show = text("SHOW synchronous_commit")
     params = {"service_id": "svc-two", "image_prefix": "services/svc-two/"}
     for statement in (START_INSTANCE, STOP_INSTANCE):
@@ -171,15 +169,7 @@ async def test_on_a_direct_pool_the_compute_driver_records_through_it(
     from servicecontrol_server.adapters.compute.recorded import RecordedComputeDriver
     from servicecontrol_server.adapters.postgres.direct import DirectPool
 
-    async with engine.begin() as conn:
-        await conn.execute(text("INSERT INTO accounts (account_id) VALUES ('111122223333')"))
-        await conn.execute(
-            text(
-                "INSERT INTO services (service_id, account_id, region, service_name,"
-                " service_arn, service_url, status) VALUES ('svc-three', '111122223333',"
-                " 'us-east-1', 'three', 'arn:three', 'three.example', 'RUNNING')"
-            )
-        )
+    await running_service(engine, "three")
     on_engine: list[str] = []
 
     def executing(conn: Any, cursor: object, statement: str, *_: object) -> None:
