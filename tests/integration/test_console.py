@@ -587,3 +587,26 @@ async def test_a_form_from_another_site_is_refused(console: Console) -> None:
         assert same.status == 303
     finally:
         await client.close()
+
+
+async def test_a_live_refresh_leaves_the_flash_to_the_page_it_was_made_for(
+    console: Console,
+) -> None:
+    """A page's live refresh that runs between an action and the page load it redirects
+    to must not take the action's message: the page load shows it."""
+    h = console.harness
+    svc = await h.running_service("flash-kept")
+    client = await console.client(token(h))
+    try:
+        answer = await client.post(
+            "/service/pause", {"arn": svc.service_arn}, allow_redirects=False
+        )
+        assert answer.status in (302, 303), answer.status
+        page = f"/service?{arn_qs(svc.service_arn)}"
+        refresh = await client.get(page, headers={"X-Requested-With": "console"})
+        assert refresh.status == 200
+        assert "Pausing flash-kept" not in await refresh.text()
+        loaded = await client.get(page)
+        assert "Pausing flash-kept" in await loaded.text()
+    finally:
+        await client.close()

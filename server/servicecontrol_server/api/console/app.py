@@ -173,7 +173,11 @@ def _render(
         "visitor": visitor,
         "writer": visitor is not None and visitor.writer,
         "csrf": visitor.session.csrf if visitor else "",
-        "flashes": visitor.session.take_flashes() if visitor else [],
+        # A page's live refresh (a fragment) leaves the flashes to the page load they
+        # were made for: taken by a refresh that raced the redirect, they were lost.
+        "flashes": visitor.session.take_flashes()
+        if visitor and not _wants_fragment(request)
+        else [],
         "region": request_region(settings),
         "regions": list(settings.served_regions),
         "path": request.path,
