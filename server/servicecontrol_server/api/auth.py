@@ -10,6 +10,7 @@ written to the audit log here; accepted ones by the unit of work, in their trans
 
 from __future__ import annotations
 
+import functools
 import logging
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -26,7 +27,7 @@ from ..domain.errors import DomainError
 from ..domain.identity import Caller, NotAuthenticated, PermissionDenied, Role, is_key_id
 from .access_log import note_account
 from .errors import ERROR_DOMAIN, abort, to_status
-from .handlers import rewrapped
+from .handlers import Rewraps, rewrapped
 
 log = logging.getLogger(__name__)
 
@@ -97,6 +98,7 @@ def _request_id(request: Any) -> str:
 class AuthInterceptor(grpc.aio.ServerInterceptor):
     def __init__(self, identity: Identity) -> None:
         self.identity = identity
+        self._rewraps = Rewraps()
 
     async def intercept_service(
         self,
@@ -107,6 +109,9 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
         method: str = handler_call_details.method
         if handler is None or method.startswith(OPEN_PREFIXES):
             return handler
+        return self._rewraps.get(method, handler, functools.partial(self._admitting, method))
+
+    def _admitting(self, method: str, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
         name = method.rpartition("/")[2] if method.startswith(SERVICE_PREFIX) else method
         admitted = rewrapped(
             handler,
@@ -208,8 +213,9 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
             account_id=key.account_id,
             role=key.role,
             action=name,
-            request_id=_request_id(request),
-            source=context.peer() or "",
+            # What only a mutation's audit row records: a read pays for neither.
+            request_id=_request_id(request) if mutating else "",
+            source=(context.peer() or "") if mutating else "",
             mutating=mutating,
         )
         if mutating and key.role is not Role.WRITER:

@@ -6,6 +6,7 @@ deadline."""
 from __future__ import annotations
 
 import asyncio
+import functools
 import inspect
 import logging
 from collections.abc import Awaitable, Callable
@@ -23,6 +24,7 @@ from ..application.service_commands import MAX_WAIT_SECONDS
 from ..domain.errors import DomainError, FieldViolation, InvalidRequest, RequestTimedOut
 from ..domain.text import MAX_FIELD_CHARS, text_violations
 from .errors import abort, internal_status, malformed_message, to_status
+from .handlers import Rewraps
 
 log = logging.getLogger(__name__)
 
@@ -93,6 +95,7 @@ class RequestGuard(grpc.aio.ServerInterceptor):
         self.limiter = limiter
         self.gate = gate
         self.account_of = account_of
+        self._rewraps = Rewraps()
 
     async def intercept_service(
         self,
@@ -103,6 +106,9 @@ class RequestGuard(grpc.aio.ServerInterceptor):
         if handler is None or handler.request_streaming or handler.request_deserializer is None:
             return handler
         method = handler_call_details.method
+        return self._rewraps.get(method, handler, functools.partial(self._guarding, method))
+
+    def _guarding(self, method: str, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
         name = method.removeprefix(SERVICE_PREFIX) if method.startswith(SERVICE_PREFIX) else ""
         deserialize = _deserializer(handler.request_deserializer)
         if handler.unary_unary is not None:
@@ -142,8 +148,10 @@ class RequestGuard(grpc.aio.ServerInterceptor):
             # the caller's own deadline, and the work may hold scarce threads.
             remaining = context.time_remaining()
             bound = deadline if remaining is None else min(deadline, max(remaining, 0.0))
+            # In the call's own task (no task of its own per call, as wait_for makes).
             try:
-                return await asyncio.wait_for(run(request, context), bound)
+                async with asyncio.timeout(bound):
+                    return await run(request, context)
             except TimeoutError:
                 if bound < deadline:
                     # The caller has its DEADLINE_EXCEEDED already: say the same.

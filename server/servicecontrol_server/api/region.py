@@ -16,7 +16,7 @@ from ..application.regions import in_region, served_region
 from ..domain.errors import DomainError
 from ..settings import Settings
 from .errors import abort, to_status
-from .handlers import rewrapped
+from .handlers import Rewraps, rewrapped
 
 REGION_METADATA = "x-servicecontrol-region"
 OPEN_PREFIXES = (
@@ -36,6 +36,7 @@ def _wanted(context: grpc.aio.ServicerContext) -> str:
 class RegionInterceptor(grpc.aio.ServerInterceptor):
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
+        self._rewraps = Rewraps()
 
     async def _region(self, context: grpc.aio.ServicerContext) -> str:
         try:
@@ -52,6 +53,9 @@ class RegionInterceptor(grpc.aio.ServerInterceptor):
         handler = await continuation(handler_call_details)
         if handler is None or handler_call_details.method.startswith(OPEN_PREFIXES):
             return handler
+        return self._rewraps.get(handler_call_details.method, handler, self._regional)
+
+    def _regional(self, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
         # A client stream's behaviour answers once, as a unary one does; a bidirectional
         # stream (none is served) is left as it is.
         regional = rewrapped(
