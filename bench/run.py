@@ -13,7 +13,9 @@ figures block of docs/benchmarks.md.
 
 The full run writes into docs/ (benchmarks.json, the PNG plots, the figures block of
 benchmarks.md); --out DIR writes there instead (the quick run defaults to a temporary
-directory: its figures mean nothing and never replace the recorded ones).
+directory: its figures mean nothing and never replace the recorded ones). A run of some
+benchmarks (--only) keeps the other benchmarks' figures from the report it replaces,
+each still named with the run that measured it.
 """
 
 from __future__ import annotations
@@ -94,6 +96,29 @@ def _run_all(quick: bool, only: set[str] | None, s3_max: int | None) -> dict[str
 
         report["benchmarks"]["growth"] = asyncio.run(bench_growth.run(quick))
     report["machine_after"] = machine()["load_average_1_5_15"]
+    return report
+
+
+def merged(report: dict[str, Any], previous: dict[str, Any]) -> dict[str, Any]:
+    """`report` (a run of some benchmarks) with the figures of every other benchmark of
+    `previous`, the report it replaces. Each kept benchmark stays attributed to the run
+    that measured it (`other_runs`: its start, machine and load), so the figures block says
+    which run each block's figures come from. A quick report is never merged into."""
+    if report["quick"] or previous.get("quick"):
+        return report
+    other_runs: dict[str, Any] = {}
+    before = previous.get("other_runs", {})
+    for name, figures in previous.get("benchmarks", {}).items():
+        if name in report["benchmarks"]:
+            continue
+        report["benchmarks"][name] = figures
+        other_runs[name] = before.get(name) or {
+            "started": previous["started"],
+            "machine": previous["machine"],
+            "machine_after": previous.get("machine_after"),
+        }
+    if other_runs:
+        report["other_runs"] = other_runs
     return report
 
 
@@ -213,21 +238,31 @@ def plots(report: dict[str, Any], out: Path) -> list[str]:
 
 
 def figures_block(report: dict[str, Any], images: list[str]) -> str:
-    m = report["machine"]
-    parts = [
-        MARK_START,
-        "",
-        f"Run of {report['started']}{' (quick)' if report['quick'] else ''}: "
-        f"{m['cpus']} CPUs ({m['cpu_model']}), {m['memory_gib']} GiB, Python {m['python']}, "
-        f"{m['platform']}; load average (1/5/15 min) {m['load_average_1_5_15']} before, "
-        f"{report.get('machine_after')} after.",
-        "",
-        table(report),
-        "",
-    ]
+    parts = [MARK_START, "", _provenance(report), "", table(report), ""]
     parts += [f"![{name}]({name})" for name in images]
     parts += ["", MARK_END]
     return "\n".join(parts)
+
+
+def _provenance(report: dict[str, Any]) -> str:
+    """The machine and the runs: this one, and each other run whose figures were kept."""
+    m = report["machine"]
+    others: dict[str, Any] = report.get("other_runs", {})
+    text = (
+        f"Run of {report['started']}{' (quick)' if report['quick'] else ''}: "
+        f"{m['cpus']} CPUs ({m['cpu_model']}), {m['memory_gib']} GiB, Python {m['python']}, "
+        f"{m['platform']}; load average (1/5/15 min) {m['load_average_1_5_15']} before, "
+        f"{report.get('machine_after')} after"
+    )
+    if others:
+        measured = [name for name in report["benchmarks"] if name not in others]
+        text += f" ({', '.join(measured)})"
+    for name, run in others.items():
+        text += (
+            f"; {name} from the run of {run['started']}, load average "
+            f"{run['machine']['load_average_1_5_15']} before, {run.get('machine_after')} after"
+        )
+    return text + "."
 
 
 def write_docs(report: dict[str, Any], out: Path, images: list[str]) -> Path:
@@ -263,7 +298,10 @@ def main() -> None:
     out = args.out or (Path(tempfile.mkdtemp(prefix="sc-bench-")) if args.quick else DOCS)
     out.mkdir(parents=True, exist_ok=True)
     report = run_all(args.quick, set(args.only) if args.only else None, args.s3_max)
-    (out / "benchmarks.json").write_text(json.dumps(report, indent=2))
+    recorded = out / "benchmarks.json"
+    if args.only and recorded.exists():
+        report = merged(report, json.loads(recorded.read_text()))
+    recorded.write_text(json.dumps(report, indent=2))
     images = plots(report, out)
     doc = write_docs(report, out, images)
     print(table(report))
