@@ -75,7 +75,7 @@ def test_the_memo_keeps_a_bounded_number_of_methods() -> None:
     served = _handler("x")
     wraps = 0
 
-    def wrap(handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
+    def wrap(method: str, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
         nonlocal wraps
         wraps += 1
         return _handler("wrapped")

@@ -10,7 +10,6 @@ written to the audit log here; accepted ones by the unit of work, in their trans
 
 from __future__ import annotations
 
-import functools
 import logging
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -109,7 +108,7 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
         method: str = handler_call_details.method
         if handler is None or method.startswith(OPEN_PREFIXES):
             return handler
-        return self._rewraps.get(method, handler, functools.partial(self._admitting, method))
+        return self._rewraps.get(method, handler, self._admitting)
 
     def _admitting(self, method: str, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
         name = method.rpartition("/")[2] if method.startswith(SERVICE_PREFIX) else method

@@ -6,7 +6,6 @@ deadline."""
 from __future__ import annotations
 
 import asyncio
-import functools
 import inspect
 import logging
 from collections.abc import Awaitable, Callable
@@ -106,7 +105,7 @@ class RequestGuard(grpc.aio.ServerInterceptor):
         if handler is None or handler.request_streaming or handler.request_deserializer is None:
             return handler
         method = handler_call_details.method
-        return self._rewraps.get(method, handler, functools.partial(self._guarding, method))
+        return self._rewraps.get(method, handler, self._guarding)
 
     def _guarding(self, method: str, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
         name = method.removeprefix(SERVICE_PREFIX) if method.startswith(SERVICE_PREFIX) else ""

@@ -51,8 +51,9 @@ def rewrapped(
 class Rewraps:
     """An interceptor's rewrapped handlers, kept per method: the server hands each call
     of a method the same handler object, and a wrapping that depends on nothing but the
-    method and that handler is built on its first call only (not once per call). A
-    different handler for the same method (another server, a test) is wrapped anew."""
+    method and that handler is built on its first call only (not once per call):
+    `wrap(method, handler)`. A different handler for the same method (another server, a
+    test) is wrapped anew."""
 
     # Methods are the served ones (a call to any other has no handler and is not kept).
     LIMIT = 1024
@@ -64,12 +65,12 @@ class Rewraps:
         self,
         method: str,
         handler: grpc.RpcMethodHandler,
-        wrap: Callable[[grpc.RpcMethodHandler], grpc.RpcMethodHandler],
+        wrap: Callable[[str, grpc.RpcMethodHandler], grpc.RpcMethodHandler],
     ) -> grpc.RpcMethodHandler:
         found = self._by_method.get(method)
         if found is not None and found[0] is handler:
             return found[1]
-        wrapped = wrap(handler)
+        wrapped = wrap(method, handler)
         if found is not None or len(self._by_method) < self.LIMIT:
             self._by_method[method] = (handler, wrapped)
         return wrapped

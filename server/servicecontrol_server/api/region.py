@@ -55,7 +55,7 @@ class RegionInterceptor(grpc.aio.ServerInterceptor):
             return handler
         return self._rewraps.get(handler_call_details.method, handler, self._regional)
 
-    def _regional(self, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
+    def _regional(self, method: str, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
         # A client stream's behaviour answers once, as a unary one does; a bidirectional
         # stream (none is served) is left as it is.
         regional = rewrapped(
