@@ -11,6 +11,7 @@ import sqlalchemy.exc
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from ...domain.errors import BackendUnavailable
+from .jsonb import loads
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +53,8 @@ def create_engine(
         pool_pre_ping=False,
         # Times are the database's: every timestamp is computed by now() in SQL.
         connect_args={"options": "-c timezone=UTC"},
+        # jsonb decoded as on our other sessions (see `jsonb`).
+        json_deserializer=loads,
     )
 
 

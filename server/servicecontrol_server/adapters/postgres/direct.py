@@ -34,6 +34,7 @@ from sqlalchemy import TextClause
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from .database import libpq_url
+from .jsonb import JsonbLoader
 
 APPLICATION_NAME = "servicecontrol-reads"
 
@@ -83,6 +84,7 @@ class DirectPool:
             # Told apart from the engine's sessions in pg_stat_activity.
             application_name=APPLICATION_NAME,
         )
+        conn.adapters.register_loader("jsonb", JsonbLoader)
         self.opened += 1
         return conn
 

@@ -12,13 +12,10 @@ All times come from the database clock; the process clock is never written."""
 from __future__ import annotations
 
 import contextlib
-import json
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 import psycopg
-from psycopg.abc import Buffer
-from psycopg.adapt import Loader
 from psycopg.types.json import Jsonb
 from sqlalchemy import bindparam, text
 from sqlalchemy.dialects.postgresql import JSONB
@@ -26,6 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from ...application.ports import ClaimedJob, LeaseLost
 from .database import libpq_url
+from .jsonb import JsonbLoader
 
 JOBS_CHANNEL = "servicecontrol_jobs"
 
@@ -380,18 +378,6 @@ def id_array(values: list[int] | list[str]) -> str:
     return "{" + ",".join(map(str, values)) + "}"
 
 
-_JSON = json.JSONDecoder()
-
-
-class _JsonbLoader(Loader):
-    """jsonb from the server: UTF-8 text with no whitespace around the value (the server
-    writes it out itself), decoded in one step, where json.loads would first detect the
-    encoding of the bytes and skip whitespace at both ends."""
-
-    def load(self, data: Buffer) -> Any:
-        return _JSON.raw_decode(str(data, "utf-8"))[0]
-
-
 async def enqueue(
     conn: AsyncConnection,
     *,
@@ -515,7 +501,7 @@ class JobQueue:
                 autocommit=True,
                 options="-c timezone=UTC",
             )
-            conn.adapters.register_loader("jsonb", _JsonbLoader)
+            conn.adapters.register_loader("jsonb", JsonbLoader)
             self._conns[role] = conn
         try:
             # Every statement of the queue answers rows (a SELECT or RETURNING).
