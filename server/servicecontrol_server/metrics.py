@@ -116,9 +116,19 @@ def merge_samples(ours: list[Any], theirs: list[Any]) -> list[Any]:
     return list(merged.values())
 
 
+# The call metrics' labelled children, by their labels: `labels()` checks and locks on
+# every use, and every call is counted. The labels are bounded: the served methods and
+# actions (an unknown one is counted under one label) by the codes.
+_RPC_CHILDREN: dict[tuple[str, str, str], tuple[Any, Any]] = {}
+
+
 def observe_rpc(endpoint: str, method: str, code: str, seconds: float) -> None:
-    RPC_REQUESTS.labels(endpoint, method, code).inc()
-    RPC_SECONDS.labels(endpoint, method, code).observe(seconds)
+    key = (endpoint, method, code)
+    children = _RPC_CHILDREN.get(key)
+    if children is None:
+        children = _RPC_CHILDREN[key] = (RPC_REQUESTS.labels(*key), RPC_SECONDS.labels(*key))
+    children[0].inc()
+    children[1].observe(seconds)
 
 
 def observe_job(kind: str, outcome: str, seconds: float) -> None:
