@@ -8,14 +8,19 @@ import asyncio
 import contextlib
 import random
 from collections.abc import AsyncIterator
+from typing import Any
 
+import psycopg
 import pytest
+from sqlalchemy import event as sa_event
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from servicecontrol_server.adapters.postgres.database import create_engine
+from servicecontrol_server.adapters.postgres.listen import engine_libpq_url
 from servicecontrol_server.adapters.postgres.outbox import (
     COALESCE_SECONDS,
+    EVENTS_CHANNEL,
     PASS_SPACING_SECONDS,
     RELAY_LOCK_KEY,
     EventLog,
@@ -175,16 +180,102 @@ async def test_a_late_commit_is_not_skipped_by_a_reader(engine: AsyncEngine) -> 
     assert table[0][1] > table[1][1]
 
 
-async def test_a_relay_yields_to_one_already_running(engine: AsyncEngine) -> None:
+@contextlib.asynccontextmanager
+async def on_connection(relay: OutboxRelay, own: bool) -> AsyncIterator[OutboxRelay]:
+    """`relay` with its passes on its own connection (as inside run()), or on the pool."""
+    if not own:
+        yield relay
+        return
+    async with relay.connected():
+        yield relay
+
+
+@pytest.mark.parametrize("own", [True, False], ids=["own-connection", "pool"])
+async def test_a_relay_yields_to_one_already_running(engine: AsyncEngine, own: bool) -> None:
     await record(engine, event("a", 1), event("a", 2))
+    async with on_connection(OutboxRelay(engine), own) as relay:
+        async with engine.connect() as other:
+            await other.begin()
+            await other.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": RELAY_LOCK_KEY})
+            assert await relay.relay_once() == 0
+            assert await pending(engine) == 2
+            await other.rollback()
+        assert await relay.relay_once() == 2
+
+
+async def test_inside_run_a_pass_goes_over_the_relay_s_own_connection(
+    engine: AsyncEngine,
+) -> None:
+    through_pool: list[str] = []
+
+    def seen(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        if "pg_try_advisory_xact_lock" in statement:
+            through_pool.append(statement)
+
+    sa_event.listen(engine.sync_engine, "before_cursor_execute", seen)
     relay = OutboxRelay(engine)
-    async with engine.connect() as other:
-        await other.begin()
-        await other.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": RELAY_LOCK_KEY})
-        assert await relay.relay_once() == 0
-        assert await pending(engine) == 2
-        await other.rollback()
-    assert await relay.relay_once() == 2
+    stop = asyncio.Event()
+    task = asyncio.create_task(relay.run(stop, poll_seconds=30))
+    try:
+        await wait_until(lambda: relay.listening, timeout=10)
+        for n in range(3):
+            await record(engine, event("own", n))
+            await wait_until(lambda: _no_pending(engine), timeout=5)
+        # Outside run(), a pass is the pool's (which the listener above does see).
+        assert through_pool == []
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 5)
+        assert relay._own_conn is None  # closed when run() ends
+    await record(engine, event("own", 3))
+    assert await relay.relay_once() == 1
+    assert len(through_pool) == 1
+    sa_event.remove(engine.sync_engine, "before_cursor_execute", seen)
+    assert_positions_follow_seq(await rows(engine))
+
+
+async def test_a_broken_own_connection_fails_one_pass_and_the_next_reconnects(
+    engine: AsyncEngine,
+) -> None:
+    relay = OutboxRelay(engine)
+    async with relay.connected():
+        await record(engine, event("a", 1))
+        assert await relay.relay_once() == 1
+        assert relay._own_conn is not None
+        pid = relay._own_conn.info.backend_pid
+        async with engine.connect() as admin:
+            await admin.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
+            await admin.commit()
+        await record(engine, event("a", 2))
+        with pytest.raises(psycopg.OperationalError):
+            await relay.relay_once()
+        assert await relay.relay_once() == 1
+        assert relay._own_conn is not None and relay._own_conn.info.backend_pid != pid
+    assert relay._own_conn is None  # closed on leaving
+    assert_positions_follow_seq(await rows(engine))
+
+
+@pytest.mark.parametrize("own", [True, False], ids=["own-connection", "pool"])
+async def test_followers_are_notified_by_a_pass_that_relays_and_only_by_one(
+    engine: AsyncEngine, database_url: str, own: bool
+) -> None:
+    listener = await psycopg.AsyncConnection.connect(engine_libpq_url(engine), autocommit=True)
+    try:
+        await listener.execute(f"LISTEN {EVENTS_CHANNEL}")
+        async with on_connection(OutboxRelay(engine), own) as relay:
+            assert await relay.relay_once() == 0  # nothing pending: no notification
+            await record(engine, event("a", 1))
+            assert await relay.relay_once() == 1  # one notification
+            assert await relay.relay_once() == 0  # none
+        # A marker of our own, committed last, arrives last: what came before it is all
+        # the relay sent.
+        async with engine.connect() as conn:
+            await conn.execute(text(f"SELECT pg_notify('{EVENTS_CHANNEL}', 'marker')"))
+            await conn.commit()
+        received = [n.payload async for n in listener.notifies(timeout=10, stop_after=2)]
+        assert received == ["", "marker"]
+    finally:
+        await listener.close()
 
 
 async def test_concurrent_relays_never_assign_a_position_twice(
@@ -203,13 +294,15 @@ async def test_concurrent_relays_never_assign_a_position_twice(
     try:
         relays = [OutboxRelay(e) for e in [engine, *engines]]
 
-        async def drain(relay: OutboxRelay) -> int:
+        async def drain(relay: OutboxRelay, own: bool) -> int:
             total = 0
-            while await pending(engine):
-                total += await relay.relay_once(batch=25)
+            async with on_connection(relay, own):
+                while await pending(engine):
+                    total += await relay.relay_once(batch=25)
             return total
 
-        totals = await asyncio.gather(*(drain(r) for r in relays))
+        # Two on their own connections (as in run()), two on their engines' pools.
+        totals = await asyncio.gather(*(drain(r, i % 2 == 0) for i, r in enumerate(relays)))
     finally:
         for e in engines:
             await e.dispose()

@@ -282,8 +282,8 @@ HOT: dict[str, Hot] = {
     # The outbox: relay, prune, the event feed.
     # The pending rows are found by position IS NULL: the partial index or the unique
     # index on position (NULLs are in it), both answer with the pending rows only.
-    "outbox.RELAY_PENDING": _hot(
-        {"batch": 500}, "ix_outbox_pending|uq_outbox_position", "pk_outbox"
+    "outbox.RELAY": _hot(
+        {"key": 1, "batch": 500}, "ix_outbox_pending|uq_outbox_position", "pk_outbox"
     ),
     "outbox.PRUNE_DELIVERED": _hot(
         {"older_than_seconds": 86400.0, "batch": 500}, "ix_outbox_delivered"
@@ -431,8 +431,6 @@ EXEMPT: dict[str, str] = {
     "outbox.INSERT_EVENT": "a single-row INSERT",
     "outbox.INSERT_ONE_EVENT": "a single-row INSERT",
     "outbox.NOTIFY_OUTBOX": "pg_notify, no table",
-    "outbox.NOTIFY_EVENTS": "pg_notify, no table",
-    "outbox.TRY_RELAY_LOCK": "an advisory lock, no table",
     "operations.ADD_OPERATION": "a single-row INSERT",
     "presence.LIVE_WORKERS": "reads pg_locks, no table of ours",
     "vpc.PURGE_CONNECTOR_TOMBSTONES": "vpc_connectors: a few rows per account",

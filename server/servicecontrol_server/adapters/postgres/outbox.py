@@ -21,12 +21,14 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import logging
 import random
 import uuid
-from collections.abc import AsyncGenerator, Iterable
+from collections.abc import AsyncGenerator, AsyncIterator, Iterable
 from typing import Any
 
+import psycopg
 from sqlalchemy import bindparam, text
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
@@ -88,13 +90,15 @@ INSERT_ONE_EVENT = text(
 ).bindparams(bindparam("payload", type_=JSONB))
 
 NOTIFY_OUTBOX = text("SELECT pg_notify('servicecontrol_outbox', '')")
-NOTIFY_EVENTS = text("SELECT pg_notify('servicecontrol_events', '')")
-
-# Try, never wait: if another replica holds the lock it is relaying right now, and it
-# will pick up whatever this one would have. Released automatically at commit/rollback,
-# after the relay's positions are visible.
-TRY_RELAY_LOCK = text("SELECT pg_try_advisory_xact_lock(:key)")
-
+# A relay pass is one statement, its own transaction (autocommit), on the relay's own
+# connection while it runs (prepared once), where it was four round trips through the
+# engine (BEGIN, the lock, the numbering, the notification, COMMIT).
+#
+# The lock: try, never wait. If another replica holds it, it is relaying right now and
+# will pick up whatever this one would have; `pending` then reads nothing (its filter is
+# the lock's answer, evaluated once before any row is read or locked). It is released at
+# commit, after the pass's positions are visible.
+#
 # Pending rows are claimed by state (position IS NULL, served by ix_outbox_pending) in
 # seq order, never by a "seq > last seen" cursor. Plain FOR UPDATE, not SKIP LOCKED:
 # skipping a locked pending row would let a later row of the same resource overtake it.
@@ -103,14 +107,20 @@ TRY_RELAY_LOCK = text("SELECT pg_try_advisory_xact_lock(:key)")
 # that nextval() in a select list runs in ORDER BY order. Instead it draws as many values
 # as there are rows, then pairs the k-th smallest value with the k-th row by seq. Both
 # CTEs read the same materialized `pending`, so the counts match.
-RELAY_PENDING = text(
-    """
-    WITH pending AS MATERIALIZED (
+#
+# Followers are notified in the same transaction (delivered at its commit), and only if
+# the pass relayed something. Answers whether the lock was taken and how many rows got a
+# position.
+RELAY = """
+    WITH locked AS MATERIALIZED (
+        SELECT pg_try_advisory_xact_lock(%(key)s) AS got
+    ),
+    pending AS MATERIALIZED (
         SELECT event_id, seq
         FROM outbox
-        WHERE position IS NULL
+        WHERE position IS NULL AND (SELECT got FROM locked)
         ORDER BY seq
-        LIMIT :batch
+        LIMIT %(batch)s
         FOR UPDATE
     ),
     ranked AS (
@@ -121,14 +131,21 @@ RELAY_PENDING = text(
     ),
     numbered AS (
         SELECT position, row_number() OVER (ORDER BY position) AS rn FROM drawn
+    ),
+    relayed AS (
+        UPDATE outbox AS o
+        SET position = numbered.position, delivered_at = now()
+        FROM ranked JOIN numbered USING (rn)
+        WHERE o.event_id = ranked.event_id
+        RETURNING o.position
+    ),
+    counted AS MATERIALIZED (
+        SELECT count(*) AS n FROM relayed
     )
-    UPDATE outbox AS o
-    SET position = numbered.position, delivered_at = now()
-    FROM ranked JOIN numbered USING (rn)
-    WHERE o.event_id = ranked.event_id
-    RETURNING o.position
-    """
-)
+    SELECT locked.got, counted.n,
+           (SELECT pg_notify('servicecontrol_events', '') WHERE counted.n > 0) AS notified
+    FROM locked CROSS JOIN counted
+"""
 
 # Bounded batches through a materialized CTE keep each delete short so vacuum keeps up;
 # ix_outbox_delivered finds the rows delivered longest ago first (and, when none is old
@@ -212,6 +229,10 @@ class OutboxRelay:
     def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine
         self._listener: PgListener | None = None
+        # Inside connected() (run()), passes go over the relay's own autocommit connection
+        # (opened at the first pass, replaced after a failure); otherwise over the pool.
+        self._pinned = False
+        self._own_conn: psycopg.AsyncConnection[tuple[Any, ...]] | None = None
         # The loop time at which each pass of run() started (the last 1,000; for tests).
         self.passes: collections.deque[float] = collections.deque(maxlen=1000)
 
@@ -222,15 +243,37 @@ class OutboxRelay:
 
     async def relay_once(self, batch: int = 500) -> int:
         """Relays up to `batch` pending rows; returns how many (0 if another replica holds
-        the relay lock)."""
-        async with self.engine.begin() as conn:
-            acquired = (await conn.execute(TRY_RELAY_LOCK, {"key": RELAY_LOCK_KEY})).scalar_one()
-            if not acquired:
-                return 0
-            relayed = len((await conn.execute(RELAY_PENDING, {"batch": batch})).all())
-            if relayed:
-                await conn.execute(NOTIFY_EVENTS)
-        return relayed
+        the relay lock). Inside `connected()` (run()), on the relay's own connection;
+        otherwise (a test, a tool) on a connection of the engine's pool."""
+        params = {"key": RELAY_LOCK_KEY, "batch": batch}
+        if self._pinned:
+            got, relayed = await self._own_pass(params)
+        else:
+            async with self.engine.begin() as conn:
+                row = (await conn.exec_driver_sql(RELAY, params)).one()
+            got, relayed = bool(row.got), int(row.n)
+        return relayed if got else 0
+
+    async def _own_pass(self, params: dict[str, Any]) -> tuple[bool, int]:
+        conn = self._own_conn
+        if conn is None or conn.closed or conn.broken:
+            if conn is not None:
+                with contextlib.suppress(Exception):
+                    await conn.close()
+            conn = self._own_conn = await psycopg.AsyncConnection.connect(
+                engine_libpq_url(self.engine), autocommit=True, options="-c timezone=UTC"
+            )
+        try:
+            cur = await conn.execute(RELAY, params, prepare=True)
+            row = await cur.fetchone()
+        except (psycopg.OperationalError, psycopg.InterfaceError):
+            # The next pass reconnects; this one fails like any outage.
+            with contextlib.suppress(Exception):
+                await conn.close()
+            self._own_conn = None
+            raise
+        assert row is not None
+        return bool(row[0]), int(row[1])
 
     async def relay_all(self, batch: int = 500) -> int:
         """Relays until no pending row is left (or another replica holds the lock)."""
@@ -250,7 +293,7 @@ class OutboxRelay:
         failures = 0
         self._listener = listener
         loop = asyncio.get_running_loop()
-        async with listener:
+        async with listener, self.connected():
             while not stop.is_set():
                 # Cleared before relaying: a notification during the pass re-arms it.
                 wake.clear()
@@ -272,6 +315,20 @@ class OutboxRelay:
                     # (and a notification to every follower), in the request process.
                     await wait_any(stop, timeout=pass_delay(loop.time(), started))
         self._listener = None
+
+    @contextlib.asynccontextmanager
+    async def connected(self) -> AsyncIterator[None]:
+        """While entered (run() enters it), passes go over the relay's own connection;
+        it is closed on leaving."""
+        self._pinned = True
+        try:
+            yield
+        finally:
+            self._pinned = False
+            conn, self._own_conn = self._own_conn, None
+            if conn is not None:
+                with contextlib.suppress(Exception):
+                    await conn.close()
 
 
 class EventLog:
