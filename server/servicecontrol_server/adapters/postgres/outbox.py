@@ -91,8 +91,8 @@ INSERT_ONE_EVENT = text(
 
 NOTIFY_OUTBOX = text("SELECT pg_notify('servicecontrol_outbox', '')")
 # A relay pass is one statement, its own transaction (autocommit), on the relay's own
-# connection while it runs (prepared once), where it was four round trips through the
-# engine (BEGIN, the lock, the numbering, the notification, COMMIT).
+# connection while it runs (prepared once), where it was a transaction of three
+# statements through the engine (the lock, the numbering, the notification).
 #
 # The lock: try, never wait. If another replica holds it, it is relaying right now and
 # will pick up whatever this one would have; `pending` then reads nothing (its filter is
