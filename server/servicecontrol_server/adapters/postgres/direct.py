@@ -149,6 +149,44 @@ class DirectPool:
             await conn.close()
 
 
+class OwnConnection:
+    """One autocommit psycopg connection that a long-running loop keeps to itself (the job
+    queue's, the outbox relay's): opened at its first statement, each statement prepared
+    on it, jsonb decoded as on every session of ours. After an outage error the connection
+    is closed and the call fails like any outage; the next call opens a new one."""
+
+    def __init__(self, url: str) -> None:
+        self._url = libpq_url(url)
+        self._conn: psycopg.AsyncConnection[tuple[Any, ...]] | None = None
+
+    @property
+    def backend_pid(self) -> int | None:
+        """The server process of the open connection, if one is open (for tests)."""
+        conn = self._conn
+        return None if conn is None or conn.closed else conn.info.backend_pid
+
+    async def rows(self, sql: str, params: Mapping[str, Any]) -> list[tuple[Any, ...]]:
+        """`sql` (a statement that answers rows: a SELECT or RETURNING), its rows."""
+        conn = self._conn
+        if conn is None or conn.closed or conn.broken:
+            await self.close()
+            conn = self._conn = await psycopg.AsyncConnection.connect(
+                self._url, autocommit=True, options="-c timezone=UTC"
+            )
+            conn.adapters.register_loader("jsonb", JsonbLoader)
+        try:
+            return await (await conn.execute(sql, params, prepare=True)).fetchall()
+        except (psycopg.OperationalError, psycopg.InterfaceError):
+            await self.close()
+            raise
+
+    async def close(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            with contextlib.suppress(Exception):
+                await conn.close()
+
+
 _ATTACHED: weakref.WeakKeyDictionary[AsyncEngine, DirectPool] = weakref.WeakKeyDictionary()
 
 

@@ -22,8 +22,7 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from ...application.ports import ClaimedJob, LeaseLost
-from .database import libpq_url
-from .jsonb import JsonbLoader
+from .direct import OwnConnection
 
 JOBS_CHANNEL = "servicecontrol_jobs"
 
@@ -472,7 +471,7 @@ class JobQueue:
     def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine
         self._pinned = 0
-        self._conns: dict[str, psycopg.AsyncConnection[tuple[Any, ...]]] = {}
+        self._conns: dict[str, OwnConnection] = {}
 
     @contextlib.asynccontextmanager
     async def connected(self) -> AsyncIterator[None]:
@@ -484,33 +483,19 @@ class JobQueue:
             if not self._pinned:
                 conns, self._conns = self._conns, {}
                 for conn in conns.values():
-                    with contextlib.suppress(Exception):
-                        await conn.close()
+                    await conn.close()
 
     async def _rows(self, sql: str, params: dict[str, Any], role: str = "finish") -> list[Any]:
         if not self._pinned:
             async with self.engine.begin() as pooled:
                 return list((await pooled.exec_driver_sql(sql, params)).all())
         conn = self._conns.get(role)
-        if conn is None or conn.closed or conn.broken:
-            if conn is not None:
-                with contextlib.suppress(Exception):
-                    await conn.close()
-            conn = await psycopg.AsyncConnection.connect(
-                libpq_url(self.engine.url.render_as_string(hide_password=False)),
-                autocommit=True,
-                options="-c timezone=UTC",
+        if conn is None:
+            conn = self._conns[role] = OwnConnection(
+                self.engine.url.render_as_string(hide_password=False)
             )
-            conn.adapters.register_loader("jsonb", JsonbLoader)
-            self._conns[role] = conn
-        try:
-            # Every statement of the queue answers rows (a SELECT or RETURNING).
-            return await (await conn.execute(sql, params, prepare=True)).fetchall()
-        except (psycopg.OperationalError, psycopg.InterfaceError):
-            # The next call reconnects; this one fails like any outage.
-            with contextlib.suppress(Exception):
-                await conn.close()
-            raise
+        # Every statement of the queue answers rows (a SELECT or RETURNING).
+        return await conn.rows(sql, params)
 
     async def claim(self, owner: str, limit: int, lease_seconds: float) -> list[ClaimedJob]:
         if limit <= 0:

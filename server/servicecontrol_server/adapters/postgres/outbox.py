@@ -28,7 +28,6 @@ import uuid
 from collections.abc import AsyncGenerator, AsyncIterator, Iterable
 from typing import Any
 
-import psycopg
 from sqlalchemy import bindparam, text
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
@@ -37,6 +36,7 @@ from ...application.ports import EventRecord
 from ...domain.model import Event
 from ...latches import wait_any
 from .database import outage_as_unavailable
+from .direct import OwnConnection
 from .listen import PgListener, engine_libpq_url
 
 log = logging.getLogger(__name__)
@@ -229,10 +229,9 @@ class OutboxRelay:
     def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine
         self._listener: PgListener | None = None
-        # Inside connected() (run()), passes go over the relay's own autocommit connection
-        # (opened at the first pass, replaced after a failure); otherwise over the pool.
-        self._pinned = False
-        self._own_conn: psycopg.AsyncConnection[tuple[Any, ...]] | None = None
+        # Inside connected() (run()), passes go over the relay's own connection; otherwise
+        # over the engine's pool.
+        self._own: OwnConnection | None = None
         # The loop time at which each pass of run() started (the last 1,000; for tests).
         self.passes: collections.deque[float] = collections.deque(maxlen=1000)
 
@@ -246,34 +245,12 @@ class OutboxRelay:
         the relay lock). Inside `connected()` (run()), on the relay's own connection;
         otherwise (a test, a tool) on a connection of the engine's pool."""
         params = {"key": RELAY_LOCK_KEY, "batch": batch}
-        if self._pinned:
-            got, relayed = await self._own_pass(params)
+        if self._own is not None:
+            got, relayed, _ = (await self._own.rows(RELAY, params))[0]
         else:
             async with self.engine.begin() as conn:
-                row = (await conn.exec_driver_sql(RELAY, params)).one()
-            got, relayed = bool(row.got), int(row.n)
-        return relayed if got else 0
-
-    async def _own_pass(self, params: dict[str, Any]) -> tuple[bool, int]:
-        conn = self._own_conn
-        if conn is None or conn.closed or conn.broken:
-            if conn is not None:
-                with contextlib.suppress(Exception):
-                    await conn.close()
-            conn = self._own_conn = await psycopg.AsyncConnection.connect(
-                engine_libpq_url(self.engine), autocommit=True, options="-c timezone=UTC"
-            )
-        try:
-            cur = await conn.execute(RELAY, params, prepare=True)
-            row = await cur.fetchone()
-        except (psycopg.OperationalError, psycopg.InterfaceError):
-            # The next pass reconnects; this one fails like any outage.
-            with contextlib.suppress(Exception):
-                await conn.close()
-            self._own_conn = None
-            raise
-        assert row is not None
-        return bool(row[0]), int(row[1])
+                got, relayed, _ = tuple((await conn.exec_driver_sql(RELAY, params)).one())
+        return int(relayed) if got else 0
 
     async def relay_all(self, batch: int = 500) -> int:
         """Relays until no pending row is left (or another replica holds the lock)."""
@@ -320,15 +297,12 @@ class OutboxRelay:
     async def connected(self) -> AsyncIterator[None]:
         """While entered (run() enters it), passes go over the relay's own connection;
         it is closed on leaving."""
-        self._pinned = True
+        self._own = own = OwnConnection(engine_libpq_url(self.engine))
         try:
             yield
         finally:
-            self._pinned = False
-            conn, self._own_conn = self._own_conn, None
-            if conn is not None:
-                with contextlib.suppress(Exception):
-                    await conn.close()
+            self._own = None
+            await own.close()
 
 
 class EventLog:
