@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import signal
 from collections.abc import Awaitable, Callable
+from typing import cast
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -70,10 +71,8 @@ async def start_grpc(
         ],
     )
     servicer.image_uploads = use_cases.images
-    service_control_pb2_grpc.add_ServiceControlServicer_to_server(servicer, server)
     health_servicer = health.HealthServicer()
-    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-    enable_reflection((SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
+    add_services(server, servicer, health_servicer)
     try:
         port = (
             server.add_secure_port(listen, grpc_credentials(s))
@@ -88,6 +87,39 @@ async def start_grpc(
     health_servicer.set("", health_pb2.HealthCheckResponse.SERVING)
     health_servicer.set(SERVICE_NAME, health_pb2.HealthCheckResponse.SERVING)
     return server, port, health_servicer
+
+
+def add_services(
+    server: grpc.aio.Server,
+    servicer: ServiceControlServicer,
+    health_servicer: health.HealthServicer,
+) -> None:
+    """The API, health and reflection, each served through its generic handler only.
+
+    The generated `add_*_to_server` functions also register every method with gRPC's
+    core. The asyncio server then keeps one pending request per registered method (48
+    here) and, for every call it accepts, waits on all of them with `asyncio.wait`,
+    which adds and removes a callback on each: about 55 µs of the event loop's time per
+    call, measured alone. Through the generic handler it waits on one pending request,
+    and finds the method in the same dictionary the registration would have used."""
+    generic = cast(grpc.aio.Server, _GenericHandlersOnly(server))
+    service_control_pb2_grpc.add_ServiceControlServicer_to_server(servicer, generic)
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, generic)
+    enable_reflection((SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), generic)
+
+
+class _GenericHandlersOnly:
+    """A server as the generated registration functions see it: their generic handler is
+    added, their per-method registration is not."""
+
+    def __init__(self, server: grpc.aio.Server) -> None:
+        self._server = server
+
+    def add_generic_rpc_handlers(self, handlers: tuple[grpc.GenericRpcHandler, ...]) -> None:
+        self._server.add_generic_rpc_handlers(handlers)
+
+    def add_registered_method_handlers(self, service_name: str, handlers: object) -> None:
+        """Not registered: the generic handler added with them serves the same methods."""
 
 
 async def run_until_signalled(main: Callable[[asyncio.Event], Awaitable[None]]) -> None:
