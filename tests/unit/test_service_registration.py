@@ -9,10 +9,11 @@ from types import SimpleNamespace
 from typing import Any, cast
 
 import grpc
-from grpc_health.v1 import health, health_pb2
+from grpc_health.v1 import health_pb2
 from grpc_reflection.v1alpha import reflection, reflection_pb2
 
 from servicecontrol.v1 import service_control_pb2
+from servicecontrol_server.api.health import HealthServicer
 from servicecontrol_server.api.server import add_services
 from servicecontrol_server.api.servicer import ServiceControlServicer
 
@@ -33,7 +34,7 @@ def _added() -> _RecordingServer:
     server = _RecordingServer()
     # The registration functions only look the servicer's methods up.
     servicer = ServiceControlServicer.__new__(ServiceControlServicer)
-    add_services(cast(grpc.aio.Server, server), servicer, health.HealthServicer())
+    add_services(cast(grpc.aio.Server, server), servicer, HealthServicer())
     return server
 
 

@@ -51,7 +51,7 @@ class AccessLogInterceptor(grpc.aio.ServerInterceptor):
         full = handler_call_details.method
         metadata = tuple(handler_call_details.invocation_metadata or ())
         call = _Call(full, metadata)
-        # Synchronous handlers (the stock health service) are left alone.
+        # A synchronous handler (none is served here) is left alone.
         return rewrapped(handler, unary=call.unary, stream=call.stream) or handler
 
 

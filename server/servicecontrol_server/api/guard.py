@@ -137,7 +137,7 @@ class RequestGuard(grpc.aio.ServerInterceptor):
         deadline = self.deadline_seconds + (MAX_WAIT_SECONDS if name == "WaitOperation" else 0)
 
         async def run(request: Any, context: grpc.aio.ServicerContext) -> Any:
-            # grpc.aio serves plain functions too (the health servicer's are).
+            # grpc.aio serves plain functions too (none is served here).
             result = behavior(request, context)
             return await result if inspect.isawaitable(result) else result
 

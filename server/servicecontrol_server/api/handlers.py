@@ -22,7 +22,7 @@ def rewrapped(
     """`handler` with its behaviour passed through the wrapper for its shape (unary,
     server stream, client stream), with the same (de)serializers; None when there is no
     wrapper for its shape, for the caller to leave the handler as it is or refuse it.
-    With `only_async`, a synchronous behaviour (the stock health service's) counts as
+    With `only_async`, a synchronous behaviour counts as
     one without a wrapper: wrapping it in a coroutine would change how the server runs
     it."""
     shapes = (

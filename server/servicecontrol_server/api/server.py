@@ -9,7 +9,7 @@ from collections.abc import Awaitable, Callable
 from typing import cast
 
 import grpc
-from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from servicecontrol.v1 import service_control_pb2, service_control_pb2_grpc
@@ -19,6 +19,7 @@ from ..startup import address_in_use
 from .access_log import AccessLogInterceptor
 from .auth import AuthInterceptor
 from .guard import RequestGuard
+from .health import HealthServicer
 from .reflection import enable_reflection
 from .region import RegionInterceptor
 from .servicer import ServiceControlServicer
@@ -27,11 +28,12 @@ from .tracing import TracingInterceptor
 from .use_cases import UseCases
 
 SERVICE_NAME = service_control_pb2.DESCRIPTOR.services_by_name["ServiceControl"].full_name
+HEALTH_SERVICE_NAME = health_pb2.DESCRIPTOR.services_by_name["Health"].full_name
 
 
 async def start_grpc(
     use_cases: UseCases, listen: str
-) -> tuple[grpc.aio.Server, int, health.HealthServicer]:
+) -> tuple[grpc.aio.Server, int, HealthServicer]:
     s = use_cases.settings
     servicer = ServiceControlServicer(
         use_cases.commands,
@@ -71,7 +73,7 @@ async def start_grpc(
         ],
     )
     servicer.image_uploads = use_cases.images
-    health_servicer = health.HealthServicer()
+    health_servicer = HealthServicer()
     add_services(server, servicer, health_servicer)
     try:
         port = (
@@ -92,7 +94,7 @@ async def start_grpc(
 def add_services(
     server: grpc.aio.Server,
     servicer: ServiceControlServicer,
-    health_servicer: health.HealthServicer,
+    health_servicer: HealthServicer,
 ) -> None:
     """The API, health and reflection, each served through its generic handler only.
 
@@ -105,7 +107,7 @@ def add_services(
     generic = cast(grpc.aio.Server, _GenericHandlersOnly(server))
     service_control_pb2_grpc.add_ServiceControlServicer_to_server(servicer, generic)
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, generic)
-    enable_reflection((SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), generic)
+    enable_reflection((SERVICE_NAME, HEALTH_SERVICE_NAME, reflection.SERVICE_NAME), generic)
 
 
 class _GenericHandlersOnly:
