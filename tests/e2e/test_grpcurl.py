@@ -46,7 +46,7 @@ EXPECTED: dict[str, tuple[int, list[str]]] = {
             '"service_name": ""',
         ],
     ),
-    "grpc.health.v1.Health/Check": (0, ['"status": "SERVING"']),
+    "grpc.health.v1.Health/Check": (0, ['"status": "SERVING"', '"statuses"']),
     "GetImageUploadStatus": (0, ['"blobs"', '"size": "10240"']),
     "PushImage": (0, ['"image_identifier": "hello-grpcurl:1.0"', '"manifest_digest": "sha256:']),
     "ListServices": (0, []),
