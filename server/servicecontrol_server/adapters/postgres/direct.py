@@ -156,7 +156,8 @@ class OwnConnection:
     is closed and the call fails like any outage; the next call opens a new one."""
 
     def __init__(self, url: str) -> None:
-        self._url = libpq_url(url)
+        # A plain libpq URL (listen.engine_libpq_url of the process's engine).
+        self._url = url
         self._conn: psycopg.AsyncConnection[tuple[Any, ...]] | None = None
 
     @property

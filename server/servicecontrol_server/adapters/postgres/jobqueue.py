@@ -23,6 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from ...application.ports import ClaimedJob, LeaseLost
 from .direct import OwnConnection
+from .listen import engine_libpq_url
 
 JOBS_CHANNEL = "servicecontrol_jobs"
 
@@ -491,9 +492,7 @@ class JobQueue:
                 return list((await pooled.exec_driver_sql(sql, params)).all())
         conn = self._conns.get(role)
         if conn is None:
-            conn = self._conns[role] = OwnConnection(
-                self.engine.url.render_as_string(hide_password=False)
-            )
+            conn = self._conns[role] = OwnConnection(engine_libpq_url(self.engine))
         # Every statement of the queue answers rows (a SELECT or RETURNING).
         return await conn.rows(sql, params)
 
