@@ -10,6 +10,7 @@ from typing import cast
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_health.v1.health import SERVICE_NAME as HEALTH_SERVICE_NAME
 from grpc_reflection.v1alpha import reflection
 
 from servicecontrol.v1 import service_control_pb2, service_control_pb2_grpc
@@ -28,7 +29,6 @@ from .tracing import TracingInterceptor
 from .use_cases import UseCases
 
 SERVICE_NAME = service_control_pb2.DESCRIPTOR.services_by_name["ServiceControl"].full_name
-HEALTH_SERVICE_NAME = health_pb2.DESCRIPTOR.services_by_name["Health"].full_name
 
 
 async def start_grpc(
