@@ -24,6 +24,12 @@ def sqlalchemy_url(url: str) -> str:
     raise ValueError("database URL must start with postgresql://")
 
 
+# The options every session of ours opens with (the engine's, the direct pool's and the
+# loops' own connections): times are the database's, every timestamp computed by now() in
+# SQL, and read back in UTC.
+SESSION_OPTIONS = "-c timezone=UTC"
+
+
 def libpq_url(url: str) -> str:
     """The same URL for plain psycopg (LISTEN connections, admin tasks)."""
     return url.replace("postgresql+psycopg://", "postgresql://", 1)
@@ -51,8 +57,7 @@ def create_engine(
         # each stale connection fails, the pool is invalidated, and the caller gets
         # UNAVAILABLE (retryable) instead of every request paying for the check.
         pool_pre_ping=False,
-        # Times are the database's: every timestamp is computed by now() in SQL.
-        connect_args={"options": "-c timezone=UTC"},
+        connect_args={"options": SESSION_OPTIONS},
         # jsonb decoded as on our other sessions (see `jsonb`).
         json_deserializer=loads,
     )

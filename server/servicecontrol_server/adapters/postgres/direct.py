@@ -33,7 +33,7 @@ from psycopg.rows import dict_row
 from sqlalchemy import TextClause
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from .database import libpq_url
+from .database import SESSION_OPTIONS, libpq_url
 from .jsonb import JsonbLoader
 
 APPLICATION_NAME = "servicecontrol-reads"
@@ -79,8 +79,7 @@ class DirectPool:
             autocommit=True,
             # Prepared at first use on each connection: parsed and planned once.
             prepare_threshold=0,
-            # Times are the database's (as on the engine's connections).
-            options="-c timezone=UTC",
+            options=SESSION_OPTIONS,
             # Told apart from the engine's sessions in pg_stat_activity.
             application_name=APPLICATION_NAME,
         )
@@ -172,7 +171,7 @@ class OwnConnection:
         if conn is None or conn.closed or conn.broken:
             await self.close()
             conn = self._conn = await psycopg.AsyncConnection.connect(
-                self._url, autocommit=True, options="-c timezone=UTC"
+                self._url, autocommit=True, options=SESSION_OPTIONS
             )
             conn.adapters.register_loader("jsonb", JsonbLoader)
         try:
