@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
+import gc
 import logging
 import os
 import socket
@@ -522,6 +523,19 @@ def ops_probes(app: Application) -> tuple[Callable[[], Any], Callable[[], Any]]:
     return sample, readiness
 
 
+def settle_heap() -> None:
+    """Once a process has built what it serves with, before its first call or job: one
+    collection, then every object alive (its modules, the application, its pools and
+    servers; ≈150,000 in a server) is moved where the cyclic garbage collector no longer
+    looks (`gc.freeze`). A full collection walks every tracked object, and on a server
+    those startup objects made it a stop of the event loop of 70–120 ms, every call
+    waiting behind it; afterwards it walks only what the process made since. Frozen
+    objects are still freed when their last reference goes; only a cycle among them
+    would stay, and they live as long as the process anyway."""
+    gc.collect()
+    gc.freeze()
+
+
 async def serve(
     app: Application, stop: asyncio.Event, ready: Callable[[Bound], None] | None = None
 ) -> None:
@@ -560,6 +574,7 @@ async def serve(
             await runner.cleanup()
         await server.stop(0)
         raise
+    settle_heap()
     if ready is not None:
         ready(
             Bound(bound_address(s.grpc_listen, port), aws_address, metrics_address, console_address)
@@ -589,6 +604,7 @@ async def work(
     relay_and_reaper: bool = True,
 ) -> None:
     """`servicecontrol worker`: the engine's loops only, until `stop`."""
+    settle_heap()
     await _finish(
         app.background_tasks(stop, workers=workers, role=role, relay_and_reaper=relay_and_reaper)
     )
