@@ -40,6 +40,8 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -271,18 +273,26 @@ def _phase(
     }
 
 
-def _profile(
-    args: argparse.Namespace,
-    env: dict[str, str],
-    tmp: Path,
-    tokens: dict[str, str],
-    read_arns: list[str],
-    delete_arns: list[str],
-) -> dict[str, Any]:
+@dataclass
+class Prepared:
+    """What a pass over the request path starts from: the database (in `env`) migrated,
+    a read account with `read_arns` RUNNING and a delete account with `delete_arns`
+    RUNNING (shuffled), each account's key in `tokens`; no server running."""
+
+    env: dict[str, str]
+    tmp: Path
+    tokens: dict[str, str]
+    read_arns: list[str]
+    delete_arns: list[str]
+
+
+def _profile(args: argparse.Namespace, prepared: Prepared) -> dict[str, Any]:
     """The server restarted under cProfile, loaded by 64 callers of one RPC, stopped: its
     profile is written to --profile-out (read it with `python -m pstats`). cProfile counts
     CPU spent per function, which is what a loaded server is short of; its overhead slows
     the server several times, so the profile's calls/s are not the benchmark's."""
+    env, tmp, tokens = prepared.env, prepared.tmp, prepared.tokens
+    read_arns, delete_arns = prepared.read_arns, prepared.delete_arns
     out_dir: Path = args.profile_out
     out_dir.mkdir(parents=True, exist_ok=True)
     profile_file = out_dir / f"{args.profile}.prof"
@@ -346,7 +356,13 @@ def _one_run(
     return one
 
 
-def run(args: argparse.Namespace) -> dict[str, Any]:
+def run(
+    args: argparse.Namespace,
+    then: Callable[[Prepared], dict[str, Any]] | None = None,
+    deletes_needed: int = 0,
+) -> dict[str, Any]:
+    """The benchmark; or, with `then`, only its preparation (with `deletes_needed`
+    services to delete), handed to `then` once the preparing server has stopped."""
     import psutil
 
     quick: bool = args.quick
@@ -382,8 +398,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         for token in (read_token, delete_token):
             _cli(env, "images", "push", "--sample", image, "--endpoint", target, "--api-key", token)
         total_deletes = runs * sum(deletes[c] for c in CONCURRENCY)
-        if args.profile:
-            total_deletes = 400 if args.profile == "delete" else 0
+        if then is not None:
+            total_deletes = deletes_needed
         worker = subprocess.Popen(
             [SERVICECONTROL, "worker", "--concurrency", "8"],
             env=env,
@@ -401,11 +417,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         random.shuffle(delete_arns)
         rss_prepared = proc.memory_info().rss / MIB
 
-        if args.profile:
+        if then is not None:
             server.stop()
-            return _profile(
-                args, env, tmp, {"read": read_token, "delete": delete_token}, read_arns, delete_arns
-            )
+            tokens = {"read": read_token, "delete": delete_token}
+            return then(Prepared(env, tmp, tokens, read_arns, delete_arns))
         tokens = {"read": read_token, "delete": delete_token}
         client = Client(__file__, target)
         per_run: list[dict[str, dict[str, dict[str, Any]]]] = []
@@ -591,10 +606,15 @@ def main() -> None:
     if args.client:
         asyncio.run(client_main(args.client, _client_phase))
         return
-    report = run(args)
     if args.profile:
-        print(json.dumps(report))
+        profiled = run(
+            args,
+            then=lambda prepared: _profile(args, prepared),
+            deletes_needed=400 if args.profile == "delete" else 0,
+        )
+        print(json.dumps(profiled))
         return
+    report = run(args)
     print(table(report))
     if args.json:
         args.json.write_text(json.dumps(report, indent=2))
