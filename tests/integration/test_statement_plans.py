@@ -508,8 +508,7 @@ async def explain(conn: AsyncConnection, statement: str | TextClause, params: An
     return _walk(document[0]["Plan"], Plan())
 
 
-@GROWN_TIMEOUT
-async def test_each_hot_statement_uses_its_index_on_grown_tables(grown: AsyncEngine) -> None:
+async def each_hot_statement_uses_its_index(grown: AsyncEngine) -> None:
     named = named_statements()
     wrong: list[str] = []
     async with grown.connect() as conn:
@@ -563,8 +562,7 @@ async def generic_plan(conn: AsyncConnection, statement: str, params: dict[str, 
     return _walk(document[0]["Plan"], Plan())
 
 
-@GROWN_TIMEOUT
-async def test_prepared_queue_statements_keep_their_index_in_a_generic_plan(
+async def prepared_queue_statements_keep_their_index_in_a_generic_plan(
     grown: AsyncEngine,
 ) -> None:
     named = named_statements()
@@ -682,8 +680,7 @@ async def explain_captured(
     return _walk(document[0]["Plan"], plan)
 
 
-@GROWN_TIMEOUT
-async def test_statements_built_per_call_use_their_index(
+async def statements_built_per_call_use_their_index(
     grown: AsyncEngine, recorded: list[tuple[str, Any]]
 ) -> None:
     wrong: list[str] = []
@@ -801,12 +798,12 @@ async def _walk_the_hot_paths(engine: AsyncEngine, recorded: list[tuple[str, Any
     await outbox.EventLog(engine).read(live, 0, 100, arn)
 
 
-@GROWN_TIMEOUT
-async def test_no_statement_of_a_walk_through_the_hot_paths_scans_a_grown_table(
+async def no_statement_of_a_walk_through_the_hot_paths_scans_a_grown_table(
     grown: AsyncEngine, recorded: list[tuple[str, Any]]
 ) -> None:
     """Whatever statement a repository, the queue, the relay or the reaper runs, named or
     built, declared above or not: none scans a grown table."""
+    recorded.clear()
     await _walk_the_hot_paths(grown, recorded)
     captured = list(recorded)
     assert len(captured) > 40
@@ -818,6 +815,43 @@ async def test_no_statement_of_a_walk_through_the_hot_paths_scans_a_grown_table(
                 offenders.append(f"{sorted(scans)}: {' '.join(statement.split())[:300]}")
         await conn.rollback()
     assert offenders == [], "statements that scan a grown table:\n" + "\n".join(offenders)
+
+
+# ------------------------------------------------------------ the checks, on one grown database
+
+
+@GROWN_TIMEOUT
+async def test_statement_plans_on_grown_tables(
+    grown: AsyncEngine, recorded: list[tuple[str, Any]]
+) -> None:
+    """Every check above, on one grown database. Seeding it is the slow part (20-45 s) and
+    the checks take a second: as tests of their own they were spread over the suite's
+    workers, and each worker seeded a database of its own. Each check runs whatever an
+    earlier one found; every failure is reported."""
+    checks: list[tuple[str, Callable[[], Awaitable[None]]]] = [
+        ("named hot statements", lambda: each_hot_statement_uses_its_index(grown)),
+        (
+            "generic plans of the queue's prepared statements",
+            lambda: prepared_queue_statements_keep_their_index_in_a_generic_plan(grown),
+        ),
+        (
+            "statements built per call",
+            lambda: statements_built_per_call_use_their_index(grown, recorded),
+        ),
+        (
+            "a walk through the hot paths",
+            lambda: no_statement_of_a_walk_through_the_hot_paths_scans_a_grown_table(
+                grown, recorded
+            ),
+        ),
+    ]
+    failures: list[str] = []
+    for label, check in checks:
+        try:
+            await check()
+        except AssertionError as exc:
+            failures.append(f"{label}: {exc}")
+    assert failures == [], "\n\n".join(failures)
 
 
 # ------------------------------------------------------------ autovacuum settings
