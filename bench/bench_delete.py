@@ -171,7 +171,7 @@ async def run(quick: bool) -> dict[str, Any]:
 
     from servicecontrol_server.application.images import delete_image_copy
 
-    n_latency = 30 if quick else 200
+    n_latency = 10 if quick else 200
     n_e2e = 5 if quick else 30
     tmp = Path(tempfile.mkdtemp(prefix="sc-bench-"))
     moto = ThreadedMotoServer(ip_address="127.0.0.1", port=0)
