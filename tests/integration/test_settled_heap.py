@@ -53,7 +53,7 @@ def test_garbage_is_collected_first_and_what_lives_is_frozen(unfrozen: None) -> 
 async def test_serve_settles_before_it_is_ready(
     database_url: str, s3_server: Any, tmp_path: Path, unfrozen: None
 ) -> None:
-    settings = harness_settings(database_url, s3_server, tmp_path, aws_listen="")
+    settings = harness_settings(database_url, s3_server, tmp_path, aws_listen="", console_listen="")
     app = await build(settings, database_url, migrate=False, serving=True)
     gc.unfreeze()
     stop = asyncio.Event()
@@ -74,7 +74,7 @@ async def test_serve_settles_before_it_is_ready(
 async def test_work_settles_before_its_loops(
     database_url: str, s3_server: Any, tmp_path: Path, unfrozen: None
 ) -> None:
-    settings = harness_settings(database_url, s3_server, tmp_path, aws_listen="")
+    settings = harness_settings(database_url, s3_server, tmp_path, aws_listen="", console_listen="")
     app = await build(settings, database_url, migrate=False)
     gc.unfreeze()
     stop = asyncio.Event()
