@@ -524,12 +524,13 @@ def ops_probes(app: Application) -> tuple[Callable[[], Any], Callable[[], Any]]:
 
 
 def settle_heap() -> None:
-    """Once a process has built what it serves with, before its first call or job: one
-    collection, then every object alive (its modules, the application, its pools and
-    servers; ≈150,000 in a server) is moved where the cyclic garbage collector no longer
-    looks (`gc.freeze`). A full collection walks every tracked object, and on a server
-    those startup objects made it a stop of the event loop of 70–120 ms, every call
-    waiting behind it; afterwards it walks only what the process made since. Frozen
+    """Once a process has built what it serves with (`serve`: before it announces itself
+    ready; `work`: before its loops start): one collection, then every object alive (its
+    modules, the application, its pools and servers; ≈150,000 in a server) is moved where
+    the cyclic garbage collector no longer looks (`gc.freeze`). A full collection walks
+    every tracked object, and on a server those startup objects made it a stop of the
+    event loop of 100–130 ms, every call waiting behind it; afterwards it walks only what
+    the process made since. Frozen
     objects are still freed when their last reference goes; only a cycle among them
     would stay, and they live as long as the process anyway."""
     gc.collect()
